@@ -1,0 +1,116 @@
+/** Request schemas of the OpenAI-compatible API (zod), and their conversion to engine parameters. */
+import { z } from "zod";
+import { InvalidInputError } from "../errors/index.ts";
+
+const textPart = z.object({ type: z.literal("text"), text: z.string() });
+
+const messageSchema = z.object({
+  role: z.enum(["system", "developer", "user", "assistant", "tool"]),
+  content: z.union([z.string(), z.array(textPart), z.null()]).optional(),
+  name: z.string().optional(),
+});
+
+const stopSchema = z
+  .union([z.string().min(1), z.array(z.string().min(1)).max(4)])
+  .nullable()
+  .optional();
+
+const zeroOnly = (name: string) =>
+  z
+    .number()
+    .min(-2)
+    .max(2)
+    .refine((value) => value === 0, { message: `${name} is not supported yet; leave it at 0` })
+    .nullable()
+    .optional();
+
+const samplingFields = {
+  model: z.string().min(1),
+  stream: z.boolean().nullable().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
+  max_tokens: z.number().int().min(1).nullable().optional(),
+  temperature: z.number().min(0).max(2).nullable().optional(),
+  top_p: z.number().gt(0).max(1).nullable().optional(),
+  top_k: z.number().int().min(0).nullable().optional(),
+  seed: z.number().int().min(0).max(0xffffffff).nullable().optional(),
+  stop: stopSchema,
+  n: z
+    .number()
+    .int()
+    .min(1)
+    .refine((value) => value === 1, { message: "only n=1 is supported" })
+    .nullable()
+    .optional(),
+  presence_penalty: zeroOnly("presence_penalty"),
+  frequency_penalty: zeroOnly("frequency_penalty"),
+  user: z.string().optional(),
+};
+
+/** POST /v1/chat/completions body. Unknown fields are ignored, as most OpenAI-compatible servers do. */
+export const chatCompletionRequestSchema = z.object({
+  ...samplingFields,
+  messages: z.array(messageSchema).min(1),
+  max_completion_tokens: z.number().int().min(1).nullable().optional(),
+  logprobs: z
+    .boolean()
+    .refine((value) => value === false, { message: "logprobs are not supported yet" })
+    .nullable()
+    .optional(),
+  response_format: z
+    .object({ type: z.literal("text", { message: 'only response_format {"type": "text"} is supported' }) })
+    .nullable()
+    .optional(),
+  tools: z.array(z.unknown()).max(0, { message: "tools are not supported yet" }).nullable().optional(),
+});
+
+/** POST /v1/completions body. */
+export const completionRequestSchema = z.object({
+  ...samplingFields,
+  prompt: z.union([z.string(), z.array(z.string()).length(1), z.array(z.number().int().min(0)).min(1)]),
+  echo: z
+    .boolean()
+    .refine((value) => value === false, { message: "echo is not supported yet" })
+    .nullable()
+    .optional(),
+});
+
+export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
+export type CompletionRequest = z.infer<typeof completionRequestSchema>;
+
+function describeIssue(issue: z.core.$ZodIssue): { message: string; param: string | null; code: string } {
+  const param = issue.path.length > 0 ? issue.path.map(String).join(".") : null;
+  const where = param ? `'${param}'` : "the request body";
+  if (issue.code === "invalid_type") {
+    const missing = (issue as { input?: unknown }).input === undefined;
+    if (missing)
+      return { message: `missing required parameter ${where}`, param, code: "missing_required_parameter" };
+    return { message: `invalid type for ${where}: ${issue.message}`, param, code: "invalid_type" };
+  }
+  return { message: `invalid value for ${where}: ${issue.message}`, param, code: "invalid_value" };
+}
+
+/** Validates a parsed JSON body; throws {@link InvalidInputError} naming the first bad field. */
+export function parseRequest<T>(schema: z.ZodType<T>, body: unknown): T {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new InvalidInputError("the request body must be a JSON object", { code: "invalid_type" });
+  }
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  if (!issue) throw new InvalidInputError("invalid request", { code: "invalid_value" });
+  const described = describeIssue(issue);
+  throw new InvalidInputError(described.message, { code: described.code, param: described.param });
+}
+
+/** Flattens OpenAI message content (string, text parts or null) to text. */
+export function messageText(content: ChatCompletionRequest["messages"][number]["content"]): string {
+  if (content === null || content === undefined) return "";
+  if (typeof content === "string") return content;
+  return content.map((part) => part.text).join("");
+}
+
+/** The stop sequences of a request as a list. */
+export function stopList(stop: string | string[] | null | undefined): string[] {
+  if (stop === null || stop === undefined) return [];
+  return typeof stop === "string" ? [stop] : stop;
+}

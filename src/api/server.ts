@@ -1,0 +1,425 @@
+/** The OpenAI-compatible HTTP API over the engine: /v1/models, /v1/chat/completions, /v1/completions, /health. */
+import { randomBytes } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Engine, GenerateReturnType, GenerationDelta, LoadedModelInfo } from "../engine/index.ts";
+import { InvalidInputError, MycelError } from "../errors/index.ts";
+import { type Logger, silentLogger } from "../log/index.ts";
+import { HttpError, toOpenAiError } from "./openaiErrors.ts";
+import {
+  type ChatCompletionRequest,
+  type CompletionRequest,
+  chatCompletionRequestSchema,
+  completionRequestSchema,
+  messageText,
+  parseRequest,
+  stopList,
+} from "./schemas.ts";
+
+/** Parameters of {@link startApiServer}. */
+export type StartApiServerParameters = {
+  engine: Engine;
+  /** Defaults to 127.0.0.1: nothing is exposed beyond this machine unless asked. */
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Largest accepted request body, in bytes (default 1 MiB). */
+  maxBodyBytes?: number;
+  logger?: Logger;
+};
+
+/** A running API server. */
+export type ApiServer = {
+  url: string;
+  host: string;
+  port: number;
+  server: Server;
+  close(): Promise<void>;
+};
+
+/** Default largest request body: 1 MiB. */
+export const defaultMaxBodyBytes = 1024 * 1024;
+
+type SamplingRequest = Pick<
+  ChatCompletionRequest,
+  "max_tokens" | "temperature" | "top_p" | "top_k" | "seed" | "stop" | "stream" | "stream_options"
+>;
+
+function completionId(prefix: string) {
+  return `${prefix}-${randomBytes(12).toString("hex")}`;
+}
+
+function sendJson(
+  response: ServerResponse,
+  status: number,
+  payload: unknown,
+  headers: Record<string, string> = {},
+) {
+  const text = JSON.stringify(payload);
+  response.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(text),
+    ...headers,
+  });
+  response.end(text);
+}
+
+async function readJsonBody(request: IncomingMessage, maxBodyBytes: number): Promise<unknown> {
+  const tooLarge = () =>
+    new HttpError(413, `the request body is larger than ${maxBodyBytes} bytes`, {
+      code: "request_too_large",
+      hint: "send a smaller request, or start the server with a larger --max-body",
+    });
+  const declared = Number(request.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > maxBodyBytes) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > maxBodyBytes) throw tooLarge();
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (!text.trim())
+    throw new HttpError(400, "the request body is empty: send a JSON object", { code: "invalid_json" });
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    throw new HttpError(
+      400,
+      `the request body is not valid JSON (${cause instanceof Error ? cause.message : cause})`,
+      {
+        code: "invalid_json",
+      },
+    );
+  }
+}
+
+/** Starts the OpenAI-compatible API on host:port and resolves once it listens. */
+export async function startApiServer(parameters: StartApiServerParameters): Promise<ApiServer> {
+  const { engine } = parameters;
+  const host = parameters.host ?? "127.0.0.1";
+  const maxBodyBytes = parameters.maxBodyBytes ?? defaultMaxBodyBytes;
+  const logger = parameters.logger ?? silentLogger;
+  const started = Math.floor(Date.now() / 1000);
+
+  const modelObject = (info: LoadedModelInfo) => ({
+    id: info.name,
+    object: "model",
+    created: started,
+    owned_by: "mycel",
+    mycel: { hash: info.hash, context_length: info.contextSize },
+  });
+
+  function samplingOf(body: SamplingRequest, maxTokensDefault: number | undefined) {
+    return {
+      maxTokens: body.max_tokens ?? maxTokensDefault,
+      temperature: body.temperature ?? 1,
+      topP: body.top_p ?? 1,
+      topK: body.top_k ?? 0,
+      seed: body.seed ?? undefined,
+      stop: stopList(body.stop),
+    };
+  }
+
+  /** Runs one generation, as JSON or as SSE, and stops it if the client goes away. */
+  async function runGeneration(parameters: {
+    request: IncomingMessage;
+    response: ServerResponse;
+    body: SamplingRequest;
+    model: LoadedModelInfo;
+    promptTokens: number[];
+    maxTokensDefault: number | undefined;
+    kind: "chat" | "text";
+  }) {
+    const { response, body, model, kind } = parameters;
+    const id = completionId(kind === "chat" ? "chatcmpl" : "cmpl");
+    const created = Math.floor(Date.now() / 1000);
+    const controller = new AbortController();
+    const onClose = () => {
+      if (!response.writableFinished) controller.abort(new Error("client disconnected"));
+    };
+    response.on("close", onClose);
+    const object = kind === "chat" ? "chat.completion" : "text_completion";
+    const fingerprint = `mycel-${model.hash.slice(0, 12)}`;
+    const stream = body.stream === true;
+    const includeUsage = stream && body.stream_options?.include_usage === true;
+    const chunkBase = () => ({
+      id,
+      object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
+      created,
+      model: model.name,
+      system_fingerprint: fingerprint,
+      ...(includeUsage ? { usage: null } : {}),
+    });
+    const writeEvent = (payload: unknown) => {
+      if (!response.writableEnded) response.write(`data: ${JSON.stringify(payload)}\n\n`);
+    };
+    const startStream = () => {
+      if (response.headersSent) return;
+      response.writeHead(200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        connection: "keep-alive",
+        "x-accel-buffering": "no",
+      });
+      if (kind === "chat") {
+        writeEvent({
+          ...chunkBase(),
+          choices: [
+            { index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null },
+          ],
+        });
+      }
+    };
+    const onDelta = (delta: GenerationDelta) => {
+      startStream();
+      if (!delta.text) return;
+      const choice =
+        kind === "chat"
+          ? { index: 0, delta: { content: delta.text }, logprobs: null, finish_reason: null }
+          : { index: 0, text: delta.text, logprobs: null, finish_reason: null };
+      writeEvent({ ...chunkBase(), choices: [choice] });
+    };
+
+    let result: GenerateReturnType;
+    try {
+      result = await engine.generate({
+        modelHash: model.hash,
+        promptTokens: parameters.promptTokens,
+        ...samplingOf(body, parameters.maxTokensDefault),
+        signal: controller.signal,
+        onDelta: stream ? onDelta : undefined,
+      });
+    } catch (error) {
+      response.off("close", onClose);
+      if (controller.signal.aborted) return;
+      if (!response.headersSent) throw error;
+      const failure = toOpenAiError(error);
+      writeEvent(failure.body);
+      response.end();
+      logger.error("generation failed mid-stream", {
+        id,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return;
+    }
+    response.off("close", onClose);
+    const mycel = { model_hash: model.hash, seed: result.seed };
+    if (result.finishReason === "cancelled") {
+      logger.info("generation cancelled: client disconnected", {
+        id,
+        completionTokens: result.usage.completionTokens,
+      });
+      if (!response.writableEnded) response.end();
+      return;
+    }
+    const usage = {
+      prompt_tokens: result.usage.promptTokens,
+      completion_tokens: result.usage.completionTokens,
+      total_tokens: result.usage.totalTokens,
+    };
+    logger.info("completion", {
+      id,
+      model: model.name,
+      stream,
+      promptTokens: usage.prompt_tokens,
+      completionTokens: usage.completion_tokens,
+      finishReason: result.finishReason,
+      queuedMs: Math.round(result.timings.queuedMs),
+      ms: Math.round(result.timings.totalMs),
+    });
+    if (!stream) {
+      const choice =
+        kind === "chat"
+          ? {
+              index: 0,
+              message: { role: "assistant", content: result.text, refusal: null },
+              logprobs: null,
+              finish_reason: result.finishReason,
+            }
+          : { index: 0, text: result.text, logprobs: null, finish_reason: result.finishReason };
+      sendJson(response, 200, {
+        id,
+        object,
+        created,
+        model: model.name,
+        system_fingerprint: fingerprint,
+        choices: [choice],
+        usage,
+        mycel,
+      });
+      return;
+    }
+    startStream();
+    const finalChoice =
+      kind === "chat"
+        ? { index: 0, delta: {}, logprobs: null, finish_reason: result.finishReason }
+        : { index: 0, text: "", logprobs: null, finish_reason: result.finishReason };
+    writeEvent({ ...chunkBase(), choices: [finalChoice], mycel });
+    if (includeUsage) writeEvent({ ...chunkBase(), choices: [], usage });
+    response.write("data: [DONE]\n\n");
+    response.end();
+  }
+
+  async function handleChat(request: IncomingMessage, response: ServerResponse) {
+    const body = parseRequest(chatCompletionRequestSchema, await readJsonBody(request, maxBodyBytes));
+    const model = engine.findModel(body.model);
+    const messages = body.messages.map((message) => ({
+      role: message.role === "developer" ? "system" : message.role,
+      content: messageText(message.content),
+    }));
+    const promptTokens = engine.tokenizeChat({ modelHash: model.hash, messages });
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
+    await runGeneration({
+      request,
+      response,
+      body: { ...body, max_tokens: maxTokens },
+      model,
+      promptTokens,
+      maxTokensDefault: undefined,
+      kind: "chat",
+    });
+  }
+
+  async function handleCompletion(request: IncomingMessage, response: ServerResponse) {
+    const body: CompletionRequest = parseRequest(
+      completionRequestSchema,
+      await readJsonBody(request, maxBodyBytes),
+    );
+    const model = engine.findModel(body.model);
+    let promptTokens: number[];
+    if (typeof body.prompt === "string" || typeof body.prompt[0] === "string") {
+      const text = typeof body.prompt === "string" ? body.prompt : String(body.prompt[0]);
+      promptTokens = engine.tokenizeText({ modelHash: model.hash, text });
+    } else {
+      promptTokens = body.prompt as number[];
+      const outOfVocabulary = promptTokens.find((token) => token >= model.vocabularySize);
+      if (outOfVocabulary !== undefined) {
+        throw new InvalidInputError(
+          `token ${outOfVocabulary} is outside the vocabulary (size ${model.vocabularySize})`,
+          {
+            param: "prompt",
+            code: "invalid_value",
+          },
+        );
+      }
+    }
+    if (promptTokens.length === 0) {
+      throw new InvalidInputError("the prompt is empty", { param: "prompt", code: "invalid_value" });
+    }
+    // OpenAI's /v1/completions default is 16 tokens.
+    await runGeneration({ request, response, body, model, promptTokens, maxTokensDefault: 16, kind: "text" });
+  }
+
+  async function route(request: IncomingMessage, response: ServerResponse) {
+    const url = new URL(request.url ?? "/", "http://localhost");
+    const path = url.pathname.replace(/\/+$/, "") || "/";
+    const method = request.method ?? "GET";
+    const allow = (methods: string[]) => {
+      if (!methods.includes(method)) {
+        throw new HttpError(405, `${method} is not allowed on ${path}; use ${methods.join(" or ")}`, {
+          code: "method_not_allowed",
+        });
+      }
+    };
+    if (path === "/health") {
+      allow(["GET", "HEAD"]);
+      const models = engine
+        .models()
+        .map((info) => ({ name: info.name, hash: info.hash, slots: engine.stats(info.hash) }));
+      sendJson(response, 200, { status: "ok", models });
+      return;
+    }
+    if (path === "/v1/models") {
+      allow(["GET"]);
+      sendJson(response, 200, { object: "list", data: engine.models().map(modelObject) });
+      return;
+    }
+    if (path.startsWith("/v1/models/")) {
+      allow(["GET"]);
+      sendJson(
+        response,
+        200,
+        modelObject(engine.findModel(decodeURIComponent(path.slice("/v1/models/".length)))),
+      );
+      return;
+    }
+    if (path === "/v1/chat/completions") {
+      allow(["POST"]);
+      await handleChat(request, response);
+      return;
+    }
+    if (path === "/v1/completions") {
+      allow(["POST"]);
+      await handleCompletion(request, response);
+      return;
+    }
+    throw new HttpError(404, `no route ${method} ${path}`, {
+      code: "not_found",
+      hint: "the API serves /v1/models, /v1/chat/completions, /v1/completions and /health",
+    });
+  }
+
+  const server = createServer((request, response) => {
+    route(request, response).catch((error: unknown) => {
+      const failure = toOpenAiError(error);
+      if (failure.status >= 500 && !(error instanceof MycelError && failure.status === 503)) {
+        logger.error("request failed", {
+          path: request.url,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      } else {
+        logger.debug("request refused", {
+          path: request.url,
+          status: failure.status,
+          code: failure.body.error.code,
+        });
+      }
+      if (response.headersSent) {
+        response.end();
+        return;
+      }
+      const closeAfter = failure.status === 413;
+      sendJson(
+        response,
+        failure.status,
+        failure.body,
+        closeAfter ? { ...failure.headers, connection: "close" } : failure.headers,
+      );
+      if (closeAfter) request.resume();
+    });
+  });
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 5_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (error: NodeJS.ErrnoException) => {
+      reject(
+        new MycelError(`cannot listen on ${host}:${parameters.port ?? 0}`, {
+          code: "listen_failed",
+          details: error.message,
+          hint:
+            error.code === "EADDRINUSE"
+              ? "the port is in use: pick another with --port"
+              : "check --host and --port",
+          cause: error,
+        }),
+      );
+    });
+    server.listen(parameters.port ?? 0, host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const urlHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${urlHost}:${address.port}`,
+    host: address.address,
+    port: address.port,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

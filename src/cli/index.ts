@@ -1,0 +1,2 @@
+/** The cli part: the `mycel` command. */
+export { buildProgram, main } from "./main.ts";

@@ -1,0 +1,332 @@
+/** The `mycel` command. */
+import { Command, InvalidArgumentError, Option } from "commander";
+import { startApiServer } from "../api/index.ts";
+import { type ConfigOverrides, loadConfig, type MycelConfig } from "../config/index.ts";
+import { createEngine } from "../engine/index.ts";
+import { describeError, MycelError } from "../errors/index.ts";
+import { createLogger, type Logger } from "../log/index.ts";
+import {
+  defaultTestModelQuant,
+  generateTestModel,
+  type ModelRecord,
+  openModelStore,
+  type TestModelQuant,
+  type TestModelSize,
+} from "../model/index.ts";
+import { createProgressBar } from "./progress.ts";
+
+const version = "0.1.0";
+
+function integer(name: string, minimum = 0, maximum = Number.MAX_SAFE_INTEGER) {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < minimum || parsed > maximum) {
+      throw new InvalidArgumentError(`${name} must be an integer from ${minimum} to ${maximum}`);
+    }
+    return parsed;
+  };
+}
+
+function formatCount(count: number) {
+  if (count >= 1e9) return `${(count / 1e9).toFixed(1)}B`;
+  if (count >= 1e6) return `${(count / 1e6).toFixed(1)}M`;
+  if (count >= 1e3) return `${(count / 1e3).toFixed(1)}K`;
+  return String(count);
+}
+
+function formatSize(bytes: number) {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  return `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+function printTable(rows: string[][]) {
+  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0))) ?? [];
+  for (const row of rows)
+    console.log(
+      row
+        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+        .join("  ")
+        .trimEnd(),
+    );
+}
+
+type GlobalOptions = { home?: string };
+
+function configFrom(command: Command, overrides: ConfigOverrides = {}): MycelConfig {
+  const globals = command.optsWithGlobals<GlobalOptions>();
+  return loadConfig({ ...overrides, home: globals.home });
+}
+
+function describeModel(model: ModelRecord) {
+  return `${model.name}  sha256:${model.hash}  (${model.architecture}, ${formatCount(model.parameterCount)} params, ${model.quantization}, ${formatSize(model.sizeBytes)})`;
+}
+
+type ServeFlags = {
+  model: string[];
+  host?: string;
+  port?: number;
+  parallelism?: number;
+  threads?: number;
+  contextSize?: number;
+  maxQueue?: number;
+  maxBody?: number;
+};
+
+function addServeOptions(command: Command) {
+  return command
+    .option("--host <address>", "address to listen on (default 127.0.0.1: this machine only)")
+    .option("--port <n>", "port to listen on (default 8080; 0 picks a free one)", integer("--port", 0, 65535))
+    .option("--parallelism <n>", "requests generated at once per model", integer("--parallelism", 1, 64))
+    .option("--threads <n>", "llama.cpp threads per sequence", integer("--threads", 1, 256))
+    .option("--context-size <n>", "context window per sequence, in tokens", integer("--context-size", 64))
+    .option("--max-queue <n>", "requests that may wait before new ones get 503", integer("--max-queue", 0))
+    .option("--max-body <bytes>", "largest request body", integer("--max-body", 1024));
+}
+
+async function serveModels(parameters: {
+  config: MycelConfig;
+  modelQueries: string[];
+  logger: Logger;
+  onListening?: (url: string, models: ModelRecord[]) => void;
+}) {
+  const { config, logger } = parameters;
+  const store = openModelStore({ home: config.home });
+  const records: ModelRecord[] = [];
+  for (const query of parameters.modelQueries) records.push(await store.resolve(query));
+  const engine = createEngine({ options: config.engine, logger });
+  for (const record of records) {
+    await engine.loadModel({ hash: record.hash, path: store.pathOf(record.hash), name: record.name });
+  }
+  const server = await startApiServer({
+    engine,
+    host: config.serve.host,
+    port: config.serve.port,
+    maxBodyBytes: config.serve.maxBodyBytes,
+    logger: logger.child({ role: "api" }),
+  });
+  if (config.serve.host !== "127.0.0.1" && config.serve.host !== "localhost" && config.serve.host !== "::1") {
+    logger.warn("listening beyond this machine: anyone who can reach this address can use the models", {
+      host: config.serve.host,
+    });
+  }
+  parameters.onListening?.(server.url, records);
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("shutting down", { signal });
+    await server.close();
+    await engine.close();
+    process.exit(0);
+  };
+  process.once("SIGINT", () => void stop("SIGINT"));
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+}
+
+function serveOverrides(flags: ServeFlags): ConfigOverrides {
+  return {
+    engine: {
+      parallelism: flags.parallelism,
+      threadsPerSequence: flags.threads,
+      contextSize: flags.contextSize,
+      maxQueue: flags.maxQueue,
+    },
+    serve: { host: flags.host, port: flags.port, maxBodyBytes: flags.maxBody },
+  };
+}
+
+function printEndpoint(url: string, model: ModelRecord) {
+  const body = JSON.stringify({
+    model: model.name,
+    messages: [{ role: "user", content: "Hello!" }],
+    max_tokens: 32,
+  });
+  console.log(`
+Mycel is serving ${model.name} (sha256:${model.hash})
+  OpenAI-compatible endpoint: ${url}/v1
+  Health:                     ${url}/health
+
+Try it:
+  curl -s ${url}/v1/chat/completions -H 'content-type: application/json' \\
+    -d '${body}'
+
+Test models have random weights: their answers are noise, but real llama.cpp inference.
+Press Ctrl-C to stop.
+`);
+}
+
+/** Builds the command tree (exported for tests of argument handling). */
+export function buildProgram(): Command {
+  const program = new Command()
+    .name("mycel")
+    .description("Mycel: decentralized, verifiable AI inference with an OpenAI-compatible endpoint")
+    .version(version)
+    .option("--home <dir>", "Mycel's data directory (default: $MYCEL_HOME or ~/.mycel)")
+    .showHelpAfterError("(run with --help for usage)");
+
+  const model = program.command("model").description("manage the local model store");
+
+  model
+    .command("add")
+    .description("add a GGUF model from a path, an https URL or hf:owner/repo/file.gguf (downloads resume)")
+    .argument("<source>", "path | https://... | hf:owner/repo/file.gguf")
+    .option("--name <name>", "name to list it under (default: the file name)")
+    .action(async (source: string, flags: { name?: string }, command: Command) => {
+      const config = configFrom(command);
+      const store = openModelStore({ home: config.home });
+      const bar = createProgressBar({
+        label: source.startsWith("hf:") || /^https?:/.test(source) ? "downloading" : "copying",
+      });
+      try {
+        const { model: added, alreadyPresent } = await store.add({
+          source,
+          name: flags.name,
+          onProgress: (p) => bar.update(p),
+        });
+        bar.done();
+        console.log(`${alreadyPresent ? "already in the store" : "added"}: ${describeModel(added)}`);
+      } catch (error) {
+        bar.done();
+        throw error;
+      }
+    });
+
+  model
+    .command("list")
+    .description("list the models in the store")
+    .option("--json", "print JSON")
+    .action(async (flags: { json?: boolean }, command: Command) => {
+      const models = await openModelStore({ home: configFrom(command).home }).list();
+      if (flags.json) {
+        console.log(JSON.stringify(models, null, 2));
+        return;
+      }
+      if (models.length === 0) {
+        console.log(
+          "no models yet: add one with `mycel model add <path|url|hf:...>` or `mycel model make-test`",
+        );
+        return;
+      }
+      printTable([
+        ["NAME", "HASH", "ARCH", "PARAMS", "QUANT", "SIZE", "LICENSE"],
+        ...models.map((entry) => [
+          entry.name,
+          entry.hash.slice(0, 16),
+          entry.architecture,
+          formatCount(entry.parameterCount),
+          entry.quantization,
+          formatSize(entry.sizeBytes),
+          entry.license ?? "-",
+        ]),
+      ]);
+    });
+
+  model
+    .command("rm")
+    .description("remove a model and its file from the store")
+    .argument("<model>", "name, sha256 or unique hash prefix")
+    .action(async (query: string, _flags: unknown, command: Command) => {
+      const removed = await openModelStore({ home: configFrom(command).home }).remove(query);
+      console.log(`removed: ${removed.name} sha256:${removed.hash}`);
+    });
+
+  model
+    .command("make-test")
+    .description(
+      "write a deterministic test model (random weights, byte-level tokenizer, chat template) and add it",
+    )
+    .addOption(
+      new Option("--size <size>", "tiny (~115K params) or small (~27.5M params)")
+        .choices(["tiny", "small"])
+        .default("tiny"),
+    )
+    .option("--seed <n>", "seed of the random weights", integer("--seed", 0, 0xffffffff), 1)
+    .addOption(
+      new Option("--quant <quant>", "weight encoding (default: f32 for tiny, q8_0 for small)").choices([
+        "f32",
+        "f16",
+        "q8_0",
+      ]),
+    )
+    .action(
+      async (flags: { size: TestModelSize; seed: number; quant?: TestModelQuant }, command: Command) => {
+        const store = openModelStore({ home: configFrom(command).home });
+        const made = generateTestModel({
+          size: flags.size,
+          seed: flags.seed,
+          quant: flags.quant ?? defaultTestModelQuant[flags.size],
+        });
+        const { model: added, alreadyPresent } = await store.addBytes({
+          bytes: made.bytes,
+          name: made.name,
+          source: `make-test --size ${made.size} --seed ${made.seed} --quant ${made.quant}`,
+        });
+        console.log(`${alreadyPresent ? "already in the store" : "made"}: ${added.name}`);
+        console.log(`sha256: ${added.hash}`);
+      },
+    );
+
+  addServeOptions(
+    program
+      .command("serve")
+      .description("serve models from the store through the OpenAI-compatible API")
+      .requiredOption("--model <model...>", "name or hash of a model in the store (repeat for several)"),
+  ).action(async (flags: ServeFlags, command: Command) => {
+    const config = configFrom(command, serveOverrides(flags));
+    const logger = createLogger().child({ role: "serve" });
+    await serveModels({
+      config,
+      modelQueries: flags.model,
+      logger,
+      onListening: (url, records) => {
+        logger.info("listening", {
+          url: `${url}/v1`,
+          models: records.map((record) => record.name).join(","),
+        });
+        if (records[0]) printEndpoint(url, records[0]);
+      },
+    });
+  });
+
+  addServeOptions(
+    program
+      .command("demo")
+      .description("make the tiny test model if needed and serve it (what `npm start` runs)"),
+  ).action(async (flags: Omit<ServeFlags, "model">, command: Command) => {
+    const config = configFrom(command, serveOverrides({ ...flags, model: [] }));
+    const logger = createLogger().child({ role: "demo" });
+    const store = openModelStore({ home: config.home });
+    const made = generateTestModel({ size: "tiny", seed: 1 });
+    const { model: demoModel } = await store.addBytes({
+      bytes: made.bytes,
+      name: made.name,
+      source: "make-test --size tiny --seed 1 --quant f32",
+    });
+    await serveModels({
+      config,
+      modelQueries: [demoModel.hash],
+      logger,
+      onListening: (url) => printEndpoint(url, demoModel),
+    });
+  });
+
+  return program;
+}
+
+/** Runs the CLI with process.argv; errors print one clear message (and the fix) and exit with code 1. */
+export async function main(argv = process.argv) {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof MycelError) {
+      process.stderr.write(`error: ${error.message}\n`);
+    } else {
+      process.stderr.write(`error: ${describeError(error)}\n`);
+      if (process.env.MYCEL_LOG_LEVEL === "debug" && error instanceof Error)
+        process.stderr.write(`${error.stack}\n`);
+    }
+    process.exitCode = 1;
+  }
+}

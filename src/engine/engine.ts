@@ -1,0 +1,465 @@
+/** The inference engine: node-llama-cpp models loaded by hash, a pool of sequences, streamed generation and evaluation. */
+import { availableParallelism } from "node:os";
+import {
+  type ControlledEvaluateInputItem,
+  getLlama,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  LlamaLogLevel,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import {
+  ContextLengthExceededError,
+  InvalidInputError,
+  ModelNotFoundError,
+  MycelError,
+} from "../errors/index.ts";
+import { type Logger, silentLogger } from "../log/index.ts";
+import { type ChatMessage, renderChatPrompt } from "./chatPrompt.ts";
+import { createSlotPool, type SlotPool } from "./slots.ts";
+import { createIncrementalDecoder, createStopMatcher } from "./textStream.ts";
+
+/** How the engine uses the machine. */
+export type EngineOptions = {
+  /** Sequences that generate at once per model (each has its own llama.cpp context). */
+  parallelism: number;
+  /** llama.cpp threads per sequence; 1 on machines with <= 2 cores (more threads there made generation 10-50x slower). */
+  threadsPerSequence: number;
+  /** Context window per sequence; defaults to the model's training context, at most 4096. */
+  contextSize?: number;
+  /** Requests that may wait for a free sequence before new ones are refused. */
+  maxQueue: number;
+  /** Tokens evaluated per llama.cpp batch. */
+  batchSize: number;
+};
+
+/** Engine defaults for this machine: 1 thread per sequence and 2 sequences on <= 2 cores. */
+export function defaultEngineOptions(cores = availableParallelism()): EngineOptions {
+  const parallelism = Math.max(2, Math.min(8, cores));
+  return {
+    parallelism,
+    threadsPerSequence: cores <= 2 ? 1 : Math.max(1, Math.floor(cores / parallelism)),
+    maxQueue: 64,
+    batchSize: 512,
+  };
+}
+
+/** What the engine reports about a loaded model. */
+export type LoadedModelInfo = {
+  hash: string;
+  name: string;
+  contextSize: number;
+  trainContextSize: number;
+  chatTemplate: string | undefined;
+  vocabularySize: number;
+};
+
+/** Why generation ended: an end-of-generation token or stop sequence, max_tokens, or cancellation. */
+export type FinishReason = "stop" | "length" | "cancelled";
+
+/** Sampling settings; temperature 0 is greedy. */
+export type SamplingParameters = {
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  /** Seed for sampling; a random one is chosen (and returned) when absent. */
+  seed?: number;
+  stop?: readonly string[];
+};
+
+/** One step of a streamed generation: the token(s) produced and the text that became safe to show. */
+export type GenerationDelta = { tokens: number[]; text: string };
+
+/** Parameters of {@link Engine.generate}. */
+export type GenerateParameters = SamplingParameters & {
+  modelHash: string;
+  promptTokens: readonly number[];
+  signal?: AbortSignal;
+  onDelta?: (delta: GenerationDelta) => void;
+};
+
+/** Return type of {@link Engine.generate}. */
+export type GenerateReturnType = {
+  /** Every token generated, including a final end-of-generation token when there was one. */
+  tokens: number[];
+  /** The text of the tokens, without an end-of-generation token and cut before a matched stop sequence. */
+  text: string;
+  finishReason: FinishReason;
+  usage: { promptTokens: number; completionTokens: number; totalTokens: number };
+  seed: number;
+  timings: { queuedMs: number; firstTokenMs: number | undefined; totalMs: number };
+};
+
+/** Parameters of {@link Engine.evaluate}. */
+export type EvaluateParameters = {
+  modelHash: string;
+  promptTokens: readonly number[];
+  outputTokens: readonly number[];
+  /** How many most likely tokens to return per position (default 5). */
+  topK?: number;
+  signal?: AbortSignal;
+};
+
+/** A token with its log-probability. */
+export type TokenLogprob = { token: number; logprob: number };
+
+/** The model's distribution at one output position (teacher-forced). */
+export type PositionLogprobs = {
+  /** The output token at this position and its log-probability under the model. */
+  token: number;
+  logprob: number;
+  /** The `topK` most likely tokens, most likely first. */
+  top: TokenLogprob[];
+};
+
+/** Return type of {@link Engine.evaluate}: one entry per output token, plus the distribution after the last one. */
+export type EvaluateReturnType = { positions: PositionLogprobs[]; afterLast: TokenLogprob[] };
+
+/** The engine of one process. */
+export type Engine = {
+  options: EngineOptions;
+  loadModel(parameters: { hash: string; path: string; name?: string }): Promise<LoadedModelInfo>;
+  models(): LoadedModelInfo[];
+  /** Finds a loaded model by name, hash or unique hash prefix. */
+  findModel(nameOrHash: string): LoadedModelInfo;
+  /** Applies the model's chat template and tokenizes; content can never inject special tokens. */
+  tokenizeChat(parameters: { modelHash: string; messages: readonly ChatMessage[] }): number[];
+  /** Tokenizes plain text (special-token strings stay text). */
+  tokenizeText(parameters: { modelHash: string; text: string }): number[];
+  detokenize(parameters: { modelHash: string; tokens: readonly number[] }): string;
+  generate(parameters: GenerateParameters): Promise<GenerateReturnType>;
+  /** One teacher-forced batched pass over prompt + output, returning per-position top-k log-probabilities. */
+  evaluate(parameters: EvaluateParameters): Promise<EvaluateReturnType>;
+  stats(modelHash: string): { total: number; busy: number; waiting: number; maxWaiting: number };
+  close(): Promise<void>;
+};
+
+type LoadedModel = {
+  info: LoadedModelInfo;
+  model: LlamaModel;
+  contexts: LlamaContext[];
+  pool: SlotPool<LlamaContextSequence>;
+};
+
+let sharedLlama: Promise<Llama> | undefined;
+
+/** The one Llama of this process: CPU, never builds or downloads binaries. */
+export function getSharedLlama(logger: Logger = silentLogger): Promise<Llama> {
+  sharedLlama ??= getLlama({
+    gpu: false,
+    build: "never",
+    usePrebuiltBinaries: true,
+    progressLogs: false,
+    logLevel: LlamaLogLevel.warn,
+    logger: (level, message) => {
+      const text = message.trim();
+      if (!text) return;
+      if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)
+        logger.error("llama.cpp", { message: text });
+      else logger.debug("llama.cpp", { message: text });
+    },
+  }).catch((cause) => {
+    sharedLlama = undefined;
+    throw new MycelError("cannot start llama.cpp", {
+      code: "engine_unavailable",
+      details: cause instanceof Error ? cause.message : String(cause),
+      hint: "reinstall with `npm install` so that node-llama-cpp's prebuilt CPU binary for this platform is present",
+      cause,
+    });
+  });
+  return sharedLlama;
+}
+
+/** node-llama-cpp brands token ids; Mycel passes plain numbers across its parts. */
+function asTokens(tokens: readonly number[]): Token[] {
+  return tokens as Token[];
+}
+
+function randomSeed() {
+  return Math.floor(Math.random() * 0x7fffffff);
+}
+
+function logSumExpFromWeight(maxLogit: number, totalLogitWeight: number) {
+  return maxLogit + Math.log(totalLogitWeight);
+}
+
+/** Creates the engine. Models are loaded with {@link Engine.loadModel}. */
+export function createEngine(parameters: { options?: Partial<EngineOptions>; logger?: Logger } = {}): Engine {
+  const options: EngineOptions = { ...defaultEngineOptions(), ...parameters.options };
+  const logger = parameters.logger ?? silentLogger;
+  const loaded = new Map<string, LoadedModel>();
+
+  function get(modelHash: string): LoadedModel {
+    const entry = loaded.get(modelHash);
+    if (!entry)
+      throw new ModelNotFoundError(modelHash, { hint: "load it first (mycel serve --model <name|hash>)" });
+    return entry;
+  }
+
+  function findModel(nameOrHash: string): LoadedModelInfo {
+    const query = nameOrHash.replace(/^sha256:/i, "");
+    for (const entry of loaded.values())
+      if (entry.info.name === query || entry.info.hash === query) return entry.info;
+    if (/^[0-9a-f]{6,63}$/.test(query)) {
+      const matches = [...loaded.values()].filter((entry) => entry.info.hash.startsWith(query));
+      if (matches.length === 1 && matches[0]) return matches[0].info;
+    }
+    throw new ModelNotFoundError(nameOrHash, {
+      hint: `served models: ${[...loaded.values()].map((e) => e.info.name).join(", ") || "none"}`,
+    });
+  }
+
+  async function loadModel(input: { hash: string; path: string; name?: string }): Promise<LoadedModelInfo> {
+    const existing = loaded.get(input.hash);
+    if (existing) return existing.info;
+    const llama = await getSharedLlama(logger);
+    const started = performance.now();
+    const model = await llama.loadModel({ modelPath: input.path, gpuLayers: 0 });
+    const contextSize = Math.min(
+      options.contextSize ?? Math.min(model.trainContextSize, 4096),
+      model.trainContextSize,
+    );
+    const contexts: LlamaContext[] = [];
+    try {
+      for (let index = 0; index < options.parallelism; index++) {
+        contexts.push(
+          await model.createContext({
+            contextSize,
+            sequences: 1,
+            threads: options.threadsPerSequence,
+            batchSize: Math.min(options.batchSize, contextSize),
+          }),
+        );
+      }
+    } catch (cause) {
+      for (const context of contexts) await context.dispose();
+      await model.dispose();
+      throw new MycelError(`cannot create ${options.parallelism} contexts of ${contextSize} tokens`, {
+        code: "engine_out_of_memory",
+        details: cause instanceof Error ? cause.message : String(cause),
+        hint: "lower --parallelism or --context-size",
+        cause,
+      });
+    }
+    const metadata = model.fileInfo.metadata as {
+      tokenizer?: { chat_template?: string };
+      general?: { name?: string };
+    };
+    const info: LoadedModelInfo = {
+      hash: input.hash,
+      name: input.name ?? metadata.general?.name ?? input.hash.slice(0, 12),
+      contextSize: contexts[0]?.contextSize ?? contextSize,
+      trainContextSize: model.trainContextSize,
+      chatTemplate: metadata.tokenizer?.chat_template,
+      vocabularySize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
+    };
+    const pool = createSlotPool({
+      slots: contexts.map((context) => context.getSequence()),
+      maxWaiting: options.maxQueue,
+      retryAfterSeconds: 1,
+    });
+    loaded.set(input.hash, { info, model, contexts, pool });
+    logger.info("model loaded", {
+      model: info.name,
+      hash: info.hash,
+      contextSize: info.contextSize,
+      sequences: options.parallelism,
+      threadsPerSequence: options.threadsPerSequence,
+      ms: Math.round(performance.now() - started),
+    });
+    return info;
+  }
+
+  function tokenizeChat(input: { modelHash: string; messages: readonly ChatMessage[] }) {
+    const { model, info } = get(input.modelHash);
+    const bos = model.tokens.bosString ?? "";
+    const eos = model.tokens.eosString ?? "";
+    const segments = renderChatPrompt({
+      template: info.chatTemplate,
+      messages: input.messages,
+      bosToken: bos,
+      eosToken: eos,
+    });
+    return segments.flatMap((segment) => model.tokenize(segment.text, segment.special));
+  }
+
+  function checkFits(info: LoadedModelInfo, promptTokens: number, maxTokens: number) {
+    if (promptTokens + maxTokens > info.contextSize) {
+      throw new ContextLengthExceededError({ promptTokens, maxTokens, contextSize: info.contextSize });
+    }
+  }
+
+  async function generate(input: GenerateParameters): Promise<GenerateReturnType> {
+    const entry = get(input.modelHash);
+    const { model, info } = entry;
+    if (input.promptTokens.length === 0) {
+      throw new InvalidInputError("the prompt is empty", {
+        param: "messages",
+        hint: "send at least one non-empty message",
+      });
+    }
+    const maxTokens = input.maxTokens ?? info.contextSize - input.promptTokens.length;
+    checkFits(info, input.promptTokens.length, Math.max(1, maxTokens));
+    const seed = input.seed ?? randomSeed();
+    const started = performance.now();
+    const lease = await entry.pool.acquire({ signal: input.signal });
+    const queuedMs = performance.now() - started;
+    const sequence = lease.slot;
+    const tokens: number[] = [];
+    let text = "";
+    let finishReason: FinishReason = "length";
+    let firstTokenMs: number | undefined;
+    const decoder = createIncrementalDecoder((pending, lastTokens) =>
+      model.detokenize(asTokens(pending), false, asTokens(lastTokens)),
+    );
+    const stopMatcher = createStopMatcher(input.stop ?? []);
+    const emit = (delta: GenerationDelta) => {
+      text += delta.text;
+      input.onDelta?.(delta);
+    };
+    try {
+      await sequence.clearHistory();
+      if (maxTokens > 0 && !input.signal?.aborted) {
+        const iterator = sequence.evaluate(asTokens([...input.promptTokens]), {
+          temperature: input.temperature ?? 1,
+          topK: input.topK ?? 0,
+          topP: input.topP ?? 1,
+          minP: 0,
+          seed,
+          yieldEogToken: true,
+        });
+        for await (const token of iterator) {
+          if (input.signal?.aborted) {
+            finishReason = "cancelled";
+            break;
+          }
+          firstTokenMs ??= performance.now() - started;
+          tokens.push(token);
+          if (model.isEogToken(token)) {
+            emit({ tokens: [token], text: decoder.flush() + stopMatcher.flush() });
+            finishReason = "stop";
+            break;
+          }
+          const matched = stopMatcher.push(decoder.push(token));
+          emit({ tokens: [token], text: matched.emit });
+          if (matched.stopped) {
+            finishReason = "stop";
+            break;
+          }
+          if (tokens.length >= maxTokens) break;
+        }
+        if (finishReason === "length" && input.signal?.aborted) finishReason = "cancelled";
+        if (finishReason === "length") {
+          const rest = stopMatcher.push(decoder.flush());
+          const tail = rest.emit + (rest.stopped ? "" : stopMatcher.flush());
+          if (rest.stopped) finishReason = "stop";
+          if (tail) emit({ tokens: [], text: tail });
+        }
+      }
+    } finally {
+      await sequence.clearHistory().catch((error) => logger.warn("clearing a sequence failed", { error }));
+      lease.release();
+    }
+    return {
+      tokens,
+      text,
+      finishReason,
+      usage: {
+        promptTokens: input.promptTokens.length,
+        completionTokens: tokens.length,
+        totalTokens: input.promptTokens.length + tokens.length,
+      },
+      seed,
+      timings: { queuedMs, firstTokenMs, totalMs: performance.now() - started },
+    };
+  }
+
+  async function evaluate(input: EvaluateParameters): Promise<EvaluateReturnType> {
+    const entry = get(input.modelHash);
+    const topK = input.topK ?? 5;
+    if (input.promptTokens.length === 0)
+      throw new InvalidInputError("promptTokens is empty", { param: "promptTokens" });
+    checkFits(entry.info, input.promptTokens.length, input.outputTokens.length);
+    const lease = await entry.pool.acquire({ signal: input.signal });
+    try {
+      const sequence = lease.slot;
+      await sequence.clearHistory();
+      const all = [...input.promptTokens, ...input.outputTokens];
+      const firstScored = input.promptTokens.length - 1;
+      const items: ControlledEvaluateInputItem[] = all.map((token, index) => {
+        if (index < firstScored) return token as Token;
+        const next = input.outputTokens[index - firstScored];
+        return [
+          token as Token,
+          {
+            generateNext: {
+              logits: {
+                filter: {
+                  tokens: asTokens(next === undefined ? [] : [next]),
+                  includeTop: topK,
+                  includeMax: true,
+                },
+              },
+              totalLogitWeight: true,
+            },
+          },
+        ];
+      });
+      const results = await sequence.controlledEvaluate(items);
+      const positions: PositionLogprobs[] = [];
+      let afterLast: TokenLogprob[] = [];
+      for (let index = firstScored; index < all.length; index++) {
+        const next = results[index]?.next;
+        if (!next?.logits || next.totalLogitWeight === undefined) {
+          throw new MycelError("llama.cpp returned no logits for an evaluated position", {
+            code: "engine_error",
+          });
+        }
+        const entries = [...next.logits.entries()];
+        const maxLogit = entries[0]?.[1] ?? 0;
+        const normalizer = logSumExpFromWeight(maxLogit, next.totalLogitWeight);
+        const top = entries.slice(0, topK).map(([token, logit]) => ({ token, logprob: logit - normalizer }));
+        const outputToken = input.outputTokens[index - firstScored];
+        if (outputToken === undefined) {
+          afterLast = top;
+          continue;
+        }
+        const logit = next.logits.get(outputToken as Token);
+        positions.push({
+          token: outputToken,
+          logprob: logit === undefined ? Number.NEGATIVE_INFINITY : logit - normalizer,
+          top,
+        });
+      }
+      return { positions, afterLast };
+    } finally {
+      await lease.slot.clearHistory().catch((error) => logger.warn("clearing a sequence failed", { error }));
+      lease.release();
+    }
+  }
+
+  async function close() {
+    for (const entry of loaded.values()) {
+      for (const context of entry.contexts) await context.dispose();
+      await entry.model.dispose();
+    }
+    loaded.clear();
+  }
+
+  return {
+    options,
+    loadModel,
+    models: () => [...loaded.values()].map((entry) => entry.info),
+    findModel,
+    tokenizeChat,
+    tokenizeText: (input) => get(input.modelHash).model.tokenize(input.text, false),
+    detokenize: (input) => get(input.modelHash).model.detokenize(asTokens(input.tokens), false),
+    generate,
+    evaluate,
+    stats: (modelHash) => get(modelHash).pool.stats(),
+    close,
+  };
+}

@@ -1,0 +1,31 @@
+/** The engine part: node-llama-cpp inference (generate, evaluate), chat templates and streaming text helpers. */
+export {
+  type ChatMessage,
+  fallbackChatTemplate,
+  type PromptSegment,
+  renderChatPrompt,
+} from "./chatPrompt.ts";
+export {
+  createEngine,
+  defaultEngineOptions,
+  type Engine,
+  type EngineOptions,
+  type EvaluateParameters,
+  type EvaluateReturnType,
+  type FinishReason,
+  type GenerateParameters,
+  type GenerateReturnType,
+  type GenerationDelta,
+  getSharedLlama,
+  type LoadedModelInfo,
+  type PositionLogprobs,
+  type SamplingParameters,
+  type TokenLogprob,
+} from "./engine.ts";
+export { createSlotPool, type SlotLease, type SlotPool } from "./slots.ts";
+export {
+  createIncrementalDecoder,
+  createStopMatcher,
+  type IncrementalDecoder,
+  type StopMatcher,
+} from "./textStream.ts";

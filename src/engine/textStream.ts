@@ -1,0 +1,81 @@
+/** Streaming text helpers: incremental detokenization and stop-sequence matching. Pure code. */
+
+/** Turns tokens into text deltas, holding back bytes of an incomplete UTF-8 character (up to 4 tokens). */
+export type IncrementalDecoder = {
+  push(token: number): string;
+  flush(): string;
+};
+
+/** Creates an {@link IncrementalDecoder} over a detokenize function (`lastTokens` gives context to SPM tokenizers). */
+export function createIncrementalDecoder(
+  detokenize: (tokens: readonly number[], lastTokens: readonly number[]) => string,
+): IncrementalDecoder {
+  let pending: number[] = [];
+  let context: number[] = [];
+  const decodePending = () => {
+    const text = detokenize(pending, context);
+    context = [...context, ...pending].slice(-8);
+    pending = [];
+    return text;
+  };
+  return {
+    push(token) {
+      pending.push(token);
+      const text = detokenize(pending, context);
+      if (text.endsWith("\uFFFD") && pending.length < 4) return "";
+      context = [...context, ...pending].slice(-8);
+      pending = [];
+      return text;
+    },
+    flush() {
+      return pending.length > 0 ? decodePending() : "";
+    },
+  };
+}
+
+/** Finds stop sequences in streamed text. Text that might begin a stop sequence is held back until it is decided. */
+export type StopMatcher = {
+  /** Adds text; returns what is safe to emit, and whether a stop sequence was found (its text is not emitted). */
+  push(text: string): { emit: string; stopped: boolean };
+  /** Releases held-back text at the end of generation. */
+  flush(): string;
+};
+
+/** Creates a {@link StopMatcher}; with no stop sequences everything passes through at once. */
+export function createStopMatcher(stops: readonly string[]): StopMatcher {
+  const sequences = stops.filter((stop) => stop.length > 0);
+  let held = "";
+  return {
+    push(text) {
+      if (sequences.length === 0) return { emit: text, stopped: false };
+      held += text;
+      let first = -1;
+      for (const stop of sequences) {
+        const index = held.indexOf(stop);
+        if (index !== -1 && (first === -1 || index < first)) first = index;
+      }
+      if (first !== -1) {
+        const emit = held.slice(0, first);
+        held = "";
+        return { emit, stopped: true };
+      }
+      let keep = 0;
+      for (const stop of sequences) {
+        for (let length = Math.min(stop.length - 1, held.length); length > keep; length--) {
+          if (held.endsWith(stop.slice(0, length))) {
+            keep = length;
+            break;
+          }
+        }
+      }
+      const emit = held.slice(0, held.length - keep);
+      held = held.slice(held.length - keep);
+      return { emit, stopped: false };
+    },
+    flush() {
+      const rest = held;
+      held = "";
+      return rest;
+    },
+  };
+}

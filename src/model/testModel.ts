@@ -1,0 +1,273 @@
+/** Deterministic test models: llama-architecture GGUF files with seeded random weights and a byte-level tokenizer. */
+import {
+  encodeGguf,
+  encodeTensorData,
+  type GgmlTensorTypeName,
+  type GgufMetadataEntry,
+  type GgufTensor,
+} from "./gguf.ts";
+
+/** The sizes of test model: `tiny` (~115k params) for tests, `small` (~27.5M params) for benchmarks. */
+export type TestModelSize = "tiny" | "small";
+/** Weight encodings a test model can use. */
+export type TestModelQuant = GgmlTensorTypeName;
+
+type Shape = {
+  embedding: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  feedForward: number;
+  contextLength: number;
+};
+
+const shapes: Record<TestModelSize, Shape> = {
+  tiny: { embedding: 64, layers: 2, heads: 4, kvHeads: 4, feedForward: 128, contextLength: 2048 },
+  small: { embedding: 512, layers: 8, heads: 8, kvHeads: 8, feedForward: 1536, contextLength: 2048 },
+};
+
+/** The quantization each size uses when none is given. */
+export const defaultTestModelQuant: Record<TestModelSize, TestModelQuant> = { tiny: "f32", small: "q8_0" };
+
+/** The ChatML template stored in every test model (`tokenizer.chat_template`). */
+export const testModelChatTemplate =
+  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/** Value of the constant bias channel (dimension 0) in every token embedding. */
+const biasChannelValue = 8;
+/** Output weight on the bias channel: + for text bytes, - for everything else. */
+const printableBias = 0.6;
+
+/** Printable ASCII and newline: the bytes the test models favour. */
+function isTextByte(token: number) {
+  return token === 10 || (token >= 32 && token <= 126);
+}
+
+const specialTokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] as const;
+const fileTypeOf: Record<TestModelQuant, number> = { f32: 0, f16: 1, q8_0: 7 };
+
+/** GPT-2's reversible byte -> printable-unicode mapping, so that every byte is one token. */
+function byteLevelVocabulary(): string[] {
+  const printable: number[] = [];
+  for (let b = 33; b <= 126; b++) printable.push(b);
+  for (let b = 161; b <= 172; b++) printable.push(b);
+  for (let b = 174; b <= 255; b++) printable.push(b);
+  const tokens: string[] = new Array(256);
+  let next = 0;
+  for (let b = 0; b < 256; b++) {
+    tokens[b] = printable.includes(b) ? String.fromCodePoint(b) : String.fromCodePoint(256 + next++);
+  }
+  return tokens;
+}
+
+/** A small, fast, seedable PRNG (sfc32), seeded through splitmix32 so that nearby seeds diverge. */
+function createRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  const splitmix = () => {
+    state = (state + 0x9e3779b9) >>> 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+    return (z ^ (z >>> 16)) >>> 0;
+  };
+  let a = splitmix();
+  let b = splitmix();
+  let c = splitmix();
+  let d = splitmix();
+  return () => {
+    const t = (((a + b) >>> 0) + d) >>> 0;
+    d = (d + 1) >>> 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) >>> 0;
+    c = (c << 21) | (c >>> 11);
+    c = (c + t) >>> 0;
+    return t / 4294967296;
+  };
+}
+
+/** FNV-1a of a string, to give each tensor its own random stream independent of tensor order. */
+function hashName(name: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return hash;
+}
+
+function uniformValues(parameters: {
+  seed: number;
+  name: string;
+  count: number;
+  center: number;
+  halfWidth: number;
+}) {
+  const random = createRandom((parameters.seed ^ hashName(parameters.name)) >>> 0);
+  const values = new Float32Array(parameters.count);
+  for (let i = 0; i < parameters.count; i++)
+    values[i] = parameters.center + (random() * 2 - 1) * parameters.halfWidth;
+  return values;
+}
+
+/** Parameters of {@link generateTestModel}. */
+export type GenerateTestModelParameters = { size?: TestModelSize; seed?: number; quant?: TestModelQuant };
+
+/** Return type of {@link generateTestModel}. */
+export type GenerateTestModelReturnType = {
+  name: string;
+  bytes: Uint8Array;
+  parameterCount: number;
+  size: TestModelSize;
+  seed: number;
+  quant: TestModelQuant;
+};
+
+/** The store name of the test model made with these arguments. */
+export function testModelName(parameters: { size: TestModelSize; seed: number; quant: TestModelQuant }) {
+  return `mycel-test-${parameters.size}-s${parameters.seed}-${parameters.quant}`;
+}
+
+/** Generates a test model: same arguments, same bytes. The weights for a seed are the same in every quant. */
+export function generateTestModel(parameters: GenerateTestModelParameters = {}): GenerateTestModelReturnType {
+  const size = parameters.size ?? "tiny";
+  const seed = parameters.seed ?? 1;
+  const quant = parameters.quant ?? defaultTestModelQuant[size];
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new RangeError("seed must be an integer in [0, 2^32)");
+  const shape = shapes[size];
+  const name = testModelName({ size, seed, quant });
+  const tokens = [...byteLevelVocabulary(), ...specialTokens];
+  const vocabularySize = tokens.length;
+  const headDimension = shape.embedding / shape.heads;
+  const kvDimension = headDimension * shape.kvHeads;
+
+  const tensors: GgufTensor[] = [];
+  let parameterCount = 0;
+  // Row r, column c of a [columns, rows] tensor lives at r * columns + c; column = input dimension.
+  const addMatrix = (
+    tensorName: string,
+    columns: number,
+    rows: number,
+    halfWidth: number,
+    adjust: (values: Float32Array) => void = () => {},
+  ) => {
+    const values = uniformValues({ seed, name: tensorName, count: columns * rows, center: 0, halfWidth });
+    adjust(values);
+    tensors.push({
+      name: tensorName,
+      dims: [columns, rows],
+      type: quant,
+      data: encodeTensorData(values, quant),
+    });
+    parameterCount += values.length;
+  };
+  const addNorm = (tensorName: string) => {
+    const values = uniformValues({
+      seed,
+      name: tensorName,
+      count: shape.embedding,
+      center: 1,
+      halfWidth: 0.1,
+    });
+    tensors.push({
+      name: tensorName,
+      dims: [shape.embedding],
+      type: "f32",
+      data: encodeTensorData(values, "f32"),
+    });
+    parameterCount += values.length;
+  };
+  const fanIn = (n: number) => Math.sqrt(3 / n);
+
+  // Dimension 0 of the residual stream is a constant "bias channel": every token embedding holds
+  // biasChannelValue there, no layer reads it (input column 0 is zero) or writes it (output row 0 is
+  // zero), and the output layer uses it to favour printable ASCII. The noise then reads like text
+  // and is valid UTF-8, while every token keeps a non-zero probability.
+  const readsNoBiasChannel = (columns: number) => (values: Float32Array) => {
+    for (let index = 0; index < values.length; index += columns) values[index] = 0;
+  };
+  const writesNoBiasChannel = (columns: number) => (values: Float32Array) => values.fill(0, 0, columns);
+  const embedding = shape.embedding;
+  addMatrix("token_embd.weight", embedding, vocabularySize, Math.sqrt(3), (values) => {
+    for (let index = 0; index < values.length; index += embedding) values[index] = biasChannelValue;
+  });
+  for (let layer = 0; layer < shape.layers; layer++) {
+    const prefix = `blk.${layer}`;
+    const inputWidth = fanIn(embedding);
+    addNorm(`${prefix}.attn_norm.weight`);
+    addMatrix(`${prefix}.attn_q.weight`, embedding, embedding, inputWidth, readsNoBiasChannel(embedding));
+    addMatrix(`${prefix}.attn_k.weight`, embedding, kvDimension, inputWidth, readsNoBiasChannel(embedding));
+    addMatrix(`${prefix}.attn_v.weight`, embedding, kvDimension, inputWidth, readsNoBiasChannel(embedding));
+    addMatrix(
+      `${prefix}.attn_output.weight`,
+      embedding,
+      embedding,
+      inputWidth,
+      writesNoBiasChannel(embedding),
+    );
+    addNorm(`${prefix}.ffn_norm.weight`);
+    addMatrix(
+      `${prefix}.ffn_gate.weight`,
+      embedding,
+      shape.feedForward,
+      inputWidth,
+      readsNoBiasChannel(embedding),
+    );
+    addMatrix(
+      `${prefix}.ffn_up.weight`,
+      embedding,
+      shape.feedForward,
+      inputWidth,
+      readsNoBiasChannel(embedding),
+    );
+    addMatrix(
+      `${prefix}.ffn_down.weight`,
+      shape.feedForward,
+      embedding,
+      fanIn(shape.feedForward),
+      writesNoBiasChannel(shape.feedForward),
+    );
+  }
+  addNorm("output_norm.weight");
+  addMatrix("output.weight", embedding, vocabularySize, 3 * fanIn(embedding), (values) => {
+    for (let token = 0; token < vocabularySize; token++) {
+      values[token * embedding] = isTextByte(token) ? printableBias : -printableBias;
+    }
+  });
+
+  const metadata: GgufMetadataEntry[] = [
+    { key: "general.architecture", type: "string", value: "llama" },
+    { key: "general.name", type: "string", value: name },
+    {
+      key: "general.description",
+      type: "string",
+      value: `Mycel test model: random weights from seed ${seed}; output is noise`,
+    },
+    { key: "general.license", type: "string", value: "Apache-2.0" },
+    { key: "general.file_type", type: "uint32", value: fileTypeOf[quant] },
+    { key: "general.quantization_version", type: "uint32", value: 2 },
+    { key: "general.alignment", type: "uint32", value: 32 },
+    { key: "llama.context_length", type: "uint32", value: shape.contextLength },
+    { key: "llama.embedding_length", type: "uint32", value: shape.embedding },
+    { key: "llama.block_count", type: "uint32", value: shape.layers },
+    { key: "llama.feed_forward_length", type: "uint32", value: shape.feedForward },
+    { key: "llama.attention.head_count", type: "uint32", value: shape.heads },
+    { key: "llama.attention.head_count_kv", type: "uint32", value: shape.kvHeads },
+    { key: "llama.rope.dimension_count", type: "uint32", value: headDimension },
+    { key: "llama.rope.freq_base", type: "float32", value: 10000 },
+    { key: "llama.attention.layer_norm_rms_epsilon", type: "float32", value: 1e-5 },
+    { key: "llama.vocab_size", type: "uint32", value: vocabularySize },
+    { key: "tokenizer.ggml.model", type: "string", value: "gpt2" },
+    { key: "tokenizer.ggml.pre", type: "string", value: "gpt-2" },
+    { key: "tokenizer.ggml.tokens", type: "array", itemType: "string", value: tokens },
+    {
+      key: "tokenizer.ggml.token_type",
+      type: "array",
+      itemType: "int32",
+      value: tokens.map((_, index) => (index < 256 ? 1 : 3)),
+    },
+    { key: "tokenizer.ggml.merges", type: "array", itemType: "string", value: [] },
+    { key: "tokenizer.ggml.bos_token_id", type: "uint32", value: 256 },
+    { key: "tokenizer.ggml.eos_token_id", type: "uint32", value: 258 },
+    { key: "tokenizer.ggml.add_bos_token", type: "bool", value: false },
+    { key: "tokenizer.chat_template", type: "string", value: testModelChatTemplate },
+  ];
+  return { name, bytes: encodeGguf({ metadata, tensors }), parameterCount, size, seed, quant };
+}

@@ -77,13 +77,25 @@ export const completionRequestSchema = z.object({
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 
-function describeIssue(issue: z.core.$ZodIssue): { message: string; param: string | null; code: string } {
+function valueAt(body: unknown, path: readonly PropertyKey[]): unknown {
+  let current: unknown = body;
+  for (const key of path) {
+    if (current === null || typeof current !== "object") return undefined;
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return current;
+}
+
+function describeIssue(
+  issue: z.core.$ZodIssue,
+  body: unknown,
+): { message: string; param: string | null; code: string } {
   const param = issue.path.length > 0 ? issue.path.map(String).join(".") : null;
   const where = param ? `'${param}'` : "the request body";
   if (issue.code === "invalid_type") {
-    const missing = (issue as { input?: unknown }).input === undefined;
-    if (missing)
+    if (valueAt(body, issue.path) === undefined) {
       return { message: `missing required parameter ${where}`, param, code: "missing_required_parameter" };
+    }
     return { message: `invalid type for ${where}: ${issue.message}`, param, code: "invalid_type" };
   }
   return { message: `invalid value for ${where}: ${issue.message}`, param, code: "invalid_value" };
@@ -98,7 +110,7 @@ export function parseRequest<T>(schema: z.ZodType<T>, body: unknown): T {
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   if (!issue) throw new InvalidInputError("invalid request", { code: "invalid_value" });
-  const described = describeIssue(issue);
+  const described = describeIssue(issue, body);
   throw new InvalidInputError(described.message, { code: described.code, param: described.param });
 }
 

@@ -1,7 +1,7 @@
 /** Resumable HTTP(S) downloads of model files, hashed while streaming. */
 import { createHash, type Hash } from "node:crypto";
 import { once } from "node:events";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
 import { stat, unlink } from "node:fs/promises";
 import { DownloadError, InvalidModelFileError } from "../errors/index.ts";
 
@@ -76,9 +76,20 @@ function networkErrorCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/** The innermost cause's message: fetch wraps the useful one ("bad port", "getaddrinfo ENOTFOUND") in "fetch failed". */
+function innermostMessage(error: unknown): string {
+  let current: unknown = error;
+  let message = error instanceof Error ? error.message : String(error);
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    message = current.message;
+    current = current.cause;
+  }
+  return message;
+}
+
 function unreachable(url: string, error: unknown): DownloadError {
   const host = new URL(url).host;
-  const code = networkErrorCode(error) ?? "unknown error";
+  const code = networkErrorCode(error) ?? innermostMessage(error);
   return new DownloadError(`cannot reach ${host} (${code}): are you offline?`, {
     code: "network_unreachable",
     details: error instanceof Error ? error.message : String(error),
@@ -122,6 +133,14 @@ async function hashExisting(path: string, hash: Hash): Promise<number> {
     size += (chunk as Buffer).length;
   }
   return size;
+}
+
+/** Destroys a write stream and waits until its file is closed (so that a following unlink cannot race its open). */
+export async function closeStream(stream: WriteStream) {
+  if (stream.closed) return;
+  const closed = once(stream, "close");
+  stream.destroy();
+  await closed;
 }
 
 async function existingSize(path: string): Promise<number> {
@@ -213,7 +232,7 @@ export async function downloadFile(parameters: DownloadFileParameters): Promise<
         parameters.onProgress?.({ received, total, resumedFrom: resumed ? offset : 0 });
       }
     } catch (error) {
-      file.destroy();
+      await closeStream(file);
       if (error instanceof InvalidModelFileError) {
         await unlink(partPath).catch(() => {});
         throw error;

@@ -7,7 +7,7 @@ import { homedir } from "node:os";
 import { basename, join } from "node:path";
 import { GgufFileType, readGgufFileInfo } from "node-llama-cpp";
 import { InvalidInputError, InvalidModelFileError, ModelNotFoundError, MycelError } from "../errors/index.ts";
-import { downloadFile, parseModelSource, type TransferProgress } from "./download.ts";
+import { closeStream, downloadFile, parseModelSource, type TransferProgress } from "./download.ts";
 
 /** What the store knows about one model. */
 export type ModelRecord = {
@@ -40,24 +40,43 @@ function fileTypeName(fileType: number | undefined): string | undefined {
   return name ? name.replace(/^(MOSTLY|ALL)_/, "") : undefined;
 }
 
-/** Reads the metadata of a GGUF file; throws {@link InvalidModelFileError} when it is not one. */
-export async function readModelMetadata(path: string) {
+/**
+ * Checks magic, version and that the declared tensor and key counts fit in the file, before any parser
+ * trusts them (a corrupt count would otherwise make a reader loop for a very long time).
+ */
+async function checkGgufHeader(path: string) {
   const handle = await open(path, "r");
   try {
-    const head = Buffer.alloc(4);
-    await handle.read(head, 0, 4, 0);
-    if (head.toString("latin1") !== "GGUF") {
-      throw new InvalidModelFileError(
-        `${path} is not a GGUF file (bad magic ${JSON.stringify(head.toString("latin1"))})`,
-        {
-          code: "not_gguf",
-          hint: "Mycel runs GGUF models (llama.cpp's format); convert other formats with llama.cpp's convert_hf_to_gguf.py",
-        },
+    const { size } = await handle.stat();
+    const head = Buffer.alloc(24);
+    const { bytesRead } = await handle.read(head, 0, 24, 0);
+    const invalid = (reason: string) =>
+      new InvalidModelFileError(`${path} is not a valid GGUF file: ${reason}`, {
+        code: "not_gguf",
+        hint: "Mycel runs GGUF models (llama.cpp's format); check that the file is complete, or convert other formats with llama.cpp's convert_hf_to_gguf.py",
+      });
+    if (bytesRead < 24) throw invalid("it is too short");
+    if (head.subarray(0, 4).toString("latin1") !== "GGUF") {
+      throw invalid(`bad magic ${JSON.stringify(head.subarray(0, 4).toString("latin1"))}`);
+    }
+    const version = head.readUInt32LE(4);
+    if (version !== 2 && version !== 3) throw invalid(`unsupported version ${version}`);
+    const tensorCount = head.readBigUInt64LE(8);
+    const keyCount = head.readBigUInt64LE(16);
+    // A tensor info takes at least 8 + 4 + 8 + 4 + 8 bytes, a key/value at least 8 + 4 + 1.
+    if (tensorCount * 32n + keyCount * 13n > BigInt(size)) {
+      throw invalid(
+        `it declares ${tensorCount} tensors and ${keyCount} keys, more than its ${size} bytes can hold`,
       );
     }
   } finally {
     await handle.close();
   }
+}
+
+/** Reads the metadata of a GGUF file; throws {@link InvalidModelFileError} when it is not one. */
+export async function readModelMetadata(path: string) {
+  await checkGgufHeader(path);
   let info: Awaited<ReturnType<typeof readGgufFileInfo>>;
   try {
     info = await readGgufFileInfo(path, { readTensorInfo: true, logWarnings: false });
@@ -283,7 +302,7 @@ export function openModelStore(parameters: OpenModelStoreParameters = {}): Model
         output.end((error?: Error | null) => (error ? reject(error) : resolveEnd())),
       );
     } catch (error) {
-      output.destroy();
+      await closeStream(output);
       await unlink(temporaryPath).catch(() => {});
       throw error;
     }

@@ -155,6 +155,15 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
     const writeEvent = (payload: unknown) => {
       if (!response.writableEnded) response.write(`data: ${JSON.stringify(payload)}\n\n`);
     };
+    // Token chunks differ only in their text: serialize the rest once (this is the hot path of streaming).
+    const [deltaPrefix, deltaSuffix] = JSON.stringify({
+      ...chunkBase(),
+      choices: [
+        kind === "chat"
+          ? { index: 0, delta: { content: "\u0000" }, logprobs: null, finish_reason: null }
+          : { index: 0, text: "\u0000", logprobs: null, finish_reason: null },
+      ],
+    }).split('"\\u0000"');
     const startStream = () => {
       if (response.headersSent) return;
       response.writeHead(200, {
@@ -173,13 +182,8 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
       }
     };
     const onDelta = (delta: GenerationDelta) => {
-      startStream();
-      if (!delta.text) return;
-      const choice =
-        kind === "chat"
-          ? { index: 0, delta: { content: delta.text }, logprobs: null, finish_reason: null }
-          : { index: 0, text: delta.text, logprobs: null, finish_reason: null };
-      writeEvent({ ...chunkBase(), choices: [choice] });
+      if (!delta.text || response.writableEnded) return;
+      response.write(`data: ${deltaPrefix}${JSON.stringify(delta.text)}${deltaSuffix}\n\n`);
     };
 
     let result: GenerateReturnType;
@@ -189,6 +193,8 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
         promptTokens: parameters.promptTokens,
         ...samplingOf(body, parameters.maxTokensDefault),
         signal: controller.signal,
+        // Headers and the role chunk go out as soon as a sequence is free, before the prompt is evaluated.
+        onStart: stream ? startStream : undefined,
         onDelta: stream ? onDelta : undefined,
       });
     } catch (error) {

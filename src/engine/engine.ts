@@ -78,6 +78,8 @@ export type GenerateParameters = SamplingParameters & {
   modelHash: string;
   promptTokens: readonly number[];
   signal?: AbortSignal;
+  /** Called once a sequence is free and generation is about to start (after any wait in the queue). */
+  onStart?: () => void;
   onDelta?: (delta: GenerationDelta) => void;
 };
 
@@ -176,6 +178,11 @@ export function getSharedLlama(logger: Logger = silentLogger): Promise<Llama> {
 /** node-llama-cpp brands token ids; Mycel passes plain numbers across its parts. */
 function asTokens(tokens: readonly number[]): Token[] {
   return tokens as Token[];
+}
+
+/** Lets queued work (such as node-llama-cpp dispatching the next decode) run before continuing. */
+function turnEventLoop() {
+  return new Promise<void>((resolve) => setImmediate(resolve));
 }
 
 function randomSeed() {
@@ -321,7 +328,10 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       input.onDelta?.(delta);
     };
     try {
+      // Every generation starts from an empty sequence (one batched prefill), so a request always takes
+      // the same numeric path. Clearing here rather than after use keeps it off the response's critical path.
       await sequence.clearHistory();
+      input.onStart?.();
       if (maxTokens > 0 && !input.signal?.aborted) {
         const iterator = sequence.evaluate(asTokens([...input.promptTokens]), {
           temperature: input.temperature ?? 1,
@@ -331,25 +341,44 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
           seed,
           yieldEogToken: true,
         });
-        for await (const token of iterator) {
-          if (input.signal?.aborted) {
-            finishReason = "cancelled";
-            break;
+        // Pipelined: the next token is requested before this one is decoded to text and emitted, and the
+        // event loop turns once so that llama.cpp decodes on its thread while JavaScript does that work.
+        // At a stop, one token may have been decoded in vain; it is never returned.
+        let next: Promise<IteratorResult<Token, void>> | undefined = iterator.next();
+        try {
+          while (next) {
+            const step: IteratorResult<Token, void> = await next;
+            next = undefined;
+            if (step.done) break;
+            if (input.signal?.aborted) {
+              finishReason = "cancelled";
+              break;
+            }
+            const token = step.value;
+            firstTokenMs ??= performance.now() - started;
+            tokens.push(token);
+            if (model.isEogToken(token)) {
+              emit({ tokens: [token], text: decoder.flush() + stopMatcher.flush() });
+              finishReason = "stop";
+              break;
+            }
+            // The first token goes out at once (time to first token); later ones overlap the next decode.
+            const more = tokens.length < maxTokens;
+            if (more && tokens.length > 1) {
+              next = iterator.next();
+              await turnEventLoop();
+            }
+            const matched = stopMatcher.push(decoder.push(token));
+            emit({ tokens: [token], text: matched.emit });
+            if (matched.stopped) {
+              finishReason = "stop";
+              break;
+            }
+            if (more && !next) next = iterator.next();
           }
-          firstTokenMs ??= performance.now() - started;
-          tokens.push(token);
-          if (model.isEogToken(token)) {
-            emit({ tokens: [token], text: decoder.flush() + stopMatcher.flush() });
-            finishReason = "stop";
-            break;
-          }
-          const matched = stopMatcher.push(decoder.push(token));
-          emit({ tokens: [token], text: matched.emit });
-          if (matched.stopped) {
-            finishReason = "stop";
-            break;
-          }
-          if (tokens.length >= maxTokens) break;
+        } finally {
+          if (next) await next.catch(() => undefined);
+          await iterator.return();
         }
         if (finishReason === "length" && input.signal?.aborted) finishReason = "cancelled";
         if (finishReason === "length") {
@@ -360,7 +389,6 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
         }
       }
     } finally {
-      await sequence.clearHistory().catch((error) => logger.warn("clearing a sequence failed", { error }));
       lease.release();
     }
     return {
@@ -436,7 +464,6 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       }
       return { positions, afterLast };
     } finally {
-      await lease.slot.clearHistory().catch((error) => logger.warn("clearing a sequence failed", { error }));
       lease.release();
     }
   }

@@ -259,7 +259,8 @@ export function openModelStore(parameters: OpenModelStoreParameters = {}): Model
   }
 
   function validateName(name: string) {
-    if (!name || name.length > 200 || /[\s/\\]/.test(name) || hashPattern.test(name)) {
+    const hasControlCharacter = [...name].some((character) => character.charCodeAt(0) < 0x20);
+    if (!name || name.length > 200 || /[\s/\\]/.test(name) || hasControlCharacter || hashPattern.test(name)) {
       throw new InvalidInputError(`"${name}" is not a usable model name`, {
         param: "name",
         hint: "use 1-200 characters without spaces or slashes, and not a 64-character hex string",

@@ -1,4 +1,13 @@
-/** The api part: the OpenAI-compatible HTTP server and its error mapping. */
+/** The api part: the OpenAI-compatible HTTP server, its backends and its error mapping. */
+export {
+  type ApiModelInfo,
+  type ApiPrompt,
+  type ApiSampling,
+  type BackendGenerateParameters,
+  type BackendGenerateResult,
+  createEngineBackend,
+  type InferenceBackend,
+} from "./backend.ts";
 export { HttpError, type OpenAiErrorBody, type OpenAiErrorResponse, toOpenAiError } from "./openaiErrors.ts";
 export {
   type ChatCompletionRequest,

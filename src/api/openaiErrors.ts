@@ -5,6 +5,7 @@ import {
   ModelNotFoundError,
   MycelError,
   QueueFullError,
+  ServiceUnavailableError,
 } from "../errors/index.ts";
 
 /** The body OpenAI sends with an error. */
@@ -68,6 +69,13 @@ export function toOpenAiError(error: unknown): OpenAiErrorResponse {
     return {
       status: 503,
       body: body(withHint(error), "server_error", "server_overloaded"),
+      headers: { "retry-after": String(error.retryAfterSeconds) },
+    };
+  }
+  if (error instanceof ServiceUnavailableError) {
+    return {
+      status: 503,
+      body: body(withHint(error), "server_error", error.code),
       headers: { "retry-after": String(error.retryAfterSeconds) },
     };
   }

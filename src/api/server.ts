@@ -2,9 +2,16 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Engine, GenerateReturnType, GenerationDelta, LoadedModelInfo } from "../engine/index.ts";
-import { InvalidInputError, MycelError } from "../errors/index.ts";
+import type { Engine } from "../engine/index.ts";
+import { MycelError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
+import {
+  type ApiModelInfo,
+  type ApiPrompt,
+  type BackendGenerateResult,
+  createEngineBackend,
+  type InferenceBackend,
+} from "./backend.ts";
 import { HttpError, toOpenAiError } from "./openaiErrors.ts";
 import {
   type ChatCompletionRequest,
@@ -18,7 +25,9 @@ import {
 
 /** Parameters of {@link startApiServer}. */
 export type StartApiServerParameters = {
-  engine: Engine;
+  /** What answers requests; or give `engine` to serve this process's engine. */
+  backend?: InferenceBackend;
+  engine?: Engine;
   /** Defaults to 127.0.0.1: nothing is exposed beyond this machine unless asked. */
   host?: string;
   /** 0 picks a free port. */
@@ -97,18 +106,22 @@ async function readJsonBody(request: IncomingMessage, maxBodyBytes: number): Pro
 
 /** Starts the OpenAI-compatible API on host:port and resolves once it listens. */
 export async function startApiServer(parameters: StartApiServerParameters): Promise<ApiServer> {
-  const { engine } = parameters;
+  const chosenBackend =
+    parameters.backend ?? (parameters.engine ? createEngineBackend(parameters.engine) : undefined);
+  if (!chosenBackend)
+    throw new MycelError("startApiServer needs a backend or an engine", { code: "invalid_setup" });
+  const backend: InferenceBackend = chosenBackend;
   const host = parameters.host ?? "127.0.0.1";
   const maxBodyBytes = parameters.maxBodyBytes ?? defaultMaxBodyBytes;
   const logger = parameters.logger ?? silentLogger;
   const started = Math.floor(Date.now() / 1000);
 
-  const modelObject = (info: LoadedModelInfo) => ({
+  const modelObject = (info: ApiModelInfo) => ({
     id: info.name,
     object: "model",
     created: started,
     owned_by: "mycel",
-    mycel: { hash: info.hash, context_length: info.contextSize },
+    mycel: { hash: info.hash, context_length: info.contextLength, ...info.extra },
   });
 
   function samplingOf(body: SamplingRequest, maxTokensDefault: number | undefined) {
@@ -127,8 +140,8 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
     request: IncomingMessage;
     response: ServerResponse;
     body: SamplingRequest;
-    model: LoadedModelInfo;
-    promptTokens: number[];
+    model: ApiModelInfo;
+    prompt: ApiPrompt;
     maxTokensDefault: number | undefined;
     kind: "chat" | "text";
   }) {
@@ -181,21 +194,21 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
         });
       }
     };
-    const onDelta = (delta: GenerationDelta) => {
-      if (!delta.text || response.writableEnded) return;
-      response.write(`data: ${deltaPrefix}${JSON.stringify(delta.text)}${deltaSuffix}\n\n`);
+    const onText = (text: string) => {
+      if (!text || response.writableEnded) return;
+      response.write(`data: ${deltaPrefix}${JSON.stringify(text)}${deltaSuffix}\n\n`);
     };
 
-    let result: GenerateReturnType;
+    let result: BackendGenerateResult;
     try {
-      result = await engine.generate({
-        modelHash: model.hash,
-        promptTokens: parameters.promptTokens,
-        ...samplingOf(body, parameters.maxTokensDefault),
+      result = await backend.generate({
+        model,
+        prompt: parameters.prompt,
+        sampling: samplingOf(body, parameters.maxTokensDefault),
         signal: controller.signal,
         // Headers and the role chunk go out as soon as a sequence is free, before the prompt is evaluated.
         onStart: stream ? startStream : undefined,
-        onDelta: stream ? onDelta : undefined,
+        onText: stream ? onText : undefined,
       });
     } catch (error) {
       response.off("close", onClose);
@@ -211,7 +224,7 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
       return;
     }
     response.off("close", onClose);
-    const mycel = { model_hash: model.hash, seed: result.seed };
+    const mycel = result.mycel;
     if (result.finishReason === "cancelled") {
       logger.info("generation cancelled: client disconnected", {
         id,
@@ -232,8 +245,8 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
       promptTokens: usage.prompt_tokens,
       completionTokens: usage.completion_tokens,
       finishReason: result.finishReason,
-      queuedMs: Math.round(result.timings.queuedMs),
-      ms: Math.round(result.timings.totalMs),
+      queuedMs: result.timings && Math.round(result.timings.queuedMs),
+      ms: result.timings && Math.round(result.timings.totalMs),
     });
     if (!stream) {
       const choice =
@@ -262,27 +275,27 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
       kind === "chat"
         ? { index: 0, delta: {}, logprobs: null, finish_reason: result.finishReason }
         : { index: 0, text: "", logprobs: null, finish_reason: result.finishReason };
-    writeEvent({ ...chunkBase(), choices: [finalChoice], mycel });
-    if (includeUsage) writeEvent({ ...chunkBase(), choices: [], usage });
+    // `mycel` (hash, seed, receipts) rides on the last event before [DONE].
+    writeEvent({ ...chunkBase(), choices: [finalChoice], ...(includeUsage ? {} : { mycel }) });
+    if (includeUsage) writeEvent({ ...chunkBase(), choices: [], usage, mycel });
     response.write("data: [DONE]\n\n");
     response.end();
   }
 
   async function handleChat(request: IncomingMessage, response: ServerResponse) {
     const body = parseRequest(chatCompletionRequestSchema, await readJsonBody(request, maxBodyBytes));
-    const model = engine.findModel(body.model);
+    const model = backend.findModel(body.model);
     const messages = body.messages.map((message) => ({
       role: message.role === "developer" ? "system" : message.role,
       content: messageText(message.content),
     }));
-    const promptTokens = engine.tokenizeChat({ modelHash: model.hash, messages });
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
     await runGeneration({
       request,
       response,
       body: { ...body, max_tokens: maxTokens },
       model,
-      promptTokens,
+      prompt: { kind: "chat", messages },
       maxTokensDefault: undefined,
       kind: "chat",
     });
@@ -293,29 +306,23 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
       completionRequestSchema,
       await readJsonBody(request, maxBodyBytes),
     );
-    const model = engine.findModel(body.model);
-    let promptTokens: number[];
-    if (typeof body.prompt === "string" || typeof body.prompt[0] === "string") {
-      const text = typeof body.prompt === "string" ? body.prompt : String(body.prompt[0]);
-      promptTokens = engine.tokenizeText({ modelHash: model.hash, text });
-    } else {
-      promptTokens = body.prompt as number[];
-      const outOfVocabulary = promptTokens.find((token) => token >= model.vocabularySize);
-      if (outOfVocabulary !== undefined) {
-        throw new InvalidInputError(
-          `token ${outOfVocabulary} is outside the vocabulary (size ${model.vocabularySize})`,
-          {
-            param: "prompt",
-            code: "invalid_value",
-          },
-        );
-      }
-    }
-    if (promptTokens.length === 0) {
-      throw new InvalidInputError("the prompt is empty", { param: "prompt", code: "invalid_value" });
-    }
+    const model = backend.findModel(body.model);
+    const prompt =
+      typeof body.prompt === "string" || typeof body.prompt[0] === "string"
+        ? typeof body.prompt === "string"
+          ? body.prompt
+          : String(body.prompt[0])
+        : (body.prompt as number[]);
     // OpenAI's /v1/completions default is 16 tokens.
-    await runGeneration({ request, response, body, model, promptTokens, maxTokensDefault: 16, kind: "text" });
+    await runGeneration({
+      request,
+      response,
+      body,
+      model,
+      prompt: { kind: "text", prompt },
+      maxTokensDefault: 16,
+      kind: "text",
+    });
   }
 
   async function route(request: IncomingMessage, response: ServerResponse) {
@@ -331,15 +338,12 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
     };
     if (path === "/health") {
       allow(["GET", "HEAD"]);
-      const models = engine
-        .models()
-        .map((info) => ({ name: info.name, hash: info.hash, slots: engine.stats(info.hash) }));
-      sendJson(response, 200, { status: "ok", models });
+      sendJson(response, 200, backend.health());
       return;
     }
     if (path === "/v1/models") {
       allow(["GET"]);
-      sendJson(response, 200, { object: "list", data: engine.models().map(modelObject) });
+      sendJson(response, 200, { object: "list", data: backend.listModels().map(modelObject) });
       return;
     }
     if (path.startsWith("/v1/models/")) {
@@ -347,7 +351,7 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
       sendJson(
         response,
         200,
-        modelObject(engine.findModel(decodeURIComponent(path.slice("/v1/models/".length)))),
+        modelObject(backend.findModel(decodeURIComponent(path.slice("/v1/models/".length)))),
       );
       return;
     }
@@ -361,6 +365,7 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
       await handleCompletion(request, response);
       return;
     }
+    if (await backend.route?.({ method, path, response })) return;
     throw new HttpError(404, `no route ${method} ${path}`, {
       code: "not_found",
       hint: "the API serves /v1/models, /v1/chat/completions, /v1/completions and /health",

@@ -13,6 +13,7 @@ import {
   type TestModelQuant,
   type TestModelSize,
 } from "../model/index.ts";
+import { addNetworkCommands } from "./network.ts";
 import { createProgressBar } from "./progress.ts";
 
 const version = "0.1.0";
@@ -311,6 +312,7 @@ export function buildProgram(): Command {
     });
   });
 
+  addNetworkCommands({ program, configFrom, integer });
   return program;
 }
 

@@ -77,6 +77,12 @@ export type GenerationDelta = { tokens: number[]; text: string };
 export type GenerateParameters = SamplingParameters & {
   modelHash: string;
   promptTokens: readonly number[];
+  /**
+   * Continuation: output tokens already produced for this request (by another provider, before failover).
+   * They are evaluated after the prompt, and text and stop sequences carry on from them; only new tokens are
+   * returned and counted against maxTokens.
+   */
+  prefixTokens?: readonly number[];
   signal?: AbortSignal;
   /** Called once a sequence is free and generation is about to start (after any wait in the queue). */
   onStart?: () => void;
@@ -308,8 +314,10 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
         hint: "send at least one non-empty message",
       });
     }
-    const maxTokens = input.maxTokens ?? info.contextSize - input.promptTokens.length;
-    checkFits(info, input.promptTokens.length, Math.max(1, maxTokens));
+    const prefixTokens = input.prefixTokens ?? [];
+    const evaluatedTokens = [...input.promptTokens, ...prefixTokens];
+    const maxTokens = input.maxTokens ?? info.contextSize - evaluatedTokens.length;
+    checkFits(info, evaluatedTokens.length, Math.max(1, maxTokens));
     const seed = input.seed ?? randomSeed();
     const started = performance.now();
     const lease = await entry.pool.acquire({ signal: input.signal });
@@ -323,6 +331,8 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       model.detokenize(asTokens(pending), false, asTokens(lastTokens)),
     );
     const stopMatcher = createStopMatcher(input.stop ?? []);
+    // A continuation's text goes on from the prefix: held-back bytes and partial stop matches carry over.
+    for (const token of prefixTokens) stopMatcher.push(decoder.push(token));
     const emit = (delta: GenerationDelta) => {
       text += delta.text;
       input.onDelta?.(delta);
@@ -333,7 +343,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       await sequence.clearHistory();
       input.onStart?.();
       if (maxTokens > 0 && !input.signal?.aborted) {
-        const iterator = sequence.evaluate(asTokens([...input.promptTokens]), {
+        const iterator = sequence.evaluate(asTokens(evaluatedTokens), {
           temperature: input.temperature ?? 1,
           topK: input.topK ?? 0,
           topP: input.topP ?? 1,
@@ -396,9 +406,9 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       text,
       finishReason,
       usage: {
-        promptTokens: input.promptTokens.length,
+        promptTokens: evaluatedTokens.length,
         completionTokens: tokens.length,
-        totalTokens: input.promptTokens.length + tokens.length,
+        totalTokens: evaluatedTokens.length + tokens.length,
       },
       seed,
       timings: { queuedMs, firstTokenMs, totalMs: performance.now() - started },

@@ -98,3 +98,13 @@ export function describeError(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
 }
+
+/** Nothing can serve the request right now (e.g. every provider of a model failed); worth retrying later. */
+export class ServiceUnavailableError extends MycelError {
+  override name = "ServiceUnavailableError";
+  readonly retryAfterSeconds: number;
+  constructor(shortMessage: string, parameters: MycelErrorParameters & { retryAfterSeconds?: number } = {}) {
+    super(shortMessage, { code: "service_unavailable", ...parameters });
+    this.retryAfterSeconds = parameters.retryAfterSeconds ?? 1;
+  }
+}

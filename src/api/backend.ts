@@ -1,0 +1,131 @@
+/** What the HTTP API serves from: a local engine, or (in a gateway) the network. */
+import type { ServerResponse } from "node:http";
+import type { ChatMessage, Engine } from "../engine/index.ts";
+import { InvalidInputError } from "../errors/index.ts";
+
+/** A model as the API lists it. */
+export type ApiModelInfo = {
+  name: string;
+  hash: string;
+  contextLength?: number;
+  /** Backend-specific fields, listed under `mycel` in /v1/models. */
+  extra?: Record<string, unknown>;
+};
+
+/** The prompt of a request: chat messages, or text (or token ids) for /v1/completions. */
+export type ApiPrompt =
+  | { kind: "chat"; messages: ChatMessage[] }
+  | { kind: "text"; prompt: string | number[] };
+
+/** Sampling settings as the API received them (defaults applied). */
+export type ApiSampling = {
+  /** Absent: until the context window is full. */
+  maxTokens?: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed?: number;
+  stop: string[];
+};
+
+/** Parameters of {@link InferenceBackend.generate}. */
+export type BackendGenerateParameters = {
+  model: ApiModelInfo;
+  prompt: ApiPrompt;
+  sampling: ApiSampling;
+  signal: AbortSignal;
+  /** Called once generation is about to start (after any queueing), so headers can go out. */
+  onStart?: () => void;
+  /** Text that became safe to show, in order. */
+  onText?: (text: string) => void;
+};
+
+/** Return type of {@link InferenceBackend.generate}. */
+export type BackendGenerateResult = {
+  text: string;
+  finishReason: "stop" | "length" | "cancelled";
+  usage: { promptTokens: number; completionTokens: number; totalTokens: number };
+  /** Extra fields returned under `mycel` (model hash, seed, receipts...). */
+  mycel: Record<string, unknown>;
+  timings?: { queuedMs: number; totalMs: number };
+};
+
+/** Where the OpenAI-compatible API gets its models and answers. */
+export type InferenceBackend = {
+  listModels(): ApiModelInfo[];
+  /** Finds a model by name or hash; throws ModelNotFoundError naming the fix. */
+  findModel(nameOrHash: string): ApiModelInfo;
+  generate(parameters: BackendGenerateParameters): Promise<BackendGenerateResult>;
+  /** The body of GET /health. */
+  health(): Record<string, unknown>;
+  /** Extra routes (e.g. /mycel/v1/...); returns false when it does not serve the path. */
+  route?(parameters: { method: string; path: string; response: ServerResponse }): Promise<boolean>;
+};
+
+/** The API served from this process's engine (`mycel serve`). */
+export function createEngineBackend(engine: Engine): InferenceBackend {
+  const describe = (info: ReturnType<Engine["findModel"]>): ApiModelInfo => ({
+    name: info.name,
+    hash: info.hash,
+    contextLength: info.contextSize,
+  });
+
+  function tokenize(model: ApiModelInfo, prompt: ApiPrompt): number[] {
+    if (prompt.kind === "chat")
+      return engine.tokenizeChat({ modelHash: model.hash, messages: prompt.messages });
+    if (typeof prompt.prompt === "string")
+      return engine.tokenizeText({ modelHash: model.hash, text: prompt.prompt });
+    const vocabularySize = engine.findModel(model.hash).vocabularySize;
+    const outOfVocabulary = prompt.prompt.find((token) => token >= vocabularySize);
+    if (outOfVocabulary !== undefined) {
+      throw new InvalidInputError(
+        `token ${outOfVocabulary} is outside the vocabulary (size ${vocabularySize})`,
+        {
+          param: "prompt",
+          code: "invalid_value",
+        },
+      );
+    }
+    return prompt.prompt;
+  }
+
+  return {
+    listModels: () => engine.models().map(describe),
+    findModel: (nameOrHash) => describe(engine.findModel(nameOrHash)),
+    health: () => ({
+      status: "ok",
+      models: engine
+        .models()
+        .map((info) => ({ name: info.name, hash: info.hash, slots: engine.stats(info.hash) })),
+    }),
+    async generate(parameters) {
+      const promptTokens = tokenize(parameters.model, parameters.prompt);
+      if (promptTokens.length === 0) {
+        throw new InvalidInputError("the prompt is empty", {
+          param: parameters.prompt.kind === "chat" ? "messages" : "prompt",
+          code: "invalid_value",
+        });
+      }
+      const onText = parameters.onText;
+      const result = await engine.generate({
+        modelHash: parameters.model.hash,
+        promptTokens,
+        ...parameters.sampling,
+        signal: parameters.signal,
+        onStart: parameters.onStart,
+        onDelta: onText
+          ? (delta) => {
+              if (delta.text) onText(delta.text);
+            }
+          : undefined,
+      });
+      return {
+        text: result.text,
+        finishReason: result.finishReason,
+        usage: result.usage,
+        mycel: { model_hash: parameters.model.hash, seed: result.seed },
+        timings: { queuedMs: result.timings.queuedMs, totalMs: result.timings.totalMs },
+      };
+    },
+  };
+}

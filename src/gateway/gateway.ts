@@ -1,0 +1,480 @@
+/** The gateway role: the OpenAI-compatible API backed by the network, with routing, failover and receipts. */
+import { randomBytes, randomInt } from "node:crypto";
+import type { ServerResponse } from "node:http";
+import { type Hex, toHex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import type {
+  ApiModelInfo,
+  BackendGenerateParameters,
+  BackendGenerateResult,
+  InferenceBackend,
+} from "../api/index.ts";
+import {
+  describeError,
+  InvalidInputError,
+  ModelNotFoundError,
+  MycelError,
+  ServiceUnavailableError,
+} from "../errors/index.ts";
+import { type Logger, silentLogger } from "../log/index.ts";
+import { createFrameChannel, type MycelNode } from "../p2p/index.ts";
+import {
+  type EndFrame,
+  type InferenceRequest,
+  inferenceProtocolId,
+  modelHashToBytes32,
+  parseFrame,
+  providerFrameSchema,
+  type ReceiptDomain,
+  receiptDomain,
+  type SignedReceipt,
+  streamLimits,
+  wireVersion,
+} from "../protocol/index.ts";
+import type { ReceiptStore } from "../store/index.ts";
+import { createProviderTable, type KnownProvider, type ProviderTable } from "./providerTable.ts";
+import { rankProviders } from "./routing.ts";
+import { ReceiptRejectedError, verifyReceipt } from "./verifyReceipt.ts";
+
+/** How patient the gateway is with providers. */
+export type GatewayTimeouts = {
+  /** Longest wait for the first token of a segment (covers queueing and prompt evaluation). */
+  firstTokenMs: number;
+  /** Longest silence between two tokens before the provider counts as stalled and the request fails over. */
+  stallMs: number;
+  /** How long a failing provider is not routed to. */
+  banMs: number;
+};
+
+/** Default gateway timeouts. */
+export const defaultGatewayTimeouts: GatewayTimeouts = {
+  firstTokenMs: 30_000,
+  stallMs: 5_000,
+  banMs: 30_000,
+};
+
+/** Parameters of {@link startGateway}. */
+export type StartGatewayParameters = {
+  node: MycelNode;
+  /** The gateway's key: the `client` of its receipts (and, later, its payments). */
+  privateKey: Hex;
+  receipts: ReceiptStore;
+  receiptDomain?: ReceiptDomain;
+  timeouts?: Partial<GatewayTimeouts>;
+  /** Providers tried for one request before giving up (default 4). */
+  maxAttempts?: number;
+  logger?: Logger;
+};
+
+/** A running gateway: serve its `backend` with the API server. */
+export type Gateway = {
+  address: Hex;
+  backend: InferenceBackend;
+  providers: ProviderTable;
+  /** Resolves once `count` providers (of `modelHash` if given) are known; rejects after `timeoutMs`. */
+  waitForProviders(parameters: { count: number; modelHash?: string; timeoutMs: number }): Promise<void>;
+  stop(): Promise<void>;
+};
+
+/** A provider segment failed (died, stalled, refused): the request fails over. */
+class SegmentFailedError extends MycelError {
+  override name = "SegmentFailedError";
+}
+
+type Segment = { end: EndFrame; tokens: number[] };
+
+/** Starts the gateway's discovery and returns its API backend. */
+export function startGateway(parameters: StartGatewayParameters): Gateway {
+  const { node, receipts } = parameters;
+  const logger = parameters.logger ?? silentLogger;
+  const timeouts = { ...defaultGatewayTimeouts, ...parameters.timeouts };
+  const maxAttempts = parameters.maxAttempts ?? 4;
+  const domain = parameters.receiptDomain ?? receiptDomain();
+  const client = privateKeyToAccount(parameters.privateKey).address;
+  const table = createProviderTable({ node, logger });
+
+  function liveModels(): ApiModelInfo[] {
+    const now = Date.now();
+    const byHash = new Map<string, { name: string; contextSize: number; providers: KnownProvider[] }>();
+    for (const provider of table.all()) {
+      if (provider.announcement.expires_at <= now || provider.untrusted) continue;
+      for (const model of provider.announcement.models) {
+        const entry = byHash.get(model.hash) ?? {
+          name: model.name,
+          contextSize: model.context_size,
+          providers: [],
+        };
+        entry.providers.push(provider);
+        byHash.set(model.hash, entry);
+      }
+    }
+    return [...byHash.entries()].map(([hash, entry]) => {
+      const lowest = (field: "input" | "output") =>
+        entry.providers.map((p) => BigInt(p.announcement.price[field])).reduce((a, b) => (b < a ? b : a));
+      return {
+        name: entry.name,
+        hash: hash.slice(2),
+        contextLength: entry.contextSize,
+        extra: {
+          providers: entry.providers.length,
+          lowest_price_per_million: {
+            input: lowest("input").toString(),
+            output: lowest("output").toString(),
+          },
+        },
+      };
+    });
+  }
+
+  function findModel(nameOrHash: string): ApiModelInfo {
+    const models = liveModels();
+    const query = nameOrHash.replace(/^(sha256:|0x)/i, "").toLowerCase();
+    const byHash = models.filter(
+      (model) =>
+        model.hash === query ||
+        (query.length >= 6 && /^[0-9a-f]+$/.test(query) && model.hash.startsWith(query)),
+    );
+    if (byHash.length === 1 && byHash[0]) return byHash[0];
+    const byName = models
+      .filter((model) => model.name === nameOrHash)
+      .sort((a, b) => Number(b.extra?.providers ?? 0) - Number(a.extra?.providers ?? 0));
+    if (byName[0]) return byName[0];
+    throw new ModelNotFoundError(nameOrHash, {
+      hint: `no provider on the network serves it: start one with \`mycel provider --model ${nameOrHash}\`${models.length ? `; served now: ${models.map((m) => m.name).join(", ")}` : ""}`,
+    });
+  }
+
+  async function runSegment(input: {
+    provider: KnownProvider;
+    requestId: Hex;
+    request: InferenceRequest;
+    signal: AbortSignal;
+    onTokens: (tokens: number[], text: string) => void;
+  }): Promise<Segment> {
+    const { provider } = input;
+    let stream: Awaited<ReturnType<MycelNode["openStream"]>>;
+    try {
+      stream = await node.openStream(provider.peerId, inferenceProtocolId, {
+        signal: AbortSignal.any([input.signal, AbortSignal.timeout(timeouts.firstTokenMs)]),
+      });
+    } catch (cause) {
+      throw new SegmentFailedError(`cannot reach provider ${provider.peerId}`, {
+        cause,
+        details: describeError(cause),
+      });
+    }
+    const channel = createFrameChannel(stream, { maxFrameBytes: streamLimits.maxFrameBytes });
+    const cancel = () => {
+      channel
+        .write({ v: wireVersion, type: "cancel" })
+        .then(() => channel.close())
+        .catch(() => channel.abort(new Error("cancelled")));
+    };
+    input.signal.addEventListener("abort", cancel, { once: true });
+    const tokens: number[] = [];
+    const started = performance.now();
+    try {
+      await channel.write({
+        v: wireVersion,
+        type: "request",
+        id: input.requestId,
+        client,
+        request: input.request,
+      });
+      for (;;) {
+        let value: unknown;
+        try {
+          value = await channel.read({
+            timeoutMs: tokens.length === 0 ? timeouts.firstTokenMs : timeouts.stallMs,
+            signal: input.signal,
+          });
+        } catch (cause) {
+          throw new SegmentFailedError(`provider ${provider.peerId} stopped answering`, {
+            cause,
+            details: describeError(cause),
+          });
+        }
+        if (value === undefined)
+          throw new SegmentFailedError(`provider ${provider.peerId} closed the stream without a receipt`);
+        const frame = parseFrame(providerFrameSchema, value);
+        if (frame.type === "chunk") {
+          if (tokens.length === 0) {
+            const latency = performance.now() - started;
+            provider.latencyMs =
+              provider.latencyMs === undefined ? latency : provider.latencyMs * 0.7 + latency * 0.3;
+          }
+          tokens.push(...frame.tokens);
+          input.onTokens(frame.tokens, frame.text);
+          continue;
+        }
+        if (frame.type === "error") {
+          const inputError = [
+            "invalid_request",
+            "invalid_value",
+            "context_length_exceeded",
+            "prompt_too_long",
+          ].includes(frame.code);
+          if (inputError) throw new InvalidInputError(frame.message, { code: frame.code, param: "messages" });
+          throw new SegmentFailedError(`provider ${provider.peerId} refused: ${frame.message}`, {
+            code: frame.code,
+          });
+        }
+        return { end: frame, tokens };
+      }
+    } finally {
+      input.signal.removeEventListener("abort", cancel);
+      if (!input.signal.aborted) await channel.close().catch(() => undefined);
+    }
+  }
+
+  async function generate(parameters: BackendGenerateParameters): Promise<BackendGenerateResult> {
+    const modelHash = modelHashToBytes32(parameters.model.hash);
+    const requestId = toHex(randomBytes(32));
+    const { sampling, prompt } = parameters;
+    const seed = sampling.seed ?? randomInt(0, 0x7fffffff);
+    const base: InferenceRequest = {
+      model_hash: modelHash,
+      kind: prompt.kind,
+      ...(prompt.kind === "chat" ? { messages: prompt.messages } : { prompt: prompt.prompt }),
+      ...(sampling.maxTokens === undefined ? {} : { max_tokens: sampling.maxTokens }),
+      temperature: sampling.temperature,
+      top_p: sampling.topP,
+      top_k: sampling.topK,
+      seed,
+      stop: sampling.stop,
+    };
+    const outputTokens: number[] = [];
+    let text = "";
+    const signed: { receipt: SignedReceipt; provider: KnownProvider }[] = [];
+    const tried = new Set<string>();
+    let lastFailure: unknown;
+    let started = false;
+    const startedAt = performance.now();
+    for (let attempt = 0; attempt < maxAttempts; attempt++) {
+      if (parameters.signal.aborted) break;
+      const candidates = rankProviders({ candidates: table.serving(modelHash), exclude: tried });
+      const provider = candidates[0];
+      if (!provider) break;
+      tried.add(provider.peerId);
+      const remaining =
+        sampling.maxTokens === undefined ? undefined : sampling.maxTokens - outputTokens.length;
+      const request: InferenceRequest = {
+        ...base,
+        ...(outputTokens.length > 0 ? { prefix_tokens: [...outputTokens] } : {}),
+        ...(remaining === undefined ? {} : { max_tokens: remaining }),
+      };
+      const before = { tokens: outputTokens.length, text: text.length };
+      provider.inFlight++;
+      try {
+        const segment = await runSegment({
+          provider,
+          requestId,
+          request,
+          signal: parameters.signal,
+          onTokens: (tokens, piece) => {
+            if (!started) {
+              started = true;
+              parameters.onStart?.();
+            }
+            outputTokens.push(...tokens);
+            text += piece;
+            if (piece) parameters.onText?.(piece);
+          },
+        });
+        const receipt = await verifyReceipt({
+          end: segment.end,
+          requestId,
+          client,
+          provider: provider.address,
+          request,
+          outputTokens: segment.tokens,
+          pricePerMillion: {
+            input: BigInt(provider.announcement.price.input),
+            output: BigInt(provider.announcement.price.output),
+          },
+          domain,
+        });
+        provider.successes++;
+        signed.push({ receipt, provider });
+        signed.forEach((entry, index) =>
+          receipts.saveReceipt({
+            requestId,
+            segment: index,
+            provider: entry.provider.address as Hex,
+            modelHash,
+            receipt: entry.receipt,
+          }),
+        );
+        const prefixLength = request.prefix_tokens?.length ?? 0;
+        const promptTokens = segment.end.prompt_token_ids.length - prefixLength;
+        logger.info("request completed", {
+          requestId: requestId.slice(0, 18),
+          providers: signed.length,
+          attempts: attempt + 1,
+          completionTokens: outputTokens.length,
+        });
+        return {
+          text,
+          finishReason: segment.end.finish_reason,
+          usage: {
+            promptTokens,
+            completionTokens: outputTokens.length,
+            totalTokens: promptTokens + outputTokens.length,
+          },
+          mycel: {
+            request_id: requestId,
+            model_hash: modelHash.slice(2),
+            seed,
+            providers: signed.map((entry) => entry.provider.address),
+            failovers: attempt,
+            receipts: signed.map((entry) => entry.receipt),
+          },
+          timings: { queuedMs: 0, totalMs: performance.now() - startedAt },
+        };
+      } catch (error) {
+        if (parameters.signal.aborted) break;
+        if (error instanceof InvalidInputError) throw error;
+        lastFailure = error;
+        provider.failures++;
+        if (
+          error instanceof ReceiptRejectedError ||
+          (error instanceof MycelError && error.code === "malformed_frame")
+        ) {
+          provider.untrusted = true;
+          logger.warn("provider cheated or broke the protocol: no longer routed to", {
+            peer: provider.peerId,
+            address: provider.address,
+            error: error.shortMessage,
+          });
+          // Its tokens are not trusted either: continue from before its segment, or fail if they were shown.
+          if (parameters.onText && text.length > before.text) throw error;
+          outputTokens.length = before.tokens;
+          text = text.slice(0, before.text);
+        } else {
+          provider.bannedUntil = Date.now() + timeouts.banMs;
+          logger.warn("provider failed: failing over", {
+            peer: provider.peerId,
+            tokensSoFar: outputTokens.length,
+            error: describeError(error).split("\n")[0],
+          });
+        }
+        // Back off a little before the next provider, more with each failure.
+        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 400)));
+      } finally {
+        provider.inFlight--;
+      }
+    }
+    if (parameters.signal.aborted) {
+      return {
+        text,
+        finishReason: "cancelled",
+        usage: { promptTokens: 0, completionTokens: outputTokens.length, totalTokens: outputTokens.length },
+        mycel: { request_id: requestId },
+      };
+    }
+    const served = table.serving(modelHash).length;
+    throw new ServiceUnavailableError(
+      served === 0
+        ? `no provider serves model "${parameters.model.name}" now`
+        : `every provider of model "${parameters.model.name}" failed (${tried.size} tried)`,
+      {
+        details: lastFailure ? describeError(lastFailure) : undefined,
+        hint: `retry shortly, or start another provider with \`mycel provider --model ${parameters.model.name}\``,
+        retryAfterSeconds: 2,
+      },
+    );
+  }
+
+  async function route(input: { method: string; path: string; response: ServerResponse }) {
+    const match = /^\/mycel\/v1\/receipts\/(0x[0-9a-fA-F]{64})$/.exec(input.path);
+    if (input.path === "/mycel/v1/providers" && input.method === "GET") {
+      const body = table.all().map((provider) => ({
+        peer_id: provider.peerId,
+        address: provider.address,
+        models: provider.announcement.models,
+        price_per_million: provider.announcement.price,
+        latency_ms: provider.latencyMs,
+        successes: provider.successes,
+        failures: provider.failures,
+        banned: provider.bannedUntil > Date.now(),
+        untrusted: provider.untrusted,
+      }));
+      sendJson(input.response, 200, { object: "list", data: body });
+      return true;
+    }
+    if (!input.path.startsWith("/mycel/v1/receipts/")) return false;
+    if (input.method !== "GET") return false;
+    if (!match?.[1])
+      throw new InvalidInputError("a request id is 0x and 64 hex digits", {
+        param: "requestId",
+        code: "invalid_value",
+      });
+    const stored = receipts.getReceipts(match[1] as Hex);
+    if (stored.length === 0) {
+      sendJson(input.response, 404, {
+        error: {
+          message: `no receipts for request ${match[1]}`,
+          type: "invalid_request_error",
+          param: null,
+          code: "not_found",
+        },
+      });
+      return true;
+    }
+    sendJson(input.response, 200, {
+      request_id: match[1].toLowerCase(),
+      receipts: stored.map((entry) => entry.receipt),
+    });
+    return true;
+  }
+
+  const backend: InferenceBackend = {
+    listModels: liveModels,
+    findModel,
+    generate,
+    route,
+    health: () => ({
+      status: "ok",
+      role: "gateway",
+      peer_id: node.peerId,
+      address: client,
+      providers: table.all().filter((provider) => provider.announcement.expires_at > Date.now()).length,
+      models: liveModels().map((model) => ({ name: model.name, hash: model.hash, ...model.extra })),
+    }),
+  };
+
+  return {
+    address: client,
+    backend,
+    providers: table,
+    async waitForProviders(input) {
+      const deadline = Date.now() + input.timeoutMs;
+      const count = () =>
+        input.modelHash
+          ? table.serving(modelHashToBytes32(input.modelHash)).length
+          : table.all().filter((p) => p.announcement.expires_at > Date.now()).length;
+      while (count() < input.count) {
+        if (Date.now() > deadline)
+          throw new ServiceUnavailableError(
+            `only ${count()} of ${input.count} providers appeared in ${input.timeoutMs} ms`,
+            {
+              hint: "check that the providers run and that --bootstrap points at one of them",
+            },
+          );
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+    async stop() {
+      table.stop();
+    },
+  };
+}
+
+function sendJson(response: ServerResponse, status: number, payload: unknown) {
+  const text = JSON.stringify(payload);
+  response.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(text),
+  });
+  response.end(text);
+}

@@ -1,0 +1,11 @@
+/** The gateway role: the OpenAI-compatible API backed by providers on the network. */
+export {
+  defaultGatewayTimeouts,
+  type Gateway,
+  type GatewayTimeouts,
+  type StartGatewayParameters,
+  startGateway,
+} from "./gateway.ts";
+export { createProviderTable, type KnownProvider, type ProviderTable } from "./providerTable.ts";
+export { rankProviders, routingWeights, scoreProvider } from "./routing.ts";
+export { ReceiptRejectedError, type VerifyReceiptParameters, verifyReceipt } from "./verifyReceipt.ts";

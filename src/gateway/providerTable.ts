@@ -1,0 +1,99 @@
+/** What a gateway knows of providers: verified announcements plus its own measurements of each. */
+
+import { describeError } from "../errors/index.ts";
+import type { Logger } from "../log/index.ts";
+import type { MycelNode } from "../p2p/index.ts";
+import { type Announcement, announcementTopic, verifyAnnouncement } from "../protocol/index.ts";
+
+/** A provider as the gateway sees it. */
+export type KnownProvider = {
+  announcement: Announcement;
+  peerId: string;
+  address: string;
+  /** Smoothed time to first token, in ms (undefined until measured). */
+  latencyMs: number | undefined;
+  successes: number;
+  failures: number;
+  /** Requests this gateway has open on it now. */
+  inFlight: number;
+  /** Not routed to before this time (temporary ban after failures). */
+  bannedUntil: number;
+  /** Caught cheating (a forged or mismatched receipt): never routed to again. */
+  untrusted: boolean;
+  /** Reputation in [0, 1]; a placeholder at 1 until validators post scores. */
+  reputation: number;
+};
+
+/** The table of providers a gateway routes among. */
+export type ProviderTable = {
+  all(): KnownProvider[];
+  get(peerId: string): KnownProvider | undefined;
+  /** Providers with an unexpired announcement that serve this model hash (0x bytes32). */
+  serving(modelHash: string, now?: number): KnownProvider[];
+  /** Learns from a verified announcement (also used for providers found another way). */
+  accept(announcement: Announcement): KnownProvider;
+  stop(): void;
+};
+
+/** Subscribes to announcements and keeps the verified, unexpired ones. */
+export function createProviderTable(parameters: { node: MycelNode; logger: Logger }): ProviderTable {
+  const { node, logger } = parameters;
+  const providers = new Map<string, KnownProvider>();
+
+  function accept(announcement: Announcement): KnownProvider {
+    const existing = providers.get(announcement.peer_id);
+    if (existing) {
+      if (announcement.issued_at >= existing.announcement.issued_at) existing.announcement = announcement;
+      return existing;
+    }
+    const entry: KnownProvider = {
+      announcement,
+      peerId: announcement.peer_id,
+      address: announcement.address,
+      latencyMs: undefined,
+      successes: 0,
+      failures: 0,
+      inFlight: 0,
+      bannedUntil: 0,
+      untrusted: false,
+      reputation: 1,
+    };
+    providers.set(announcement.peer_id, entry);
+    node.addPeerAddresses(announcement.peer_id, announcement.multiaddrs).catch(() => undefined);
+    logger.info("provider discovered", {
+      peer: announcement.peer_id,
+      address: announcement.address,
+      models: announcement.models.map((model) => model.name).join(","),
+    });
+    return entry;
+  }
+
+  const unsubscribe = node.subscribe(announcementTopic, (message) => {
+    let value: unknown;
+    try {
+      value = JSON.parse(new TextDecoder().decode(message.data));
+    } catch {
+      logger.debug("announcement is not JSON", { from: message.from });
+      return;
+    }
+    verifyAnnouncement({ value, from: message.from })
+      .then(accept)
+      .catch((error) =>
+        logger.debug("announcement refused", { from: message.from, error: describeError(error) }),
+      );
+  });
+
+  return {
+    all: () => [...providers.values()],
+    get: (peerId) => providers.get(peerId),
+    serving(modelHash, now = Date.now()) {
+      return [...providers.values()].filter(
+        (entry) =>
+          entry.announcement.expires_at > now &&
+          entry.announcement.models.some((model) => model.hash === modelHash),
+      );
+    },
+    accept,
+    stop: unsubscribe,
+  };
+}

@@ -1,0 +1,55 @@
+/** Routing: which provider serves a request, scored by price, latency, success rate, load and reputation. */
+import type { KnownProvider } from "./providerTable.ts";
+
+/** Weights of the routing score (higher score wins). */
+export const routingWeights = { price: 1, latency: 1, success: 2, load: 1, reputation: 1 } as const;
+
+/** Scores one provider against the others for a request; in about [0, 6]. */
+export function scoreProvider(parameters: {
+  provider: KnownProvider;
+  candidates: readonly KnownProvider[];
+}): number {
+  const { provider, candidates } = parameters;
+  const priceOf = (entry: KnownProvider) =>
+    Number(BigInt(entry.announcement.price.input) + BigInt(entry.announcement.price.output));
+  const prices = candidates.map(priceOf);
+  const maxPrice = Math.max(...prices, 0);
+  const minPrice = Math.min(...prices);
+  const price = maxPrice === minPrice ? 1 : 1 - (priceOf(provider) - minPrice) / (maxPrice - minPrice);
+  // Unmeasured providers get a middling latency, so new ones are tried without outranking proven fast ones.
+  const latency = 1 / (1 + (provider.latencyMs ?? 200) / 100);
+  // Laplace-smoothed success rate.
+  const success = (provider.successes + 1) / (provider.successes + provider.failures + 2);
+  const capacity = provider.announcement.capacity;
+  const load =
+    1 -
+    Math.min(
+      1,
+      (capacity.busy + capacity.waiting + provider.inFlight) / (capacity.parallelism + capacity.max_queue),
+    );
+  return (
+    routingWeights.price * price +
+    routingWeights.latency * latency +
+    routingWeights.success * success +
+    routingWeights.load * load +
+    routingWeights.reputation * provider.reputation
+  );
+}
+
+/** Orders usable candidates best first, leaving out banned, untrusted and excluded ones. */
+export function rankProviders(parameters: {
+  candidates: readonly KnownProvider[];
+  exclude?: ReadonlySet<string>;
+  now?: number;
+}): KnownProvider[] {
+  const now = parameters.now ?? Date.now();
+  const usable = parameters.candidates.filter(
+    (entry) => !entry.untrusted && entry.bannedUntil <= now && !parameters.exclude?.has(entry.peerId),
+  );
+  const scored = usable.map((provider) => ({
+    provider,
+    score: scoreProvider({ provider, candidates: usable }),
+  }));
+  scored.sort((a, b) => b.score - a.score);
+  return scored.map((entry) => entry.provider);
+}

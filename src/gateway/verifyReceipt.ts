@@ -1,0 +1,94 @@
+/** Checks a provider's receipt against what the gateway sent and received; any mismatch rejects it. */
+import { getAddress } from "viem";
+import { MycelError } from "../errors/index.ts";
+import {
+  announcementTiming,
+  type EndFrame,
+  hashRequest,
+  hashTokenIds,
+  type InferenceRequest,
+  priceOfTokens,
+  type ReceiptDomain,
+  recoverReceiptSigner,
+  type SignedReceipt,
+} from "../protocol/index.ts";
+
+/** A receipt that does not prove what the provider claims: the provider is penalized. */
+export class ReceiptRejectedError extends MycelError {
+  override name = "ReceiptRejectedError";
+  constructor(reason: string) {
+    super(`receipt rejected: ${reason}`, {
+      code: "receipt_rejected",
+      hint: "the provider is no longer routed to; retry the request",
+    });
+  }
+}
+
+/** Parameters of {@link verifyReceipt}. */
+export type VerifyReceiptParameters = {
+  end: EndFrame;
+  requestId: string;
+  client: string;
+  /** The provider's announced (peer-bound) address. */
+  provider: string;
+  request: InferenceRequest;
+  /** Output tokens this provider streamed in this segment. */
+  outputTokens: readonly number[];
+  pricePerMillion: { input: bigint; output: bigint };
+  domain: ReceiptDomain;
+  now?: number;
+};
+
+/** Verifies signature and every field; returns the receipt or throws {@link ReceiptRejectedError}. */
+export async function verifyReceipt(parameters: VerifyReceiptParameters): Promise<SignedReceipt> {
+  const receipt = parameters.end.receipt as SignedReceipt;
+  const message = receipt.message;
+  const reject = (reason: string) => {
+    throw new ReceiptRejectedError(reason);
+  };
+  const domain = parameters.domain;
+  if (
+    receipt.domain.chainId !== domain.chainId ||
+    getAddress(receipt.domain.verifyingContract) !== getAddress(domain.verifyingContract)
+  )
+    reject("signed for another chain or contract");
+  let signer: string;
+  try {
+    signer = await recoverReceiptSigner(receipt);
+  } catch {
+    return reject("the signature cannot be recovered");
+  }
+  const provider = getAddress(parameters.provider);
+  if (signer !== provider) reject(`signed by ${signer}, not by the provider ${provider}`);
+  if (getAddress(message.provider) !== provider) reject("names another provider");
+  if (message.requestId !== parameters.requestId) reject("names another request id");
+  if (getAddress(message.client) !== getAddress(parameters.client)) reject("names another client");
+  if (message.modelHash !== parameters.request.model_hash) reject("names another model");
+  if (message.requestHash !== hashRequest(parameters.request))
+    reject("request hash does not match the request sent");
+  const promptIds = parameters.end.prompt_token_ids;
+  const prefix = parameters.request.prefix_tokens ?? [];
+  const promptEndsWithPrefix = prefix.every(
+    (token, index) => promptIds[promptIds.length - prefix.length + index] === token,
+  );
+  if (promptIds.length <= prefix.length || !promptEndsWithPrefix)
+    reject("prompt tokens do not end with the continuation prefix");
+  if (message.promptHash !== hashTokenIds(promptIds))
+    reject("prompt hash does not match the prompt token ids");
+  if (message.promptTokens !== promptIds.length) reject("prompt token count does not match");
+  if (message.outputHash !== hashTokenIds(parameters.outputTokens))
+    reject("output hash does not match the tokens streamed");
+  if (message.completionTokens !== parameters.outputTokens.length)
+    reject("completion token count does not match");
+  const expectedPrice = priceOfTokens({
+    promptTokens: promptIds.length,
+    completionTokens: parameters.outputTokens.length,
+    pricePerMillion: parameters.pricePerMillion,
+  });
+  if (BigInt(message.price) !== expectedPrice)
+    reject(`price ${message.price} is not the announced ${expectedPrice}`);
+  const nowSeconds = Math.floor((parameters.now ?? Date.now()) / 1000);
+  if (Math.abs(Number(message.timestamp) - nowSeconds) > announcementTiming.maxSkewMs / 1000)
+    reject("timestamp is off by more than the tolerated clock skew");
+  return receipt;
+}

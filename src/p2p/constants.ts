@@ -1,0 +1,49 @@
+/** Protocol names, timings and limits of Mycel's P2P layer. */
+
+/** The Kademlia DHT protocol of the Mycel network (kept apart from the public IPFS DHT). */
+export const MYCEL_DHT_PROTOCOL = "/mycel/kad/1.0.0";
+
+/** Where a node listens when the caller names no address: loopback, a free port. */
+export const DEFAULT_LISTEN_ADDRESSES: readonly string[] = ["/ip4/127.0.0.1/tcp/0"];
+
+/** Gossipsub heartbeat in ms: fast, so that small networks form their mesh within a second or two. */
+export const GOSSIP_HEARTBEAT_INTERVAL_MS = 700;
+
+/** How often a node checks its bootstrap peers and re-dials those it is not connected to, in ms. */
+export const BOOTSTRAP_REDIAL_INTERVAL_MS = 5_000;
+
+/** How long one dial of a bootstrap peer may take, in ms. */
+export const BOOTSTRAP_DIAL_TIMEOUT_MS = 5_000;
+
+/** How long a DHT provide may take before it gives up, in ms (the record stays stored locally). */
+export const PROVIDE_TIMEOUT_MS = 30_000;
+
+/** How long a provider search runs by default before it returns what it found, in ms. */
+export const FIND_PROVIDERS_TIMEOUT_MS = 10_000;
+
+/** How many providers a search returns at most by default. */
+export const FIND_PROVIDERS_DEFAULT_LIMIT = 20;
+
+/** Peers per Kademlia bucket (20 is the Kademlia default; a Mycel network starts small). */
+export const DHT_K_BUCKET_SIZE = 20;
+
+/** Connections above which libp2p starts pruning the least useful ones. */
+export const MAX_CONNECTIONS = 200;
+
+/** Inbound connections one host may open per second (libp2p's default of 5 is too low for many nodes on one host). */
+export const INBOUND_CONNECTIONS_PER_HOST_PER_SECOND = 100;
+
+/** Inbound connections that may be mid-handshake at once. */
+export const MAX_INCOMING_PENDING_CONNECTIONS = 32;
+
+/** Default cap on one frame's JSON payload, in bytes. */
+export const DEFAULT_MAX_FRAME_BYTES = 1_048_576;
+
+/** Default inbound streams per connection for a Mycel protocol handler. */
+export const DEFAULT_MAX_INBOUND_STREAMS = 32;
+
+/** Default outbound streams per connection for a Mycel protocol. */
+export const DEFAULT_MAX_OUTBOUND_STREAMS = 64;
+
+/** How long closing a served stream may wait for queued data to leave, in ms, before the stream is reset. */
+export const STREAM_CLOSE_TIMEOUT_MS = 5_000;

@@ -1,0 +1,473 @@
+import "./polyfills.ts";
+import { noise } from "@chainsafe/libp2p-noise";
+import { yamux } from "@chainsafe/libp2p-yamux";
+import { type GossipSub, gossipsub, StrictSign } from "@libp2p/gossipsub";
+import { type Identify, identify } from "@libp2p/identify";
+import type { PeerId, PrivateKey, Stream } from "@libp2p/interface";
+import { type KadDHT, kadDHT, passthroughMapper } from "@libp2p/kad-dht";
+import { peerIdFromString } from "@libp2p/peer-id";
+import { type Ping, ping } from "@libp2p/ping";
+import { tcp } from "@libp2p/tcp";
+import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
+import { createLibp2p, type Libp2p } from "libp2p";
+import { describeError, InvalidInputError } from "../errors/index.ts";
+import { type Logger, silentLogger } from "../log/index.ts";
+import {
+  BOOTSTRAP_DIAL_TIMEOUT_MS,
+  BOOTSTRAP_REDIAL_INTERVAL_MS,
+  DEFAULT_LISTEN_ADDRESSES,
+  DEFAULT_MAX_INBOUND_STREAMS,
+  DEFAULT_MAX_OUTBOUND_STREAMS,
+  DHT_K_BUCKET_SIZE,
+  FIND_PROVIDERS_DEFAULT_LIMIT,
+  FIND_PROVIDERS_TIMEOUT_MS,
+  GOSSIP_HEARTBEAT_INTERVAL_MS,
+  INBOUND_CONNECTIONS_PER_HOST_PER_SECOND,
+  MAX_CONNECTIONS,
+  MAX_INCOMING_PENDING_CONNECTIONS,
+  MYCEL_DHT_PROTOCOL,
+  PROVIDE_TIMEOUT_MS,
+  STREAM_CLOSE_TIMEOUT_MS,
+} from "./constants.ts";
+import { ModelProvideError, PeerDialError } from "./errors.ts";
+import { modelCidFromHash, normalizeModelHash } from "./modelCid.ts";
+
+/** The libp2p services every Mycel node runs. */
+export type MycelServices = {
+  identify: Identify;
+  ping: Ping;
+  dht: KadDHT;
+  pubsub: GossipSub;
+};
+
+/** The underlying libp2p node of a {@link MycelNode}, for what the Mycel surface does not cover. */
+export type MycelLibp2p = Libp2p<MycelServices>;
+
+/** Parameters of {@link createMycelNode}. */
+export type CreateMycelNodeParameters = {
+  /** The node's identity; build it from the wallet key with `libp2pKeyFromSecp256k1`. */
+  privateKey: PrivateKey;
+  /** Multiaddrs to listen on; default `/ip4/127.0.0.1/tcp/0`. */
+  listen?: string[];
+  /** Multiaddrs (each ending in `/p2p/<peer id>`) dialled at start and re-dialled whenever disconnected. */
+  bootstrap?: string[];
+  /** How often disconnected bootstrap peers are re-dialled, in ms; default 5 s. */
+  bootstrapRedialIntervalMs?: number;
+  logger?: Logger;
+};
+
+/** A gossip message as delivered to a subscriber. */
+export type GossipMessage = {
+  /** The topic it was published on. */
+  topic: string;
+  /** The peer id of the signer (the publisher), as a string. */
+  from: string;
+  data: Uint8Array;
+};
+
+/** A peer that announced a model on the DHT. */
+export type ModelProvider = {
+  peerId: string;
+  /** Its known addresses, each ending in `/p2p/<peer id>` (may be empty). */
+  multiaddrs: string[];
+};
+
+/** Parameters of {@link MycelNode.provideModel}. */
+export type ProvideModelParameters = {
+  signal?: AbortSignal;
+};
+
+/** Parameters of {@link MycelNode.findModelProviders}. */
+export type FindModelProvidersParameters = {
+  /** Aborts the search with an error. */
+  signal?: AbortSignal;
+  /** Stop after this many providers; default 20. */
+  limit?: number;
+  /** Stop searching after this many ms and return what was found; default 10 s. */
+  timeoutMs?: number;
+};
+
+/** Limits of a protocol registered with {@link MycelNode.handleProtocol}. */
+export type HandleProtocolParameters = {
+  /** Concurrent inbound streams per connection; default 32. */
+  maxInboundStreams?: number;
+  /** Concurrent outbound streams per connection; default 64. */
+  maxOutboundStreams?: number;
+};
+
+/** Serves one inbound stream of a protocol; the stream is closed (or reset, if this throws) when it settles. */
+export type ProtocolHandler = (stream: Stream, peerId: string) => Promise<void>;
+
+/** Parameters of {@link MycelNode.openStream}. */
+export type OpenStreamParameters = {
+  signal?: AbortSignal;
+};
+
+/** A running Mycel P2P node: gossip, model discovery over the DHT, and request streams. */
+export type MycelNode = {
+  /** This node's peer id. */
+  peerId: string;
+  /** The underlying libp2p node, for advanced use. */
+  libp2p: MycelLibp2p;
+  /** The addresses this node can be dialled at, each ending in `/p2p/<peer id>`. */
+  multiaddrs(): string[];
+  /** Publishes signed data on a gossip topic (delivered to subscribers on other nodes, not this one). */
+  publish(topic: string, data: Uint8Array): Promise<void>;
+  /** Calls `onMessage` for each message on `topic` from other nodes; returns the unsubscribe function. */
+  subscribe(topic: string, onMessage: (message: GossipMessage) => void): () => void;
+  /** Announces on the DHT that this node serves the model with this GGUF sha256 (64 hex digits). */
+  provideModel(modelHashHex: string, parameters?: ProvideModelParameters): Promise<void>;
+  /** Finds other nodes that announced the model with this GGUF sha256. */
+  findModelProviders(
+    modelHashHex: string,
+    parameters?: FindModelProvidersParameters,
+  ): Promise<ModelProvider[]>;
+  /** Serves a stream protocol: `handler` runs once per inbound stream. */
+  handleProtocol(
+    protocol: string,
+    handler: ProtocolHandler,
+    parameters?: HandleProtocolParameters,
+  ): Promise<void>;
+  /** Remembers addresses of a peer (e.g. from a signed announcement) so {@link MycelNode.openStream} can dial it. */
+  addPeerAddresses(peerId: string, multiaddrs: string[]): Promise<void>;
+  /** Opens a stream of `protocol` to a peer, dialling it at its known addresses if not connected. */
+  openStream(peerId: string, protocol: string, parameters?: OpenStreamParameters): Promise<Stream>;
+  /** Stops the node: closes every connection and stream; safe to call twice. */
+  stop(): Promise<void>;
+};
+
+/** The multiaddr component code of `/p2p/<peer id>`. */
+const P2P_COMPONENT_NAME = "p2p";
+
+function lastPeerIdOf(address: Multiaddr): string | undefined {
+  return address.getComponents().findLast((component) => component.name === P2P_COMPONENT_NAME)?.value;
+}
+
+function withPeerId(address: Multiaddr, peerId: string): string {
+  return lastPeerIdOf(address) === undefined
+    ? address.encapsulate(`/p2p/${peerId}`).toString()
+    : address.toString();
+}
+
+function parsePeerId(peerId: string): PeerId {
+  try {
+    return peerIdFromString(peerId);
+  } catch (error) {
+    throw new InvalidInputError(`"${peerId}" is not a peer id`, {
+      hint: "pass a libp2p peer id such as 16Uiu2HAm…, as printed in a node's multiaddrs",
+      param: "peerId",
+      cause: error,
+    });
+  }
+}
+
+type BootstrapPeer = { address: Multiaddr; peerId: PeerId; failing: boolean; dialing: boolean };
+
+function parseBootstrapAddress(address: string): BootstrapPeer {
+  let parsed: Multiaddr;
+  try {
+    parsed = multiaddr(address);
+  } catch (error) {
+    throw new InvalidInputError(`bootstrap address "${address}" is not a multiaddr`, {
+      hint: "write it like /ip4/203.0.113.7/tcp/4001/p2p/16Uiu2HAm…",
+      param: "bootstrap",
+      cause: error,
+    });
+  }
+  const peerId = lastPeerIdOf(parsed);
+  if (peerId === undefined) {
+    throw new InvalidInputError(`bootstrap address "${address}" has no /p2p/<peer id>`, {
+      hint: "append the bootstrap node's peer id, e.g. /ip4/203.0.113.7/tcp/4001/p2p/16Uiu2HAm…",
+      param: "bootstrap",
+    });
+  }
+  return { address: parsed, peerId: parsePeerId(peerId), failing: false, dialing: false };
+}
+
+function validateListenAddress(address: string): string {
+  try {
+    return multiaddr(address).toString();
+  } catch (error) {
+    throw new InvalidInputError(`listen address "${address}" is not a multiaddr`, {
+      hint: "write it like /ip4/0.0.0.0/tcp/4001",
+      param: "listen",
+      cause: error,
+    });
+  }
+}
+
+/** Creates and starts a Mycel P2P node (TCP, Noise, Yamux, Kademlia DHT, Gossipsub) and dials its bootstrap peers. */
+export async function createMycelNode(parameters: CreateMycelNodeParameters): Promise<MycelNode> {
+  const listen = (parameters.listen ?? [...DEFAULT_LISTEN_ADDRESSES]).map(validateListenAddress);
+  const bootstrapPeers = (parameters.bootstrap ?? []).map(parseBootstrapAddress);
+
+  const libp2p: MycelLibp2p = await createLibp2p({
+    privateKey: parameters.privateKey,
+    addresses: { listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: {
+      maxConnections: MAX_CONNECTIONS,
+      inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_HOST_PER_SECOND,
+      maxIncomingPendingConnections: MAX_INCOMING_PENDING_CONNECTIONS,
+    },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol: MYCEL_DHT_PROTOCOL,
+        clientMode: false,
+        peerInfoMapper: passthroughMapper,
+        kBucketSize: DHT_K_BUCKET_SIZE,
+      }),
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        globalSignaturePolicy: StrictSign,
+        heartbeatInterval: GOSSIP_HEARTBEAT_INTERVAL_MS,
+        floodPublish: true,
+      }),
+    },
+  });
+
+  const selfPeerId = libp2p.peerId.toString();
+  const logger = (parameters.logger ?? silentLogger).child({ peer: selfPeerId.slice(-8) });
+  const stopController = new AbortController();
+  let stopping: Promise<void> | undefined;
+
+  // Gossip: one libp2p listener fans messages out to this node's subscribers, by topic.
+  const subscribers = new Map<string, Set<(message: GossipMessage) => void>>();
+  libp2p.services.pubsub.addEventListener("message", (event) => {
+    const message = event.detail;
+    if (message.type !== "signed") return;
+    const handlers = subscribers.get(message.topic);
+    if (!handlers) return;
+    const delivered: GossipMessage = {
+      topic: message.topic,
+      from: message.from.toString(),
+      data: message.data,
+    };
+    for (const handler of [...handlers]) {
+      try {
+        handler(delivered);
+      } catch (error) {
+        logger.warn("gossip subscriber threw", { topic: message.topic, error: describeError(error) });
+      }
+    }
+  });
+
+  // Bootstrap: dial each peer now, then re-dial any that is disconnected every few seconds.
+  const dialBootstrapPeers = async () => {
+    await Promise.all(
+      bootstrapPeers.map(async (peer) => {
+        if (peer.dialing || stopController.signal.aborted) return;
+        if (peer.peerId.equals(libp2p.peerId) || libp2p.getConnections(peer.peerId).length > 0) return;
+        peer.dialing = true;
+        try {
+          await libp2p.dial(peer.address, {
+            signal: AbortSignal.any([stopController.signal, AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT_MS)]),
+          });
+          logger.info("connected to bootstrap peer", { address: peer.address.toString() });
+          peer.failing = false;
+        } catch (error) {
+          if (stopController.signal.aborted) return;
+          const fields = { address: peer.address.toString(), error: describeError(error) };
+          if (peer.failing) logger.debug("bootstrap peer still unreachable", fields);
+          else logger.warn("could not reach bootstrap peer; retrying in the background", fields);
+          peer.failing = true;
+        } finally {
+          peer.dialing = false;
+        }
+      }),
+    );
+  };
+  await dialBootstrapPeers();
+  const redialTimer =
+    bootstrapPeers.length > 0
+      ? setInterval(() => {
+          void dialBootstrapPeers();
+        }, parameters.bootstrapRedialIntervalMs ?? BOOTSTRAP_REDIAL_INTERVAL_MS)
+      : undefined;
+  redialTimer?.unref();
+
+  logger.debug("p2p node started", { addresses: libp2p.getMultiaddrs().map(String) });
+
+  const multiaddrs = () => libp2p.getMultiaddrs().map((address) => withPeerId(address, selfPeerId));
+
+  const publish = async (topic: string, data: Uint8Array) => {
+    await libp2p.services.pubsub.publish(topic, data);
+  };
+
+  const subscribe = (topic: string, onMessage: (message: GossipMessage) => void) => {
+    let handlers = subscribers.get(topic);
+    if (!handlers) {
+      handlers = new Set();
+      subscribers.set(topic, handlers);
+      libp2p.services.pubsub.subscribe(topic);
+    }
+    // Wrap so the same function can subscribe twice and unsubscribe each time separately.
+    const handler = (message: GossipMessage) => onMessage(message);
+    handlers.add(handler);
+    return () => {
+      const current = subscribers.get(topic);
+      if (!current?.delete(handler) || current.size > 0) return;
+      subscribers.delete(topic);
+      if (!stopController.signal.aborted) libp2p.services.pubsub.unsubscribe(topic);
+    };
+  };
+
+  const provideModel = async (modelHashHex: string, provideParameters: ProvideModelParameters = {}) => {
+    const modelHash = normalizeModelHash(modelHashHex);
+    const { signal } = provideParameters;
+    const signals = [stopController.signal, AbortSignal.timeout(PROVIDE_TIMEOUT_MS)];
+    if (signal) signals.push(signal);
+    let storedOnPeers = 0;
+    try {
+      for await (const event of libp2p.services.dht.provide(modelCidFromHash(modelHash), {
+        signal: AbortSignal.any(signals),
+      })) {
+        if (event.name === "PEER_RESPONSE" && event.messageName === "ADD_PROVIDER") storedOnPeers++;
+      }
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      if (storedOnPeers === 0) throw new ModelProvideError({ modelHash, cause: error });
+      logger.debug("model announce ended early", { model: modelHash, error: describeError(error) });
+    }
+    if (storedOnPeers === 0) throw new ModelProvideError({ modelHash });
+    logger.info("announced model on the DHT", { model: modelHash, peers: storedOnPeers });
+  };
+
+  const findModelProviders = async (
+    modelHashHex: string,
+    findParameters: FindModelProvidersParameters = {},
+  ) => {
+    const modelHash = normalizeModelHash(modelHashHex);
+    const { signal } = findParameters;
+    const limit = findParameters.limit ?? FIND_PROVIDERS_DEFAULT_LIMIT;
+    const timeoutSignal = AbortSignal.timeout(findParameters.timeoutMs ?? FIND_PROVIDERS_TIMEOUT_MS);
+    const signals = [stopController.signal, timeoutSignal];
+    if (signal) signals.push(signal);
+    const found = new Map<string, ModelProvider>();
+    if (limit <= 0) return [];
+    try {
+      for await (const provider of libp2p.contentRouting.findProviders(modelCidFromHash(modelHash), {
+        signal: AbortSignal.any(signals),
+      })) {
+        const providerId = provider.id.toString();
+        if (providerId === selfPeerId) continue;
+        found.set(providerId, {
+          peerId: providerId,
+          multiaddrs: provider.multiaddrs.map((address) => withPeerId(address, providerId)),
+        });
+        if (found.size >= limit) break;
+      }
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      if (!timeoutSignal.aborted && !stopController.signal.aborted && found.size === 0) throw error;
+      logger.debug("provider search ended", {
+        model: modelHash,
+        found: found.size,
+        error: describeError(error),
+      });
+    }
+    return [...found.values()];
+  };
+
+  const handleProtocol = async (
+    protocol: string,
+    handler: ProtocolHandler,
+    handleParameters: HandleProtocolParameters = {},
+  ) => {
+    await libp2p.handle(
+      protocol,
+      async (stream, connection) => {
+        const remotePeerId = connection.remotePeer.toString();
+        try {
+          await handler(stream, remotePeerId);
+        } catch (error) {
+          logger.warn("protocol handler failed", {
+            protocol,
+            remotePeer: remotePeerId,
+            error: describeError(error),
+          });
+          stream.abort(error instanceof Error ? error : new Error(describeError(error)));
+          return;
+        }
+        if (stream.writeStatus !== "writable") return;
+        try {
+          await stream.close({ signal: AbortSignal.timeout(STREAM_CLOSE_TIMEOUT_MS) });
+        } catch (error) {
+          logger.debug("could not close a served stream; resetting it", {
+            protocol,
+            error: describeError(error),
+          });
+          stream.abort(error instanceof Error ? error : new Error(describeError(error)));
+        }
+      },
+      {
+        maxInboundStreams: handleParameters.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
+        maxOutboundStreams: handleParameters.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS,
+      },
+    );
+  };
+
+  const addPeerAddresses = async (peerId: string, addresses: string[]) => {
+    const target = parsePeerId(peerId);
+    if (target.equals(libp2p.peerId)) return;
+    const usable: Multiaddr[] = [];
+    for (const address of addresses) {
+      let parsed: Multiaddr;
+      try {
+        parsed = multiaddr(address);
+      } catch {
+        logger.debug("ignoring a peer address that is not a multiaddr", { remotePeer: peerId, address });
+        continue;
+      }
+      const addressPeerId = lastPeerIdOf(parsed);
+      if (addressPeerId !== undefined && addressPeerId !== peerId) {
+        logger.debug("ignoring a peer address that names another peer", { remotePeer: peerId, address });
+        continue;
+      }
+      usable.push(addressPeerId === undefined ? parsed : parsed.decapsulate(`/p2p/${addressPeerId}`));
+    }
+    if (usable.length === 0) return;
+    await libp2p.peerStore.merge(target, { multiaddrs: usable });
+  };
+
+  const openStream = async (peerId: string, protocol: string, openParameters: OpenStreamParameters = {}) => {
+    const target = parsePeerId(peerId);
+    const { signal } = openParameters;
+    try {
+      return await libp2p.dialProtocol(target, protocol, { signal });
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      throw new PeerDialError({ peerId, protocol, cause: error });
+    }
+  };
+
+  const stop = () => {
+    stopping ??= (async () => {
+      if (redialTimer) clearInterval(redialTimer);
+      stopController.abort(new Error("the p2p node is stopping"));
+      subscribers.clear();
+      await libp2p.stop();
+      logger.debug("p2p node stopped");
+    })();
+    return stopping;
+  };
+
+  return {
+    peerId: selfPeerId,
+    libp2p,
+    multiaddrs,
+    publish,
+    subscribe,
+    provideModel,
+    findModelProviders,
+    handleProtocol,
+    addPeerAddresses,
+    openStream,
+    stop,
+  };
+}

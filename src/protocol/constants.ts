@@ -1,0 +1,38 @@
+/** Protocol names, versions and limits shared by providers and gateways. */
+
+/** The libp2p protocol of inference streams. */
+export const inferenceProtocolId = "/mycel/infer/1.0.0";
+/** The gossipsub topic of provider announcements. */
+export const announcementTopic = "mycel/announce/1";
+/** The version carried in every frame (`v`) and announcement. */
+export const wireVersion = 1;
+
+/** Limits every inference stream is held to (both sides). */
+export const streamLimits = {
+  /** Largest frame, in bytes of JSON. */
+  maxFrameBytes: 1024 * 1024,
+  /** Most prompt tokens (prompt + continuation prefix) a provider evaluates for one request. */
+  maxPromptTokens: 16_384,
+  /** Longest text field (prompt or all message contents together), in characters. */
+  maxPromptCharacters: 512 * 1024,
+  /** Most messages in one chat request. */
+  maxMessages: 1024,
+  /** Inference streams one peer may hold open on a provider at once. */
+  maxStreamsPerPeer: 8,
+  /** Inbound inference streams a provider accepts at once, from all peers. */
+  maxInboundStreams: 64,
+  /** Longest silence on a stream before it is dropped: no request frame, or no token, for this long. */
+  idleTimeoutMs: 15_000,
+  /** Longest a whole request may take. */
+  totalTimeoutMs: 10 * 60_000,
+} as const;
+
+/** How long a provider's announcement stays valid, and how often it is repeated. */
+export const announcementTiming = {
+  intervalMs: 5_000,
+  ttlMs: 20_000,
+  /** Announcements that claim to be valid for longer than this are refused. */
+  maxTtlMs: 120_000,
+  /** Clock skew tolerated on timestamps. */
+  maxSkewMs: 30_000,
+} as const;

@@ -1,0 +1,124 @@
+/** Frames of the inference protocol (`/mycel/infer/1.0.0`): schemas and parsing. Pure: no I/O. */
+import { z } from "zod";
+import { MycelError } from "../errors/index.ts";
+import { streamLimits, wireVersion } from "./constants.ts";
+import { signedReceiptSchema } from "./receipt.ts";
+
+/** A frame that breaks the protocol: wrong version, wrong shape, out of limits. */
+export class ProtocolError extends MycelError {
+  override name = "ProtocolError";
+}
+
+const bytes32 = z.string().regex(/^0x[0-9a-f]{64}$/, "must be 32 bytes of lowercase hex");
+const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be an address");
+const tokenId = z.number().int().min(0).max(0xffffffff);
+const version = z.literal(wireVersion, { message: `only protocol version ${wireVersion} is spoken here` });
+
+/** What a gateway asks a provider to generate; its canonical JSON hash is the receipt's requestHash. */
+export const inferenceRequestSchema = z
+  .object({
+    model_hash: bytes32,
+    kind: z.enum(["chat", "text"]),
+    messages: z
+      .array(z.object({ role: z.string().min(1).max(64), content: z.string() }).strict())
+      .min(1)
+      .max(streamLimits.maxMessages)
+      .optional(),
+    prompt: z.union([z.string().min(1), z.array(tokenId).min(1)]).optional(),
+    /** Absent: until the context window is full (as OpenAI does). */
+    max_tokens: z.number().int().min(1).max(1_000_000).optional(),
+    temperature: z.number().min(0).max(2),
+    top_p: z.number().gt(0).max(1),
+    top_k: z.number().int().min(0),
+    seed: z.number().int().min(0).max(0xffffffff),
+    stop: z.array(z.string().min(1)).max(4),
+    /** Continuation after failover: output tokens another provider already produced for this request. */
+    prefix_tokens: z.array(tokenId).max(streamLimits.maxPromptTokens).optional(),
+  })
+  .strict()
+  .refine((request) => (request.kind === "chat") === (request.messages !== undefined), {
+    message: "chat requests carry messages, text requests do not",
+  })
+  .refine((request) => (request.kind === "text") === (request.prompt !== undefined), {
+    message: "text requests carry a prompt, chat requests do not",
+  })
+  .refine(
+    (request) =>
+      (request.messages?.reduce((total, message) => total + message.content.length, 0) ?? 0) +
+        (typeof request.prompt === "string" ? request.prompt.length : 0) <=
+      streamLimits.maxPromptCharacters,
+    { message: `the prompt is longer than ${streamLimits.maxPromptCharacters} characters` },
+  );
+
+/** The request a provider generates for (see {@link inferenceRequestSchema}). */
+export type InferenceRequest = z.infer<typeof inferenceRequestSchema>;
+
+/** Gateway -> provider: the first frame of a stream. */
+export const requestFrameSchema = z
+  .object({
+    v: version,
+    type: z.literal("request"),
+    id: bytes32,
+    client: address,
+    request: inferenceRequestSchema,
+  })
+  .strict();
+
+/** Gateway -> provider: stop generating (the client went away). */
+export const cancelFrameSchema = z.object({ v: version, type: z.literal("cancel") }).strict();
+
+/** Provider -> gateway: tokens and the text they completed. */
+export const chunkFrameSchema = z
+  .object({ v: version, type: z.literal("chunk"), tokens: z.array(tokenId).max(64), text: z.string() })
+  .strict();
+
+/** Provider -> gateway: the last frame of a successful answer, with its signed receipt. */
+export const endFrameSchema = z
+  .object({
+    v: version,
+    type: z.literal("end"),
+    finish_reason: z.enum(["stop", "length"]),
+    prompt_token_ids: z.array(tokenId).max(streamLimits.maxPromptTokens),
+    receipt: signedReceiptSchema,
+  })
+  .strict();
+
+/** Provider -> gateway: the request failed; `retry_after_ms` when it is worth trying again later. */
+export const errorFrameSchema = z
+  .object({
+    v: version,
+    type: z.literal("error"),
+    code: z.string().min(1).max(64),
+    message: z.string().max(2000),
+    retry_after_ms: z.number().int().min(0).optional(),
+  })
+  .strict();
+
+/** Any frame a provider sends. */
+export const providerFrameSchema = z.discriminatedUnion("type", [
+  chunkFrameSchema,
+  endFrameSchema,
+  errorFrameSchema,
+]);
+/** Any frame a gateway sends. */
+export const gatewayFrameSchema = z.discriminatedUnion("type", [requestFrameSchema, cancelFrameSchema]);
+
+export type RequestFrame = z.infer<typeof requestFrameSchema>;
+export type CancelFrame = z.infer<typeof cancelFrameSchema>;
+export type ChunkFrame = z.infer<typeof chunkFrameSchema>;
+export type EndFrame = z.infer<typeof endFrameSchema>;
+export type ErrorFrame = z.infer<typeof errorFrameSchema>;
+export type ProviderFrame = z.infer<typeof providerFrameSchema>;
+export type GatewayFrame = z.infer<typeof gatewayFrameSchema>;
+
+/** Validates a decoded frame against a schema; throws {@link ProtocolError} naming the first bad field. */
+export function parseFrame<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const where = issue && issue.path.length > 0 ? issue.path.map(String).join(".") : "frame";
+  throw new ProtocolError(`malformed frame: ${where} ${issue?.message ?? "is invalid"}`, {
+    code: "malformed_frame",
+    hint: `speak ${"/mycel/infer/1.0.0"} as docs/PROTOCOL.md specifies`,
+  });
+}

@@ -1,0 +1,53 @@
+/** The protocol part: wire frames, announcements, EIP-712 receipts and hashing. Pure code, no I/O. */
+export {
+  type Announcement,
+  announcementSchema,
+  peerBindingMessage,
+  signAnnouncement,
+  type UnsignedAnnouncement,
+  type VerifyAnnouncementParameters,
+  verifyAnnouncement,
+} from "./announcement.ts";
+export { canonicalJson } from "./canonicalJson.ts";
+export {
+  announcementTiming,
+  announcementTopic,
+  inferenceProtocolId,
+  streamLimits,
+  wireVersion,
+} from "./constants.ts";
+export {
+  type CancelFrame,
+  type ChunkFrame,
+  cancelFrameSchema,
+  chunkFrameSchema,
+  type EndFrame,
+  type ErrorFrame,
+  endFrameSchema,
+  errorFrameSchema,
+  type GatewayFrame,
+  gatewayFrameSchema,
+  type InferenceRequest,
+  inferenceRequestSchema,
+  ProtocolError,
+  type ProviderFrame,
+  parseFrame,
+  providerFrameSchema,
+  type RequestFrame,
+  requestFrameSchema,
+} from "./frames.ts";
+export { encodeTokenIds, hashRequest, hashTokenIds, modelHashToBytes32 } from "./hashing.ts";
+export {
+  defaultReceiptChain,
+  priceOfTokens,
+  type ReceiptDomain,
+  type ReceiptMessage,
+  receiptDomain,
+  receiptMessageFromJson,
+  receiptTypes,
+  recoverReceiptSigner,
+  type SignedReceipt,
+  type SignReceiptParameters,
+  signedReceiptSchema,
+  signReceipt,
+} from "./receipt.ts";

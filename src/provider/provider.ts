@@ -1,0 +1,311 @@
+/** The provider role: serves inference over `/mycel/infer/1.0.0`, signs receipts, announces itself. */
+import type { Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import type { Engine, LoadedModelInfo } from "../engine/index.ts";
+import { describeError, InvalidInputError, MycelError, QueueFullError } from "../errors/index.ts";
+import { type Logger, silentLogger } from "../log/index.ts";
+import { createFrameChannel, type FrameChannel, type MycelNode } from "../p2p/index.ts";
+import {
+  announcementTiming,
+  announcementTopic,
+  type ErrorFrame,
+  gatewayFrameSchema,
+  hashRequest,
+  hashTokenIds,
+  type InferenceRequest,
+  inferenceProtocolId,
+  modelHashToBytes32,
+  parseFrame,
+  priceOfTokens,
+  type ReceiptDomain,
+  type ReceiptMessage,
+  receiptDomain,
+  requestFrameSchema,
+  type SignedReceipt,
+  signAnnouncement,
+  signReceipt,
+  streamLimits,
+  wireVersion,
+} from "../protocol/index.ts";
+
+/** Prices per 1M tokens, in the payment token's smallest unit. */
+export type ProviderPrice = { input: bigint; output: bigint };
+
+/** Parts a provider is built from that a test may replace (e.g. a receipt signer that cheats). */
+export type ProviderComponents = {
+  signReceipt: (parameters: {
+    privateKey: Hex;
+    domain: ReceiptDomain;
+    message: ReceiptMessage;
+  }) => Promise<SignedReceipt>;
+};
+
+/** Parameters of {@link startProvider}. */
+export type StartProviderParameters = {
+  engine: Engine;
+  /** Models loaded in the engine that this provider sells. */
+  models: LoadedModelInfo[];
+  node: MycelNode;
+  /** The provider's key: its address is paid and signs receipts and announcements. */
+  privateKey: Hex;
+  price: ProviderPrice;
+  /** Chain id and contract of the deployment in use (defaults: 31337 and the zero address). */
+  receiptDomain?: ReceiptDomain;
+  version: string;
+  limits?: Partial<typeof streamLimits>;
+  announceIntervalMs?: number;
+  logger?: Logger;
+  components?: Partial<ProviderComponents>;
+};
+
+/** A running provider. */
+export type Provider = {
+  address: Hex;
+  peerId: string;
+  /** Streams being served now. */
+  activeStreams(): number;
+  /** Publishes an announcement now (also done periodically). */
+  announce(): Promise<void>;
+  stop(): Promise<void>;
+};
+
+function errorFrame(code: string, message: string, retryAfterMs?: number): ErrorFrame {
+  return {
+    v: wireVersion,
+    type: "error",
+    code,
+    message: message.slice(0, 2000),
+    retry_after_ms: retryAfterMs,
+  };
+}
+
+/** Starts serving inference on the node and announcing it; returns once the first announcement is out. */
+export async function startProvider(parameters: StartProviderParameters): Promise<Provider> {
+  const { engine, node } = parameters;
+  const logger = parameters.logger ?? silentLogger;
+  const limits = { ...streamLimits, ...parameters.limits };
+  const account = privateKeyToAccount(parameters.privateKey);
+  const domain = parameters.receiptDomain ?? receiptDomain();
+  const sign = parameters.components?.signReceipt ?? signReceipt;
+  const modelsByHash = new Map<string, LoadedModelInfo>(
+    parameters.models.map((model) => [modelHashToBytes32(model.hash), model]),
+  );
+  const streamsByPeer = new Map<string, number>();
+  let active = 0;
+
+  function tokenize(model: LoadedModelInfo, request: InferenceRequest): number[] {
+    if (request.kind === "chat")
+      return engine.tokenizeChat({ modelHash: model.hash, messages: request.messages ?? [] });
+    const prompt = request.prompt ?? "";
+    if (typeof prompt === "string") return engine.tokenizeText({ modelHash: model.hash, text: prompt });
+    const outside = prompt.find((token) => token >= model.vocabularySize);
+    if (outside !== undefined)
+      throw new InvalidInputError(`token ${outside} is outside the vocabulary`, { param: "prompt" });
+    return prompt;
+  }
+
+  async function serveStream(channel: FrameChannel, peerId: string) {
+    const first = await channel.read({ timeoutMs: limits.idleTimeoutMs });
+    if (first === undefined) return;
+    const frame = parseFrame(requestFrameSchema, first);
+    const model = modelsByHash.get(frame.request.model_hash);
+    if (!model) {
+      await channel.write(
+        errorFrame("model_not_found", `model ${frame.request.model_hash} is not served here`),
+      );
+      return;
+    }
+    const promptTokens = tokenize(model, frame.request);
+    const prefixTokens = frame.request.prefix_tokens ?? [];
+    const evaluated = [...promptTokens, ...prefixTokens];
+    if (evaluated.length > limits.maxPromptTokens) {
+      await channel.write(
+        errorFrame(
+          "prompt_too_long",
+          `${evaluated.length} prompt tokens exceed this provider's limit of ${limits.maxPromptTokens}`,
+        ),
+      );
+      return;
+    }
+    const controller = new AbortController();
+    const total = setTimeout(() => controller.abort(new Error("total time limit")), limits.totalTimeoutMs);
+    // The gateway may cancel at any time, or go away: either stops generation and frees the sequence.
+    const watchCancel = (async () => {
+      try {
+        while (!controller.signal.aborted) {
+          const next = await channel.read({ signal: controller.signal });
+          if (next === undefined) break;
+          const control = parseFrame(gatewayFrameSchema, next);
+          if (control.type === "cancel") break;
+        }
+      } catch {
+        // A malformed control frame or a broken stream ends the request like a cancel.
+      }
+      controller.abort(new Error("cancelled by the gateway"));
+    })();
+    let writes = Promise.resolve();
+    let writeFailed = false;
+    const send = (value: unknown) => {
+      writes = writes
+        .then(() => channel.write(value))
+        .catch(() => {
+          writeFailed = true;
+          controller.abort(new Error("stream broken"));
+        });
+    };
+    try {
+      const result = await engine.generate({
+        modelHash: model.hash,
+        promptTokens,
+        prefixTokens,
+        maxTokens: frame.request.max_tokens,
+        temperature: frame.request.temperature,
+        topP: frame.request.top_p,
+        topK: frame.request.top_k,
+        seed: frame.request.seed,
+        stop: frame.request.stop,
+        signal: controller.signal,
+        onDelta: (delta) => {
+          if (delta.tokens.length > 0 || delta.text)
+            send({ v: wireVersion, type: "chunk", tokens: delta.tokens, text: delta.text });
+        },
+      });
+      await writes;
+      if (result.finishReason === "cancelled" || writeFailed) {
+        logger.info("request cancelled", { peer: peerId, completionTokens: result.tokens.length });
+        return;
+      }
+      const message: ReceiptMessage = {
+        requestId: frame.id as Hex,
+        client: frame.client as Hex,
+        provider: account.address,
+        modelHash: frame.request.model_hash as Hex,
+        requestHash: hashRequest(frame.request),
+        promptHash: hashTokenIds(evaluated),
+        outputHash: hashTokenIds(result.tokens),
+        promptTokens: evaluated.length,
+        completionTokens: result.tokens.length,
+        price: priceOfTokens({
+          promptTokens: evaluated.length,
+          completionTokens: result.tokens.length,
+          pricePerMillion: parameters.price,
+        }),
+        timestamp: BigInt(Math.floor(Date.now() / 1000)),
+      };
+      const receipt = await sign({ privateKey: parameters.privateKey, domain, message });
+      await channel.write({
+        v: wireVersion,
+        type: "end",
+        finish_reason: result.finishReason,
+        prompt_token_ids: evaluated,
+        receipt,
+      });
+      logger.info("request served", {
+        peer: peerId,
+        model: model.name,
+        promptTokens: evaluated.length,
+        completionTokens: result.tokens.length,
+        continuation: prefixTokens.length > 0,
+      });
+    } finally {
+      clearTimeout(total);
+      controller.abort(new Error("request finished"));
+      await watchCancel;
+    }
+  }
+
+  await node.handleProtocol(
+    inferenceProtocolId,
+    async (stream, peerId) => {
+      const channel = createFrameChannel(stream, { maxFrameBytes: limits.maxFrameBytes });
+      const open = streamsByPeer.get(peerId) ?? 0;
+      if (open >= limits.maxStreamsPerPeer) {
+        await channel
+          .write(errorFrame("too_many_streams", `at most ${limits.maxStreamsPerPeer} streams per peer`, 1000))
+          .catch(() => undefined);
+        await channel.close().catch(() => undefined);
+        return;
+      }
+      streamsByPeer.set(peerId, open + 1);
+      active++;
+      try {
+        await serveStream(channel, peerId);
+        await channel.close().catch(() => undefined);
+      } catch (error) {
+        logger.warn("stream refused", { peer: peerId, error: describeError(error).split("\n")[0] });
+        const code = error instanceof MycelError ? error.code : "internal_error";
+        const retryAfter = error instanceof QueueFullError ? error.retryAfterSeconds * 1000 : undefined;
+        await channel.write(errorFrame(code, describeError(error), retryAfter)).catch(() => undefined);
+        await channel.close().catch(() => undefined);
+      } finally {
+        active--;
+        const left = (streamsByPeer.get(peerId) ?? 1) - 1;
+        if (left > 0) streamsByPeer.set(peerId, left);
+        else streamsByPeer.delete(peerId);
+      }
+    },
+    { maxInboundStreams: limits.maxInboundStreams },
+  );
+
+  async function announce() {
+    const now = Date.now();
+    const stats = parameters.models.map((model) => engine.stats(model.hash));
+    const announcement = await signAnnouncement({
+      privateKey: parameters.privateKey,
+      announcement: {
+        peer_id: node.peerId,
+        multiaddrs: node.multiaddrs().slice(0, 16),
+        models: parameters.models.map((model) => ({
+          hash: modelHashToBytes32(model.hash),
+          name: model.name,
+          context_size: model.contextSize,
+        })),
+        price: { input: parameters.price.input.toString(), output: parameters.price.output.toString() },
+        capacity: {
+          parallelism: engine.options.parallelism,
+          max_queue: engine.options.maxQueue,
+          busy: stats.reduce((sum, stat) => sum + stat.busy, 0),
+          waiting: stats.reduce((sum, stat) => sum + stat.waiting, 0),
+        },
+        version: parameters.version,
+        issued_at: now,
+        expires_at: now + announcementTiming.ttlMs,
+      },
+    });
+    await node.publish(announcementTopic, new TextEncoder().encode(JSON.stringify(announcement)));
+  }
+
+  for (const model of parameters.models) {
+    node.provideModel(model.hash).catch((error) =>
+      logger.debug("DHT provide failed (retried with the next announcement)", {
+        error: describeError(error),
+      }),
+    );
+  }
+  await announce().catch((error) => logger.warn("announcement failed", { error: describeError(error) }));
+  let announcements = 0;
+  const timer = setInterval(() => {
+    announcements++;
+    announce().catch((error) => logger.warn("announcement failed", { error: describeError(error) }));
+    // DHT records expire far more slowly than announcements: refresh them every 12 announcements.
+    if (announcements % 12 === 0)
+      for (const model of parameters.models) node.provideModel(model.hash).catch(() => undefined);
+  }, parameters.announceIntervalMs ?? announcementTiming.intervalMs);
+  timer.unref();
+  logger.info("provider ready", {
+    address: account.address,
+    peer: node.peerId,
+    models: parameters.models.map((model) => model.name).join(","),
+    listen: node.multiaddrs().join(","),
+  });
+
+  return {
+    address: account.address,
+    peerId: node.peerId,
+    activeStreams: () => active,
+    announce,
+    async stop() {
+      clearInterval(timer);
+    },
+  };
+}

@@ -1,0 +1,81 @@
+/** Opening Mycel's SQLite database: durable pragmas and schema migrations tracked in `user_version`. */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { DatabaseError } from "./errors.ts";
+
+/**
+ * The schema, one migration per entry; entry i moves `user_version` from i to i + 1. Append new entries,
+ * never edit a released one.
+ */
+const migrations: readonly string[] = [
+  `CREATE TABLE receipts (
+     request_id TEXT NOT NULL,
+     segment INTEGER NOT NULL CHECK (segment >= 0),
+     provider TEXT NOT NULL,
+     model_hash TEXT NOT NULL,
+     receipt TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     PRIMARY KEY (request_id, segment)
+   ) STRICT;
+   CREATE INDEX receipts_by_provider ON receipts (provider, created_at);`,
+];
+
+/** The schema version this Mycel writes. */
+export const schemaVersion = migrations.length;
+
+/** Opens (creating it and its folder if needed) the database at `path`, in WAL mode with synchronous=FULL, migrated to {@link schemaVersion}. */
+export function openDatabase(path: string): Database.Database {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  let db: Database.Database;
+  try {
+    db = new Database(path);
+  } catch (cause) {
+    throw new DatabaseError(`cannot open the database at ${path}`, {
+      code: "database_open_failed",
+      details: cause instanceof Error ? cause.message : String(cause),
+      hint: "check that the folder is writable and the file is a Mycel database",
+      cause,
+    });
+  }
+  try {
+    db.pragma("journal_mode = WAL");
+    // FULL: a committed receipt survives a power loss, not only a process crash.
+    db.pragma("synchronous = FULL");
+    db.pragma("foreign_keys = ON");
+    db.pragma("busy_timeout = 5000");
+    migrate(db, path);
+  } catch (error) {
+    db.close();
+    if (error instanceof DatabaseError) throw error;
+    throw new DatabaseError(`cannot use the database at ${path}`, {
+      code: "database_invalid",
+      details: error instanceof Error ? error.message : String(error),
+      hint: "the file may be corrupt or not a Mycel database: move it away and start again, or restore a backup",
+      cause: error,
+    });
+  }
+  return db;
+}
+
+function migrate(db: Database.Database, path: string) {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current > migrations.length) {
+    throw new DatabaseError(
+      `the database at ${path} has schema version ${current}, newer than this Mycel's`,
+      {
+        code: "database_too_new",
+        hint: `upgrade Mycel (this one reads schema version ${migrations.length} and older)`,
+      },
+    );
+  }
+  for (let version = current; version < migrations.length; version += 1) {
+    const sql = migrations[version] as string;
+    // IMMEDIATE: two processes opening a fresh file do not both run the same migration.
+    db.transaction(() => {
+      if ((db.pragma("user_version", { simple: true }) as number) !== version) return;
+      db.exec(sql);
+      db.pragma(`user_version = ${version + 1}`);
+    }).immediate();
+  }
+}

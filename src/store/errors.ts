@@ -1,0 +1,25 @@
+/** Typed errors of the store part. */
+import { MycelError, type MycelErrorParameters } from "../errors/index.ts";
+
+/** A receipt already stored under the same (requestId, segment) differs from the one being saved. */
+export class ReceiptConflictError extends MycelError {
+  override name = "ReceiptConflictError";
+  readonly requestId: string;
+  readonly segment: number;
+  constructor(parameters: { requestId: string; segment: number } & MycelErrorParameters) {
+    const { requestId, segment, ...rest } = parameters;
+    super(`a different receipt is already stored for request ${requestId} segment ${segment}`, {
+      code: "receipt_conflict",
+      details: "stored receipts are never replaced; the stored one was kept",
+      hint: "a provider signed two different receipts for one request segment: keep both signed copies as evidence, and save any new segment under the next segment number",
+      ...rest,
+    });
+    this.requestId = requestId;
+    this.segment = segment;
+  }
+}
+
+/** The database file cannot be used: created by a newer Mycel, corrupt, or not a Mycel database. */
+export class DatabaseError extends MycelError {
+  override name = "DatabaseError";
+}

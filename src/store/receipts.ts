@@ -1,0 +1,214 @@
+/** The receipt store: every signed receipt a gateway accepted, one row per (request, provider segment), in SQLite. */
+import type Database from "better-sqlite3";
+import { type Address, getAddress, type Hex, isAddress } from "viem";
+import { InvalidInputError } from "../errors/index.ts";
+import { openDatabase } from "./database.ts";
+import { ReceiptConflictError } from "./errors.ts";
+
+const requestIdPattern = /^0x[0-9a-fA-F]{64}$/;
+
+/** Parameters of {@link ReceiptStore.saveReceipt}. */
+export type SaveReceiptParameters = {
+  /** The request's id, bytes32 hex. */
+  requestId: Hex;
+  /** Which provider segment of the request: 0, 1, 2... (a failover starts a new segment). */
+  segment: number;
+  /** The provider's address that signed the receipt. */
+  provider: Address;
+  /** The model's weight hash as the receipt names it. */
+  modelHash: string;
+  /** The full signed receipt ({domain, types, message, signature}); stored as JSON, bigints as decimal strings. */
+  receipt: unknown;
+  /** Milliseconds since the epoch; defaults to now. */
+  createdAt?: number;
+};
+
+/** What {@link ReceiptStore.saveReceipt} returns: `created` is false when the same receipt was already stored. */
+export type SaveReceiptReturnType = { created: boolean };
+
+/** One stored receipt. */
+export type StoredReceipt = {
+  /** Lowercase bytes32 hex. */
+  requestId: Hex;
+  segment: number;
+  /** Checksummed. */
+  provider: Address;
+  modelHash: string;
+  /** The receipt as parsed from its stored JSON (bigints come back as decimal strings). */
+  receipt: unknown;
+  createdAt: number;
+};
+
+/** A receipt store opened by {@link openReceiptStore}. */
+export type ReceiptStore = {
+  /** The database file. */
+  readonly path: string;
+  /** Stores a receipt; a no-op when the same one is stored, a {@link ReceiptConflictError} when a different one is. */
+  saveReceipt(parameters: SaveReceiptParameters): SaveReceiptReturnType;
+  /** Returns the receipts of a request ordered by segment; [] when there are none. */
+  getReceipts(requestId: Hex): StoredReceipt[];
+  /** Returns how many receipts are stored. */
+  countReceipts(): number;
+  /** Closes the database; the store cannot be used afterwards. */
+  close(): void;
+};
+
+/** Parameters of {@link openReceiptStore}. */
+export type OpenReceiptStoreParameters = {
+  /** The SQLite file, e.g. `<MYCEL_HOME>/mycel.db`; its folder is created if missing. */
+  path: string;
+};
+
+type ReceiptRow = {
+  request_id: string;
+  segment: number;
+  provider: string;
+  model_hash: string;
+  receipt: string;
+  created_at: number;
+};
+
+/**
+ * Serializes to JSON with object keys sorted (so equal receipts give equal text whatever their key order)
+ * and bigints as decimal strings.
+ */
+function canonicalJson(value: unknown): string | undefined {
+  return JSON.stringify(value, (_key, item: unknown) => {
+    if (typeof item === "bigint") return item.toString();
+    if (item !== null && typeof item === "object" && !Array.isArray(item)) {
+      const record = item as Record<string, unknown>;
+      return Object.fromEntries(
+        Object.keys(record)
+          .sort()
+          .map((key) => [key, record[key]]),
+      );
+    }
+    return item;
+  });
+}
+
+function checkRequestId(requestId: unknown): Hex {
+  if (typeof requestId !== "string" || !requestIdPattern.test(requestId)) {
+    throw new InvalidInputError(`invalid request id ${JSON.stringify(requestId)}`, {
+      param: "requestId",
+      hint: "a request id is 32 bytes as 0x-prefixed hex (66 characters)",
+    });
+  }
+  return requestId.toLowerCase() as Hex;
+}
+
+function invalid(param: string, message: string, hint: string) {
+  return new InvalidInputError(message, { param, hint });
+}
+
+function toStoredReceipt(row: ReceiptRow): StoredReceipt {
+  return {
+    requestId: row.request_id as Hex,
+    segment: row.segment,
+    provider: row.provider as Address,
+    modelHash: row.model_hash,
+    receipt: JSON.parse(row.receipt),
+    createdAt: row.created_at,
+  };
+}
+
+/** Opens (creating if needed) the receipt store in the SQLite file at `path`. */
+export function openReceiptStore(parameters: OpenReceiptStoreParameters): ReceiptStore {
+  const { path } = parameters;
+  const db: Database.Database = openDatabase(path);
+  const insert = db.prepare(
+    `INSERT INTO receipts (request_id, segment, provider, model_hash, receipt, created_at)
+     VALUES (@request_id, @segment, @provider, @model_hash, @receipt, @created_at)
+     ON CONFLICT (request_id, segment) DO NOTHING`,
+  );
+  const selectOne = db.prepare<[string, number], ReceiptRow>(
+    "SELECT * FROM receipts WHERE request_id = ? AND segment = ?",
+  );
+  const selectByRequest = db.prepare<[string], ReceiptRow>(
+    "SELECT * FROM receipts WHERE request_id = ? ORDER BY segment",
+  );
+  const count = db.prepare<[], { n: number }>("SELECT count(*) AS n FROM receipts");
+
+  const save = db.transaction((row: ReceiptRow): SaveReceiptReturnType => {
+    if (insert.run(row).changes === 1) return { created: true };
+    const stored = selectOne.get(row.request_id, row.segment);
+    if (
+      stored &&
+      stored.provider === row.provider &&
+      stored.model_hash === row.model_hash &&
+      stored.receipt === row.receipt
+    ) {
+      return { created: false };
+    }
+    const differs = [
+      stored?.provider !== row.provider ? "provider" : undefined,
+      stored?.model_hash !== row.model_hash ? "modelHash" : undefined,
+      stored?.receipt !== row.receipt ? "receipt" : undefined,
+    ].filter(Boolean);
+    throw new ReceiptConflictError({
+      requestId: row.request_id,
+      segment: row.segment,
+      details: `stored receipts are never replaced; the stored one was kept (differs in: ${differs.join(", ")})`,
+    });
+  });
+
+  return {
+    path,
+    saveReceipt(receiptParameters) {
+      const requestId = checkRequestId(receiptParameters.requestId);
+      const { segment, provider, modelHash } = receiptParameters;
+      if (!Number.isSafeInteger(segment) || segment < 0) {
+        throw invalid("segment", `invalid segment ${segment}`, "a segment is an integer 0, 1, 2...");
+      }
+      if (typeof provider !== "string" || !isAddress(provider, { strict: false })) {
+        throw invalid(
+          "provider",
+          `invalid provider address ${JSON.stringify(provider)}`,
+          "pass a 20-byte 0x address",
+        );
+      }
+      if (typeof modelHash !== "string" || modelHash === "") {
+        throw invalid(
+          "modelHash",
+          "the model hash is empty",
+          "pass the model's weight hash from the receipt",
+        );
+      }
+      const createdAt = receiptParameters.createdAt ?? Date.now();
+      if (!Number.isSafeInteger(createdAt)) {
+        throw invalid("createdAt", `invalid createdAt ${createdAt}`, "pass milliseconds since the epoch");
+      }
+      let receipt: string | undefined;
+      try {
+        receipt = canonicalJson(receiptParameters.receipt);
+      } catch (cause) {
+        throw new InvalidInputError("the receipt cannot be serialized to JSON", {
+          param: "receipt",
+          details: cause instanceof Error ? cause.message : String(cause),
+          hint: "pass a plain object (no cycles)",
+          cause,
+        });
+      }
+      if (receipt === undefined) {
+        throw invalid("receipt", "the receipt is missing", "pass the signed receipt object");
+      }
+      return save.immediate({
+        request_id: requestId,
+        segment,
+        provider: getAddress(provider),
+        model_hash: modelHash,
+        receipt,
+        created_at: createdAt,
+      });
+    },
+    getReceipts(requestId) {
+      return selectByRequest.all(checkRequestId(requestId)).map(toStoredReceipt);
+    },
+    countReceipts() {
+      return count.get()?.n ?? 0;
+    },
+    close() {
+      if (db.open) db.close();
+    },
+  };
+}

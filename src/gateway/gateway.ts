@@ -110,7 +110,9 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     }
     return [...byHash.entries()].map(([hash, entry]) => {
       const lowest = (field: "input" | "output") =>
-        entry.providers.map((p) => BigInt(p.announcement.price[field])).reduce((a, b) => (b < a ? b : a));
+        entry.providers
+          .map((provider) => BigInt(provider.announcement.price[field]))
+          .reduce((lowestSoFar, next) => (next < lowestSoFar ? next : lowestSoFar));
       return {
         name: entry.name,
         hash: hash.slice(2),
@@ -296,15 +298,15 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         });
         provider.successes++;
         signed.push({ receipt, provider });
-        signed.forEach((entry, index) =>
+        for (const [index, entry] of signed.entries()) {
           receipts.saveReceipt({
             requestId,
             segment: index,
             provider: entry.provider.address as Hex,
             modelHash,
             receipt: entry.receipt,
-          }),
-        );
+          });
+        }
         const prefixLength = request.prefix_tokens?.length ?? 0;
         const promptTokens = segment.end.prompt_token_ids.length - prefixLength;
         logger.info("request completed", {

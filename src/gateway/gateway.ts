@@ -110,9 +110,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     }
     return [...byHash.entries()].map(([hash, entry]) => {
       const lowest = (field: "input" | "output") =>
-        entry.providers
-          .map((provider) => BigInt(provider.announcement.price[field]))
-          .reduce((lowestSoFar, next) => (next < lowestSoFar ? next : lowestSoFar));
+        smallest(entry.providers.map((provider) => BigInt(provider.announcement.price[field])));
       return {
         name: entry.name,
         hash: hash.slice(2),
@@ -470,6 +468,13 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
       table.stop();
     },
   };
+}
+
+/** The smallest of some bigints (Math.min takes numbers only). */
+function smallest(values: readonly bigint[]): bigint {
+  let result = values[0] ?? 0n;
+  for (const value of values) if (value < result) result = value;
+  return result;
 }
 
 function sendJson(response: ServerResponse, status: number, payload: unknown) {

@@ -85,3 +85,54 @@ export function startMycelServer(
     });
   });
 }
+
+/** A running role process (provider, gateway, fixture) that printed its `MYCEL_READY {...}` line. */
+export type RoleProcess = {
+  child: ChildProcess;
+  ready: Record<string, unknown> & { peerId: string; multiaddrs?: string[]; url?: string; address?: string };
+  output: () => string;
+  stop: () => Promise<void>;
+};
+
+/** Starts `node <args>` and resolves with its MYCEL_READY fields; rejects if it exits or takes over 60 s. */
+export function startRole(
+  args: string[],
+  options: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<RoleProcess> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, args, {
+      env: { ...process.env, MYCEL_LOG_LEVEL: "info", MYCEL_EXIT_WITH_PARENT: "1", ...options.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let output = "";
+    let settled = false;
+    const exited = new Promise<void>((resolveExit) => child.on("close", () => resolveExit()));
+    const stop = async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    };
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      child.kill("SIGKILL");
+      reject(new Error(`${args.join(" ")} was not ready in time:\n${output}`));
+    }, options.timeoutMs ?? 60_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /^MYCEL_READY (.+)$/m.exec(output);
+      if (match?.[1] && !settled) {
+        settled = true;
+        clearTimeout(timer);
+        resolvePromise({ child, ready: JSON.parse(match[1]), output: () => output, stop });
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("close", (code) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(new Error(`${args.join(" ")} exited with ${code}:\n${output}`));
+    });
+  });
+}

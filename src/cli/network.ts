@@ -89,6 +89,7 @@ type ProviderFlags = {
   threads?: number;
   contextSize?: number;
   maxQueue?: number;
+  idleTimeout?: number;
 };
 
 type GatewayFlags = {
@@ -153,6 +154,7 @@ export function addNetworkCommands(parameters: {
     .option("--threads <n>", "llama.cpp threads per sequence", integer("--threads", 1, 256))
     .option("--context-size <n>", "context window per sequence, in tokens", integer("--context-size", 64))
     .option("--max-queue <n>", "requests that may wait for a sequence", integer("--max-queue", 0))
+    .option("--idle-timeout <ms>", "drop a stream silent for this long (default 15000)", integer("--idle-timeout", 100))
     .action(async (flags: ProviderFlags, command: Command) => {
       const config = configFrom(command, {
         engine: {
@@ -188,6 +190,7 @@ export function addNetworkCommands(parameters: {
         privateKey,
         price: { input: flags.priceInput ?? fallback, output: flags.priceOutput ?? fallback },
         version: program.version() ?? "0",
+        limits: flags.idleTimeout ? { idleTimeoutMs: flags.idleTimeout } : undefined,
         logger,
       });
       for (const address of node.multiaddrs()) {

@@ -394,6 +394,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         models: provider.announcement.models,
         price_per_million: provider.announcement.price,
         latency_ms: provider.latencyMs,
+        in_flight: provider.inFlight,
         successes: provider.successes,
         failures: provider.failures,
         banned: provider.bannedUntil > Date.now(),

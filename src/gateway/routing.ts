@@ -16,10 +16,11 @@ export function scoreProvider(parameters: {
   const maxPrice = Math.max(...prices, 0);
   const minPrice = Math.min(...prices);
   const price = maxPrice === minPrice ? 1 : 1 - (priceOf(provider) - minPrice) / (maxPrice - minPrice);
-  // Unmeasured providers get a middling latency, so new ones are tried without outranking proven fast ones.
-  const latency = 1 / (1 + (provider.latencyMs ?? 200) / 100);
-  // Laplace-smoothed success rate.
-  const success = (provider.successes + 1) / (provider.successes + provider.failures + 2);
+  // Optimistic for newcomers: an unmeasured provider scores as fast and reliable until it has been tried, so
+  // every new provider gets a chance to prove itself (and a cheat is found out on its first answer).
+  const latency = provider.latencyMs === undefined ? 1 : 1 / (1 + provider.latencyMs / 100);
+  const attempts = provider.successes + provider.failures;
+  const success = attempts === 0 ? 1 : (provider.successes + 1) / (attempts + 2);
   const capacity = provider.announcement.capacity;
   const load =
     1 -

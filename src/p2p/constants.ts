@@ -9,7 +9,7 @@ export const DEFAULT_LISTEN_ADDRESSES: readonly string[] = ["/ip4/127.0.0.1/tcp/
 /** Gossipsub heartbeat in ms: fast, so that small networks form their mesh within a second or two. */
 export const GOSSIP_HEARTBEAT_INTERVAL_MS = 700;
 
-/** How often a node checks its bootstrap peers and re-dials those it is not connected to, in ms. */
+/** How often a node re-dials disconnected bootstrap peers (and, with few peers, looks for more), in ms. */
 export const BOOTSTRAP_REDIAL_INTERVAL_MS = 5_000;
 
 /** How long one dial of a bootstrap peer may take, in ms. */
@@ -47,3 +47,15 @@ export const DEFAULT_MAX_OUTBOUND_STREAMS = 64;
 
 /** How long closing a served stream may wait for queued data to leave, in ms, before the stream is reset. */
 export const STREAM_CLOSE_TIMEOUT_MS = 5_000;
+
+/**
+ * IPs exempt from gossipsub's same-IP penalty (a Sybil defence: past 10 peers on one IP, each further peer drives
+ * every peer's score from that IP below the graylist). Many nodes on one machine are normal in tests and demos.
+ */
+export const GOSSIP_SAME_IP_ALLOWED: readonly string[] = ["127.0.0.1", "::1"];
+
+/** Below this many connected peers a node looks for more with a DHT walk, so the gossip mesh does not hang on its bootstrap peers alone. */
+export const TARGET_PEER_COUNT = 8;
+
+/** How long one DHT walk for more peers may take, in ms. */
+export const PEER_DISCOVERY_WALK_TIMEOUT_MS = 10_000;

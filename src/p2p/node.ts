@@ -1,4 +1,5 @@
 import "./polyfills.ts";
+import { setMaxListeners } from "node:events";
 import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
 import { type GossipSub, gossipsub, StrictSign } from "@libp2p/gossipsub";
@@ -22,12 +23,15 @@ import {
   FIND_PROVIDERS_DEFAULT_LIMIT,
   FIND_PROVIDERS_TIMEOUT_MS,
   GOSSIP_HEARTBEAT_INTERVAL_MS,
+  GOSSIP_SAME_IP_ALLOWED,
   INBOUND_CONNECTIONS_PER_HOST_PER_SECOND,
   MAX_CONNECTIONS,
   MAX_INCOMING_PENDING_CONNECTIONS,
   MYCEL_DHT_PROTOCOL,
+  PEER_DISCOVERY_WALK_TIMEOUT_MS,
   PROVIDE_TIMEOUT_MS,
   STREAM_CLOSE_TIMEOUT_MS,
+  TARGET_PEER_COUNT,
 } from "./constants.ts";
 import { ModelProvideError, PeerDialError } from "./errors.ts";
 import { modelCidFromHash, normalizeModelHash } from "./modelCid.ts";
@@ -51,7 +55,7 @@ export type CreateMycelNodeParameters = {
   listen?: string[];
   /** Multiaddrs (each ending in `/p2p/<peer id>`) dialled at start and re-dialled whenever disconnected. */
   bootstrap?: string[];
-  /** How often disconnected bootstrap peers are re-dialled, in ms; default 5 s. */
+  /** How often disconnected bootstrap peers are re-dialled (and more peers sought if few), in ms; default 5 s. */
   bootstrapRedialIntervalMs?: number;
   logger?: Logger;
 };
@@ -227,6 +231,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
         globalSignaturePolicy: StrictSign,
         heartbeatInterval: GOSSIP_HEARTBEAT_INTERVAL_MS,
         floodPublish: true,
+        scoreParams: { IPColocationFactorWhitelist: new Set(GOSSIP_SAME_IP_ALLOWED) },
       }),
     },
   });
@@ -234,6 +239,8 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   const selfPeerId = libp2p.peerId.toString();
   const logger = (parameters.logger ?? silentLogger).child({ peer: selfPeerId.slice(-8) });
   const stopController = new AbortController();
+  // Every pending dial, query and read listens on this signal.
+  setMaxListeners(Number.POSITIVE_INFINITY, stopController.signal);
   let stopping: Promise<void> | undefined;
 
   // Gossip: one libp2p listener fans messages out to this node's subscribers, by topic.
@@ -282,14 +289,49 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       }),
     );
   };
+  // Discovery: while this node has few peers, walk the DHT towards a random key and dial the peers it meets.
+  let walking = false;
+  const discoverPeers = async () => {
+    const wanted = TARGET_PEER_COUNT - libp2p.getPeers().length;
+    if (walking || stopController.signal.aborted || wanted <= 0 || libp2p.getPeers().length === 0) return;
+    walking = true;
+    try {
+      const signal = AbortSignal.any([
+        stopController.signal,
+        AbortSignal.timeout(PEER_DISCOVERY_WALK_TIMEOUT_MS),
+      ]);
+      const candidates: PeerId[] = [];
+      const randomKey = crypto.getRandomValues(new Uint8Array(32));
+      for await (const peer of libp2p.peerRouting.getClosestPeers(randomKey, { signal })) {
+        if (!peer.id.equals(libp2p.peerId) && libp2p.getConnections(peer.id).length === 0)
+          candidates.push(peer.id);
+      }
+      const dials = candidates
+        .slice(0, Math.max(0, TARGET_PEER_COUNT - libp2p.getPeers().length))
+        .map((peerId) => libp2p.dial(peerId, { signal }));
+      const results = await Promise.allSettled(dials);
+      logger.debug("peer discovery walk done", {
+        dialled: results.filter((result) => result.status === "fulfilled").length,
+        peers: libp2p.getPeers().length,
+      });
+    } catch (error) {
+      if (!stopController.signal.aborted)
+        logger.debug("peer discovery walk failed", { error: describeError(error) });
+    } finally {
+      walking = false;
+    }
+  };
+
+  const maintainConnections = async () => {
+    await dialBootstrapPeers();
+    await discoverPeers();
+  };
   await dialBootstrapPeers();
-  const redialTimer =
-    bootstrapPeers.length > 0
-      ? setInterval(() => {
-          void dialBootstrapPeers();
-        }, parameters.bootstrapRedialIntervalMs ?? BOOTSTRAP_REDIAL_INTERVAL_MS)
-      : undefined;
-  redialTimer?.unref();
+  void discoverPeers();
+  const maintenanceTimer = setInterval(() => {
+    void maintainConnections();
+  }, parameters.bootstrapRedialIntervalMs ?? BOOTSTRAP_REDIAL_INTERVAL_MS);
+  maintenanceTimer.unref();
 
   logger.debug("p2p node started", { addresses: libp2p.getMultiaddrs().map(String) });
 
@@ -448,7 +490,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
 
   const stop = () => {
     stopping ??= (async () => {
-      if (redialTimer) clearInterval(redialTimer);
+      clearInterval(maintenanceTimer);
       stopController.abort(new Error("the p2p node is stopping"));
       subscribers.clear();
       await libp2p.stop();

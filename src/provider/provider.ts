@@ -52,7 +52,7 @@ export type StartProviderParameters = {
   /** Chain id and contract of the deployment in use (defaults: 31337 and the zero address). */
   receiptDomain?: ReceiptDomain;
   version: string;
-  limits?: Partial<typeof streamLimits>;
+  limits?: Partial<{ [Key in keyof typeof streamLimits]: number }>;
   announceIntervalMs?: number;
   logger?: Logger;
   components?: Partial<ProviderComponents>;

@@ -154,7 +154,11 @@ export function addNetworkCommands(parameters: {
     .option("--threads <n>", "llama.cpp threads per sequence", integer("--threads", 1, 256))
     .option("--context-size <n>", "context window per sequence, in tokens", integer("--context-size", 64))
     .option("--max-queue <n>", "requests that may wait for a sequence", integer("--max-queue", 0))
-    .option("--idle-timeout <ms>", "drop a stream silent for this long (default 15000)", integer("--idle-timeout", 100))
+    .option(
+      "--idle-timeout <ms>",
+      "drop a stream silent for this long (default 15000)",
+      integer("--idle-timeout", 100),
+    )
     .action(async (flags: ProviderFlags, command: Command) => {
       const config = configFrom(command, {
         engine: {

@@ -265,10 +265,11 @@ describe("network (real provider and gateway processes over libp2p)", () => {
     const target = providers.find(
       (provider) => provider.child.exitCode === null && provider.child.signalCode === null,
     ) as RoleProcess;
-    probe = await createMycelNode({ privateKey: libp2pKeyFromSecp256k1(generatePrivateKey()) });
-    await probe.addPeerAddresses(target.ready.peerId, target.ready.multiaddrs ?? []);
+    const node = await createMycelNode({ privateKey: libp2pKeyFromSecp256k1(generatePrivateKey()) });
+    probe = node;
+    await node.addPeerAddresses(target.ready.peerId, target.ready.multiaddrs ?? []);
     const open = async () =>
-      createFrameChannel(await probe!.openStream(target.ready.peerId, inferenceProtocolId), {
+      createFrameChannel(await node.openStream(target.ready.peerId, inferenceProtocolId), {
         maxFrameBytes: 4 << 20,
       });
 

@@ -18,7 +18,11 @@ import {
 const testProtocol = "/mycel/test-frames/1.0.0";
 
 /** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes. */
-async function waitFor<T>(check: () => T | undefined | Promise<T | undefined>, timeoutMs: number, what: string) {
+async function waitFor<T>(
+  check: () => T | undefined | Promise<T | undefined>,
+  timeoutMs: number,
+  what: string,
+) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const value = await check();
@@ -80,8 +84,12 @@ describe("p2p nodes (real libp2p on 127.0.0.1)", () => {
       assert.match(address, /^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\//);
       assert.ok(address.endsWith(`/p2p/${nodeA.peerId}`));
     }
-    assert.ok(nodeB.libp2p.getConnections().some((connection) => connection.remotePeer.toString() === nodeA.peerId));
-    assert.ok(nodeC.libp2p.getConnections().some((connection) => connection.remotePeer.toString() === nodeA.peerId));
+    assert.ok(
+      nodeB.libp2p.getConnections().some((connection) => connection.remotePeer.toString() === nodeA.peerId),
+    );
+    assert.ok(
+      nodeC.libp2p.getConnections().some((connection) => connection.remotePeer.toString() === nodeA.peerId),
+    );
   });
 
   it("delivers a gossip message published by C to B (signed, from C)", async () => {
@@ -138,7 +146,10 @@ describe("p2p nodes (real libp2p on 127.0.0.1)", () => {
         served.push(peerId);
         const channel = createFrameChannel(stream, { maxFrameBytes: 2048 });
         while (true) {
-          const value = (await channel.read({ timeoutMs: 5_000 })) as { type: string; [key: string]: unknown };
+          const value = (await channel.read({ timeoutMs: 5_000 })) as {
+            type: string;
+            [key: string]: unknown;
+          };
           if (value === undefined) return;
           if (value.type === "echo") await channel.write({ type: "echo", value: value.value });
           if (value.type === "big") await channel.write({ type: "big", filler: "x".repeat(1500) });
@@ -151,7 +162,8 @@ describe("p2p nodes (real libp2p on 127.0.0.1)", () => {
       const channel = createFrameChannel(stream, { maxFrameBytes: 1024 });
       const values = [1, "two", { three: [3, null, true] }, "ünïcödé ✓", [], 6.5];
       for (const value of values) await channel.write({ type: "echo", value });
-      for (const value of values) assert.deepEqual(await channel.read({ timeoutMs: 5_000 }), { type: "echo", value });
+      for (const value of values)
+        assert.deepEqual(await channel.read({ timeoutMs: 5_000 }), { type: "echo", value });
       await channel.close();
       assert.equal(await channel.read({ timeoutMs: 5_000 }), undefined, "clean end of stream");
       assert.equal(served.at(-1), nodeC.peerId, "the handler sees the remote peer id");
@@ -183,7 +195,9 @@ describe("p2p nodes (real libp2p on 127.0.0.1)", () => {
     });
 
     it("throws FrameTimeoutError when the peer is silent, and the channel stays usable", async () => {
-      const channel = createFrameChannel(await nodeC.openStream(nodeB.peerId, testProtocol), { maxFrameBytes: 1024 });
+      const channel = createFrameChannel(await nodeC.openStream(nodeB.peerId, testProtocol), {
+        maxFrameBytes: 1024,
+      });
       await channel.write({ type: "silence" });
       const started = Date.now();
       await assert.rejects(channel.read({ timeoutMs: 300 }), FrameTimeoutError);
@@ -195,7 +209,9 @@ describe("p2p nodes (real libp2p on 127.0.0.1)", () => {
     });
 
     it("still serves new streams after those failures", async () => {
-      const channel = createFrameChannel(await nodeA.openStream(nodeB.peerId, testProtocol), { maxFrameBytes: 1024 });
+      const channel = createFrameChannel(await nodeA.openStream(nodeB.peerId, testProtocol), {
+        maxFrameBytes: 1024,
+      });
       await channel.write({ type: "echo", value: "again" });
       assert.deepEqual(await channel.read({ timeoutMs: 5_000 }), { type: "echo", value: "again" });
       await channel.close();

@@ -61,6 +61,24 @@ describe("engine (real llama.cpp on the tiny test model)", () => {
     });
   });
 
+  it("continues from prefix tokens (failover): the rest equals the uninterrupted greedy output", async () => {
+    const whole = await engine.generate({ modelHash, promptTokens: prompt, maxTokens: 48, temperature: 0 });
+    const cut = 17;
+    const head = whole.tokens.slice(0, cut);
+    const rest = await single.generate({
+      modelHash,
+      promptTokens: prompt,
+      prefixTokens: head,
+      maxTokens: 48 - cut,
+      temperature: 0,
+    });
+    assert.deepEqual(rest.tokens, whole.tokens.slice(cut));
+    const headText = engine.detokenize({ modelHash, tokens: head });
+    assert.equal(headText + rest.text, whole.text, "text carries on exactly where the prefix ended");
+    assert.equal(rest.usage.promptTokens, prompt.length + cut);
+    assert.equal(rest.usage.completionTokens, 48 - cut);
+  });
+
   it("streams deltas that add up to the returned text and tokens", async () => {
     const deltas: Array<{ tokens: number[]; text: string }> = [];
     const result = await engine.generate({

@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { startMycelServer, temporaryHome } from "../helpers.ts";
+
+/** Pids of processes whose command line mentions `text` (other than this test's own). */
+function processesMentioning(text: string): number[] {
+  const lines = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" }).split("\n");
+  return lines
+    .filter((line) => line.includes(text) && !line.includes("node --test"))
+    .map((line) => Number(line.trim().split(/\s+/)[0]))
+    .filter((pid) => pid !== process.pid);
+}
+
+describe("devnet (what `npm start` runs)", () => {
+  let directory: { home: string; remove: () => Promise<void> };
+  before(async () => {
+    directory = await temporaryHome("mycel-devnet-");
+  });
+  after(async () => {
+    await directory.remove();
+  });
+
+  it("starts providers in their own processes and a gateway, serves its printed example, and stops with no orphan", async () => {
+    const devnet = await startMycelServer(["devnet", "--providers", "2", "--port", "0"], {
+      home: directory.home,
+    });
+    let stopped = false;
+    try {
+      const output = devnet.output();
+      assert.match(devnet.url, /^http:\/\/127\.0\.0\.1:\d+$/, "binds loopback");
+      assert.match(output, /provider-1: 0x[0-9a-fA-F]{40}/);
+      assert.match(output, /provider-2: 0x[0-9a-fA-F]{40}/);
+      assert.match(output, /\[provider-1\] /, "each role's logs are prefixed");
+      assert.match(
+        output,
+        /new OpenAI\(\{ baseURL: "http:\/\/127\.0\.0\.1:\d+\/v1"/,
+        "prints an openai client example",
+      );
+      assert.equal(processesMentioning(directory.home).length, 2, "two provider processes run");
+      const example = /-d '(\{.*\})'/.exec(output)?.[1];
+      assert.ok(example, output);
+      const response = await fetch(`${devnet.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: example,
+      });
+      assert.equal(response.status, 200);
+      const body = (await response.json()) as {
+        mycel: { receipts: unknown[] };
+        usage: { completion_tokens: number };
+      };
+      assert.ok(body.usage.completion_tokens > 0);
+      assert.equal(body.mycel.receipts.length, 1);
+      assert.equal(await devnet.stop(), 0);
+      stopped = true;
+      const deadline = Date.now() + 10_000;
+      while (processesMentioning(directory.home).length > 0 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.deepEqual(processesMentioning(directory.home), [], "no orphan process after SIGTERM");
+    } finally {
+      if (!stopped) await devnet.stop();
+    }
+  });
+});

@@ -140,6 +140,13 @@ export type MycelNode = {
   stop(): Promise<void>;
 };
 
+/** Aborts when any of `signals` aborts; libp2p adds many listeners to it, so Node's leak warning is turned off. */
+function anySignal(signals: AbortSignal[]): AbortSignal {
+  const combined = AbortSignal.any(signals);
+  setMaxListeners(Number.POSITIVE_INFINITY, combined);
+  return combined;
+}
+
 /** The multiaddr component code of `/p2p/<peer id>`. */
 const P2P_COMPONENT_NAME = "p2p";
 
@@ -273,7 +280,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
         peer.dialing = true;
         try {
           await libp2p.dial(peer.address, {
-            signal: AbortSignal.any([stopController.signal, AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT_MS)]),
+            signal: anySignal([stopController.signal, AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT_MS)]),
           });
           logger.info("connected to bootstrap peer", { address: peer.address.toString() });
           peer.failing = false;
@@ -296,10 +303,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     if (walking || stopController.signal.aborted || wanted <= 0 || libp2p.getPeers().length === 0) return;
     walking = true;
     try {
-      const signal = AbortSignal.any([
-        stopController.signal,
-        AbortSignal.timeout(PEER_DISCOVERY_WALK_TIMEOUT_MS),
-      ]);
+      const signal = anySignal([stopController.signal, AbortSignal.timeout(PEER_DISCOVERY_WALK_TIMEOUT_MS)]);
       const candidates: PeerId[] = [];
       const randomKey = crypto.getRandomValues(new Uint8Array(32));
       for await (const peer of libp2p.peerRouting.getClosestPeers(randomKey, { signal })) {
@@ -367,7 +371,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     let storedOnPeers = 0;
     try {
       for await (const event of libp2p.services.dht.provide(modelCidFromHash(modelHash), {
-        signal: AbortSignal.any(signals),
+        signal: anySignal(signals),
       })) {
         if (event.name === "PEER_RESPONSE" && event.messageName === "ADD_PROVIDER") storedOnPeers++;
       }
@@ -394,7 +398,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     if (limit <= 0) return [];
     try {
       for await (const provider of libp2p.contentRouting.findProviders(modelCidFromHash(modelHash), {
-        signal: AbortSignal.any(signals),
+        signal: anySignal(signals),
       })) {
         const providerId = provider.id.toString();
         if (providerId === selfPeerId) continue;

@@ -283,6 +283,17 @@ export async function startProvider(parameters: StartProviderParameters): Promis
     );
   }
   await announce().catch((error) => logger.warn("announcement failed", { error: describeError(error) }));
+  // A peer that just joined the topic (a new gateway) hears from us at once, not at the next interval.
+  let announceSoon: NodeJS.Timeout | undefined;
+  const onSubscriptionChange = (event: Event) => {
+    const detail = (event as CustomEvent<{ subscriptions: { topic: string; subscribe: boolean }[] }>).detail;
+    if (!detail.subscriptions.some((entry) => entry.topic === announcementTopic && entry.subscribe)) return;
+    clearTimeout(announceSoon);
+    announceSoon = setTimeout(() => {
+      announce().catch((error) => logger.debug("announcement failed", { error: describeError(error) }));
+    }, 300);
+  };
+  node.libp2p.services.pubsub.addEventListener("subscription-change", onSubscriptionChange);
   let announcements = 0;
   const timer = setInterval(() => {
     announcements++;
@@ -306,6 +317,8 @@ export async function startProvider(parameters: StartProviderParameters): Promis
     announce,
     async stop() {
       clearInterval(timer);
+      clearTimeout(announceSoon);
+      node.libp2p.services.pubsub.removeEventListener("subscription-change", onSubscriptionChange);
     },
   };
 }

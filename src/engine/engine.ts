@@ -343,7 +343,19 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       await sequence.clearHistory();
       input.onStart?.();
       if (maxTokens > 0 && !input.signal?.aborted) {
-        const iterator = sequence.evaluate(asTokens(evaluatedTokens), {
+        // A continuation rebuilds the state the interrupted generation had: the prompt in one batch, then each
+        // prefix token on its own, as generation decoded them. Batch shape changes llama.cpp's arithmetic, so
+        // a batched prefix could flip a near-tie and the continuation would drift from the uninterrupted text.
+        let firstTokens = evaluatedTokens;
+        if (prefixTokens.length > 0) {
+          await sequence.evaluateWithoutGeneratingNewTokens(asTokens([...input.promptTokens]));
+          for (const token of prefixTokens.slice(0, -1)) {
+            if (input.signal?.aborted) break;
+            await sequence.evaluateWithoutGeneratingNewTokens(asTokens([token]));
+          }
+          firstTokens = prefixTokens.slice(-1);
+        }
+        const iterator = sequence.evaluate(asTokens(firstTokens), {
           temperature: input.temperature ?? 1,
           topK: input.topK ?? 0,
           topP: input.topP ?? 1,

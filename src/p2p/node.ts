@@ -147,7 +147,7 @@ function anySignal(signals: AbortSignal[]): AbortSignal {
   return combined;
 }
 
-/** The multiaddr component code of `/p2p/<peer id>`. */
+/** The multiaddr component name of `/p2p/<peer id>`. */
 const P2P_COMPONENT_NAME = "p2p";
 
 function lastPeerIdOf(address: Multiaddr): string | undefined {
@@ -263,10 +263,14 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       data: message.data,
     };
     for (const handler of [...handlers]) {
-      try {
-        handler(delivered);
-      } catch (error) {
+      const reportFailure = (error: unknown) =>
         logger.warn("gossip subscriber threw", { topic: message.topic, error: describeError(error) });
+      try {
+        // A subscriber may be async despite its type; keep its rejection from going unhandled.
+        const result: unknown = handler(delivered);
+        if (result instanceof Promise) result.catch(reportFailure);
+      } catch (error) {
+        reportFailure(error);
       }
     }
   });
@@ -298,25 +302,38 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   };
   // Discovery: while this node has few peers, walk the DHT towards a random key and dial the peers it meets.
   let walking = false;
+  // Counted from connections: libp2p.getPeers() re-parses every peer id, which costs an EC point decompression each.
+  const connectedPeerCount = () =>
+    new Set(libp2p.getConnections().map((connection) => connection.remotePeer.toString())).size;
   const discoverPeers = async () => {
-    const wanted = TARGET_PEER_COUNT - libp2p.getPeers().length;
-    if (walking || stopController.signal.aborted || wanted <= 0 || libp2p.getPeers().length === 0) return;
+    const connected = connectedPeerCount();
+    if (walking || stopController.signal.aborted || connected === 0 || connected >= TARGET_PEER_COUNT) return;
     walking = true;
     try {
       const signal = anySignal([stopController.signal, AbortSignal.timeout(PEER_DISCOVERY_WALK_TIMEOUT_MS)]);
       const candidates: PeerId[] = [];
       const randomKey = crypto.getRandomValues(new Uint8Array(32));
-      for await (const peer of libp2p.peerRouting.getClosestPeers(randomKey, { signal })) {
-        if (!peer.id.equals(libp2p.peerId) && libp2p.getConnections(peer.id).length === 0)
-          candidates.push(peer.id);
+      try {
+        for await (const peer of libp2p.peerRouting.getClosestPeers(randomKey, { signal })) {
+          if (!peer.id.equals(libp2p.peerId) && libp2p.getConnections(peer.id).length === 0)
+            candidates.push(peer.id);
+        }
+      } catch (error) {
+        // A walk cut short still yields the peers met so far.
+        if (stopController.signal.aborted) return;
+        logger.debug("peer discovery walk ended early", {
+          found: candidates.length,
+          error: describeError(error),
+        });
       }
+      const dialSignal = anySignal([stopController.signal, AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT_MS)]);
       const dials = candidates
-        .slice(0, Math.max(0, TARGET_PEER_COUNT - libp2p.getPeers().length))
-        .map((peerId) => libp2p.dial(peerId, { signal }));
+        .slice(0, Math.max(0, TARGET_PEER_COUNT - connectedPeerCount()))
+        .map((peerId) => libp2p.dial(peerId, { signal: dialSignal }));
       const results = await Promise.allSettled(dials);
       logger.debug("peer discovery walk done", {
         dialled: results.filter((result) => result.status === "fulfilled").length,
-        peers: libp2p.getPeers().length,
+        peers: connectedPeerCount(),
       });
     } catch (error) {
       if (!stopController.signal.aborted)

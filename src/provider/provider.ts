@@ -69,6 +69,13 @@ export type Provider = {
   stop(): Promise<void>;
 };
 
+/** Addresses worth announcing: loopback ones only when there is nothing else (a devnet on one machine). */
+function reachableAddresses(addresses: string[]): string[] {
+  const isLoopback = (address: string) => /^\/ip4\/127\.|^\/ip6\/::1\//.test(address);
+  const others = addresses.filter((address) => !isLoopback(address));
+  return others.length > 0 ? others : addresses;
+}
+
 function errorFrame(code: string, message: string, retryAfterMs?: number): ErrorFrame {
   return {
     v: wireVersion,
@@ -254,7 +261,7 @@ export async function startProvider(parameters: StartProviderParameters): Promis
       privateKey: parameters.privateKey,
       announcement: {
         peer_id: node.peerId,
-        multiaddrs: node.multiaddrs().slice(0, 16),
+        multiaddrs: reachableAddresses(node.multiaddrs()).slice(0, 16),
         models: parameters.models.map((model) => ({
           hash: modelHashToBytes32(model.hash),
           name: model.name,

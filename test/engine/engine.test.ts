@@ -62,21 +62,23 @@ describe("engine (real llama.cpp on the tiny test model)", () => {
   });
 
   it("continues from prefix tokens (failover): the rest equals the uninterrupted greedy output", async () => {
-    const whole = await engine.generate({ modelHash, promptTokens: prompt, maxTokens: 48, temperature: 0 });
-    const cut = 17;
+    const total = 400;
+    const whole = await engine.generate({ modelHash, promptTokens: prompt, maxTokens: total, temperature: 0 });
+    assert.equal(whole.tokens.length, total, "no early stop: the cut lands mid-generation");
+    const cut = 157;
     const head = whole.tokens.slice(0, cut);
     const rest = await single.generate({
       modelHash,
       promptTokens: prompt,
       prefixTokens: head,
-      maxTokens: 48 - cut,
+      maxTokens: total - cut,
       temperature: 0,
     });
     assert.deepEqual(rest.tokens, whole.tokens.slice(cut));
     const headText = engine.detokenize({ modelHash, tokens: head });
     assert.equal(headText + rest.text, whole.text, "text carries on exactly where the prefix ended");
     assert.equal(rest.usage.promptTokens, prompt.length + cut);
-    assert.equal(rest.usage.completionTokens, 48 - cut);
+    assert.equal(rest.usage.completionTokens, total - cut);
   });
 
   it("streams deltas that add up to the returned text and tokens", async () => {

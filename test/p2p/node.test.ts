@@ -267,3 +267,52 @@ describe("bootstrap redial", () => {
     await waitFor(connected, 5_000, "the redial");
   });
 });
+
+describe("a network of 16 nodes on one host", () => {
+  const nodes: MycelNode[] = [];
+  after(async () => {
+    await Promise.all(nodes.map((node) => node.stop()));
+  });
+
+  it("delivers gossip to every node (many peers on one IP are not penalised) and finds providers", async () => {
+    const seed = await createMycelNode({ privateKey: libp2pKeyFromSecp256k1(randomEthereumKey()) });
+    nodes.push(seed);
+    for (let index = 1; index < 16; index++) {
+      nodes.push(
+        await createMycelNode({
+          privateKey: libp2pKeyFromSecp256k1(randomEthereumKey()),
+          bootstrap: seed.multiaddrs(),
+        }),
+      );
+    }
+    const topic = "mycel/test/network";
+    const receivedBy = new Set<string>();
+    for (const node of nodes) node.subscribe(topic, () => receivedBy.add(node.peerId));
+    const publisher = nodes.at(-1) as MycelNode;
+    let publishes = 0;
+    await waitFor(
+      async () => {
+        publishes++;
+        await publisher.publish(topic, new TextEncoder().encode(`round ${publishes}`));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        return receivedBy.size === nodes.length - 1 || undefined;
+      },
+      15_000,
+      "every node to receive the gossip",
+    );
+    assert.ok(!receivedBy.has(publisher.peerId), "no echo to the publisher");
+
+    const modelHash = randomBytes(32).toString("hex");
+    const provider = nodes[3] as MycelNode;
+    await provider.provideModel(modelHash);
+    const seeker = nodes[12] as MycelNode;
+    await waitFor(
+      async () => {
+        const found = await seeker.findModelProviders(modelHash, { timeoutMs: 3_000, limit: 1 });
+        return found.some((entry) => entry.peerId === provider.peerId) || undefined;
+      },
+      10_000,
+      "the provider to be found",
+    );
+  });
+});

@@ -63,7 +63,12 @@ describe("engine (real llama.cpp on the tiny test model)", () => {
 
   it("continues from prefix tokens (failover): the rest equals the uninterrupted greedy output", async () => {
     const total = 400;
-    const whole = await engine.generate({ modelHash, promptTokens: prompt, maxTokens: total, temperature: 0 });
+    const whole = await engine.generate({
+      modelHash,
+      promptTokens: prompt,
+      maxTokens: total,
+      temperature: 0,
+    });
     assert.equal(whole.tokens.length, total, "no early stop: the cut lands mid-generation");
     const cut = 157;
     const head = whole.tokens.slice(0, cut);

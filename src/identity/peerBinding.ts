@@ -2,16 +2,14 @@
 import { type Address, type Hex, verifyMessage } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { InvalidInputError } from "../errors/index.ts";
+import { peerBindingMessage } from "../protocol/index.ts";
 
 /** A signed statement that `address` operates the libp2p peer `peerId`. */
 export type PeerBinding = { address: Address; peerId: string; signature: Hex };
 
 const peerIdPattern = /^[1-9A-HJ-NP-Za-km-z]+$|^[a-z2-7]+$/;
 
-/** Returns the exact text that a peer binding signs: `Mycel peer binding\npeer: <peerId>`. */
-export function peerBindingMessage(peerId: string): string {
-  return `Mycel peer binding\npeer: ${peerId}`;
-}
+export { peerBindingMessage };
 
 /** Parameters of {@link signPeerBinding}. */
 export type SignPeerBindingParameters = {

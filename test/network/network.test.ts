@@ -220,6 +220,36 @@ describe("network (real provider and gateway processes over libp2p)", () => {
     }
   });
 
+  it("a client that goes away mid-stream cancels the generation on the provider", async () => {
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create(
+      {
+        model: modelName,
+        messages: [{ role: "user", content: "Go on and on." }],
+        max_tokens: 1500,
+        temperature: 0,
+        stream: true,
+      },
+      { signal: controller.signal },
+    );
+    let chunks = 0;
+    try {
+      for await (const chunk of stream) {
+        if (chunk.choices[0]?.delta.content) chunks++;
+        if (chunks === 5) controller.abort();
+      }
+    } catch (error) {
+      assert.ok(controller.signal.aborted, `only the abort ends the stream early: ${error}`);
+    }
+    assert.ok(chunks < 100, "the stream stopped when the client went away");
+    await waitFor(
+      "a provider to report the cancellation",
+      async () =>
+        providers.some((provider) => /request cancelled/.test(provider.output())) ? true : undefined,
+      10_000,
+    );
+  });
+
   it("rejects forged and mismatched receipts and stops routing to their providers", async () => {
     const alive = providers.filter(
       (provider) => provider.child.exitCode === null && provider.child.signalCode === null,

@@ -22,7 +22,9 @@ import {
   type EndFrame,
   type InferenceRequest,
   inferenceProtocolId,
+  inferenceRequestSchema,
   modelHashToBytes32,
+  ProtocolError,
   parseFrame,
   providerFrameSchema,
   type ReceiptDomain,
@@ -243,6 +245,25 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
       seed,
       stop: sampling.stop,
     };
+    // Bad input is the client's, not a provider's: refuse it here, before any provider is tried or blamed.
+    const checked = inferenceRequestSchema.safeParse(base);
+    if (!checked.success) {
+      const issue = checked.error.issues[0];
+      throw new InvalidInputError(
+        `invalid request: ${issue?.path.join(".") || "request"} ${issue?.message ?? "is invalid"}`,
+        { code: "invalid_value", param: issue?.path.join(".") || null },
+      );
+    }
+    const frameBytes = Buffer.byteLength(JSON.stringify(base)) + 512;
+    if (frameBytes > streamLimits.maxFrameBytes)
+      throw new InvalidInputError(
+        `the request is ${frameBytes} bytes; providers take at most ${streamLimits.maxFrameBytes}`,
+        {
+          code: "request_too_large",
+          param: "messages",
+          hint: "shorten the messages",
+        },
+      );
     const outputTokens: number[] = [];
     let text = "";
     const signed: { receipt: SignedReceipt; provider: KnownProvider }[] = [];
@@ -258,6 +279,23 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
       tried.add(provider.peerId);
       const remaining =
         sampling.maxTokens === undefined ? undefined : sampling.maxTokens - outputTokens.length;
+      if (remaining !== undefined && remaining <= 0) {
+        // A provider died after its last token but before its receipt: the answer is complete, unsigned.
+        return {
+          text,
+          finishReason: "length",
+          usage: { promptTokens: 0, completionTokens: outputTokens.length, totalTokens: outputTokens.length },
+          mycel: {
+            request_id: requestId,
+            model_hash: modelHash.slice(2),
+            seed,
+            providers: signed.map((entry) => entry.provider.address),
+            failovers: attempt,
+            receipts: signed.map((entry) => entry.receipt),
+          },
+          timings: { queuedMs: 0, totalMs: performance.now() - startedAt },
+        };
+      }
       const request: InferenceRequest = {
         ...base,
         ...(outputTokens.length > 0 ? { prefix_tokens: [...outputTokens] } : {}),
@@ -336,10 +374,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         if (error instanceof InvalidInputError) throw error;
         lastFailure = error;
         provider.failures++;
-        if (
-          error instanceof ReceiptRejectedError ||
-          (error instanceof MycelError && error.code === "malformed_frame")
-        ) {
+        if (error instanceof ReceiptRejectedError || error instanceof ProtocolError) {
           provider.untrusted = true;
           logger.warn("provider cheated or broke the protocol: no longer routed to", {
             peer: provider.peerId,

@@ -12,7 +12,7 @@ export class KeystoreNotFoundError extends MycelError {
       hint:
         keyName === "default"
           ? "create one with `mycel init` (or point MYCEL_HOME at the folder that holds keys/)"
-          : `create one with \`mycel init --name ${keyName}\` (or point MYCEL_HOME at the folder that holds keys/)`,
+          : `create one with \`mycel init --key ${keyName}\` (or point MYCEL_HOME at the folder that holds keys/)`,
       ...rest,
     });
     this.path = path;
@@ -27,7 +27,7 @@ export class KeystoreExistsError extends MycelError {
     const { path, keyName, ...rest } = parameters;
     super(`a keystore "${keyName}" already exists at ${path}; it was not overwritten`, {
       code: "keystore_exists",
-      hint: "use the existing key (it is loaded automatically with MYCEL_PASSWORD), or create another one with a different --name",
+      hint: "use the existing key (it is loaded automatically with MYCEL_PASSWORD), or create another one with a different --key",
       ...rest,
     });
     this.path = path;

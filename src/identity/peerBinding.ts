@@ -14,7 +14,7 @@ export { peerBindingMessage };
 /** Parameters of {@link signPeerBinding}. */
 export type SignPeerBindingParameters = {
   privateKey: Hex;
-  /** The libp2p peer id as a string (base58btc `12D3Koo...` or base32 CID `bafz...`). */
+  /** The libp2p peer id as a string (base58btc, e.g. `16Uiu2HAm...` for secp256k1 keys, or a base32 CID). */
   peerId: string;
 };
 

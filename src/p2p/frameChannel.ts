@@ -80,10 +80,10 @@ export function createFrameChannel(
 
   const chunks: Uint8Array[] = [];
   let bufferedBytes = 0;
-  /** An error after which no frame can be read any more (set by our own abort or a broken length prefix). */
+  /** An error after which no frame can be read any more (set by `abort` or a broken length prefix). */
   let fatalError: Error | undefined;
-  /** The error the stream closed with, reported once the buffered frames are read. */
-  let closeError: Error | undefined;
+  /** Why the stream closed, if it closed with an error; reported once the buffered frames are read. */
+  let closeFailure: FrameStreamClosedError | undefined;
   let wakeReader: (() => void) | undefined;
   let readInProgress = false;
 
@@ -104,8 +104,10 @@ export function createFrameChannel(
   stream.addEventListener("remoteCloseWrite", wake);
   stream.addEventListener("close", (event: StreamCloseEvent) => {
     if (event.error) {
-      if (event.local) fatalError ??= event.error;
-      else closeError ??= event.error;
+      closeFailure ??= new FrameStreamClosedError({
+        shortMessage: event.local ? "the stream was aborted on this side" : "the peer reset the stream",
+        cause: event.error,
+      });
     }
     wake();
   });
@@ -165,7 +167,7 @@ export function createFrameChannel(
       if ((byte & 0x80) === 0) {
         const prefixBytes = index + 1;
         if (bufferedBytes < prefixBytes + frameBytes) return undefined;
-        const payload = peekBytes(prefixBytes + frameBytes).slice(prefixBytes);
+        const payload = peekBytes(prefixBytes + frameBytes).subarray(prefixBytes);
         consumeBytes(prefixBytes + frameBytes);
         return payload;
       }
@@ -246,9 +248,7 @@ export function createFrameChannel(
         }
         // More bytes are needed: let the peer send them.
         if (stream.readStatus === "paused") stream.resume();
-        if (closeError && stream.readBufferLength === 0) {
-          throw new FrameStreamClosedError({ cause: closeError });
-        }
+        if (closeFailure && stream.readBufferLength === 0) throw closeFailure;
         if (remoteFinished()) {
           if (bufferedBytes === 0) return undefined;
           throw new FrameDecodeError("the stream ended in the middle of a frame", {
@@ -288,10 +288,10 @@ export function createFrameChannel(
     frame.set(prefix, 0);
     frame.set(payload, prefix.byteLength);
     if (stream.writableNeedsDrain) await stream.onDrain({ signal: writeParameters.signal });
-    if (fatalError || closeError || stream.writeStatus !== "writable") {
+    if (fatalError || closeFailure || stream.writeStatus !== "writable") {
       throw new FrameStreamClosedError({
         shortMessage: `cannot write a frame: the stream is ${stream.writeStatus === "writable" ? stream.status : `${stream.writeStatus} for writing`}`,
-        cause: fatalError ?? closeError,
+        cause: fatalError ?? closeFailure?.cause,
       });
     }
     if (!stream.send(frame)) await stream.onDrain({ signal: writeParameters.signal });

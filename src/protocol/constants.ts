@@ -21,7 +21,7 @@ export const streamLimits = {
   maxStreamsPerPeer: 8,
   /** Inbound inference streams a provider accepts at once, from all peers. */
   maxInboundStreams: 64,
-  /** Longest silence on a stream before it is dropped: no request frame, or no token, for this long. */
+  /** Longest wait for a stream's request frame before the stream is dropped. */
   idleTimeoutMs: 15_000,
   /** Longest a whole request may take. */
   totalTimeoutMs: 10 * 60_000,

@@ -135,7 +135,11 @@ export async function startProvider(parameters: StartProviderParameters): Promis
       return;
     }
     const controller = new AbortController();
-    const total = setTimeout(() => controller.abort(new Error("total time limit")), limits.totalTimeoutMs);
+    let timedOut = false;
+    const total = setTimeout(() => {
+      timedOut = true;
+      controller.abort(new Error("total time limit"));
+    }, limits.totalTimeoutMs);
     // The gateway may cancel at any time, or go away: either stops generation and frees the sequence.
     const watchCancel = (async () => {
       try {
@@ -180,6 +184,10 @@ export async function startProvider(parameters: StartProviderParameters): Promis
       await writes;
       if (result.finishReason === "cancelled" || writeFailed) {
         logger.info("request cancelled", { peer: peerId, completionTokens: result.tokens.length });
+        if (timedOut && !writeFailed)
+          await channel.write(
+            errorFrame("time_limit", `a request may take at most ${limits.totalTimeoutMs} ms here`),
+          );
         return;
       }
       const message: ReceiptMessage = {
@@ -229,6 +237,19 @@ export async function startProvider(parameters: StartProviderParameters): Promis
       if (open >= limits.maxStreamsPerPeer) {
         await channel
           .write(errorFrame("too_many_streams", `at most ${limits.maxStreamsPerPeer} streams per peer`, 1000))
+          .catch(() => undefined);
+        await channel.close().catch(() => undefined);
+        return;
+      }
+      if (active >= limits.maxInboundStreams) {
+        await channel
+          .write(
+            errorFrame(
+              "busy",
+              `this provider serves at most ${limits.maxInboundStreams} streams at once`,
+              1000,
+            ),
+          )
           .catch(() => undefined);
         await channel.close().catch(() => undefined);
         return;

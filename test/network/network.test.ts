@@ -334,6 +334,25 @@ describe("network (real provider and gateway processes over libp2p)", () => {
     assert.ok(answer.choices[0]?.message.content);
   });
 
+  it("refuses bad input itself with a 400, blaming no provider", async () => {
+    const response = await fetch(`${url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: modelName, prompt: "" }),
+    });
+    assert.equal(response.status, 400);
+    const body = (await response.json()) as { error: { param: string } };
+    assert.equal(body.error.param, "prompt");
+    const table = (await (await fetch(`${url}/mycel/v1/providers`)).json()) as {
+      data: { address: string; untrusted: boolean; banned: boolean }[];
+    };
+    const honest = new Set(providers.map((provider) => provider.ready.address));
+    for (const entry of table.data.filter((row) => honest.has(row.address)))
+      assert.equal(entry.untrusted, false);
+    const answer = await client.completions.create({ model: modelName, prompt: "fine", max_tokens: 3 });
+    assert.ok(answer.choices[0]?.text);
+  });
+
   it("answers a model no provider serves with a 404 naming the model", async () => {
     const response = await fetch(`${url}/v1/chat/completions`, {
       method: "POST",

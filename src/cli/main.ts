@@ -293,7 +293,7 @@ export function buildProgram(): Command {
   addServeOptions(
     program
       .command("demo")
-      .description("make the tiny test model if needed and serve it (what `npm start` runs)"),
+      .description("make the tiny test model if needed and serve it on this machine alone (no network)"),
   ).action(async (flags: Omit<ServeFlags, "model">, command: Command) => {
     const config = configFrom(command, serveOverrides({ ...flags, model: [] }));
     const logger = createLogger().child({ role: "demo" });

@@ -101,6 +101,22 @@ type GatewayFlags = {
   stallTimeout?: number;
 };
 
+/** The options every libp2p role takes: where to listen, whom to join through, which key to use. */
+function addPeerOptions(command: Command): Command {
+  return command
+    .option(
+      "--listen <multiaddr>",
+      "libp2p address to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)",
+      collect,
+    )
+    .option(
+      "--bootstrap <multiaddr>",
+      "peer to join the network through, with /p2p/<id> (repeatable)",
+      collect,
+    )
+    .option("--key <name>", "keystore name (see `mycel init`)", "default");
+}
+
 /** Adds init, provider, gateway and devnet to the program. */
 export function addNetworkCommands(parameters: {
   program: Command;
@@ -132,24 +148,15 @@ export function addNetworkCommands(parameters: {
       console.log(`keystore: ${created.path} (scrypt + AES-256-GCM; keep the password safe)`);
     });
 
-  program
-    .command("provider")
-    .description("sell inference: serve models to the network over libp2p, with signed receipts")
-    .requiredOption("--model <model...>", "name or hash of a model in the store (repeat for several)")
-    .option("--price <n>", "price per 1M tokens, input and output, in the token's smallest unit", price)
-    .option("--price-input <n>", "price per 1M prompt tokens (overrides --price)", price)
-    .option("--price-output <n>", "price per 1M completion tokens (overrides --price)", price)
-    .option(
-      "--listen <multiaddr>",
-      "address to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)",
-      collect,
-    )
-    .option(
-      "--bootstrap <multiaddr>",
-      "peer to join the network through, with /p2p/<id> (repeatable)",
-      collect,
-    )
-    .option("--key <name>", "keystore name (see `mycel init`)", "default")
+  addPeerOptions(
+    program
+      .command("provider")
+      .description("sell inference: serve models to the network over libp2p, with signed receipts")
+      .requiredOption("--model <model...>", "name or hash of a model in the store (repeat for several)")
+      .option("--price <n>", "price per 1M tokens, input and output, in the token's smallest unit", price)
+      .option("--price-input <n>", "price per 1M prompt tokens (overrides --price)", price)
+      .option("--price-output <n>", "price per 1M completion tokens (overrides --price)", price),
+  )
     .option("--parallelism <n>", "requests generated at once per model", integer("--parallelism", 1, 64))
     .option("--threads <n>", "llama.cpp threads per sequence", integer("--threads", 1, 256))
     .option("--context-size <n>", "context window per sequence, in tokens", integer("--context-size", 64))
@@ -214,22 +221,17 @@ export function addNetworkCommands(parameters: {
       });
     });
 
-  program
-    .command("gateway")
-    .description("use the network: an OpenAI-compatible API on this machine, routed to providers")
-    .option("--host <address>", "address to listen on (default 127.0.0.1: this machine only)")
-    .option("--port <n>", "port to listen on (default 8080; 0 picks a free one)", integer("--port", 0, 65535))
-    .option(
-      "--listen <multiaddr>",
-      "libp2p address to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)",
-      collect,
-    )
-    .option(
-      "--bootstrap <multiaddr>",
-      "peer to join the network through, with /p2p/<id> (repeatable)",
-      collect,
-    )
-    .option("--key <name>", "keystore name (see `mycel init`)", "default")
+  addPeerOptions(
+    program
+      .command("gateway")
+      .description("use the network: an OpenAI-compatible API on this machine, routed to providers")
+      .option("--host <address>", "address to listen on (default 127.0.0.1: this machine only)")
+      .option(
+        "--port <n>",
+        "port to listen on (default 8080; 0 picks a free one)",
+        integer("--port", 0, 65535),
+      ),
+  )
     .option(
       "--stall-timeout <ms>",
       "silence between tokens before failing over",

@@ -271,6 +271,29 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     let lastFailure: unknown;
     let started = false;
     const startedAt = performance.now();
+    /** The answer so far, with the receipts of the segments that produced it. */
+    const answer = (input: {
+      finishReason: "stop" | "length";
+      promptTokens: number;
+      failovers: number;
+    }): BackendGenerateResult => ({
+      text,
+      finishReason: input.finishReason,
+      usage: {
+        promptTokens: input.promptTokens,
+        completionTokens: outputTokens.length,
+        totalTokens: input.promptTokens + outputTokens.length,
+      },
+      mycel: {
+        request_id: requestId,
+        model_hash: modelHash.slice(2),
+        seed,
+        providers: signed.map((entry) => entry.provider.address),
+        failovers: input.failovers,
+        receipts: signed.map((entry) => entry.receipt),
+      },
+      timings: { queuedMs: 0, totalMs: performance.now() - startedAt },
+    });
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       if (parameters.signal.aborted) break;
       const candidates = rankProviders({ candidates: table.serving(modelHash), exclude: tried });
@@ -281,20 +304,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         sampling.maxTokens === undefined ? undefined : sampling.maxTokens - outputTokens.length;
       if (remaining !== undefined && remaining <= 0) {
         // A provider died after its last token but before its receipt: the answer is complete, unsigned.
-        return {
-          text,
-          finishReason: "length",
-          usage: { promptTokens: 0, completionTokens: outputTokens.length, totalTokens: outputTokens.length },
-          mycel: {
-            request_id: requestId,
-            model_hash: modelHash.slice(2),
-            seed,
-            providers: signed.map((entry) => entry.provider.address),
-            failovers: attempt,
-            receipts: signed.map((entry) => entry.receipt),
-          },
-          timings: { queuedMs: 0, totalMs: performance.now() - startedAt },
-        };
+        return answer({ finishReason: "length", promptTokens: 0, failovers: attempt });
       }
       const request: InferenceRequest = {
         ...base,
@@ -351,24 +361,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
           attempts: attempt + 1,
           completionTokens: outputTokens.length,
         });
-        return {
-          text,
-          finishReason: segment.end.finish_reason,
-          usage: {
-            promptTokens,
-            completionTokens: outputTokens.length,
-            totalTokens: promptTokens + outputTokens.length,
-          },
-          mycel: {
-            request_id: requestId,
-            model_hash: modelHash.slice(2),
-            seed,
-            providers: signed.map((entry) => entry.provider.address),
-            failovers: attempt,
-            receipts: signed.map((entry) => entry.receipt),
-          },
-          timings: { queuedMs: 0, totalMs: performance.now() - startedAt },
-        };
+        return answer({ finishReason: segment.end.finish_reason, promptTokens, failovers: attempt });
       } catch (error) {
         if (parameters.signal.aborted) break;
         if (error instanceof InvalidInputError) throw error;

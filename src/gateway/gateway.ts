@@ -14,6 +14,7 @@ import {
   InvalidInputError,
   ModelNotFoundError,
   MycelError,
+  type MycelErrorParameters,
   ServiceUnavailableError,
 } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
@@ -81,6 +82,12 @@ export type Gateway = {
 /** A provider segment failed (died, stalled, refused): the request fails over. */
 class SegmentFailedError extends MycelError {
   override name = "SegmentFailedError";
+  /** How long the provider asked to be left alone (a busy provider), if it said. */
+  readonly retryAfterMs: number | undefined;
+  constructor(shortMessage: string, parameters: MycelErrorParameters & { retryAfterMs?: number } = {}) {
+    super(shortMessage, parameters);
+    this.retryAfterMs = parameters.retryAfterMs;
+  }
 }
 
 type Segment = { end: EndFrame; tokens: number[] };
@@ -219,6 +226,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
           if (inputError) throw new InvalidInputError(frame.message, { code: frame.code, param: "messages" });
           throw new SegmentFailedError(`provider ${provider.peerId} refused: ${frame.message}`, {
             code: frame.code,
+            retryAfterMs: frame.retry_after_ms,
           });
         }
         return { end: frame, tokens };
@@ -379,7 +387,9 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
           outputTokens.length = before.tokens;
           text = text.slice(0, before.text);
         } else {
-          provider.bannedUntil = Date.now() + timeouts.banMs;
+          // A busy provider says when to come back; a dead or stalled one sits out the whole ban.
+          const retryAfterMs = error instanceof SegmentFailedError ? error.retryAfterMs : undefined;
+          provider.bannedUntil = Date.now() + Math.min(retryAfterMs ?? timeouts.banMs, timeouts.banMs);
           logger.warn("provider failed: failing over", {
             peer: provider.peerId,
             tokensSoFar: outputTokens.length,

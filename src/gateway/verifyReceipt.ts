@@ -9,6 +9,7 @@ import {
   type InferenceRequest,
   priceOfTokens,
   type ReceiptDomain,
+  receiptTypes,
   recoverReceiptSigner,
   type SignedReceipt,
 } from "../protocol/index.ts";
@@ -90,5 +91,6 @@ export async function verifyReceipt(parameters: VerifyReceiptParameters): Promis
   const nowSeconds = Math.floor((parameters.now ?? Date.now()) / 1000);
   if (Math.abs(Number(message.timestamp) - nowSeconds) > announcementTiming.maxSkewMs / 1000)
     reject("timestamp is off by more than the tolerated clock skew");
-  return receipt;
+  // Clients get the receipt with Mycel's own types, whatever the provider sent alongside its signature.
+  return { ...receipt, types: receiptTypes, primaryType: "Receipt" };
 }

@@ -1,0 +1,608 @@
+/**
+ * Network benchmark: what the Mycel network costs over serving a model locally, in one run with real processes
+ * on 127.0.0.1. (1) a stream through gateway -> libp2p -> provider vs the same model from `mycel serve`;
+ * (2) seconds until a gateway sees 20 providers started at once; (3) failover: a provider killed mid-stream,
+ * seconds until the client gets the next token from another one. Run with `npm run bench:network`;
+ * see bench/network/README.md.
+ */
+import { rmSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import OpenAI from "openai";
+import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
+import { generateTestModel, openModelStore } from "../../src/model/index.ts";
+import {
+  type MycelProcess,
+  onAbruptExit,
+  processCpuMs,
+  residentMb,
+  spawnMycel,
+  stopAll,
+  stopProcesses,
+  watchOtherProcessesCpu,
+  whenReady,
+} from "./processes.ts";
+
+const rounds = 5;
+const maxTokens = 256;
+const seed = 42;
+const swarmSize = 20;
+const failoverTrials = 3;
+const failoverMaxTokens = 2000;
+/** Content chunks the client reads before the serving provider is killed. */
+const killAfterChunks = 50;
+const password = "mycel-bench-network";
+/** Prices per 1M tokens: the cheaper provider of a failover pair is the one the gateway routes to. */
+const cheapPrice = 1_000_000_000_000n;
+const dearPrice = 2_000_000_000_000n;
+const messages: { role: "user"; content: string }[] = [
+  {
+    role: "user",
+    content:
+      "Write a short story about a mycelium network that carries messages between the trees of a forest.",
+  },
+];
+/** A short prompt for the failover streams, so that prompt + 2000 tokens fit the tiny model's 2048 context. */
+const failoverMessages: { role: "user"; content: string }[] = [
+  { role: "user", content: "Tell me a long story." },
+];
+const targets = { throughputRatio: 0.9, firstTokenOverheadMs: 10, failoverSeconds: 1 };
+/** Longest wait for the gateway to list the swarm (keeps the whole run under 3 minutes). */
+const swarmTimeoutMs = 90_000;
+
+/** One measured stream, as the client saw it. */
+type Sample = {
+  firstTokenMs: number;
+  totalMs: number;
+  completionTokens: number;
+  text: string;
+  /** performance.now() at each content chunk. */
+  chunkTimes: number[];
+  mycel: MycelExtension | undefined;
+};
+
+/** The part of Mycel's `mycel` extension (on the last chunk) this bench reads. */
+type MycelExtension = {
+  providers?: string[];
+  failovers?: number;
+  receipts?: { message: { provider: string; completionTokens: number } }[];
+};
+
+const clients = new Map<string, OpenAI>();
+
+/**
+ * Streams one chat completion with the openai client: greedy, seed 42, usage included. `onChunk` runs
+ * synchronously as each content chunk is read (the failover section kills a provider from it).
+ */
+async function streamChat(parameters: {
+  url: string;
+  model: string;
+  maxTokens: number;
+  messages?: { role: "user"; content: string }[];
+  onChunk?: (index: number) => void;
+}): Promise<Sample> {
+  let client = clients.get(parameters.url);
+  if (!client) {
+    client = new OpenAI({ baseURL: `${parameters.url}/v1`, apiKey: "none", maxRetries: 0 });
+    clients.set(parameters.url, client);
+  }
+  const started = performance.now();
+  const stream = await client.chat.completions.create({
+    model: parameters.model,
+    messages: parameters.messages ?? messages,
+    max_tokens: parameters.maxTokens,
+    temperature: 0,
+    seed,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let firstTokenMs: number | undefined;
+  let completionTokens: number | undefined;
+  let mycel: MycelExtension | undefined;
+  let text = "";
+  const chunkTimes: number[] = [];
+  for await (const chunk of stream) {
+    const content = chunk.choices[0]?.delta?.content;
+    if (content) {
+      const now = performance.now();
+      firstTokenMs ??= now - started;
+      chunkTimes.push(now);
+      text += content;
+      parameters.onChunk?.(chunkTimes.length);
+    }
+    if (chunk.usage) completionTokens = chunk.usage.completion_tokens;
+    const extension = (chunk as { mycel?: MycelExtension }).mycel;
+    if (extension) mycel = extension;
+  }
+  const totalMs = performance.now() - started;
+  if (completionTokens === undefined) throw new Error("the stream ended without a usage chunk");
+  return { firstTokenMs: firstTokenMs ?? totalMs, totalMs, completionTokens, text, chunkTimes, mycel };
+}
+
+type ListedProvider = { peer_id: string; address: string; models: { hash: string }[] };
+
+/** The gateway's provider table (GET /mycel/v1/providers). */
+async function listProviders(gatewayUrl: string): Promise<ListedProvider[]> {
+  const response = await fetch(`${gatewayUrl}/mycel/v1/providers`);
+  if (!response.ok) throw new Error(`GET /mycel/v1/providers answered ${response.status}`);
+  return ((await response.json()) as { data: ListedProvider[] }).data;
+}
+
+/** Providers of a model (64 hex digits) the gateway lists. */
+async function countServing(gatewayUrl: string, modelHash: string) {
+  const wanted = `0x${modelHash}`.toLowerCase();
+  const listed = await listProviders(gatewayUrl);
+  return listed.filter((entry) => entry.models.some((model) => model.hash.toLowerCase() === wanted)).length;
+}
+
+/**
+ * Polls until the gateway lists `count` providers of a model, or `timeoutMs` passed: returns the ms (since
+ * `since`) at which each count was first seen, and the most seen.
+ */
+async function waitForServing(parameters: {
+  gatewayUrl: string;
+  modelHash: string;
+  count: number;
+  timeoutMs: number;
+  since?: number;
+}) {
+  const since = parameters.since ?? performance.now();
+  const reachedAt = new Map<number, number>();
+  let seen = 0;
+  for (;;) {
+    seen = Math.max(seen, await countServing(parameters.gatewayUrl, parameters.modelHash));
+    const now = performance.now();
+    for (let count = 1; count <= seen; count++) if (!reachedAt.has(count)) reachedAt.set(count, now - since);
+    if (seen >= parameters.count || now - since > parameters.timeoutMs) return { reachedAt, seen };
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** {@link waitForServing}, failing if the count is not reached (for setup, where it must be). */
+async function requireServing(parameters: { gatewayUrl: string; modelHash: string; count: number }) {
+  const timeoutMs = 30_000;
+  const { seen } = await waitForServing({ ...parameters, timeoutMs });
+  if (seen < parameters.count)
+    throw new Error(
+      `the gateway lists ${seen} of ${parameters.count} providers of ${parameters.modelHash.slice(0, 12)} ` +
+        `after ${timeoutMs / 1000} s`,
+    );
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  if (sorted.length === 0) return Number.NaN;
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+type Summary = ReturnType<typeof summarize>;
+
+function summarize(samples: readonly Sample[]) {
+  return {
+    firstTokenMs: median(samples.map((sample) => sample.firstTokenMs)),
+    tokensPerSecond: median(samples.map((sample) => sample.completionTokens / (sample.totalMs / 1000))),
+    completionTokens: median(samples.map((sample) => sample.completionTokens)),
+    totalMs: median(samples.map((sample) => sample.totalMs)),
+  };
+}
+
+/** Rounding toward failing a target, so that a printed figure always agrees with its MET/MISSED. */
+const roundDown = (value: number, digits: number) => Math.floor(value * 10 ** digits + 1e-9) / 10 ** digits;
+const roundUp = (value: number, digits: number) => Math.ceil(value * 10 ** digits - 1e-9) / 10 ** digits;
+const verdict = (met: boolean) => (met ? "MET" : "MISSED");
+
+function formatTable(header: readonly string[], rows: readonly (readonly string[])[]) {
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)),
+  );
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, column) =>
+        column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0),
+      )
+      .join("  ");
+  return [line(header), widths.map((width) => "-".repeat(width)).join("  "), ...rows.map(line)].join("\n");
+}
+
+function describeOtherCpu(share: number | undefined) {
+  if (share === undefined) return "other processes' CPU: unknown (no /proc)";
+  return (
+    `other processes used ${(share * 100).toFixed(0)}% of the machine's CPU meanwhile` +
+    (share > 0.05 ? ": noisier than on an idle machine" : "")
+  );
+}
+
+const seconds = (ms: number | undefined) => (ms === undefined ? "-" : (ms / 1000).toFixed(2));
+
+type Model = Awaited<ReturnType<ReturnType<typeof openModelStore>["addBytes"]>>["model"];
+
+/** Starts `mycel provider` with 1 sequence x 1 thread. */
+function startProvider(parameters: { home: string; name: string; key: string; args: string[] }) {
+  return spawnMycel({
+    name: parameters.name,
+    home: parameters.home,
+    env: childEnv,
+    args: ["provider", "--key", parameters.key, "--parallelism", "1", "--threads", "1", ...parameters.args],
+  });
+}
+const childEnv = { MYCEL_PASSWORD: password, MYCEL_LOG_LEVEL: "info" };
+
+/** Section 1: the same stream from `mycel serve` and through gateway -> libp2p -> provider, interleaved. */
+async function measureRouting(parameters: {
+  model: Model;
+  made: ReturnType<typeof generateTestModel>;
+  local: MycelProcess;
+  localUrl: string;
+  gateway: MycelProcess;
+  gatewayUrl: string;
+  provider: MycelProcess;
+  providerAddress: string;
+}) {
+  const { model } = parameters;
+  console.log(
+    `1. gateway -> libp2p -> provider vs local engine: model ${model.name} ` +
+      `(${(parameters.made.parameterCount / 1e6).toFixed(1)}M params, ${parameters.made.quant}), ` +
+      `max_tokens ${maxTokens}, temperature 0, seed ${seed}`,
+  );
+  console.log(
+    "   both: 1 sequence x 1 thread in their own process, streamed with the openai client from this process",
+  );
+  const pidsOf = (entries: MycelProcess[]) =>
+    entries.flatMap((entry) => (entry.child.pid === undefined ? [] : [entry.child.pid]));
+  const paths = [
+    {
+      label: "local: mycel serve",
+      url: parameters.localUrl,
+      pids: pidsOf([parameters.local]),
+    },
+    {
+      label: "network: gateway -> libp2p -> provider",
+      url: parameters.gatewayUrl,
+      pids: pidsOf([parameters.gateway, parameters.provider]),
+    },
+  ];
+  const cpuOf = (pids: number[]) => pids.reduce((sum, pid) => sum + (processCpuMs(pid) ?? Number.NaN), 0);
+  const texts = new Set<string>();
+  for (const path of paths)
+    texts.add((await streamChat({ url: path.url, model: model.name, maxTokens })).text);
+  const cpuWatch = watchOtherProcessesCpu();
+  const samples = paths.map(() => [] as Sample[]);
+  const serverCpuMs = paths.map(() => [] as number[]);
+  for (let round = 0; round < rounds; round++) {
+    for (const index of round % 2 === 0 ? [0, 1] : [1, 0]) {
+      const path = paths[index] as (typeof paths)[number];
+      const cpuBefore = cpuOf(path.pids);
+      const sample = await streamChat({ url: path.url, model: model.name, maxTokens });
+      serverCpuMs[index]?.push(cpuOf(path.pids) - cpuBefore);
+      if (index === 1 && sample.mycel?.providers?.[0]?.toLowerCase() !== parameters.providerAddress)
+        throw new Error(`the gateway's answer names other providers: ${sample.mycel?.providers?.join(",")}`);
+      samples[index]?.push(sample);
+      texts.add(sample.text);
+    }
+  }
+  const otherCpu = cpuWatch.stop();
+  const [local, network] = samples.map(summarize) as [Summary, Summary];
+  console.log(
+    formatTable(
+      ["path", "first token (ms)", "tokens/s", "completion tokens", "total (ms)", "server CPU (ms)"],
+      [local, network].map((figures, index) => [
+        paths[index]?.label ?? "",
+        figures.firstTokenMs.toFixed(1),
+        figures.tokensPerSecond.toFixed(1),
+        String(figures.completionTokens),
+        figures.totalMs.toFixed(0),
+        median(serverCpuMs[index] ?? []).toFixed(0),
+      ]),
+    ),
+  );
+  const throughputRatio = network.tokensPerSecond / local.tokensPerSecond;
+  const firstTokenOverheadMs = network.firstTokenMs - local.firstTokenMs;
+  console.log(
+    `(medians of ${rounds} rounds after 1 warm-up each, order alternating; server CPU: user + system time of ` +
+      `serve, or of gateway + provider, per request; same greedy text on both paths: ${texts.size === 1 ? "yes" : "NO"})`,
+  );
+  console.log(
+    `ratios: tokens/s network / local ${throughputRatio.toFixed(3)}, ` +
+      `first token network / local ${(network.firstTokenMs / local.firstTokenMs).toFixed(3)}`,
+  );
+  console.log(`${describeOtherCpu(otherCpu)}\n`);
+  return { throughputRatio, firstTokenOverheadMs };
+}
+
+/** Section 2: spawns the swarm at once; seconds until the gateway lists all of it. */
+async function measureDiscovery(parameters: {
+  home: string;
+  model: Model;
+  seedAddress: string;
+  gatewayUrl: string;
+}) {
+  console.log(
+    `2. discovery: ${swarmSize} provider processes of ${parameters.model.name} (--parallelism 1) spawned at ` +
+      "once, each bootstrapping to the seed provider (the gateway too)",
+  );
+  const cpuWatch = watchOtherProcessesCpu();
+  const started = performance.now();
+  const swarm: MycelProcess[] = [];
+  for (let index = 1; index <= swarmSize; index++)
+    swarm.push(
+      startProvider({
+        home: parameters.home,
+        name: `swarm ${index}`,
+        key: `swarm-${index}`,
+        args: ["--model", parameters.model.hash, "--bootstrap", parameters.seedAddress],
+      }),
+    );
+  try {
+    const ready = Promise.all(swarm.map(whenReady));
+    ready.catch(() => undefined);
+    const { reachedAt, seen } = await waitForServing({
+      gatewayUrl: parameters.gatewayUrl,
+      modelHash: parameters.model.hash,
+      count: swarmSize,
+      timeoutMs: swarmTimeoutMs,
+      since: started,
+    });
+    if (seen >= swarmSize) await ready;
+    cpuWatch.sample();
+    const memory = swarm.map((entry) => residentMb(entry.child.pid) ?? Number.NaN);
+    const otherCpu = cpuWatch.stop();
+    const readyMs = swarm.map((entry) => (entry.readyAt ?? Number.NaN) - started).sort((a, b) => a - b);
+    const seenAllMs = reachedAt.get(swarmSize);
+    const notReached = `not within ${swarmTimeoutMs / 1000} s (${seen} seen)`;
+    console.log(
+      formatTable(
+        ["milestone", "seconds after spawning"],
+        [
+          ["first provider process ready (MYCEL_READY)", seconds(readyMs[0])],
+          ["median provider process ready", seconds(median(readyMs))],
+          ["last provider process ready", seconds(readyMs[readyMs.length - 1])],
+          ["gateway lists 1 provider", seconds(reachedAt.get(1))],
+          [`gateway lists ${swarmSize / 2} providers`, seconds(reachedAt.get(swarmSize / 2))],
+          [`gateway lists ${swarmSize} providers`, seenAllMs === undefined ? notReached : seconds(seenAllMs)],
+        ],
+      ),
+    );
+    const totalMb = memory.reduce((sum, value) => sum + value, 0);
+    console.log(
+      "(GET /mycel/v1/providers polled every 50 ms; resident memory per provider process: " +
+        `median ${median(memory).toFixed(0)} MB, all ${swarmSize} ${(totalMb / 1024).toFixed(1)} GB)`,
+    );
+    console.log(`${describeOtherCpu(otherCpu)}\n`);
+    return seenAllMs === undefined ? notReached : `${roundUp(seenAllMs / 1000, 1).toFixed(1)} s`;
+  } finally {
+    await stopProcesses(swarm, 0);
+  }
+}
+
+/** Section 3: per trial, a pair of providers of its own model; the cheaper is killed mid-stream. */
+async function measureFailover(parameters: {
+  home: string;
+  models: Model[];
+  seedAddress: string;
+  gatewayUrl: string;
+}) {
+  const { gatewayUrl } = parameters;
+  console.log(
+    `3. failover: ${failoverTrials} trials, each 2 providers of its own tiny model (prices ${cheapPrice} and ` +
+      `${dearPrice}: the gateway routes to the cheaper), max_tokens ${failoverMaxTokens}; the cheaper is ` +
+      `SIGKILLed when the client has read ${killAfterChunks} content chunks`,
+  );
+  const startedAt = performance.now();
+  const pairs = parameters.models.map((model, trial) => {
+    const pairProvider = (kind: "cheap" | "dear") =>
+      startProvider({
+        home: parameters.home,
+        name: `failover ${trial + 1} ${kind}`,
+        key: `failover-${trial + 1}-${kind}`,
+        args: [
+          "--model",
+          model.hash,
+          "--price",
+          String(kind === "cheap" ? cheapPrice : dearPrice),
+          "--bootstrap",
+          parameters.seedAddress,
+        ],
+      });
+    return { model, cheap: pairProvider("cheap"), dear: pairProvider("dear") };
+  });
+  for (const pair of pairs) await Promise.all([whenReady(pair.cheap), whenReady(pair.dear)]);
+  for (const pair of pairs) await requireServing({ gatewayUrl, modelHash: pair.model.hash, count: 2 });
+  console.log(
+    `   (${2 * failoverTrials} providers up and listed by the gateway in ` +
+      `${((performance.now() - startedAt) / 1000).toFixed(1)} s)`,
+  );
+  const cpuWatch = watchOtherProcessesCpu();
+  const rows: string[][] = [];
+  const failoverMs: number[] = [];
+  for (const [trial, pair] of pairs.entries()) {
+    // Both providers are untried, so the cheaper one wins the routing score (a request to it first would
+    // change that: the gateway ranks untried providers optimistically, above measured ones).
+    const dearAddress = ((await pair.dear.ready).address as string).toLowerCase();
+    let killedAt: number | undefined;
+    cpuWatch.sample();
+    const sample = await streamChat({
+      url: gatewayUrl,
+      model: pair.model.name,
+      maxTokens: failoverMaxTokens,
+      messages: failoverMessages,
+      onChunk: (count) => {
+        if (count !== killAfterChunks) return;
+        cpuWatch.sample();
+        killedAt = performance.now();
+        pair.cheap.child.kill("SIGKILL");
+      },
+    });
+    if (killedAt === undefined)
+      throw new Error(`trial ${trial + 1}: the stream ended after ${sample.chunkTimes.length} chunks`);
+    const signers = (sample.mycel?.providers ?? []).map((address) => address.toLowerCase());
+    if (signers.length !== 1 || signers[0] !== dearAddress || sample.mycel?.failovers !== 1)
+      throw new Error(
+        `trial ${trial + 1}: expected one failover to the other provider, got providers ` +
+          `${signers.join(",")} after ${sample.mycel?.failovers} failovers`,
+      );
+    // The same request again, now served by the other provider alone: the answer without failover.
+    const reference = await streamChat({
+      url: gatewayUrl,
+      model: pair.model.name,
+      maxTokens: failoverMaxTokens,
+      messages: failoverMessages,
+    });
+    // The killed provider signs nothing: the other one's receipt says how many tokens it made; the rest came
+    // from the killed one, some of them still in flight when it died. One token per content chunk is checked.
+    const fromOther = sample.mycel?.receipts?.[0]?.message.completionTokens ?? Number.NaN;
+    const fromKilled = sample.completionTokens - fromOther;
+    const perToken = sample.chunkTimes.length === sample.completionTokens;
+    const afterKill = sample.chunkTimes.findIndex((time) => time > (killedAt as number));
+    const gapBefore = (index: number) =>
+      (sample.chunkTimes[index] as number) - (sample.chunkTimes[index - 1] as number);
+    let firstOther = fromKilled;
+    if (!perToken) {
+      // Fallback: the first chunk after the longest silence following the kill.
+      firstOther = afterKill;
+      for (let index = afterKill + 1; index < sample.chunkTimes.length; index++)
+        if (gapBefore(index) > gapBefore(firstOther)) firstOther = index;
+    }
+    const nextTokenMs = (sample.chunkTimes[firstOther] as number) - killedAt;
+    failoverMs.push(nextTokenMs);
+    rows.push([
+      String(trial + 1),
+      String(fromKilled),
+      String(fromKilled - killAfterChunks),
+      afterKill < 0 ? "-" : ((sample.chunkTimes[afterKill] as number) - killedAt).toFixed(1),
+      `${nextTokenMs.toFixed(1)}${perToken ? "" : " (by gap)"}`,
+      String(sample.completionTokens),
+      sample.text === reference.text ? "yes" : "NO",
+    ]);
+  }
+  const otherCpu = cpuWatch.stop();
+  console.log(
+    formatTable(
+      [
+        "trial",
+        "tokens from killed",
+        "of them after kill",
+        "kill -> any chunk (ms)",
+        "kill -> other's 1st (ms)",
+        "completion tokens",
+        "same text",
+      ],
+      rows,
+    ),
+  );
+  console.log(
+    "(tokens from killed: completion tokens minus the other provider's receipt; same text: as the same " +
+      "request served by the other provider alone)",
+  );
+  console.log(`${describeOtherCpu(otherCpu)}\n`);
+  return Math.max(...failoverMs) / 1000;
+}
+
+async function main() {
+  const runStarted = performance.now();
+  const home = await mkdtemp(join(tmpdir(), "mycel-bench-network-"));
+  // On Ctrl-C or SIGTERM the children are killed and this folder removed even though `finally` does not run.
+  onAbruptExit(() => rmSync(home, { recursive: true, force: true }));
+  try {
+    // Models and keys, before anything is measured.
+    const store = openModelStore({ home });
+    const addModel = async (made: ReturnType<typeof generateTestModel>) =>
+      (await store.addBytes({ bytes: made.bytes, name: made.name, source: "bench/network" })).model;
+    const smallMade = generateTestModel({ size: "small" });
+    const small = await addModel(smallMade);
+    const swarmModel = await addModel(generateTestModel({ size: "tiny", seed: 1 }));
+    const failoverModels: Model[] = [];
+    for (let trial = 0; trial < failoverTrials; trial++)
+      failoverModels.push(await addModel(generateTestModel({ size: "tiny", seed: 2 + trial })));
+    const keyNames = [
+      "gateway",
+      "seed",
+      ...Array.from({ length: swarmSize }, (_, index) => `swarm-${index + 1}`),
+      ...failoverModels.flatMap((_, trial) => [`failover-${trial + 1}-cheap`, `failover-${trial + 1}-dear`]),
+    ];
+    await Promise.all(
+      keyNames.map((name) =>
+        createKeystore({ home, name, password, privateKey: devPrivateKey(`bench-network:${name}`) }),
+      ),
+    );
+
+    // The seed provider (the small model: the provider of section 1) and `mycel serve`, then the gateway.
+    const preparedAt = performance.now();
+    const seedProvider = startProvider({
+      home,
+      name: "provider (small)",
+      key: "seed",
+      args: ["--model", small.hash],
+    });
+    const local = spawnMycel({
+      name: "serve (small)",
+      home,
+      env: childEnv,
+      args: ["serve", "--model", small.hash, "--port", "0", "--parallelism", "1", "--threads", "1"],
+    });
+    const seedReady = await whenReady(seedProvider);
+    const seedAddress = (seedReady.multiaddrs as string[])[0];
+    if (!seedAddress) throw new Error("the seed provider printed no multiaddr");
+    const gateway = spawnMycel({
+      name: "gateway",
+      home,
+      env: childEnv,
+      args: ["gateway", "--key", "gateway", "--port", "0", "--bootstrap", seedAddress],
+    });
+    const localUrl = (await whenReady(local)).url as string;
+    const gatewayUrl = (await whenReady(gateway)).url as string;
+    await requireServing({ gatewayUrl, modelHash: small.hash, count: 1 });
+    console.log(
+      `setup: ${((performance.now() - runStarted) / 1000).toFixed(1)} s (models and ${keyNames.length} ` +
+        `keystores ${((preparedAt - runStarted) / 1000).toFixed(1)} s, then provider, serve and gateway up ` +
+        `${((performance.now() - preparedAt) / 1000).toFixed(1)} s); every process on 127.0.0.1\n`,
+    );
+
+    const routing = await measureRouting({
+      model: small,
+      made: smallMade,
+      local,
+      localUrl,
+      gateway,
+      gatewayUrl,
+      provider: seedProvider,
+      providerAddress: (seedReady.address as string).toLowerCase(),
+    });
+    await stopProcesses([local]);
+    const discovery = await measureDiscovery({ home, model: swarmModel, seedAddress, gatewayUrl });
+    const worstFailoverSeconds = await measureFailover({
+      home,
+      models: failoverModels,
+      seedAddress,
+      gatewayUrl,
+    });
+
+    console.log(
+      `tokens/s ratio (network / local): ${roundDown(routing.throughputRatio, 2).toFixed(2)} ` +
+        `(target >= ${targets.throughputRatio}) ${verdict(routing.throughputRatio >= targets.throughputRatio)}`,
+    );
+    console.log(
+      `first-token overhead (network - local): ${roundUp(routing.firstTokenOverheadMs, 1).toFixed(1)} ms ` +
+        `(target <= ${targets.firstTokenOverheadMs} ms) ` +
+        verdict(routing.firstTokenOverheadMs <= targets.firstTokenOverheadMs),
+    );
+    console.log(
+      `seconds until the gateway sees ${swarmSize} providers started at once: ${discovery} ` +
+        "(no target: information)",
+    );
+    console.log(
+      `failover, provider killed -> next token from the other (worst of ${failoverTrials}): ` +
+        `${roundUp(worstFailoverSeconds, 2).toFixed(2)} s (target <= ${targets.failoverSeconds} s) ` +
+        verdict(worstFailoverSeconds <= targets.failoverSeconds),
+    );
+  } finally {
+    await stopAll();
+    await rm(home, { recursive: true, force: true });
+    console.log(`\nruntime: ${((performance.now() - runStarted) / 1000).toFixed(1)} s`);
+  }
+}
+
+await main();

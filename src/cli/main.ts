@@ -13,7 +13,7 @@ import {
   type TestModelQuant,
   type TestModelSize,
 } from "../model/index.ts";
-import { addNetworkCommands } from "./network.ts";
+import { addNetworkCommands, exitWithParent } from "./network.ts";
 import { createProgressBar } from "./progress.ts";
 
 const version = "0.1.0";
@@ -92,6 +92,7 @@ async function serveModels(parameters: {
   onListening?: (url: string, models: ModelRecord[]) => void;
 }) {
   const { config, logger } = parameters;
+  exitWithParent(logger);
   const store = openModelStore({ home: config.home });
   const records: ModelRecord[] = [];
   for (const query of parameters.modelQueries) records.push(await store.resolve(query));

@@ -53,7 +53,7 @@ function printReady(fields: Record<string, unknown>) {
 }
 
 /** Exits when the parent process goes away (its end of our stdin closes): no orphans after a devnet dies. */
-function exitWithParent(logger: Logger) {
+export function exitWithParent(logger: Logger) {
   if (process.env.MYCEL_EXIT_WITH_PARENT !== "1") return;
   process.stdin.on("data", () => undefined);
   process.stdin.on("close", () => {

@@ -397,7 +397,9 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
           });
         }
         // Back off a little before the next provider, more with each failure.
-        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 400)));
+        // The first failover goes straight to the next provider; later ones back off, more each time.
+        if (attempt > 0)
+          await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** (attempt - 1), 400)));
       } finally {
         provider.inFlight--;
       }

@@ -314,9 +314,19 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       const candidates: PeerId[] = [];
       const randomKey = crypto.getRandomValues(new Uint8Array(32));
       try {
-        for await (const peer of libp2p.peerRouting.getClosestPeers(randomKey, { signal })) {
-          if (!peer.id.equals(libp2p.peerId) && libp2p.getConnections(peer.id).length === 0)
-            candidates.push(peer.id);
+        // The DHT's own query events name the peers met along the way (peerRouting only yields at the end),
+        // so a walk cut short by its timeout still dials what it found.
+        const consider = (peerId: PeerId) => {
+          if (
+            !peerId.equals(libp2p.peerId) &&
+            libp2p.getConnections(peerId).length === 0 &&
+            !candidates.some((known) => known.equals(peerId))
+          )
+            candidates.push(peerId);
+        };
+        for await (const event of libp2p.services.dht.getClosestPeers(randomKey, { signal })) {
+          if (event.name === "PEER_RESPONSE") for (const peer of event.closer) consider(peer.id);
+          else if (event.name === "FINAL_PEER") consider(event.peer.id);
         }
       } catch (error) {
         // A walk cut short still yields the peers met so far.

@@ -186,6 +186,9 @@ function asTokens(tokens: readonly number[]): Token[] {
   return tokens as Token[];
 }
 
+/** Continuations with at most this many prefix tokens replay them one by one (exact); longer ones batch. */
+export const exactReplayMaxTokens = 256;
+
 /** Lets queued work (such as node-llama-cpp dispatching the next decode) run before continuing. */
 function turnEventLoop() {
   return new Promise<void>((resolve) => setImmediate(resolve));
@@ -346,8 +349,10 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
         // A continuation rebuilds the state the interrupted generation had: the prompt in one batch, then each
         // prefix token on its own, as generation decoded them. Batch shape changes llama.cpp's arithmetic, so
         // a batched prefix could flip a near-tie and the continuation would drift from the uninterrupted text.
+        // Replaying costs about what generating did, so past exactReplayMaxTokens the prefix is evaluated in
+        // one batch: failover stays fast, and greedy output may then differ at a near-tie.
         let firstTokens = evaluatedTokens;
-        if (prefixTokens.length > 0) {
+        if (prefixTokens.length > 0 && prefixTokens.length <= exactReplayMaxTokens) {
           await sequence.evaluateWithoutGeneratingNewTokens(asTokens([...input.promptTokens]));
           for (const token of prefixTokens.slice(0, -1)) {
             if (input.signal?.aborted) break;

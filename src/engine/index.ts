@@ -12,6 +12,7 @@ export {
   type EngineOptions,
   type EvaluateParameters,
   type EvaluateReturnType,
+  exactReplayMaxTokens,
   type FinishReason,
   type GenerateParameters,
   type GenerateReturnType,

@@ -77,7 +77,7 @@ function reachableAddresses(addresses: string[]): string[] {
 }
 
 /** Tokens that come faster than this are gathered into one chunk frame per interval. */
-const chunkIntervalMs = 8;
+const chunkIntervalMs = 16;
 /** Most tokens in one chunk frame (the schema allows 64). */
 const maxTokensPerChunk = 32;
 

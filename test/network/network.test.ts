@@ -3,6 +3,7 @@ import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import { type Hex, verifyTypedData } from "viem";
 import { generatePrivateKey } from "viem/accounts";
+import { exactReplayMaxTokens } from "../../src/engine/index.ts";
 import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import {
@@ -199,7 +200,7 @@ describe("network (real provider and gateway processes over libp2p)", () => {
       const piece = chunk.choices[0]?.delta.content ?? "";
       text += piece;
       if (piece) chunks++;
-      if (chunks === 20 && !killed) {
+      if (chunks === 3 && !killed) {
         const table = (await (await fetch(`${url}/mycel/v1/providers`)).json()) as {
           data: { peer_id: string; in_flight: number }[];
         };
@@ -212,6 +213,11 @@ describe("network (real provider and gateway processes over libp2p)", () => {
     }
     assert.ok(mycel);
     assert.ok(mycel.failovers >= 1, "the gateway failed over");
+    const promptTokens = uninterrupted.usage?.prompt_tokens ?? 0;
+    const continued = mycel.receipts.at(-1) as SignedReceipt;
+    const prefix = continued.message.promptTokens - promptTokens;
+    assert.ok(prefix > 0 && prefix < 1200, `the kill landed mid-stream (after ${prefix} tokens)`);
+    assert.ok(prefix <= exactReplayMaxTokens, "a prefix short enough to be replayed exactly");
     assert.equal(text, expected, "no token missing or repeated");
     assert.ok(mycel.receipts.length >= 1);
     for (const receipt of mycel.receipts) {

@@ -31,7 +31,7 @@ const swarmSize = 20;
 const failoverTrials = 3;
 const failoverMaxTokens = 2000;
 /** Content chunks the client reads before the serving provider is killed. */
-const killAfterChunks = 50;
+const killAfterChunks = 10;
 const password = "mycel-bench-network";
 /** Prices per 1M tokens: the cheaper provider of a failover pair is the one the gateway routes to. */
 const cheapPrice = 1_000_000_000_000n;
@@ -59,6 +59,8 @@ type Sample = {
   text: string;
   /** performance.now() at each content chunk. */
   chunkTimes: number[];
+  /** UTF-8 bytes of each content chunk: its token count on the byte-level test tokenizer. */
+  chunkBytes: number[];
   mycel: MycelExtension | undefined;
 };
 
@@ -102,12 +104,14 @@ async function streamChat(parameters: {
   let mycel: MycelExtension | undefined;
   let text = "";
   const chunkTimes: number[] = [];
+  const chunkBytes: number[] = [];
   for await (const chunk of stream) {
     const content = chunk.choices[0]?.delta?.content;
     if (content) {
       const now = performance.now();
       firstTokenMs ??= now - started;
       chunkTimes.push(now);
+      chunkBytes.push(Buffer.byteLength(content));
       text += content;
       parameters.onChunk?.(chunkTimes.length);
     }
@@ -117,7 +121,15 @@ async function streamChat(parameters: {
   }
   const totalMs = performance.now() - started;
   if (completionTokens === undefined) throw new Error("the stream ended without a usage chunk");
-  return { firstTokenMs: firstTokenMs ?? totalMs, totalMs, completionTokens, text, chunkTimes, mycel };
+  return {
+    firstTokenMs: firstTokenMs ?? totalMs,
+    totalMs,
+    completionTokens,
+    text,
+    chunkTimes,
+    chunkBytes,
+    mycel,
+  };
 }
 
 type ListedProvider = { peer_id: string; address: string; models: { hash: string }[] };
@@ -455,25 +467,34 @@ async function measureFailover(parameters: {
     // from the killed one, some of them still in flight when it died. One token per content chunk is checked.
     const fromOther = sample.mycel?.receipts?.[0]?.message.completionTokens ?? Number.NaN;
     const fromKilled = sample.completionTokens - fromOther;
-    const perToken = sample.chunkTimes.length === sample.completionTokens;
+    // Chunks carry several tokens (a provider gathers them per 16 ms). On the test models' byte-level
+    // tokenizer a token is one byte of text, so the chunk holding token number fromKilled + 1 is the first
+    // one from the other provider; checked by the byte total matching the completion tokens.
+    const perToken = sample.chunkBytes.reduce((sum, bytes) => sum + bytes, 0) === sample.completionTokens;
     const afterKill = sample.chunkTimes.findIndex((time) => time > (killedAt as number));
-    const gapBefore = (index: number) =>
-      (sample.chunkTimes[index] as number) - (sample.chunkTimes[index - 1] as number);
-    let firstOther = fromKilled;
-    if (!perToken) {
-      // Fallback: the first chunk after the longest silence following the kill.
-      firstOther = afterKill;
-      for (let index = afterKill + 1; index < sample.chunkTimes.length; index++)
-        if (gapBefore(index) > gapBefore(firstOther)) firstOther = index;
+    let firstOther = afterKill;
+    if (perToken) {
+      let seen = 0;
+      firstOther = sample.chunkBytes.findIndex((bytes) => {
+        seen += bytes;
+        return seen > fromKilled;
+      });
     }
     const nextTokenMs = (sample.chunkTimes[firstOther] as number) - killedAt;
     failoverMs.push(nextTokenMs);
     rows.push([
       String(trial + 1),
       String(fromKilled),
-      String(fromKilled - killAfterChunks),
+      String(
+        fromKilled -
+          sample.chunkBytes.reduce(
+            (sum, bytes, index) =>
+              (sample.chunkTimes[index] as number) <= (killedAt as number) ? sum + bytes : sum,
+            0,
+          ),
+      ),
       afterKill < 0 ? "-" : ((sample.chunkTimes[afterKill] as number) - killedAt).toFixed(1),
-      `${nextTokenMs.toFixed(1)}${perToken ? "" : " (by gap)"}`,
+      `${nextTokenMs.toFixed(1)}${perToken ? "" : " (first chunk after the kill)"}`,
       String(sample.completionTokens),
       sample.text === reference.text ? "yes" : "NO",
     ]);

@@ -89,7 +89,7 @@ describe("keystore", () => {
     const before = await readFile(created.path, "utf8");
     await assert.rejects(createKeystore({ home: directory.home, password: "other" }), (error: unknown) => {
       assert.ok(error instanceof KeystoreExistsError);
-      assert.match(error.hint ?? "", /--name/);
+      assert.match(error.hint ?? "", /--key/);
       return true;
     });
     assert.equal(await readFile(created.path, "utf8"), before);

@@ -244,7 +244,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   });
 
   const selfPeerId = libp2p.peerId.toString();
-  const logger = (parameters.logger ?? silentLogger).child({ peer: selfPeerId.slice(-8) });
+  const logger = (parameters.logger ?? silentLogger).child({ self: selfPeerId.slice(-8) });
   const stopController = new AbortController();
   // Every pending dial, query and read listens on this signal.
   setMaxListeners(Number.POSITIVE_INFINITY, stopController.signal);

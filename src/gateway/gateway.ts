@@ -100,7 +100,11 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
   const maxAttempts = parameters.maxAttempts ?? 4;
   const domain = parameters.receiptDomain ?? receiptDomain();
   const client = privateKeyToAccount(parameters.privateKey).address;
-  const table = createProviderTable({ node, logger });
+  const table = createProviderTable({
+    node,
+    logger,
+    untrustedAddresses: new Set(receipts.untrustedProviders().map((entry) => entry.address)),
+  });
 
   function liveModels(): ApiModelInfo[] {
     const now = Date.now();
@@ -377,6 +381,11 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         provider.failures++;
         if (error instanceof ReceiptRejectedError || error instanceof ProtocolError) {
           provider.untrusted = true;
+          receipts.markUntrusted({
+            address: provider.address as Hex,
+            peerId: provider.peerId,
+            reason: error.shortMessage,
+          });
           logger.warn("provider cheated or broke the protocol: no longer routed to", {
             peer: provider.peerId,
             address: provider.address,

@@ -36,8 +36,14 @@ export type ProviderTable = {
 };
 
 /** Subscribes to announcements and keeps the verified, unexpired ones. */
-export function createProviderTable(parameters: { node: MycelNode; logger: Logger }): ProviderTable {
+export function createProviderTable(parameters: {
+  node: MycelNode;
+  logger: Logger;
+  /** Addresses caught cheating before (remembered across restarts): never trusted again. */
+  untrustedAddresses?: ReadonlySet<string>;
+}): ProviderTable {
   const { node, logger } = parameters;
+  const untrustedAddresses = parameters.untrustedAddresses ?? new Set<string>();
   const providers = new Map<string, KnownProvider>();
 
   function accept(announcement: Announcement): KnownProvider {
@@ -55,7 +61,7 @@ export function createProviderTable(parameters: { node: MycelNode; logger: Logge
       failures: 0,
       inFlight: 0,
       bannedUntil: 0,
-      untrusted: false,
+      untrusted: untrustedAddresses.has(announcement.address),
       reputation: 1,
     };
     providers.set(announcement.peer_id, entry);

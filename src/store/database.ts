@@ -19,6 +19,12 @@ const migrations: readonly string[] = [
      PRIMARY KEY (request_id, segment)
    ) STRICT;
    CREATE INDEX receipts_by_provider ON receipts (provider, created_at);`,
+  `CREATE TABLE untrusted_providers (
+     address TEXT PRIMARY KEY,
+     peer_id TEXT NOT NULL,
+     reason TEXT NOT NULL,
+     marked_at INTEGER NOT NULL
+   ) STRICT;`,
 ];
 
 /** The schema version this Mycel writes. */

@@ -1,4 +1,4 @@
-/** The store part: SQLite persistence (receipts now; vouchers, channels and peers later). */
+/** The store part: SQLite persistence (receipts and untrusted providers now; vouchers and channels later). */
 export { schemaVersion } from "./database.ts";
 export { DatabaseError, ReceiptConflictError } from "./errors.ts";
 export {
@@ -8,4 +8,5 @@ export {
   type SaveReceiptParameters,
   type SaveReceiptReturnType,
   type StoredReceipt,
+  type UntrustedProvider,
 } from "./receipts.ts";

@@ -49,9 +49,16 @@ export type ReceiptStore = {
   getReceipts(requestId: Hex): StoredReceipt[];
   /** Returns how many receipts are stored. */
   countReceipts(): number;
+  /** Remembers that a provider cheated (by address: its key is its identity), so a restart forgets nothing. */
+  markUntrusted(parameters: { address: Address; peerId: string; reason: string }): void;
+  /** The providers caught cheating, oldest first. */
+  untrustedProviders(): UntrustedProvider[];
   /** Closes the database; the store cannot be used afterwards. */
   close(): void;
 };
+
+/** A provider caught cheating (a forged or mismatched receipt, a frame that breaks the protocol). */
+export type UntrustedProvider = { address: Address; peerId: string; reason: string; markedAt: number };
 
 /** Parameters of {@link openReceiptStore}. */
 export type OpenReceiptStoreParameters = {
@@ -128,6 +135,14 @@ export function openReceiptStore(parameters: OpenReceiptStoreParameters): Receip
     "SELECT * FROM receipts WHERE request_id = ? ORDER BY segment",
   );
   const count = db.prepare<[], { n: number }>("SELECT count(*) AS n FROM receipts");
+  const insertUntrusted = db.prepare(
+    `INSERT INTO untrusted_providers (address, peer_id, reason, marked_at) VALUES (?, ?, ?, ?)
+     ON CONFLICT (address) DO NOTHING`,
+  );
+  const selectUntrusted = db.prepare<
+    [],
+    { address: string; peer_id: string; reason: string; marked_at: number }
+  >("SELECT * FROM untrusted_providers ORDER BY marked_at, address");
 
   const save = db.transaction((row: ReceiptRow): SaveReceiptReturnType => {
     if (insert.run(row).changes === 1) return { created: true };
@@ -206,6 +221,17 @@ export function openReceiptStore(parameters: OpenReceiptStoreParameters): Receip
     },
     countReceipts() {
       return count.get()?.n ?? 0;
+    },
+    markUntrusted(input) {
+      insertUntrusted.run(getAddress(input.address), input.peerId, input.reason.slice(0, 500), Date.now());
+    },
+    untrustedProviders() {
+      return selectUntrusted.all().map((row) => ({
+        address: row.address as Address,
+        peerId: row.peer_id,
+        reason: row.reason,
+        markedAt: row.marked_at,
+      }));
     },
     close() {
       if (db.open) db.close();

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import { type Hex, verifyTypedData } from "viem";
@@ -13,6 +14,7 @@ import {
   type MycelNode,
 } from "../../src/p2p/index.ts";
 import { inferenceProtocolId, receiptMessageFromJson, type SignedReceipt } from "../../src/protocol/index.ts";
+import { openReceiptStore } from "../../src/store/index.ts";
 import { mycelBin, type RoleProcess, repositoryRoot, startRole, temporaryHome } from "../helpers.ts";
 
 const password = "network-test";
@@ -291,6 +293,14 @@ describe("network (real provider and gateway processes over libp2p)", () => {
     };
     const rogues = table.data.filter((row) => rogueIds.has(row.peer_id));
     assert.equal(rogues.length, 2);
+    // Remembered on disk, so a restarted gateway does not trust them again.
+    const stored = openReceiptStore({ path: join(directory.home, "gateway", "receipts.sqlite") });
+    try {
+      const remembered = new Set(stored.untrustedProviders().map((entry) => entry.peerId));
+      for (const rogue of rogueIds) assert.ok(remembered.has(rogue), "the cheat is stored as untrusted");
+    } finally {
+      stored.close();
+    }
     for (const entry of rogues) {
       assert.equal(entry.untrusted, true);
       assert.equal(entry.successes, 0);

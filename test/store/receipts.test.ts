@@ -212,4 +212,34 @@ describe("receipt store", () => {
       },
     );
   });
+
+  it("remembers untrusted providers across a reopen, once per address", () => {
+    const file = join(directory.home, "untrusted.db");
+    const first = openReceiptStore({ path: file });
+    try {
+      assert.deepEqual(first.untrustedProviders(), []);
+      first.markUntrusted({
+        address: providerA,
+        peerId: "16Uiu2HAmA",
+        reason: "receipt rejected: output hash",
+      });
+      first.markUntrusted({
+        address: providerA.toUpperCase().replace("0X", "0x") as `0x${string}`,
+        peerId: "16Uiu2HAmB",
+        reason: "again",
+      });
+    } finally {
+      first.close();
+    }
+    const reopened = openReceiptStore({ path: file });
+    try {
+      const untrusted = reopened.untrustedProviders();
+      assert.equal(untrusted.length, 1, "one row per address, the first reason kept");
+      assert.equal(untrusted[0]?.address, getAddress(providerA));
+      assert.equal(untrusted[0]?.peerId, "16Uiu2HAmA");
+      assert.match(untrusted[0]?.reason ?? "", /output hash/);
+    } finally {
+      reopened.close();
+    }
+  });
 });

@@ -11,6 +11,7 @@ import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { startApiServer } from "../../src/api/index.ts";
 import { createEngine, type Engine, getSharedLlama } from "../../src/engine/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
+import { formatTable, median, roundDown, roundUp, verdict } from "../shared/report.ts";
 import type { ClientRequest, ClientResponse, Sample } from "./client.ts";
 
 const rounds = 9;
@@ -114,15 +115,6 @@ async function runConcurrent(parameters: {
   return { tokens, wallMs, tokensPerSecond: tokens / (wallMs / 1000) };
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  if (sorted.length === 0) return Number.NaN;
-  return sorted.length % 2 === 1
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-}
-
 /** node-llama-cpp on its own: one context, one sequence, greedy, detokenizing each token as it arrives. */
 async function runDirect(parameters: {
   model: LlamaModel;
@@ -204,23 +196,6 @@ function watchOtherProcessesCpu() {
       return Math.max(0, otherMs / ((performance.now() - started) * cpus().length));
     },
   };
-}
-
-/** Rounding toward failing a target, so that a printed figure always agrees with its MET/MISSED. */
-const roundDown = (value: number, digits: number) => Math.floor(value * 10 ** digits + 1e-9) / 10 ** digits;
-const roundUp = (value: number, digits: number) => Math.ceil(value * 10 ** digits - 1e-9) / 10 ** digits;
-
-function formatTable(header: readonly string[], rows: readonly (readonly string[])[]) {
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)),
-  );
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((cell, column) =>
-        column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0),
-      )
-      .join("  ");
-  return [line(header), widths.map((width) => "-".repeat(width)).join("  "), ...rows.map(line)].join("\n");
 }
 
 async function main() {
@@ -368,7 +343,6 @@ async function main() {
     );
     console.log(`  aggregate vs 1 stream (API):             ${scaling}\n`);
 
-    const verdict = (met: boolean) => (met ? "MET" : "MISSED");
     console.log(
       `throughput ratio (API / direct): ${roundDown(throughputRatio, 2).toFixed(2)} ` +
         `(target >= ${targets.throughputRatio}) ${verdict(throughputRatio >= targets.throughputRatio)}`,

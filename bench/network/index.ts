@@ -12,6 +12,7 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
+import { formatTable, median, roundDown, roundUp, verdict } from "../shared/report.ts";
 import {
   type MycelProcess,
   onAbruptExit,
@@ -182,15 +183,6 @@ async function requireServing(parameters: { gatewayUrl: string; modelHash: strin
     );
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  if (sorted.length === 0) return Number.NaN;
-  return sorted.length % 2 === 1
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-}
-
 type Summary = ReturnType<typeof summarize>;
 
 function summarize(samples: readonly Sample[]) {
@@ -200,24 +192,6 @@ function summarize(samples: readonly Sample[]) {
     completionTokens: median(samples.map((sample) => sample.completionTokens)),
     totalMs: median(samples.map((sample) => sample.totalMs)),
   };
-}
-
-/** Rounding toward failing a target, so that a printed figure always agrees with its MET/MISSED. */
-const roundDown = (value: number, digits: number) => Math.floor(value * 10 ** digits + 1e-9) / 10 ** digits;
-const roundUp = (value: number, digits: number) => Math.ceil(value * 10 ** digits - 1e-9) / 10 ** digits;
-const verdict = (met: boolean) => (met ? "MET" : "MISSED");
-
-function formatTable(header: readonly string[], rows: readonly (readonly string[])[]) {
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)),
-  );
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((cell, column) =>
-        column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0),
-      )
-      .join("  ");
-  return [line(header), widths.map((width) => "-".repeat(width)).join("  "), ...rows.map(line)].join("\n");
 }
 
 function describeOtherCpu(share: number | undefined) {

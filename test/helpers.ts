@@ -33,46 +33,54 @@ export function runMycel(args: string[], options: { home: string; env?: Record<s
   });
 }
 
-/** A running `mycel serve` (or `demo`) process, with its API base URL. */
-export type ServeProcess = {
-  url: string;
+/** A process started by {@link startUntilReady}, with the line that said it was ready. */
+type ReadyProcess = {
   child: ChildProcess;
+  match: RegExpExecArray;
   output: () => string;
-  stop: () => Promise<number | null>;
+  /** Sends `signal` (if it still runs) and resolves with its exit code. */
+  stop: (signal: NodeJS.Signals) => Promise<number | null>;
 };
 
-/** Starts `mycel <args>` and resolves when it prints its endpoint; rejects if it exits or takes over 30 s. */
-export function startMycelServer(
-  args: string[],
-  options: { home: string; env?: Record<string, string> },
-): Promise<ServeProcess> {
+/**
+ * Starts `node <args>` and resolves once its output matches `ready`; rejects if it exits first or takes
+ * longer than `timeoutMs` (then it is killed).
+ */
+function startUntilReady(parameters: {
+  args: string[];
+  env: Record<string, string | undefined>;
+  ready: RegExp;
+  timeoutMs: number;
+}): Promise<ReadyProcess> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [mycelBin, ...args], {
-      env: { ...process.env, MYCEL_HOME: options.home, MYCEL_LOG_LEVEL: "info", ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
+    const child = spawn(process.execPath, parameters.args, {
+      env: parameters.env,
+      // stdin is a pipe: roles started with MYCEL_EXIT_WITH_PARENT exit when this process goes away.
+      stdio: ["pipe", "pipe", "pipe"],
     });
     let output = "";
     let settled = false;
     const exited = new Promise<number | null>((resolveExit) =>
       child.on("close", (code) => resolveExit(code)),
     );
-    const stop = async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    const stop = async (signal: NodeJS.Signals) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
     };
+    const command = parameters.args.join(" ");
     const timer = setTimeout(() => {
       if (settled) return;
       settled = true;
       child.kill("SIGKILL");
-      reject(new Error(`mycel ${args.join(" ")} did not start in 30 s:\n${output}`));
-    }, 30_000);
+      reject(new Error(`${command} was not ready in ${parameters.timeoutMs} ms:\n${output}`));
+    }, parameters.timeoutMs);
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      const match = /OpenAI-compatible endpoint: (http:\/\/\S+)\/v1/.exec(output);
-      if (match?.[1] && !settled) {
+      const match = parameters.ready.exec(output);
+      if (match && !settled) {
         settled = true;
         clearTimeout(timer);
-        resolvePromise({ url: match[1], child, output: () => output, stop });
+        resolvePromise({ child, match, output: () => output, stop });
       }
     };
     child.stdout.on("data", onData);
@@ -81,9 +89,37 @@ export function startMycelServer(
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      reject(new Error(`mycel ${args.join(" ")} exited with ${code}:\n${output}`));
+      reject(new Error(`${command} exited with ${code}:\n${output}`));
     });
   });
+}
+
+/** A running `mycel serve`, `demo` or `devnet` process, with its API base URL. */
+export type ServeProcess = {
+  url: string;
+  child: ChildProcess;
+  output: () => string;
+  /** Sends SIGTERM and resolves with the exit code. */
+  stop: () => Promise<number | null>;
+};
+
+/** Starts `mycel <args>` and resolves when it prints its endpoint (within `timeoutMs`, default 30 s). */
+export async function startMycelServer(
+  args: string[],
+  options: { home: string; env?: Record<string, string>; timeoutMs?: number },
+): Promise<ServeProcess> {
+  const started = await startUntilReady({
+    args: [mycelBin, ...args],
+    env: { ...process.env, MYCEL_HOME: options.home, MYCEL_LOG_LEVEL: "info", ...options.env },
+    ready: /OpenAI-compatible endpoint: (http:\/\/\S+)\/v1/,
+    timeoutMs: options.timeoutMs ?? 30_000,
+  });
+  return {
+    url: started.match[1] as string,
+    child: started.child,
+    output: started.output,
+    stop: () => started.stop("SIGTERM"),
+  };
 }
 
 /** A running role process (provider, gateway, fixture) that printed its `MYCEL_READY {...}` line. */
@@ -91,48 +127,27 @@ export type RoleProcess = {
   child: ChildProcess;
   ready: Record<string, unknown> & { peerId: string; multiaddrs?: string[]; url?: string; address?: string };
   output: () => string;
+  /** Kills it (SIGKILL) and waits until it is gone. */
   stop: () => Promise<void>;
 };
 
 /** Starts `node <args>` and resolves with its MYCEL_READY fields; rejects if it exits or takes over 60 s. */
-export function startRole(
+export async function startRole(
   args: string[],
   options: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<RoleProcess> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, args, {
-      env: { ...process.env, MYCEL_LOG_LEVEL: "info", MYCEL_EXIT_WITH_PARENT: "1", ...options.env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let output = "";
-    let settled = false;
-    const exited = new Promise<void>((resolveExit) => child.on("close", () => resolveExit()));
-    const stop = async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      await exited;
-    };
-    const timer = setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      child.kill("SIGKILL");
-      reject(new Error(`${args.join(" ")} was not ready in time:\n${output}`));
-    }, options.timeoutMs ?? 60_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /^MYCEL_READY (.+)$/m.exec(output);
-      if (match?.[1] && !settled) {
-        settled = true;
-        clearTimeout(timer);
-        resolvePromise({ child, ready: JSON.parse(match[1]), output: () => output, stop });
-      }
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.on("close", (code) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      reject(new Error(`${args.join(" ")} exited with ${code}:\n${output}`));
-    });
+  const started = await startUntilReady({
+    args,
+    env: { ...process.env, MYCEL_LOG_LEVEL: "info", MYCEL_EXIT_WITH_PARENT: "1", ...options.env },
+    ready: /^MYCEL_READY (.+)$/m,
+    timeoutMs: options.timeoutMs ?? 60_000,
   });
+  return {
+    child: started.child,
+    ready: JSON.parse(started.match[1] as string),
+    output: started.output,
+    stop: async () => {
+      await started.stop("SIGKILL");
+    },
+  };
 }

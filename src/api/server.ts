@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Engine } from "../engine/index.ts";
+import { createDeltaBatcher, type Engine, streamBatchIntervalMs } from "../engine/index.ts";
 import { MycelError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import {
@@ -194,9 +194,17 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
         });
       }
     };
+    // One event per token while tokens come slower than streamBatchIntervalMs; faster ones share an event.
+    const texts = createDeltaBatcher<string>({
+      intervalMs: streamBatchIntervalMs,
+      maxItems: 64,
+      onBatch: (pieces) => {
+        if (response.writableEnded) return;
+        response.write(`data: ${deltaPrefix}${JSON.stringify(pieces.join(""))}${deltaSuffix}\n\n`);
+      },
+    });
     const onText = (text: string) => {
-      if (!text || response.writableEnded) return;
-      response.write(`data: ${deltaPrefix}${JSON.stringify(text)}${deltaSuffix}\n\n`);
+      if (text) texts.push(text);
     };
 
     let result: BackendGenerateResult;
@@ -212,8 +220,12 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
       });
     } catch (error) {
       response.off("close", onClose);
-      if (controller.signal.aborted) return;
+      if (controller.signal.aborted) {
+        texts.cancel();
+        return;
+      }
       if (!response.headersSent) throw error;
+      texts.flush();
       const failure = toOpenAiError(error);
       writeEvent(failure.body);
       response.end();
@@ -224,6 +236,7 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
       return;
     }
     response.off("close", onClose);
+    texts.flush();
     const mycel = result.mycel;
     if (result.finishReason === "cancelled") {
       logger.info("generation cancelled: client disconnected", {

@@ -25,8 +25,11 @@ export {
 } from "./engine.ts";
 export { createSlotPool, type SlotLease, type SlotPool } from "./slots.ts";
 export {
+  createDeltaBatcher,
   createIncrementalDecoder,
   createStopMatcher,
+  type DeltaBatcher,
   type IncrementalDecoder,
   type StopMatcher,
+  streamBatchIntervalMs,
 } from "./textStream.ts";

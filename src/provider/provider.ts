@@ -1,7 +1,13 @@
 /** The provider role: serves inference over `/mycel/infer/1.0.0`, signs receipts, announces itself. */
 import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import type { Engine, LoadedModelInfo } from "../engine/index.ts";
+import {
+  createDeltaBatcher,
+  type Engine,
+  type GenerationDelta,
+  type LoadedModelInfo,
+  streamBatchIntervalMs,
+} from "../engine/index.ts";
 import { describeError, InvalidInputError, MycelError, QueueFullError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import { createFrameChannel, type FrameChannel, type MycelNode } from "../p2p/index.ts";
@@ -76,8 +82,6 @@ function reachableAddresses(addresses: string[]): string[] {
   return others.length > 0 ? others : addresses;
 }
 
-/** Tokens that come faster than this are gathered into one chunk frame per interval. */
-const chunkIntervalMs = 16;
 /** Most tokens in one chunk frame (the schema allows 64). */
 const maxTokensPerChunk = 32;
 
@@ -169,20 +173,20 @@ export async function startProvider(parameters: StartProviderParameters): Promis
           controller.abort(new Error("stream broken"));
         });
     };
-    // Tokens go out at once when they come slower than chunkIntervalMs; faster ones are gathered into one
+    // Tokens go out at once when they come slower than streamBatchIntervalMs; faster ones are gathered into one
     // chunk per interval. Every frame costs encryption, syscalls and a window update on the main thread,
     // which also drives llama.cpp's token loop: per-token frames made the network path 15% slower.
-    let pending: { tokens: number[]; text: string } = { tokens: [], text: "" };
-    let lastFlush = 0;
-    let flushTimer: NodeJS.Timeout | undefined;
-    const flushChunk = () => {
-      clearTimeout(flushTimer);
-      flushTimer = undefined;
-      if (pending.tokens.length === 0 && !pending.text) return;
-      send({ v: wireVersion, type: "chunk", tokens: pending.tokens, text: pending.text });
-      pending = { tokens: [], text: "" };
-      lastFlush = performance.now();
-    };
+    const chunks = createDeltaBatcher<GenerationDelta>({
+      intervalMs: streamBatchIntervalMs,
+      maxItems: maxTokensPerChunk,
+      onBatch: (deltas) =>
+        send({
+          v: wireVersion,
+          type: "chunk",
+          tokens: deltas.flatMap((delta) => delta.tokens),
+          text: deltas.map((delta) => delta.text).join(""),
+        }),
+    });
     try {
       const result = await engine.generate({
         modelHash: model.hash,
@@ -195,15 +199,9 @@ export async function startProvider(parameters: StartProviderParameters): Promis
         seed: frame.request.seed,
         stop: frame.request.stop,
         signal: controller.signal,
-        onDelta: (delta) => {
-          pending.tokens.push(...delta.tokens);
-          pending.text += delta.text;
-          const sinceFlush = performance.now() - lastFlush;
-          if (sinceFlush >= chunkIntervalMs || pending.tokens.length >= maxTokensPerChunk) flushChunk();
-          else flushTimer ??= setTimeout(flushChunk, chunkIntervalMs - sinceFlush);
-        },
+        onDelta: (delta) => chunks.push(delta),
       });
-      flushChunk();
+      chunks.flush();
       await writes;
       if (result.finishReason === "cancelled" || writeFailed) {
         logger.info("request cancelled", { peer: peerId, completionTokens: result.tokens.length });
@@ -246,7 +244,7 @@ export async function startProvider(parameters: StartProviderParameters): Promis
         continuation: prefixTokens.length > 0,
       });
     } finally {
-      clearTimeout(flushTimer);
+      chunks.cancel();
       clearTimeout(total);
       controller.abort(new Error("request finished"));
       await watchCancel;

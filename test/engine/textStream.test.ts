@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { createIncrementalDecoder, createStopMatcher } from "../../src/engine/index.ts";
+import { createDeltaBatcher, createIncrementalDecoder, createStopMatcher } from "../../src/engine/index.ts";
 
 /** A byte-level detokenizer like the test models': token = byte. */
 const decodeBytes = (tokens: readonly number[]) => Buffer.from(tokens).toString("utf8");
@@ -58,5 +58,37 @@ describe("stop matcher", () => {
   it("picks the earliest of several stop sequences", () => {
     const matcher = createStopMatcher(["zzz", "b"]);
     assert.deepEqual(matcher.push("abczzz"), { emit: "a", stopped: true });
+  });
+});
+
+describe("delta batcher", () => {
+  it("sends the first item at once, gathers fast ones per interval, and flushes the rest", async () => {
+    const batches: number[][] = [];
+    const batcher = createDeltaBatcher<number>({
+      intervalMs: 40,
+      maxItems: 3,
+      onBatch: (items) => batches.push(items),
+    });
+    batcher.push(1);
+    assert.deepEqual(batches, [[1]], "the first item goes out at once");
+    batcher.push(2);
+    batcher.push(3);
+    assert.deepEqual(batches, [[1]], "items right after a batch wait");
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.deepEqual(batches, [[1], [2, 3]], "then go out together within the interval");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    batcher.push(4);
+    assert.deepEqual(batches, [[1], [2, 3], [4]], "an item after a pause goes out at once");
+    batcher.push(5);
+    batcher.push(6);
+    batcher.push(7);
+    assert.deepEqual(batches.at(-1), [5, 6, 7], "a full batch goes out without waiting");
+    batcher.push(8);
+    batcher.flush();
+    assert.deepEqual(batches.at(-1), [8], "flush hands over what waits");
+    batcher.push(9);
+    batcher.cancel();
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.deepEqual(batches.at(-1), [8], "cancel drops what waits");
   });
 });

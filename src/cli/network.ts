@@ -5,7 +5,7 @@ import { createInterface } from "node:readline";
 import { type Command, InvalidArgumentError } from "commander";
 import type { Hex } from "viem";
 import { startApiServer } from "../api/index.ts";
-import type { MycelConfig } from "../config/index.ts";
+import type { ConfigOverrides, MycelConfig } from "../config/index.ts";
 import { createEngine } from "../engine/index.ts";
 import { describeError, MycelError } from "../errors/index.ts";
 import { startGateway } from "../gateway/index.ts";
@@ -120,10 +120,7 @@ function addPeerOptions(command: Command): Command {
 /** Adds init, provider, gateway and devnet to the program. */
 export function addNetworkCommands(parameters: {
   program: Command;
-  configFrom: (
-    command: Command,
-    overrides?: Parameters<typeof import("../config/index.ts").loadConfig>[0],
-  ) => MycelConfig;
+  configFrom: (command: Command, overrides?: ConfigOverrides) => MycelConfig;
   integer: (name: string, minimum?: number, maximum?: number) => (value: string) => number;
 }) {
   const { program, configFrom, integer } = parameters;
@@ -461,11 +458,7 @@ async function runDevnet(parameters: {
       roles.push(
         spawnRole({
           name: `provider-${index}`,
-          args: [
-            ...providerArgs(index),
-            "--bootstrap",
-            ...bootstrap.flatMap((a, i) => (i ? ["--bootstrap", a] : [a])),
-          ],
+          args: [...providerArgs(index), ...bootstrap.flatMap((address) => ["--bootstrap", address])],
           home: config.home,
           keyName: name,
         }),

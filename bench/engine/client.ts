@@ -31,6 +31,19 @@ type Job = Omit<ClientRequest, "id" | "kind" | "count">;
 const clients = new Map<string, OpenAI>();
 const agent = new Agent({ keepAlive: true });
 
+/** The request every client path sends: greedy, seeded, streamed with usage. */
+function streamedChatRequest(job: Job) {
+  return {
+    model: job.model,
+    messages: job.messages,
+    max_tokens: job.maxTokens,
+    temperature: 0,
+    seed: job.seed,
+    stream: true as const,
+    stream_options: { include_usage: true },
+  };
+}
+
 /** One streamed chat completion through the HTTP API with the openai client. */
 async function runApi(job: Job): Promise<Sample> {
   let client = clients.get(job.url);
@@ -39,15 +52,7 @@ async function runApi(job: Job): Promise<Sample> {
     clients.set(job.url, client);
   }
   const started = performance.now();
-  const stream = await client.chat.completions.create({
-    model: job.model,
-    messages: job.messages,
-    max_tokens: job.maxTokens,
-    temperature: 0,
-    seed: job.seed,
-    stream: true,
-    stream_options: { include_usage: true },
-  });
+  const stream = await client.chat.completions.create(streamedChatRequest(job));
   let firstTokenMs: number | undefined;
   let completionTokens: number | undefined;
   let text = "";
@@ -72,15 +77,7 @@ type StreamChunk = {
 
 /** The same request with node:http and a minimal SSE reader: what the API costs without the openai client. */
 function runApiWithNodeHttp(job: Job): Promise<Sample> {
-  const body = JSON.stringify({
-    model: job.model,
-    messages: job.messages,
-    max_tokens: job.maxTokens,
-    temperature: 0,
-    seed: job.seed,
-    stream: true,
-    stream_options: { include_usage: true },
-  });
+  const body = JSON.stringify(streamedChatRequest(job));
   return new Promise((resolve, reject) => {
     const started = performance.now();
     let firstTokenMs: number | undefined;

@@ -11,7 +11,15 @@ import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { startApiServer } from "../../src/api/index.ts";
 import { createEngine, type Engine, getSharedLlama } from "../../src/engine/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
-import { formatTable, median, roundDown, roundUp, verdict } from "../shared/report.ts";
+import {
+  formatTable,
+  machineBusyMs,
+  median,
+  roundDown,
+  roundUp,
+  summarizeSamples,
+  verdict,
+} from "../shared/report.ts";
 import type { ClientRequest, ClientResponse, Sample } from "./client.ts";
 
 const rounds = 9;
@@ -165,24 +173,9 @@ async function runEngine(parameters: {
   return { firstTokenMs: firstTokenMs ?? totalMs, totalMs, completionTokens, text: result.text };
 }
 
-/** Medians over the rounds of one path. */
-function summarize(samples: readonly Sample[]) {
-  return {
-    firstTokenMs: median(samples.map((sample) => sample.firstTokenMs)),
-    tokensPerSecond: median(samples.map((sample) => sample.completionTokens / (sample.totalMs / 1000))),
-    completionTokens: median(samples.map((sample) => sample.completionTokens)),
-    totalMs: median(samples.map((sample) => sample.totalMs)),
-  };
-}
-type Summary = ReturnType<typeof summarize>;
+type Summary = ReturnType<typeof summarizeSamples>;
 
 /** CPU time of all cores (ms) spent outside idle, from the kernel's counters. */
-function machineBusyMs() {
-  return cpus().reduce(
-    (sum, cpu) => sum + cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq,
-    0,
-  );
-}
 
 /** Starts watching the machine; `stop()` returns the share of all cores' time used by other processes. */
 function watchOtherProcessesCpu() {
@@ -269,7 +262,7 @@ async function main() {
         texts.add(sample.text);
       }
     }
-    const summaries = variants.map((variant) => summarize(samples.get(variant) ?? []));
+    const summaries = variants.map((variant) => summarizeSamples(samples.get(variant) ?? []));
 
     console.log(
       formatTable(

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
-import { formatTable, median, roundDown, roundUp, verdict } from "../shared/report.ts";
+import { formatTable, median, roundDown, roundUp, summarizeSamples, verdict } from "../shared/report.ts";
 import {
   type MycelProcess,
   onAbruptExit,
@@ -183,16 +183,7 @@ async function requireServing(parameters: { gatewayUrl: string; modelHash: strin
     );
 }
 
-type Summary = ReturnType<typeof summarize>;
-
-function summarize(samples: readonly Sample[]) {
-  return {
-    firstTokenMs: median(samples.map((sample) => sample.firstTokenMs)),
-    tokensPerSecond: median(samples.map((sample) => sample.completionTokens / (sample.totalMs / 1000))),
-    completionTokens: median(samples.map((sample) => sample.completionTokens)),
-    totalMs: median(samples.map((sample) => sample.totalMs)),
-  };
-}
+type Summary = ReturnType<typeof summarizeSamples>;
 
 function describeOtherCpu(share: number | undefined) {
   if (share === undefined) return "other processes' CPU: unknown (no /proc)";
@@ -271,7 +262,7 @@ async function measureRouting(parameters: {
     }
   }
   const otherCpu = cpuWatch.stop();
-  const [local, network] = samples.map(summarize) as [Summary, Summary];
+  const [local, network] = samples.map(summarizeSamples) as [Summary, Summary];
   console.log(
     formatTable(
       ["path", "first token (ms)", "tokens/s", "completion tokens", "total (ms)", "server CPU (ms)"],

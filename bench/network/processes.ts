@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { machineBusyMs } from "../shared/report.ts";
 
 const mycelBin = join(resolve(import.meta.dirname, "..", ".."), "bin", "mycel.js");
 /** Output lines kept per process, for the error report when one fails. */
@@ -189,12 +190,6 @@ export function processCpuMs(pid: number): number | undefined {
 }
 
 /** CPU time of all cores (ms) spent outside idle, from the kernel's counters. */
-function machineBusyMs() {
-  return cpus().reduce(
-    (sum, cpu) => sum + cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq,
-    0,
-  );
-}
 
 /**
  * Starts watching the machine; `stop()` returns the share of all cores' time used by processes other than the

@@ -1,4 +1,5 @@
 /** What every benchmark prints with: medians, tables, rounding toward failing, and MET/MISSED verdicts. */
+import { cpus } from "node:os";
 
 /** The median of some numbers (NaN for none). */
 export function median(values: readonly number[]): number {
@@ -31,4 +32,25 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
       )
       .join("  ");
   return [line(header), widths.map((width) => "-".repeat(width)).join("  "), ...rows.map(line)].join("\n");
+}
+
+/** One timed streamed generation, as the benchmarks sample them. */
+export type TimedSample = { firstTokenMs: number; totalMs: number; completionTokens: number };
+
+/** Medians over the rounds of one path: time to first token, tokens/s, completion tokens, total time. */
+export function summarizeSamples(samples: readonly TimedSample[]) {
+  return {
+    firstTokenMs: median(samples.map((sample) => sample.firstTokenMs)),
+    tokensPerSecond: median(samples.map((sample) => sample.completionTokens / (sample.totalMs / 1000))),
+    completionTokens: median(samples.map((sample) => sample.completionTokens)),
+    totalMs: median(samples.map((sample) => sample.totalMs)),
+  };
+}
+
+/** Milliseconds all cores of the machine have been busy since boot (for the share other processes took). */
+export function machineBusyMs() {
+  return cpus().reduce(
+    (sum, cpu) => sum + cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq,
+    0,
+  );
 }

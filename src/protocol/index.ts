@@ -51,3 +51,12 @@ export {
   signedReceiptSchema,
   signReceipt,
 } from "./receipt.ts";
+export {
+  hashVoucher,
+  recoverVoucherSigner,
+  signVoucher,
+  type VoucherDomain,
+  type VoucherMessage,
+  voucherDomain,
+  voucherTypes,
+} from "./voucher.ts";

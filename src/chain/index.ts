@@ -1,0 +1,94 @@
+/**
+ * The chain part: Mycel's contracts (typed ABIs and bytecode compiled from contracts/ by solc-js),
+ * the local anvil, deployment, and one action per contract operation, all over viem.
+ *
+ * @example
+ * const anvil = await startAnvil();
+ * const connection = await connectChain({ rpcUrl: anvil.rpcUrl, privateKey: anvilDeployerKey });
+ * const deployments = await deployMycel(connection, { parameters: devnetDeployParameters });
+ */
+export { type AnvilProcess, resolveAnvilBinary, type StartAnvilParameters, startAnvil } from "./anvil.ts";
+export {
+  type ChannelRecord,
+  deploymentVoucherDomain,
+  getChannel,
+  listChannels,
+  openChannel,
+  requestChannelClose,
+  settleVoucher,
+  topUpChannel,
+  withdrawChannel,
+} from "./channels.ts";
+export { type ChainConnection, type ConnectChainParameters, connectChain, requireWallet } from "./client.ts";
+export {
+  commitScores,
+  finalizeEpoch,
+  fundRewards,
+  getEpochState,
+  getProviderStanding,
+  maxScore,
+  proposeSlash,
+  registerValidator,
+  revealScores,
+  scoreCommitment,
+  voteSlash,
+} from "./consensus.ts";
+export {
+  anvilDeployerKey,
+  type DeployMycelParameters,
+  type DeployParameters,
+  defaultDeployParameters,
+  deployMycel,
+  devnetDeployParameters,
+  type FundDevAccountsParameters,
+  fundDevAccounts,
+} from "./deploy.ts";
+export {
+  type Deployments,
+  defaultDeploymentsPath,
+  deploymentsSchema,
+  readDeployments,
+  writeDeployments,
+} from "./deployments.ts";
+export { ChainError, ContractRevertError, describeRevertReason, toChainError } from "./errors.ts";
+export * from "./generated/contracts.ts";
+export {
+  formatLineage,
+  getModelEntry,
+  getModelLineage,
+  isSpdxExpression,
+  type LineageNode,
+  type ModelEntry,
+  type ModelParent,
+  type ModelRelation,
+  modelRelations,
+  parseModelParent,
+  type RegisterModelParameters,
+  registerModel,
+} from "./models.ts";
+export {
+  addProviderStake,
+  getProviderRecord,
+  type ProviderOffer,
+  type ProviderRecord,
+  registerProvider,
+  requestProviderUnbond,
+  withdrawProviderStake,
+} from "./providers.ts";
+export {
+  ensureAllowance,
+  formatTokenAmount,
+  getTokenBalance,
+  getTokenInfo,
+  parseTokenAmount,
+  type TokenInfo,
+} from "./token.ts";
+export {
+  type DeployContractParameters,
+  deployContract,
+  type SendContractTransactionParameters,
+  type SendContractTransactionReturnType,
+  sendContractTransaction,
+  type TransactionReport,
+  type TransactionReporter,
+} from "./transactions.ts";

@@ -1,0 +1,137 @@
+/** ProviderRegistry actions: register with stake, add stake, unbond, withdraw, read a record. */
+import type { Address, Hex } from "viem";
+import type { ChainConnection } from "./client.ts";
+import type { Deployments } from "./deployments.ts";
+import { toChainError } from "./errors.ts";
+import { providerRegistryAbi } from "./generated/contracts.ts";
+import { ensureAllowance } from "./token.ts";
+import { sendContractTransaction, type TransactionReporter } from "./transactions.ts";
+
+/** A model a provider offers, with prices per 1M tokens in the token's smallest unit. */
+export type ProviderOffer = { modelHash: Hex; inputPricePerMillion: bigint; outputPricePerMillion: bigint };
+
+/** A provider's on-chain record. */
+export type ProviderRecord = {
+  address: Address;
+  peerId: string;
+  stake: bigint;
+  unbonding: bigint;
+  unbondingReleaseAt: Date | undefined;
+  registeredAt: Date;
+  offers: ProviderOffer[];
+  active: boolean;
+};
+
+type Common = { deployments: Deployments; onTransaction?: TransactionReporter };
+
+/** Registers the connected account as a provider, approving and staking `stake`. */
+export async function registerProvider(
+  connection: ChainConnection,
+  parameters: Common & { peerId: string; offers: ProviderOffer[]; stake: bigint },
+) {
+  const { contracts } = parameters.deployments;
+  await ensureAllowance(connection, {
+    token: contracts.token,
+    spender: contracts.providerRegistry,
+    amount: parameters.stake,
+    onTransaction: parameters.onTransaction,
+  });
+  return sendContractTransaction(connection, {
+    address: contracts.providerRegistry,
+    abi: providerRegistryAbi,
+    functionName: "register",
+    args: [parameters.peerId, parameters.offers, parameters.stake],
+    action: `register as a provider (peer ${parameters.peerId}) with a stake of ${parameters.stake}`,
+    onTransaction: parameters.onTransaction,
+  });
+}
+
+/** Adds stake to the connected provider. */
+export async function addProviderStake(connection: ChainConnection, parameters: Common & { amount: bigint }) {
+  const { contracts } = parameters.deployments;
+  await ensureAllowance(connection, {
+    token: contracts.token,
+    spender: contracts.providerRegistry,
+    amount: parameters.amount,
+    onTransaction: parameters.onTransaction,
+  });
+  return sendContractTransaction(connection, {
+    address: contracts.providerRegistry,
+    abi: providerRegistryAbi,
+    functionName: "addStake",
+    args: [parameters.amount],
+    action: `add ${parameters.amount} to the provider stake`,
+    onTransaction: parameters.onTransaction,
+  });
+}
+
+/** Starts unbonding `amount` of the connected provider's stake. */
+export async function requestProviderUnbond(
+  connection: ChainConnection,
+  parameters: Common & { amount: bigint },
+) {
+  return sendContractTransaction(connection, {
+    address: parameters.deployments.contracts.providerRegistry,
+    abi: providerRegistryAbi,
+    functionName: "requestUnbond",
+    args: [parameters.amount],
+    action: `unbond ${parameters.amount} of the provider stake`,
+    onTransaction: parameters.onTransaction,
+  });
+}
+
+/** Withdraws the connected provider's unbonded stake. */
+export async function withdrawProviderStake(connection: ChainConnection, parameters: Common) {
+  return sendContractTransaction(connection, {
+    address: parameters.deployments.contracts.providerRegistry,
+    abi: providerRegistryAbi,
+    functionName: "withdraw",
+    args: [],
+    action: "withdraw the unbonded provider stake",
+    onTransaction: parameters.onTransaction,
+  });
+}
+
+/** Reads a provider's record, or undefined when it is not registered. */
+export async function getProviderRecord(
+  connection: ChainConnection,
+  parameters: { deployments: Deployments; provider: Address },
+): Promise<ProviderRecord | undefined> {
+  const address = parameters.deployments.contracts.providerRegistry;
+  try {
+    const registered = await connection.publicClient.readContract({
+      address,
+      abi: providerRegistryAbi,
+      functionName: "isRegistered",
+      args: [parameters.provider],
+    });
+    if (!registered) return undefined;
+    const [record, active] = await Promise.all([
+      connection.publicClient.readContract({
+        address,
+        abi: providerRegistryAbi,
+        functionName: "getProvider",
+        args: [parameters.provider],
+      }),
+      connection.publicClient.readContract({
+        address,
+        abi: providerRegistryAbi,
+        functionName: "isActive",
+        args: [parameters.provider],
+      }),
+    ]);
+    return {
+      address: parameters.provider,
+      peerId: record.peerId,
+      stake: record.stake,
+      unbonding: record.unbonding,
+      unbondingReleaseAt:
+        record.unbondingReleaseAt === 0n ? undefined : new Date(Number(record.unbondingReleaseAt) * 1000),
+      registeredAt: new Date(Number(record.registeredAt) * 1000),
+      offers: record.offers.map((offer) => ({ ...offer })),
+      active,
+    };
+  } catch (error) {
+    throw toChainError(error, `reading provider ${parameters.provider}`);
+  }
+}

@@ -1,0 +1,122 @@
+/** Sending transactions: simulate first (to get the revert reason in words), send, wait, report. */
+import type { Abi, Address, ContractFunctionArgs, ContractFunctionName, Hex, TransactionReceipt } from "viem";
+import { type ChainConnection, requireWallet } from "./client.ts";
+import { ContractRevertError, toChainError } from "./errors.ts";
+
+/** What a sent transaction did. */
+export type TransactionReport = {
+  /** What it does, in words ("stake 100 MYC"). */
+  action: string;
+  hash: Hex;
+  gasUsed: bigint;
+  blockNumber: bigint;
+};
+
+/** Called once per mined transaction (the CLI prints it). */
+export type TransactionReporter = (report: TransactionReport) => void;
+
+/** Parameters of {@link sendContractTransaction}. */
+export type SendContractTransactionParameters<
+  abi extends Abi,
+  functionName extends ContractFunctionName<abi, "nonpayable" | "payable">,
+> = {
+  address: Address;
+  abi: abi;
+  functionName: functionName;
+  args: ContractFunctionArgs<abi, "nonpayable" | "payable", functionName>;
+  /** What the transaction does, in words, for reports and errors. */
+  action: string;
+  onTransaction?: TransactionReporter;
+};
+
+/** What {@link sendContractTransaction} returns: the report, the receipt and the simulated return value. */
+export type SendContractTransactionReturnType = TransactionReport & {
+  receipt: TransactionReceipt;
+  result: unknown;
+};
+
+/** Simulates, sends and waits for one contract call; a refusal becomes a ContractRevertError with the reason in words. */
+export async function sendContractTransaction<
+  const abi extends Abi,
+  functionName extends ContractFunctionName<abi, "nonpayable" | "payable">,
+>(
+  connection: ChainConnection,
+  parameters: SendContractTransactionParameters<abi, functionName>,
+): Promise<SendContractTransactionReturnType> {
+  const wallet = requireWallet(connection);
+  let hash: Hex;
+  let result: unknown;
+  try {
+    // biome-ignore lint/suspicious/noExplicitAny: viem's generic simulate/write parameters are checked by the caller's types
+    const call: any = {
+      address: parameters.address,
+      abi: parameters.abi,
+      functionName: parameters.functionName,
+      args: parameters.args,
+      account: wallet.account,
+    };
+    const simulation = await connection.publicClient.simulateContract(call);
+    result = simulation.result;
+    hash = await wallet.writeContract(simulation.request);
+  } catch (error) {
+    throw toChainError(error, parameters.action);
+  }
+  const receipt = await waitForReceipt(connection, hash, parameters.action);
+  if (receipt.status !== "success") throw new ContractRevertError({ action: parameters.action });
+  const report = {
+    action: parameters.action,
+    hash,
+    gasUsed: receipt.gasUsed,
+    blockNumber: receipt.blockNumber,
+  };
+  parameters.onTransaction?.(report);
+  return { ...report, receipt, result };
+}
+
+/** Parameters of {@link deployContract}. */
+export type DeployContractParameters = {
+  abi: Abi;
+  bytecode: Hex;
+  args?: readonly unknown[];
+  action: string;
+  onTransaction?: TransactionReporter;
+};
+
+/** Deploys a contract and waits for it; returns its address with the report. */
+export async function deployContract(
+  connection: ChainConnection,
+  parameters: DeployContractParameters,
+): Promise<TransactionReport & { address: Address }> {
+  const wallet = requireWallet(connection);
+  let hash: Hex;
+  try {
+    hash = await wallet.deployContract({
+      abi: parameters.abi,
+      bytecode: parameters.bytecode,
+      args: parameters.args ?? [],
+      account: wallet.account,
+      chain: connection.chain,
+    } as Parameters<typeof wallet.deployContract>[0]);
+  } catch (error) {
+    throw toChainError(error, parameters.action);
+  }
+  const receipt = await waitForReceipt(connection, hash, parameters.action);
+  if (receipt.status !== "success" || !receipt.contractAddress)
+    throw new ContractRevertError({ action: parameters.action });
+  const report = {
+    action: parameters.action,
+    hash,
+    gasUsed: receipt.gasUsed,
+    blockNumber: receipt.blockNumber,
+  };
+  parameters.onTransaction?.(report);
+  return { ...report, address: receipt.contractAddress };
+}
+
+async function waitForReceipt(connection: ChainConnection, hash: Hex, action: string) {
+  try {
+    return await connection.publicClient.waitForTransactionReceipt({ hash, timeout: 120_000 });
+  } catch (error) {
+    throw toChainError(error, `${action} (waiting for ${hash})`);
+  }
+}

@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type Address, getAddress } from "viem";
 import { z } from "zod";
+import { type ReceiptDomain, receiptDomain } from "../protocol/index.ts";
 import { ChainError } from "./errors.ts";
 
 const address = z
@@ -99,4 +100,12 @@ export function writeDeployments(path: string, deployments: Deployments): void {
   const temporary = `${path}.${process.pid}.tmp`;
   writeFileSync(temporary, `${JSON.stringify(deployments, null, 2)}\n`);
   renameSync(temporary, path);
+}
+
+/** The EIP-712 domain providers sign receipts under on this deployment: this chain, the ProviderRegistry. */
+export function deploymentReceiptDomain(deployments: Deployments): ReceiptDomain {
+  return receiptDomain({
+    chainId: deployments.chainId,
+    verifyingContract: deployments.contracts.providerRegistry,
+  });
 }

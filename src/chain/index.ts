@@ -46,6 +46,7 @@ export {
 export {
   type Deployments,
   defaultDeploymentsPath,
+  deploymentReceiptDomain,
   deploymentsSchema,
   readDeployments,
   writeDeployments,

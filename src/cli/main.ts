@@ -1,8 +1,6 @@
 /** The `mycel` command. */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { startApiServer } from "../api/index.ts";
 import { type ConfigOverrides, loadConfig, type MycelConfig } from "../config/index.ts";
-import { createEngine } from "../engine/index.ts";
 import { describeError, MycelError } from "../errors/index.ts";
 import { createLogger, type Logger } from "../log/index.ts";
 import {
@@ -13,7 +11,8 @@ import {
   type TestModelQuant,
   type TestModelSize,
 } from "../model/index.ts";
-import { addNetworkCommands, exitWithParent } from "./network.ts";
+import { addChainCommands } from "./chain.ts";
+import { addNetworkCommands, defaultPricePerMillion, exitWithParent, loadKey } from "./network.ts";
 import { createProgressBar } from "./progress.ts";
 
 const version = "0.1.0";
@@ -93,6 +92,10 @@ async function serveModels(parameters: {
 }) {
   const { config, logger } = parameters;
   exitWithParent(logger);
+  const [{ startApiServer }, { createEngine }] = await Promise.all([
+    import("../api/index.ts"),
+    import("../engine/index.ts"),
+  ]);
   const store = openModelStore({ home: config.home });
   const records: ModelRecord[] = [];
   for (const query of parameters.modelQueries) records.push(await store.resolve(query));
@@ -313,7 +316,8 @@ export function buildProgram(): Command {
     });
   });
 
-  addNetworkCommands({ program, configFrom, integer });
+  const { provider } = addNetworkCommands({ program, configFrom, integer });
+  addChainCommands({ program, model, provider, configFrom, loadKey, integer, defaultPricePerMillion });
   return program;
 }
 

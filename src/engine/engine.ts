@@ -1,14 +1,12 @@
 /** The inference engine: node-llama-cpp models loaded by hash, a pool of sequences, streamed generation and evaluation. */
 import { availableParallelism } from "node:os";
-import {
-  type ControlledEvaluateInputItem,
-  getLlama,
-  type Llama,
-  type LlamaContext,
-  type LlamaContextSequence,
-  LlamaLogLevel,
-  type LlamaModel,
-  type Token,
+import type {
+  ControlledEvaluateInputItem,
+  Llama,
+  LlamaContext,
+  LlamaContextSequence,
+  LlamaModel,
+  Token,
 } from "node-llama-cpp";
 import {
   ContextLengthExceededError,
@@ -156,28 +154,33 @@ let sharedLlama: Promise<Llama> | undefined;
 
 /** The one Llama of this process: CPU, never builds or downloads binaries. */
 export function getSharedLlama(logger: Logger = silentLogger): Promise<Llama> {
-  sharedLlama ??= getLlama({
-    gpu: false,
-    build: "never",
-    usePrebuiltBinaries: true,
-    progressLogs: false,
-    logLevel: LlamaLogLevel.warn,
-    logger: (level, message) => {
-      const text = message.trim();
-      if (!text) return;
-      if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)
-        logger.error("llama.cpp", { message: text });
-      else logger.debug("llama.cpp", { message: text });
-    },
-  }).catch((cause) => {
-    sharedLlama = undefined;
-    throw new MycelError("cannot start llama.cpp", {
-      code: "engine_unavailable",
-      details: cause instanceof Error ? cause.message : String(cause),
-      hint: "reinstall with `npm install` so that node-llama-cpp's prebuilt CPU binary for this platform is present",
-      cause,
+  // node-llama-cpp is imported on first use, so commands that never run a model start fast.
+  sharedLlama ??= import("node-llama-cpp")
+    .then(({ getLlama, LlamaLogLevel }) =>
+      getLlama({
+        gpu: false,
+        build: "never",
+        usePrebuiltBinaries: true,
+        progressLogs: false,
+        logLevel: LlamaLogLevel.warn,
+        logger: (level, message) => {
+          const text = message.trim();
+          if (!text) return;
+          if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)
+            logger.error("llama.cpp", { message: text });
+          else logger.debug("llama.cpp", { message: text });
+        },
+      }),
+    )
+    .catch((cause) => {
+      sharedLlama = undefined;
+      throw new MycelError("cannot start llama.cpp", {
+        code: "engine_unavailable",
+        details: cause instanceof Error ? cause.message : String(cause),
+        hint: "reinstall with `npm install` so that node-llama-cpp's prebuilt CPU binary for this platform is present",
+        cause,
+      });
     });
-  });
   return sharedLlama;
 }
 

@@ -5,7 +5,7 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, open, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, join } from "node:path";
-import { GgufFileType, readGgufFileInfo } from "node-llama-cpp";
+import type { readGgufFileInfo } from "node-llama-cpp";
 import { InvalidInputError, InvalidModelFileError, ModelNotFoundError, MycelError } from "../errors/index.ts";
 import { closeStream, downloadFile, parseModelSource, type TransferProgress } from "./download.ts";
 
@@ -34,8 +34,9 @@ export function resolveMycelHome(home?: string): string {
 
 const hashPattern = /^[0-9a-f]{64}$/;
 
-function fileTypeName(fileType: number | undefined): string | undefined {
+async function fileTypeName(fileType: number | undefined): Promise<string | undefined> {
   if (fileType === undefined) return undefined;
+  const { GgufFileType } = await import("node-llama-cpp");
   const name = GgufFileType[fileType];
   return name ? name.replace(/^(MOSTLY|ALL)_/, "") : undefined;
 }
@@ -79,6 +80,7 @@ export async function readModelMetadata(path: string) {
   await checkGgufHeader(path);
   let info: Awaited<ReturnType<typeof readGgufFileInfo>>;
   try {
+    const { readGgufFileInfo } = await import("node-llama-cpp");
     info = await readGgufFileInfo(path, { readTensorInfo: true, logWarnings: false });
   } catch (cause) {
     throw new InvalidModelFileError(`${path} is not a readable GGUF file`, {
@@ -100,7 +102,7 @@ export async function readModelMetadata(path: string) {
     architecture: String(general.architecture ?? "unknown"),
     name: typeof general.name === "string" ? general.name : undefined,
     license: typeof general.license === "string" ? general.license : undefined,
-    quantization: fileTypeName(general.file_type as number | undefined) ?? "unknown",
+    quantization: (await fileTypeName(general.file_type as number | undefined)) ?? "unknown",
     parameterCount,
     contextLength: architectureMetadata?.context_length,
     chatTemplate: (info.metadata.tokenizer as { chat_template?: string } | undefined)?.chat_template,

@@ -1,5 +1,6 @@
 import { privateKeyFromRaw } from "@libp2p/crypto/keys";
 import type { PrivateKey } from "@libp2p/interface";
+import { peerIdFromPrivateKey } from "@libp2p/peer-id";
 import { InvalidInputError } from "../errors/index.ts";
 
 /** Builds the secp256k1 libp2p key of a 32-byte Ethereum private key, so a node's peer id follows from its wallet key. */
@@ -26,4 +27,9 @@ export function libp2pKeyFromSecp256k1(privateKeyHex: `0x${string}`): PrivateKey
       cause: error,
     });
   }
+}
+
+/** The libp2p peer id (as a string) that a node started with this Ethereum private key has. */
+export function peerIdOfSecp256k1Key(privateKeyHex: `0x${string}`): string {
+  return peerIdFromPrivateKey(libp2pKeyFromSecp256k1(privateKeyHex)).toString();
 }

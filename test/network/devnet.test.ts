@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { startMycelServer, temporaryHome } from "../helpers.ts";
+import { connectChain, getModelEntry, getProviderRecord, readDeployments } from "../../src/chain/index.ts";
+import { runMycel, startMycelServer, temporaryHome } from "../helpers.ts";
+
+type SignedReceiptJson = {
+  domain: Record<string, unknown>;
+  message: { provider: string; modelHash: string };
+};
 
 /** Pids of processes whose command line mentions `text` (other than this test's own). */
 function processesMentioning(text: string): number[] {
@@ -22,7 +29,7 @@ describe("devnet (what `npm start` runs)", () => {
   });
 
   it("starts providers in their own processes and a gateway, serves its printed example, and stops with no orphan", async () => {
-    const devnet = await startMycelServer(["devnet", "--providers", "2", "--port", "0"], {
+    const devnet = await startMycelServer(["devnet", "--providers", "2", "--port", "0", "--rpc-port", "0"], {
       home: directory.home,
     });
     let stopped = false;
@@ -52,12 +59,45 @@ describe("devnet (what `npm start` runs)", () => {
       };
       assert.ok(body.usage.completion_tokens > 0);
       assert.equal(body.mycel.receipts.length, 1);
+
+      // The chain: anvil on loopback, contracts deployed, providers staked, receipts bound to the deployment.
+      const rpcUrl = /Chain \(anvil\): (http:\/\/127\.0\.0\.1:\d+), chain id 31337/.exec(output)?.[1];
+      assert.ok(rpcUrl, output);
+      const deployments = readDeployments(join(directory.home, "deployments.json"));
+      assert.equal(deployments.chainId, 31337);
+      assert.match(output, new RegExp(`providerRegistry\\s+${deployments.contracts.providerRegistry}`));
+      const receipt = body.mycel.receipts[0] as SignedReceiptJson;
+      assert.deepEqual(receipt.domain, {
+        name: "Mycel",
+        version: "1",
+        chainId: 31337,
+        verifyingContract: deployments.contracts.providerRegistry,
+      });
+      const connection = await connectChain({ rpcUrl, deployments });
+      const record = await getProviderRecord(connection, {
+        deployments,
+        provider: receipt.message.provider as `0x${string}`,
+      });
+      assert.equal(record?.active, true, "the provider that answered is staked on chain");
+      const model = await getModelEntry(connection, {
+        deployments,
+        modelHash: receipt.message.modelHash as `0x${string}`,
+      });
+      assert.equal(model?.name, JSON.parse(example).model, "the served model is registered");
+      const status = await runMycel(["provider", "status", "--key", "devnet-provider-1"], {
+        home: directory.home,
+        env: { MYCEL_PASSWORD: "mycel-devnet" },
+      });
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, /active\n\s+stake:\s+100 MYC/);
+
       assert.equal(await devnet.stop(), 0);
       stopped = true;
       const deadline = Date.now() + 10_000;
       while (processesMentioning(directory.home).length > 0 && Date.now() < deadline)
         await new Promise((resolve) => setTimeout(resolve, 100));
       assert.deepEqual(processesMentioning(directory.home), [], "no orphan process after SIGTERM");
+      await assert.rejects(fetch(rpcUrl, { method: "POST", body: "{}" }), "anvil stopped with the devnet");
     } finally {
       if (!stopped) await devnet.stop();
     }

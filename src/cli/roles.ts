@@ -1,0 +1,502 @@
+/** The long-running roles behind `mycel provider`, `mycel gateway` and `mycel devnet`, loaded only when one runs. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { type Hex, parseEther } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { startApiServer } from "../api/index.ts";
+import {
+  type AnvilProcess,
+  anvilDeployerKey,
+  type ChainConnection,
+  connectChain,
+  type Deployments,
+  defaultDeploymentsPath,
+  deployMycel,
+  deploymentReceiptDomain,
+  devnetDeployParameters,
+  fundDevAccounts,
+  fundRewards,
+  getProviderRecord,
+  registerModel,
+  registerProvider,
+  startAnvil,
+  writeDeployments,
+} from "../chain/index.ts";
+import type { MycelConfig } from "../config/index.ts";
+import { createEngine } from "../engine/index.ts";
+import { describeError, MycelError } from "../errors/index.ts";
+import { startGateway } from "../gateway/index.ts";
+import { createKeystore, devPrivateKey, KeystoreExistsError } from "../identity/index.ts";
+import { createLogger, type Logger } from "../log/index.ts";
+import { generateTestModel, type ModelRecord, openModelStore } from "../model/index.ts";
+import { createMycelNode, libp2pKeyFromSecp256k1, peerIdOfSecp256k1Key } from "../p2p/index.ts";
+import { modelHashToBytes32, type ReceiptDomain } from "../protocol/index.ts";
+import { startProvider } from "../provider/index.ts";
+import { openReceiptStore } from "../store/index.ts";
+import { chainRequested, openChain } from "./chain.ts";
+import {
+  defaultPricePerMillion,
+  devnetPassword,
+  exitWithParent,
+  type GatewayFlags,
+  loadKey,
+  type ProviderFlags,
+} from "./network.ts";
+
+/** Logs what the chain says about this provider: registered, stake, whether it offers the models it serves. */
+async function logProviderRegistration(parameters: {
+  connection: ChainConnection;
+  deployments: Deployments;
+  privateKey: Hex;
+  modelHashes: string[];
+  logger: Logger;
+}) {
+  const { logger } = parameters;
+  const account = privateKeyToAccount(parameters.privateKey).address;
+  const record = await getProviderRecord(parameters.connection, {
+    deployments: parameters.deployments,
+    provider: account,
+  });
+  if (!record) {
+    logger.warn("not registered on chain: gateways and validators cannot see a stake", {
+      chainId: parameters.deployments.chainId,
+      hint: "mycel provider stake <amount> --model <model>",
+    });
+    return;
+  }
+  const offered = new Set(record.offers.map((offer) => offer.modelHash.slice(2).toLowerCase()));
+  const missing = parameters.modelHashes.filter((hash) => !offered.has(hash.toLowerCase()));
+  logger.info("registered on chain", {
+    chainId: parameters.deployments.chainId,
+    stake: record.stake.toString(),
+    active: record.active,
+  });
+  if (missing.length > 0)
+    logger.warn("serving models the chain record does not offer", { models: missing.join(",") });
+}
+
+/** Prints a machine-readable line that `mycel devnet` (and tests) wait for. */
+function printReady(fields: Record<string, unknown>) {
+  console.log(`MYCEL_READY ${JSON.stringify(fields)}`);
+}
+
+function onShutdown(logger: Logger, close: () => Promise<void>) {
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("shutting down", { signal });
+    const force = setTimeout(() => process.exit(0), 5_000);
+    force.unref();
+    await close().catch((error) => logger.warn("shutdown failed", { error: describeError(error) }));
+    process.exit(0);
+  };
+  process.once("SIGINT", () => void stop("SIGINT"));
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+}
+
+/** Runs `mycel provider` until SIGINT/SIGTERM. */
+export async function runProviderRole(parameters: {
+  flags: ProviderFlags;
+  config: MycelConfig;
+  version: string;
+}) {
+  const { flags, config } = parameters;
+  const logger = createLogger().child({ role: "provider" });
+  exitWithParent(logger);
+  const privateKey = await loadKey({ home: config.home, name: flags.key });
+  const store = openModelStore({ home: config.home });
+  const records: ModelRecord[] = [];
+  for (const query of flags.model ?? []) records.push(await store.resolve(query));
+  const chain = chainRequested(flags) ? await openChain({ home: config.home, flags, privateKey }) : undefined;
+  if (chain)
+    await logProviderRegistration({
+      connection: chain.connection,
+      deployments: chain.deployments,
+      privateKey,
+      modelHashes: records.map((record) => record.hash),
+      logger,
+    });
+  const engine = createEngine({ options: config.engine, logger });
+  const models = [];
+  for (const record of records)
+    models.push(
+      await engine.loadModel({ hash: record.hash, path: store.pathOf(record.hash), name: record.name }),
+    );
+  const node = await createMycelNode({
+    privateKey: libp2pKeyFromSecp256k1(privateKey),
+    listen: flags.listen,
+    bootstrap: flags.bootstrap,
+    logger: logger.child({ part: "p2p" }),
+  });
+  const fallback = flags.price ?? defaultPricePerMillion;
+  const provider = await startProvider({
+    engine,
+    models,
+    node,
+    privateKey,
+    price: { input: flags.priceInput ?? fallback, output: flags.priceOutput ?? fallback },
+    receiptDomain: chain ? deploymentReceiptDomain(chain.deployments) : undefined,
+    version: parameters.version,
+    limits: flags.idleTimeout ? { idleTimeoutMs: flags.idleTimeout } : undefined,
+    logger,
+  });
+  for (const address of node.multiaddrs()) {
+    if (!/\/ip4\/127\.|\/ip6\/::1\//.test(address)) logger.warn("listening beyond this machine", { address });
+  }
+  printReady({
+    role: "provider",
+    peerId: node.peerId,
+    address: provider.address,
+    multiaddrs: node.multiaddrs(),
+  });
+  onShutdown(logger, async () => {
+    await provider.stop();
+    await node.stop();
+    await engine.close();
+  });
+}
+
+/** Runs `mycel gateway` until SIGINT/SIGTERM. */
+export async function runGatewayRole(parameters: { flags: GatewayFlags; config: MycelConfig }) {
+  const { flags, config } = parameters;
+  const logger = createLogger().child({ role: "gateway" });
+  exitWithParent(logger);
+  const privateKey = await loadKey({ home: config.home, name: flags.key });
+  const chain = chainRequested(flags) ? await openChain({ home: config.home, flags }) : undefined;
+  if (chain) logger.info("chain", { chainId: chain.deployments.chainId, rpcUrl: chain.connection.rpcUrl });
+  const running = await runGateway({
+    config,
+    privateKey,
+    receiptDomain: chain ? deploymentReceiptDomain(chain.deployments) : undefined,
+    logger,
+    listen: flags.listen,
+    bootstrap: flags.bootstrap,
+    stallMs: flags.stallTimeout,
+  });
+  printReady({ role: "gateway", url: running.url, peerId: running.peerId });
+  console.log(
+    `Mycel gateway\n  OpenAI-compatible endpoint: ${running.url}/v1\n  Receipts: ${running.url}/mycel/v1/receipts/<request id>`,
+  );
+  onShutdown(logger, running.close);
+}
+
+/** Starts a gateway (node, receipts, API) in this process. */
+async function runGateway(parameters: {
+  config: MycelConfig;
+  privateKey: Hex;
+  logger: Logger;
+  listen?: string[];
+  bootstrap?: string[];
+  stallMs?: number;
+  receiptDomain?: ReceiptDomain;
+}) {
+  const { config, logger } = parameters;
+  const node = await createMycelNode({
+    privateKey: libp2pKeyFromSecp256k1(parameters.privateKey),
+    listen: parameters.listen,
+    bootstrap: parameters.bootstrap,
+    logger: logger.child({ part: "p2p" }),
+  });
+  const receipts = openReceiptStore({ path: join(config.home, "gateway", "receipts.sqlite") });
+  const gateway = startGateway({
+    node,
+    privateKey: parameters.privateKey,
+    receipts,
+    logger,
+    receiptDomain: parameters.receiptDomain,
+    timeouts: parameters.stallMs ? { stallMs: parameters.stallMs } : undefined,
+  });
+  const server = await startApiServer({
+    backend: gateway.backend,
+    host: config.serve.host,
+    port: config.serve.port,
+    maxBodyBytes: config.serve.maxBodyBytes,
+    logger: logger.child({ part: "api" }),
+  });
+  if (!["127.0.0.1", "localhost", "::1"].includes(config.serve.host))
+    logger.warn("the API listens beyond this machine: anyone who can reach it spends your funds", {
+      host: config.serve.host,
+    });
+  return {
+    url: server.url,
+    peerId: node.peerId,
+    gateway,
+    async close() {
+      await server.close();
+      await gateway.stop();
+      await node.stop();
+      receipts.close();
+    },
+  };
+}
+
+/** A child role process of the devnet, with its output prefixed. */
+type RoleProcess = {
+  name: string;
+  child: ChildProcess;
+  ready: Promise<{ peerId: string; multiaddrs: string[]; address: string }>;
+};
+
+function spawnRole(parameters: { name: string; args: string[]; home: string; keyName: string }): RoleProcess {
+  const bin = join(import.meta.dirname, "..", "..", "bin", "mycel.js");
+  const child = spawn(
+    process.execPath,
+    [bin, "--home", parameters.home, ...parameters.args, "--key", parameters.keyName],
+    {
+      env: {
+        ...process.env,
+        MYCEL_PASSWORD: devnetPassword,
+        MYCEL_EXIT_WITH_PARENT: "1",
+        MYCEL_HOME: parameters.home,
+      },
+      stdio: ["pipe", "pipe", "pipe"],
+    },
+  );
+  const prefix = `[${parameters.name}]`;
+  const ready = new Promise<{ peerId: string; multiaddrs: string[]; address: string }>((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      if (line.startsWith("MYCEL_READY ")) resolve(JSON.parse(line.slice("MYCEL_READY ".length)));
+      else process.stdout.write(`${prefix} ${line}\n`);
+    });
+    child.on("exit", (code, signal) =>
+      reject(
+        new MycelError(`${parameters.name} exited (${signal ?? code}) before it was ready`, {
+          hint: "see its log lines above",
+        }),
+      ),
+    );
+  });
+  ready.catch(() => undefined);
+  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) =>
+    process.stderr.write(`${prefix} ${line}\n`),
+  );
+  return { name: parameters.name, child, ready };
+}
+
+async function ensureDevKey(home: string, name: string): Promise<Hex> {
+  const privateKey = devPrivateKey(name);
+  try {
+    await createKeystore({ home, name, password: devnetPassword, privateKey });
+  } catch (error) {
+    if (!(error instanceof KeystoreExistsError)) throw error;
+  }
+  return privateKey;
+}
+
+/** Runs the devnet until SIGINT/SIGTERM: N provider processes and a gateway, all on loopback. */
+export async function runDevnet(parameters: {
+  config: MycelConfig;
+  providers: number;
+  model?: string;
+  stallMs?: number;
+  rpcPort: number;
+}) {
+  const { config } = parameters;
+  const logger = createLogger({ write: (line) => process.stderr.write(`[devnet] ${line}\n`) });
+  const store = openModelStore({ home: config.home });
+  let model: ModelRecord;
+  if (parameters.model) model = await store.resolve(parameters.model);
+  else {
+    const made = generateTestModel({ size: "tiny", seed: 1 });
+    model = (
+      await store.addBytes({
+        bytes: made.bytes,
+        name: made.name,
+        source: "make-test --size tiny --seed 1 --quant f32",
+      })
+    ).model;
+  }
+  const roles: RoleProcess[] = [];
+  let gatewayClose: (() => Promise<void>) | undefined;
+  let anvil: AnvilProcess | undefined;
+  let stopping = false;
+  const stopAll = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("stopping the devnet", { signal });
+    await gatewayClose?.().catch(() => undefined);
+    await Promise.all(
+      roles.map(
+        (role) =>
+          new Promise<void>((resolve) => {
+            if (role.child.exitCode !== null || role.child.signalCode !== null) return resolve();
+            const kill = setTimeout(() => role.child.kill("SIGKILL"), 5_000);
+            role.child.once("exit", () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            role.child.kill("SIGTERM");
+          }),
+      ),
+    );
+    await anvil?.stop();
+    process.exit(0);
+  };
+  process.once("SIGINT", () => void stopAll("SIGINT"));
+  process.once("SIGTERM", () => void stopAll("SIGTERM"));
+  try {
+    const started = performance.now();
+    logger.info("starting", { providers: parameters.providers, model: model.name });
+    const providerKeys: Hex[] = [];
+    for (let index = 1; index <= parameters.providers; index++)
+      providerKeys.push(await ensureDevKey(config.home, `devnet-provider-${index}`));
+    const gatewayKey = await ensureDevKey(config.home, "devnet-gateway");
+    anvil = await startAnvil({ port: parameters.rpcPort, logger });
+    const chain = await setUpDevnetChain({
+      rpcUrl: anvil.rpcUrl,
+      home: config.home,
+      model,
+      providerKeys,
+      gatewayKey,
+      priceOf: (index) => defaultPricePerMillion * BigInt(index + 1),
+      logger,
+    });
+    const providerArgs = (index: number) => [
+      "provider",
+      "--model",
+      model.hash,
+      "--price",
+      String(defaultPricePerMillion * BigInt(index)),
+      "--rpc-url",
+      chain.rpcUrl,
+      "--deployments",
+      chain.deploymentsPath,
+    ];
+    const first = spawnRole({
+      name: "provider-1",
+      args: providerArgs(1),
+      home: config.home,
+      keyName: "devnet-provider-1",
+    });
+    roles.push(first);
+    const firstReady = await first.ready;
+    const bootstrap = firstReady.multiaddrs.slice(0, 1);
+    for (let index = 2; index <= parameters.providers; index++) {
+      const name = `devnet-provider-${index}`;
+      roles.push(
+        spawnRole({
+          name: `provider-${index}`,
+          args: [...providerArgs(index), ...bootstrap.flatMap((address) => ["--bootstrap", address])],
+          home: config.home,
+          keyName: name,
+        }),
+      );
+    }
+    const ready = await Promise.all(roles.map((role) => role.ready));
+    const running = await runGateway({
+      receiptDomain: deploymentReceiptDomain(chain.deployments),
+      config,
+      privateKey: gatewayKey,
+      logger: createLogger({ write: (line) => process.stderr.write(`[gateway] ${line}\n`) }),
+      bootstrap: ready
+        .map((entry) => entry.multiaddrs[0])
+        .filter((entry): entry is string => entry !== undefined),
+      stallMs: parameters.stallMs,
+    });
+    gatewayClose = running.close;
+    await running.gateway.waitForProviders({
+      count: parameters.providers,
+      modelHash: model.hash,
+      timeoutMs: 60_000,
+    });
+    logger.info("ready", { seconds: ((performance.now() - started) / 1000).toFixed(1) });
+    printDevnet({ url: running.url, model, providers: ready, chain });
+  } catch (error) {
+    process.stderr.write(`error: ${describeError(error)}\n`);
+    await stopAll("error");
+  }
+}
+
+/** Deploys to the devnet's anvil, funds the dev keys, registers the model and stakes every provider. */
+async function setUpDevnetChain(parameters: {
+  rpcUrl: string;
+  home: string;
+  model: ModelRecord;
+  providerKeys: Hex[];
+  gatewayKey: Hex;
+  priceOf: (index: number) => bigint;
+  logger: Logger;
+}) {
+  const { logger } = parameters;
+  const deployer = await connectChain({ rpcUrl: parameters.rpcUrl, privateKey: anvilDeployerKey });
+  const deployments = await deployMycel(deployer, { parameters: devnetDeployParameters });
+  const deploymentsPath = defaultDeploymentsPath(parameters.home);
+  writeDeployments(deploymentsPath, deployments);
+  logger.info("contracts deployed", { chainId: deployments.chainId, deployments: deploymentsPath });
+  const accounts = [...parameters.providerKeys, parameters.gatewayKey].map(
+    (key) => privateKeyToAccount(key).address,
+  );
+  await fundDevAccounts(deployer, { deployments, accounts: [deployer.account?.address as Hex, ...accounts] });
+  await fundRewards(deployer, { deployments, amount: parseEther("100000") });
+  const modelHash = modelHashToBytes32(parameters.model.hash);
+  await registerModel(deployer, {
+    deployments,
+    modelHash,
+    name: parameters.model.name,
+    license: parameters.model.license ?? "NOASSERTION",
+    metadataUri: "mycel:test-model",
+  });
+  const stake = BigInt(deployments.parameters.minimumProviderStake);
+  await Promise.all(
+    parameters.providerKeys.map(async (privateKey, index) => {
+      const connection = await connectChain({ rpcUrl: parameters.rpcUrl, privateKey, deployments });
+      const price = parameters.priceOf(index);
+      await registerProvider(connection, {
+        deployments,
+        peerId: peerIdOfSecp256k1Key(privateKey),
+        offers: [{ modelHash, inputPricePerMillion: price, outputPricePerMillion: price }],
+        stake,
+      });
+    }),
+  );
+  logger.info("providers staked on chain", {
+    providers: parameters.providerKeys.length,
+    stake: stake.toString(),
+  });
+  return { rpcUrl: parameters.rpcUrl, deployments, deploymentsPath };
+}
+
+function printDevnet(parameters: {
+  url: string;
+  model: ModelRecord;
+  providers: { peerId: string; address: string }[];
+  chain: { rpcUrl: string; deploymentsPath: string; deployments: Deployments };
+}) {
+  const { chain } = parameters;
+  const { url, model } = parameters;
+  const body = JSON.stringify({
+    model: model.name,
+    messages: [{ role: "user", content: "Hello!" }],
+    max_tokens: 32,
+  });
+  console.log(`
+Mycel devnet is up: ${parameters.providers.length} providers and a gateway, all on 127.0.0.1
+${parameters.providers.map((p, i) => `  provider-${i + 1}: ${p.address} (peer ${p.peerId})`).join("\n")}
+  OpenAI-compatible endpoint: ${url}/v1
+  Providers seen by the gateway: ${url}/mycel/v1/providers
+  Receipts: ${url}/mycel/v1/receipts/<request id>
+  Chain (anvil): ${chain.rpcUrl}, chain id ${chain.deployments.chainId}
+    contracts: ${chain.deploymentsPath}
+${Object.entries(chain.deployments.contracts)
+  .map(([name, address]) => `      ${name.padEnd(17)} ${address}`)
+  .join("\n")}
+    dev keys (password "${devnetPassword}"): devnet-provider-1..${parameters.providers.length}, devnet-gateway
+    e.g. MYCEL_PASSWORD=${devnetPassword} mycel provider status --key devnet-provider-1
+         mycel model info ${model.hash.slice(0, 12)}
+
+Try it with curl:
+  curl -s ${url}/v1/chat/completions -H 'content-type: application/json' \\
+    -d '${body}'
+
+Or with the openai package (node, ESM):
+  import OpenAI from "openai";
+  const client = new OpenAI({ baseURL: "${url}/v1", apiKey: "unused" });
+  const answer = await client.chat.completions.create({ model: "${model.name}", messages: [{ role: "user", content: "Hello!" }] });
+  console.log(answer.choices[0].message.content, answer.mycel?.receipts);
+
+Test models have random weights: their answers are noise, but real llama.cpp inference over real libp2p.
+Press Ctrl-C to stop everything.
+`);
+}

@@ -60,8 +60,14 @@ export async function startAnvil(parameters: StartAnvilParameters = {}): Promise
   if (parameters.blockTimeSeconds !== undefined)
     args.push("--block-time", String(parameters.blockTimeSeconds));
   if (parameters.gasLimit !== undefined) args.push("--gas-limit", String(parameters.gasLimit));
+  if (binary.includes("/") && !existsSync(binary))
+    throw new ChainError(`there is no anvil binary at ${binary}`, {
+      code: "anvil_start_failed",
+      hint: "reinstall with `npm install` (the @foundry-rs/anvil platform package), or set MYCEL_ANVIL_PATH to an anvil binary",
+    });
+  // sh runs anvil and a reader of our pipe that stops anvil once the pipe closes; sh exits with anvil.
   const watcher =
-    'exec 3<&0; "$0" "$@" </dev/null & pid=$!; cat <&3 >/dev/null; kill $pid 2>/dev/null; wait $pid';
+    'exec 3<&0; "$0" "$@" </dev/null & pid=$!; { cat <&3 >/dev/null; kill $pid 2>/dev/null; } & wait $pid';
   const child: ChildProcess = spawn("sh", ["-c", watcher, binary, ...args], {
     stdio: ["pipe", "pipe", "pipe"],
   });

@@ -84,6 +84,9 @@ contract PaymentChannels is ReentrancyGuard {
     error InvalidAmount(uint256 amount);
 
     constructor(uint64 minChallengePeriod_, uint64 maxChallengePeriod_) {
+        if (minChallengePeriod_ > maxChallengePeriod_ || maxChallengePeriod_ == 0) {
+            revert InvalidChallengePeriod(minChallengePeriod_, minChallengePeriod_, maxChallengePeriod_);
+        }
         minChallengePeriod = minChallengePeriod_;
         maxChallengePeriod = maxChallengePeriod_;
     }

@@ -1,5 +1,13 @@
 /** Sending transactions: simulate first (to get the revert reason in words), send, wait, report. */
-import type { Abi, Address, ContractFunctionArgs, ContractFunctionName, Hex, TransactionReceipt } from "viem";
+import {
+  type Abi,
+  type Address,
+  type ContractFunctionArgs,
+  type ContractFunctionName,
+  getAddress,
+  type Hex,
+  type TransactionReceipt,
+} from "viem";
 import { type ChainConnection, requireWallet } from "./client.ts";
 import { ContractRevertError, toChainError } from "./errors.ts";
 
@@ -110,7 +118,7 @@ export async function deployContract(
     blockNumber: receipt.blockNumber,
   };
   parameters.onTransaction?.(report);
-  return { ...report, address: receipt.contractAddress };
+  return { ...report, address: getAddress(receipt.contractAddress) };
 }
 
 async function waitForReceipt(connection: ChainConnection, hash: Hex, action: string) {

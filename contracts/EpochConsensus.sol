@@ -8,8 +8,9 @@ import {ProviderRegistry} from "./ProviderRegistry.sol";
 
 /// @title EpochConsensus
 /// @notice Staked validators score providers each epoch with commit-reveal. Finalizing an epoch
-/// computes each provider's consensus score (the highest score that validators holding at least
-/// half the revealed stake gave or exceeded: the stake-weighted median), clips every validator's
+/// fixes each provider's consensus score (the highest score that validators holding at least
+/// half the revealed stake gave or exceeded: the stake-weighted median; the finalizer supplies the
+/// scores, computed off chain, and the contract checks each one exactly in one pass), clips every validator's
 /// scores to it (as Yuma consensus does), updates each provider's reputation, and splits the
 /// epoch's reward among providers by consensus score and among validators by stake times agreement
 /// (sum of min(score, consensus) over sum of max(score, consensus)). A slashing proposal with
@@ -23,7 +24,6 @@ contract EpochConsensus is ReentrancyGuard {
     uint16 public constant MAX_SCORE = 10_000;
     uint256 public constant MAX_EVIDENCE_BYTES = 16_384;
     uint256 private constant SCORES_PER_WORD = 16;
-    uint256 private constant WEIGHT_MASK = type(uint128).max;
 
     /// @notice A validator's stake.
     struct Validator {
@@ -49,15 +49,17 @@ contract EpochConsensus is ReentrancyGuard {
     }
 
     /// @notice A provider's on-chain reputation: the last consensus score and a moving average
-    /// (reputation = (3 * reputation + score) / 4), both out of MAX_SCORE.
+    /// (reputation = (3 * reputation + score) / 4), both out of MAX_SCORE, and its unclaimed rewards.
     struct Standing {
         uint16 lastScore;
         uint16 reputation;
         uint64 lastEpoch;
         bool scored;
+        uint128 unclaimedReward;
     }
 
-    /// @notice A slashing proposal.
+    /// @notice A slashing proposal; it passes when `yesStake` reaches 2/3 of `totalStake`, the
+    /// validator stake when it was proposed (so unbonding after voting cannot lower the bar).
     struct SlashProposal {
         address provider;
         uint64 deadline;
@@ -66,6 +68,7 @@ contract EpochConsensus is ReentrancyGuard {
         uint256 amount;
         bytes32 evidenceHash;
         uint256 yesStake;
+        uint256 totalStake;
     }
 
     /// @dev An epoch's tally while finalizing.
@@ -94,7 +97,7 @@ contract EpochConsensus is ReentrancyGuard {
 
     uint256 public rewardPool;
     uint256 public totalValidatorStake;
-    mapping(address account => uint256) public claimable;
+    mapping(address validator => uint256) private validatorRewards;
 
     mapping(address validator => Validator) private validators;
     mapping(address validator => uint256) private validatorIndexPlusOne;
@@ -184,6 +187,10 @@ contract EpochConsensus is ReentrancyGuard {
     error AlreadyVoted(uint256 proposalId, address validator);
     /// @notice Nothing to claim.
     error NothingToClaim(address account);
+    /// @notice One consensus score per provider of the epoch, in its order.
+    error ConsensusLengthMismatch(uint256 given, uint256 expected);
+    /// @notice `score` is not the stake-weighted median of the revealed scores for provider `index`.
+    error WrongConsensus(uint256 index, uint256 score);
     /// @notice Constructor parameters that cannot work.
     error InvalidConfiguration(string reason);
 
@@ -206,6 +213,12 @@ contract EpochConsensus is ReentrancyGuard {
             revert InvalidConfiguration("the voting period must be positive and at most the unbonding period");
         }
         if (validatorShareBps_ > 10_000) revert InvalidConfiguration("validator share above 10000 bps");
+        if (validatorUnbondingPeriod_ < epochLength_ + revealPeriod_) {
+            revert InvalidConfiguration("validator unbonding must last at least an epoch plus its reveal period");
+        }
+        if (providerRegistry_.unbondingPeriod() < votingPeriod_) {
+            revert InvalidConfiguration("provider unbonding must last at least the voting period");
+        }
         token = token_;
         providerRegistry = providerRegistry_;
         minimumValidatorStake = minimumValidatorStake_;
@@ -309,6 +322,7 @@ contract EpochConsensus is ReentrancyGuard {
             if (state.committers.length >= MAX_VALIDATORS) revert ValidatorSetFull(MAX_VALIDATORS);
             state.committers.push(msg.sender);
         }
+        if (validator.stake > type(uint128).max) revert InsufficientStake(validator.stake, type(uint128).max);
         existing.hash = commitment;
         existing.weight = uint128(validator.stake);
         emit ScoresCommitted(epoch, msg.sender, commitment);
@@ -341,8 +355,10 @@ contract EpochConsensus is ReentrancyGuard {
         emit ScoresRevealed(epoch, msg.sender, scores);
     }
 
-    /// @notice Computes consensus, reputation and rewards for an epoch once its reveal phase is over; anyone may call.
-    function finalize(uint256 epoch) external {
+    /// @notice Fixes consensus, reputation and rewards for an epoch once its reveal phase is over; anyone
+    /// may call. `consensus` holds each provider's stake-weighted median (see the contract notes), in the
+    /// epoch's order; each is checked, and a wrong one reverts with WrongConsensus. With no reveal it may be empty.
+    function finalize(uint256 epoch, uint16[] calldata consensus) external {
         uint64 opensAt = epochEnd(epoch) + revealPeriod;
         if (block.timestamp < opensAt) revert NotFinalizePhase(epoch, opensAt);
         Epoch storage state = epochs[epoch];
@@ -350,7 +366,7 @@ contract EpochConsensus is ReentrancyGuard {
         if (state.finalized) revert EpochAlreadyFinalized(epoch);
         state.finalized = true;
 
-        Tally memory tally = _tally(epoch, state);
+        Tally memory tally = _tally(epoch, state, consensus);
         uint256 validatorCount = tally.revealers.length;
         uint256 providerCount = tally.providers.length;
         if (validatorCount == 0 || providerCount == 0) {
@@ -373,11 +389,17 @@ contract EpochConsensus is ReentrancyGuard {
         emit RewardsFunded(msg.sender, received);
     }
 
+    /// @notice Rewards an account can claim (as validator and as provider).
+    function claimable(address account) public view returns (uint256) {
+        return validatorRewards[account] + standings[account].unclaimedReward;
+    }
+
     /// @notice Sends the sender its rewards.
     function claimRewards() external nonReentrant returns (uint256 amount) {
-        amount = claimable[msg.sender];
+        amount = claimable(msg.sender);
         if (amount == 0) revert NothingToClaim(msg.sender);
-        claimable[msg.sender] = 0;
+        validatorRewards[msg.sender] = 0;
+        standings[msg.sender].unclaimedReward = 0;
         token.send(msg.sender, amount);
         emit RewardsClaimed(msg.sender, amount);
     }
@@ -405,7 +427,8 @@ contract EpochConsensus is ReentrancyGuard {
                 proposer: msg.sender,
                 amount: amount,
                 evidenceHash: evidenceHash,
-                yesStake: 0
+                yesStake: 0,
+                totalStake: totalValidatorStake
             })
         );
         emit SlashProposed(proposalId, provider, msg.sender, amount, evidenceHash, evidence);
@@ -446,6 +469,17 @@ contract EpochConsensus is ReentrancyGuard {
         uint256 count = epochs[epoch].providers.length;
         uint256[] storage words = packedConsensus[epoch];
         if (words.length == 0) return new uint16[](0);
+        scores = new uint16[](count);
+        for (uint256 i = 0; i < count; i++) {
+            scores[i] = uint16(_scoreAtStorage(words, i));
+        }
+    }
+
+    /// @notice A revealed validator's scores for an epoch, in the epoch's provider order (empty before its reveal).
+    function revealedScores(uint256 epoch, address validator) external view returns (uint16[] memory scores) {
+        uint256[] storage words = packedScores[epoch][validator];
+        if (words.length == 0) return new uint16[](0);
+        uint256 count = epochs[epoch].providers.length;
         scores = new uint16[](count);
         for (uint256 i = 0; i < count; i++) {
             scores[i] = uint16(_scoreAtStorage(words, i));
@@ -498,7 +532,11 @@ contract EpochConsensus is ReentrancyGuard {
         emit EpochOpened(epoch, active.length);
     }
 
-    function _tally(uint256 epoch, Epoch storage state) private view returns (Tally memory tally) {
+    function _tally(uint256 epoch, Epoch storage state, uint16[] calldata consensus)
+        private
+        view
+        returns (Tally memory tally)
+    {
         tally.providers = state.providers;
         address[] memory committers = state.committers;
         uint256 count = state.revealed;
@@ -515,58 +553,71 @@ contract EpochConsensus is ReentrancyGuard {
             tally.totalWeight += commitment.weight;
             next++;
         }
-        tally.consensus = new uint256[](tally.providers.length);
+        uint256 providerCount = tally.providers.length;
+        tally.consensus = new uint256[](providerCount);
         tally.agreeMin = new uint256[](count);
         tally.agreeMax = new uint256[](count);
         if (count == 0) return tally;
-        for (uint256 p = 0; p < tally.providers.length; p++) {
-            uint256 score = _weightedMedian(tally.words, tally.weights, tally.totalWeight, p);
-            tally.consensus[p] = score;
-            tally.consensusSum += score;
-            for (uint256 v = 0; v < count; v++) {
-                uint256 given = _scoreAt(tally.words[v], p);
-                if (given < score) {
-                    tally.agreeMin[v] += given;
-                    tally.agreeMax[v] += score;
-                } else {
-                    tally.agreeMin[v] += score;
-                    tally.agreeMax[v] += given;
+        if (consensus.length != providerCount) revert ConsensusLengthMismatch(consensus.length, providerCount);
+        uint256[] memory claimed = new uint256[](providerCount);
+        for (uint256 p = 0; p < providerCount; p++) {
+            if (consensus[p] > MAX_SCORE) revert ScoreOutOfRange(p, consensus[p]);
+            claimed[p] = consensus[p];
+        }
+        // counts[p]: weight of validators giving provider p at least the claimed score; counts[n + p]: more.
+        uint256[] memory counts = new uint256[](2 * providerCount);
+        for (uint256 v = 0; v < count; v++) {
+            (tally.agreeMin[v], tally.agreeMax[v]) = _tallyValidator(tally.words[v], tally.weights[v], claimed, counts);
+        }
+        // The claimed score is the highest s with weight(given >= s) * 2 >= total, exactly when
+        // weight(given >= score) * 2 >= total and weight(given > score) * 2 < total.
+        uint256 total = tally.totalWeight;
+        for (uint256 p = 0; p < providerCount; p++) {
+            if (counts[p] * 2 < total || counts[providerCount + p] * 2 >= total) revert WrongConsensus(p, claimed[p]);
+        }
+        tally.consensus = claimed;
+        for (uint256 p = 0; p < providerCount; p++) {
+            tally.consensusSum += claimed[p];
+        }
+    }
+
+    /// @dev One validator against the claimed consensus: adds its weight to `counts[p]` where its score
+    /// is >= the claim and to `counts[n + p]` where it is > the claim, and returns its sums of min and max
+    /// of (score, claim). The words hold ceil(n / 16) packed scores (every reveal has one score per
+    /// provider), so every read is in bounds; sums cannot overflow (weights < 2^128, <= 256 scores of 10000).
+    function _tallyValidator(uint256[] memory words, uint256 weight, uint256[] memory claimed, uint256[] memory counts)
+        private
+        pure
+        returns (uint256 sumMin, uint256 sumMax)
+    {
+        assembly ("memory-safe") {
+            let n := mload(claimed)
+            let aboveOffset := shl(5, n)
+            for { let p := 0 } lt(p, n) { p := add(p, 1) } {
+                let given := and(shr(shl(4, and(p, 15)), mload(add(words, add(0x20, shl(5, shr(4, p)))))), 0xffff)
+                let offset := add(0x20, shl(5, p))
+                let score := mload(add(claimed, offset))
+                switch lt(given, score)
+                case 0 {
+                    let slot := add(counts, offset)
+                    mstore(slot, add(mload(slot), weight))
+                    if gt(given, score) {
+                        slot := add(slot, aboveOffset)
+                        mstore(slot, add(mload(slot), weight))
+                    }
+                    sumMin := add(sumMin, score)
+                    sumMax := add(sumMax, given)
+                }
+                default {
+                    sumMin := add(sumMin, given)
+                    sumMax := add(sumMax, score)
                 }
             }
         }
     }
 
-    function _scoreAt(uint256[] memory words, uint256 index) private pure returns (uint256) {
-        return (words[index / SCORES_PER_WORD] >> (16 * (index % SCORES_PER_WORD))) & 0xffff;
-    }
-
     function _scoreAtStorage(uint256[] storage words, uint256 index) private view returns (uint256) {
         return (words[index / SCORES_PER_WORD] >> (16 * (index % SCORES_PER_WORD))) & 0xffff;
-    }
-
-    /// @dev The highest score s such that validators giving >= s hold at least half the weight.
-    function _weightedMedian(uint256[][] memory words, uint256[] memory weights, uint256 totalWeight, uint256 provider)
-        private
-        pure
-        returns (uint256)
-    {
-        uint256 count = weights.length;
-        uint256[] memory keys = new uint256[](count);
-        for (uint256 v = 0; v < count; v++) {
-            uint256 key = (_scoreAt(words[v], provider) << 128) | weights[v];
-            uint256 j = v;
-            while (j > 0 && keys[j - 1] < key) {
-                keys[j] = keys[j - 1];
-                j--;
-            }
-            keys[j] = key;
-        }
-        uint256 cumulative = 0;
-        for (uint256 i = 0; i < count; i++) {
-            cumulative += keys[i] & WEIGHT_MASK;
-            if (cumulative * 2 >= totalWeight) return keys[i] >> 128;
-        }
-        return 0;
     }
 
     function _payProviders(uint256 epoch, Tally memory tally, uint256 providerPart)
@@ -583,13 +634,18 @@ contract EpochConsensus is ReentrancyGuard {
                 packed.push(word);
                 word = 0;
             }
-            Standing storage standing = standings[providerList[p]];
+            Standing memory standing = standings[providerList[p]];
             uint16 reputation =
                 standing.scored ? uint16((uint256(standing.reputation) * 3 + score) / 4) : uint16(score);
-            standings[providerList[p]] =
-                Standing({lastScore: uint16(score), reputation: reputation, lastEpoch: uint64(epoch), scored: true});
             uint256 reward = tally.consensusSum == 0 ? 0 : providerPart * score / tally.consensusSum;
-            if (reward != 0) claimable[providerList[p]] += reward;
+            // One storage write per provider: score, reputation and reward share a slot.
+            standings[providerList[p]] = Standing({
+                lastScore: uint16(score),
+                reputation: reputation,
+                lastEpoch: uint64(epoch),
+                scored: true,
+                unclaimedReward: uint128(standing.unclaimedReward + reward)
+            });
             distributed += reward;
             emit ProviderScored(epoch, providerList[p], uint16(score), reputation, reward);
         }
@@ -610,7 +666,7 @@ contract EpochConsensus is ReentrancyGuard {
         }
         for (uint256 v = 0; v < count; v++) {
             uint256 reward = weightedSum == 0 ? 0 : validatorPart * (weights[v] * agreement[v]) / weightedSum;
-            if (reward != 0) claimable[revealers[v]] += reward;
+            if (reward != 0) validatorRewards[revealers[v]] += reward;
             distributed += reward;
             emit ValidatorRewarded(epoch, revealers[v], agreement[v], reward);
         }
@@ -625,7 +681,7 @@ contract EpochConsensus is ReentrancyGuard {
         votedOn[proposalId][voter] = true;
         proposal.yesStake += stake;
         emit SlashVoted(proposalId, voter, stake, proposal.yesStake);
-        if (proposal.yesStake * 3 >= totalValidatorStake * 2) {
+        if (proposal.yesStake * 3 >= proposal.totalStake * 2) {
             proposal.executed = true;
             uint256 slashed = providerRegistry.slash(proposal.provider, proposal.amount, address(this));
             rewardPool += slashed;

@@ -106,13 +106,88 @@ export async function revealScores(
   });
 }
 
-/** Finalizes an epoch (anyone may, after its reveal phase). */
+/**
+ * Each provider's consensus score: the highest score s such that the validators who gave at least s hold
+ * at least half of the total weight (the stake-weighted median). `scores[v][p]` is validator v's score
+ * for provider p; `weights[v]` its weight. This is what EpochConsensus.finalize checks.
+ */
+export function computeConsensus(parameters: {
+  scores: readonly (readonly number[])[];
+  weights: readonly bigint[];
+}): number[] {
+  const { scores, weights } = parameters;
+  const total = weights.reduce((sum, weight) => sum + weight, 0n);
+  const providerCount = scores[0]?.length ?? 0;
+  const consensus: number[] = [];
+  for (let provider = 0; provider < providerCount; provider++) {
+    const given = scores
+      .map((row, validator) => ({ score: row[provider] ?? 0, weight: weights[validator] ?? 0n }))
+      .sort((a, b) => b.score - a.score);
+    let cumulative = 0n;
+    let median = 0;
+    for (let index = 0; index < given.length; index++) {
+      const entry = given[index] as { score: number; weight: bigint };
+      cumulative += entry.weight;
+      // Only decide at the last validator with this score: all of them count toward "given >= s".
+      if (given[index + 1]?.score === entry.score) continue;
+      if (cumulative * 2n >= total) {
+        median = entry.score;
+        break;
+      }
+    }
+    consensus.push(median);
+  }
+  return consensus;
+}
+
+/** Reads an epoch's revealed scores and weights and computes its consensus vector for `finalize`. */
+export async function epochConsensusInput(
+  connection: ChainConnection,
+  parameters: { deployments: Deployments; epoch: bigint },
+): Promise<number[]> {
+  const address = parameters.deployments.contracts.epochConsensus;
+  const read = connection.publicClient;
+  const state = await read.readContract({
+    address,
+    abi: epochConsensusAbi,
+    functionName: "getEpoch",
+    args: [parameters.epoch],
+  });
+  const revealed = (
+    await Promise.all(
+      state.committers.map(async (validator) => {
+        const commitment = await read.readContract({
+          address,
+          abi: epochConsensusAbi,
+          functionName: "getCommitment",
+          args: [parameters.epoch, validator],
+        });
+        if (!commitment.revealed) return undefined;
+        const scores = await read.readContract({
+          address,
+          abi: epochConsensusAbi,
+          functionName: "revealedScores",
+          args: [parameters.epoch, validator],
+        });
+        return { weight: commitment.weight, scores: [...scores] };
+      }),
+    )
+  ).filter((entry): entry is { weight: bigint; scores: number[] } => entry !== undefined);
+  if (revealed.length === 0) return [];
+  return computeConsensus({
+    scores: revealed.map((entry) => entry.scores),
+    weights: revealed.map((entry) => entry.weight),
+  });
+}
+
+/** Finalizes an epoch (anyone may, after its reveal phase): computes the consensus off chain, the contract checks it. */
 export async function finalizeEpoch(connection: ChainConnection, parameters: Common & { epoch: bigint }) {
+  const consensus = await epochConsensusInput(connection, parameters);
   return sendContractTransaction(connection, {
     address: parameters.deployments.contracts.epochConsensus,
     abi: epochConsensusAbi,
     functionName: "finalize",
-    args: [parameters.epoch],
+    args: [parameters.epoch, consensus],
     action: `finalize epoch ${parameters.epoch}`,
     onTransaction: parameters.onTransaction,
   });

@@ -55,7 +55,7 @@ export const devnetDeployParameters: DeployParameters = {
   ...defaultDeployParameters,
   providerUnbondingSeconds: 600,
   minChallengeSeconds: 60,
-  validatorUnbondingSeconds: 600,
+  validatorUnbondingSeconds: 1_200,
   epochSeconds: 600,
   revealSeconds: 120,
   votingSeconds: 300,

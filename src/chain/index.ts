@@ -22,6 +22,8 @@ export {
 export { type ChainConnection, type ConnectChainParameters, connectChain, requireWallet } from "./client.ts";
 export {
   commitScores,
+  computeConsensus,
+  epochConsensusInput,
   finalizeEpoch,
   fundRewards,
   getEpochState,

@@ -174,7 +174,7 @@ export async function getModelLineage(
   return build(parameters.modelHash, 0);
 }
 
-/** Renders a lineage tree as indented lines ("└─ quantize of base (0x…)"). */
+/** Renders a lineage tree as indented lines ("└─ quantize of base 0x…"). */
 export function formatLineage(node: LineageNode): string[] {
   const lines = [`${node.name} ${node.modelHash}${node.deprecated ? " (deprecated)" : ""}`];
   const walk = (children: LineageNode[], indent: string) => {

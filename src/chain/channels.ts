@@ -5,7 +5,7 @@ import type { ChainConnection } from "./client.ts";
 import type { Deployments } from "./deployments.ts";
 import { ChainError, toChainError } from "./errors.ts";
 import { paymentChannelsAbi } from "./generated/contracts.ts";
-import { ensureAllowance } from "./token.ts";
+import { type AmountFormat, ensureAllowance, show } from "./token.ts";
 import { sendContractTransaction, type TransactionReporter } from "./transactions.ts";
 
 /** A channel as the contract holds it, with its state in words. */
@@ -22,7 +22,7 @@ export type ChannelRecord = {
   state: "open" | "closing" | "closed";
 };
 
-type Common = { deployments: Deployments; onTransaction?: TransactionReporter };
+type Common = { deployments: Deployments; onTransaction?: TransactionReporter } & AmountFormat;
 
 /** The voucher domain of a deployment's PaymentChannels. */
 export function deploymentVoucherDomain(deployments: Deployments): VoucherDomain {
@@ -51,13 +51,14 @@ export async function openChannel(
     spender: contracts.paymentChannels,
     amount: parameters.amount,
     onTransaction: parameters.onTransaction,
+    formatAmount: parameters.formatAmount,
   });
   const sent = await sendContractTransaction(connection, {
     address: contracts.paymentChannels,
     abi: paymentChannelsAbi,
     functionName: "open",
     args: [parameters.provider, token, parameters.amount, BigInt(challenge)],
-    action: `open a channel to ${parameters.provider} with ${parameters.amount} deposited`,
+    action: `open a channel to ${parameters.provider} with ${show(parameters, parameters.amount)} deposited`,
     onTransaction: parameters.onTransaction,
   });
   const [opened] = parseEventLogs({
@@ -81,13 +82,14 @@ export async function topUpChannel(
     spender: parameters.deployments.contracts.paymentChannels,
     amount: parameters.amount,
     onTransaction: parameters.onTransaction,
+    formatAmount: parameters.formatAmount,
   });
   return sendContractTransaction(connection, {
     address: parameters.deployments.contracts.paymentChannels,
     abi: paymentChannelsAbi,
     functionName: "topUp",
     args: [parameters.channelId, parameters.amount],
-    action: `top up channel ${parameters.channelId} by ${parameters.amount}`,
+    action: `top up channel ${parameters.channelId} by ${show(parameters, parameters.amount)}`,
     onTransaction: parameters.onTransaction,
   });
 }
@@ -102,7 +104,7 @@ export async function settleVoucher(
     abi: paymentChannelsAbi,
     functionName: "settle",
     args: [parameters.channelId, parameters.cumulativeAmount, parameters.signature],
-    action: `settle channel ${parameters.channelId} up to ${parameters.cumulativeAmount}`,
+    action: `settle channel ${parameters.channelId} up to ${show(parameters, parameters.cumulativeAmount)}`,
     onTransaction: parameters.onTransaction,
   });
   return { ...sent, paid: sent.result as bigint };

@@ -3,10 +3,10 @@ import { type Address, encodeAbiParameters, type Hex, keccak256, parseEventLogs 
 import type { ChainConnection } from "./client.ts";
 import type { Deployments } from "./deployments.ts";
 import { epochConsensusAbi } from "./generated/contracts.ts";
-import { ensureAllowance } from "./token.ts";
+import { type AmountFormat, ensureAllowance, show } from "./token.ts";
 import { sendContractTransaction, type TransactionReporter } from "./transactions.ts";
 
-type Common = { deployments: Deployments; onTransaction?: TransactionReporter };
+type Common = { deployments: Deployments; onTransaction?: TransactionReporter } & AmountFormat;
 
 /** The highest score (scores are 0..maxScore, i.e. basis points of 1.0). */
 export const maxScore = 10_000;
@@ -34,13 +34,14 @@ export async function registerValidator(connection: ChainConnection, parameters:
     spender: contracts.epochConsensus,
     amount: parameters.stake,
     onTransaction: parameters.onTransaction,
+    formatAmount: parameters.formatAmount,
   });
   return sendContractTransaction(connection, {
     address: contracts.epochConsensus,
     abi: epochConsensusAbi,
     functionName: "registerValidator",
     args: [parameters.stake],
-    action: `register as a validator with a stake of ${parameters.stake}`,
+    action: `register as a validator with a stake of ${show(parameters, parameters.stake)}`,
     onTransaction: parameters.onTransaction,
   });
 }
@@ -203,7 +204,7 @@ export async function proposeSlash(
     abi: epochConsensusAbi,
     functionName: "proposeSlash",
     args: [parameters.provider, parameters.amount, parameters.evidence],
-    action: `propose slashing ${parameters.amount} of ${parameters.provider}`,
+    action: `propose slashing ${show(parameters, parameters.amount)} of ${parameters.provider}`,
     onTransaction: parameters.onTransaction,
   });
   const [proposed] = parseEventLogs({
@@ -234,13 +235,14 @@ export async function fundRewards(connection: ChainConnection, parameters: Commo
     spender: contracts.epochConsensus,
     amount: parameters.amount,
     onTransaction: parameters.onTransaction,
+    formatAmount: parameters.formatAmount,
   });
   return sendContractTransaction(connection, {
     address: contracts.epochConsensus,
     abi: epochConsensusAbi,
     functionName: "fundRewards",
     args: [parameters.amount],
-    action: `fund the reward pool with ${parameters.amount}`,
+    action: `fund the reward pool with ${show(parameters, parameters.amount)}`,
     onTransaction: parameters.onTransaction,
   });
 }

@@ -4,7 +4,7 @@ import type { ChainConnection } from "./client.ts";
 import type { Deployments } from "./deployments.ts";
 import { toChainError } from "./errors.ts";
 import { providerRegistryAbi } from "./generated/contracts.ts";
-import { ensureAllowance } from "./token.ts";
+import { type AmountFormat, ensureAllowance, show } from "./token.ts";
 import { sendContractTransaction, type TransactionReporter } from "./transactions.ts";
 
 /** A model a provider offers, with prices per 1M tokens in the token's smallest unit. */
@@ -22,7 +22,7 @@ export type ProviderRecord = {
   active: boolean;
 };
 
-type Common = { deployments: Deployments; onTransaction?: TransactionReporter };
+type Common = { deployments: Deployments; onTransaction?: TransactionReporter } & AmountFormat;
 
 /** Registers the connected account as a provider, approving and staking `stake`. */
 export async function registerProvider(
@@ -35,13 +35,14 @@ export async function registerProvider(
     spender: contracts.providerRegistry,
     amount: parameters.stake,
     onTransaction: parameters.onTransaction,
+    formatAmount: parameters.formatAmount,
   });
   return sendContractTransaction(connection, {
     address: contracts.providerRegistry,
     abi: providerRegistryAbi,
     functionName: "register",
     args: [parameters.peerId, parameters.offers, parameters.stake],
-    action: `register as a provider (peer ${parameters.peerId}) with a stake of ${parameters.stake}`,
+    action: `register as a provider (peer ${parameters.peerId}) with a stake of ${show(parameters, parameters.stake)}`,
     onTransaction: parameters.onTransaction,
   });
 }
@@ -54,13 +55,14 @@ export async function addProviderStake(connection: ChainConnection, parameters: 
     spender: contracts.providerRegistry,
     amount: parameters.amount,
     onTransaction: parameters.onTransaction,
+    formatAmount: parameters.formatAmount,
   });
   return sendContractTransaction(connection, {
     address: contracts.providerRegistry,
     abi: providerRegistryAbi,
     functionName: "addStake",
     args: [parameters.amount],
-    action: `add ${parameters.amount} to the provider stake`,
+    action: `add ${show(parameters, parameters.amount)} to the provider stake`,
     onTransaction: parameters.onTransaction,
   });
 }
@@ -75,7 +77,7 @@ export async function requestProviderUnbond(
     abi: providerRegistryAbi,
     functionName: "requestUnbond",
     args: [parameters.amount],
-    action: `unbond ${parameters.amount} of the provider stake`,
+    action: `unbond ${show(parameters, parameters.amount)} of the provider stake`,
     onTransaction: parameters.onTransaction,
   });
 }

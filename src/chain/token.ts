@@ -47,10 +47,23 @@ export async function getTokenBalance(
   });
 }
 
+/** How actions write token amounts in their descriptions (default: the smallest unit, e.g. "5000000000000000000 units"). */
+export type AmountFormat = { formatAmount?: (amount: bigint) => string };
+
+/** An amount in words, with the caller's format when it gave one. */
+export function show(parameters: AmountFormat, amount: bigint): string {
+  return parameters.formatAmount ? parameters.formatAmount(amount) : `${amount} units`;
+}
+
 /** Approves `spender` for `amount` unless the allowance already covers it. */
 export async function ensureAllowance(
   connection: ChainConnection,
-  parameters: { token: Address; spender: Address; amount: bigint; onTransaction?: TransactionReporter },
+  parameters: {
+    token: Address;
+    spender: Address;
+    amount: bigint;
+    onTransaction?: TransactionReporter;
+  } & AmountFormat,
 ): Promise<void> {
   const owner = connection.account?.address;
   if (!owner) return;
@@ -66,7 +79,7 @@ export async function ensureAllowance(
     abi: erc20Abi,
     functionName: "approve",
     args: [parameters.spender, parameters.amount],
-    action: `approve ${parameters.spender} to move ${parameters.amount} token units`,
+    action: `approve ${parameters.spender} to spend ${show(parameters, parameters.amount)}`,
     onTransaction: parameters.onTransaction,
   });
 }

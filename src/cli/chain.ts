@@ -387,7 +387,12 @@ export function addChainCommands(parameters: {
       const account = connection.account?.address as Address;
       const record = await getProviderRecord(connection, { deployments, provider: account });
       if (record) {
-        await addProviderStake(connection, { deployments, amount, onTransaction: printTransaction });
+        await addProviderStake(connection, {
+          deployments,
+          amount,
+          onTransaction: printTransaction,
+          formatAmount: (value: bigint) => formatTokenAmount(value, token),
+        });
       } else {
         if (!globals.model?.length)
           throw new InvalidInputError("a new provider names the models it serves", {
@@ -408,6 +413,7 @@ export function addChainCommands(parameters: {
           offers,
           stake: amount,
           onTransaction: printTransaction,
+          formatAmount: (value: bigint) => formatTokenAmount(value, token),
         });
       }
       const after = await getProviderRecord(connection, { deployments, provider: account });
@@ -426,7 +432,12 @@ export function addChainCommands(parameters: {
       const { connection, deployments } = await signer(command);
       const token = await tokenOf(connection, deployments);
       const amount = parseTokenAmount(amountText, token.decimals);
-      await requestProviderUnbond(connection, { deployments, amount, onTransaction: printTransaction });
+      await requestProviderUnbond(connection, {
+        deployments,
+        amount,
+        onTransaction: printTransaction,
+        formatAmount: (value: bigint) => formatTokenAmount(value, token),
+      });
       const record = await getProviderRecord(connection, {
         deployments,
         provider: connection.account?.address as Address,
@@ -506,6 +517,7 @@ export function addChainCommands(parameters: {
         amount,
         challengePeriodSeconds: flags.challengePeriod,
         onTransaction: printTransaction,
+        formatAmount: (value: bigint) => formatTokenAmount(value, token),
       });
       console.log(
         `channel ${opened.channelId} open: ${formatTokenAmount(amount, token)} to ${flags.provider}`,
@@ -591,6 +603,7 @@ export function addChainCommands(parameters: {
       deployments,
       channelId: id,
       onTransaction: printTransaction,
+      formatAmount: (value: bigint) => formatTokenAmount(value, token),
     });
     console.log(
       `channel ${id} closed: ${formatTokenAmount(withdrawn.refunded, token)} returned, ${formatTokenAmount(before.settled, token)} paid to the provider`,

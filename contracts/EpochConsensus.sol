@@ -30,6 +30,8 @@ contract EpochConsensus is ReentrancyGuard {
         uint256 stake;
         uint256 unbonding;
         uint64 unbondingReleaseAt;
+        /// @notice The value of `stakeIncreases` after this validator's latest stake increase.
+        uint64 lastIncrease;
     }
 
     /// @notice A validator's commitment for one epoch; `weight` is its stake when it committed.
@@ -69,6 +71,7 @@ contract EpochConsensus is ReentrancyGuard {
         bytes32 evidenceHash;
         uint256 yesStake;
         uint256 totalStake;
+        uint64 stakeIncreasesAtProposal;
     }
 
     /// @dev An epoch's tally while finalizing.
@@ -96,6 +99,8 @@ contract EpochConsensus is ReentrancyGuard {
     uint16 public immutable validatorShareBps;
 
     uint256 public rewardPool;
+    /// @notice Counts validator stake increases; a validator whose stake grew after a proposal cannot vote on it.
+    uint64 public stakeIncreases;
     uint256 public totalValidatorStake;
     mapping(address validator => uint256) private validatorRewards;
 
@@ -185,6 +190,8 @@ contract EpochConsensus is ReentrancyGuard {
     error ProposalExpired(uint256 proposalId, uint64 deadline);
     /// @notice The validator voted on this proposal already.
     error AlreadyVoted(uint256 proposalId, address validator);
+    /// @notice The voter registered or added stake after the proposal was made, so it cannot vote on it.
+    error StakeAddedAfterProposal(uint256 proposalId, address validator);
     /// @notice Nothing to claim.
     error NothingToClaim(address account);
     /// @notice One consensus score per provider of the epoch, in its order.
@@ -243,6 +250,7 @@ contract EpochConsensus is ReentrancyGuard {
         uint256 received = token.pull(msg.sender, amount);
         if (received < minimumValidatorStake) revert StakeBelowMinimum(received, minimumValidatorStake);
         validators[msg.sender].stake = received;
+        validators[msg.sender].lastIncrease = ++stakeIncreases;
         totalValidatorStake += received;
         emit ValidatorRegistered(msg.sender, received);
     }
@@ -253,6 +261,7 @@ contract EpochConsensus is ReentrancyGuard {
         if (amount == 0) revert ZeroAmount();
         uint256 received = token.pull(msg.sender, amount);
         validator.stake += received;
+        validator.lastIncrease = ++stakeIncreases;
         totalValidatorStake += received;
         emit ValidatorStakeAdded(msg.sender, received, validator.stake);
     }
@@ -428,18 +437,19 @@ contract EpochConsensus is ReentrancyGuard {
                 amount: amount,
                 evidenceHash: evidenceHash,
                 yesStake: 0,
-                totalStake: totalValidatorStake
+                totalStake: totalValidatorStake,
+                stakeIncreasesAtProposal: stakeIncreases
             })
         );
         emit SlashProposed(proposalId, provider, msg.sender, amount, evidenceHash, evidence);
-        _vote(proposalId, msg.sender, validator.stake);
+        _vote(proposalId, msg.sender, validator);
     }
 
     /// @notice Votes for a slashing proposal; it executes once >= 2/3 of validator stake voted for it.
     function voteSlash(uint256 proposalId) external {
         Validator storage validator = _validator(msg.sender);
         if (validator.stake == 0) revert NotValidator(msg.sender);
-        _vote(proposalId, msg.sender, validator.stake);
+        _vote(proposalId, msg.sender, validator);
     }
 
     // ---- views ----
@@ -672,12 +682,16 @@ contract EpochConsensus is ReentrancyGuard {
         }
     }
 
-    function _vote(uint256 proposalId, address voter, uint256 stake) private {
+    /// @dev A vote weighs the voter's current stake, which (since its stake did not grow after the
+    /// proposal) is at most its stake at proposal time: 2/3 of the snapshot needs 2/3 of the stake then.
+    function _vote(uint256 proposalId, address voter, Validator storage validator) private {
         if (proposalId >= proposals.length) revert UnknownProposal(proposalId);
         SlashProposal storage proposal = proposals[proposalId];
         if (proposal.executed) revert ProposalExecuted(proposalId);
         if (block.timestamp >= proposal.deadline) revert ProposalExpired(proposalId, proposal.deadline);
         if (votedOn[proposalId][voter]) revert AlreadyVoted(proposalId, voter);
+        if (validator.lastIncrease > proposal.stakeIncreasesAtProposal) revert StakeAddedAfterProposal(proposalId, voter);
+        uint256 stake = validator.stake;
         votedOn[proposalId][voter] = true;
         proposal.yesStake += stake;
         emit SlashVoted(proposalId, voter, stake, proposal.yesStake);

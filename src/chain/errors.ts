@@ -135,6 +135,12 @@ const revertReasons: Record<string, (args: readonly unknown[]) => string> = {
   ProposalExecuted: ([id]) => `slashing proposal ${format(id)} was executed already`,
   ProposalExpired: ([id, deadline]) => `voting on slashing proposal ${format(id)} ended at ${time(deadline)}`,
   AlreadyVoted: ([id, validator]) => `${format(validator)} voted on proposal ${format(id)} already`,
+  WrongConsensus: ([index, score]) =>
+    `${format(score)} is not the stake-weighted median of the scores revealed for provider ${format(index)}`,
+  ConsensusLengthMismatch: ([given, expected]) =>
+    `${format(given)} consensus scores given, the epoch has ${format(expected)} providers`,
+  StakeAddedAfterProposal: ([id, validator]) =>
+    `${format(validator)} registered or added stake after slashing proposal ${format(id)} was made, so it cannot vote on it`,
   NothingToClaim: ([account]) => `${format(account)} has no rewards to claim`,
   InvalidConfiguration: ([reason]) => `invalid configuration: ${format(reason)}`,
 };

@@ -1142,7 +1142,7 @@ async function main() {
     );
   } finally {
     await anvil?.stop();
-    console.log(`\nruntime: ${((performance.now() - runStarted) / 1000).toFixed(1)} s`);
+    process.stderr.write(`runtime: ${((performance.now() - runStarted) / 1000).toFixed(1)} s\n`);
   }
 }
 

@@ -587,7 +587,7 @@ async function main() {
   } finally {
     await stopAll();
     await rm(home, { recursive: true, force: true });
-    console.log(`\nruntime: ${((performance.now() - runStarted) / 1000).toFixed(1)} s`);
+    process.stderr.write(`runtime: ${((performance.now() - runStarted) / 1000).toFixed(1)} s\n`);
   }
 }
 

@@ -5,7 +5,7 @@ import type { ChainConnection } from "./client.ts";
 import type { Deployments } from "./deployments.ts";
 import { ChainError, toChainError } from "./errors.ts";
 import { paymentChannelsAbi } from "./generated/contracts.ts";
-import { type AmountFormat, ensureAllowance, show } from "./token.ts";
+import { type AmountFormat, sendWithAllowance, show } from "./token.ts";
 import { sendContractTransaction, type TransactionReporter } from "./transactions.ts";
 
 /** A channel as the contract holds it, with its state in words. */
@@ -46,14 +46,9 @@ export async function openChannel(
   const token = parameters.token ?? contracts.token;
   const challenge =
     parameters.challengePeriodSeconds ?? parameters.deployments.parameters.minChallengeSeconds;
-  await ensureAllowance(connection, {
-    token,
-    spender: contracts.paymentChannels,
-    amount: parameters.amount,
-    onTransaction: parameters.onTransaction,
+  const sent = await sendWithAllowance(connection, {
+    pull: { token, amount: parameters.amount },
     formatAmount: parameters.formatAmount,
-  });
-  const sent = await sendContractTransaction(connection, {
     address: contracts.paymentChannels,
     abi: paymentChannelsAbi,
     functionName: "open",
@@ -77,14 +72,9 @@ export async function topUpChannel(
   parameters: Common & { channelId: Hex; amount: bigint },
 ) {
   const channel = await getChannel(connection, parameters);
-  await ensureAllowance(connection, {
-    token: channel.token,
-    spender: parameters.deployments.contracts.paymentChannels,
-    amount: parameters.amount,
-    onTransaction: parameters.onTransaction,
+  return sendWithAllowance(connection, {
+    pull: { token: channel.token, amount: parameters.amount },
     formatAmount: parameters.formatAmount,
-  });
-  return sendContractTransaction(connection, {
     address: parameters.deployments.contracts.paymentChannels,
     abi: paymentChannelsAbi,
     functionName: "topUp",

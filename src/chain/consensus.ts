@@ -3,7 +3,7 @@ import { type Address, encodeAbiParameters, type Hex, keccak256, parseEventLogs 
 import type { ChainConnection } from "./client.ts";
 import type { Deployments } from "./deployments.ts";
 import { epochConsensusAbi } from "./generated/contracts.ts";
-import { type AmountFormat, ensureAllowance, show } from "./token.ts";
+import { type AmountFormat, sendWithAllowance, show } from "./token.ts";
 import { sendContractTransaction, type TransactionReporter } from "./transactions.ts";
 
 type Common = { deployments: Deployments; onTransaction?: TransactionReporter } & AmountFormat;
@@ -29,14 +29,9 @@ export function scoreCommitment(parameters: {
 /** Registers the connected account as a validator with `stake`. */
 export async function registerValidator(connection: ChainConnection, parameters: Common & { stake: bigint }) {
   const { contracts } = parameters.deployments;
-  await ensureAllowance(connection, {
-    token: contracts.token,
-    spender: contracts.epochConsensus,
-    amount: parameters.stake,
-    onTransaction: parameters.onTransaction,
+  return sendWithAllowance(connection, {
+    pull: { token: contracts.token, amount: parameters.stake },
     formatAmount: parameters.formatAmount,
-  });
-  return sendContractTransaction(connection, {
     address: contracts.epochConsensus,
     abi: epochConsensusAbi,
     functionName: "registerValidator",
@@ -230,14 +225,9 @@ export async function voteSlash(connection: ChainConnection, parameters: Common 
 /** Adds to the epoch reward pool. */
 export async function fundRewards(connection: ChainConnection, parameters: Common & { amount: bigint }) {
   const { contracts } = parameters.deployments;
-  await ensureAllowance(connection, {
-    token: contracts.token,
-    spender: contracts.epochConsensus,
-    amount: parameters.amount,
-    onTransaction: parameters.onTransaction,
+  return sendWithAllowance(connection, {
+    pull: { token: contracts.token, amount: parameters.amount },
     formatAmount: parameters.formatAmount,
-  });
-  return sendContractTransaction(connection, {
     address: contracts.epochConsensus,
     abi: epochConsensusAbi,
     functionName: "fundRewards",

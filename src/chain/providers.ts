@@ -4,7 +4,7 @@ import type { ChainConnection } from "./client.ts";
 import type { Deployments } from "./deployments.ts";
 import { toChainError } from "./errors.ts";
 import { providerRegistryAbi } from "./generated/contracts.ts";
-import { type AmountFormat, ensureAllowance, show } from "./token.ts";
+import { type AmountFormat, sendWithAllowance, show } from "./token.ts";
 import { sendContractTransaction, type TransactionReporter } from "./transactions.ts";
 
 /** A model a provider offers, with prices per 1M tokens in the token's smallest unit. */
@@ -30,14 +30,9 @@ export async function registerProvider(
   parameters: Common & { peerId: string; offers: ProviderOffer[]; stake: bigint },
 ) {
   const { contracts } = parameters.deployments;
-  await ensureAllowance(connection, {
-    token: contracts.token,
-    spender: contracts.providerRegistry,
-    amount: parameters.stake,
-    onTransaction: parameters.onTransaction,
+  return sendWithAllowance(connection, {
+    pull: { token: contracts.token, amount: parameters.stake },
     formatAmount: parameters.formatAmount,
-  });
-  return sendContractTransaction(connection, {
     address: contracts.providerRegistry,
     abi: providerRegistryAbi,
     functionName: "register",
@@ -50,14 +45,9 @@ export async function registerProvider(
 /** Adds stake to the connected provider. */
 export async function addProviderStake(connection: ChainConnection, parameters: Common & { amount: bigint }) {
   const { contracts } = parameters.deployments;
-  await ensureAllowance(connection, {
-    token: contracts.token,
-    spender: contracts.providerRegistry,
-    amount: parameters.amount,
-    onTransaction: parameters.onTransaction,
+  return sendWithAllowance(connection, {
+    pull: { token: contracts.token, amount: parameters.amount },
     formatAmount: parameters.formatAmount,
-  });
-  return sendContractTransaction(connection, {
     address: contracts.providerRegistry,
     abi: providerRegistryAbi,
     functionName: "addStake",

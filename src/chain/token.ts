@@ -1,8 +1,15 @@
 /** The payment ERC-20: balances, allowances, amounts in words. */
+
+import type { Abi, ContractFunctionName } from "viem";
 import { type Address, erc20Abi, formatUnits, parseUnits } from "viem";
 import { InvalidInputError } from "../errors/index.ts";
 import type { ChainConnection } from "./client.ts";
-import { sendContractTransaction, type TransactionReporter } from "./transactions.ts";
+import {
+  type SendContractTransactionParameters,
+  type SendContractTransactionReturnType,
+  sendContractTransaction,
+  type TransactionReporter,
+} from "./transactions.ts";
 
 /** The token's decimals and symbol (18 / "MYC" on the devnet). */
 export type TokenInfo = { address: Address; decimals: number; symbol: string };
@@ -82,4 +89,24 @@ export async function ensureAllowance(
     action: `approve ${parameters.spender} to spend ${show(parameters, parameters.amount)}`,
     onTransaction: parameters.onTransaction,
   });
+}
+
+/** Sends a call that pulls `pull.amount` of `pull.token` into the called contract, approving it first if needed. */
+export async function sendWithAllowance<
+  const abi extends Abi,
+  functionName extends ContractFunctionName<abi, "nonpayable" | "payable">,
+>(
+  connection: ChainConnection,
+  parameters: SendContractTransactionParameters<abi, functionName> & {
+    pull: { token: Address; amount: bigint };
+  } & AmountFormat,
+): Promise<SendContractTransactionReturnType> {
+  await ensureAllowance(connection, {
+    token: parameters.pull.token,
+    spender: parameters.address,
+    amount: parameters.pull.amount,
+    onTransaction: parameters.onTransaction,
+    formatAmount: parameters.formatAmount,
+  });
+  return sendContractTransaction(connection, parameters);
 }

@@ -42,6 +42,7 @@ import type { ConfigOverrides, MycelConfig } from "../config/index.ts";
 import { InvalidInputError, MycelError } from "../errors/index.ts";
 import { type ModelRecord, openModelStore } from "../model/index.ts";
 import { modelHashToBytes32 } from "../protocol/index.ts";
+import { printTable } from "./output.ts";
 
 /** The flags every chain-using command takes. */
 export type ChainFlags = { rpcUrl?: string; deployments?: string };
@@ -564,15 +565,7 @@ export function addChainCommands(parameters: {
         row.closesAt?.toISOString() ?? "-",
       ]),
     ];
-    const widths =
-      table[0]?.map((_, column) => Math.max(...table.map((row) => row[column]?.length ?? 0))) ?? [];
-    for (const row of table)
-      console.log(
-        row
-          .map((cell, column) => cell.padEnd(widths[column] ?? 0))
-          .join("  ")
-          .trimEnd(),
-      );
+    printTable(table);
   });
 
   addChainOptions(

@@ -13,6 +13,7 @@ import {
 } from "../model/index.ts";
 import { addChainCommands } from "./chain.ts";
 import { addNetworkCommands, defaultPricePerMillion, exitWithParent, loadKey } from "./network.ts";
+import { printTable } from "./output.ts";
 import { createProgressBar } from "./progress.ts";
 
 const version = "0.1.0";
@@ -38,17 +39,6 @@ function formatSize(bytes: number) {
   if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
   if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
   return `${(bytes / 1024).toFixed(1)} KiB`;
-}
-
-function printTable(rows: string[][]) {
-  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0))) ?? [];
-  for (const row of rows)
-    console.log(
-      row
-        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
-        .join("  ")
-        .trimEnd(),
-    );
 }
 
 type GlobalOptions = { home?: string };

@@ -3,7 +3,6 @@ import { createHash, randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import {
-  type Abi,
   type Address,
   BaseError,
   decodeErrorResult,
@@ -17,8 +16,6 @@ import {
   type TransactionReceipt,
 } from "viem";
 import {
-  type ChainConnection,
-  ContractRevertError,
   commitScores,
   computeConsensus,
   epochConsensusAbi,
@@ -40,58 +37,12 @@ import {
   revealScores,
   scoreCommitment,
   sendContractTransaction,
-  toChainError,
   voteSlash,
 } from "../../src/chain/index.ts";
 import { type LocalChain, startLocalChain, type TestAccount } from "../fixtures/chain/localChain.ts";
+import { assertRefused, type Call, type Loose, refusalAt } from "../fixtures/chain/refusals.ts";
 
 const myc = 10n ** 18n;
-
-type Call = { address: Address; abi: Abi; functionName: string; args: readonly unknown[] };
-// biome-ignore lint/suspicious/noExplicitAny: generic calls: the ABI and arguments vary per caller
-type Loose = any;
-
-/**
- * Asserts that `call` from `connection` is refused with `errorName(args)`: the simulation reports the
- * reason, and the same call sent without simulation (fixed gas) is mined and reverts.
- */
-async function assertRefused(
-  connection: ChainConnection,
-  call: Call,
-  errorName: string,
-  args?: readonly unknown[],
-) {
-  await assert.rejects(
-    sendContractTransaction(connection, { ...call, action: `call ${call.functionName}` } as Loose),
-    (error: unknown) => {
-      assert.ok(error instanceof ContractRevertError, `expected a ContractRevertError, got ${String(error)}`);
-      assert.equal(error.errorName, errorName, error.message);
-      if (args) assert.deepEqual(error.args, args);
-      return true;
-    },
-  );
-  const wallet = connection.walletClient;
-  assert.ok(wallet, "wallet");
-  const hash = await wallet.writeContract({ ...call, gas: 5_000_000n } as Loose);
-  const receipt = await connection.publicClient.waitForTransactionReceipt({ hash });
-  assert.equal(receipt.status, "reverted", `${call.functionName} sent without simulation must revert`);
-}
-
-/** Simulates `call` at block time `time`: undefined when it would succeed, else the custom error's name. */
-async function refusalAt(connection: ChainConnection, time: bigint, call: Call) {
-  try {
-    await connection.publicClient.simulateContract({
-      ...call,
-      account: connection.account,
-      blockOverrides: { time },
-    } as Loose);
-    return undefined;
-  } catch (error) {
-    const refusal = toChainError(error, call.functionName);
-    assert.ok(refusal instanceof ContractRevertError, `expected a refusal, got ${String(error)}`);
-    return refusal.errorName;
-  }
-}
 
 const randomSalt = (): Hex => `0x${randomBytes(32).toString("hex")}`;
 

@@ -4,8 +4,6 @@ import { after, before, describe, it } from "node:test";
 import { type Abi, type Address, type Hex, parseEventLogs, zeroHash } from "viem";
 import {
   addProviderStake,
-  type ChainConnection,
-  ContractRevertError,
   formatLineage,
   getModelEntry,
   getModelLineage,
@@ -26,61 +24,15 @@ import {
   registerProvider,
   requestProviderUnbond,
   sendContractTransaction,
-  toChainError,
   withdrawProviderStake,
 } from "../../src/chain/index.ts";
 import { InvalidInputError } from "../../src/errors/index.ts";
 import { type LocalChain, startLocalChain, type TestAccount } from "../fixtures/chain/localChain.ts";
+import { assertRefused, type Call, type Loose, refusalAt } from "../fixtures/chain/refusals.ts";
 
 /** A model hash as the product makes them: the sha256 of the (here imaginary) weights file. */
 const modelHashOf = (label: string): Hex =>
   `0x${createHash("sha256").update(`weights:${label}`).digest("hex")}`;
-
-type Call = { address: Address; abi: Abi; functionName: string; args: readonly unknown[] };
-// biome-ignore lint/suspicious/noExplicitAny: generic calls: the ABI and arguments vary per caller
-type Loose = any;
-
-/**
- * Asserts that `call` from `connection` is refused with `errorName(args)`: the simulation reports the
- * reason, and the same call sent without simulation (fixed gas) is mined and reverts.
- */
-async function assertRefused(
-  connection: ChainConnection,
-  call: Call,
-  errorName: string | undefined,
-  args?: readonly unknown[],
-) {
-  await assert.rejects(
-    sendContractTransaction(connection, { ...call, action: `call ${call.functionName}` } as Loose),
-    (error: unknown) => {
-      assert.ok(error instanceof ContractRevertError, `expected a ContractRevertError, got ${String(error)}`);
-      assert.equal(error.errorName, errorName, error.message);
-      if (args) assert.deepEqual(error.args, args);
-      return true;
-    },
-  );
-  const wallet = connection.walletClient;
-  assert.ok(wallet, "wallet");
-  const hash = await wallet.writeContract({ ...call, gas: 5_000_000n } as Loose);
-  const receipt = await connection.publicClient.waitForTransactionReceipt({ hash });
-  assert.equal(receipt.status, "reverted", `${call.functionName} sent without simulation must revert`);
-}
-
-/** Simulates `call` at block time `time`: undefined when it would succeed, else the refusal. */
-async function refusalAt(connection: ChainConnection, time: bigint, call: Call) {
-  try {
-    await connection.publicClient.simulateContract({
-      ...call,
-      account: connection.account,
-      blockOverrides: { time },
-    } as Loose);
-    return undefined;
-  } catch (error) {
-    const refusal = toChainError(error, call.functionName);
-    assert.ok(refusal instanceof ContractRevertError, `expected a refusal, got ${String(error)}`);
-    return refusal.errorName;
-  }
-}
 
 function eventsOf(
   abi: Abi,

@@ -3,6 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { parseEther } from "viem";
 import {
   ContractRevertError,
+  ensureAllowance,
   epochConsensusAbi,
   getProviderRecord,
   proposeSlash,
@@ -74,23 +75,10 @@ describe("slashing quorum: stake added after a proposal does not count", () => {
       "StakeAddedAfterProposal",
     );
     // Neither may a validator that topped up after the proposal.
-    await sendContractTransaction(a.connection, {
-      address: deployments.contracts.token,
-      abi: [
-        {
-          type: "function",
-          name: "approve",
-          stateMutability: "nonpayable",
-          inputs: [
-            { name: "spender", type: "address" },
-            { name: "value", type: "uint256" },
-          ],
-          outputs: [{ type: "bool" }],
-        },
-      ] as const,
-      functionName: "approve",
-      args: [deployments.contracts.epochConsensus, parseEther("1")],
-      action: "approve",
+    await ensureAllowance(a.connection, {
+      token: deployments.contracts.token,
+      spender: deployments.contracts.epochConsensus,
+      amount: parseEther("1"),
     });
     await sendContractTransaction(a.connection, {
       address: deployments.contracts.epochConsensus,

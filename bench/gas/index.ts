@@ -55,6 +55,7 @@ import {
   voteSlash,
   withdrawChannel,
   withdrawProviderStake,
+  withSigner,
 } from "../../src/chain/index.ts";
 import { signVoucher } from "../../src/protocol/index.ts";
 import { formatTable, median, roundUp, verdict } from "../shared/report.ts";
@@ -262,11 +263,8 @@ async function fund(chain: Chain, deployments: Deployments, accounts: readonly A
 /** An account that signs with its own key through src/chain (for the single measured operations). */
 async function actor(chain: Chain, label: string) {
   const privateKey = keyOf(label);
-  const connection = await connectChain({
-    rpcUrl: chain.deployer.rpcUrl,
-    privateKey,
-    timeoutMs: rpcTimeoutMs,
-  });
+  // Same chain and clients as the deployer (and its long RPC timeout), signing with this key.
+  const connection = withSigner(chain.deployer, privateKey);
   return { label, privateKey, address: privateKeyToAccount(privateKey).address, connection };
 }
 type Actor = Awaited<ReturnType<typeof actor>>;

@@ -79,10 +79,20 @@ export async function connectChain(parameters: ConnectChainParameters): Promise<
     Transport,
     Chain
   >;
-  if (!parameters.privateKey) return { rpcUrl, chain, publicClient };
-  const account = privateKeyToAccount(parameters.privateKey);
-  const walletClient = createWalletClient({ account, chain, transport, pollingInterval });
-  return { rpcUrl, chain, publicClient, walletClient, account };
+  const connection = { rpcUrl, chain, publicClient };
+  return parameters.privateKey ? withSigner(connection, parameters.privateKey) : connection;
+}
+
+/** The same connection (same chain, same public client: no RPC call) signing with `privateKey`. */
+export function withSigner(connection: ChainConnection, privateKey: Hex): ChainConnection {
+  const account = privateKeyToAccount(privateKey);
+  const walletClient = createWalletClient({
+    account,
+    chain: connection.chain,
+    transport: http(connection.rpcUrl, { timeout: connection.publicClient.transport.timeout, retryCount: 1 }),
+    pollingInterval: connection.publicClient.pollingInterval,
+  });
+  return { ...connection, walletClient, account };
 }
 
 /** The wallet client of a connection, or a clear error when it was made without a key. */

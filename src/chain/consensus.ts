@@ -71,7 +71,7 @@ export async function getEpochState(
   return { epoch, ...state, endsAt: new Date(Number(end) * 1000) };
 }
 
-/** Commits scores for the current epoch; keep the returned salt to reveal them. */
+/** Commits scores for the current epoch; keep `scores` and `salt` to reveal them. */
 export async function commitScores(
   connection: ChainConnection,
   parameters: Common & { epoch: bigint; scores: number[]; salt: Hex },

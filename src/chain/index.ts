@@ -19,7 +19,13 @@ export {
   topUpChannel,
   withdrawChannel,
 } from "./channels.ts";
-export { type ChainConnection, type ConnectChainParameters, connectChain, requireWallet } from "./client.ts";
+export {
+  type ChainConnection,
+  type ConnectChainParameters,
+  connectChain,
+  requireWallet,
+  withSigner,
+} from "./client.ts";
 export {
   commitScores,
   computeConsensus,

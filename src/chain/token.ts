@@ -1,7 +1,6 @@
 /** The payment ERC-20: balances, allowances, amounts in words. */
 
-import type { Abi, ContractFunctionName } from "viem";
-import { type Address, erc20Abi, formatUnits, parseUnits } from "viem";
+import { type Abi, type Address, type ContractFunctionName, erc20Abi, formatUnits, parseUnits } from "viem";
 import { InvalidInputError } from "../errors/index.ts";
 import type { ChainConnection } from "./client.ts";
 import {

@@ -69,15 +69,7 @@ export async function sendContractTransaction<
   } catch (error) {
     throw toChainError(error, parameters.action);
   }
-  const receipt = await waitForReceipt(connection, hash, parameters.action);
-  if (receipt.status !== "success") throw new ContractRevertError({ action: parameters.action });
-  const report = {
-    action: parameters.action,
-    hash,
-    gasUsed: receipt.gasUsed,
-    blockNumber: receipt.blockNumber,
-  };
-  parameters.onTransaction?.(report);
+  const { receipt, report } = await confirm(connection, hash, parameters);
   return { ...report, receipt, result };
 }
 
@@ -108,9 +100,24 @@ export async function deployContract(
   } catch (error) {
     throw toChainError(error, parameters.action);
   }
-  const receipt = await waitForReceipt(connection, hash, parameters.action);
-  if (receipt.status !== "success" || !receipt.contractAddress)
-    throw new ContractRevertError({ action: parameters.action });
+  const { receipt, report } = await confirm(connection, hash, parameters);
+  if (!receipt.contractAddress) throw new ContractRevertError({ action: parameters.action });
+  return { ...report, address: getAddress(receipt.contractAddress) };
+}
+
+/** Waits for a sent transaction, refuses a reverted one, and reports it. */
+async function confirm(
+  connection: ChainConnection,
+  hash: Hex,
+  parameters: { action: string; onTransaction?: TransactionReporter },
+): Promise<{ receipt: TransactionReceipt; report: TransactionReport }> {
+  let receipt: TransactionReceipt;
+  try {
+    receipt = await connection.publicClient.waitForTransactionReceipt({ hash, timeout: 120_000 });
+  } catch (error) {
+    throw toChainError(error, `${parameters.action} (waiting for ${hash})`);
+  }
+  if (receipt.status !== "success") throw new ContractRevertError({ action: parameters.action });
   const report = {
     action: parameters.action,
     hash,
@@ -118,13 +125,5 @@ export async function deployContract(
     blockNumber: receipt.blockNumber,
   };
   parameters.onTransaction?.(report);
-  return { ...report, address: getAddress(receipt.contractAddress) };
-}
-
-async function waitForReceipt(connection: ChainConnection, hash: Hex, action: string) {
-  try {
-    return await connection.publicClient.waitForTransactionReceipt({ hash, timeout: 120_000 });
-  } catch (error) {
-    throw toChainError(error, `${action} (waiting for ${hash})`);
-  }
+  return { receipt, report };
 }

@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { type Command, InvalidArgumentError } from "commander";
 import { type Address, getAddress, type Hex, isAddress } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
 import {
   addProviderStake,
   type ChainConnection,
@@ -36,6 +37,7 @@ import {
   type TransactionReport,
   withdrawChannel,
   withdrawProviderStake,
+  withSigner,
   writeDeployments,
 } from "../chain/index.ts";
 import type { ConfigOverrides, MycelConfig } from "../config/index.ts";
@@ -172,11 +174,7 @@ export function addChainCommands(parameters: {
     // Check the deployment and the RPC before asking for a password.
     const reader = await openChain({ home: config.home, flags: chainFlagsOf(command) });
     const privateKey = await loadKey({ home: config.home, name: keyOf(command) });
-    const connection = await connectChain({
-      rpcUrl: reader.connection.rpcUrl,
-      privateKey,
-      deployments: reader.deployments,
-    });
+    const connection = withSigner(reader.connection, privateKey);
     return {
       config,
       privateKey,
@@ -263,17 +261,14 @@ export function addChainCommands(parameters: {
       console.log(`token: ${token.symbol}, ${token.decimals} decimals`);
       if (flags.key) {
         const privateKey = await loadKey({ home: config.home, name: flags.key });
-        const { address: account } =
-          (await connectChain({ rpcUrl: connection.rpcUrl, privateKey })).account ?? {};
-        if (account) {
-          const [ether, tokens] = await Promise.all([
-            connection.publicClient.getBalance({ address: account }),
-            getTokenBalance(connection, { token: token.address, owner: account }),
-          ]);
-          console.log(
-            `key "${flags.key}" ${account}: ${formatTokenAmount(ether, { decimals: 18, symbol: "ETH" })}, ${formatTokenAmount(tokens, token)}`,
-          );
-        }
+        const account = privateKeyToAccount(privateKey).address;
+        const [ether, tokens] = await Promise.all([
+          connection.publicClient.getBalance({ address: account }),
+          getTokenBalance(connection, { token: token.address, owner: account }),
+        ]);
+        console.log(
+          `key "${flags.key}" ${account}: ${formatTokenAmount(ether, { decimals: 18, symbol: "ETH" })}, ${formatTokenAmount(tokens, token)}`,
+        );
       }
     });
 

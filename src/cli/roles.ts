@@ -21,6 +21,7 @@ import {
   registerModel,
   registerProvider,
   startAnvil,
+  withSigner,
   writeDeployments,
 } from "../chain/index.ts";
 import type { MycelConfig } from "../config/index.ts";
@@ -441,7 +442,7 @@ async function setUpDevnetChain(parameters: {
   const stake = BigInt(deployments.parameters.minimumProviderStake);
   await Promise.all(
     parameters.providerKeys.map(async (privateKey, index) => {
-      const connection = await connectChain({ rpcUrl: parameters.rpcUrl, privateKey, deployments });
+      const connection = withSigner(deployer, privateKey);
       const price = parameters.priceOf(index);
       await registerProvider(connection, {
         deployments,

@@ -147,10 +147,10 @@ export async function deployMycel(
     deployedAt: new Date().toISOString(),
     contracts: {
       token: getAddress(token),
-      modelRegistry: getAddress(modelRegistry.address),
-      providerRegistry: getAddress(providerRegistry.address),
-      paymentChannels: getAddress(paymentChannels.address),
-      epochConsensus: getAddress(epochConsensus.address),
+      modelRegistry: modelRegistry.address,
+      providerRegistry: providerRegistry.address,
+      paymentChannels: paymentChannels.address,
+      epochConsensus: epochConsensus.address,
     },
     parameters: {
       ...settings,

@@ -4,6 +4,7 @@ import {
   InvalidInputError,
   ModelNotFoundError,
   MycelError,
+  PaymentRequiredError,
   QueueFullError,
   ServiceUnavailableError,
 } from "../errors/index.ts";
@@ -64,6 +65,9 @@ export function toOpenAiError(error: unknown): OpenAiErrorResponse {
       body: body(withHint(error), "invalid_request_error", "context_length_exceeded", "messages"),
       headers: {},
     };
+  }
+  if (error instanceof PaymentRequiredError) {
+    return { status: 402, body: body(withHint(error), "payment_required", error.code), headers: {} };
   }
   if (error instanceof QueueFullError) {
     return {

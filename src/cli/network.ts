@@ -55,6 +55,10 @@ export type ProviderFlags = ChainFlags & {
   contextSize?: number;
   maxQueue?: number;
   idleTimeout?: number;
+  creditTokens: number;
+  settleThreshold?: bigint;
+  settleInterval: number;
+  settleCheck: number;
 };
 
 /** Flags of `mycel gateway`. */
@@ -65,7 +69,13 @@ export type GatewayFlags = ChainFlags & {
   bootstrap?: string[];
   key: string;
   stallTimeout?: number;
+  deposit: string;
+  budget: string;
 };
+
+/** Default deposit per provider channel and total budget of a gateway, in whole tokens. */
+export const defaultGatewayDeposit = "10";
+export const defaultGatewayBudget = "100";
 
 /** The options every libp2p role takes: where to listen, whom to join through, which key to use. */
 function addPeerOptions(command: Command): Command {
@@ -130,6 +140,29 @@ export function addNetworkCommands(parameters: {
       "--idle-timeout <ms>",
       "drop a stream silent for this long (default 15000)",
       integer("--idle-timeout", 100),
+    )
+    .option(
+      "--credit-tokens <n>",
+      "output tokens served on credit before a client must pay (with --rpc-url)",
+      integer("--credit-tokens", 32, 1_000_000),
+      512,
+    )
+    .option(
+      "--settle-threshold <n>",
+      "settle a channel once this much is unsettled, in the token's smallest unit (default 10^18: 1 token)",
+      price,
+    )
+    .option(
+      "--settle-interval <seconds>",
+      "settle whatever has been unsettled this long",
+      integer("--settle-interval", 1),
+      600,
+    )
+    .option(
+      "--settle-check <seconds>",
+      "how often unsettled channels are checked (a client closing one is settled before its challenge ends)",
+      integer("--settle-check", 1, 3600),
+      10,
     );
   addChainOptions(provider).action(async (flags: ProviderFlags, command: Command) => {
     const config = configFrom(command, {
@@ -165,6 +198,16 @@ export function addNetworkCommands(parameters: {
       "--stall-timeout <ms>",
       "silence between tokens before failing over",
       integer("--stall-timeout", 100),
+    )
+    .option(
+      "--deposit <tokens>",
+      "deposited in each provider's payment channel, and added when it runs low (with --rpc-url)",
+      defaultGatewayDeposit,
+    )
+    .option(
+      "--budget <tokens>",
+      "the most kept deposited across all payment channels (with --rpc-url)",
+      defaultGatewayBudget,
     )
     .action(async (flags: GatewayFlags, command: Command) => {
       const config = configFrom(command, { serve: { host: flags.host, port: flags.port } });

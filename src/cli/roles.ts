@@ -18,6 +18,8 @@ import {
   fundDevAccounts,
   fundRewards,
   getProviderRecord,
+  getTokenInfo,
+  parseTokenAmount,
   registerModel,
   registerProvider,
   startAnvil,
@@ -32,11 +34,14 @@ import { createKeystore, devPrivateKey, KeystoreExistsError } from "../identity/
 import { createLogger, type Logger } from "../log/index.ts";
 import { generateTestModel, type ModelRecord, openModelStore } from "../model/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, peerIdOfSecp256k1Key } from "../p2p/index.ts";
+import { createGatewayPayments, createProviderPayments, type GatewayPayments } from "../payments/index.ts";
 import { modelHashToBytes32, type ReceiptDomain } from "../protocol/index.ts";
 import { startProvider } from "../provider/index.ts";
-import { openReceiptStore } from "../store/index.ts";
+import { openPaymentStore, openReceiptStore, type PaymentStore } from "../store/index.ts";
 import { chainRequested, openChain } from "./chain.ts";
 import {
+  defaultGatewayBudget,
+  defaultGatewayDeposit,
   defaultPricePerMillion,
   devnetPassword,
   exitWithParent,
@@ -82,13 +87,26 @@ function printReady(fields: Record<string, unknown>) {
   console.log(`MYCEL_READY ${JSON.stringify(fields)}`);
 }
 
+/** Where a provider keeps the vouchers it received (one file per provider address). */
+export function providerPaymentStorePath(home: string, address: string): string {
+  return join(home, "provider", address.toLowerCase(), "payments.sqlite");
+}
+
+/** Where a gateway keeps the channels it opened and the vouchers it signed. */
+export function gatewayPaymentStorePath(home: string): string {
+  return join(home, "gateway", "payments.sqlite");
+}
+
+/** How long a role may take to shut down (a provider settles its vouchers first) before it is forced. */
+const shutdownLimitMs = 15_000;
+
 function onShutdown(logger: Logger, close: () => Promise<void>) {
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info("shutting down", { signal });
-    const force = setTimeout(() => process.exit(0), 5_000);
+    const force = setTimeout(() => process.exit(0), shutdownLimitMs);
     force.unref();
     await close().catch((error) => logger.warn("shutdown failed", { error: describeError(error) }));
     process.exit(0);
@@ -132,15 +150,39 @@ export async function runProviderRole(parameters: {
     logger: logger.child({ part: "p2p" }),
   });
   const fallback = flags.price ?? defaultPricePerMillion;
+  const price = { input: flags.priceInput ?? fallback, output: flags.priceOutput ?? fallback };
+  const address = privateKeyToAccount(privateKey).address;
+  const paymentStore = chain
+    ? openPaymentStore({ path: providerPaymentStorePath(config.home, address) })
+    : undefined;
+  const payments =
+    chain && paymentStore
+      ? createProviderPayments({
+          connection: chain.connection,
+          deployments: chain.deployments,
+          store: paymentStore,
+          provider: address,
+          outputPricePerMillion: price.output,
+          creditWindowTokens: flags.creditTokens,
+          settlement: {
+            ...(flags.settleThreshold === undefined ? {} : { thresholdAmount: flags.settleThreshold }),
+            maxAgeMs: flags.settleInterval * 1000,
+            checkIntervalMs: flags.settleCheck * 1000,
+          },
+          logger: logger.child({ part: "payments" }),
+        })
+      : undefined;
+  payments?.start();
   const provider = await startProvider({
     engine,
     models,
     node,
     privateKey,
-    price: { input: flags.priceInput ?? fallback, output: flags.priceOutput ?? fallback },
+    price,
     receiptDomain: chain ? deploymentReceiptDomain(chain.deployments) : undefined,
     version: parameters.version,
     limits: flags.idleTimeout ? { idleTimeoutMs: flags.idleTimeout } : undefined,
+    payments,
     logger,
   });
   for (const address of node.multiaddrs()) {
@@ -155,6 +197,8 @@ export async function runProviderRole(parameters: {
   onShutdown(logger, async () => {
     await provider.stop();
     await node.stop();
+    await payments?.stop({ timeoutMs: shutdownLimitMs - 3_000 });
+    paymentStore?.close();
     await engine.close();
   });
 }
@@ -165,12 +209,12 @@ export async function runGatewayRole(parameters: { flags: GatewayFlags; config: 
   const logger = createLogger().child({ role: "gateway" });
   exitWithParent(logger);
   const privateKey = await loadKey({ home: config.home, name: flags.key });
-  const chain = chainRequested(flags) ? await openChain({ home: config.home, flags }) : undefined;
+  const chain = chainRequested(flags) ? await openChain({ home: config.home, flags, privateKey }) : undefined;
   if (chain) logger.info("chain", { chainId: chain.deployments.chainId, rpcUrl: chain.connection.rpcUrl });
   const running = await runGateway({
     config,
     privateKey,
-    receiptDomain: chain ? deploymentReceiptDomain(chain.deployments) : undefined,
+    chain: chain ? { ...chain, deposit: flags.deposit, budget: flags.budget } : undefined,
     logger,
     listen: flags.listen,
     bootstrap: flags.bootstrap,
@@ -191,9 +235,10 @@ async function runGateway(parameters: {
   listen?: string[];
   bootstrap?: string[];
   stallMs?: number;
-  receiptDomain?: ReceiptDomain;
+  /** The chain to pay on, with the deposit per provider and the budget in whole tokens. */
+  chain?: { connection: ChainConnection; deployments: Deployments; deposit: string; budget: string };
 }) {
-  const { config, logger } = parameters;
+  const { config, logger, chain } = parameters;
   const node = await createMycelNode({
     privateKey: libp2pKeyFromSecp256k1(parameters.privateKey),
     listen: parameters.listen,
@@ -201,12 +246,33 @@ async function runGateway(parameters: {
     logger: logger.child({ part: "p2p" }),
   });
   const receipts = openReceiptStore({ path: join(config.home, "gateway", "receipts.sqlite") });
+  let paymentStore: PaymentStore | undefined;
+  let payments: GatewayPayments | undefined;
+  if (chain) {
+    const token = await getTokenInfo(chain.connection, chain.deployments.contracts.token);
+    paymentStore = openPaymentStore({ path: gatewayPaymentStorePath(config.home) });
+    payments = createGatewayPayments({
+      connection: chain.connection,
+      deployments: chain.deployments,
+      store: paymentStore,
+      privateKey: parameters.privateKey,
+      depositPerProvider: parseTokenAmount(chain.deposit, token.decimals),
+      budget: parseTokenAmount(chain.budget, token.decimals),
+      logger: logger.child({ part: "payments" }),
+    });
+    logger.info("paying providers", {
+      chainId: chain.deployments.chainId,
+      deposit: `${chain.deposit} ${token.symbol}`,
+      budget: `${chain.budget} ${token.symbol}`,
+    });
+  }
   const gateway = startGateway({
     node,
     privateKey: parameters.privateKey,
     receipts,
     logger,
-    receiptDomain: parameters.receiptDomain,
+    receiptDomain: chain ? deploymentReceiptDomain(chain.deployments) : undefined,
+    payments,
     timeouts: parameters.stallMs ? { stallMs: parameters.stallMs } : undefined,
   });
   const server = await startApiServer({
@@ -229,6 +295,7 @@ async function runGateway(parameters: {
       await gateway.stop();
       await node.stop();
       receipts.close();
+      paymentStore?.close();
     },
   };
 }
@@ -323,7 +390,8 @@ export async function runDevnet(parameters: {
         (role) =>
           new Promise<void>((resolve) => {
             if (role.child.exitCode !== null || role.child.signalCode !== null) return resolve();
-            const kill = setTimeout(() => role.child.kill("SIGKILL"), 5_000);
+            // Providers settle their vouchers before they exit: give them the time they allow themselves.
+            const kill = setTimeout(() => role.child.kill("SIGKILL"), shutdownLimitMs + 1_000);
             role.child.once("exit", () => {
               clearTimeout(kill);
               resolve();
@@ -364,6 +432,9 @@ export async function runDevnet(parameters: {
       chain.rpcUrl,
       "--deployments",
       chain.deploymentsPath,
+      // Settle within a minute, so that a devnet user sees earnings reach the chain.
+      "--settle-interval",
+      "60",
     ];
     const first = spawnRole({
       name: "provider-1",
@@ -387,7 +458,12 @@ export async function runDevnet(parameters: {
     }
     const ready = await Promise.all(roles.map((role) => role.ready));
     const running = await runGateway({
-      receiptDomain: deploymentReceiptDomain(chain.deployments),
+      chain: {
+        connection: withSigner(chain.connection, gatewayKey),
+        deployments: chain.deployments,
+        deposit: defaultGatewayDeposit,
+        budget: defaultGatewayBudget,
+      },
       config,
       privateKey: gatewayKey,
       logger: createLogger({ write: (line) => process.stderr.write(`[gateway] ${line}\n`) }),
@@ -456,7 +532,7 @@ async function setUpDevnetChain(parameters: {
     providers: parameters.providerKeys.length,
     stake: stake.toString(),
   });
-  return { rpcUrl: parameters.rpcUrl, deployments, deploymentsPath };
+  return { rpcUrl: parameters.rpcUrl, deployments, deploymentsPath, connection: deployer };
 }
 
 function printDevnet(parameters: {

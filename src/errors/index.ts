@@ -108,3 +108,11 @@ export class ServiceUnavailableError extends MycelError {
     this.retryAfterSeconds = parameters.retryAfterSeconds ?? 1;
   }
 }
+
+/** A request that is not (or no longer) paid for: no channel, an exhausted budget, or unpaid tokens beyond the credit window. */
+export class PaymentRequiredError extends MycelError {
+  override name = "PaymentRequiredError";
+  constructor(shortMessage: string, parameters: MycelErrorParameters = {}) {
+    super(shortMessage, { code: "payment_required", ...parameters });
+  }
+}

@@ -15,10 +15,12 @@ import {
   ModelNotFoundError,
   MycelError,
   type MycelErrorParameters,
+  PaymentRequiredError,
   ServiceUnavailableError,
 } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
-import { createFrameChannel, type MycelNode } from "../p2p/index.ts";
+import { createFrameChannel, type FrameChannel, type MycelNode } from "../p2p/index.ts";
+import type { GatewayPayments, PayingChannel, SegmentBill } from "../payments/index.ts";
 import {
   type EndFrame,
   type InferenceRequest,
@@ -66,6 +68,8 @@ export type StartGatewayParameters = {
   timeouts?: Partial<GatewayTimeouts>;
   /** Providers tried for one request before giving up (default 4). */
   maxAttempts?: number;
+  /** Payment channels: when given, providers that announce a price on this chain are paid with vouchers. */
+  payments?: GatewayPayments;
   logger?: Logger;
 };
 
@@ -90,7 +94,28 @@ class SegmentFailedError extends MycelError {
   }
 }
 
-type Segment = { end: EndFrame; tokens: number[] };
+/**
+ * A provider segment that ended with a receipt. Its stream stays open until `finish` pays for the receipt (if
+ * it verified; pass undefined if not) and closes it.
+ */
+type Segment = { end: EndFrame; tokens: number[]; finish: (price: bigint | undefined) => Promise<void> };
+
+/** Error codes with which a provider refuses the client's input (not the provider's fault). */
+const inputErrorCodes = ["invalid_request", "invalid_value", "context_length_exceeded", "prompt_too_long"];
+
+/** Reads frames after a receipt until the provider acknowledges the final voucher or closes (bounded). */
+async function readAcknowledgements(channel: FrameChannel, paying: PayingChannel) {
+  try {
+    for (;;) {
+      const value = await channel.read({ timeoutMs: 5_000 });
+      if (value === undefined) return;
+      const frame = parseFrame(providerFrameSchema, value);
+      if (frame.type === "paid") paying.acknowledge(BigInt(frame.cumulative_amount));
+    }
+  } catch {
+    // A provider that goes away after its receipt loses nothing: the next voucher covers this one.
+  }
+}
 
 /** Starts the gateway's discovery and returns its API backend. */
 export function startGateway(parameters: StartGatewayParameters): Gateway {
@@ -161,10 +186,11 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     provider: KnownProvider;
     requestId: Hex;
     request: InferenceRequest;
+    paying: PayingChannel | undefined;
     signal: AbortSignal;
     onTokens: (tokens: number[], text: string) => void;
   }): Promise<Segment> {
-    const { provider } = input;
+    const { provider, paying } = input;
     let stream: Awaited<ReturnType<MycelNode["openStream"]>>;
     try {
       stream = await node.openStream(provider.peerId, inferenceProtocolId, {
@@ -184,8 +210,13 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         .catch(() => channel.abort(new Error("cancelled")));
     };
     input.signal.addEventListener("abort", cancel, { once: true });
+    const bill: SegmentBill | undefined = paying?.startSegment({
+      outputPricePerMillion: BigInt(provider.announcement.price.output),
+    });
+    const sendVoucher = (frame: unknown) => channel.write(frame);
     const tokens: number[] = [];
     const started = performance.now();
+    let ended = false;
     try {
       await channel.write({
         v: wireVersion,
@@ -193,6 +224,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         id: input.requestId,
         client,
         request: input.request,
+        ...(paying ? { payment: { channel_id: paying.channelId } } : {}),
       });
       for (;;) {
         let value: unknown;
@@ -218,28 +250,83 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
           }
           tokens.push(...frame.tokens);
           input.onTokens(frame.tokens, frame.text);
+          if (paying && bill) {
+            bill.addOutput(frame.tokens.length);
+            if (paying.due()) void paying.pay(sendVoucher);
+          }
+          continue;
+        }
+        if (frame.type === "paid") {
+          paying?.acknowledge(BigInt(frame.cumulative_amount));
           continue;
         }
         if (frame.type === "error") {
-          const inputError = [
-            "invalid_request",
-            "invalid_value",
-            "context_length_exceeded",
-            "prompt_too_long",
-          ].includes(frame.code);
-          if (inputError) throw new InvalidInputError(frame.message, { code: frame.code, param: "messages" });
+          if (inputErrorCodes.includes(frame.code))
+            throw new InvalidInputError(frame.message, { code: frame.code, param: "messages" });
+          if (frame.code === "payment_required")
+            throw new PaymentRequiredError(`provider ${provider.address} stopped: ${frame.message}`, {
+              hint: "check the gateway's payment channel and budget (`mycel channel list`, GET /mycel/v1/usage)",
+            });
           throw new SegmentFailedError(`provider ${provider.peerId} refused: ${frame.message}`, {
             code: frame.code,
             retryAfterMs: frame.retry_after_ms,
           });
         }
-        return { end: frame, tokens };
+        ended = true;
+        return {
+          end: frame,
+          tokens,
+          finish: async (price) => {
+            input.signal.removeEventListener("abort", cancel);
+            try {
+              if (paying && bill && price !== undefined) {
+                bill.complete(price);
+                const acknowledgements = readAcknowledgements(channel, paying);
+                await paying.pay(sendVoucher);
+                await channel.close().catch(() => undefined);
+                await acknowledgements;
+              } else bill?.abandon();
+            } finally {
+              await channel.close().catch(() => undefined);
+            }
+          },
+        };
       }
     } finally {
-      input.signal.removeEventListener("abort", cancel);
-      if (!input.signal.aborted) await channel.close().catch(() => undefined);
+      if (!ended) {
+        bill?.abandon();
+        input.signal.removeEventListener("abort", cancel);
+        if (!input.signal.aborted) await channel.close().catch(() => undefined);
+      }
     }
   }
+
+  /** Providers this gateway can pay (or that serve unpaid). */
+  function payable(provider: KnownProvider): boolean {
+    const payment = provider.announcement.payment;
+    if (!payment) return true;
+    return parameters.payments?.canPay(payment) ?? false;
+  }
+
+  /** The channel that pays `provider`, opened or topped up if needed; undefined for a provider that serves unpaid. */
+  async function channelFor(provider: KnownProvider): Promise<PayingChannel | undefined> {
+    const payment = provider.announcement.payment;
+    if (!payment || !parameters.payments) return undefined;
+    try {
+      return await parameters.payments.channelFor({
+        provider: provider.address as Hex,
+        creditWindow: BigInt(payment.credit_window),
+      });
+    } catch (error) {
+      if (error instanceof PaymentRequiredError) throw error;
+      throw new SegmentFailedError(`cannot fund a payment channel to provider ${provider.address}`, {
+        cause: error,
+        details: describeError(error),
+      });
+    }
+  }
+
+  const finishing = new Set<Promise<void>>();
 
   async function generate(parameters: BackendGenerateParameters): Promise<BackendGenerateResult> {
     const modelHash = modelHashToBytes32(parameters.model.hash);
@@ -308,9 +395,22 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     });
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       if (parameters.signal.aborted) break;
-      const candidates = rankProviders({ candidates: table.serving(modelHash), exclude: tried });
+      const serving = table.serving(modelHash);
+      const candidates = rankProviders({ candidates: serving.filter(payable), exclude: tried });
       const provider = candidates[0];
-      if (!provider) break;
+      if (!provider) {
+        if (attempt === 0 && serving.length > 0)
+          throw new PaymentRequiredError(
+            `every provider of model "${parameters.model.name}" is paid on a chain this gateway does not pay on`,
+            {
+              details: serving
+                .map((entry) => `${entry.address}: chain ${entry.announcement.payment?.chain_id}`)
+                .join("; "),
+              hint: "start the gateway with --rpc-url and --deployments of that chain",
+            },
+          );
+        break;
+      }
       tried.add(provider.peerId);
       const remaining =
         sampling.maxTokens === undefined ? undefined : sampling.maxTokens - outputTokens.length;
@@ -326,10 +426,12 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
       const before = { tokens: outputTokens.length, text: text.length };
       provider.inFlight++;
       try {
+        const paying = await channelFor(provider);
         const segment = await runSegment({
           provider,
           requestId,
           request,
+          paying,
           signal: parameters.signal,
           onTokens: (tokens, piece) => {
             if (!started) {
@@ -341,19 +443,31 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
             if (piece) parameters.onText?.(piece);
           },
         });
-        const receipt = await verifyReceipt({
-          end: segment.end,
-          requestId,
-          client,
-          provider: provider.address,
-          request,
-          outputTokens: segment.tokens,
-          pricePerMillion: {
-            input: BigInt(provider.announcement.price.input),
-            output: BigInt(provider.announcement.price.output),
-          },
-          domain,
-        });
+        let receipt: SignedReceipt;
+        try {
+          receipt = await verifyReceipt({
+            end: segment.end,
+            requestId,
+            client,
+            provider: provider.address,
+            request,
+            outputTokens: segment.tokens,
+            pricePerMillion: {
+              input: BigInt(provider.announcement.price.input),
+              output: BigInt(provider.announcement.price.output),
+            },
+            domain,
+          });
+        } catch (error) {
+          void segment.finish(undefined);
+          throw error;
+        }
+        // The receipt is paid for after the answer goes back: the client does not wait for the voucher's round trip.
+        const finished = segment
+          .finish(BigInt(receipt.message.price))
+          .catch((error) => logger.warn("paying for a receipt failed", { error: describeError(error) }));
+        finishing.add(finished);
+        void finished.finally(() => finishing.delete(finished));
         provider.successes++;
         signed.push({ receipt, provider });
         for (const [index, entry] of signed.entries()) {
@@ -376,7 +490,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         return answer({ finishReason: segment.end.finish_reason, promptTokens, failovers: attempt });
       } catch (error) {
         if (parameters.signal.aborted) break;
-        if (error instanceof InvalidInputError) throw error;
+        if (error instanceof InvalidInputError || error instanceof PaymentRequiredError) throw error;
         lastFailure = error;
         provider.failures++;
         if (error instanceof ReceiptRejectedError || error instanceof ProtocolError) {
@@ -434,7 +548,88 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     );
   }
 
+  /** Spending by model and provider (from the stored receipts) and the payment channels behind it. */
+  function usage() {
+    const rows = receipts.spending();
+    const names = new Map(liveModels().map((model) => [`0x${model.hash}`, model.name]));
+    type UsageGroup = {
+      requests: number;
+      segments: number;
+      prompt: number;
+      completion: number;
+      cost: bigint;
+    };
+    const add = (groups: Map<string, UsageGroup>, key: string, row: (typeof rows)[number]) => {
+      const group = groups.get(key) ?? { requests: 0, segments: 0, prompt: 0, completion: 0, cost: 0n };
+      group.requests += row.requests;
+      group.segments += row.segments;
+      group.prompt += row.promptTokens;
+      group.completion += row.completionTokens;
+      group.cost += row.price;
+      groups.set(key, group);
+    };
+    const byModel = new Map<string, UsageGroup>();
+    const byProvider = new Map<string, UsageGroup>();
+    for (const row of rows) {
+      add(byModel, row.modelHash, row);
+      add(byProvider, row.provider, row);
+    }
+    const shape = (group: Omit<UsageGroup, "requests">) => ({
+      segments: group.segments,
+      prompt_tokens: group.prompt,
+      completion_tokens: group.completion,
+      cost: group.cost.toString(),
+    });
+    const payments = parameters.payments;
+    return {
+      object: "mycel.usage",
+      client,
+      total: {
+        ...shape({
+          segments: rows.reduce((sum, row) => sum + row.segments, 0),
+          prompt: rows.reduce((sum, row) => sum + row.promptTokens, 0),
+          completion: rows.reduce((sum, row) => sum + row.completionTokens, 0),
+          cost: rows.reduce((sum, row) => sum + row.price, 0n),
+        }),
+      },
+      by_model: [...byModel.entries()].map(([hash, group]) => ({
+        model_hash: hash,
+        name: names.get(hash) ?? null,
+        requests: group.requests,
+        ...shape(group),
+      })),
+      by_provider: [...byProvider.entries()].map(([address, group]) => ({
+        provider: address,
+        requests: group.requests,
+        ...shape(group),
+      })),
+      payments: payments
+        ? {
+            budget: payments.budget.limit.toString(),
+            deposit_per_provider: payments.budget.depositPerProvider.toString(),
+            deposited: payments.budget.committed().toString(),
+            paid: payments
+              .channels()
+              .reduce((sum, channel) => sum + channel.signedAmount, 0n)
+              .toString(),
+            channels: payments.channels().map((channel) => ({
+              channel_id: channel.channelId,
+              provider: channel.provider,
+              state: channel.state,
+              deposit: channel.deposit.toString(),
+              paid: channel.signedAmount.toString(),
+              acknowledged: channel.acknowledgedAmount.toString(),
+            })),
+          }
+        : null,
+    };
+  }
+
   async function route(input: { method: string; path: string; response: ServerResponse }) {
+    if (input.path === "/mycel/v1/usage" && input.method === "GET") {
+      sendJson(input.response, 200, usage());
+      return true;
+    }
     const match = /^\/mycel\/v1\/receipts\/(0x[0-9a-fA-F]{64})$/.exec(input.path);
     if (input.path === "/mycel/v1/providers" && input.method === "GET") {
       const body = table.all().map((provider) => ({
@@ -516,6 +711,8 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     },
     async stop() {
       table.stop();
+      await Promise.allSettled([...finishing]);
+      await parameters.payments?.stop();
     },
   };
 }

@@ -36,6 +36,18 @@ export const announcementSchema = z
       .max(32),
     /** Prices per 1M tokens in the payment token's smallest unit. */
     price: z.object({ input: uintString, output: uintString }).strict(),
+    /**
+     * How this provider is paid: vouchers on the PaymentChannels contract of this chain, with at most
+     * `credit_window` (smallest units) of output served before it is paid. Absent: it serves unpaid.
+     */
+    payment: z
+      .object({
+        chain_id: z.number().int().min(1),
+        payment_channels: z.string().regex(/^0x[0-9a-fA-F]{40}$/),
+        credit_window: uintString,
+      })
+      .strict()
+      .optional(),
     capacity: z
       .object({
         parallelism: z.number().int().min(1),

@@ -12,6 +12,9 @@ export class ProtocolError extends MycelError {
 const bytes32 = z.string().regex(/^0x[0-9a-f]{64}$/, "must be 32 bytes of lowercase hex");
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be an address");
 const tokenId = z.number().int().min(0).max(0xffffffff);
+/** An amount in the payment token's smallest unit, as a decimal string (uint256). */
+const amount = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, "must be a decimal integer string");
+const signature = z.string().regex(/^0x[0-9a-fA-F]{130}$/, "must be a 65-byte signature");
 const version = z.literal(wireVersion, { message: `only protocol version ${wireVersion} is spoken here` });
 
 /** What a gateway asks a provider to generate; its canonical JSON hash is the receipt's requestHash. */
@@ -61,11 +64,29 @@ export const requestFrameSchema = z
     id: bytes32,
     client: address,
     request: inferenceRequestSchema,
+    /** The payment channel (client -> this provider) that pays for this request; required by paid providers. */
+    payment: z.object({ channel_id: bytes32 }).strict().optional(),
   })
   .strict();
 
 /** Gateway -> provider: stop generating (the client went away). */
 export const cancelFrameSchema = z.object({ v: version, type: z.literal("cancel") }).strict();
+
+/** Gateway -> provider: a cumulative payment voucher for a channel (EIP-712, see voucher.ts), at any point of a stream. */
+export const voucherFrameSchema = z
+  .object({
+    v: version,
+    type: z.literal("voucher"),
+    channel_id: bytes32,
+    cumulative_amount: amount,
+    signature,
+  })
+  .strict();
+
+/** Provider -> gateway: a voucher was checked and stored durably; the channel is paid up to this amount. */
+export const paidFrameSchema = z
+  .object({ v: version, type: z.literal("paid"), channel_id: bytes32, cumulative_amount: amount })
+  .strict();
 
 /** Provider -> gateway: tokens and the text they completed. */
 export const chunkFrameSchema = z
@@ -99,15 +120,22 @@ export const providerFrameSchema = z.discriminatedUnion("type", [
   chunkFrameSchema,
   endFrameSchema,
   errorFrameSchema,
+  paidFrameSchema,
 ]);
 /** Any frame a gateway sends. */
-export const gatewayFrameSchema = z.discriminatedUnion("type", [requestFrameSchema, cancelFrameSchema]);
+export const gatewayFrameSchema = z.discriminatedUnion("type", [
+  requestFrameSchema,
+  cancelFrameSchema,
+  voucherFrameSchema,
+]);
 
 export type RequestFrame = z.infer<typeof requestFrameSchema>;
 export type CancelFrame = z.infer<typeof cancelFrameSchema>;
 export type ChunkFrame = z.infer<typeof chunkFrameSchema>;
 export type EndFrame = z.infer<typeof endFrameSchema>;
 export type ErrorFrame = z.infer<typeof errorFrameSchema>;
+export type VoucherFrame = z.infer<typeof voucherFrameSchema>;
+export type PaidFrame = z.infer<typeof paidFrameSchema>;
 export type ProviderFrame = z.infer<typeof providerFrameSchema>;
 export type GatewayFrame = z.infer<typeof gatewayFrameSchema>;
 

@@ -29,12 +29,16 @@ export {
   gatewayFrameSchema,
   type InferenceRequest,
   inferenceRequestSchema,
+  type PaidFrame,
   ProtocolError,
   type ProviderFrame,
+  paidFrameSchema,
   parseFrame,
   providerFrameSchema,
   type RequestFrame,
   requestFrameSchema,
+  type VoucherFrame,
+  voucherFrameSchema,
 } from "./frames.ts";
 export { encodeTokenIds, hashRequest, hashTokenIds, modelHashToBytes32 } from "./hashing.ts";
 export {

@@ -8,9 +8,16 @@ import {
   type LoadedModelInfo,
   streamBatchIntervalMs,
 } from "../engine/index.ts";
-import { describeError, InvalidInputError, MycelError, QueueFullError } from "../errors/index.ts";
+import {
+  describeError,
+  InvalidInputError,
+  MycelError,
+  PaymentRequiredError,
+  QueueFullError,
+} from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import { createFrameChannel, type FrameChannel, type MycelNode } from "../p2p/index.ts";
+import { type ChannelCharge, type ProviderPayments, VoucherRejectedError } from "../payments/index.ts";
 import {
   announcementTiming,
   announcementTopic,
@@ -21,10 +28,12 @@ import {
   type InferenceRequest,
   inferenceProtocolId,
   modelHashToBytes32,
+  ProtocolError,
   parseFrame,
   priceOfTokens,
   type ReceiptDomain,
   type ReceiptMessage,
+  type RequestFrame,
   receiptDomain,
   requestFrameSchema,
   type SignedReceipt,
@@ -62,6 +71,8 @@ export type StartProviderParameters = {
   announceIntervalMs?: number;
   logger?: Logger;
   components?: Partial<ProviderComponents>;
+  /** Payment channels: when given (and the price is not zero), every request must name a funded channel. */
+  payments?: ProviderPayments;
 };
 
 /** A running provider. */
@@ -84,6 +95,8 @@ function reachableAddresses(addresses: string[]): string[] {
 
 /** Most tokens in one chunk frame (the schema allows 64). */
 const maxTokensPerChunk = 32;
+/** How long a provider waits, after its receipt, for the voucher that pays for it. */
+const finalVoucherWaitMs = 3_000;
 
 function errorFrame(code: string, message: string, retryAfterMs?: number): ErrorFrame {
   return {
@@ -108,6 +121,8 @@ export async function startProvider(parameters: StartProviderParameters): Promis
   );
   const streamsByPeer = new Map<string, number>();
   let active = 0;
+  const { payments } = parameters;
+  const paid = payments !== undefined && (parameters.price.input > 0n || parameters.price.output > 0n);
 
   function tokenize(model: LoadedModelInfo, request: InferenceRequest): number[] {
     if (request.kind === "chat")
@@ -143,26 +158,45 @@ export async function startProvider(parameters: StartProviderParameters): Promis
       );
       return;
     }
+    let charge: ChannelCharge | undefined;
+    if (paid && payments) {
+      if (!frame.payment)
+        throw new PaymentRequiredError(
+          `this provider is paid through payment channels (PaymentChannels ${payments.announcement.payment_channels} on chain ${payments.announcement.chain_id})`,
+          { hint: `open a channel to ${account.address} and name it in the request's payment.channel_id` },
+        );
+      charge = await payments.admit({
+        channelId: frame.payment.channel_id as Hex,
+        client: frame.client as Hex,
+      });
+    }
+    try {
+      await generateAnswer({ channel, peerId, frame, model, promptTokens, prefixTokens, evaluated, charge });
+    } finally {
+      charge?.release();
+    }
+  }
+
+  async function generateAnswer(input: {
+    channel: FrameChannel;
+    peerId: string;
+    frame: RequestFrame;
+    model: LoadedModelInfo;
+    promptTokens: number[];
+    prefixTokens: number[];
+    evaluated: number[];
+    charge: ChannelCharge | undefined;
+  }) {
+    const { channel, peerId, frame, model, promptTokens, prefixTokens, evaluated, charge } = input;
     const controller = new AbortController();
+    const reading = new AbortController();
     let timedOut = false;
+    /** Why generation stopped early on the provider's side (a payment problem), told to the gateway. */
+    let stopReason: MycelError | undefined;
     const total = setTimeout(() => {
       timedOut = true;
       controller.abort(new Error("total time limit"));
     }, limits.totalTimeoutMs);
-    // The gateway may cancel at any time, or go away: either stops generation and frees the sequence.
-    const watchCancel = (async () => {
-      try {
-        while (!controller.signal.aborted) {
-          const next = await channel.read({ signal: controller.signal });
-          if (next === undefined) break;
-          const control = parseFrame(gatewayFrameSchema, next);
-          if (control.type === "cancel") break;
-        }
-      } catch {
-        // A malformed control frame or a broken stream ends the request like a cancel.
-      }
-      controller.abort(new Error("cancelled by the gateway"));
-    })();
     let writes = Promise.resolve();
     let writeFailed = false;
     const send = (value: unknown) => {
@@ -173,19 +207,66 @@ export async function startProvider(parameters: StartProviderParameters): Promis
           controller.abort(new Error("stream broken"));
         });
     };
+    // The gateway may cancel at any time, or go away: either stops generation and frees the sequence. It also
+    // pays with vouchers, during the answer and right after it.
+    const watch = (async () => {
+      try {
+        while (!reading.signal.aborted) {
+          const next = await channel.read({ signal: reading.signal });
+          if (next === undefined) break;
+          const control = parseFrame(gatewayFrameSchema, next);
+          if (control.type === "cancel") break;
+          if (control.type !== "voucher")
+            throw new ProtocolError("a request frame in the middle of a stream", { code: "malformed_frame" });
+          if (!payments) continue;
+          try {
+            const stored = await payments.acceptVoucher({
+              channelId: control.channel_id as Hex,
+              cumulativeAmount: BigInt(control.cumulative_amount),
+              signature: control.signature as Hex,
+            });
+            send({
+              v: wireVersion,
+              type: "paid",
+              channel_id: control.channel_id,
+              cumulative_amount: stored.cumulativeAmount.toString(),
+            });
+          } catch (error) {
+            stopReason = error instanceof MycelError ? error : new VoucherRejectedError(describeError(error));
+            logger.warn("voucher rejected", { peer: peerId, error: stopReason.shortMessage });
+            break;
+          }
+        }
+      } catch {
+        // A malformed control frame or a broken stream ends the request like a cancel.
+      }
+      controller.abort(new Error("cancelled by the gateway"));
+    })();
     // Tokens go out at once when they come slower than streamBatchIntervalMs; faster ones are gathered into one
     // chunk per interval. Every frame costs encryption, syscalls and a window update on the main thread,
     // which also drives llama.cpp's token loop: per-token frames made the network path 15% slower.
     const chunks = createDeltaBatcher<GenerationDelta>({
       intervalMs: streamBatchIntervalMs,
       maxItems: maxTokensPerChunk,
-      onBatch: (deltas) =>
-        send({
-          v: wireVersion,
-          type: "chunk",
-          tokens: deltas.flatMap((delta) => delta.tokens),
-          text: deltas.map((delta) => delta.text).join(""),
-        }),
+      onBatch: (deltas) => {
+        if (stopReason) return;
+        const tokens = deltas.flatMap((delta) => delta.tokens);
+        if (charge && !charge.charge(tokens.length)) {
+          const debt = charge.debt();
+          stopReason = new PaymentRequiredError(
+            `unpaid output on channel ${charge.channelId} (${debt.unpaid} owed) would exceed this provider's credit window of ${debt.creditWindow}`,
+            { hint: "pay with vouchers as tokens arrive, as docs/PROTOCOL.md describes" },
+          );
+          logger.warn("client cut off: unpaid beyond the credit window", {
+            peer: peerId,
+            channel: charge.channelId,
+            unpaid: debt.unpaid.toString(),
+          });
+          controller.abort(new Error("unpaid"));
+          return;
+        }
+        send({ v: wireVersion, type: "chunk", tokens, text: deltas.map((delta) => delta.text).join("") });
+      },
     });
     try {
       const result = await engine.generate({
@@ -203,9 +284,11 @@ export async function startProvider(parameters: StartProviderParameters): Promis
       });
       chunks.flush();
       await writes;
-      if (result.finishReason === "cancelled" || writeFailed) {
+      if (result.finishReason === "cancelled" || writeFailed || stopReason) {
         logger.info("request cancelled", { peer: peerId, completionTokens: result.tokens.length });
-        if (timedOut && !writeFailed)
+        if (stopReason && !writeFailed) {
+          await channel.write(errorFrame(stopReason.code, describeError(stopReason)));
+        } else if (timedOut && !writeFailed)
           await channel.write(
             errorFrame("time_limit", `a request may take at most ${limits.totalTimeoutMs} ms here`),
           );
@@ -229,6 +312,7 @@ export async function startProvider(parameters: StartProviderParameters): Promis
         timestamp: BigInt(Math.floor(Date.now() / 1000)),
       };
       const receipt = await sign({ privateKey: parameters.privateKey, domain, message });
+      charge?.complete(message.price);
       await channel.write({
         v: wireVersion,
         type: "end",
@@ -243,11 +327,22 @@ export async function startProvider(parameters: StartProviderParameters): Promis
         completionTokens: result.tokens.length,
         continuation: prefixTokens.length > 0,
       });
+      // The voucher for the receipt comes next; the gateway closes its side once it is acknowledged.
+      if (charge) {
+        let wait: NodeJS.Timeout | undefined;
+        await Promise.race([
+          watch,
+          new Promise((resolve) => (wait = setTimeout(resolve, finalVoucherWaitMs))),
+        ]);
+        clearTimeout(wait);
+        await writes;
+      }
     } finally {
       chunks.cancel();
       clearTimeout(total);
       controller.abort(new Error("request finished"));
-      await watchCancel;
+      reading.abort(new Error("request finished"));
+      await watch;
     }
   }
 
@@ -284,7 +379,12 @@ export async function startProvider(parameters: StartProviderParameters): Promis
       } catch (error) {
         logger.warn("stream refused", { peer: peerId, error: describeError(error).split("\n")[0] });
         const code = error instanceof MycelError ? error.code : "internal_error";
-        const retryAfter = error instanceof QueueFullError ? error.retryAfterSeconds * 1000 : undefined;
+        const retryAfter =
+          error instanceof QueueFullError
+            ? error.retryAfterSeconds * 1000
+            : error instanceof VoucherRejectedError
+              ? error.retryAfterMs
+              : undefined;
         await channel.write(errorFrame(code, describeError(error), retryAfter)).catch(() => undefined);
         await channel.close().catch(() => undefined);
       } finally {
@@ -317,6 +417,7 @@ export async function startProvider(parameters: StartProviderParameters): Promis
           busy: stats.reduce((sum, stat) => sum + stat.busy, 0),
           waiting: stats.reduce((sum, stat) => sum + stat.waiting, 0),
         },
+        ...(payments ? { payment: payments.announcement } : {}),
         version: parameters.version,
         issued_at: now,
         expires_at: now + announcementTiming.ttlMs,

@@ -25,6 +25,29 @@ const migrations: readonly string[] = [
      reason TEXT NOT NULL,
      marked_at INTEGER NOT NULL
    ) STRICT;`,
+  `CREATE TABLE received_vouchers (
+     channel_id TEXT PRIMARY KEY,
+     provider TEXT NOT NULL,
+     client TEXT NOT NULL,
+     cumulative_amount TEXT NOT NULL,
+     signature TEXT NOT NULL,
+     received_at INTEGER NOT NULL,
+     settled_amount TEXT NOT NULL,
+     unsettled_since INTEGER,
+     settled_at INTEGER
+   ) STRICT;
+   CREATE INDEX received_vouchers_by_provider ON received_vouchers (provider, unsettled_since);
+   CREATE TABLE client_channels (
+     channel_id TEXT PRIMARY KEY,
+     client TEXT NOT NULL,
+     provider TEXT NOT NULL,
+     deposit TEXT NOT NULL,
+     signed_amount TEXT NOT NULL,
+     acknowledged_amount TEXT NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('open', 'closing', 'closed')),
+     opened_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX client_channels_by_client ON client_channels (client, provider, state);`,
 ];
 
 /** The schema version this Mycel writes. */

@@ -23,3 +23,19 @@ export class ReceiptConflictError extends MycelError {
 export class DatabaseError extends MycelError {
   override name = "DatabaseError";
 }
+
+/** A voucher that is not above the latest one stored for its channel (a replay, or one that arrived late). */
+export class StaleVoucherError extends MycelError {
+  override name = "StaleVoucherError";
+  readonly latest: bigint;
+  constructor(parameters: { channelId: string; amount: bigint; latest: bigint }) {
+    super(
+      `a voucher for ${parameters.amount} on channel ${parameters.channelId} is not above the ${parameters.latest} already received (replayed or stale)`,
+      {
+        code: "voucher_stale",
+        hint: "vouchers are cumulative: sign a new one for the whole amount owed so far",
+      },
+    );
+    this.latest = parameters.latest;
+  }
+}

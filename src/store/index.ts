@@ -1,9 +1,16 @@
-/** The store part: SQLite persistence (receipts and untrusted providers now; vouchers and channels later). */
+/** The store part: SQLite persistence (receipts, untrusted providers, vouchers and channels). */
 export { schemaVersion } from "./database.ts";
-export { DatabaseError, ReceiptConflictError } from "./errors.ts";
+export { DatabaseError, ReceiptConflictError, StaleVoucherError } from "./errors.ts";
+export {
+  type ClientChannel,
+  openPaymentStore,
+  type PaymentStore,
+  type ReceivedVoucher,
+} from "./payments.ts";
 export {
   type OpenReceiptStoreParameters,
   openReceiptStore,
+  type ReceiptSpending,
   type ReceiptStore,
   type SaveReceiptParameters,
   type SaveReceiptReturnType,

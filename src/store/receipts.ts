@@ -49,12 +49,26 @@ export type ReceiptStore = {
   getReceipts(requestId: Hex): StoredReceipt[];
   /** Returns how many receipts are stored. */
   countReceipts(): number;
+  /** What the receipts add up to, per (provider, model): segments, tokens and price (smallest units). */
+  spending(): ReceiptSpending[];
   /** Remembers that a provider cheated (by address: its key is its identity), so a restart forgets nothing. */
   markUntrusted(parameters: { address: Address; peerId: string; reason: string }): void;
   /** The providers caught cheating, oldest first. */
   untrustedProviders(): UntrustedProvider[];
   /** Closes the database; the store cannot be used afterwards. */
   close(): void;
+};
+
+/** The receipts of one provider for one model, added up. */
+export type ReceiptSpending = {
+  provider: Address;
+  modelHash: string;
+  /** Distinct requests (a failover splits one request over several providers). */
+  requests: number;
+  segments: number;
+  promptTokens: number;
+  completionTokens: number;
+  price: bigint;
 };
 
 /** A provider caught cheating (a forged or mismatched receipt, a frame that breaks the protocol). */
@@ -135,6 +149,22 @@ export function openReceiptStore(parameters: OpenReceiptStoreParameters): Receip
     "SELECT * FROM receipts WHERE request_id = ? ORDER BY segment",
   );
   const count = db.prepare<[], { n: number }>("SELECT count(*) AS n FROM receipts");
+  const selectSpending = db.prepare<
+    [],
+    {
+      provider: string;
+      model_hash: string;
+      request_id: string;
+      price: string;
+      prompt: number;
+      completion: number;
+    }
+  >(
+    `SELECT provider, model_hash, request_id, json_extract(receipt, '$.message.price') AS price,
+       json_extract(receipt, '$.message.promptTokens') AS prompt,
+       json_extract(receipt, '$.message.completionTokens') AS completion
+     FROM receipts`,
+  );
   const insertUntrusted = db.prepare(
     `INSERT INTO untrusted_providers (address, peer_id, reason, marked_at) VALUES (?, ?, ?, ?)
      ON CONFLICT (address) DO NOTHING`,
@@ -221,6 +251,36 @@ export function openReceiptStore(parameters: OpenReceiptStoreParameters): Receip
     },
     countReceipts() {
       return count.get()?.n ?? 0;
+    },
+    spending() {
+      // Prices are uint256 decimal strings: added up here as bigints (SQLite's sum would round them).
+      const totals = new Map<string, ReceiptSpending & { requestIds: Set<string> }>();
+      for (const row of selectSpending.iterate()) {
+        const key = `${row.provider}:${row.model_hash}`;
+        let total = totals.get(key);
+        if (!total) {
+          total = {
+            provider: row.provider as Address,
+            modelHash: row.model_hash,
+            requests: 0,
+            segments: 0,
+            promptTokens: 0,
+            completionTokens: 0,
+            price: 0n,
+            requestIds: new Set(),
+          };
+          totals.set(key, total);
+        }
+        total.requestIds.add(row.request_id);
+        total.segments += 1;
+        total.promptTokens += Number(row.prompt);
+        total.completionTokens += Number(row.completion);
+        total.price += BigInt(row.price);
+      }
+      return [...totals.values()].map(({ requestIds, ...total }) => ({
+        ...total,
+        requests: requestIds.size,
+      }));
     },
     markUntrusted(input) {
       insertUntrusted.run(getAddress(input.address), input.peerId, input.reason.slice(0, 500), Date.now());

@@ -42,8 +42,16 @@ import {
 } from "../chain/index.ts";
 import type { ConfigOverrides, MycelConfig } from "../config/index.ts";
 import { InvalidInputError, MycelError } from "../errors/index.ts";
+import { readKeystoreAddress } from "../identity/index.ts";
 import { type ModelRecord, openModelStore } from "../model/index.ts";
 import { modelHashToBytes32 } from "../protocol/index.ts";
+import {
+  type ClientChannel,
+  gatewayPaymentStorePath,
+  openPaymentStore,
+  providerPaymentStorePath,
+  type ReceivedVoucher,
+} from "../store/index.ts";
 import { printTable } from "./output.ts";
 
 /** The flags every chain-using command takes. */
@@ -128,6 +136,31 @@ async function resolveModel(home: string, query: string): Promise<{ hash: Hex; r
   }
 }
 
+/** The payments this machine's gateway and provider stores hold for `account` (opened only if they exist). */
+function readLocalPayments(home: string, account: Address) {
+  const signed = new Map<string, ClientChannel>();
+  const received = new Map<string, ReceivedVoucher>();
+  const gatewayPath = gatewayPaymentStorePath(home);
+  if (existsSync(gatewayPath)) {
+    const store = openPaymentStore({ path: gatewayPath });
+    try {
+      for (const channel of store.channelsOf(account)) signed.set(channel.channelId.toLowerCase(), channel);
+    } finally {
+      store.close();
+    }
+  }
+  const providerPath = providerPaymentStorePath(home, account);
+  if (existsSync(providerPath)) {
+    const store = openPaymentStore({ path: providerPath });
+    try {
+      for (const voucher of store.vouchersOf(account)) received.set(voucher.channelId.toLowerCase(), voucher);
+    } finally {
+      store.close();
+    }
+  }
+  return { signed, received };
+}
+
 async function tokenOf(connection: ChainConnection, deployments: Deployments): Promise<TokenInfo> {
   return getTokenInfo(connection, deployments.contracts.token);
 }
@@ -182,6 +215,15 @@ export function addChainCommands(parameters: {
       deployments: reader.deployments,
       deploymentsPath: reader.deploymentsPath,
     };
+  };
+
+  /** A read-only view: the chain, and the address of the key (no password needed) or of --address. */
+  const viewer = async (command: Command) => {
+    const config = configFrom(command);
+    const reader = await openChain({ home: config.home, flags: chainFlagsOf(command) });
+    const given = (command.optsWithGlobals() as { address?: Address }).address;
+    const account = given ?? (await readKeystoreAddress({ home: config.home, name: keyOf(command) }));
+    return { config, account, ...reader };
   };
 
   // ---- mycel chain ----
@@ -524,17 +566,32 @@ export function addChainCommands(parameters: {
   addChainOptions(
     channel
       .command("list")
-      .description("list the channels this key opened (as client) or receives (as provider)")
+      .description(
+        "list the channels this key opened (as client) or receives (as provider), with the latest vouchers (no password needed)",
+      )
       .option("--key <name>", "keystore", "default")
+      .option("--address <address>", "any address instead of a key", address)
       .option("--json", "print JSON"),
   ).action(async (flags: ChainFlags & { json?: boolean }, command: Command) => {
-    const { connection, deployments } = await signer(command);
+    const { config, connection, deployments, account } = await viewer(command);
     const token = await tokenOf(connection, deployments);
-    const account = connection.account?.address as Address;
     const { asClient, asProvider } = await listChannels(connection, { deployments, account });
+    const local = readLocalPayments(config.home, account);
     const rows = [
-      ...asClient.map((entry) => ({ role: "client", counterparty: entry.provider, ...entry })),
-      ...asProvider.map((entry) => ({ role: "provider", counterparty: entry.client, ...entry })),
+      ...asClient.map((entry) => ({
+        role: "client",
+        counterparty: entry.provider,
+        ...entry,
+        /** The highest voucher this machine's gateway signed on it. */
+        voucher: local.signed.get(entry.channelId.toLowerCase())?.signedAmount,
+      })),
+      ...asProvider.map((entry) => ({
+        role: "provider",
+        counterparty: entry.client,
+        ...entry,
+        /** The latest voucher this machine's provider received on it. */
+        voucher: local.received.get(entry.channelId.toLowerCase())?.cumulativeAmount,
+      })),
     ];
     if (flags.json) {
       console.log(
@@ -549,18 +606,92 @@ export function addChainCommands(parameters: {
       return;
     }
     const table = [
-      ["CHANNEL", "ROLE", "COUNTERPARTY", "DEPOSIT", "SETTLED", "STATE", "CLOSES AT"],
+      ["CHANNEL", "ROLE", "COUNTERPARTY", "DEPOSIT", "VOUCHER", "SETTLED", "STATE", "CLOSES AT"],
       ...rows.map((row) => [
         row.channelId,
         row.role,
         row.counterparty,
         formatTokenAmount(row.deposit, token),
+        row.voucher === undefined ? "-" : formatTokenAmount(row.voucher, token),
         formatTokenAmount(row.settled, token),
         row.state,
         row.closesAt?.toISOString() ?? "-",
       ]),
     ];
     printTable(table);
+    console.log(
+      "VOUCHER: the latest voucher on this machine (signed by its gateway, or received by its provider); SETTLED: paid out on chain",
+    );
+  });
+
+  // ---- mycel wallet ----
+  addChainOptions(
+    program
+      .command("wallet")
+      .description("balances, channel deposits, payments made and earnings of a key (no password needed)")
+      .option("--key <name>", "keystore", "default")
+      .option("--address <address>", "any address instead of a key", address)
+      .option("--json", "print JSON"),
+  ).action(async (flags: ChainFlags & { json?: boolean }, command: Command) => {
+    const { config, connection, deployments, account } = await viewer(command);
+    const token = await tokenOf(connection, deployments);
+    const [ether, tokens, channels, record] = await Promise.all([
+      connection.publicClient.getBalance({ address: account }),
+      getTokenBalance(connection, { token: token.address, owner: account }),
+      listChannels(connection, { deployments, account }),
+      getProviderRecord(connection, { deployments, provider: account }),
+    ]);
+    const local = readLocalPayments(config.home, account);
+    const sum = <T>(items: T[], pick: (item: T) => bigint) =>
+      items.reduce((total, item) => total + pick(item), 0n);
+    const live = (state: string) => state !== "closed";
+    const spending = {
+      channels: channels.asClient.filter((entry) => live(entry.state)).length,
+      deposited: sum(
+        channels.asClient.filter((entry) => live(entry.state)),
+        (entry) => entry.deposit,
+      ),
+      paid: sum([...local.signed.values()], (entry) => entry.signedAmount),
+      settled: sum(channels.asClient, (entry) => entry.settled),
+    };
+    const earning = {
+      channels: channels.asProvider.length,
+      earned: sum([...local.received.values()], (entry) => entry.cumulativeAmount),
+      settled: sum(channels.asProvider, (entry) => entry.settled),
+      stake: record?.stake ?? 0n,
+    };
+    const unsettled = sum(
+      [...local.received.values()],
+      (entry) => entry.cumulativeAmount - entry.settledAmount,
+    );
+    if (flags.json) {
+      console.log(
+        JSON.stringify(
+          {
+            address: account,
+            chainId: deployments.chainId,
+            token: { symbol: token.symbol, decimals: token.decimals, address: token.address },
+            balances: { ether, token: tokens },
+            asClient: spending,
+            asProvider: { ...earning, unsettled },
+          },
+          (_key, value) => (typeof value === "bigint" ? value.toString() : value),
+          2,
+        ),
+      );
+      return;
+    }
+    const show = (amount: bigint) => formatTokenAmount(amount, token);
+    console.log(`${account} on chain ${deployments.chainId}`);
+    console.log(
+      `  balance        ${formatTokenAmount(ether, { decimals: 18, symbol: "ETH" })}, ${show(tokens)}`,
+    );
+    console.log(
+      `  as a client    ${spending.channels} open channel(s), ${show(spending.deposited)} deposited; vouchers signed here ${show(spending.paid)}; settled by providers ${show(spending.settled)}`,
+    );
+    console.log(
+      `  as a provider  ${earning.channels} channel(s); vouchers received here ${show(earning.earned)} (${show(unsettled)} not settled yet); settled to you ${show(earning.settled)}; stake ${show(earning.stake)}`,
+    );
   });
 
   addChainOptions(

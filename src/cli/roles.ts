@@ -35,9 +35,15 @@ import { createLogger, type Logger } from "../log/index.ts";
 import { generateTestModel, type ModelRecord, openModelStore } from "../model/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, peerIdOfSecp256k1Key } from "../p2p/index.ts";
 import { createGatewayPayments, createProviderPayments, type GatewayPayments } from "../payments/index.ts";
-import { modelHashToBytes32, type ReceiptDomain } from "../protocol/index.ts";
+import { modelHashToBytes32 } from "../protocol/index.ts";
 import { startProvider } from "../provider/index.ts";
-import { openPaymentStore, openReceiptStore, type PaymentStore } from "../store/index.ts";
+import {
+  gatewayPaymentStorePath,
+  openPaymentStore,
+  openReceiptStore,
+  type PaymentStore,
+  providerPaymentStorePath,
+} from "../store/index.ts";
 import { chainRequested, openChain } from "./chain.ts";
 import {
   defaultGatewayBudget,
@@ -85,16 +91,6 @@ async function logProviderRegistration(parameters: {
 /** Prints a machine-readable line that `mycel devnet` (and tests) wait for. */
 function printReady(fields: Record<string, unknown>) {
   console.log(`MYCEL_READY ${JSON.stringify(fields)}`);
-}
-
-/** Where a provider keeps the vouchers it received (one file per provider address). */
-export function providerPaymentStorePath(home: string, address: string): string {
-  return join(home, "provider", address.toLowerCase(), "payments.sqlite");
-}
-
-/** Where a gateway keeps the channels it opened and the vouchers it signed. */
-export function gatewayPaymentStorePath(home: string): string {
-  return join(home, "gateway", "payments.sqlite");
 }
 
 /** How long a role may take to shut down (a provider settles its vouchers first) before it is forced. */

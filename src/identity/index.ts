@@ -19,6 +19,7 @@ export {
   type LoadKeystoreParameters,
   type LoadKeystoreReturnType,
   loadKeystore,
+  readKeystoreAddress,
 } from "./keystore.ts";
 export {
   type PromptPasswordOptions,

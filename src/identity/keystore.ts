@@ -3,7 +3,7 @@ import { createCipheriv, createDecipheriv, randomBytes, type ScryptOptions, scry
 import { access, chmod, link, mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Address, Hex } from "viem";
-import { bytesToHex, isAddressEqual } from "viem";
+import { bytesToHex, getAddress, isAddressEqual } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { z } from "zod";
 import { InvalidInputError } from "../errors/index.ts";
@@ -230,12 +230,10 @@ export type LoadKeystoreParameters = KeystorePathParameters & {
 /** What {@link loadKeystore} returns: keep `privateKey` in memory only, never log it. */
 export type LoadKeystoreReturnType = { address: Address; privateKey: Hex };
 
-/** Reads and decrypts the keystore `<home>/keys/<name>.json`, checking that the key matches its stored address. */
-export async function loadKeystore(parameters: LoadKeystoreParameters): Promise<LoadKeystoreReturnType> {
+/** Reads and checks a keystore file (not its secret). */
+async function readKeystoreFile(parameters: KeystorePathParameters) {
   const name = parameters.name ?? "default";
   const path = keystorePath({ home: parameters.home, name });
-  checkPassword(parameters.password);
-
   let text: string;
   try {
     text = await readFile(path, "utf8");
@@ -263,7 +261,19 @@ export async function loadKeystore(parameters: LoadKeystoreParameters): Promise<
     const where = issue?.path.length ? issue.path.join(".") : "(root)";
     throw new InvalidKeystoreError({ path, reason: `${where}: ${issue?.message ?? "invalid"}` });
   }
-  const file = parsed.data;
+  return { path, file: parsed.data };
+}
+
+/** The address a keystore holds the key of, read without its password (the address is stored in clear). */
+export async function readKeystoreAddress(parameters: KeystorePathParameters = {}): Promise<Address> {
+  const { file } = await readKeystoreFile(parameters);
+  return getAddress(file.address);
+}
+
+/** Reads and decrypts the keystore `<home>/keys/<name>.json`, checking that the key matches its stored address. */
+export async function loadKeystore(parameters: LoadKeystoreParameters): Promise<LoadKeystoreReturnType> {
+  checkPassword(parameters.password);
+  const { path, file } = await readKeystoreFile(parameters);
   if (128 * file.kdf.n * file.kdf.r > maxScryptMemory) {
     throw new InvalidKeystoreError({ path, reason: "its scrypt parameters need too much memory" });
   }

@@ -3,8 +3,10 @@ export { schemaVersion } from "./database.ts";
 export { DatabaseError, ReceiptConflictError, StaleVoucherError } from "./errors.ts";
 export {
   type ClientChannel,
+  gatewayPaymentStorePath,
   openPaymentStore,
   type PaymentStore,
+  providerPaymentStorePath,
   type ReceivedVoucher,
 } from "./payments.ts";
 export {

@@ -2,10 +2,21 @@
  * The payment store, in SQLite (WAL, synchronous=FULL): the latest voucher a provider received per channel
  * (written before the provider acknowledges it) and the channels a gateway opened with what it signed.
  */
+import { join } from "node:path";
 import type Database from "better-sqlite3";
 import { type Address, getAddress, type Hex } from "viem";
 import { openDatabase } from "./database.ts";
 import { StaleVoucherError } from "./errors.ts";
+
+/** Where a provider keeps the vouchers it received (one file per provider address). */
+export function providerPaymentStorePath(home: string, address: string): string {
+  return join(home, "provider", address.toLowerCase(), "payments.sqlite");
+}
+
+/** Where a gateway keeps the channels it opened and the vouchers it signed. */
+export function gatewayPaymentStorePath(home: string): string {
+  return join(home, "gateway", "payments.sqlite");
+}
 
 /** The latest voucher a provider holds for one channel, and how much of it is settled on chain. */
 export type ReceivedVoucher = {

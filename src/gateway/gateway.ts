@@ -226,6 +226,8 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         request: input.request,
         ...(paying ? { payment: { channel_id: paying.channelId } } : {}),
       });
+      // Anything still owed (a voucher lost with an earlier stream) goes out with the new request.
+      if (paying?.due()) void paying.pay(sendVoucher);
       for (;;) {
         let value: unknown;
         try {

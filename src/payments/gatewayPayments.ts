@@ -114,7 +114,8 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
     const active = new Set<{ tokens: number; outputPricePerMillion: bigint }>();
     let inFlight: { amount: bigint; resolve: () => void } | undefined;
     let queue: Promise<void> = Promise.resolve();
-    let queuedPayments = 0;
+    /** A payment waits behind the one in flight: it pays whatever is owed when its turn comes. */
+    let waiting = false;
     const target = () => {
       let total = owed;
       for (const segment of active)
@@ -125,33 +126,44 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
         });
       return total < entry.row.deposit ? total : entry.row.deposit;
     };
+    /** The latest voucher, and whether it reached the stream (a voucher lost with its stream is sent again). */
+    let latest: { frame: VoucherFrame; delivered: boolean } | undefined;
     async function payNow(send: VoucherSender) {
       const amount = target();
-      if (amount <= signed) return;
-      const signature = await signVoucher({
-        privateKey: parameters.privateKey,
-        domain,
-        message: { channelId: row.channelId, cumulativeAmount: amount },
-      });
-      // Written down before it leaves: a restart never signs a lower voucher the provider would refuse.
-      store.recordSigned({ channelId: row.channelId, amount });
-      signed = amount;
+      if (amount > signed) {
+        const signature = await signVoucher({
+          privateKey: parameters.privateKey,
+          domain,
+          message: { channelId: row.channelId, cumulativeAmount: amount },
+        });
+        // Written down before it leaves: a restart never signs a lower voucher the provider would refuse.
+        store.recordSigned({ channelId: row.channelId, amount });
+        signed = amount;
+        latest = {
+          frame: {
+            v: wireVersion,
+            type: "voucher",
+            channel_id: row.channelId,
+            cumulative_amount: amount.toString(),
+            signature,
+          },
+          delivered: false,
+        };
+      } else if (!latest || latest.delivered) return;
+      const voucher = latest;
       let timer: NodeJS.Timeout | undefined;
       const acknowledged = new Promise<void>((resolve) => {
-        inFlight = { amount, resolve };
+        inFlight = { amount: BigInt(voucher.frame.cumulative_amount), resolve };
         timer = setTimeout(resolve, acknowledgementTimeoutMs);
       });
       try {
-        await send({
-          v: wireVersion,
-          type: "voucher",
-          channel_id: row.channelId,
-          cumulative_amount: amount.toString(),
-          signature,
-        });
+        await send(voucher.frame);
+        voucher.delivered = true;
         await acknowledged;
       } catch (error) {
-        logger.debug("a voucher could not be sent: the next one covers it", { error: describeError(error) });
+        logger.debug("a voucher could not be sent: it goes out again on the next stream", {
+          error: describeError(error),
+        });
       } finally {
         clearTimeout(timer);
         inFlight = undefined;
@@ -183,16 +195,18 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
       due() {
         const unpaid = target() - signed;
         const window = entry.creditWindow;
-        return queuedPayments === 0 && (window > 1n ? unpaid * 2n >= window : unpaid > 0n);
+        const undelivered = latest !== undefined && !latest.delivered;
+        return !waiting && (undelivered || (window > 1n ? unpaid * 2n >= window : unpaid > 0n));
       },
       pay(send) {
-        queuedPayments++;
-        const run = queue.then(() => payNow(send));
-        queue = run.finally(() => {
-          queuedPayments--;
+        waiting = true;
+        const run = queue.then(() => {
+          waiting = false;
+          return payNow(send);
         });
-        queues.add(queue);
-        queue.finally(() => queues.delete(run));
+        queue = run;
+        queues.add(run);
+        void run.finally(() => queues.delete(run));
         return run;
       },
       acknowledge(amount) {

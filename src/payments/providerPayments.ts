@@ -72,7 +72,14 @@ export type ChannelCharge = {
   charge(tokens: number): boolean;
   /** The request finished with a receipt: its price (prompt and output) is owed from now on. */
   complete(price: bigint): void;
-  /** The request ended without a receipt: its output is no longer counted. */
+  /** The client was cut off for not paying: what it was served stays owed once the request ends. */
+  markUnpaid(): void;
+  /** Calls `listener` after each voucher accepted on the channel (on any stream), until the request ends. */
+  onPayment(listener: () => void): void;
+  /**
+   * The request ended without a receipt: its output is no longer counted (a cancelled answer is forgiven),
+   * unless the client was cut off for not paying.
+   */
   release(): void;
   /** What the channel owes beyond its vouchers, and the window, for messages. */
   debt(): { unpaid: bigint; creditWindow: bigint };
@@ -222,7 +229,9 @@ export function createProviderPayments(parameters: CreateProviderPaymentsParamet
       throw new PaymentRequiredError(`channel ${input.channelId} is ${state.record.state}`, {
         hint: "open a new channel to this provider",
       });
-    if (debtOf(state) > creditWindow) {
+    // At the window, no token more could be served: refuse (after a little wait) rather than start.
+    const overdue = () => creditWindow > 0n && debtOf(state) >= creditWindow;
+    if (overdue()) {
       // A finished request's final voucher may be on its way on another stream: wait a little for it.
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, admitWaitMs);
@@ -232,23 +241,25 @@ export function createProviderPayments(parameters: CreateProviderPaymentsParamet
           resolve();
         }
         function check() {
-          if (debtOf(state) <= creditWindow) done();
+          if (!overdue()) done();
         }
         state.waiters.add(check);
       });
-      const unpaid = debtOf(state);
-      if (unpaid > creditWindow)
+      if (overdue())
         throw new PaymentRequiredError(
-          `channel ${input.channelId} owes ${unpaid}, more than this provider's credit window of ${creditWindow}`,
+          `channel ${input.channelId} owes ${debtOf(state)}, as much as this provider's credit window of ${creditWindow} or more`,
           { hint: "send a voucher for what is owed before asking for more" },
         );
     }
     const request = { outputTokens: 0 };
     state.active.add(request);
     let open = true;
+    let unpaid = false;
+    const listeners = new Set<() => void>();
     const close = () => {
       open = false;
       state.active.delete(request);
+      for (const listener of listeners) state.waiters.delete(listener);
     };
     return {
       channelId: input.channelId,
@@ -267,8 +278,18 @@ export function createProviderPayments(parameters: CreateProviderPaymentsParamet
         state.owed += price;
         state.grace.push({ amount: price, until: Date.now() + finalVoucherGraceMs });
       },
+      markUnpaid() {
+        unpaid = true;
+      },
+      onPayment(listener) {
+        if (!open) return;
+        listeners.add(listener);
+        state.waiters.add(listener);
+      },
       release: () => {
-        if (open) close();
+        if (!open) return;
+        close();
+        if (unpaid) state.owed += priceOfOutput(request.outputTokens);
       },
       debt: () => ({ unpaid: debtOf(state), creditWindow }),
     };

@@ -97,6 +97,8 @@ function reachableAddresses(addresses: string[]): string[] {
 const maxTokensPerChunk = 32;
 /** How long a provider waits, after its receipt, for the voucher that pays for it. */
 const finalVoucherWaitMs = 3_000;
+/** How long output beyond the credit window waits for a voucher before the client is cut off. */
+const paymentWaitMs = 2_000;
 
 function errorFrame(code: string, message: string, retryAfterMs?: number): ErrorFrame {
   return {
@@ -193,6 +195,8 @@ export async function startProvider(parameters: StartProviderParameters): Promis
     let timedOut = false;
     /** Why generation stopped early on the provider's side (a payment problem), told to the gateway. */
     let stopReason: MycelError | undefined;
+    /** Set once the end frame is out: later problems are told at once, not after generation. */
+    let answered = false;
     const total = setTimeout(() => {
       timedOut = true;
       controller.abort(new Error("total time limit"));
@@ -234,6 +238,7 @@ export async function startProvider(parameters: StartProviderParameters): Promis
           } catch (error) {
             stopReason = error instanceof MycelError ? error : new VoucherRejectedError(describeError(error));
             logger.warn("voucher rejected", { peer: peerId, error: stopReason.shortMessage });
+            if (answered) send(errorFrame(stopReason.code, describeError(stopReason)));
             break;
           }
         }
@@ -242,6 +247,64 @@ export async function startProvider(parameters: StartProviderParameters): Promis
       }
       controller.abort(new Error("cancelled by the gateway"));
     })();
+    // Output beyond the credit window is held back (generation goes on) until a voucher pays for it; if none
+    // comes within paymentWaitMs, the client is cut off.
+    let held: GenerationDelta[] = [];
+    let holdTimer: NodeJS.Timeout | undefined;
+    let heldSettled: (() => void) | undefined;
+    const cutOff = () => {
+      if (!charge || stopReason) return;
+      const debt = charge.debt();
+      stopReason = new PaymentRequiredError(
+        `unpaid output on channel ${charge.channelId} (${debt.unpaid} owed) would exceed this provider's credit window of ${debt.creditWindow}`,
+        { hint: "pay with vouchers as tokens arrive, as docs/PROTOCOL.md describes" },
+      );
+      logger.warn("client cut off: unpaid beyond the credit window", {
+        peer: peerId,
+        channel: charge.channelId,
+        unpaid: debt.unpaid.toString(),
+      });
+      charge.markUnpaid();
+      controller.abort(new Error("unpaid"));
+      heldSettled?.();
+    };
+    /** Sends held output, one chunk frame per maxTokensPerChunk tokens, as far as the credit window allows. */
+    const releaseHeld = () => {
+      while (held.length > 0 && !stopReason) {
+        // Delta by delta: exactly as much as the window allows goes out.
+        let count = 0;
+        let take = 0;
+        for (const delta of held) {
+          if (take > 0 && count + delta.tokens.length > maxTokensPerChunk) break;
+          if (charge && !charge.charge(delta.tokens.length)) break;
+          count += delta.tokens.length;
+          take++;
+        }
+        if (take > 0) {
+          const frame = held.slice(0, take);
+          held = held.slice(take);
+          send({
+            v: wireVersion,
+            type: "chunk",
+            tokens: frame.flatMap((delta) => delta.tokens),
+            text: frame.map((delta) => delta.text).join(""),
+          });
+        }
+        if (held.length > 0 && (take === 0 || count < maxTokensPerChunk)) {
+          holdTimer ??= setTimeout(() => {
+            holdTimer = undefined;
+            releaseHeld();
+            if (held.length > 0) cutOff();
+          }, paymentWaitMs);
+          return;
+        }
+      }
+      clearTimeout(holdTimer);
+      holdTimer = undefined;
+      heldSettled?.();
+    };
+    // A voucher on any stream of the channel may pay for this one's held output.
+    charge?.onPayment(releaseHeld);
     // Tokens go out at once when they come slower than streamBatchIntervalMs; faster ones are gathered into one
     // chunk per interval. Every frame costs encryption, syscalls and a window update on the main thread,
     // which also drives llama.cpp's token loop: per-token frames made the network path 15% slower.
@@ -250,22 +313,8 @@ export async function startProvider(parameters: StartProviderParameters): Promis
       maxItems: maxTokensPerChunk,
       onBatch: (deltas) => {
         if (stopReason) return;
-        const tokens = deltas.flatMap((delta) => delta.tokens);
-        if (charge && !charge.charge(tokens.length)) {
-          const debt = charge.debt();
-          stopReason = new PaymentRequiredError(
-            `unpaid output on channel ${charge.channelId} (${debt.unpaid} owed) would exceed this provider's credit window of ${debt.creditWindow}`,
-            { hint: "pay with vouchers as tokens arrive, as docs/PROTOCOL.md describes" },
-          );
-          logger.warn("client cut off: unpaid beyond the credit window", {
-            peer: peerId,
-            channel: charge.channelId,
-            unpaid: debt.unpaid.toString(),
-          });
-          controller.abort(new Error("unpaid"));
-          return;
-        }
-        send({ v: wireVersion, type: "chunk", tokens, text: deltas.map((delta) => delta.text).join("") });
+        held.push(...deltas);
+        if (held.length === deltas.length) releaseHeld();
       },
     });
     try {
@@ -283,6 +332,10 @@ export async function startProvider(parameters: StartProviderParameters): Promis
         onDelta: (delta) => chunks.push(delta),
       });
       chunks.flush();
+      if (held.length > 0 && !stopReason)
+        await new Promise<void>((resolve) => {
+          heldSettled = resolve;
+        });
       await writes;
       if (result.finishReason === "cancelled" || writeFailed || stopReason) {
         logger.info("request cancelled", { peer: peerId, completionTokens: result.tokens.length });
@@ -320,6 +373,7 @@ export async function startProvider(parameters: StartProviderParameters): Promis
         prompt_token_ids: evaluated,
         receipt,
       });
+      answered = true;
       logger.info("request served", {
         peer: peerId,
         model: model.name,
@@ -339,6 +393,7 @@ export async function startProvider(parameters: StartProviderParameters): Promis
       }
     } finally {
       chunks.cancel();
+      clearTimeout(holdTimer);
       clearTimeout(total);
       controller.abort(new Error("request finished"));
       reading.abort(new Error("request finished"));

@@ -98,6 +98,14 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
   const byProvider = new Map<string, ChannelEntry>();
   const preparing = new Map<string, Promise<ChannelEntry>>();
   const checkedOnChain = new Set<string>();
+  // Chain actions go out one at a time: they are sent from one key (nonces, the token allowance), and the
+  // budget is checked against deposits recorded by the actions before.
+  let chainActions: Promise<unknown> = Promise.resolve();
+  function serialized<T>(action: () => Promise<T>): Promise<T> {
+    const run = chainActions.then(action);
+    chainActions = run.catch(() => undefined);
+    return run;
+  }
   const queues = new Set<Promise<void>>();
 
   function committed(): bigint {
@@ -139,6 +147,7 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
         // Written down before it leaves: a restart never signs a lower voucher the provider would refuse.
         store.recordSigned({ channelId: row.channelId, amount });
         signed = amount;
+        row.signedAmount = amount;
         latest = {
           frame: {
             v: wireVersion,
@@ -200,10 +209,16 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
       },
       pay(send) {
         waiting = true;
-        const run = queue.then(() => {
-          waiting = false;
-          return payNow(send);
-        });
+        // Never rejects: a payment that fails (a store error) is logged, and the next one pays what is owed.
+        const run = queue
+          .then(() => {
+            waiting = false;
+            return payNow(send);
+          })
+          .catch((error) => {
+            waiting = false;
+            logger.warn("a payment failed: the next voucher covers it", { error: describeError(error) });
+          });
         queue = run;
         queues.add(run);
         void run.finally(() => queues.delete(run));
@@ -224,7 +239,6 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
   }
 
   async function ensureFunded(entry: ChannelEntry | undefined, provider: Address, creditWindow: bigint) {
-    const limit = parameters.budget;
     const amount = parameters.depositPerProvider;
     if (entry && !checkedOnChain.has(entry.channelId)) {
       // Once per run: the channel may have been closed from the command line meanwhile.
@@ -241,9 +255,17 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
         entry.row.deposit = record.deposit;
       }
     }
+    const headroom = creditWindow * 4n > amount / 4n ? creditWindow * 4n : amount / 4n;
+    if (entry && entry.row.deposit - entry.row.signedAmount >= headroom) return entry;
+    return serialized(() => fund(entry, provider, headroom));
+  }
+
+  /** Tops up or opens a channel: one at a time (see `serialized`). */
+  async function fund(entry: ChannelEntry | undefined, provider: Address, headroom: bigint) {
+    const limit = parameters.budget;
+    const amount = parameters.depositPerProvider;
     if (entry) {
       const remaining = entry.row.deposit - entry.row.signedAmount;
-      const headroom = creditWindow * 4n > amount / 4n ? creditWindow * 4n : amount / 4n;
       if (remaining >= headroom) return entry;
       if (committed() + amount > limit) {
         if (remaining > 0n) return entry;

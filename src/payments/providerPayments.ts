@@ -123,6 +123,7 @@ type ChannelState = {
 
 /** Parses a 65-byte signature's s and v, for the checks PaymentChannels makes. */
 function signatureParts(signature: Hex): { s: bigint; v: number } {
+  if (!/^0x[0-9a-fA-F]{130}$/.test(signature)) return { s: 2n ** 256n, v: 0 };
   return {
     s: hexToBigInt(`0x${signature.slice(66, 130)}`),
     v: Number.parseInt(signature.slice(130, 132), 16),
@@ -167,6 +168,14 @@ export function createProviderPayments(parameters: CreateProviderPaymentsParamet
       try {
         record = await getChannel(connection, { deployments, channelId });
       } catch (cause) {
+        if (cause instanceof ContractRevertError && cause.errorName === "UnknownChannel")
+          throw new VoucherRejectedError(
+            `channel ${channelId} does not exist on chain ${deployments.chainId}`,
+            {
+              code: "unknown_channel",
+              hint: "open a channel to this provider with `mycel channel open`",
+            },
+          );
         // The chain is unreachable: a channel seen before is trusted as last read (serving goes on within it).
         if (known) return known;
         throw new VoucherRejectedError(`cannot read channel ${channelId} from the chain`, {
@@ -392,6 +401,23 @@ export function createProviderPayments(parameters: CreateProviderPaymentsParamet
         // Settled before (a crash after the transaction, before it was recorded): take the chain's word.
         const record = await getChannel(connection, { deployments, channelId }).catch(() => undefined);
         if (record) store.recordSettled({ channelId, settledAmount: record.settled });
+        return;
+      }
+      if (
+        error instanceof ContractRevertError &&
+        (error.errorName === "ChannelFinalized" || error.errorName === "DepositExhausted")
+      ) {
+        // The client withdrew (or the deposit is paid out): the rest can never be settled. Stop trying.
+        const record = await getChannel(connection, { deployments, channelId }).catch(() => undefined);
+        const closed = store.recordForfeited({
+          channelId,
+          settledAmount: record?.settled ?? voucher.settledAmount,
+        });
+        logger.warn("a voucher can no longer be settled: its channel was closed first", {
+          channel: channelId,
+          reason: error.errorName,
+          lost: closed?.forfeitedAmount.toString(),
+        });
         return;
       }
       logger.warn("settlement failed: retried at the next check", {

@@ -34,7 +34,8 @@ const migrations: readonly string[] = [
      received_at INTEGER NOT NULL,
      settled_amount TEXT NOT NULL,
      unsettled_since INTEGER,
-     settled_at INTEGER
+     settled_at INTEGER,
+     forfeited_amount TEXT NOT NULL DEFAULT '0'
    ) STRICT;
    CREATE INDEX received_vouchers_by_provider ON received_vouchers (provider, unsettled_since);
    CREATE TABLE client_channels (

@@ -31,6 +31,8 @@ export type ReceivedVoucher = {
   /** Since when part of the voucher is unsettled (ms since the epoch); undefined when fully settled. */
   unsettledSince: number | undefined;
   settledAt: number | undefined;
+  /** What can never be settled: the channel was withdrawn or paid out before this voucher was settled. */
+  forfeitedAmount: bigint;
 };
 
 /** A channel a gateway (the client) opened to a provider, with the vouchers it signed on it. */
@@ -65,6 +67,11 @@ export type PaymentStore = {
   }): ReceivedVoucher;
   /** Provider side: records what the chain has settled on a channel (never lowers it). */
   recordSettled(parameters: { channelId: Hex; settledAmount: bigint }): ReceivedVoucher | undefined;
+  /**
+   * Provider side: the channel was closed before the voucher was settled; records what the chain settled
+   * and stops counting the rest as unsettled (it is forfeited).
+   */
+  recordForfeited(parameters: { channelId: Hex; settledAmount: bigint }): ReceivedVoucher | undefined;
   /** Provider side: every voucher a provider holds, oldest first. */
   vouchersOf(provider: Address): ReceivedVoucher[];
   /** Provider side: vouchers with an unsettled part. */
@@ -92,6 +99,7 @@ type VoucherRow = {
   settled_amount: string;
   unsettled_since: number | null;
   settled_at: number | null;
+  forfeited_amount: string;
 };
 
 type ChannelRow = {
@@ -116,6 +124,7 @@ function toVoucher(row: VoucherRow): ReceivedVoucher {
     settledAmount: BigInt(row.settled_amount),
     unsettledSince: row.unsettled_since ?? undefined,
     settledAt: row.settled_at ?? undefined,
+    forfeitedAmount: BigInt(row.forfeited_amount),
   };
 }
 
@@ -177,8 +186,12 @@ export function openPaymentStore(parameters: { path: string }): PaymentStore {
   const setDeposit = db.prepare("UPDATE client_channels SET deposit = ? WHERE channel_id = ?");
   const setState = db.prepare("UPDATE client_channels SET state = ? WHERE channel_id = ?");
 
+  const forfeit = db.prepare(
+    `UPDATE received_vouchers SET settled_amount = @settled_amount, settled_at = @settled_at,
+       unsettled_since = NULL, forfeited_amount = @forfeited_amount WHERE channel_id = @channel_id`,
+  );
   const save = db.transaction(
-    (row: Omit<VoucherRow, "settled_amount" | "unsettled_since" | "settled_at">) => {
+    (row: Omit<VoucherRow, "settled_amount" | "unsettled_since" | "settled_at" | "forfeited_amount">) => {
       const stored = selectVoucher.get(row.channel_id);
       if (stored && BigInt(stored.cumulative_amount) >= BigInt(row.cumulative_amount))
         throw new StaleVoucherError({
@@ -201,6 +214,20 @@ export function openPaymentStore(parameters: { path: string }): PaymentStore {
       settled_amount: settled.toString(),
       settled_at: Date.now(),
       unsettled_since: fully ? null : (stored.unsettled_since ?? Date.now()),
+    });
+    return toVoucher(selectVoucher.get(channelId) as VoucherRow);
+  });
+  const closeVoucher = db.transaction((channelId: string, settledAmount: bigint) => {
+    const stored = selectVoucher.get(channelId);
+    if (!stored) return undefined;
+    const settled =
+      BigInt(stored.settled_amount) > settledAmount ? BigInt(stored.settled_amount) : settledAmount;
+    const cumulative = BigInt(stored.cumulative_amount);
+    forfeit.run({
+      channel_id: channelId,
+      settled_amount: settled.toString(),
+      settled_at: Date.now(),
+      forfeited_amount: (cumulative > settled ? cumulative - settled : 0n).toString(),
     });
     return toVoucher(selectVoucher.get(channelId) as VoucherRow);
   });
@@ -232,6 +259,9 @@ export function openPaymentStore(parameters: { path: string }): PaymentStore {
     },
     recordSettled(input) {
       return settle.immediate(key(input.channelId), input.settledAmount);
+    },
+    recordForfeited(input) {
+      return closeVoucher.immediate(key(input.channelId), input.settledAmount);
     },
     vouchersOf(provider) {
       return selectVouchersOf.all(getAddress(provider)).map(toVoucher);

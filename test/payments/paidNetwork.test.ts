@@ -42,7 +42,6 @@ const password = "paid-network-test";
 const env = { MYCEL_PASSWORD: password };
 /** Price per 1M tokens: 10^6 units per token, so token counts and amounts divide exactly. */
 const price = 1_000_000_000_000n;
-const pricePerToken = price / 1_000_000n;
 const creditTokens = 64;
 
 type Usage = {

@@ -660,10 +660,14 @@ export function addChainCommands(parameters: {
       settled: sum(channels.asProvider, (entry) => entry.settled),
       stake: record?.stake ?? 0n,
     };
-    const unsettled = sum(
-      [...local.received.values()],
-      (entry) => entry.cumulativeAmount - entry.settledAmount,
+    // Unsettled: what the vouchers held here promise beyond what the chain has paid out on their channels.
+    const settledOnChain = new Map(
+      channels.asProvider.map((entry) => [entry.channelId.toLowerCase(), entry.settled]),
     );
+    const unsettled = sum([...local.received.values()], (entry) => {
+      const rest = entry.cumulativeAmount - (settledOnChain.get(entry.channelId.toLowerCase()) ?? 0n);
+      return rest > entry.forfeitedAmount ? rest - entry.forfeitedAmount : 0n;
+    });
     if (flags.json) {
       console.log(
         JSON.stringify(

@@ -1,8 +1,21 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { parseEther } from "viem";
-import { getChannel, getProviderRecord, writeDeployments } from "../../src/chain/index.ts";
+import {
+  deploymentVoucherDomain,
+  getChannel,
+  getProviderRecord,
+  openChannel,
+  settleVoucher,
+  writeDeployments,
+} from "../../src/chain/index.ts";
 import { createKeystore } from "../../src/identity/index.ts";
+import { signVoucher } from "../../src/protocol/index.ts";
+import {
+  gatewayPaymentStorePath,
+  openPaymentStore,
+  providerPaymentStorePath,
+} from "../../src/store/index.ts";
 import { type LocalChain, startLocalChain, type TestAccount } from "../fixtures/chain/localChain.ts";
 import { runMycel, temporaryHome } from "../helpers.ts";
 
@@ -158,7 +171,7 @@ describe("chain commands of the CLI (real anvil)", () => {
     const listed = await mycel(["channel", "list", "--key", "client"]);
     assert.match(
       listed.stdout,
-      new RegExp(`${channelId}\\s+client\\s+${provider.address}\\s+3 MYC\\s+0 MYC\\s+open`),
+      new RegExp(`${channelId}\\s+client\\s+${provider.address}\\s+3 MYC\\s+-\\s+0 MYC\\s+open`),
     );
     const providerView = await mycel(["channel", "list", "--key", "provider", "--json"]);
     assert.equal((JSON.parse(providerView.stdout) as { role: string }[])[0]?.role, "provider");
@@ -180,6 +193,78 @@ describe("chain commands of the CLI (real anvil)", () => {
     assert.equal(
       (await getChannel(client.connection, { deployments: chain.deployments, channelId })).state,
       "closed",
+    );
+  });
+
+  it("shows wallets and vouchers from the chain and this machine's payment stores, without a password", async () => {
+    const deposit = parseEther("4");
+    const { channelId } = await openChannel(client.connection, {
+      deployments: chain.deployments,
+      provider: provider.address,
+      amount: deposit,
+    });
+    // What the gateway and the provider roles write as they pay and get paid.
+    const paid = parseEther("1.5");
+    const signature = await signVoucher({
+      privateKey: client.privateKey,
+      domain: deploymentVoucherDomain(chain.deployments),
+      message: { channelId, cumulativeAmount: paid },
+    });
+    const gatewayStore = openPaymentStore({ path: gatewayPaymentStorePath(directory.home) });
+    gatewayStore.addChannel({
+      channelId,
+      client: client.address,
+      provider: provider.address,
+      deposit,
+      state: "open",
+    });
+    gatewayStore.recordSigned({ channelId, amount: paid });
+    gatewayStore.close();
+    const providerStore = openPaymentStore({
+      path: providerPaymentStorePath(directory.home, provider.address),
+    });
+    providerStore.saveVoucher({
+      channelId,
+      provider: provider.address,
+      client: client.address,
+      cumulativeAmount: paid,
+      signature,
+    });
+    providerStore.close();
+    await settleVoucher(provider.connection, {
+      deployments: chain.deployments,
+      channelId,
+      cumulativeAmount: parseEther("1"),
+      signature: await signVoucher({
+        privateKey: client.privateKey,
+        domain: deploymentVoucherDomain(chain.deployments),
+        message: { channelId, cumulativeAmount: parseEther("1") },
+      }),
+    });
+    const noPassword = (args: string[]) => runMycel(args, { home: directory.home });
+
+    const clientWallet = await noPassword(["wallet", "--key", "client", "--json"]);
+    assert.equal(clientWallet.code, 0, clientWallet.stderr);
+    const asClient = JSON.parse(clientWallet.stdout).asClient as Record<string, string | number>;
+    assert.equal(asClient.paid, paid.toString(), "vouchers signed by this machine's gateway");
+    assert.ok(BigInt(asClient.deposited as string) >= deposit, "the open channel's deposit counts");
+
+    const providerWallet = await noPassword(["wallet", "--key", "provider"]);
+    assert.equal(providerWallet.code, 0, providerWallet.stderr);
+    assert.match(
+      providerWallet.stdout,
+      /as a provider .*vouchers received here 1\.5 MYC \(0\.5 MYC not settled yet\); settled to you 1 MYC/,
+      "earnings: received, settled on chain",
+    );
+    const byAddress = await noPassword(["wallet", "--address", provider.address, "--json"]);
+    assert.equal(JSON.parse(byAddress.stdout).address, provider.address, "any address works too");
+
+    const listed = await noPassword(["channel", "list", "--key", "provider"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(
+      listed.stdout,
+      new RegExp(`${channelId}\\s+provider\\s+${client.address}\\s+4 MYC\\s+1\\.5 MYC\\s+1 MYC\\s+open`),
+      "the channel with the latest voucher received and what is settled",
     );
   });
 

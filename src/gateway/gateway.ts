@@ -306,14 +306,14 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
   /** Providers this gateway can pay (or that serve unpaid). */
   function payable(provider: KnownProvider): boolean {
     const payment = provider.announcement.payment;
-    if (!payment) return true;
+    if (!payment || isFree(provider)) return true;
     return parameters.payments?.canPay(payment) ?? false;
   }
 
   /** The channel that pays `provider`, opened or topped up if needed; undefined for a provider that serves unpaid. */
   async function channelFor(provider: KnownProvider): Promise<PayingChannel | undefined> {
     const payment = provider.announcement.payment;
-    if (!payment || !parameters.payments) return undefined;
+    if (!payment || !parameters.payments || isFree(provider)) return undefined;
     try {
       return await parameters.payments.channelFor({
         provider: provider.address as Hex,
@@ -717,6 +717,11 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
       await parameters.payments?.stop();
     },
   };
+}
+
+/** A provider that charges nothing is never paid (it asks for no channel). */
+function isFree(provider: KnownProvider): boolean {
+  return provider.announcement.price.input === "0" && provider.announcement.price.output === "0";
 }
 
 /** The smallest of some bigints (Math.min takes numbers only). */

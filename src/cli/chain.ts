@@ -46,11 +46,10 @@ import { readKeystoreAddress } from "../identity/index.ts";
 import { type ModelRecord, openModelStore } from "../model/index.ts";
 import { modelHashToBytes32 } from "../protocol/index.ts";
 import {
-  type ClientChannel,
   gatewayPaymentStorePath,
   openPaymentStore,
+  type PaymentStore,
   providerPaymentStorePath,
-  type ReceivedVoucher,
 } from "../store/index.ts";
 import { printTable } from "./output.ts";
 
@@ -138,27 +137,22 @@ async function resolveModel(home: string, query: string): Promise<{ hash: Hex; r
 
 /** The payments this machine's gateway and provider stores hold for `account` (opened only if they exist). */
 function readLocalPayments(home: string, account: Address) {
-  const signed = new Map<string, ClientChannel>();
-  const received = new Map<string, ReceivedVoucher>();
-  const gatewayPath = gatewayPaymentStorePath(home);
-  if (existsSync(gatewayPath)) {
-    const store = openPaymentStore({ path: gatewayPath });
+  /** Reads a store only if it exists (a command that shows things creates nothing). */
+  const read = <T>(path: string, use: (store: PaymentStore) => T[]): T[] => {
+    if (!existsSync(path)) return [];
+    const store = openPaymentStore({ path });
     try {
-      for (const channel of store.channelsOf(account)) signed.set(channel.channelId.toLowerCase(), channel);
+      return use(store);
     } finally {
       store.close();
     }
-  }
-  const providerPath = providerPaymentStorePath(home, account);
-  if (existsSync(providerPath)) {
-    const store = openPaymentStore({ path: providerPath });
-    try {
-      for (const voucher of store.vouchersOf(account)) received.set(voucher.channelId.toLowerCase(), voucher);
-    } finally {
-      store.close();
-    }
-  }
-  return { signed, received };
+  };
+  const byChannel = <T extends { channelId: Hex }>(items: T[]) =>
+    new Map(items.map((item) => [item.channelId.toLowerCase(), item]));
+  return {
+    signed: byChannel(read(gatewayPaymentStorePath(home), (store) => store.channelsOf(account))),
+    received: byChannel(read(providerPaymentStorePath(home, account), (store) => store.vouchersOf(account))),
+  };
 }
 
 async function tokenOf(connection: ChainConnection, deployments: Deployments): Promise<TokenInfo> {

@@ -280,17 +280,17 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
           tokens,
           finish: async (price) => {
             input.signal.removeEventListener("abort", cancel);
-            try {
-              if (paying && bill && price !== undefined) {
-                bill.complete(price);
-                const acknowledgements = readAcknowledgements(channel, paying);
-                await paying.pay(sendVoucher);
-                await channel.close().catch(() => undefined);
-                await acknowledgements;
-              } else bill?.abandon();
-            } finally {
+            if (!paying || !bill || price === undefined) {
+              bill?.abandon();
               await channel.close().catch(() => undefined);
+              return;
             }
+            bill.complete(price);
+            const acknowledgements = readAcknowledgements(channel, paying);
+            await paying.pay(sendVoucher); // never rejects
+            // The provider ends the stream once this side is closed; its last `paid` may still be on the way.
+            await channel.close().catch(() => undefined);
+            await acknowledgements;
           },
         };
       }
@@ -583,6 +583,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
       cost: group.cost.toString(),
     });
     const payments = parameters.payments;
+    const channels = payments?.channels() ?? [];
     return {
       object: "mycel.usage",
       client,
@@ -610,11 +611,8 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
             budget: payments.budget.limit.toString(),
             deposit_per_provider: payments.budget.depositPerProvider.toString(),
             deposited: payments.budget.committed().toString(),
-            paid: payments
-              .channels()
-              .reduce((sum, channel) => sum + channel.signedAmount, 0n)
-              .toString(),
-            channels: payments.channels().map((channel) => ({
+            paid: channels.reduce((sum, channel) => sum + channel.signedAmount, 0n).toString(),
+            channels: channels.map((channel) => ({
               channel_id: channel.channelId,
               provider: channel.provider,
               state: channel.state,

@@ -185,10 +185,12 @@ export function createProviderPayments(parameters: CreateProviderPaymentsParamet
           retryAfterMs: 2_000,
         });
       }
+      // Owed and paid both start from the latest stored voucher (an earlier run's debts are not known).
+      const stored = known ? 0n : (store.latestVoucher(channelId)?.cumulativeAmount ?? 0n);
       const state = known ?? {
         record,
-        owed: store.latestVoucher(channelId)?.cumulativeAmount ?? 0n,
-        paid: store.latestVoucher(channelId)?.cumulativeAmount ?? 0n,
+        owed: stored,
+        paid: stored,
         active: new Set(),
         grace: [],
         waiters: new Set(),

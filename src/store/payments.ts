@@ -141,6 +141,12 @@ function toChannel(row: ChannelRow): ClientChannel {
   };
 }
 
+/** What a voucher's settled amount becomes when the chain reports `settledAmount`: it never goes down. */
+function raisedSettled(stored: VoucherRow, settledAmount: bigint): bigint {
+  const before = BigInt(stored.settled_amount);
+  return before > settledAmount ? before : settledAmount;
+}
+
 /** Opens (creating if needed) the payment store in the SQLite file at `path`. */
 export function openPaymentStore(parameters: { path: string }): PaymentStore {
   const { path } = parameters;
@@ -206,8 +212,7 @@ export function openPaymentStore(parameters: { path: string }): PaymentStore {
   const settle = db.transaction((channelId: string, settledAmount: bigint) => {
     const stored = selectVoucher.get(channelId);
     if (!stored) return undefined;
-    const settled =
-      BigInt(stored.settled_amount) > settledAmount ? BigInt(stored.settled_amount) : settledAmount;
+    const settled = raisedSettled(stored, settledAmount);
     const fully = settled >= BigInt(stored.cumulative_amount);
     updateSettled.run({
       channel_id: channelId,
@@ -220,8 +225,7 @@ export function openPaymentStore(parameters: { path: string }): PaymentStore {
   const closeVoucher = db.transaction((channelId: string, settledAmount: bigint) => {
     const stored = selectVoucher.get(channelId);
     if (!stored) return undefined;
-    const settled =
-      BigInt(stored.settled_amount) > settledAmount ? BigInt(stored.settled_amount) : settledAmount;
+    const settled = raisedSettled(stored, settledAmount);
     const cumulative = BigInt(stored.cumulative_amount);
     forfeit.run({
       channel_id: channelId,

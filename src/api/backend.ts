@@ -2,6 +2,7 @@
 import type { ServerResponse } from "node:http";
 import type { ChatMessage, Engine } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
+import { buildFingerprints, type Evidence, modelHashToBytes32 } from "../protocol/index.ts";
 
 /** A model as the API lists it. */
 export type ApiModelInfo = {
@@ -33,6 +34,8 @@ export type BackendGenerateParameters = {
   model: ApiModelInfo;
   prompt: ApiPrompt;
   sampling: ApiSampling;
+  /** Return the answer's evidence under `mycel.evidence` (request option `mycel.include_evidence`). */
+  includeEvidence?: boolean;
   signal: AbortSignal;
   /** Called once generation is about to start (after any queueing), so headers can go out. */
   onStart?: () => void;
@@ -119,11 +122,21 @@ export function createEngineBackend(engine: Engine): InferenceBackend {
             }
           : undefined,
       });
+      const evidence: Evidence | undefined =
+        parameters.includeEvidence && result.finishReason !== "cancelled"
+          ? {
+              modelHash: modelHashToBytes32(parameters.model.hash),
+              promptTokens,
+              outputTokens: result.tokens,
+              fingerprints: buildFingerprints(result.topLogits),
+              finishReason: result.finishReason,
+            }
+          : undefined;
       return {
         text: result.text,
         finishReason: result.finishReason,
         usage: result.usage,
-        mycel: { model_hash: parameters.model.hash, seed: result.seed },
+        mycel: { model_hash: parameters.model.hash, seed: result.seed, ...(evidence ? { evidence } : {}) },
         timings: { queuedMs: result.timings.queuedMs, totalMs: result.timings.totalMs },
       };
     },

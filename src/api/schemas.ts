@@ -44,6 +44,15 @@ const samplingFields = {
   presence_penalty: zeroOnly("presence_penalty"),
   frequency_penalty: zeroOnly("frequency_penalty"),
   user: z.string().optional(),
+  /** Mycel's own request options. */
+  mycel: z
+    .object({
+      /** Return the answer's evidence (tokens and fingerprints) under `mycel.evidence`, for `mycel audit`. */
+      include_evidence: z.boolean().optional(),
+    })
+    .strict()
+    .nullable()
+    .optional(),
 };
 
 /** POST /v1/chat/completions body. Unknown fields are ignored, as most OpenAI-compatible servers do. */

@@ -51,7 +51,7 @@ export const defaultMaxBodyBytes = 1024 * 1024;
 
 type SamplingRequest = Pick<
   ChatCompletionRequest,
-  "max_tokens" | "temperature" | "top_p" | "top_k" | "seed" | "stop" | "stream" | "stream_options"
+  "max_tokens" | "temperature" | "top_p" | "top_k" | "seed" | "stop" | "stream" | "stream_options" | "mycel"
 >;
 
 function completionId(prefix: string) {
@@ -213,6 +213,7 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
         model,
         prompt: parameters.prompt,
         sampling: samplingOf(body, parameters.maxTokensDefault),
+        includeEvidence: body.mycel?.include_evidence === true,
         signal: controller.signal,
         // Headers and the role chunk go out as soon as a sequence is free, before the prompt is evaluated.
         onStart: stream ? startStream : undefined,

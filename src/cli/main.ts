@@ -15,6 +15,7 @@ import { addChainCommands } from "./chain.ts";
 import { addNetworkCommands, defaultPricePerMillion, exitWithParent, loadKey } from "./network.ts";
 import { printTable } from "./output.ts";
 import { createProgressBar } from "./progress.ts";
+import { addVerifyCommands } from "./verify.ts";
 
 const version = "0.1.0";
 
@@ -308,6 +309,7 @@ export function buildProgram(): Command {
 
   const { provider } = addNetworkCommands({ program, configFrom, integer });
   addChainCommands({ program, model, provider, configFrom, loadKey, integer, defaultPricePerMillion });
+  addVerifyCommands({ program, configFrom, integer });
   return program;
 }
 

@@ -52,7 +52,12 @@ export type LoadedModelInfo = {
   trainContextSize: number;
   chatTemplate: string | undefined;
   vocabularySize: number;
+  /** The weights' type from GGUF `general.file_type`: "f32", "f16", "q8_0", or "quantized" for any other. */
+  weightType: string;
 };
+
+/** GGUF `general.file_type` values Mycel tells apart (llama.cpp's LLAMA_FTYPE). */
+const weightTypes: Record<number, string> = { 0: "f32", 1: "f16", 7: "q8_0" };
 
 /** Why generation ended: an end-of-generation token or stop sequence, max_tokens, or cancellation. */
 export type FinishReason = "stop" | "length" | "cancelled";
@@ -87,10 +92,22 @@ export type GenerateParameters = SamplingParameters & {
   onDelta?: (delta: GenerationDelta) => void;
 };
 
+/**
+ * The most likely next tokens at one generated position, most likely first, as llama.cpp computed them
+ * while generating: `gaps[i]` is how far (in nats of raw logit) `ids[i + 1]` lies below `ids[0]`.
+ * Fewer than {@link topLogitsCount} ids when top-k or top-p sampling left fewer candidates.
+ */
+export type TopLogits = { ids: number[]; gaps: number[] };
+
+/** How many most likely tokens the engine records at each generated position. */
+export const topLogitsCount = 4;
+
 /** Return type of {@link Engine.generate}. */
 export type GenerateReturnType = {
   /** Every token generated, including a final end-of-generation token when there was one. */
   tokens: number[];
+  /** One entry per token of `tokens`: the distribution it was sampled from (see {@link TopLogits}). */
+  topLogits: TopLogits[];
   /** The text of the tokens, without an end-of-generation token and cut before a matched stop sequence. */
   text: string;
   finishReason: FinishReason;
@@ -106,6 +123,8 @@ export type EvaluateParameters = {
   outputTokens: readonly number[];
   /** How many most likely tokens to return per position (default 5). */
   topK?: number;
+  /** More tokens whose log-probabilities to return, per output position (index i: the position of output token i). */
+  includeTokens?: readonly (readonly number[])[];
   signal?: AbortSignal;
 };
 
@@ -119,6 +138,8 @@ export type PositionLogprobs = {
   logprob: number;
   /** The `topK` most likely tokens, most likely first. */
   top: TokenLogprob[];
+  /** Log-probabilities of the tokens asked for in `includeTokens` at this position. */
+  included: TokenLogprob[];
 };
 
 /** Return type of {@link Engine.evaluate}: one entry per output token, plus the distribution after the last one. */
@@ -136,6 +157,8 @@ export type Engine = {
   /** Tokenizes plain text (special-token strings stay text). */
   tokenizeText(parameters: { modelHash: string; text: string }): number[];
   detokenize(parameters: { modelHash: string; tokens: readonly number[] }): string;
+  /** Whether `token` ends generation (an end-of-generation token of the model). */
+  isEndOfGeneration(parameters: { modelHash: string; token: number }): boolean;
   generate(parameters: GenerateParameters): Promise<GenerateReturnType>;
   /** One teacher-forced batched pass over prompt + output, returning per-position top-k log-probabilities. */
   evaluate(parameters: EvaluateParameters): Promise<EvaluateReturnType>;
@@ -195,6 +218,25 @@ export const exactReplayMaxTokens = 256;
 /** Lets queued work (such as node-llama-cpp dispatching the next decode) run before continuing. */
 function turnEventLoop() {
   return new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/** The seed of generation step `index` of a request seeded with `seed` (31 bits, deterministic). */
+function stepSeed(seed: number, index: number): number {
+  return (Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) + Math.imul(index + 1, 0x85ebca6b)) >>> 1;
+}
+
+/**
+ * The top logits llama.cpp returned for a sampled position, as gaps below the most likely one. With a temperature
+ * the sampler has divided the logits by it; multiplying back gives raw gaps, the same at any temperature.
+ */
+function topLogitsOf(logits: ReadonlyMap<Token, number> | undefined, temperature: number): TopLogits {
+  const entries = [...(logits?.entries() ?? [])].slice(0, topLogitsCount);
+  const top = entries[0]?.[1] ?? 0;
+  const scale = temperature > 0 ? temperature : 1;
+  return {
+    ids: entries.map(([token]) => token),
+    gaps: entries.slice(1).map(([, logit]) => (top - logit) * scale),
+  };
 }
 
 function randomSeed() {
@@ -265,7 +307,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     }
     const metadata = model.fileInfo.metadata as {
       tokenizer?: { chat_template?: string };
-      general?: { name?: string };
+      general?: { name?: string; file_type?: number };
     };
     const info: LoadedModelInfo = {
       hash: input.hash,
@@ -274,6 +316,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       trainContextSize: model.trainContextSize,
       chatTemplate: metadata.tokenizer?.chat_template,
       vocabularySize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
+      weightType: weightTypes[metadata.general?.file_type ?? -1] ?? "quantized",
     };
     const pool = createSlotPool({
       slots: contexts.map((context) => context.getSequence()),
@@ -330,6 +373,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     const queuedMs = performance.now() - started;
     const sequence = lease.slot;
     const tokens: number[] = [];
+    const topLogits: TopLogits[] = [];
     let text = "";
     let finishReason: FinishReason = "length";
     let firstTokenMs: number | undefined;
@@ -363,30 +407,53 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
           }
           firstTokens = prefixTokens.slice(-1);
         }
-        const iterator = sequence.evaluate(asTokens(firstTokens), {
+        const sampling = {
           temperature: input.temperature ?? 1,
           topK: input.topK ?? 0,
           topP: input.topP ?? 1,
           minP: 0,
-          seed,
-          yieldEogToken: true,
-        });
+        };
+        // Each step decodes one batch and samples the next token with the top `topLogitsCount` logits of the
+        // distribution it was sampled from (the evidence validators check). Every step has its own sampler,
+        // seeded from the request's seed and the step's index, so a seed always gives the same answer.
+        const step = (evaluate: readonly number[], index: number) =>
+          sequence.controlledEvaluate(
+            evaluate.map((token, position) =>
+              position < evaluate.length - 1
+                ? (token as Token)
+                : [
+                    token as Token,
+                    {
+                      generateNext: {
+                        token: true,
+                        logits: { filter: { tokens: [], includeTop: topLogitsCount } },
+                        options: { ...sampling, seed: stepSeed(seed, index) },
+                      },
+                    },
+                  ],
+            ),
+          );
         // Pipelined: the next token is requested before this one is decoded to text and emitted, and the
         // event loop turns once so that llama.cpp decodes on its thread while JavaScript does that work.
         // At a stop, one token may have been decoded in vain; it is never returned.
-        let next: Promise<IteratorResult<Token, void>> | undefined = iterator.next();
+        let next: Promise<Awaited<ReturnType<typeof step>>> | undefined = step(firstTokens, 0);
         try {
           while (next) {
-            const step: IteratorResult<Token, void> = await next;
+            const results = await next;
             next = undefined;
-            if (step.done) break;
+            const sampled = results[results.length - 1]?.next;
+            const token = sampled?.token;
+            if (token === undefined || token === null) {
+              finishReason = "stop";
+              break;
+            }
             if (input.signal?.aborted) {
               finishReason = "cancelled";
               break;
             }
-            const token = step.value;
             firstTokenMs ??= performance.now() - started;
             tokens.push(token);
+            topLogits.push(topLogitsOf(sampled?.logits, sampling.temperature));
             if (model.isEogToken(token)) {
               emit({ tokens: [token], text: decoder.flush() + stopMatcher.flush() });
               finishReason = "stop";
@@ -395,7 +462,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
             // The first token goes out at once (time to first token); later ones overlap the next decode.
             const more = tokens.length < maxTokens;
             if (more && tokens.length > 1) {
-              next = iterator.next();
+              next = step([token], tokens.length);
               await turnEventLoop();
             }
             const matched = stopMatcher.push(decoder.push(token));
@@ -404,11 +471,10 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
               finishReason = "stop";
               break;
             }
-            if (more && !next) next = iterator.next();
+            if (more && !next) next = step([token], tokens.length);
           }
         } finally {
           if (next) await next.catch(() => undefined);
-          await iterator.return();
         }
         if (finishReason === "length" && input.signal?.aborted) finishReason = "cancelled";
         if (finishReason === "length") {
@@ -423,6 +489,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     }
     return {
       tokens,
+      topLogits,
       text,
       finishReason,
       usage: {
@@ -450,13 +517,14 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       const items: ControlledEvaluateInputItem[] = all.map((token, index) => {
         if (index < firstScored) return token as Token;
         const next = input.outputTokens[index - firstScored];
+        const extra = input.includeTokens?.[index - firstScored] ?? [];
         return [
           token as Token,
           {
             generateNext: {
               logits: {
                 filter: {
-                  tokens: asTokens(next === undefined ? [] : [next]),
+                  tokens: asTokens(next === undefined ? [...extra] : [next, ...extra]),
                   includeTop: topK,
                   includeMax: true,
                 },
@@ -486,10 +554,18 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
           continue;
         }
         const logit = next.logits.get(outputToken as Token);
+        const logprobOf = (token: number) => {
+          const value = next.logits?.get(token as Token);
+          return value === undefined ? Number.NEGATIVE_INFINITY : value - normalizer;
+        };
         positions.push({
           token: outputToken,
           logprob: logit === undefined ? Number.NEGATIVE_INFINITY : logit - normalizer,
           top,
+          included: (input.includeTokens?.[index - firstScored] ?? []).map((token) => ({
+            token,
+            logprob: logprobOf(token),
+          })),
         });
       }
       return { positions, afterLast };
@@ -514,6 +590,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     tokenizeChat,
     tokenizeText: (input) => get(input.modelHash).model.tokenize(input.text, false),
     detokenize: (input) => get(input.modelHash).model.detokenize(asTokens(input.tokens), false),
+    isEndOfGeneration: (input) => get(input.modelHash).model.isEogToken(input.token as Token),
     generate,
     evaluate,
     stats: (modelHash) => get(modelHash).pool.stats(),

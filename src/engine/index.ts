@@ -22,6 +22,8 @@ export {
   type PositionLogprobs,
   type SamplingParameters,
   type TokenLogprob,
+  type TopLogits,
+  topLogitsCount,
 } from "./engine.ts";
 export { createSlotPool, type SlotLease, type SlotPool } from "./slots.ts";
 export {

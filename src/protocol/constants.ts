@@ -2,6 +2,10 @@
 
 /** The libp2p protocol of inference streams. */
 export const inferenceProtocolId = "/mycel/infer/1.0.0";
+/** The libp2p protocol on which providers hand out the evidence of their answers. */
+export const evidenceProtocolId = "/mycel/evidence/1.0.0";
+/** The libp2p protocol on which validators take audit samples from gateways. */
+export const auditProtocolId = "/mycel/audit/1.0.0";
 /** The gossipsub topic of provider announcements. */
 export const announcementTopic = "mycel/announce/1";
 /** The version carried in every frame (`v`) and announcement. */

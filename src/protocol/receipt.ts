@@ -13,6 +13,7 @@ export const receiptTypes = {
     { name: "requestHash", type: "bytes32" },
     { name: "promptHash", type: "bytes32" },
     { name: "outputHash", type: "bytes32" },
+    { name: "commitment", type: "bytes32" },
     { name: "promptTokens", type: "uint32" },
     { name: "completionTokens", type: "uint32" },
     { name: "price", type: "uint256" },
@@ -47,6 +48,8 @@ export type ReceiptMessage = {
   requestHash: Hex;
   promptHash: Hex;
   outputHash: Hex;
+  /** keccak256 of the answer's fingerprints and finish reason (see evidence.ts). */
+  commitment: Hex;
   promptTokens: number;
   completionTokens: number;
   price: bigint;
@@ -76,6 +79,7 @@ export const signedReceiptSchema = z.object({
     requestHash: bytes32,
     promptHash: bytes32,
     outputHash: bytes32,
+    commitment: bytes32,
     promptTokens: uint32,
     completionTokens: uint32,
     price: uintString,

@@ -4,6 +4,8 @@ import { privateKeyToAccount } from "viem/accounts";
 import {
   createDeltaBatcher,
   type Engine,
+  type GenerateParameters,
+  type GenerateReturnType,
   type GenerationDelta,
   type LoadedModelInfo,
   streamBatchIntervalMs,
@@ -21,7 +23,12 @@ import { type ChannelCharge, type ProviderPayments, VoucherRejectedError } from 
 import {
   announcementTiming,
   announcementTopic,
+  buildFingerprints,
   type ErrorFrame,
+  type Evidence,
+  evidenceCommitment,
+  evidenceProtocolId,
+  evidenceRequestFrameSchema,
   gatewayFrameSchema,
   hashRequest,
   hashTokenIds,
@@ -42,6 +49,7 @@ import {
   streamLimits,
   wireVersion,
 } from "../protocol/index.ts";
+import { type EvidenceStore, openEvidenceStore } from "../store/index.ts";
 
 /** Prices per 1M tokens, in the payment token's smallest unit. */
 export type ProviderPrice = { input: bigint; output: bigint };
@@ -53,7 +61,12 @@ export type ProviderComponents = {
     domain: ReceiptDomain;
     message: ReceiptMessage;
   }) => Promise<SignedReceipt>;
+  /** Generates an answer (the engine's generate); test fixtures replace it to cheat. */
+  generate: (parameters: GenerateParameters & { request: InferenceRequest }) => Promise<GenerateReturnType>;
 };
+
+/** How long a provider keeps the evidence of its answers for validators, by default: 7 days. */
+export const defaultEvidenceRetentionMs = 7 * 24 * 3600_000;
 
 /** Parameters of {@link startProvider}. */
 export type StartProviderParameters = {
@@ -73,6 +86,10 @@ export type StartProviderParameters = {
   components?: Partial<ProviderComponents>;
   /** Payment channels: when given (and the price is not zero), every request must name a funded channel. */
   payments?: ProviderPayments;
+  /** Where the evidence of each answer is kept for validators (default: in memory). */
+  evidence?: EvidenceStore;
+  /** How long evidence is kept (default {@link defaultEvidenceRetentionMs}). */
+  evidenceRetentionMs?: number;
 };
 
 /** A running provider. */
@@ -118,6 +135,10 @@ export async function startProvider(parameters: StartProviderParameters): Promis
   const account = privateKeyToAccount(parameters.privateKey);
   const domain = parameters.receiptDomain ?? receiptDomain();
   const sign = parameters.components?.signReceipt ?? signReceipt;
+  const generateWith =
+    parameters.components?.generate ?? ((input: GenerateParameters) => engine.generate(input));
+  const evidenceStore = parameters.evidence ?? openEvidenceStore({ path: ":memory:" });
+  const retentionMs = parameters.evidenceRetentionMs ?? defaultEvidenceRetentionMs;
   const modelsByHash = new Map<string, LoadedModelInfo>(
     parameters.models.map((model) => [modelHashToBytes32(model.hash), model]),
   );
@@ -318,7 +339,8 @@ export async function startProvider(parameters: StartProviderParameters): Promis
       },
     });
     try {
-      const result = await engine.generate({
+      const result = await generateWith({
+        request: frame.request,
         modelHash: model.hash,
         promptTokens,
         prefixTokens,
@@ -347,6 +369,10 @@ export async function startProvider(parameters: StartProviderParameters): Promis
           );
         return;
       }
+      // The evidence validators check: a fingerprint of the distributions each output token was sampled from,
+      // bound with the finish reason into the receipt's commitment.
+      const finishReason = result.finishReason;
+      const fingerprints = buildFingerprints(result.topLogits);
       const message: ReceiptMessage = {
         requestId: frame.id as Hex,
         client: frame.client as Hex,
@@ -355,6 +381,7 @@ export async function startProvider(parameters: StartProviderParameters): Promis
         requestHash: hashRequest(frame.request),
         promptHash: hashTokenIds(evaluated),
         outputHash: hashTokenIds(result.tokens),
+        commitment: evidenceCommitment({ fingerprints, finishReason }),
         promptTokens: evaluated.length,
         completionTokens: result.tokens.length,
         price: priceOfTokens({
@@ -365,11 +392,30 @@ export async function startProvider(parameters: StartProviderParameters): Promis
         timestamp: BigInt(Math.floor(Date.now() / 1000)),
       };
       const receipt = await sign({ privateKey: parameters.privateKey, domain, message });
+      const evidence: Evidence = {
+        modelHash: frame.request.model_hash,
+        promptTokens: evaluated,
+        outputTokens: result.tokens,
+        fingerprints,
+        finishReason,
+      };
+      // Stored before the answer ends: a validator may ask for it as soon as the gateway has the receipt.
+      try {
+        evidenceStore.save({
+          requestId: frame.id as Hex,
+          provider: account.address,
+          evidence,
+          request: frame.request,
+          receipt,
+        });
+      } catch (error) {
+        logger.warn("evidence not stored", { error: describeError(error) });
+      }
       charge?.complete(message.price);
       await channel.write({
         v: wireVersion,
         type: "end",
-        finish_reason: result.finishReason,
+        finish_reason: finishReason,
         prompt_token_ids: evaluated,
         receipt,
       });
@@ -452,6 +498,55 @@ export async function startProvider(parameters: StartProviderParameters): Promis
     { maxInboundStreams: limits.maxInboundStreams },
   );
 
+  // Evidence goes to whoever names the request id: 32 random bytes known to the gateway and the validators it
+  // samples to. One frame in, one frame out.
+  await node.handleProtocol(
+    evidenceProtocolId,
+    async (stream, peerId) => {
+      const channel = createFrameChannel(stream, { maxFrameBytes: limits.maxFrameBytes });
+      try {
+        const value = await channel.read({ timeoutMs: limits.idleTimeoutMs });
+        if (value === undefined) return;
+        const ask = parseFrame(evidenceRequestFrameSchema, value);
+        const stored = evidenceStore.get(ask.request_id as Hex);
+        if (!stored) {
+          await channel.write(
+            errorFrame(
+              "evidence_not_found",
+              `no evidence of request ${ask.request_id} here (kept ${Math.round(retentionMs / 3600_000)} h)`,
+            ),
+          );
+        } else {
+          await channel.write({
+            v: wireVersion,
+            type: "evidence",
+            request: stored.request,
+            evidence: stored.evidence,
+            receipt: stored.receipt,
+          });
+        }
+      } catch (error) {
+        logger.debug("evidence request refused", { peer: peerId, error: describeError(error) });
+        const code = error instanceof MycelError ? error.code : "internal_error";
+        await channel.write(errorFrame(code, describeError(error))).catch(() => undefined);
+      } finally {
+        await channel.close().catch(() => undefined);
+      }
+    },
+    { maxInboundStreams: 16 },
+  );
+  const pruneEvidence = () => {
+    try {
+      const removed = evidenceStore.prune(Date.now() - retentionMs);
+      if (removed > 0) logger.info("old evidence deleted", { removed });
+    } catch (error) {
+      logger.warn("evidence pruning failed", { error: describeError(error) });
+    }
+  };
+  pruneEvidence();
+  const pruneTimer = setInterval(pruneEvidence, Math.min(3600_000, retentionMs));
+  pruneTimer.unref();
+
   async function announce() {
     const now = Date.now();
     const stats = parameters.models.map((model) => engine.stats(model.hash));
@@ -533,6 +628,7 @@ export async function startProvider(parameters: StartProviderParameters): Promis
     announce,
     async stop() {
       clearInterval(timer);
+      clearInterval(pruneTimer);
       clearTimeout(announceSoon);
       node.libp2p.services.pubsub.removeEventListener("subscription-change", onSubscriptionChange);
       unsubscribe();

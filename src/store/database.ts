@@ -49,6 +49,37 @@ const migrations: readonly string[] = [
      opened_at INTEGER NOT NULL
    ) STRICT;
    CREATE INDEX client_channels_by_client ON client_channels (client, provider, state);`,
+  `CREATE TABLE evidence (
+     request_id TEXT PRIMARY KEY,
+     provider TEXT NOT NULL,
+     evidence TEXT NOT NULL,
+     request TEXT NOT NULL,
+     receipt TEXT NOT NULL,
+     created_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX evidence_by_time ON evidence (created_at);
+   CREATE TABLE audits (
+     id INTEGER PRIMARY KEY,
+     request_id TEXT NOT NULL,
+     provider TEXT NOT NULL,
+     model_hash TEXT NOT NULL,
+     verdict TEXT NOT NULL CHECK (verdict IN ('pass', 'fail')),
+     reasons TEXT NOT NULL,
+     metrics TEXT NOT NULL,
+     source TEXT NOT NULL CHECK (source IN ('sample', 'challenge', 'manual')),
+     input TEXT NOT NULL,
+     audited_at INTEGER NOT NULL,
+     UNIQUE (request_id, provider)
+   ) STRICT;
+   CREATE INDEX audits_by_provider ON audits (provider, audited_at);
+   CREATE TABLE score_commitments (
+     epoch INTEGER PRIMARY KEY,
+     providers TEXT NOT NULL,
+     scores TEXT NOT NULL,
+     salt TEXT NOT NULL,
+     committed_at INTEGER NOT NULL,
+     revealed_at INTEGER
+   ) STRICT;`,
 ];
 
 /** The schema version this Mycel writes. */

@@ -1,6 +1,12 @@
-/** The store part: SQLite persistence (receipts, untrusted providers, vouchers and channels). */
+/** The store part: SQLite persistence (receipts, untrusted providers, vouchers and channels, evidence, audits). */
 export { schemaVersion } from "./database.ts";
 export { DatabaseError, ReceiptConflictError, StaleVoucherError } from "./errors.ts";
+export {
+  type EvidenceStore,
+  openEvidenceStore,
+  providerEvidenceStorePath,
+  type StoredEvidence,
+} from "./evidence.ts";
 export {
   type ClientChannel,
   gatewayPaymentStorePath,

@@ -49,6 +49,7 @@ function honestMessage(): ReceiptMessage {
     requestHash: hashRequest(request),
     promptHash: hashTokenIds(promptIds),
     outputHash: hashTokenIds(output),
+    commitment: `0x${"ab".repeat(32)}`,
     promptTokens: promptIds.length,
     completionTokens: output.length,
     price: priceOfTokens({

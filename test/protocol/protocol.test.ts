@@ -100,6 +100,7 @@ describe("protocol: EIP-712 receipts", () => {
       requestHash: hashRequest(sampleRequest()),
       promptHash: hashTokenIds([1, 2, 3]),
       outputHash: hashTokenIds([4, 5]),
+      commitment: `0x${"ab".repeat(32)}`,
       promptTokens: 3,
       completionTokens: 2,
       price: priceOfTokens({

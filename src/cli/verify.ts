@@ -1,0 +1,84 @@
+/** `mycel audit`: audits one answer against its evidence with the claimed model from the local store. */
+import { readFile } from "node:fs/promises";
+import type { Command } from "commander";
+import type { MycelConfig } from "../config/index.ts";
+import { describeError, InvalidInputError, ModelNotFoundError, type MycelError } from "../errors/index.ts";
+
+/** Exit codes of `mycel audit`. */
+export const auditExitCodes = { pass: 0, fail: 1, badInput: 2 } as const;
+
+/** Parameters of {@link addVerifyCommands}. */
+export type AddVerifyCommandsParameters = {
+  program: Command;
+  configFrom: (command: Command) => MycelConfig;
+  integer: (name: string, minimum?: number, maximum?: number) => (value: string) => number;
+};
+
+async function readInput(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = path === "-" ? await readStdin() : await readFile(path, "utf8");
+  } catch (cause) {
+    throw new InvalidInputError(`cannot read the audit input ${path}`, {
+      code: "invalid_audit_input",
+      details: describeError(cause),
+      hint: "give a JSON file with --input <file.json> (or - for standard input)",
+    });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    throw new InvalidInputError(`the audit input ${path} is not JSON`, {
+      code: "invalid_audit_input",
+      details: describeError(cause),
+      hint: "give {modelHash, request, promptTokens, outputTokens, fingerprints, finishReason, receipt?} as JSON",
+    });
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Adds `mycel audit`. */
+export function addVerifyCommands(parameters: AddVerifyCommandsParameters) {
+  const { program, configFrom, integer } = parameters;
+  program
+    .command("audit")
+    .description(
+      "audit an answer: re-evaluate it with the claimed model (from the local store) and check prompt, tokens, fingerprints, accounting and receipt; exit 0 pass, 1 fail, 2 bad input",
+    )
+    .requiredOption(
+      "--input <file.json>",
+      "the answer's evidence: {modelHash, request, promptTokens, outputTokens, fingerprints, finishReason, receipt?} (- reads standard input)",
+    )
+    .option(
+      "--threads <n>",
+      "llama.cpp threads for the re-evaluation (default: every core)",
+      integer("--threads", 1, 256),
+    )
+    .action(async (flags: { input: string; threads?: number }, command: Command) => {
+      const config = configFrom(command);
+      const { createAuditor } = await import("../verify/index.ts");
+      const { availableParallelism } = await import("node:os");
+      let auditor: Awaited<ReturnType<typeof createAuditor>> | undefined;
+      try {
+        const value = await readInput(flags.input);
+        auditor = createAuditor({
+          home: config.home,
+          engineOptions: { threadsPerSequence: flags.threads ?? availableParallelism() },
+        });
+        const result = await auditor.audit(value);
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        process.exitCode = result.verdict === "pass" ? auditExitCodes.pass : auditExitCodes.fail;
+      } catch (error) {
+        if (!(error instanceof InvalidInputError || error instanceof ModelNotFoundError)) throw error;
+        process.stderr.write(`error: ${(error as MycelError).message}\n`);
+        process.exitCode = auditExitCodes.badInput;
+      } finally {
+        await auditor?.close();
+      }
+    });
+}

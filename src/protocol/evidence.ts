@@ -1,0 +1,156 @@
+/**
+ * Evidence of an answer: the tokens a provider read and wrote and a fingerprint of the distributions it sampled
+ * from, committed to in the receipt. Pure: schemas, fingerprints and the commitment hash.
+ */
+import { type Hex, keccak256, stringToBytes } from "viem";
+import { z } from "zod";
+import { canonicalJson } from "./canonicalJson.ts";
+import { streamLimits, wireVersion } from "./constants.ts";
+import { inferenceRequestSchema } from "./frames.ts";
+import { signedReceiptSchema } from "./receipt.ts";
+
+/** Output positions per fingerprint chunk. */
+export const fingerprintChunkTokens = 32;
+/** Most likely tokens a fingerprint keeps per position. */
+export const fingerprintTopTokens = 4;
+/** Fingerprint gaps are in thousandths of a nat (integers, so that commitments are exact). */
+export const fingerprintGapScale = 1000;
+
+/**
+ * The fingerprint of one chunk of output: per position, the most likely token ids (most likely first) and how far
+ * (in thousandths of a nat of raw logit) each one after the first lies below the first.
+ */
+export type FingerprintChunk = { ids: number[][]; gaps: number[][] };
+
+/** The top logits the engine recorded at one generated position (see the engine's TopLogits). */
+export type PositionTopLogits = { ids: readonly number[]; gaps: readonly number[] };
+
+const tokenId = z.number().int().min(0).max(0xffffffff);
+const bytes32 = z.string().regex(/^0x[0-9a-f]{64}$/, "must be 32 bytes of lowercase hex (0x + 64 digits)");
+const gap = z.number().int().min(0).max(1_000_000_000);
+
+/** A chunk of a fingerprint. */
+export const fingerprintChunkSchema = z
+  .object({
+    ids: z.array(z.array(tokenId).min(1).max(fingerprintTopTokens)).min(1).max(fingerprintChunkTokens),
+    gaps: z
+      .array(z.array(gap).max(fingerprintTopTokens - 1))
+      .min(1)
+      .max(fingerprintChunkTokens),
+  })
+  .strict()
+  .refine((chunk) => chunk.ids.length === chunk.gaps.length, {
+    message: "ids and gaps must have one entry per position",
+  })
+  .refine((chunk) => chunk.ids.every((ids, index) => chunk.gaps[index]?.length === ids.length - 1), {
+    message: "each position needs one gap per id after the first",
+  });
+
+/** Fingerprints of a whole answer: one chunk per {@link fingerprintChunkTokens} output tokens. */
+export const fingerprintsSchema = z
+  .array(fingerprintChunkSchema)
+  .max(Math.ceil(streamLimits.maxPromptTokens / fingerprintChunkTokens) + 1);
+
+/** Why generation ended, as the evidence (and the commitment) states it. */
+export const evidenceFinishReasonSchema = z.enum(["stop", "length"]);
+
+/** Evidence of one answer (one provider segment), as `mycel.evidence` and the evidence protocol carry it. */
+export const evidenceSchema = z
+  .object({
+    modelHash: bytes32,
+    promptTokens: z.array(tokenId).min(1).max(streamLimits.maxPromptTokens),
+    outputTokens: z.array(tokenId).max(streamLimits.maxPromptTokens),
+    fingerprints: fingerprintsSchema,
+    finishReason: evidenceFinishReasonSchema,
+  })
+  .strict();
+
+/** Evidence of one answer. */
+export type Evidence = z.infer<typeof evidenceSchema>;
+
+/** What `mycel audit --input` reads: the evidence, the request it answered and optionally its receipt. */
+export const auditInputSchema = z
+  .object({
+    modelHash: bytes32,
+    request: inferenceRequestSchema,
+    promptTokens: z.array(tokenId).min(1).max(streamLimits.maxPromptTokens),
+    outputTokens: z.array(tokenId).max(streamLimits.maxPromptTokens),
+    fingerprints: fingerprintsSchema,
+    /** The finish reason the provider claimed (required by the commitment; "stop" or "length"). */
+    finishReason: evidenceFinishReasonSchema,
+    receipt: signedReceiptSchema.optional(),
+  })
+  .strict();
+
+/** An audit's input. */
+export type AuditInput = z.infer<typeof auditInputSchema>;
+
+/** Builds the fingerprint chunks of an answer from the top logits recorded at each position. */
+export function buildFingerprints(positions: readonly PositionTopLogits[]): FingerprintChunk[] {
+  const chunks: FingerprintChunk[] = [];
+  for (let start = 0; start < positions.length; start += fingerprintChunkTokens) {
+    const slice = positions.slice(start, start + fingerprintChunkTokens);
+    chunks.push({
+      ids: slice.map((position) => position.ids.slice(0, fingerprintTopTokens)),
+      gaps: slice.map((position) =>
+        position.gaps
+          .slice(0, Math.max(0, Math.min(position.ids.length, fingerprintTopTokens) - 1))
+          .map((value) => Math.max(0, Math.round(value * fingerprintGapScale))),
+      ),
+    });
+  }
+  return chunks;
+}
+
+/** The fingerprint entry of output position `index` (undefined past the end). */
+export function fingerprintAt(
+  fingerprints: readonly FingerprintChunk[],
+  index: number,
+): { ids: number[]; gaps: number[] } | undefined {
+  const chunk = fingerprints[Math.floor(index / fingerprintChunkTokens)];
+  const offset = index % fingerprintChunkTokens;
+  const ids = chunk?.ids[offset];
+  const gaps = chunk?.gaps[offset];
+  return ids && gaps ? { ids, gaps } : undefined;
+}
+
+/** Positions a fingerprint covers. */
+export function fingerprintPositions(fingerprints: readonly FingerprintChunk[]): number {
+  return fingerprints.reduce((total, chunk) => total + chunk.ids.length, 0);
+}
+
+/**
+ * A receipt's `commitment`: keccak256 of the canonical JSON `{finishReason, fingerprints}`. It binds the
+ * fingerprints and the finish reason, so neither can change after the receipt is signed.
+ */
+export function evidenceCommitment(parameters: {
+  fingerprints: readonly FingerprintChunk[];
+  finishReason: "stop" | "length";
+}): Hex {
+  return keccak256(
+    stringToBytes(
+      canonicalJson({ finishReason: parameters.finishReason, fingerprints: parameters.fingerprints }),
+    ),
+  );
+}
+
+const version = z.literal(wireVersion, { message: `only protocol version ${wireVersion} is spoken here` });
+
+/** Anyone -> provider, on `/mycel/evidence/1.0.0`: the evidence of a request (its id is the capability). */
+export const evidenceRequestFrameSchema = z
+  .object({ v: version, type: z.literal("evidence_request"), request_id: bytes32 })
+  .strict();
+
+/** Provider -> asker: the evidence, with the request and the signed receipt it belongs to. */
+export const evidenceFrameSchema = z
+  .object({
+    v: version,
+    type: z.literal("evidence"),
+    request: inferenceRequestSchema,
+    evidence: evidenceSchema,
+    receipt: signedReceiptSchema,
+  })
+  .strict();
+
+export type EvidenceRequestFrame = z.infer<typeof evidenceRequestFrameSchema>;
+export type EvidenceFrame = z.infer<typeof evidenceFrameSchema>;

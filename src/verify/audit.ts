@@ -1,0 +1,315 @@
+/**
+ * Auditing an answer: re-evaluate prompt + output with the claimed model in one teacher-forced pass and check
+ * the prompt, every token, the fingerprints, the accounting and the receipt.
+ */
+import { getAddress } from "viem";
+import type { Engine, LoadedModelInfo, PositionLogprobs } from "../engine/index.ts";
+import {
+  type AuditInput,
+  evidenceCommitment,
+  fingerprintAt,
+  fingerprintChunkTokens,
+  fingerprintGapScale,
+  fingerprintPositions,
+  hashRequest,
+  hashTokenIds,
+  recoverReceiptSigner,
+  type SignedReceipt,
+} from "../protocol/index.ts";
+import { type AuditTolerances, impossibleLogprob, minChunkPositions, tolerancesFor } from "./tolerances.ts";
+
+/** Why an answer failed its audit: a stable code and a sentence naming what was wrong. */
+export type AuditReason = { code: AuditReasonCode; message: string };
+
+/** The codes of {@link AuditReason}. */
+export type AuditReasonCode =
+  | "prompt_mismatch"
+  | "fingerprints_incomplete"
+  | "fingerprint_mismatch"
+  | "implausible_token"
+  | "not_argmax"
+  | "finish_reason_dishonest"
+  | "usage_dishonest"
+  | "receipt_invalid";
+
+/** Figures an audit measured. */
+export type AuditMetrics = {
+  weightType: string;
+  promptTokens: number;
+  outputTokens: number;
+  temperature: number;
+  /** Mean over positions of |provider gap - validator gap| (nats), over every fingerprinted token. */
+  meanGapError: number;
+  /** The largest chunk mean of that error, over chunks of at least minChunkPositions positions. */
+  worstChunkGapError: number;
+  /** The largest single-position error. */
+  maxGapError: number;
+  /** Output tokens that were not the claimed model's argmax (temperature 0), and how many of them were near-ties. */
+  notArgmax: number;
+  nearTies: number;
+  /** Mean and lowest log-probability of the output tokens under the claimed model. */
+  meanLogprob: number;
+  minLogprob: number;
+  evaluateMs: number;
+  tolerances: AuditTolerances;
+};
+
+/** An audit's outcome. */
+export type AuditVerdict = { verdict: "pass" | "fail"; reasons: AuditReason[]; metrics: AuditMetrics };
+
+/** Parameters of {@link auditAnswer}. */
+export type AuditAnswerParameters = {
+  /** An engine with the claimed model loaded. */
+  engine: Engine;
+  input: AuditInput;
+  /** Override the calibrated tolerances (calibration runs do). */
+  tolerances?: AuditTolerances;
+  signal?: AbortSignal;
+};
+
+function round(value: number, digits = 4): number {
+  if (!Number.isFinite(value)) return value;
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}
+
+/** The prompt tokens the request should have produced: chat template + tokenization (+ a continuation prefix). */
+function expectedPromptTokens(engine: Engine, model: LoadedModelInfo, input: AuditInput): number[] {
+  const { request } = input;
+  let tokens: number[];
+  if (request.kind === "chat")
+    tokens = engine.tokenizeChat({ modelHash: model.hash, messages: request.messages ?? [] });
+  else if (typeof request.prompt === "string")
+    tokens = engine.tokenizeText({ modelHash: model.hash, text: request.prompt });
+  else tokens = [...(request.prompt ?? [])];
+  return [...tokens, ...(request.prefix_tokens ?? [])];
+}
+
+async function checkReceipt(input: AuditInput, receipt: SignedReceipt, reasons: AuditReason[]) {
+  const message = receipt.message;
+  const bad = (code: AuditReasonCode, text: string) => reasons.push({ code, message: text });
+  try {
+    const signer = await recoverReceiptSigner(receipt);
+    if (getAddress(signer) !== getAddress(message.provider))
+      bad("receipt_invalid", `the receipt names provider ${message.provider} but was signed by ${signer}`);
+  } catch {
+    bad("receipt_invalid", "the receipt's signature cannot be recovered");
+  }
+  if (message.modelHash !== input.modelHash) bad("receipt_invalid", "the receipt names another model");
+  if (message.modelHash !== input.request.model_hash)
+    bad("receipt_invalid", "the request names another model");
+  if (message.requestHash !== hashRequest(input.request))
+    bad("receipt_invalid", "the receipt's requestHash is not the hash of the request");
+  if (message.promptHash !== hashTokenIds(input.promptTokens))
+    bad("receipt_invalid", "the receipt's promptHash is not the hash of the prompt tokens");
+  if (message.outputHash !== hashTokenIds(input.outputTokens))
+    bad("receipt_invalid", "the receipt's outputHash is not the hash of the output tokens");
+  if (
+    message.commitment !==
+    evidenceCommitment({ fingerprints: input.fingerprints, finishReason: input.finishReason })
+  )
+    bad("receipt_invalid", "the receipt's commitment does not match the fingerprints and finish reason");
+  if (message.promptTokens !== input.promptTokens.length)
+    bad(
+      "usage_dishonest",
+      `the receipt counts ${message.promptTokens} prompt tokens; the prompt has ${input.promptTokens.length}`,
+    );
+  if (message.completionTokens !== input.outputTokens.length)
+    bad(
+      "usage_dishonest",
+      `the receipt counts ${message.completionTokens} completion tokens; the output has ${input.outputTokens.length}`,
+    );
+}
+
+/** Checks the claimed finish reason against the tokens: no truncation claimed as stop, no early stop. */
+function checkFinish(engine: Engine, model: LoadedModelInfo, input: AuditInput, reasons: AuditReason[]) {
+  const { outputTokens, request } = input;
+  const isEnd = (token: number) => engine.isEndOfGeneration({ modelHash: model.hash, token });
+  const early = outputTokens.slice(0, -1).findIndex(isEnd);
+  if (early >= 0)
+    reasons.push({
+      code: "finish_reason_dishonest",
+      message: `output token ${early} ends generation, yet ${outputTokens.length - early - 1} tokens follow it`,
+    });
+  const last = outputTokens[outputTokens.length - 1];
+  const endsWithEog = last !== undefined && isEnd(last);
+  const text = (tokens: readonly number[]) => engine.detokenize({ modelHash: model.hash, tokens });
+  const stops = request.stop ?? [];
+  const stopMatched = stops.length > 0 && stops.some((stop) => text(outputTokens).includes(stop));
+  if (input.finishReason === "stop") {
+    if (!endsWithEog && !stopMatched)
+      reasons.push({
+        code: "finish_reason_dishonest",
+        message: `finish_reason "stop", but the last of ${outputTokens.length} tokens is no end-of-generation token and no stop sequence was produced (a truncated answer)`,
+      });
+    return;
+  }
+  if (endsWithEog)
+    reasons.push({
+      code: "finish_reason_dishonest",
+      message: 'finish_reason "length", but the answer ends with an end-of-generation token',
+    });
+  const limit = request.max_tokens;
+  const contextFull = input.promptTokens.length + outputTokens.length >= model.contextSize;
+  if ((limit === undefined || outputTokens.length < limit) && !contextFull)
+    reasons.push({
+      code: "finish_reason_dishonest",
+      message: `finish_reason "length" after ${outputTokens.length} tokens, below max_tokens ${limit ?? "(none)"} and the context window (an answer cut short)`,
+    });
+  if (limit !== undefined && outputTokens.length > limit)
+    reasons.push({
+      code: "usage_dishonest",
+      message: `${outputTokens.length} output tokens exceed max_tokens ${limit}`,
+    });
+}
+
+/** Compares the provider's fingerprint gaps with the validator's at every position. */
+function compareFingerprints(input: AuditInput, positions: PositionLogprobs[]) {
+  const errors: number[] = [];
+  for (let index = 0; index < positions.length; index++) {
+    const claimed = fingerprintAt(input.fingerprints, index);
+    const measured = positions[index];
+    if (!claimed || !measured) continue;
+    const logprobOf = (token: number) =>
+      measured.included.find((entry) => entry.token === token)?.logprob ?? Number.NEGATIVE_INFINITY;
+    const base = logprobOf(claimed.ids[0] as number);
+    let worst = 0;
+    claimed.gaps.forEach((gap, slot) => {
+      const other = logprobOf(claimed.ids[slot + 1] as number);
+      const error = Math.abs(base - other - gap / fingerprintGapScale);
+      worst = Math.max(worst, Number.isFinite(error) ? error : 1e9);
+    });
+    // The provider's most likely token must be (nearly) the validator's most likely one.
+    const topGap = (measured.top[0]?.logprob ?? base) - base;
+    worst = Math.max(worst, Number.isFinite(topGap) ? topGap : 1e9);
+    errors.push(worst);
+  }
+  return errors;
+}
+
+/**
+ * Audits one answer. The claimed model must be loaded in the engine (by the hash in `input.modelHash`); the
+ * input must already be valid against `auditInputSchema`. Never throws for a dishonest answer: it fails.
+ */
+export async function auditAnswer(parameters: AuditAnswerParameters): Promise<AuditVerdict> {
+  const { engine, input } = parameters;
+  const model = engine.findModel(input.modelHash.slice(2));
+  const tolerances = parameters.tolerances ?? tolerancesFor(model.weightType);
+  const reasons: AuditReason[] = [];
+  const { request } = input;
+
+  const expected = expectedPromptTokens(engine, model, input);
+  const promptMatches =
+    expected.length === input.promptTokens.length &&
+    expected.every((token, index) => input.promptTokens[index] === token);
+  if (!promptMatches) {
+    const firstDifference = expected.findIndex((token, index) => input.promptTokens[index] !== token);
+    reasons.push({
+      code: "prompt_mismatch",
+      message: `the prompt tokens are not the chat template and tokenization of the request (${input.promptTokens.length} tokens given, ${expected.length} expected, first difference at ${firstDifference >= 0 ? firstDifference : Math.min(expected.length, input.promptTokens.length)})`,
+    });
+  }
+  const covered = fingerprintPositions(input.fingerprints);
+  if (covered !== input.outputTokens.length)
+    reasons.push({
+      code: "fingerprints_incomplete",
+      message: `the fingerprints cover ${covered} positions; the output has ${input.outputTokens.length} tokens (one chunk per ${fingerprintChunkTokens})`,
+    });
+  if (input.receipt) await checkReceipt(input, input.receipt as SignedReceipt, reasons);
+  checkFinish(engine, model, input, reasons);
+
+  const started = performance.now();
+  const topK = Math.max(8, Math.min(64, request.top_k));
+  const evaluation =
+    input.outputTokens.length === 0
+      ? { positions: [] }
+      : await engine.evaluate({
+          modelHash: model.hash,
+          promptTokens: input.promptTokens,
+          outputTokens: input.outputTokens,
+          topK,
+          includeTokens: input.outputTokens.map(
+            (_, index) => fingerprintAt(input.fingerprints, index)?.ids ?? [],
+          ),
+          signal: parameters.signal,
+        });
+  const evaluateMs = performance.now() - started;
+  const positions = evaluation.positions;
+
+  // Every output token must be one the claimed model could have produced with the request's sampling.
+  let notArgmax = 0;
+  let nearTies = 0;
+  let firstNotArgmax = -1;
+  let firstImpossible = -1;
+  let firstOutsideTopK = -1;
+  for (const [index, position] of positions.entries()) {
+    const best = position.top[0];
+    if (position.logprob < impossibleLogprob && firstImpossible < 0) firstImpossible = index;
+    if (request.temperature === 0 && best && best.token !== position.token) {
+      if (best.logprob - position.logprob <= tolerances.nearTie) nearTies++;
+      else {
+        notArgmax++;
+        if (firstNotArgmax < 0) firstNotArgmax = index;
+      }
+    }
+    if (request.temperature > 0 && request.top_k > 0 && request.top_k <= topK) {
+      const kth = position.top[request.top_k - 1];
+      if (kth && position.logprob < kth.logprob - tolerances.nearTie && firstOutsideTopK < 0)
+        firstOutsideTopK = index;
+    }
+  }
+  if (firstImpossible >= 0)
+    reasons.push({
+      code: "implausible_token",
+      message: `output token ${firstImpossible} has log-probability ${round(positions[firstImpossible]?.logprob ?? 0, 2)} under the claimed model (below ${impossibleLogprob})`,
+    });
+  if (notArgmax > 0)
+    reasons.push({
+      code: "not_argmax",
+      message: `${notArgmax} of ${positions.length} tokens are not the claimed model's most likely token at temperature 0 (first at ${firstNotArgmax}), beyond near-ties of ${tolerances.nearTie} nats`,
+    });
+  if (firstOutsideTopK >= 0)
+    reasons.push({
+      code: "implausible_token",
+      message: `output token ${firstOutsideTopK} is outside the top ${request.top_k} tokens the request allowed`,
+    });
+
+  const errors = compareFingerprints(input, positions);
+  const meanGapError = errors.length > 0 ? errors.reduce((sum, value) => sum + value, 0) / errors.length : 0;
+  const maxGapError = errors.reduce((max, value) => Math.max(max, value), 0);
+  let worstChunkGapError = 0;
+  for (let start = 0; start < errors.length; start += fingerprintChunkTokens) {
+    const chunk = errors.slice(start, start + fingerprintChunkTokens);
+    if (chunk.length < minChunkPositions) continue;
+    worstChunkGapError = Math.max(
+      worstChunkGapError,
+      chunk.reduce((sum, value) => sum + value, 0) / chunk.length,
+    );
+  }
+  if (worstChunkGapError > tolerances.chunkMeanGapError || maxGapError > tolerances.positionGapError) {
+    reasons.push({
+      code: "fingerprint_mismatch",
+      message: `the fingerprints disagree with the claimed model: worst chunk mean error ${round(worstChunkGapError)} nats (tolerance ${tolerances.chunkMeanGapError}), largest ${round(maxGapError)} (tolerance ${tolerances.positionGapError})`,
+    });
+  }
+
+  const logprobs = positions.map((position) => position.logprob);
+  const metrics: AuditMetrics = {
+    weightType: model.weightType,
+    promptTokens: input.promptTokens.length,
+    outputTokens: input.outputTokens.length,
+    temperature: request.temperature,
+    meanGapError: round(meanGapError),
+    worstChunkGapError: round(worstChunkGapError),
+    maxGapError: round(maxGapError),
+    notArgmax,
+    nearTies,
+    meanLogprob: round(
+      logprobs.length > 0 ? logprobs.reduce((sum, value) => sum + value, 0) / logprobs.length : 0,
+    ),
+    minLogprob: round(logprobs.length > 0 ? Math.min(...logprobs) : 0),
+    evaluateMs: round(evaluateMs, 1),
+    tolerances,
+  };
+  return { verdict: reasons.length === 0 ? "pass" : "fail", reasons, metrics };
+}

@@ -36,6 +36,8 @@ export type BackendGenerateParameters = {
   sampling: ApiSampling;
   /** Return the answer's evidence under `mycel.evidence` (request option `mycel.include_evidence`). */
   includeEvidence?: boolean;
+  /** Gateways: route only to this provider (a peer id); validators' challenges use it. */
+  onlyProvider?: string;
   signal: AbortSignal;
   /** Called once generation is about to start (after any queueing), so headers can go out. */
   onStart?: () => void;

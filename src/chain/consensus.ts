@@ -2,7 +2,7 @@
 import { type Address, encodeAbiParameters, type Hex, keccak256, parseEventLogs } from "viem";
 import type { ChainConnection } from "./client.ts";
 import type { Deployments } from "./deployments.ts";
-import { epochConsensusAbi } from "./generated/contracts.ts";
+import { epochConsensusAbi, providerRegistryAbi } from "./generated/contracts.ts";
 import { type AmountFormat, sendWithAllowance, show } from "./token.ts";
 import { sendContractTransaction, type TransactionReporter } from "./transactions.ts";
 
@@ -248,4 +248,113 @@ export async function getProviderStanding(
     functionName: "standingOf",
     args: [parameters.provider],
   });
+}
+
+/** The chain's clock and the current epoch's timing (block time, which a devnet or test may move). */
+export async function readEpochClock(connection: ChainConnection, parameters: { deployments: Deployments }) {
+  const address = parameters.deployments.contracts.epochConsensus;
+  const read = connection.publicClient;
+  const [block, epoch, revealPeriod] = await Promise.all([
+    read.getBlock({ blockTag: "latest" }),
+    read.readContract({ address, abi: epochConsensusAbi, functionName: "currentEpoch" }),
+    read.readContract({ address, abi: epochConsensusAbi, functionName: "revealPeriod" }),
+  ]);
+  const endsAt = await read.readContract({
+    address,
+    abi: epochConsensusAbi,
+    functionName: "epochEnd",
+    args: [epoch],
+  });
+  return { now: block.timestamp, epoch, endsAt: BigInt(endsAt), revealPeriod: BigInt(revealPeriod) };
+}
+
+/** The providers with stake now, in ProviderRegistry's order (the order a new epoch takes). */
+export async function readActiveProviders(
+  connection: ChainConnection,
+  parameters: { deployments: Deployments },
+): Promise<Address[]> {
+  return [
+    ...(await connection.publicClient.readContract({
+      address: parameters.deployments.contracts.providerRegistry,
+      abi: providerRegistryAbi,
+      functionName: "activeProviders",
+    })),
+  ];
+}
+
+/** A slashing proposal with the evidence it was proposed with. */
+export type SlashProposalRecord = {
+  proposalId: bigint;
+  provider: Address;
+  proposer: Address;
+  amount: bigint;
+  deadline: bigint;
+  executed: boolean;
+  evidence: Hex;
+};
+
+/** Slashing proposals with id >= `fromId` (evidence from their SlashProposed events). */
+export async function readSlashProposals(
+  connection: ChainConnection,
+  parameters: { deployments: Deployments; fromId: bigint },
+): Promise<SlashProposalRecord[]> {
+  const address = parameters.deployments.contracts.epochConsensus;
+  const read = connection.publicClient;
+  const count = await read.readContract({ address, abi: epochConsensusAbi, functionName: "proposalCount" });
+  if (count <= parameters.fromId) return [];
+  const events = await read.getContractEvents({
+    address,
+    abi: epochConsensusAbi,
+    eventName: "SlashProposed",
+    fromBlock: BigInt(parameters.deployments.blockNumber),
+    toBlock: "latest",
+  });
+  const records: SlashProposalRecord[] = [];
+  for (const event of events) {
+    const id = event.args.proposalId;
+    if (id === undefined || id < parameters.fromId) continue;
+    const proposal = await read.readContract({
+      address,
+      abi: epochConsensusAbi,
+      functionName: "getProposal",
+      args: [id],
+    });
+    records.push({
+      proposalId: id,
+      provider: proposal.provider,
+      proposer: proposal.proposer,
+      amount: proposal.amount,
+      deadline: BigInt(proposal.deadline),
+      executed: proposal.executed,
+      evidence: (event.args.evidence ?? "0x") as Hex,
+    });
+  }
+  return records;
+}
+
+/** Whether a validator voted on a proposal. */
+export async function hasVotedOnSlash(
+  connection: ChainConnection,
+  parameters: { deployments: Deployments; proposalId: bigint; validator: Address },
+): Promise<boolean> {
+  return connection.publicClient.readContract({
+    address: parameters.deployments.contracts.epochConsensus,
+    abi: epochConsensusAbi,
+    functionName: "hasVoted",
+    args: [parameters.proposalId, parameters.validator],
+  });
+}
+
+/** A validator's bonded stake (0 when not registered). */
+export async function readValidatorStake(
+  connection: ChainConnection,
+  parameters: { deployments: Deployments; validator: Address },
+): Promise<bigint> {
+  const record = await connection.publicClient.readContract({
+    address: parameters.deployments.contracts.epochConsensus,
+    abi: epochConsensusAbi,
+    functionName: "getValidator",
+    args: [parameters.validator],
+  });
+  return record.stake;
 }

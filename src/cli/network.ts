@@ -71,7 +71,34 @@ export type GatewayFlags = ChainFlags & {
   stallTimeout?: number;
   deposit: string;
   budget: string;
+  validator?: string[];
+  auditRate: number;
+  minReputation: number;
 };
+
+/** Flags of `mycel validator`. */
+export type ValidatorFlags = ChainFlags & {
+  listen?: string[];
+  bootstrap?: string[];
+  key: string;
+  challengeKey?: string;
+  stake?: string;
+  threads?: number;
+  challengeInterval: number;
+  epochCheck: number;
+  slashPercent: number;
+  deposit: string;
+  budget: string;
+};
+
+function fraction(name: string) {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!Number.isFinite(parsed) || parsed < 0 || parsed > 1)
+      throw new InvalidArgumentError(`${name} must be a number from 0 to 1`);
+    return parsed;
+  };
+}
 
 /** Default deposit per provider channel and total budget of a gateway, in whole tokens. */
 export const defaultGatewayDeposit = "10";
@@ -209,10 +236,79 @@ export function addNetworkCommands(parameters: {
       "the most kept deposited across all payment channels (with --rpc-url)",
       defaultGatewayBudget,
     )
+    .option(
+      "--validator <multiaddr>",
+      "validator to send audit samples to, with /p2p/<id> (repeatable)",
+      collect,
+    )
+    .option(
+      "--audit-rate <p>",
+      "share of answers sent to a validator for audit, decided after each answer (docs/VERIFICATION.md)",
+      fraction("--audit-rate"),
+      0.05,
+    )
+    .option(
+      "--min-reputation <r>",
+      "do not route to providers whose on-chain reputation (0..1) is below this (with --rpc-url)",
+      fraction("--min-reputation"),
+      0.5,
+    )
     .action(async (flags: GatewayFlags, command: Command) => {
       const config = configFrom(command, { serve: { host: flags.host, port: flags.port } });
       const { runGatewayRole } = await import("./roles.ts");
       await runGatewayRole({ flags, config });
+    });
+
+  addChainOptions(
+    addPeerOptions(
+      program
+        .command("validator")
+        .description(
+          "keep the network honest: audit answers gateways sample and your own challenge requests, post scores each epoch, slash cheaters",
+        ),
+    ),
+  )
+    .option(
+      "--stake <tokens>",
+      "register as a validator with this stake first, if not registered (with --rpc-url)",
+    )
+    .option(
+      "--challenge-key <name>",
+      "keystore that sends and pays for challenge requests (default: the validator's key, which providers could recognise)",
+    )
+    .option(
+      "--threads <n>",
+      "llama.cpp threads for audits (default: every core)",
+      integer("--threads", 1, 256),
+    )
+    .option(
+      "--challenge-interval <seconds>",
+      "send a challenge request this often (0: never)",
+      integer("--challenge-interval", 0),
+      60,
+    )
+    .option(
+      "--epoch-check <seconds>",
+      "how often the chain is checked to commit, reveal, finalize and vote",
+      integer("--epoch-check", 1, 3600),
+      10,
+    )
+    .option(
+      "--slash-percent <n>",
+      "share of a cheating provider's stake a slashing proposal asks for",
+      integer("--slash-percent", 1, 100),
+      10,
+    )
+    .option(
+      "--deposit <tokens>",
+      "deposit per provider channel for challenge requests",
+      defaultGatewayDeposit,
+    )
+    .option("--budget <tokens>", "the most deposited for challenge requests", defaultGatewayBudget)
+    .action(async (flags: ValidatorFlags, command: Command) => {
+      const config = configFrom(command);
+      const { runValidatorRole } = await import("./roles.ts");
+      await runValidatorRole({ flags, config });
     });
 
   program

@@ -18,10 +18,14 @@ import {
   fundDevAccounts,
   fundRewards,
   getProviderRecord,
+  getProviderStanding,
   getTokenInfo,
+  maxScore,
   parseTokenAmount,
+  readValidatorStake,
   registerModel,
   registerProvider,
+  registerValidator,
   startAnvil,
   withSigner,
   writeDeployments,
@@ -39,10 +43,14 @@ import { modelHashToBytes32 } from "../protocol/index.ts";
 import { startProvider } from "../provider/index.ts";
 import {
   gatewayPaymentStorePath,
+  openAuditStore,
+  openEvidenceStore,
   openPaymentStore,
   openReceiptStore,
   type PaymentStore,
+  providerEvidenceStorePath,
   providerPaymentStorePath,
+  validatorStorePath,
 } from "../store/index.ts";
 import { chainRequested, openChain } from "./chain.ts";
 import {
@@ -54,6 +62,7 @@ import {
   type GatewayFlags,
   loadKey,
   type ProviderFlags,
+  type ValidatorFlags,
 } from "./network.ts";
 
 /** Logs what the chain says about this provider: registered, stake, whether it offers the models it serves. */
@@ -169,6 +178,7 @@ export async function runProviderRole(parameters: {
         })
       : undefined;
   payments?.start();
+  const evidence = openEvidenceStore({ path: providerEvidenceStorePath(config.home, address) });
   const provider = await startProvider({
     engine,
     models,
@@ -179,6 +189,7 @@ export async function runProviderRole(parameters: {
     version: parameters.version,
     limits: flags.idleTimeout ? { idleTimeoutMs: flags.idleTimeout } : undefined,
     payments,
+    evidence,
     logger,
   });
   for (const address of node.multiaddrs()) {
@@ -195,6 +206,7 @@ export async function runProviderRole(parameters: {
     await node.stop();
     await payments?.stop({ timeoutMs: shutdownLimitMs - 3_000 });
     paymentStore?.close();
+    evidence.close();
     await engine.close();
   });
 }
@@ -215,7 +227,11 @@ export async function runGatewayRole(parameters: { flags: GatewayFlags; config: 
     listen: flags.listen,
     bootstrap: flags.bootstrap,
     stallMs: flags.stallTimeout,
+    audit: { rate: flags.auditRate, validators: flags.validator ?? [] },
+    minReputation: flags.minReputation,
   });
+  if ((flags.validator ?? []).length === 0 && flags.auditRate > 0)
+    logger.info("no --validator given: answers are not sent for audit");
   printReady({ role: "gateway", url: running.url, peerId: running.peerId });
   console.log(
     `Mycel gateway\n  OpenAI-compatible endpoint: ${running.url}/v1\n  Receipts: ${running.url}/mycel/v1/receipts/<request id>`,
@@ -233,6 +249,13 @@ async function runGateway(parameters: {
   stallMs?: number;
   /** The chain to pay on, with the deposit per provider and the budget in whole tokens. */
   chain?: { connection: ChainConnection; deployments: Deployments; deposit: string; budget: string };
+  audit?: { rate: number; validators: string[] };
+  /** Routing leaves out providers whose on-chain reputation is below this (with a chain). */
+  minReputation?: number;
+  /** Where the gateway's receipts and channels live (default: MYCEL_HOME/gateway). */
+  storeDirectory?: string;
+  /** Serve the HTTP API (default true; a validator's challenge gateway does not). */
+  serveApi?: boolean;
 }) {
   const { config, logger, chain } = parameters;
   const node = await createMycelNode({
@@ -241,12 +264,17 @@ async function runGateway(parameters: {
     bootstrap: parameters.bootstrap,
     logger: logger.child({ part: "p2p" }),
   });
-  const receipts = openReceiptStore({ path: join(config.home, "gateway", "receipts.sqlite") });
+  const storeDirectory = parameters.storeDirectory ?? join(config.home, "gateway");
+  const receipts = openReceiptStore({ path: join(storeDirectory, "receipts.sqlite") });
   let paymentStore: PaymentStore | undefined;
   let payments: GatewayPayments | undefined;
   if (chain) {
     const token = await getTokenInfo(chain.connection, chain.deployments.contracts.token);
-    paymentStore = openPaymentStore({ path: gatewayPaymentStorePath(config.home) });
+    paymentStore = openPaymentStore({
+      path: parameters.storeDirectory
+        ? join(parameters.storeDirectory, "payments.sqlite")
+        : gatewayPaymentStorePath(config.home),
+    });
     payments = createGatewayPayments({
       connection: chain.connection,
       deployments: chain.deployments,
@@ -270,30 +298,137 @@ async function runGateway(parameters: {
     receiptDomain: chain ? deploymentReceiptDomain(chain.deployments) : undefined,
     payments,
     timeouts: parameters.stallMs ? { stallMs: parameters.stallMs } : undefined,
+    audit: parameters.audit,
+    reputation: chain
+      ? {
+          minimum: parameters.minReputation ?? 0.5,
+          refreshMs: 5_000,
+          read: async (provider) => {
+            const standing = await getProviderStanding(chain.connection, {
+              deployments: chain.deployments,
+              provider,
+            });
+            return standing.scored ? standing.reputation / maxScore : undefined;
+          },
+        }
+      : undefined,
   });
-  const server = await startApiServer({
-    backend: gateway.backend,
-    host: config.serve.host,
-    port: config.serve.port,
-    maxBodyBytes: config.serve.maxBodyBytes,
-    logger: logger.child({ part: "api" }),
-  });
-  if (!["127.0.0.1", "localhost", "::1"].includes(config.serve.host))
+  const server =
+    parameters.serveApi === false
+      ? undefined
+      : await startApiServer({
+          backend: gateway.backend,
+          host: config.serve.host,
+          port: config.serve.port,
+          maxBodyBytes: config.serve.maxBodyBytes,
+          logger: logger.child({ part: "api" }),
+        });
+  if (server && !["127.0.0.1", "localhost", "::1"].includes(config.serve.host))
     logger.warn("the API listens beyond this machine: anyone who can reach it spends your funds", {
       host: config.serve.host,
     });
   return {
-    url: server.url,
+    url: server?.url ?? "",
     peerId: node.peerId,
     gateway,
     async close() {
-      await server.close();
+      await server?.close();
       await gateway.stop();
       await node.stop();
       receipts.close();
       paymentStore?.close();
     },
   };
+}
+
+/** Runs `mycel validator` until SIGINT/SIGTERM. */
+export async function runValidatorRole(parameters: { flags: ValidatorFlags; config: MycelConfig }) {
+  const { flags, config } = parameters;
+  const logger = createLogger().child({ role: "validator" });
+  exitWithParent(logger);
+  const privateKey = await loadKey({ home: config.home, name: flags.key });
+  const challengeKey = flags.challengeKey
+    ? await loadKey({ home: config.home, name: flags.challengeKey })
+    : privateKey;
+  if (!flags.challengeKey && flags.challengeInterval > 0)
+    logger.warn(
+      "challenges are sent with the validator's own key: give --challenge-key so providers cannot tell them apart",
+    );
+  const address = privateKeyToAccount(privateKey).address;
+  const chain = chainRequested(flags) ? await openChain({ home: config.home, flags, privateKey }) : undefined;
+  if (chain) {
+    const stake = await readValidatorStake(chain.connection, {
+      deployments: chain.deployments,
+      validator: address,
+    });
+    if (stake === 0n && flags.stake) {
+      const token = await getTokenInfo(chain.connection, chain.deployments.contracts.token);
+      await registerValidator(chain.connection, {
+        deployments: chain.deployments,
+        stake: parseTokenAmount(flags.stake, token.decimals),
+        formatAmount: (amount) => `${amount} units of ${token.symbol}`,
+      });
+      logger.info("registered as a validator", { stake: `${flags.stake} ${token.symbol}` });
+    } else if (stake === 0n)
+      logger.warn("not a registered validator: scores and slashing votes need stake (give --stake <tokens>)");
+    else logger.info("validator stake", { stake: stake.toString() });
+  }
+  const { createAuditor } = await import("../verify/index.ts");
+  const { startValidator } = await import("../validator/index.ts");
+  const { availableParallelism } = await import("node:os");
+  const auditor = createAuditor({
+    home: config.home,
+    engineOptions: { threadsPerSequence: flags.threads ?? availableParallelism() },
+    logger: logger.child({ part: "audit" }),
+  });
+  const store = openAuditStore({ path: validatorStorePath(config.home, address) });
+  // Challenges go out from their own node and key, so that providers cannot tell them from user traffic.
+  const challenger = await runGateway({
+    config,
+    privateKey: challengeKey,
+    logger: logger.child({ part: "challenges" }),
+    bootstrap: flags.bootstrap,
+    chain: chain
+      ? {
+          connection: withSigner(chain.connection, challengeKey),
+          deployments: chain.deployments,
+          deposit: flags.deposit,
+          budget: flags.budget,
+        }
+      : undefined,
+    storeDirectory: join(config.home, "validator", address.toLowerCase(), "challenges"),
+    serveApi: false,
+  });
+  const node = await createMycelNode({
+    privateKey: libp2pKeyFromSecp256k1(privateKey),
+    listen: flags.listen,
+    bootstrap: flags.bootstrap,
+    logger: logger.child({ part: "p2p" }),
+  });
+  const models = await openModelStore({ home: config.home }).list();
+  const validator = await startValidator({
+    node,
+    auditor,
+    store,
+    privateKey,
+    gateway: challenger.gateway,
+    challengeModels: () => models.map((model) => ({ name: model.name, hash: model.hash })),
+    chain: chain ? { connection: chain.connection, deployments: chain.deployments } : undefined,
+    options: {
+      challengeIntervalMs: flags.challengeInterval * 1000,
+      epochCheckMs: flags.epochCheck * 1000,
+      slashBps: flags.slashPercent * 100,
+    },
+    logger,
+  });
+  printReady({ role: "validator", peerId: node.peerId, address, multiaddrs: node.multiaddrs() });
+  onShutdown(logger, async () => {
+    await validator.stop();
+    await node.stop();
+    await challenger.close();
+    store.close();
+    await auditor.close();
+  });
 }
 
 /** A child role process of the devnet, with its output prefixed. */

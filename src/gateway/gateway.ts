@@ -22,7 +22,14 @@ import { type Logger, silentLogger } from "../log/index.ts";
 import { createFrameChannel, type FrameChannel, type MycelNode } from "../p2p/index.ts";
 import type { GatewayPayments, PayingChannel, SegmentBill } from "../payments/index.ts";
 import {
+  auditProtocolId,
   type EndFrame,
+  type Evidence,
+  errorFrameSchema,
+  evidenceCommitment,
+  evidenceFrameSchema,
+  evidenceProtocolId,
+  hashTokenIds,
   type InferenceRequest,
   inferenceProtocolId,
   inferenceRequestSchema,
@@ -33,6 +40,7 @@ import {
   type ReceiptDomain,
   receiptDomain,
   type SignedReceipt,
+  signAuditSample,
   streamLimits,
   wireVersion,
 } from "../protocol/index.ts";
@@ -70,14 +78,25 @@ export type StartGatewayParameters = {
   maxAttempts?: number;
   /** Payment channels: when given, providers that announce a price on this chain are paid with vouchers. */
   payments?: GatewayPayments;
+  /** Audit sampling: each answer goes to one of these validators with probability `rate` (decided after the answer). */
+  audit?: { rate: number; validators: string[] };
+  /** On-chain reputation (0..1, undefined when not scored yet) and the least a provider needs to be routed to. */
+  reputation?: { read: (address: Hex) => Promise<number | undefined>; minimum: number; refreshMs?: number };
   logger?: Logger;
 };
+
+/** The audit rate gateways use by default (docs/VERIFICATION.md derives it). */
+export const defaultAuditRate = 0.05;
+/** The on-chain reputation below which a gateway stops routing to a provider, by default. */
+export const defaultMinimumReputation = 0.5;
 
 /** A running gateway: serve its `backend` with the API server. */
 export type Gateway = {
   address: Hex;
   backend: InferenceBackend;
   providers: ProviderTable;
+  /** Reads every known provider's on-chain reputation now (also done periodically). */
+  refreshReputation(): Promise<void>;
   /** Resolves once `count` providers (of `modelHash` if given) are known; rejects after `timeoutMs`. */
   waitForProviders(parameters: { count: number; modelHash?: string; timeoutMs: number }): Promise<void>;
   stop(): Promise<void>;
@@ -329,6 +348,110 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
   }
 
   const finishing = new Set<Promise<void>>();
+  const reputation = parameters.reputation;
+  const validators = (parameters.audit?.validators ?? []).map((multiaddr) => {
+    const peerId = multiaddr.split("/p2p/").pop() ?? "";
+    node.addPeerAddresses(peerId, [multiaddr]).catch(() => undefined);
+    return peerId;
+  });
+  const auditRate = parameters.audit?.rate ?? 0;
+
+  /** Sends an answer to a random validator with probability auditRate; never delays or fails the answer. */
+  function maybeSample(input: {
+    requestId: Hex;
+    provider: KnownProvider;
+    request: InferenceRequest;
+    receipt: SignedReceipt;
+  }) {
+    if (validators.length === 0 || Math.random() >= auditRate) return;
+    const validator = validators[randomInt(0, validators.length)] as string;
+    const sending = (async () => {
+      const sample = await signAuditSample({
+        privateKey: parameters.privateKey,
+        sample: {
+          request_id: input.requestId,
+          provider_peer_id: input.provider.peerId,
+          request: input.request,
+          receipt: input.receipt,
+        },
+      });
+      const stream = await node.openStream(validator, auditProtocolId, {
+        signal: AbortSignal.timeout(10_000),
+      });
+      const channel = createFrameChannel(stream, { maxFrameBytes: streamLimits.maxFrameBytes });
+      try {
+        await channel.write(sample);
+        const answer = await channel.read({ timeoutMs: 10_000 });
+        const refused = errorFrameSchema.safeParse(answer);
+        if (refused.success) throw new Error(`${refused.data.code}: ${refused.data.message}`);
+        logger.info("answer sent for audit", { validator, provider: input.provider.address });
+      } finally {
+        await channel.close().catch(() => undefined);
+      }
+    })().catch((error) =>
+      logger.warn("audit sample not delivered", { validator, error: describeError(error) }),
+    );
+    finishing.add(sending);
+    void sending.finally(() => finishing.delete(sending));
+  }
+
+  /** Fetches each segment's evidence from its provider and checks it against the receipt. */
+  async function collectEvidence(
+    requestId: Hex,
+    segments: readonly { provider: KnownProvider; receipt: SignedReceipt }[],
+  ): Promise<Evidence | Evidence[] | { error: string }> {
+    const collected: Evidence[] = [];
+    for (const segment of segments) {
+      try {
+        const stream = await node.openStream(segment.provider.peerId, evidenceProtocolId, {
+          signal: AbortSignal.timeout(10_000),
+        });
+        const channel = createFrameChannel(stream, { maxFrameBytes: streamLimits.maxFrameBytes });
+        let value: unknown;
+        try {
+          await channel.write({ v: wireVersion, type: "evidence_request", request_id: requestId });
+          value = await channel.read({ timeoutMs: 10_000 });
+        } finally {
+          await channel.close().catch(() => undefined);
+        }
+        const refused = errorFrameSchema.safeParse(value);
+        if (refused.success) throw new Error(`${refused.data.code}: ${refused.data.message}`);
+        const frame = parseFrame(evidenceFrameSchema, value);
+        const message = segment.receipt.message;
+        if (
+          evidenceCommitment(frame.evidence) !== message.commitment ||
+          hashTokenIds(frame.evidence.outputTokens) !== message.outputHash ||
+          hashTokenIds(frame.evidence.promptTokens) !== message.promptHash
+        )
+          throw new Error("the provider's evidence does not match its receipt");
+        collected.push(frame.evidence);
+      } catch (error) {
+        logger.warn("evidence unavailable", {
+          provider: segment.provider.address,
+          error: describeError(error),
+        });
+        return { error: `provider ${segment.provider.address}: ${describeError(error)}` };
+      }
+    }
+    return collected.length === 1 ? (collected[0] as Evidence) : collected;
+  }
+
+  // On-chain reputation, refreshed in the background for every known provider.
+  const refreshReputation = async () => {
+    if (!reputation) return;
+    for (const entry of table.all()) {
+      try {
+        const value = await reputation.read(entry.address as Hex);
+        if (value !== undefined) entry.reputation = value;
+      } catch (error) {
+        logger.debug("reputation not read", { provider: entry.address, error: describeError(error) });
+      }
+    }
+  };
+  const reputationTimer = reputation
+    ? setInterval(() => void refreshReputation(), reputation.refreshMs ?? 30_000)
+    : undefined;
+  reputationTimer?.unref();
 
   async function generate(parameters: BackendGenerateParameters): Promise<BackendGenerateResult> {
     const modelHash = modelHashToBytes32(parameters.model.hash);
@@ -368,6 +491,8 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     const outputTokens: number[] = [];
     let text = "";
     const signed: { receipt: SignedReceipt; provider: KnownProvider }[] = [];
+    const segments: { provider: KnownProvider; request: InferenceRequest; receipt: SignedReceipt }[] = [];
+    let evidence: Evidence | Evidence[] | { error: string } | undefined;
     const tried = new Set<string>();
     let lastFailure: unknown;
     let started = false;
@@ -392,16 +517,23 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         providers: signed.map((entry) => entry.provider.address),
         failovers: input.failovers,
         receipts: signed.map((entry) => entry.receipt),
+        ...(evidence === undefined ? {} : { evidence }),
       },
       timings: { queuedMs: 0, totalMs: performance.now() - startedAt },
     });
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       if (parameters.signal.aborted) break;
-      const serving = table.serving(modelHash);
-      const candidates = rankProviders({ candidates: serving.filter(payable), exclude: tried });
+      const serving = table
+        .serving(modelHash)
+        .filter((entry) => parameters.onlyProvider === undefined || entry.peerId === parameters.onlyProvider);
+      const candidates = rankProviders({
+        candidates: serving.filter(payable),
+        exclude: tried,
+        minimumReputation: reputation?.minimum,
+      });
       const provider = candidates[0];
       if (!provider) {
-        if (attempt === 0 && serving.length > 0)
+        if (attempt === 0 && serving.length > 0 && !serving.some(payable))
           throw new PaymentRequiredError(
             `every provider of model "${parameters.model.name}" is paid on a chain this gateway does not pay on`,
             {
@@ -483,6 +615,10 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         }
         const prefixLength = request.prefix_tokens?.length ?? 0;
         const promptTokens = segment.end.prompt_token_ids.length - prefixLength;
+        segments.push({ provider, request, receipt });
+        // Sampled for audit after the answer: the provider cannot know beforehand which answers are checked.
+        for (const entry of segments) maybeSample({ requestId, ...entry });
+        if (parameters.includeEvidence) evidence = await collectEvidence(requestId, segments);
         logger.info("request completed", {
           requestId: requestId.slice(0, 18),
           providers: signed.length,
@@ -537,11 +673,14 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         mycel: { request_id: requestId },
       };
     }
-    const served = table.serving(modelHash).length;
+    const served = table.serving(modelHash);
+    const reputable = served.filter((entry) => entry.reputation >= (reputation?.minimum ?? 0));
     throw new ServiceUnavailableError(
-      served === 0
+      served.length === 0
         ? `no provider serves model "${parameters.model.name}" now`
-        : `every provider of model "${parameters.model.name}" failed (${tried.size} tried)`,
+        : reputable.length === 0
+          ? `every provider of model "${parameters.model.name}" has an on-chain reputation below ${reputation?.minimum} (validators caught them cheating)`
+          : `every provider of model "${parameters.model.name}" failed (${tried.size} tried)`,
       {
         details: lastFailure ? describeError(lastFailure) : undefined,
         hint: `retry shortly, or start another provider with \`mycel provider --model ${parameters.model.name}\``,
@@ -709,7 +848,9 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     },
+    refreshReputation,
     async stop() {
+      if (reputationTimer) clearInterval(reputationTimer);
       table.stop();
       await Promise.allSettled([...finishing]);
       await parameters.payments?.stop();

@@ -1,6 +1,8 @@
 /** The gateway role: the OpenAI-compatible API backed by providers on the network. */
 export {
+  defaultAuditRate,
   defaultGatewayTimeouts,
+  defaultMinimumReputation,
   type Gateway,
   type GatewayTimeouts,
   type StartGatewayParameters,

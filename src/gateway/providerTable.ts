@@ -20,7 +20,7 @@ export type KnownProvider = {
   bannedUntil: number;
   /** Caught cheating (a forged or mismatched receipt): never routed to again. */
   untrusted: boolean;
-  /** Reputation in [0, 1]; a placeholder at 1 until validators post scores. */
+  /** On-chain reputation in [0, 1] (EpochConsensus); 1 until validators have scored the provider. */
   reputation: number;
 };
 

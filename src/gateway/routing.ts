@@ -41,11 +41,18 @@ export function scoreProvider(parameters: {
 export function rankProviders(parameters: {
   candidates: readonly KnownProvider[];
   exclude?: ReadonlySet<string>;
+  /** Providers whose on-chain reputation (0..1) is below this are left out. */
+  minimumReputation?: number;
   now?: number;
 }): KnownProvider[] {
   const now = parameters.now ?? Date.now();
+  const minimum = parameters.minimumReputation ?? 0;
   const usable = parameters.candidates.filter(
-    (entry) => !entry.untrusted && entry.bannedUntil <= now && !parameters.exclude?.has(entry.peerId),
+    (entry) =>
+      !entry.untrusted &&
+      entry.bannedUntil <= now &&
+      entry.reputation >= minimum &&
+      !parameters.exclude?.has(entry.peerId),
   );
   const scored = usable.map((provider) => ({
     provider,

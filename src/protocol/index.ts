@@ -8,6 +8,13 @@ export {
   type VerifyAnnouncementParameters,
   verifyAnnouncement,
 } from "./announcement.ts";
+export {
+  type AuditSampleFrame,
+  auditAcceptedFrameSchema,
+  auditSampleFrameSchema,
+  recoverAuditSampleSigner,
+  signAuditSample,
+} from "./auditSample.ts";
 export { canonicalJson } from "./canonicalJson.ts";
 export {
   announcementTiming,

@@ -1,4 +1,11 @@
 /** The store part: SQLite persistence (receipts, untrusted providers, vouchers and channels, evidence, audits). */
+export {
+  type AuditStore,
+  openAuditStore,
+  type StoredAudit,
+  type StoredCommitment,
+  validatorStorePath,
+} from "./audits.ts";
 export { schemaVersion } from "./database.ts";
 export { DatabaseError, ReceiptConflictError, StaleVoucherError } from "./errors.ts";
 export {

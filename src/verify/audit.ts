@@ -30,7 +30,9 @@ export type AuditReasonCode =
   | "not_argmax"
   | "finish_reason_dishonest"
   | "usage_dishonest"
-  | "receipt_invalid";
+  | "receipt_invalid"
+  /** The provider did not hand over the evidence of its answer (validators record this; auditAnswer never does). */
+  | "evidence_unavailable";
 
 /** Figures an audit measured. */
 export type AuditMetrics = {

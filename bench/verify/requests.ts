@@ -1,0 +1,45 @@
+/** Requests and model views the verification benches (`npm run calibrate`, `npm run bench:verify`) share. */
+import type { InferenceRequest } from "../../src/protocol/index.ts";
+import { type CheatModels, fixtureRequest, seededRandom } from "../../test/fixtures/cheats.ts";
+
+const fillerSentences = [
+  "Start from the basics and explain each term before you use it.",
+  "Compare it with something most people have seen at home.",
+  "Mention one common mistake and how to avoid it.",
+  "Give the numbers where they matter, with their units.",
+  "Say what changed over the last hundred years.",
+  "End with a short summary of the three most important points.",
+  "Keep the tone friendly, but do not leave out the details.",
+  "If there is a debate about it, describe both sides fairly.",
+];
+
+/**
+ * A fixture request whose user message is padded to about `promptBytes` bytes: the test models' tokenizer is
+ * byte-level, so the prompt has about that many tokens (plus the chat template's).
+ */
+export function longPromptRequest(parameters: {
+  models: CheatModels;
+  index: number;
+  promptBytes: number;
+  maxTokens?: number;
+  temperature?: number;
+}): InferenceRequest {
+  const request = fixtureRequest(parameters);
+  const messages = [...(request.messages ?? [])];
+  const last = messages[messages.length - 1];
+  if (!last) return request;
+  const random = seededRandom(parameters.index * 104_729 + 3);
+  let content = last.content;
+  while (content.length < parameters.promptBytes)
+    content += ` ${fillerSentences[Math.floor(random() * fillerSentences.length)]}`;
+  messages[messages.length - 1] = { ...last, content };
+  return { ...request, messages };
+}
+
+/**
+ * The fixture's models with the q8_0 file as the claimed model: honest q8_0 answers claimed as q8_0, and cheats
+ * against a q8_0 claim. Its `lowerQuant` is then the f16 file (serving f16 for a q8_0 claim).
+ */
+export function claimingQ8(models: CheatModels): CheatModels {
+  return { claimed: models.lowerQuant, other: models.other, lowerQuant: models.claimed };
+}

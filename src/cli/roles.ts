@@ -543,6 +543,8 @@ export async function runDevnet(parameters: {
     for (let index = 1; index <= parameters.providers; index++)
       providerKeys.push(await ensureDevKey(config.home, `devnet-provider-${index}`));
     const gatewayKey = await ensureDevKey(config.home, "devnet-gateway");
+    const validatorKey = await ensureDevKey(config.home, "devnet-validator");
+    const challengerKey = await ensureDevKey(config.home, "devnet-challenger");
     anvil = await startAnvil({ port: parameters.rpcPort, logger });
     const chain = await setUpDevnetChain({
       rpcUrl: anvil.rpcUrl,
@@ -550,6 +552,8 @@ export async function runDevnet(parameters: {
       model,
       providerKeys,
       gatewayKey,
+      validatorKey,
+      challengerKey,
       priceOf: (index) => defaultPricePerMillion * BigInt(index + 1),
       logger,
     });
@@ -588,6 +592,25 @@ export async function runDevnet(parameters: {
       );
     }
     const ready = await Promise.all(roles.map((role) => role.ready));
+    const validatorRole = spawnRole({
+      name: "validator",
+      args: [
+        "validator",
+        "--rpc-url",
+        chain.rpcUrl,
+        "--deployments",
+        chain.deploymentsPath,
+        "--challenge-key",
+        "devnet-challenger",
+        "--challenge-interval",
+        "60",
+        ...bootstrap.flatMap((address) => ["--bootstrap", address]),
+      ],
+      home: config.home,
+      keyName: "devnet-validator",
+    });
+    roles.push(validatorRole);
+    const validatorReady = await validatorRole.ready;
     const running = await runGateway({
       chain: {
         connection: withSigner(chain.connection, gatewayKey),
@@ -602,6 +625,8 @@ export async function runDevnet(parameters: {
         .map((entry) => entry.multiaddrs[0])
         .filter((entry): entry is string => entry !== undefined),
       stallMs: parameters.stallMs,
+      // A devnet user should see audits happen: one answer in five goes to the validator.
+      audit: { rate: 0.2, validators: validatorReady.multiaddrs.slice(0, 1) },
     });
     gatewayClose = running.close;
     await running.gateway.waitForProviders({
@@ -610,7 +635,7 @@ export async function runDevnet(parameters: {
       timeoutMs: 60_000,
     });
     logger.info("ready", { seconds: ((performance.now() - started) / 1000).toFixed(1) });
-    printDevnet({ url: running.url, model, providers: ready, chain });
+    printDevnet({ url: running.url, model, providers: ready, validator: validatorReady, chain });
   } catch (error) {
     process.stderr.write(`error: ${describeError(error)}\n`);
     await stopAll("error");
@@ -624,6 +649,8 @@ async function setUpDevnetChain(parameters: {
   model: ModelRecord;
   providerKeys: Hex[];
   gatewayKey: Hex;
+  validatorKey: Hex;
+  challengerKey: Hex;
   priceOf: (index: number) => bigint;
   logger: Logger;
 }) {
@@ -633,9 +660,12 @@ async function setUpDevnetChain(parameters: {
   const deploymentsPath = defaultDeploymentsPath(parameters.home);
   writeDeployments(deploymentsPath, deployments);
   logger.info("contracts deployed", { chainId: deployments.chainId, deployments: deploymentsPath });
-  const accounts = [...parameters.providerKeys, parameters.gatewayKey].map(
-    (key) => privateKeyToAccount(key).address,
-  );
+  const accounts = [
+    ...parameters.providerKeys,
+    parameters.gatewayKey,
+    parameters.validatorKey,
+    parameters.challengerKey,
+  ].map((key) => privateKeyToAccount(key).address);
   await fundDevAccounts(deployer, { deployments, accounts: [deployer.account?.address as Hex, ...accounts] });
   await fundRewards(deployer, { deployments, amount: parseEther("100000") });
   const modelHash = modelHashToBytes32(parameters.model.hash);
@@ -659,6 +689,10 @@ async function setUpDevnetChain(parameters: {
       });
     }),
   );
+  await registerValidator(withSigner(deployer, parameters.validatorKey), {
+    deployments,
+    stake: BigInt(deployments.parameters.minimumValidatorStake),
+  });
   logger.info("providers staked on chain", {
     providers: parameters.providerKeys.length,
     stake: stake.toString(),
@@ -670,6 +704,7 @@ function printDevnet(parameters: {
   url: string;
   model: ModelRecord;
   providers: { peerId: string; address: string }[];
+  validator: { peerId: string; address: string };
   chain: { rpcUrl: string; deploymentsPath: string; deployments: Deployments };
 }) {
   const { chain } = parameters;
@@ -680,8 +715,9 @@ function printDevnet(parameters: {
     max_tokens: 32,
   });
   console.log(`
-Mycel devnet is up: ${parameters.providers.length} providers and a gateway, all on 127.0.0.1
+Mycel devnet is up: ${parameters.providers.length} providers, a validator and a gateway, all on 127.0.0.1
 ${parameters.providers.map((p, i) => `  provider-${i + 1}: ${p.address} (peer ${p.peerId})`).join("\n")}
+  validator: ${parameters.validator.address} (peer ${parameters.validator.peerId}), audits 1 answer in 5
   OpenAI-compatible endpoint: ${url}/v1
   Providers seen by the gateway: ${url}/mycel/v1/providers
   Receipts: ${url}/mycel/v1/receipts/<request id>
@@ -690,7 +726,8 @@ ${parameters.providers.map((p, i) => `  provider-${i + 1}: ${p.address} (peer ${
 ${Object.entries(chain.deployments.contracts)
   .map(([name, address]) => `      ${name.padEnd(17)} ${address}`)
   .join("\n")}
-    dev keys (password "${devnetPassword}"): devnet-provider-1..${parameters.providers.length}, devnet-gateway
+    dev keys (password "${devnetPassword}"): devnet-provider-1..${parameters.providers.length}, devnet-gateway,
+      devnet-validator, devnet-challenger
     e.g. MYCEL_PASSWORD=${devnetPassword} mycel provider status --key devnet-provider-1
          mycel model info ${model.hash.slice(0, 12)}
 

@@ -782,6 +782,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         failures: provider.failures,
         banned: provider.bannedUntil > Date.now(),
         untrusted: provider.untrusted,
+        reputation: provider.reputation,
       }));
       sendJson(input.response, 200, { object: "list", data: body });
       return true;

@@ -54,7 +54,10 @@ function sampleEvidence(): Evidence {
 }
 
 /** The first issue's message when `schema` refuses `value` (fails the test if it accepts it). */
-function refusal(schema: { safeParse: (value: unknown) => { success: boolean; error?: unknown } }, value: unknown) {
+function refusal(
+  schema: { safeParse: (value: unknown) => { success: boolean; error?: unknown } },
+  value: unknown,
+) {
   const parsed = schema.safeParse(value);
   assert.equal(parsed.success, false, `refuses ${JSON.stringify(value).slice(0, 200)}`);
   const error = parsed.error as { issues: Array<{ message: string; path: PropertyKey[] }> };
@@ -80,7 +83,8 @@ describe("evidence: fingerprints", () => {
     assert.deepEqual(buildFingerprints(positionsOf(32)).length, 1, "exactly one full chunk");
     assert.deepEqual(buildFingerprints(positionsOf(33)).length, 2, "one position more opens a chunk");
     assert.deepEqual(buildFingerprints([]), [], "no output, no chunks");
-    for (const chunk of fingerprints) assert.ok(fingerprintChunkSchema.safeParse(chunk).success, "valid chunk");
+    for (const chunk of fingerprints)
+      assert.ok(fingerprintChunkSchema.safeParse(chunk).success, "valid chunk");
   });
 
   it("keeps gaps in milli-nats, rounded, never negative", () => {
@@ -118,12 +122,19 @@ describe("evidence: fingerprints", () => {
     const fingerprints = buildFingerprints(positionsOf(40));
     assert.deepEqual(fingerprintAt(fingerprints, 0), { ids: [0, 1, 2, 3], gaps: [100, 200, 300] });
     assert.deepEqual(fingerprintAt(fingerprints, 31)?.ids, [124, 125, 126, 127]);
-    assert.deepEqual(fingerprintAt(fingerprints, 32), { ids: [128, 129, 130, 131], gaps: [3300, 6600, 9900] });
+    assert.deepEqual(fingerprintAt(fingerprints, 32), {
+      ids: [128, 129, 130, 131],
+      gaps: [3300, 6600, 9900],
+    });
     assert.deepEqual(fingerprintAt(fingerprints, 39)?.ids, [156, 157, 158, 159]);
     assert.equal(fingerprintAt(fingerprints, 40), undefined, "past the end");
     assert.equal(fingerprintAt(fingerprints, 1000), undefined, "far past the end");
     assert.equal(fingerprintAt([], 0), undefined, "no fingerprints");
-    const missingMiddle = [fingerprints[0], { ids: [], gaps: [] }, ...fingerprints.slice(1)] as FingerprintChunk[];
+    const missingMiddle = [
+      fingerprints[0],
+      { ids: [], gaps: [] },
+      ...fingerprints.slice(1),
+    ] as FingerprintChunk[];
     assert.equal(fingerprintAt(missingMiddle, 32), undefined, "an empty chunk has no positions");
   });
 
@@ -142,7 +153,11 @@ describe("evidence: fingerprints", () => {
     fc.assert(
       fc.property(fc.array(position, { maxLength: 130 }), (positions) => {
         const fingerprints = buildFingerprints(positions);
-        assert.equal(fingerprints.length, Math.ceil(positions.length / fingerprintChunkTokens), "chunk count");
+        assert.equal(
+          fingerprints.length,
+          Math.ceil(positions.length / fingerprintChunkTokens),
+          "chunk count",
+        );
         assert.equal(fingerprintPositions(fingerprints), positions.length, "every position once");
         assert.ok(fingerprintsSchema.safeParse(fingerprints).success, "schema-valid");
         fingerprints.slice(0, -1).forEach((chunk, index) => {
@@ -170,7 +185,10 @@ describe("evidence: commitment", () => {
   it("is stable for equal evidence, whatever the key order", () => {
     const commitment = evidenceCommitment({ fingerprints, finishReason: "length" });
     assert.match(commitment, /^0x[0-9a-f]{64}$/);
-    assert.equal(evidenceCommitment({ fingerprints: clone(fingerprints), finishReason: "length" }), commitment);
+    assert.equal(
+      evidenceCommitment({ fingerprints: clone(fingerprints), finishReason: "length" }),
+      commitment,
+    );
     const reordered = fingerprints.map((chunk) => ({ gaps: chunk.gaps, ids: chunk.ids }));
     assert.equal(evidenceCommitment({ finishReason: "length", fingerprints: reordered }), commitment);
     assert.equal(
@@ -183,7 +201,10 @@ describe("evidence: commitment", () => {
   it("changes with the finish reason, a dropped chunk or a dropped position", () => {
     const commitment = evidenceCommitment({ fingerprints, finishReason: "length" });
     assert.notEqual(evidenceCommitment({ fingerprints, finishReason: "stop" }), commitment);
-    assert.notEqual(evidenceCommitment({ fingerprints: fingerprints.slice(0, 1), finishReason: "length" }), commitment);
+    assert.notEqual(
+      evidenceCommitment({ fingerprints: fingerprints.slice(0, 1), finishReason: "length" }),
+      commitment,
+    );
     const shorter = clone(fingerprints);
     shorter[1]?.ids.pop();
     shorter[1]?.gaps.pop();
@@ -241,10 +262,30 @@ describe("evidence: schemas", () => {
     const cases: Array<[string, unknown, RegExp]> = [
       ["ids/gaps length mismatch", { ...chunk(), gaps: [[10, 20, 30]] }, /one entry per position/],
       ["a gap too few", { ...chunk(), gaps: [[10, 20], [5]] }, /one gap per id after the first/],
-      ["a gap too many", { ...chunk(), gaps: [[10, 20, 30], [5, 6]] }, /one gap per id after the first/],
+      [
+        "a gap too many",
+        {
+          ...chunk(),
+          gaps: [
+            [10, 20, 30],
+            [5, 6],
+          ],
+        },
+        /one gap per id after the first/,
+      ],
       ["a negative gap", { ...chunk(), gaps: [[10, -1, 30], [5]] }, /gaps\.0\.1/],
       ["a fractional gap", { ...chunk(), gaps: [[10, 20.5, 30], [5]] }, /gaps\.0\.1/],
-      ["a negative id", { ...chunk(), ids: [[1, 2, 3, -4], [5, 6]] }, /ids\.0\.3/],
+      [
+        "a negative id",
+        {
+          ...chunk(),
+          ids: [
+            [1, 2, 3, -4],
+            [5, 6],
+          ],
+        },
+        /ids\.0\.3/,
+      ],
       ["5 ids at a position", { ids: [[1, 2, 3, 4, 5]], gaps: [[1, 2, 3, 4]] }, /ids\.0/],
       ["a position without ids", { ids: [[]], gaps: [[]] }, /ids\.0/],
       ["an empty chunk", { ids: [], gaps: [] }, /ids/],
@@ -268,14 +309,26 @@ describe("evidence: schemas", () => {
 
   it("refuse malformed evidence", () => {
     const cases: Array<[string, unknown, RegExp]> = [
-      ["uppercase hex", { ...sampleEvidence(), modelHash: modelHash.toUpperCase().replace("0X", "0x") }, /modelHash/],
-      ["short hex", { ...sampleEvidence(), modelHash: `0x${"ab".repeat(31)}` }, /modelHash: must be 32 bytes/],
+      [
+        "uppercase hex",
+        { ...sampleEvidence(), modelHash: modelHash.toUpperCase().replace("0X", "0x") },
+        /modelHash/,
+      ],
+      [
+        "short hex",
+        { ...sampleEvidence(), modelHash: `0x${"ab".repeat(31)}` },
+        /modelHash: must be 32 bytes/,
+      ],
       ["no 0x", { ...sampleEvidence(), modelHash: "ab".repeat(32) }, /modelHash/],
       ["not hex", { ...sampleEvidence(), modelHash: `0x${"zz".repeat(32)}` }, /modelHash/],
       ["an empty prompt", { ...sampleEvidence(), promptTokens: [] }, /promptTokens/],
       ["a fractional token", { ...sampleEvidence(), outputTokens: [1.5] }, /outputTokens\.0/],
       ["finish reason cancelled", { ...sampleEvidence(), finishReason: "cancelled" }, /finishReason/],
-      ["a bad chunk", { ...sampleEvidence(), fingerprints: [{ ids: [[1]], gaps: [[-1]] }] }, /fingerprints\.0/],
+      [
+        "a bad chunk",
+        { ...sampleEvidence(), fingerprints: [{ ids: [[1]], gaps: [[-1]] }] },
+        /fingerprints\.0/,
+      ],
       ["an unknown field", { ...sampleEvidence(), logits: [] }, /logits|Unrecognized/i],
     ];
     for (const [name, value, expected] of cases) assert.match(refusal(evidenceSchema, value), expected, name);
@@ -294,7 +347,15 @@ describe("evidence: schemas", () => {
       /^request\.temperature/,
       "a bad request",
     );
-    assert.match(refusal(auditInputSchema, { ...input(), receipt: { signature: "0x" } }), /^receipt/, "a bad receipt");
-    assert.match(refusal(auditInputSchema, { ...input(), finishReason: undefined }), /^finishReason/, "no reason");
+    assert.match(
+      refusal(auditInputSchema, { ...input(), receipt: { signature: "0x" } }),
+      /^receipt/,
+      "a bad receipt",
+    );
+    assert.match(
+      refusal(auditInputSchema, { ...input(), finishReason: undefined }),
+      /^finishReason/,
+      "no reason",
+    );
   });
 });

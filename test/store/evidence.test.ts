@@ -23,7 +23,11 @@ const modelHash = `0x${"12".repeat(32)}` as Hex;
 const requestIds = [`0x${"a1".repeat(32)}`, `0x${"b2".repeat(32)}`, `0x${"c3".repeat(32)}`] as const;
 
 /** An answer of `outputLength` tokens: its evidence, request and signed receipt. */
-async function answer(parameters: { requestId: Hex; outputLength: number; finishReason?: "stop" | "length" }) {
+async function answer(parameters: {
+  requestId: Hex;
+  outputLength: number;
+  finishReason?: "stop" | "length";
+}) {
   const request: InferenceRequest = {
     model_hash: modelHash,
     kind: "chat",

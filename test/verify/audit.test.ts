@@ -16,9 +16,9 @@ import {
   signReceipt,
 } from "../../src/protocol/index.ts";
 import {
+  type Auditor,
   type AuditReasonCode,
   type AuditVerdict,
-  type Auditor,
   auditAnswer,
   createAuditor,
   tolerancesFor,
@@ -40,10 +40,22 @@ const otherKey: Hex = `0x${"6b".repeat(32)}`;
 
 /** The reasons a cheat must produce (every code in the set; the first one always). */
 const expectedCodes: Record<CheatName, { must: AuditReasonCode; allowed: AuditReasonCode[] }> = {
-  another_model: { must: "fingerprint_mismatch", allowed: ["fingerprint_mismatch", "not_argmax", "implausible_token"] },
-  lower_quant: { must: "fingerprint_mismatch", allowed: ["fingerprint_mismatch", "not_argmax", "implausible_token"] },
-  changed_prompt: { must: "fingerprint_mismatch", allowed: ["fingerprint_mismatch", "not_argmax", "implausible_token"] },
-  fabricated: { must: "fingerprint_mismatch", allowed: ["fingerprint_mismatch", "not_argmax", "implausible_token"] },
+  another_model: {
+    must: "fingerprint_mismatch",
+    allowed: ["fingerprint_mismatch", "not_argmax", "implausible_token"],
+  },
+  lower_quant: {
+    must: "fingerprint_mismatch",
+    allowed: ["fingerprint_mismatch", "not_argmax", "implausible_token"],
+  },
+  changed_prompt: {
+    must: "fingerprint_mismatch",
+    allowed: ["fingerprint_mismatch", "not_argmax", "implausible_token"],
+  },
+  fabricated: {
+    must: "fingerprint_mismatch",
+    allowed: ["fingerprint_mismatch", "not_argmax", "implausible_token"],
+  },
   truncated: { must: "finish_reason_dishonest", allowed: ["finish_reason_dishonest"] },
   inflated: { must: "usage_dishonest", allowed: ["usage_dishonest"] },
 };
@@ -101,6 +113,17 @@ describe("audit (real llama.cpp on the small test models)", () => {
   let honest: AuditInput;
   let honestVerdict: AuditVerdict;
 
+  /** The honest request with a stop sequence (3 characters) that first completes in the middle of its answer. */
+  async function stopAtMiddle() {
+    const text = provider.detokenize({ modelHash: models.claimed, tokens: honest.outputTokens });
+    for (let index = Math.floor(text.length / 3); index < text.length - 3; index++) {
+      const stop = text.slice(index, index + 3);
+      if (text.indexOf(stop) === index && !/\s/.test(stop))
+        return { stop, request: { ...honest.request, stop: [stop] } };
+    }
+    assert.fail(`no stop sequence candidate in ${JSON.stringify(text)}`);
+  }
+
   before(async () => {
     directory = await temporaryHome("mycel-audit-");
     models = await addCheatModels(directory.home);
@@ -148,7 +171,11 @@ describe("audit (real llama.cpp on the small test models)", () => {
             );
           }
           const honestOne = await auditor.audit(await honestAnswer({ engine: provider, models, request }));
-          assert.equal(honestOne.verdict, "pass", `the honest answer to the same request passes: ${describeVerdict(honestOne)}`);
+          assert.equal(
+            honestOne.verdict,
+            "pass",
+            `the honest answer to the same request passes: ${describeVerdict(honestOne)}`,
+          );
         });
       });
     }
@@ -157,13 +184,11 @@ describe("audit (real llama.cpp on the small test models)", () => {
   describe("honest answers pass", () => {
     const requests = (all: CheatModels): InferenceRequest[] => [
       fixtureRequest({ models: all, index: 1, maxTokens: 24, temperature: 0, withSystemPrompt: true }),
-      fixtureRequest({ models: all, index: 2, maxTokens: 40, temperature: 0.7, withSystemPrompt: false }),
-      fixtureRequest({ models: all, index: 3, maxTokens: 72, temperature: 1 }),
+      fixtureRequest({ models: all, index: 2, maxTokens: 40, temperature: 1, withSystemPrompt: false }),
     ];
+    // Each thread count and each batch size once (2 threads on a 2-core machine is slow, so not every pair).
     const providerSettings: Array<Partial<EngineOptions>> = [
       { threadsPerSequence: 1, batchSize: 512 },
-      { threadsPerSequence: 2, batchSize: 512 },
-      { threadsPerSequence: 1, batchSize: 16 },
       { threadsPerSequence: 2, batchSize: 16 },
     ];
     for (const settings of providerSettings) {
@@ -171,7 +196,11 @@ describe("audit (real llama.cpp on the small test models)", () => {
         const store = openModelStore({ home: directory.home });
         const engine = createEngine({ options: { parallelism: 1, maxQueue: 4, ...settings } });
         try {
-          await engine.loadModel({ hash: models.claimed, path: store.pathOf(models.claimed), name: "claimed" });
+          await engine.loadModel({
+            hash: models.claimed,
+            path: store.pathOf(models.claimed),
+            name: "claimed",
+          });
           for (const request of requests(models)) {
             const input = await honestAnswer({ engine, models, request });
             for (const [name, validator] of [
@@ -193,13 +222,26 @@ describe("audit (real llama.cpp on the small test models)", () => {
       });
     }
 
+    it("that stopped at a stop sequence", async () => {
+      const { request } = await stopAtMiddle();
+      const input = await honestAnswer({ engine: provider, models, request });
+      assert.equal(input.finishReason, "stop", "the stop sequence ended the answer");
+      assert.ok(input.outputTokens.length < honest.outputTokens.length, "before max_tokens");
+      const verdict = await auditor.audit(input);
+      assert.equal(verdict.verdict, "pass", describeVerdict(verdict));
+    });
+
     it("without a receipt, and through auditAnswer with the provider's own engine", async () => {
       assert.equal(honestVerdict.verdict, "pass", describeVerdict(honestVerdict));
       const { receipt: _, ...withoutReceipt } = honest;
       const verdict = await auditor.audit(withoutReceipt);
       assert.equal(verdict.verdict, "pass", `the receipt is optional: ${describeVerdict(verdict)}`);
       const direct = await auditAnswer({ engine: provider, input: honest });
-      assert.equal(direct.verdict, "pass", `auditAnswer on the provider's engine: ${describeVerdict(direct)}`);
+      assert.equal(
+        direct.verdict,
+        "pass",
+        `auditAnswer on the provider's engine: ${describeVerdict(direct)}`,
+      );
     });
   });
 
@@ -236,7 +278,11 @@ describe("audit (real llama.cpp on the small test models)", () => {
         domain: (honest.receipt as SignedReceipt).domain,
         message: { ...receiptMessageFromJson((honest.receipt as SignedReceipt).message), commitment },
       });
-      const verdict = await expectOnly({ ...honest, receipt: signed }, "receipt_invalid", /commitment does not match/);
+      const verdict = await expectOnly(
+        { ...honest, receipt: signed },
+        "receipt_invalid",
+        /commitment does not match/,
+      );
       assert.equal(verdict.reasons.length, 1, "the signature itself is fine");
     });
 
@@ -244,10 +290,28 @@ describe("audit (real llama.cpp on the small test models)", () => {
       const fingerprints = structuredClone(honest.fingerprints);
       const gaps = fingerprints[1]?.gaps[0] as number[];
       gaps[0] = (gaps[0] as number) + 1;
-      const verdict = await expectOnly({ ...honest, fingerprints }, "receipt_invalid", /commitment does not match/);
-      assert.ok(verdict.metrics.maxGapError < 0.1, "a thousandth of a nat is within tolerance: only the commitment sees it");
+      const verdict = await expectOnly(
+        { ...honest, fingerprints },
+        "receipt_invalid",
+        /commitment does not match/,
+      );
+      assert.ok(
+        verdict.metrics.maxGapError < 0.1,
+        "a thousandth of a nat is within tolerance: only the commitment sees it",
+      );
       const claimedStop = await auditor.audit({ ...honest, finishReason: "stop" });
       assert.ok(codesOf(claimedStop).includes("receipt_invalid"), describeVerdict(claimedStop));
+    });
+
+    it("an answer that runs on past its stop sequence", {
+      todo: "src/verify/audit.ts checkFinish accepts a stop sequence anywhere in the output (text(outputTokens).includes(stop)), so tokens billed after it pass",
+    }, async () => {
+      const { request } = await stopAtMiddle();
+      // The 40-token answer, although the request's stop sequence completes near its middle.
+      const claimedStop = await auditor.audit(await resigned({ ...honest, request, finishReason: "stop" }));
+      assert.equal(claimedStop.verdict, "fail", `claimed as "stop": ${describeVerdict(claimedStop)}`);
+      const claimedLength = await auditor.audit(await resigned({ ...honest, request }));
+      assert.equal(claimedLength.verdict, "fail", `claimed as "length": ${describeVerdict(claimedLength)}`);
     });
 
     it("a changed outputHash", async () => {
@@ -267,8 +331,13 @@ describe("audit (real llama.cpp on the small test models)", () => {
       assert.ok(codesOf(verdict).includes("prompt_mismatch"), `prompt_mismatch: ${describeVerdict(verdict)}`);
       const reason = verdict.reasons.find((found) => found.code === "prompt_mismatch");
       assert.match(reason?.message ?? "", new RegExp(`first difference at ${changedAt}\\)`));
-      const shorter = await auditor.audit(await resigned({ ...honest, promptTokens: honest.promptTokens.slice(1) }));
-      assert.ok(codesOf(shorter).includes("prompt_mismatch"), `a dropped token too: ${describeVerdict(shorter)}`);
+      const shorter = await auditor.audit(
+        await resigned({ ...honest, promptTokens: honest.promptTokens.slice(1) }),
+      );
+      assert.ok(
+        codesOf(shorter).includes("prompt_mismatch"),
+        `a dropped token too: ${describeVerdict(shorter)}`,
+      );
     });
 
     it("fingerprints missing a chunk", async () => {
@@ -303,7 +372,10 @@ describe("audit (real llama.cpp on the small test models)", () => {
       assert.deepEqual(metrics.tolerances, tolerancesFor("f16"));
       assert.ok(metrics.meanGapError >= 0, `meanGapError ${metrics.meanGapError} >= 0`);
       assert.ok(metrics.meanGapError <= metrics.maxGapError, "the mean is at most the largest error");
-      assert.ok(metrics.worstChunkGapError <= metrics.maxGapError, "a chunk mean is at most the largest error");
+      assert.ok(
+        metrics.worstChunkGapError <= metrics.maxGapError,
+        "a chunk mean is at most the largest error",
+      );
       assert.ok(
         metrics.worstChunkGapError <= metrics.tolerances.chunkMeanGapError,
         `worst chunk ${metrics.worstChunkGapError} within tolerance`,

@@ -50,7 +50,7 @@ export function addVerifyCommands(parameters: AddVerifyCommandsParameters) {
     .description(
       "audit an answer: re-evaluate it with the claimed model (from the local store) and check prompt, tokens, fingerprints, accounting and receipt; exit 0 pass, 1 fail, 2 bad input",
     )
-    .requiredOption(
+    .option(
       "--input <file.json>",
       "the answer's evidence: {modelHash, request, promptTokens, outputTokens, fingerprints, finishReason, receipt?} (- reads standard input)",
     )
@@ -59,13 +59,19 @@ export function addVerifyCommands(parameters: AddVerifyCommandsParameters) {
       "llama.cpp threads for the re-evaluation (default: every core)",
       integer("--threads", 1, 256),
     )
-    .action(async (flags: { input: string; threads?: number }, command: Command) => {
+    .action(async (flags: { input?: string; threads?: number }, command: Command) => {
+      if (!flags.input) {
+        process.stderr.write("error: give the answer to audit with --input <file.json> (- reads standard input)\n");
+        process.exitCode = auditExitCodes.badInput;
+        return;
+      }
+      const inputPath = flags.input;
       const config = configFrom(command);
       const { createAuditor } = await import("../verify/index.ts");
       const { availableParallelism } = await import("node:os");
       let auditor: Awaited<ReturnType<typeof createAuditor>> | undefined;
       try {
-        const value = await readInput(flags.input);
+        const value = await readInput(inputPath);
         auditor = createAuditor({
           home: config.home,
           engineOptions: { threadsPerSequence: flags.threads ?? availableParallelism() },

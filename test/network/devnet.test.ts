@@ -2,7 +2,15 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { connectChain, getModelEntry, getProviderRecord, readDeployments } from "../../src/chain/index.ts";
+import { privateKeyToAccount } from "viem/accounts";
+import {
+  connectChain,
+  getModelEntry,
+  getProviderRecord,
+  readDeployments,
+  readValidatorStake,
+} from "../../src/chain/index.ts";
+import { devPrivateKey } from "../../src/identity/index.ts";
 import { runMycel, startMycelServer, temporaryHome } from "../helpers.ts";
 
 type SignedReceiptJson = {
@@ -28,7 +36,7 @@ describe("devnet (what `npm start` runs)", () => {
     await directory.remove();
   });
 
-  it("starts providers in their own processes and a gateway, serves its printed example, and stops with no orphan", async () => {
+  it("starts providers and a validator in their own processes and a gateway, serves its printed example, and stops with no orphan", async () => {
     const devnet = await startMycelServer(["devnet", "--providers", "2", "--port", "0", "--rpc-port", "0"], {
       home: directory.home,
     });
@@ -44,7 +52,12 @@ describe("devnet (what `npm start` runs)", () => {
         /new OpenAI\(\{ baseURL: "http:\/\/127\.0\.0\.1:\d+\/v1"/,
         "prints an openai client example",
       );
-      assert.equal(processesMentioning(directory.home).length, 2, "two provider processes run");
+      assert.match(output, /validator: 0x[0-9a-fA-F]{40} \(peer 16Uiu2/, "prints its validator");
+      assert.equal(
+        processesMentioning(directory.home).length,
+        3,
+        "two provider processes and a validator process run",
+      );
       const example = /-d '(\{.*\})'/.exec(output)?.[1];
       assert.ok(example, output);
       const response = await fetch(`${devnet.url}/v1/chat/completions`, {
@@ -84,6 +97,11 @@ describe("devnet (what `npm start` runs)", () => {
         modelHash: receipt.message.modelHash as `0x${string}`,
       });
       assert.equal(model?.name, JSON.parse(example).model, "the served model is registered");
+      const validatorStake = await readValidatorStake(connection, {
+        deployments,
+        validator: privateKeyToAccount(devPrivateKey("devnet-validator")).address,
+      });
+      assert.ok(validatorStake > 0n, "the devnet's validator is staked on chain");
       const status = await runMycel(["provider", "status", "--key", "devnet-provider-1"], {
         home: directory.home,
         env: { MYCEL_PASSWORD: "mycel-devnet" },

@@ -61,7 +61,9 @@ export function addVerifyCommands(parameters: AddVerifyCommandsParameters) {
     )
     .action(async (flags: { input?: string; threads?: number }, command: Command) => {
       if (!flags.input) {
-        process.stderr.write("error: give the answer to audit with --input <file.json> (- reads standard input)\n");
+        process.stderr.write(
+          "error: give the answer to audit with --input <file.json> (- reads standard input)\n",
+        );
         process.exitCode = auditExitCodes.badInput;
         return;
       }

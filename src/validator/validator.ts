@@ -38,6 +38,7 @@ import {
   type InferenceRequest,
   parseFrame,
   recoverAuditSampleSigner,
+  recoverReceiptSigner,
   type SignedReceipt,
   streamLimits,
   wireVersion,
@@ -261,6 +262,22 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
         }
         if (sample.receipt.message.requestId !== sample.request_id) {
           await refuse("invalid_request", "the receipt belongs to another request");
+          return;
+        }
+        // Only what the named provider signed, fetched from that provider's own peer, can count against it.
+        const receiptSigner = await recoverReceiptSigner(sample.receipt as SignedReceipt).catch(
+          () => undefined,
+        );
+        if (!receiptSigner || getAddress(receiptSigner) !== getAddress(sample.receipt.message.provider)) {
+          await refuse("bad_signature", "the receipt is not signed by the provider it names");
+          return;
+        }
+        const known = gateway.providers.get(sample.provider_peer_id);
+        if (!known || getAddress(known.address) !== getAddress(sample.receipt.message.provider)) {
+          await refuse(
+            "unknown_provider",
+            "provider_peer_id is not a provider this validator has heard announce itself as the receipt's provider",
+          );
           return;
         }
         if (waiting >= options.maxQueue) {

@@ -73,6 +73,7 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
   let gateway: Gateway;
   let gatewayKey: Hex;
   let honest: Provider;
+  let honestKey: Hex;
   let cheater: Provider;
   let model: { name: string; hash: string };
 
@@ -120,7 +121,7 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
     });
     await engine.loadModel({ hash: otherRecord.hash, path: models.pathOf(otherRecord.hash), name: "other" });
 
-    const honestKey = generatePrivateKey();
+    honestKey = generatePrivateKey();
     const honestNode = await node(honestKey);
     const bootstrap = [honestNode.multiaddrs()[0] as string];
     const providerBase = { engine, models: [claimedInfo], price: { input: 0n, output: 0n }, version: "test" };
@@ -263,7 +264,6 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
 
   /** Samples sent to the validator by hand, from a node of their own. */
   let probe: MycelNode | undefined;
-  const providerKey = generatePrivateKey();
   /** A request of the claimed model that no provider answered. */
   const unanswered = (): InferenceRequest => ({
     model_hash: modelHashToBytes32(model.hash),
@@ -277,14 +277,14 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
     stop: [],
   });
   /** A receipt of {@link unanswered} for the gateway's key, signed by a key no provider uses. */
-  const receiptFor = (requestId: Hex) =>
+  const receiptFor = (requestId: Hex, signer: Hex = honestKey, named: Hex = honestKey) =>
     signReceipt({
-      privateKey: providerKey,
+      privateKey: signer,
       domain: receiptDomain(),
       message: {
         requestId,
         client: privateKeyToAccount(gatewayKey).address,
-        provider: privateKeyToAccount(providerKey).address,
+        provider: privateKeyToAccount(named).address,
         modelHash: modelHashToBytes32(model.hash),
         requestHash: hashRequest(unanswered()),
         promptHash: hashTokenIds([1, 2]),
@@ -364,6 +364,43 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
     assert.deepEqual(codes(audit), ["evidence_unavailable"]);
     assert.match(audit.reasons[0]?.message ?? "", /evidence_not_found/, "the provider's refusal is kept");
     assert.ok(!isSlashable(audit.reasons), "missing evidence alone is not proof of cheating");
+  });
+
+  it("refuses a sample whose receipt the named provider did not sign, or whose peer is not that provider", async () => {
+    const forgedId = `0x${"e2".repeat(32)}` as Hex;
+    const forged = await signAuditSample({
+      privateKey: gatewayKey,
+      sample: {
+        request_id: forgedId,
+        provider_peer_id: honest.peerId,
+        request: unanswered(),
+        receipt: await receiptFor(forgedId, generatePrivateKey(), honestKey),
+      },
+    });
+    const refusedForged = (await send(forged)) as { type: string; code?: string };
+    assert.equal(refusedForged.code, "bad_signature", "a receipt not signed by its provider is refused");
+    const elsewhereId = `0x${"e3".repeat(32)}` as Hex;
+    const elsewhere = await signAuditSample({
+      privateKey: gatewayKey,
+      sample: {
+        request_id: elsewhereId,
+        provider_peer_id: cheater.peerId,
+        request: unanswered(),
+        receipt: await receiptFor(elsewhereId),
+      },
+    });
+    const refusedPeer = (await send(elsewhere)) as { type: string; code?: string };
+    assert.equal(
+      refusedPeer.code,
+      "unknown_provider",
+      "evidence must come from the named provider's own peer",
+    );
+    await validator.idle();
+    const stored = store.recentAudits(100).map((audit) => audit.requestId);
+    assert.ok(
+      !stored.includes(forgedId) && !stored.includes(elsewhereId),
+      "nothing counts against the provider",
+    );
   });
 
   it("returns the provider's evidence with includeEvidence, and it passes the audit with the wire request", async () => {

@@ -2,7 +2,13 @@
 import type { ServerResponse } from "node:http";
 import type { ChatMessage, Engine } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
-import { buildFingerprints, type Evidence, modelHashToBytes32 } from "../protocol/index.ts";
+import {
+  buildFingerprints,
+  buildInferenceRequest,
+  type Evidence,
+  type InferenceRequest,
+  modelHashToBytes32,
+} from "../protocol/index.ts";
 
 /** A model as the API lists it. */
 export type ApiModelInfo = {
@@ -124,14 +130,26 @@ export function createEngineBackend(engine: Engine): InferenceBackend {
             }
           : undefined,
       });
-      const evidence: Evidence | undefined =
+      const modelHash = modelHashToBytes32(parameters.model.hash);
+      const evidence: (Evidence & { request: InferenceRequest }) | undefined =
         parameters.includeEvidence && result.finishReason !== "cancelled"
           ? {
-              modelHash: modelHashToBytes32(parameters.model.hash),
+              modelHash,
               promptTokens,
               outputTokens: result.tokens,
               fingerprints: buildFingerprints(result.topLogits),
               finishReason: result.finishReason,
+              // The request in wire form (as a gateway would send it), so that evidence + receipt audit as is.
+              request: buildInferenceRequest({
+                modelHash,
+                prompt: parameters.prompt,
+                maxTokens: parameters.sampling.maxTokens,
+                temperature: parameters.sampling.temperature,
+                topP: parameters.sampling.topP,
+                topK: parameters.sampling.topK,
+                seed: result.seed,
+                stop: parameters.sampling.stop,
+              }),
             }
           : undefined;
       return {

@@ -23,12 +23,11 @@ import { createFrameChannel, type FrameChannel, type MycelNode } from "../p2p/in
 import type { GatewayPayments, PayingChannel, SegmentBill } from "../payments/index.ts";
 import {
   auditProtocolId,
+  buildInferenceRequest,
   type EndFrame,
   type Evidence,
   errorFrameSchema,
   evidenceCommitment,
-  evidenceFrameSchema,
-  evidenceProtocolId,
   hashTokenIds,
   type InferenceRequest,
   inferenceProtocolId,
@@ -45,6 +44,7 @@ import {
   wireVersion,
 } from "../protocol/index.ts";
 import type { ReceiptStore } from "../store/index.ts";
+import { fetchEvidence } from "./evidence.ts";
 import { createProviderTable, type KnownProvider, type ProviderTable } from "./providerTable.ts";
 import { rankProviders } from "./routing.ts";
 import { ReceiptRejectedError, verifyReceipt } from "./verifyReceipt.ts";
@@ -84,6 +84,9 @@ export type StartGatewayParameters = {
   reputation?: { read: (address: Hex) => Promise<number | undefined>; minimum: number; refreshMs?: number };
   logger?: Logger;
 };
+
+/** Evidence as the API returns it: with the request in its wire form, so that it is a whole audit input but the receipt. */
+type AnsweredEvidence = Evidence & { request: InferenceRequest };
 
 /** The audit rate gateways use by default (docs/VERIFICATION.md derives it). */
 export const defaultAuditRate = 0.05;
@@ -398,25 +401,12 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
   /** Fetches each segment's evidence from its provider and checks it against the receipt. */
   async function collectEvidence(
     requestId: Hex,
-    segments: readonly { provider: KnownProvider; receipt: SignedReceipt }[],
-  ): Promise<Evidence | Evidence[] | { error: string }> {
-    const collected: Evidence[] = [];
+    segments: readonly { provider: KnownProvider; receipt: SignedReceipt; request: InferenceRequest }[],
+  ): Promise<AnsweredEvidence | AnsweredEvidence[] | { error: string }> {
+    const collected: AnsweredEvidence[] = [];
     for (const segment of segments) {
       try {
-        const stream = await node.openStream(segment.provider.peerId, evidenceProtocolId, {
-          signal: AbortSignal.timeout(10_000),
-        });
-        const channel = createFrameChannel(stream, { maxFrameBytes: streamLimits.maxFrameBytes });
-        let value: unknown;
-        try {
-          await channel.write({ v: wireVersion, type: "evidence_request", request_id: requestId });
-          value = await channel.read({ timeoutMs: 10_000 });
-        } finally {
-          await channel.close().catch(() => undefined);
-        }
-        const refused = errorFrameSchema.safeParse(value);
-        if (refused.success) throw new Error(`${refused.data.code}: ${refused.data.message}`);
-        const frame = parseFrame(evidenceFrameSchema, value);
+        const frame = await fetchEvidence({ node, providerPeerId: segment.provider.peerId, requestId });
         const message = segment.receipt.message;
         if (
           evidenceCommitment(frame.evidence) !== message.commitment ||
@@ -424,7 +414,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
           hashTokenIds(frame.evidence.promptTokens) !== message.promptHash
         )
           throw new Error("the provider's evidence does not match its receipt");
-        collected.push(frame.evidence);
+        collected.push({ ...frame.evidence, request: segment.request });
       } catch (error) {
         logger.warn("evidence unavailable", {
           provider: segment.provider.address,
@@ -433,7 +423,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         return { error: `provider ${segment.provider.address}: ${describeError(error)}` };
       }
     }
-    return collected.length === 1 ? (collected[0] as Evidence) : collected;
+    return collected.length === 1 ? (collected[0] as AnsweredEvidence) : collected;
   }
 
   // On-chain reputation, refreshed in the background for every known provider.
@@ -458,17 +448,16 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     const requestId = toHex(randomBytes(32));
     const { sampling, prompt } = parameters;
     const seed = sampling.seed ?? randomInt(0, 0x7fffffff);
-    const base: InferenceRequest = {
-      model_hash: modelHash,
-      kind: prompt.kind,
-      ...(prompt.kind === "chat" ? { messages: prompt.messages } : { prompt: prompt.prompt }),
-      ...(sampling.maxTokens === undefined ? {} : { max_tokens: sampling.maxTokens }),
+    const base: InferenceRequest = buildInferenceRequest({
+      modelHash,
+      prompt: prompt.kind === "chat" ? { kind: "chat", messages: prompt.messages } : prompt,
+      maxTokens: sampling.maxTokens,
       temperature: sampling.temperature,
-      top_p: sampling.topP,
-      top_k: sampling.topK,
+      topP: sampling.topP,
+      topK: sampling.topK,
       seed,
       stop: sampling.stop,
-    };
+    });
     // Bad input is the client's, not a provider's: refuse it here, before any provider is tried or blamed.
     const checked = inferenceRequestSchema.safeParse(base);
     if (!checked.success) {
@@ -492,7 +481,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     let text = "";
     const signed: { receipt: SignedReceipt; provider: KnownProvider }[] = [];
     const segments: { provider: KnownProvider; request: InferenceRequest; receipt: SignedReceipt }[] = [];
-    let evidence: Evidence | Evidence[] | { error: string } | undefined;
+    let evidence: AnsweredEvidence | AnsweredEvidence[] | { error: string } | undefined;
     const tried = new Set<string>();
     let lastFailure: unknown;
     let started = false;

@@ -1,4 +1,6 @@
 /** The gateway role: the OpenAI-compatible API backed by providers on the network. */
+
+export { EvidenceUnavailableError, fetchEvidence } from "./evidence.ts";
 export {
   defaultAuditRate,
   defaultGatewayTimeouts,

@@ -56,6 +56,35 @@ export const inferenceRequestSchema = z
 /** The request a provider generates for (see {@link inferenceRequestSchema}). */
 export type InferenceRequest = z.infer<typeof inferenceRequestSchema>;
 
+/** Builds the wire request of an API request: what gateways send and what receipts' requestHash hashes. */
+export function buildInferenceRequest(parameters: {
+  modelHash: string;
+  prompt:
+    | { kind: "chat"; messages: readonly { role: string; content: string }[] }
+    | { kind: "text"; prompt: string | readonly number[] };
+  maxTokens?: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number;
+  stop: readonly string[];
+}): InferenceRequest {
+  const { prompt } = parameters;
+  return {
+    model_hash: parameters.modelHash,
+    kind: prompt.kind,
+    ...(prompt.kind === "chat"
+      ? { messages: prompt.messages.map((message) => ({ role: message.role, content: message.content })) }
+      : { prompt: typeof prompt.prompt === "string" ? prompt.prompt : [...prompt.prompt] }),
+    ...(parameters.maxTokens === undefined ? {} : { max_tokens: parameters.maxTokens }),
+    temperature: parameters.temperature,
+    top_p: parameters.topP,
+    top_k: parameters.topK,
+    seed: parameters.seed,
+    stop: [...parameters.stop],
+  };
+}
+
 /** Gateway -> provider: the first frame of a stream. */
 export const requestFrameSchema = z
   .object({

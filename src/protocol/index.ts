@@ -48,6 +48,7 @@ export {
   type PositionTopLogits,
 } from "./evidence.ts";
 export {
+  buildInferenceRequest,
   type CancelFrame,
   type ChunkFrame,
   cancelFrameSchema,

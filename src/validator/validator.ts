@@ -25,16 +25,14 @@ import {
   voteSlash,
 } from "../chain/index.ts";
 import { describeError, InvalidInputError, ModelNotFoundError, MycelError } from "../errors/index.ts";
-import type { Gateway } from "../gateway/index.ts";
+import { fetchEvidence, type Gateway } from "../gateway/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import { createFrameChannel, type MycelNode } from "../p2p/index.ts";
 import {
   type AuditInput,
   auditProtocolId,
   auditSampleFrameSchema,
-  errorFrameSchema,
-  evidenceFrameSchema,
-  evidenceProtocolId,
+  type EvidenceFrame,
   type InferenceRequest,
   parseFrame,
   recoverAuditSampleSigner,
@@ -146,25 +144,17 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
     return run;
   };
 
-  async function fetchEvidence(sample: Sample) {
+  /** The provider's evidence of a sample (a few tries), or why there is none. */
+  async function evidenceOf(sample: Sample): Promise<EvidenceFrame | string> {
     let lastError = "";
     for (let attempt = 0; attempt < options.evidenceAttempts; attempt++) {
       if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 1_000 * attempt));
       try {
-        const stream = await node.openStream(sample.providerPeerId, evidenceProtocolId, {
-          signal: AbortSignal.timeout(10_000),
+        return await fetchEvidence({
+          node,
+          providerPeerId: sample.providerPeerId,
+          requestId: sample.requestId,
         });
-        const channel = createFrameChannel(stream, { maxFrameBytes: streamLimits.maxFrameBytes });
-        try {
-          await channel.write({ v: wireVersion, type: "evidence_request", request_id: sample.requestId });
-          const value = await channel.read({ timeoutMs: 10_000 });
-          if (value === undefined) throw new Error("the provider closed the stream");
-          const error = errorFrameSchema.safeParse(value);
-          if (error.success) throw new Error(`${error.data.code}: ${error.data.message}`);
-          return parseFrame(evidenceFrameSchema, value);
-        } finally {
-          await channel.close().catch(() => undefined);
-        }
       } catch (error) {
         lastError = describeError(error);
       }
@@ -174,7 +164,7 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
 
   async function auditSample(sample: Sample): Promise<AuditVerdict | undefined> {
     const provider = getAddress(sample.receipt.message.provider);
-    const fetched = await fetchEvidence(sample);
+    const fetched = await evidenceOf(sample);
     if (typeof fetched === "string") {
       logger.warn("evidence unavailable: recorded as a failed audit", { provider, error: fetched });
       const verdict: AuditVerdict = {

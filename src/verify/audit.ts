@@ -137,9 +137,18 @@ function checkFinish(engine: Engine, model: LoadedModelInfo, input: AuditInput, 
   const endsWithEog = last !== undefined && isEnd(last);
   const text = (tokens: readonly number[]) => engine.detokenize({ modelHash: model.hash, tokens });
   const stops = request.stop ?? [];
-  const stopMatched = stops.length > 0 && stops.some((stop) => text(outputTokens).includes(stop));
+  const contains = (value: string) => stops.some((stop) => value.includes(stop));
+  // Generation ends at the token that completes a stop sequence: one completed earlier means tokens were
+  // generated (and billed) past the end.
+  const stopInFull = stops.length > 0 && contains(text(outputTokens));
+  const stopBeforeLast = stops.length > 0 && contains(text(outputTokens.slice(0, -1)));
+  if (stopBeforeLast)
+    reasons.push({
+      code: "finish_reason_dishonest",
+      message: "a stop sequence completes before the last output token: the answer runs on past its end",
+    });
   if (input.finishReason === "stop") {
-    if (!endsWithEog && !stopMatched)
+    if (!endsWithEog && !stopInFull)
       reasons.push({
         code: "finish_reason_dishonest",
         message: `finish_reason "stop", but the last of ${outputTokens.length} tokens is no end-of-generation token and no stop sequence was produced (a truncated answer)`,
@@ -150,6 +159,11 @@ function checkFinish(engine: Engine, model: LoadedModelInfo, input: AuditInput, 
     reasons.push({
       code: "finish_reason_dishonest",
       message: 'finish_reason "length", but the answer ends with an end-of-generation token',
+    });
+  if (stopInFull && !stopBeforeLast)
+    reasons.push({
+      code: "finish_reason_dishonest",
+      message: 'finish_reason "length", but the answer completes a stop sequence (it stopped)',
     });
   const limit = request.max_tokens;
   const contextFull = input.promptTokens.length + outputTokens.length >= model.contextSize;

@@ -203,11 +203,17 @@ describe("mycel audit (real processes)", () => {
         );
         assert.equal(evidence.finishReason, answer.choices[0]?.finish_reason, "the finish reason matches");
         assert.equal(typeof answer.mycel.seed, "number", "mycel.seed is returned");
-        const run = await audit(
-          await writeInput(`served-${temperature}.json`, auditInputOf(answer, sampling)),
+        const input = auditInputOf(answer, sampling);
+        assert.deepEqual(
+          (evidence as unknown as { request: unknown }).request,
+          input.request,
+          "mycel.evidence carries the request in its wire form",
         );
+        const run = await audit(await writeInput(`served-${temperature}.json`, input));
         assert.equal(run.code, 0, `exit 0: ${run.stdout}${run.stderr}`);
         assert.equal(run.verdict?.verdict, "pass", run.stdout);
+        const asIs = await audit(await writeInput(`served-as-is-${temperature}.json`, evidence));
+        assert.equal(asIs.code, 0, `mycel.evidence audits as it is: ${asIs.stdout}${asIs.stderr}`);
       });
     }
 
@@ -230,8 +236,21 @@ describe("mycel audit (real processes)", () => {
         .split("\n\n")
         .filter((event) => event.startsWith("data: ") && event !== "data: [DONE]")
         .map((event) => JSON.parse(event.slice(6)) as Partial<ChatWithEvidence>);
-      const streamed = events.findLast((event) => event.mycel)?.mycel?.evidence;
-      assert.deepEqual(streamed, plain.mycel.evidence, "greedy: the streamed evidence equals the plain one");
+      const last = events.findLast((event) => event.mycel)?.mycel;
+      const withoutRequest = (evidence: unknown) => {
+        const { request: _request, ...rest } = evidence as Record<string, unknown>;
+        return rest;
+      };
+      assert.deepEqual(
+        withoutRequest(last?.evidence),
+        withoutRequest(plain.mycel.evidence),
+        "greedy: the streamed evidence equals the plain one (but for the request's random seed)",
+      );
+      assert.equal(
+        (last?.evidence as unknown as { request: { seed: number } }).request.seed,
+        (last as unknown as { seed: number }).seed,
+        "the evidence's request carries the seed that was used",
+      );
       const without = await fetch(`${server.url}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },

@@ -414,6 +414,7 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
       "modelHash",
       "outputTokens",
       "promptTokens",
+      "request",
     ]);
     const receipt = mycel.receipts[0] as SignedReceipt;
     assert.equal(evidence.modelHash, modelHashToBytes32(model.hash));
@@ -436,6 +437,11 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
       stop: [],
     };
     assert.equal(hashRequest(request), receipt.message.requestHash, "the wire request is rebuilt exactly");
+    assert.deepEqual(
+      (evidence as Evidence & { request: InferenceRequest }).request,
+      request,
+      "the evidence carries the request as sent",
+    );
     await validator.idle();
     const verdict = await auditor.audit({ ...evidence, request, receipt });
     assert.equal(verdict.verdict, "pass", `the evidence passes: ${JSON.stringify(verdict.reasons)}`);

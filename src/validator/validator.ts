@@ -21,6 +21,7 @@ import {
   readActiveProviders,
   readEpochClock,
   readSlashProposals,
+  readValidatorStake,
   revealScores,
   voteSlash,
 } from "../chain/index.ts";
@@ -348,6 +349,11 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
 
   async function proposeSlashing(input: { provider: Address; input: AuditInput }) {
     if (!chain || proposedAgainst.has(input.provider)) return;
+    if (
+      (await readValidatorStake(chain.connection, { deployments: chain.deployments, validator: address })) ===
+      0n
+    )
+      return;
     const record = await getProviderRecord(chain.connection, {
       deployments: chain.deployments,
       provider: input.provider,
@@ -523,8 +529,21 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
 
   const epochStarts = new Map<bigint, number>();
   let ticking: Promise<void> | undefined;
+  let unstakedWarned = false;
   async function tickOnce() {
     if (!chain || stopped) return;
+    // Without stake there is nothing to commit or vote with (the contract would refuse every call).
+    const stake = await readValidatorStake(chain.connection, {
+      deployments: chain.deployments,
+      validator: address,
+    });
+    if (stake === 0n) {
+      if (!unstakedWarned)
+        logger.warn("no validator stake: verdicts are kept but not posted on chain", { address });
+      unstakedWarned = true;
+      return;
+    }
+    unstakedWarned = false;
     const clock = await readEpochClock(chain.connection, { deployments: chain.deployments });
     if (!epochStarts.has(clock.epoch)) {
       const previous = store.commitmentOf(clock.epoch - 1n);

@@ -36,7 +36,7 @@ import {
 } from "../../src/protocol/index.ts";
 import { openPaymentStore, providerPaymentStorePath } from "../../src/store/index.ts";
 import { type LocalChain, startLocalChain } from "../fixtures/chain/localChain.ts";
-import { mycelBin, type RoleProcess, startRole, temporaryHome } from "../helpers.ts";
+import { mycelBin, type RoleProcess, startRole, temporaryHome, waitFor } from "../helpers.ts";
 
 const password = "paid-network-test";
 const env = { MYCEL_PASSWORD: password };
@@ -49,21 +49,6 @@ type Usage = {
   payments: { channels: { channel_id: Hex; provider: string; paid: string; acknowledged: string }[] } | null;
 };
 type ReceiptJson = { message: { price: string; provider: string } };
-
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 /** A TCP relay to the chain's RPC that a test can take down and bring back on the same port. */
 async function startRelay(target: URL) {

@@ -25,25 +25,12 @@ import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import { peerIdOfSecp256k1Key } from "../../src/p2p/index.ts";
 import { modelHashToBytes32 } from "../../src/protocol/index.ts";
 import { type LocalChain, startLocalChain, type TestAccount } from "../fixtures/chain/localChain.ts";
-import { mycelBin, type RoleProcess, repositoryRoot, startRole, temporaryHome } from "../helpers.ts";
+import { mycelBin, type RoleProcess, repositoryRoot, startRole, temporaryHome, waitFor } from "../helpers.ts";
 
 const password = "validator-network-test";
 const env = { MYCEL_PASSWORD: password };
-
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-  }
-}
+/** Chain-paced steps (audits, votes, epochs) get a minute. */
+const waitLong = <T>(what: string, check: () => Promise<T | undefined>) => waitFor(what, check, 60_000);
 
 describe("validators catch a cheating provider (real processes, real anvil)", () => {
   let chain: LocalChain;
@@ -193,7 +180,7 @@ describe("validators catch a cheating provider (real processes, real anvil)", ()
     );
     roles.push(gateway);
     client = new OpenAI({ baseURL: `${gateway.ready.url}/v1`, apiKey: "unused", maxRetries: 0 });
-    await waitFor("the gateway to see both providers", async () => {
+    await waitLong("the gateway to see both providers", async () => {
       const response = await fetch(`${gateway.ready.url}/mycel/v1/providers`);
       const body = (await response.json()) as { data: unknown[] };
       return body.data.length >= 2 ? true : undefined;
@@ -231,7 +218,7 @@ describe("validators catch a cheating provider (real processes, real anvil)", ()
 
     // The validators' verdicts: every honest answer passes, the cheater's fail.
     const logs = () => validatorRoles.map((role) => role.output()).join("\n");
-    await waitFor("audits of both providers", async () =>
+    await waitLong("audits of both providers", async () =>
       /verdict=fail/.test(logs()) && /verdict=pass/.test(logs()) ? true : undefined,
     );
     const failed = logs()
@@ -241,7 +228,7 @@ describe("validators catch a cheating provider (real processes, real anvil)", ()
     for (const line of failed) assert.ok(line.includes(cheater.address), `only the cheater fails: ${line}`);
 
     // A quorum (2/3 of validator stake) slashes it: its stake falls, the honest provider's does not.
-    const slashedStake = await waitFor("the slash to execute", async () => {
+    const slashedStake = await waitLong("the slash to execute", async () => {
       const stake = await stakeOf(cheater.address);
       return stake < initialStake ? stake : undefined;
     });
@@ -280,7 +267,7 @@ describe("validators catch a cheating provider (real processes, real anvil)", ()
   it("commits, reveals and finalizes epoch scores: the honest provider scores full, the cheater zero", async () => {
     const { deployments } = chain;
     const epoch = 0n;
-    await waitFor("every validator to commit scores for epoch 0", async () => {
+    await waitLong("every validator to commit scores for epoch 0", async () => {
       const state = await getEpochState(chain.deployer, { deployments, epoch });
       return state.committers.length === validators.length ? true : undefined;
     });
@@ -293,12 +280,12 @@ describe("validators catch a cheating provider (real processes, real anvil)", ()
       args: [epoch],
     });
     await chain.increaseTime(Number(BigInt(end) - (await chain.now())) + 1);
-    await waitFor("every validator to reveal", async () => {
+    await waitLong("every validator to reveal", async () => {
       const state = await getEpochState(chain.deployer, { deployments, epoch });
       return state.revealed === validators.length ? true : undefined;
     });
     await chain.increaseTime(Number(deployments.parameters.revealSeconds) + 1);
-    await waitFor("a validator to finalize the epoch", async () => {
+    await waitLong("a validator to finalize the epoch", async () => {
       const state = await getEpochState(chain.deployer, { deployments, epoch });
       return state.finalized ? true : undefined;
     });

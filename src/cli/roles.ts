@@ -3,7 +3,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { type Hex, parseEther } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { startApiServer } from "../api/index.ts";
 import {
   type AnvilProcess,
@@ -256,10 +256,12 @@ async function runGateway(parameters: {
   storeDirectory?: string;
   /** Serve the HTTP API (default true; a validator's challenge gateway does not). */
   serveApi?: boolean;
+  /** The libp2p identity (default: the gateway's key; a validator's challenges use a fresh one). */
+  nodeKey?: Hex;
 }) {
   const { config, logger, chain } = parameters;
   const node = await createMycelNode({
-    privateKey: libp2pKeyFromSecp256k1(parameters.privateKey),
+    privateKey: libp2pKeyFromSecp256k1(parameters.nodeKey ?? parameters.privateKey),
     listen: parameters.listen,
     bootstrap: parameters.bootstrap,
     logger: logger.child({ part: "p2p" }),
@@ -398,6 +400,8 @@ export async function runValidatorRole(parameters: { flags: ValidatorFlags; conf
       : undefined,
     storeDirectory: join(config.home, "validator", address.toLowerCase(), "challenges"),
     serveApi: false,
+    // A peer id of its own, new at every start: never the validator's (which gateways dial for audits).
+    nodeKey: generatePrivateKey(),
   });
   const node = await createMycelNode({
     privateKey: libp2pKeyFromSecp256k1(privateKey),

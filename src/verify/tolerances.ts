@@ -21,9 +21,9 @@ export const impossibleLogprob = -20;
 
 /** Tolerances per weight type ("quantized": any type without its own row, the most lenient). */
 export const auditTolerances: Record<string, AuditTolerances> = {
-  f32: { chunkMeanGapError: 0.02, positionGapError: 0.1, nearTie: 0.1 },
-  f16: { chunkMeanGapError: 0.02, positionGapError: 0.1, nearTie: 0.1 },
-  q8_0: { chunkMeanGapError: 0.25, positionGapError: 1, nearTie: 1 },
+  f32: { chunkMeanGapError: 0.08, positionGapError: 0.3, nearTie: 0.3 },
+  f16: { chunkMeanGapError: 0.08, positionGapError: 0.3, nearTie: 0.3 },
+  q8_0: { chunkMeanGapError: 0.3, positionGapError: 0.75, nearTie: 0.75 },
   quantized: { chunkMeanGapError: 0.5, positionGapError: 2, nearTie: 2 },
 };
 

@@ -225,6 +225,11 @@ describe("validators catch a cheating provider (real processes, real anvil)", ()
       .split("\n")
       .filter((line) => line.includes("audited") && line.includes("verdict=fail"));
     assert.ok(failed.length > 0, "some audit failed");
+    assert.doesNotMatch(
+      gateway.output(),
+      /audit sample not delivered/,
+      "every sample reaches its validator (each validator's node is its own peer)",
+    );
     for (const line of failed) assert.ok(line.includes(cheater.address), `only the cheater fails: ${line}`);
 
     // A quorum (2/3 of validator stake) slashes it: its stake falls, the honest provider's does not.

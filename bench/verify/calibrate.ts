@@ -11,12 +11,13 @@ import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Engine, EngineOptions, EvaluateReturnType } from "../../src/engine/index.ts";
-import { openModelStore } from "../../src/model/index.ts";
+import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import type { AuditInput, InferenceRequest } from "../../src/protocol/index.ts";
 import {
   type Auditor,
   type AuditTolerances,
   auditAnswer,
+  auditBatchSize,
   auditTolerances,
   createAuditor,
   tolerancesFor,
@@ -42,19 +43,30 @@ function progress(message: string) {
 
 /** Answers per condition (each condition varies one setting from the baseline). */
 const counts = {
-  baseline: 36,
-  providerSetting: 12,
-  longPrompts: 12,
-  longOutputs: 9,
-  separateProcess: 24,
-  q8Baseline: 24,
-  q8Setting: 6,
-  cheat: 24,
-  cheatExtra: 9,
-  q8Cheat: 12,
+  baseline: 30,
+  longOutputs: 6,
+  providerThreads: 6,
+  providerBatch: 8,
+  separateProcess: 16,
+  q8Baseline: 18,
+  q8Setting: 4,
+  f32: 3,
+  cheat: 20,
+  cheatExtra: 6,
+  q8Cheat: 10,
 };
-/** Prompt sizes of the long-prompt conditions (bytes of the user message: about as many tokens). */
-const longPromptBytes = [500, 700, 900];
+/**
+ * The long-prompt conditions: prompt size (bytes of the user message: about as many tokens) and answers, up to the
+ * test model's whole 2048-token window (with 64 output tokens), where honest drift is largest.
+ */
+const longPromptConditions = [
+  { bytes: 600, answers: 3 },
+  { bytes: 1000, answers: 3 },
+  { bytes: 1400, answers: 4 },
+  { bytes: 1850, answers: 8 },
+];
+/** max_tokens of the long-prompt conditions. */
+const longPromptOutputTokens = 64;
 /** max_tokens of the long-output conditions. */
 const longOutputTokens = 256;
 
@@ -68,11 +80,23 @@ const provider = {
 } satisfies Record<string, Setting>;
 /** Validator (re-evaluation) settings, given to createAuditor as engineOptions. */
 const validator = {
-  base: { label: "1 thread, batch 512", options: { threadsPerSequence: 1, batchSize: 512 } },
-  threads2: { label: "2 threads, batch 512", options: { threadsPerSequence: 2, batchSize: 512 } },
-  batch64: { label: "1 thread, batch 64", options: { threadsPerSequence: 1, batchSize: 64 } },
+  base: {
+    label: `1 thread, batch ${auditBatchSize} (default)`,
+    options: { threadsPerSequence: 1, batchSize: auditBatchSize },
+  },
+  threads2: {
+    label: `2 threads, batch ${auditBatchSize}`,
+    options: { threadsPerSequence: 2, batchSize: auditBatchSize },
+  },
+  batch512: {
+    label: "1 thread, batch 512 (not the audit's: information)",
+    options: { threadsPerSequence: 1, batchSize: 512 },
+  },
   batch16: { label: "1 thread, batch 16", options: { threadsPerSequence: 1, batchSize: 16 } },
 } satisfies Record<string, Setting>;
+
+/** Audits as validators run them (batches of at most auditBatchSize); batch 512 rows are for comparison only. */
+const asAudited = (sample: { validator: string }) => !sample.validator.includes("batch 512");
 type ValidatorName = keyof typeof validator;
 
 /** One audited answer. */
@@ -127,7 +151,8 @@ function summarize(samples: readonly Sample[], labels: Partial<Row> = {}): Row {
   const position = samples.map((sample) => sample.maxGapError);
   const greedy = samples.filter((sample) => sample.temperature === 0);
   const caughtBy: Record<string, number> = {};
-  for (const sample of samples) for (const code of new Set(sample.reasons)) caughtBy[code] = (caughtBy[code] ?? 0) + 1;
+  for (const sample of samples)
+    for (const code of new Set(sample.reasons)) caughtBy[code] = (caughtBy[code] ?? 0) + 1;
   const range = (values: number[]): [number, number] => [Math.min(...values), Math.max(...values)];
   return {
     group: first?.group ?? "",
@@ -145,7 +170,11 @@ function summarize(samples: readonly Sample[], labels: Partial<Row> = {}): Row {
       p99: percentile(chunk, 0.99),
       max: Math.max(...chunk),
     },
-    maxPosition: { min: Math.min(...position), median: percentile(position, 0.5), max: Math.max(...position) },
+    maxPosition: {
+      min: Math.min(...position),
+      median: percentile(position, 0.5),
+      max: Math.max(...position),
+    },
     temperatureZero: greedy.length,
     notArgmax: greedy.reduce((sum, sample) => sum + sample.notArgmax, 0),
     nearTies: greedy.reduce((sum, sample) => sum + sample.nearTies, 0),
@@ -264,13 +293,20 @@ const range = (start: number, count: number) => Array.from({ length: count }, (_
 /** Generates and audits everything; returns the samples. */
 async function measure(root: string) {
   const home = join(root, "home");
-  progress("adding the test models (small, seed 1 f16 claimed; seed 2 f16; seed 1 q8_0)");
+  progress("adding the test models (small: seed 1 f16 claimed, seed 2 f16, seed 1 q8_0, seed 1 f32)");
   const models = await addCheatModels(home);
   const q8 = claimingQ8(models);
+  const f32Model = generateTestModel({ size: "small", seed: 1, quant: "f32" });
+  const f32Hash = (
+    await openModelStore({ home }).addBytes({
+      bytes: f32Model.bytes,
+      name: f32Model.name,
+      source: "calibrate",
+    })
+  ).model.hash;
+  const f32: CheatModels = { claimed: f32Hash, other: f32Hash, lowerQuant: f32Hash };
   const validators = createValidators(home);
   const samples: Sample[] = [];
-  const f16 = "f16 honest";
-  const q8Honest = "q8_0 honest";
   const record = (
     group: string,
     condition: string,
@@ -278,73 +314,78 @@ async function measure(root: string) {
     answers: AuditInput[],
     names: ValidatorName[],
   ) =>
-    auditAll({
-      validators,
-      samples,
-      group,
-      condition,
-      providerLabel: setting.label,
-      answers,
-      with: names,
-    });
+    auditAll({ validators, samples, group, condition, providerLabel: setting.label, answers, with: names });
+  const fixture = (claim: CheatModels, start: number, count: number, maxTokens?: number) =>
+    range(start, count).map((index) => fixtureRequest({ models: claim, index, maxTokens }));
+  const longPrompts = (claim: CheatModels, start: number, count: number, promptBytes: number) =>
+    range(start, count).map((index) =>
+      longPromptRequest({ models: claim, index, promptBytes, maxTokens: longPromptOutputTokens }),
+    );
+  const cheating = async (
+    engine: Engine,
+    claim: CheatModels,
+    requests: InferenceRequest[],
+    cheat: CheatName,
+  ) => {
+    const answers: AuditInput[] = [];
+    for (const request of requests)
+      answers.push(await cheatingAnswer({ engine, models: claim, request, cheat }));
+    return answers;
+  };
   try {
-    // The provider's default settings: the baseline, long prompts and outputs, the q8_0 claim and the cheats.
+    // The provider's default settings (1 thread, batch 512): the baseline, prompt and output lengths, the q8_0
+    // and f32 claims, and the cheats.
     let engine = await cheatEngine({ home, models, options: provider.base.options });
     progress(`generating ${counts.baseline} baseline answers (provider ${provider.base.label})`);
-    const baseline = await honestAnswers(
+    const baseline = await honestAnswers(engine, models, fixture(models, 0, counts.baseline));
+    await record("f16 honest", "baseline", provider.base, baseline, ["base"]);
+    await record("f16 honest", "validator threads", provider.base, baseline, ["threads2"]);
+    await record("f16 honest", "validator batch", provider.base, baseline, ["batch512", "batch16"]);
+    for (const [offset, { bytes, answers: count }] of longPromptConditions.entries()) {
+      progress(`generating ${count} answers to ~${bytes}-token prompts`);
+      const answers = await honestAnswers(
+        engine,
+        models,
+        longPrompts(models, 100 + 10 * offset, count, bytes),
+      );
+      await record("f16 honest", `prompts ~${bytes} tokens`, provider.base, answers, ["base", "batch512"]);
+    }
+    progress(`generating ${counts.longOutputs} answers of ${longOutputTokens} tokens`);
+    const longOutputs = await honestAnswers(
       engine,
       models,
-      range(0, counts.baseline).map((index) => fixtureRequest({ models, index })),
+      fixture(models, 150, counts.longOutputs, longOutputTokens),
     );
-    await record(f16, "baseline", provider.base, baseline, ["base"]);
-    await record(f16, "validator threads", provider.base, baseline, ["threads2"]);
-    await record(f16, "validator batch", provider.base, baseline, ["batch64", "batch16"]);
-    const longPrompts = (claim: CheatModels, start: number, count: number) =>
-      range(start, count).map((index) =>
-        longPromptRequest({
-          models: claim,
-          index,
-          promptBytes: longPromptBytes[index % longPromptBytes.length] as number,
-        }),
-      );
-    const longOutputs = (claim: CheatModels, start: number, count: number) =>
-      range(start, count).map((index) => fixtureRequest({ models: claim, index, maxTokens: longOutputTokens }));
-    progress(`generating ${counts.longPrompts} long-prompt and ${counts.longOutputs} long-output answers`);
-    const longPromptAnswers = await honestAnswers(engine, models, longPrompts(models, 100, counts.longPrompts));
-    await record(f16, "long prompts", provider.base, longPromptAnswers, ["base", "threads2"]);
-    const longOutputAnswers = await honestAnswers(engine, models, longOutputs(models, 120, counts.longOutputs));
-    await record(f16, "long outputs", provider.base, longOutputAnswers, ["base", "threads2"]);
+    await record("f16 honest", `outputs of ${longOutputTokens} tokens`, provider.base, longOutputs, ["base"]);
 
-    progress(`generating ${counts.q8Baseline + counts.q8Setting} honest q8_0 answers claimed as q8_0`);
-    const q8Baseline = await honestAnswers(
-      engine,
-      q8,
-      range(0, counts.q8Baseline).map((index) => fixtureRequest({ models: q8, index })),
-    );
-    await record(q8Honest, "baseline", provider.base, q8Baseline, ["base"]);
-    await record(q8Honest, "validator threads", provider.base, q8Baseline, ["threads2"]);
-    await record(q8Honest, "validator batch", provider.base, q8Baseline, ["batch16"]);
-    const q8Long = await honestAnswers(engine, q8, longPrompts(q8, 100, counts.q8Setting));
-    await record(q8Honest, "long prompts", provider.base, q8Long, ["base"]);
+    progress(`generating honest q8_0 answers claimed as q8_0`);
+    const q8Baseline = await honestAnswers(engine, q8, fixture(q8, 0, counts.q8Baseline));
+    await record("q8_0 honest", "baseline", provider.base, q8Baseline, ["base"]);
+    await record("q8_0 honest", "validator threads", provider.base, q8Baseline, ["threads2"]);
+    await record("q8_0 honest", "validator batch", provider.base, q8Baseline, ["batch512"]);
+    for (const bytes of [1000, 1850]) {
+      const answers = await honestAnswers(engine, q8, longPrompts(q8, 100, counts.q8Setting, bytes));
+      await record("q8_0 honest", `prompts ~${bytes} tokens`, provider.base, answers, ["base"]);
+    }
 
     for (const cheat of cheatNames) {
       progress(`generating ${counts.cheat} answers of the cheat ${cheat}`);
-      const answers: AuditInput[] = [];
-      for (const index of range(200, counts.cheat))
-        answers.push(
-          await cheatingAnswer({ engine, models, request: fixtureRequest({ models, index }), cheat }),
-        );
-      await record(`cheat vs f16`, cheat, provider.base, answers, ["base"]);
+      const answers = await cheating(engine, models, fixture(models, 200, counts.cheat), cheat);
+      await record("cheat vs f16", cheat, provider.base, answers, ["base"]);
       if (cheat !== "lower_quant") continue;
       // The cheat closest to honest: also under the other validator settings and with long prompts and outputs.
-      await record(`cheat vs f16`, cheat, provider.base, answers, ["threads2", "batch16"]);
-      const extra: AuditInput[] = [];
-      for (const request of [
-        ...longPrompts(models, 300, counts.cheatExtra),
-        ...longOutputs(models, 320, counts.cheatExtra),
-      ])
-        extra.push(await cheatingAnswer({ engine, models, request, cheat }));
-      await record(`cheat vs f16`, "lower_quant, long prompts and outputs", provider.base, extra, ["base"]);
+      await record("cheat vs f16", cheat, provider.base, answers, ["threads2", "batch512"]);
+      const longer = await cheating(
+        engine,
+        models,
+        [
+          ...longPrompts(models, 300, counts.cheatExtra / 2, 1000),
+          ...longPrompts(models, 310, counts.cheatExtra / 2, 1850),
+          ...fixture(models, 320, counts.cheatExtra, longOutputTokens),
+        ],
+        cheat,
+      );
+      await record("cheat vs f16", "lower_quant, long prompts and outputs", provider.base, longer, ["base"]);
     }
     const q8Cheats: { cheat: CheatName; label: string }[] = [
       { cheat: "another_model", label: "another_model" },
@@ -354,34 +395,38 @@ async function measure(root: string) {
     ];
     for (const { cheat, label } of q8Cheats) {
       progress(`generating ${counts.q8Cheat} answers against a q8_0 claim: ${label}`);
-      const answers: AuditInput[] = [];
-      for (const index of range(400, counts.q8Cheat))
-        answers.push(
-          await cheatingAnswer({ engine, models: q8, request: fixtureRequest({ models: q8, index }), cheat }),
-        );
+      const answers = await cheating(engine, q8, fixture(q8, 400, counts.q8Cheat), cheat);
       await record("cheat vs q8_0", label, provider.base, answers, ["base"]);
     }
     await engine.close();
 
+    progress(`generating honest f32 answers claimed as f32`);
+    engine = await cheatEngine({ home, models: f32, options: provider.base.options });
+    const f32Answers = await honestAnswers(engine, f32, [
+      ...fixture(f32, 0, counts.f32),
+      ...longPrompts(f32, 100, counts.f32, 1000),
+      ...longPrompts(f32, 110, 2 * counts.f32, 1850),
+    ]);
+    await record("f32 honest", "short and long prompts", provider.base, f32Answers, ["base"]);
+    await engine.close();
+
     // Other provider settings.
-    for (const setting of [provider.threads2, provider.batch64, provider.batch16]) {
+    const others = [
+      { setting: provider.threads2, condition: "provider threads", start: 40, count: counts.providerThreads },
+      { setting: provider.batch64, condition: "provider batch", start: 60, count: counts.providerBatch },
+      { setting: provider.batch16, condition: "provider batch", start: 80, count: counts.providerBatch },
+    ];
+    for (const { setting, condition, start, count } of others) {
       engine = await cheatEngine({ home, models, options: setting.options });
-      progress(`generating ${counts.providerSetting} answers with provider ${setting.label}`);
-      const start = setting === provider.threads2 ? 40 : setting === provider.batch64 ? 60 : 80;
-      const answers = await honestAnswers(
-        engine,
-        models,
-        range(start, counts.providerSetting).map((index) => fixtureRequest({ models, index })),
-      );
-      const condition = setting === provider.threads2 ? "provider threads" : "provider batch";
-      await record(f16, condition, setting, answers, setting === provider.batch64 ? ["base"] : ["base", "threads2"]);
+      progress(`generating ${count} answers with provider ${setting.label}`);
+      const answers = await honestAnswers(engine, models, [
+        ...fixture(models, start, count - 2),
+        ...longPrompts(models, start, 2, 1400),
+      ]);
+      await record("f16 honest", condition, setting, answers, ["base"]);
       if (setting !== provider.batch64) {
-        const q8Answers = await honestAnswers(
-          engine,
-          q8,
-          range(start, counts.q8Setting).map((index) => fixtureRequest({ models: q8, index })),
-        );
-        await record(q8Honest, condition, setting, q8Answers, ["base"]);
+        const q8Answers = await honestAnswers(engine, q8, fixture(q8, start, counts.q8Setting));
+        await record("q8_0 honest", condition, setting, q8Answers, ["base"]);
       }
       await engine.close();
     }
@@ -394,10 +439,10 @@ async function measure(root: string) {
         home,
         models,
         options: provider.base.options,
-        requests: range(140, counts.separateProcess).map((index) => fixtureRequest({ models, index })),
+        requests: fixture(models, 160, counts.separateProcess),
       },
     });
-    await record(f16, "separate processes", provider.base, childAnswers, ["base", "threads2"]);
+    await record("f16 honest", "separate processes", provider.base, childAnswers, ["base", "threads2"]);
   } finally {
     await validators.close();
   }
@@ -408,9 +453,14 @@ const nats = (value: number) => (Number.isFinite(value) ? value.toFixed(4) : Str
 const share = (part: number, whole: number) => `${part}/${whole}`;
 const tokens = ([low, high]: [number, number]) => (low === high ? `${low}` : `${low}-${high}`);
 
+/** A markdown table with its columns padded to one width. */
 function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]) {
-  const line = (cells: readonly string[]) => `| ${cells.join(" | ")} |`;
-  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+  const widths = header.map((title, column) =>
+    Math.max(3, title.length, ...rows.map((row) => (row[column] ?? "").length)),
+  );
+  const line = (cells: readonly string[]) =>
+    `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(" | ")} |`;
+  return [line(header), line(widths.map((width) => "-".repeat(width))), ...rows.map(line)].join("\n");
 }
 
 function honestTable(rows: readonly Row[]) {
@@ -483,11 +533,12 @@ function cheatTable(rows: readonly Row[]) {
 /** How far the current tolerances sit from the worst honest answer and from the closest fingerprint cheat. */
 function margins(samples: readonly Sample[], weightType: string) {
   const tolerances: AuditTolerances = tolerancesFor(weightType);
-  const honest = samples.filter((sample) => sample.group === `${weightType} honest`);
+  const honest = samples.filter((sample) => sample.group === `${weightType} honest` && asAudited(sample));
   // Cheats only the fingerprints can catch (the accounting cheats are caught whatever the tolerances).
   const cheats = samples.filter(
     (sample) =>
       sample.group === `cheat vs ${weightType}` &&
+      asAudited(sample) &&
       !sample.condition.includes("information") &&
       !["truncated", "inflated"].includes(sample.condition),
   );
@@ -509,7 +560,9 @@ function margins(samples: readonly Sample[], weightType: string) {
       name: nearest[0]?.condition.split(",")[0] ?? "-",
       answers: nearest.length,
       // Answers with a full chunk (an answer shorter than minChunkPositions has no chunk mean).
-      worstChunk: least(nearest.filter((sample) => sample.outputTokens >= 8).map((s) => s.worstChunkGapError)),
+      worstChunk: least(
+        nearest.filter((sample) => sample.outputTokens >= 8).map((s) => s.worstChunkGapError),
+      ),
       maxPosition: least(nearest.map((sample) => sample.maxGapError)),
       passed: cheats.filter((sample) => sample.pass).length,
       of: cheats.length,
@@ -519,10 +572,10 @@ function margins(samples: readonly Sample[], weightType: string) {
 
 function marginLines(margin: ReturnType<typeof margins>) {
   const { tolerances, honest, closestCheat } = margin;
-  const ratio = (a: number, b: number) => (b > 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(1)}x` : "-");
+  const ratio = (a: number, b: number) => (b > 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : "-");
   return [
     `- ${margin.weightType}: ${honest.answers} honest audits, ${honest.failed} failed; closest cheat ${closestCheat.name} ` +
-      `(${closestCheat.answers} audits); fingerprint cheats that passed: ${closestCheat.passed}/${closestCheat.of}`,
+      `(${closestCheat.answers} audits); audits of fingerprint cheats that passed: ${closestCheat.passed}/${closestCheat.of}`,
     `  - chunk mean error: worst honest ${nats(honest.worstChunk)}, tolerance ${tolerances.chunkMeanGapError} ` +
       `(${ratio(tolerances.chunkMeanGapError, honest.worstChunk)} the worst honest), smallest ${closestCheat.name} ` +
       `${nats(closestCheat.worstChunk)} (${ratio(closestCheat.worstChunk, tolerances.chunkMeanGapError)} the tolerance)`,
@@ -545,24 +598,25 @@ async function main() {
         summarize(inGroup.filter((s) => `${s.condition}\u0000${s.provider}\u0000${s.validator}` === key)),
       );
     };
-    const f16Honest = samples.filter((sample) => sample.group === "f16 honest");
+    const f16Honest = samples.filter((sample) => sample.group === "f16 honest" && asAudited(sample));
     const f16Rows = [
       ...rowsOf("f16 honest"),
       ...[0, 0.7, 1].map((temperature) =>
         summarize(
           f16Honest.filter((sample) => sample.temperature === temperature),
-          { condition: `temperature ${temperature}`, provider: "all", validator: "all" },
+          { condition: `temperature ${temperature}`, provider: "all", validator: "as audited" },
         ),
       ),
-      summarize(f16Honest, { condition: "**all f16 honest**", provider: "all", validator: "all" }),
+      summarize(f16Honest, { condition: "**all f16 honest**", provider: "all", validator: "as audited" }),
     ];
-    const q8Honest = samples.filter((sample) => sample.group === "q8_0 honest");
+    const q8Honest = samples.filter((sample) => sample.group === "q8_0 honest" && asAudited(sample));
     const q8Rows = [
       ...rowsOf("q8_0 honest"),
-      summarize(q8Honest, { condition: "**all q8_0 honest**", provider: "all", validator: "all" }),
+      summarize(q8Honest, { condition: "**all q8_0 honest**", provider: "all", validator: "as audited" }),
     ];
+    const f32Rows = rowsOf("f32 honest");
     const cheatRows = [...rowsOf("cheat vs f16"), ...rowsOf("cheat vs q8_0")];
-    const marginList = [margins(samples, "f16"), margins(samples, "q8_0")];
+    const marginList = [margins(samples, "f16"), margins(samples, "q8_0"), margins(samples, "f32")];
     const cpu = cpus()[0]?.model ?? "unknown CPU";
     const output = [
       `Calibration: small test model (~27.5M params), ${availableParallelism()} cores (${cpu}), node-llama-cpp CPU.`,
@@ -577,6 +631,10 @@ async function main() {
       "Honest answers, claimed model small q8_0 (the q8_0 file claimed as itself):",
       "",
       honestTable(q8Rows),
+      "",
+      "Honest answers, claimed model small f32 (the f32 file claimed as itself):",
+      "",
+      honestTable(f32Rows),
       "",
       "Cheats (provider 1 thread, batch 512):",
       "",
@@ -595,7 +653,7 @@ async function main() {
             date: new Date().toISOString(),
             machine: { cores: availableParallelism(), cpu },
             tolerances: auditTolerances,
-            honest: { f16: f16Rows, q8_0: q8Rows },
+            honest: { f16: f16Rows, q8_0: q8Rows, f32: f32Rows },
             cheats: cheatRows,
             margins: marginList,
             samples,

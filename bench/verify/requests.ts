@@ -14,8 +14,9 @@ const fillerSentences = [
 ];
 
 /**
- * A fixture request whose user message is padded to about `promptBytes` bytes: the test models' tokenizer is
- * byte-level, so the prompt has about that many tokens (plus the chat template's).
+ * A fixture request whose user message is padded to at most `promptBytes` bytes (and within a sentence of it): the
+ * test models' tokenizer is byte-level, so the prompt has about that many tokens, plus the system prompt and chat
+ * template's (at most ~130).
  */
 export function longPromptRequest(parameters: {
   models: CheatModels;
@@ -30,8 +31,11 @@ export function longPromptRequest(parameters: {
   if (!last) return request;
   const random = seededRandom(parameters.index * 104_729 + 3);
   let content = last.content;
-  while (content.length < parameters.promptBytes)
-    content += ` ${fillerSentences[Math.floor(random() * fillerSentences.length)]}`;
+  for (;;) {
+    const next = ` ${fillerSentences[Math.floor(random() * fillerSentences.length)]}`;
+    if (content.length + next.length > parameters.promptBytes) break;
+    content += next;
+  }
   messages[messages.length - 1] = { ...last, content };
   return { ...request, messages };
 }

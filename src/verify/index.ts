@@ -10,6 +10,7 @@ export {
 export { type Auditor, type CreateAuditorParameters, createAuditor, parseAuditInput } from "./auditor.ts";
 export {
   type AuditTolerances,
+  auditBatchSize,
   auditTolerances,
   impossibleLogprob,
   minChunkPositions,

@@ -1,8 +1,8 @@
 /**
  * How far a validator's re-evaluation may drift from a provider's fingerprints before an answer fails, per weight
- * type. Chosen from `npm run calibrate` (docs/VERIFICATION.md has the table and the reasoning): honest drift
- * across threads, batch sizes, prompt lengths and processes stays well inside them, every cheat lands well
- * outside.
+ * type. Chosen from `npm run calibrate` and `npm run bench:verify` (docs/VERIFICATION.md has the tables and the
+ * reasoning): every honest answer measured (threads, batch sizes, prompts up to the whole context window,
+ * temperatures, processes) stays inside them and every cheat measured lands outside.
  */
 export type AuditTolerances = {
   /** Largest mean gap error (nats) over a chunk of at least {@link minChunkPositions} positions. */
@@ -16,13 +16,31 @@ export type AuditTolerances = {
 /** Chunks shorter than this (an answer's last) are judged by the per-position bound only. */
 export const minChunkPositions = 8;
 
+/**
+ * Tokens per llama.cpp batch in an audit's re-evaluation (prompt and output). With batches of at most 32, honest
+ * drift at the end of a long context is a third of what batches of 512 give (`npm run calibrate`); it costs
+ * about 2.5x the audit time of batches of 512 (`npm run bench:verify`). Evaluating only the output positions in
+ * small batches does not help: the drift follows how the prompt was batched.
+ */
+export const auditBatchSize = 32;
+
 /** A token whose log-probability under the claimed model is below this could not have been sampled. */
 export const impossibleLogprob = -20;
 
-/** Tolerances per weight type ("quantized": any type without its own row, the most lenient). */
+/**
+ * Tolerances per weight type ("quantized": any type without its own row, the most lenient; not calibrated: the
+ * test models come in f32, f16 and q8_0 only). Calibrated on the small test model with the audit's batches of
+ * {@link auditBatchSize} (2026-11-22, `npm run calibrate`, tables in docs/VERIFICATION.md). f16 and f32: the
+ * worst honest chunk mean is 0.007 for prompts up to 335 tokens and 0.047 at the end of the window with a
+ * 2-thread provider; q8_0 weights served for an f16 claim start at 0.087. 0.065 sits between them (1.4x the
+ * worst honest, 1.3x below the closest cheat). Position error 0.3: 2.2x the worst honest (0.137); it does not
+ * separate that cheat, the chunk mean does. q8_0: worst honest 0.114 chunk mean and 0.31 position, about 2.5x
+ * those; its cheats measured start at 1.2 and 2. nearTie = positionGapError: an honest near-tie flip at
+ * temperature 0 is that same per-position drift.
+ */
 export const auditTolerances: Record<string, AuditTolerances> = {
-  f32: { chunkMeanGapError: 0.08, positionGapError: 0.3, nearTie: 0.3 },
-  f16: { chunkMeanGapError: 0.08, positionGapError: 0.3, nearTie: 0.3 },
+  f32: { chunkMeanGapError: 0.065, positionGapError: 0.3, nearTie: 0.3 },
+  f16: { chunkMeanGapError: 0.065, positionGapError: 0.3, nearTie: 0.3 },
   q8_0: { chunkMeanGapError: 0.3, positionGapError: 0.75, nearTie: 0.75 },
   quantized: { chunkMeanGapError: 0.5, positionGapError: 2, nearTie: 2 },
 };

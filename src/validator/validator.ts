@@ -172,7 +172,7 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
         verdict: "fail",
         reasons: [
           {
-            code: "evidence_unavailable" as never,
+            code: "evidence_unavailable",
             message: `the provider did not hand over evidence: ${fetched}`,
           },
         ],

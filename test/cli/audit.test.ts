@@ -246,8 +246,9 @@ describe("mycel audit (real processes)", () => {
         withoutRequest(plain.mycel.evidence),
         "greedy: the streamed evidence equals the plain one (but for the request's random seed)",
       );
+      assert.ok(last?.evidence, "the last event carries mycel.evidence");
       assert.equal(
-        (last?.evidence as unknown as { request: { seed: number } }).request.seed,
+        (last.evidence as unknown as { request: { seed: number } }).request.seed,
         (last as unknown as { seed: number }).seed,
         "the evidence's request carries the seed that was used",
       );

@@ -553,14 +553,13 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
           afterLast = top;
           continue;
         }
-        const logit = next.logits.get(outputToken as Token);
         const logprobOf = (token: number) => {
           const value = next.logits?.get(token as Token);
           return value === undefined ? Number.NEGATIVE_INFINITY : value - normalizer;
         };
         positions.push({
           token: outputToken,
-          logprob: logit === undefined ? Number.NEGATIVE_INFINITY : logit - normalizer,
+          logprob: logprobOf(outputToken),
           top,
           included: (input.includeTokens?.[index - firstScored] ?? []).map((token) => ({
             token,

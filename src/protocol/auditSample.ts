@@ -7,11 +7,10 @@ import { privateKeyToAccount } from "viem/accounts";
 import { z } from "zod";
 import { canonicalJson } from "./canonicalJson.ts";
 import { wireVersion } from "./constants.ts";
-import { inferenceRequestSchema } from "./frames.ts";
+import { inferenceRequestSchema, wireFieldSchemas } from "./frames.ts";
 import { signedReceiptSchema } from "./receipt.ts";
 
-const version = z.literal(wireVersion, { message: `only protocol version ${wireVersion} is spoken here` });
-const bytes32 = z.string().regex(/^0x[0-9a-f]{64}$/, "must be 32 bytes of lowercase hex");
+const { bytes32, signature, version } = wireFieldSchemas;
 
 /** Gateway -> validator: one answer to audit. The validator fetches the evidence from the provider. */
 export const auditSampleFrameSchema = z
@@ -24,7 +23,7 @@ export const auditSampleFrameSchema = z
     request: inferenceRequestSchema,
     receipt: signedReceiptSchema,
     /** EIP-191 signature by the receipt's client over the canonical JSON of the other fields. */
-    signature: z.string().regex(/^0x[0-9a-fA-F]{130}$/, "must be a 65-byte signature"),
+    signature,
   })
   .strict();
 

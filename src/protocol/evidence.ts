@@ -5,8 +5,8 @@
 import { type Hex, keccak256, stringToBytes } from "viem";
 import { z } from "zod";
 import { canonicalJson } from "./canonicalJson.ts";
-import { streamLimits, wireVersion } from "./constants.ts";
-import { inferenceRequestSchema } from "./frames.ts";
+import { streamLimits } from "./constants.ts";
+import { inferenceRequestSchema, wireFieldSchemas } from "./frames.ts";
 import { signedReceiptSchema } from "./receipt.ts";
 
 /** Output positions per fingerprint chunk. */
@@ -25,8 +25,7 @@ export type FingerprintChunk = { ids: number[][]; gaps: number[][] };
 /** The top logits the engine recorded at one generated position (see the engine's TopLogits). */
 export type PositionTopLogits = { ids: readonly number[]; gaps: readonly number[] };
 
-const tokenId = z.number().int().min(0).max(0xffffffff);
-const bytes32 = z.string().regex(/^0x[0-9a-f]{64}$/, "must be 32 bytes of lowercase hex (0x + 64 digits)");
+const { bytes32, tokenId, version } = wireFieldSchemas;
 const gap = z.number().int().min(0).max(1_000_000_000);
 
 /** A chunk of a fingerprint. */
@@ -133,8 +132,6 @@ export function evidenceCommitment(parameters: {
     ),
   );
 }
-
-const version = z.literal(wireVersion, { message: `only protocol version ${wireVersion} is spoken here` });
 
 /** Anyone -> provider, on `/mycel/evidence/1.0.0`: the evidence of a request (its id is the capability). */
 export const evidenceRequestFrameSchema = z

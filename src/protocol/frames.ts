@@ -17,6 +17,9 @@ const amount = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, "must be a decimal int
 const signature = z.string().regex(/^0x[0-9a-fA-F]{130}$/, "must be a 65-byte signature");
 const version = z.literal(wireVersion, { message: `only protocol version ${wireVersion} is spoken here` });
 
+/** Field schemas every frame family shares (inference, evidence, audit samples). */
+export const wireFieldSchemas = { bytes32, address, tokenId, amount, signature, version } as const;
+
 /** What a gateway asks a provider to generate; its canonical JSON hash is the receipt's requestHash. */
 export const inferenceRequestSchema = z
   .object({

@@ -11,7 +11,6 @@ import {
   type ChainConnection,
   commitScores,
   type Deployments,
-  epochConsensusAbi,
   finalizeEpoch,
   getEpochState,
   getProviderRecord,
@@ -102,6 +101,14 @@ export type Validator = {
   challenge(): Promise<AuditVerdict | undefined>;
   stop(): Promise<void>;
 };
+
+/** Whether two address lists name the same addresses in the same order (any letter case). */
+function sameAddresses(left: readonly string[], right: readonly string[]): boolean {
+  return (
+    left.length === right.length &&
+    left.every((entry, index) => entry.toLowerCase() === right[index]?.toLowerCase())
+  );
+}
 
 /** Prompts of challenge requests: the kind of thing users ask. */
 const challengePrompts = [
@@ -470,8 +477,7 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
     const same =
       stored &&
       JSON.stringify(stored.scores) === JSON.stringify(scores) &&
-      JSON.stringify(stored.providers.map((entry) => entry.toLowerCase())) ===
-        JSON.stringify(providers.map((entry) => entry.toLowerCase()));
+      sameAddresses(stored.providers, providers);
     if (same) return;
     const salt = toHex(randomBytes(32));
     // Written before it is sent: a validator that restarts can still reveal what it committed.
@@ -485,21 +491,12 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
 
   async function revealAndFinalize(epoch: bigint, now: bigint, revealPeriod: bigint) {
     if (!chain || epoch < 0n) return;
-    const read = chain.connection.publicClient;
-    const end = await read.readContract({
-      address: chain.deployments.contracts.epochConsensus,
-      abi: epochConsensusAbi,
-      functionName: "epochEnd",
-      args: [epoch],
-    });
-    const ended = BigInt(end);
+    // One read serves both phases: they never overlap (reveal until end + revealPeriod, finalize from then).
+    const state = await getEpochState(chain.connection, { deployments: chain.deployments, epoch });
+    const ended = BigInt(state.endsAt.getTime() / 1000);
     const stored = store.commitmentOf(epoch);
     if (stored && stored.revealedAt === undefined && now >= ended && now < ended + revealPeriod) {
-      const state = await getEpochState(chain.connection, { deployments: chain.deployments, epoch });
-      const matches =
-        JSON.stringify(state.providers.map((entry) => entry.toLowerCase())) ===
-        JSON.stringify(stored.providers.map((entry) => entry.toLowerCase()));
-      if (!matches) {
+      if (!sameAddresses(state.providers, stored.providers)) {
         logger.warn("cannot reveal: the epoch's provider list differs from the committed one", {
           epoch: epoch.toString(),
         });
@@ -515,15 +512,11 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
         logger.info("scores revealed", { epoch: epoch.toString() });
       }
     }
-    if (now >= ended + revealPeriod) {
-      const state = await getEpochState(chain.connection, { deployments: chain.deployments, epoch });
-      if (state.opened && !state.finalized && state.revealed > 0) {
-        await finalizeEpoch(chain.connection, { deployments: chain.deployments, epoch }).then(
-          () => logger.info("epoch finalized", { epoch: epoch.toString() }),
-          (error) =>
-            logger.debug("finalize skipped", { epoch: epoch.toString(), error: describeError(error) }),
-        );
-      }
+    if (now >= ended + revealPeriod && state.opened && !state.finalized && state.revealed > 0) {
+      await finalizeEpoch(chain.connection, { deployments: chain.deployments, epoch }).then(
+        () => logger.info("epoch finalized", { epoch: epoch.toString() }),
+        (error) => logger.debug("finalize skipped", { epoch: epoch.toString(), error: describeError(error) }),
+      );
     }
   }
 

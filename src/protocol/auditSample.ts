@@ -49,3 +49,47 @@ export async function recoverAuditSampleSigner(sample: AuditSampleFrame): Promis
   const { signature, ...unsigned } = sample;
   return recoverMessageAddress({ message: canonicalJson(unsigned), signature: signature as Hex });
 }
+
+/** Validator -> gateway: the verdict on a sample, signed by the validator (EIP-191 over the canonical JSON). */
+export const auditVerdictFrameSchema = z
+  .object({
+    v: version,
+    type: z.literal("audit_verdict"),
+    request_id: bytes32,
+    /** The provider whose answer was audited (the receipt's provider). */
+    provider: wireFieldSchemas.address,
+    validator: wireFieldSchemas.address,
+    verdict: z.enum(["pass", "fail"]),
+    reasons: z
+      .array(z.object({ code: z.string().min(1).max(64), message: z.string().max(2_000) }).strict())
+      .max(32),
+    /** The audit's measurements (token counts, worst fingerprint distance...), numbers and short strings. */
+    metrics: z.record(z.string().max(64), z.union([z.number(), z.string().max(200), z.boolean(), z.null()])),
+    audited_at: z.number().int().min(0),
+    signature,
+  })
+  .strict();
+
+export type AuditVerdictFrame = z.infer<typeof auditVerdictFrameSchema>;
+
+/** Signs a verdict with the validator's key. */
+export async function signAuditVerdict(parameters: {
+  privateKey: Hex;
+  verdict: Omit<AuditVerdictFrame, "signature" | "v" | "type" | "validator">;
+}): Promise<AuditVerdictFrame> {
+  const account = privateKeyToAccount(parameters.privateKey);
+  const unsigned = {
+    v: wireVersion as 1,
+    type: "audit_verdict" as const,
+    ...parameters.verdict,
+    validator: account.address,
+  };
+  const signature = await account.signMessage({ message: canonicalJson(unsigned) });
+  return { ...unsigned, signature };
+}
+
+/** Recovers the address that signed a verdict (a valid verdict's is its `validator`). */
+export async function recoverAuditVerdictSigner(verdict: AuditVerdictFrame): Promise<Hex> {
+  const { signature, ...unsigned } = verdict;
+  return recoverMessageAddress({ message: canonicalJson(unsigned), signature: signature as Hex });
+}

@@ -6,6 +6,8 @@ export const inferenceProtocolId = "/mycel/infer/1.0.0";
 export const evidenceProtocolId = "/mycel/evidence/1.0.0";
 /** The libp2p protocol on which validators take audit samples from gateways. */
 export const auditProtocolId = "/mycel/audit/1.0.0";
+/** The libp2p protocol on which a validator hands its verdict on a sample back to the gateway that sent it. */
+export const verdictProtocolId = "/mycel/verdict/1.0.0";
 /** The gossipsub topic of provider announcements. */
 export const announcementTopic = "mycel/announce/1";
 /** The version carried in every frame (`v`) and announcement. */

@@ -10,10 +10,14 @@ export {
 } from "./announcement.ts";
 export {
   type AuditSampleFrame,
+  type AuditVerdictFrame,
   auditAcceptedFrameSchema,
   auditSampleFrameSchema,
+  auditVerdictFrameSchema,
   recoverAuditSampleSigner,
+  recoverAuditVerdictSigner,
   signAuditSample,
+  signAuditVerdict,
 } from "./auditSample.ts";
 export { canonicalJson } from "./canonicalJson.ts";
 export {
@@ -23,6 +27,7 @@ export {
   evidenceProtocolId,
   inferenceProtocolId,
   streamLimits,
+  verdictProtocolId,
   wireVersion,
 } from "./constants.ts";
 export {

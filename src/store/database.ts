@@ -80,6 +80,27 @@ const migrations: readonly string[] = [
      committed_at INTEGER NOT NULL,
      revealed_at INTEGER
    ) STRICT;`,
+  `CREATE INDEX receipts_by_time ON receipts (created_at);
+   CREATE TABLE audit_samples (
+     request_id TEXT NOT NULL,
+     segment INTEGER NOT NULL,
+     validator_peer TEXT NOT NULL,
+     sent_at INTEGER NOT NULL,
+     PRIMARY KEY (request_id, segment)
+   ) STRICT;
+   CREATE TABLE audit_verdicts (
+     request_id TEXT NOT NULL,
+     segment INTEGER NOT NULL,
+     provider TEXT NOT NULL,
+     validator TEXT NOT NULL,
+     verdict TEXT NOT NULL CHECK (verdict IN ('pass', 'fail')),
+     reasons TEXT NOT NULL,
+     metrics TEXT NOT NULL,
+     audited_at INTEGER NOT NULL,
+     signature TEXT NOT NULL,
+     received_at INTEGER NOT NULL,
+     PRIMARY KEY (request_id, segment, validator)
+   ) STRICT;`,
 ];
 
 /** The schema version this Mycel writes. */

@@ -29,6 +29,9 @@ export {
   type ReceiptStore,
   type SaveReceiptParameters,
   type SaveReceiptReturnType,
+  type SearchedReceipt,
+  type SearchReceiptsParameters,
+  type StoredAuditVerdict,
   type StoredReceipt,
   type UntrustedProvider,
 } from "./receipts.ts";

@@ -39,6 +39,38 @@ export type StoredReceipt = {
   createdAt: number;
 };
 
+/** A validator's verdict on one segment of a request, as the gateway received it (signed by the validator). */
+export type StoredAuditVerdict = {
+  requestId: Hex;
+  segment: number;
+  provider: Address;
+  validator: Address;
+  verdict: "pass" | "fail";
+  reasons: { code: string; message: string }[];
+  metrics: Record<string, unknown>;
+  auditedAt: number;
+  signature: Hex;
+  receivedAt: number;
+};
+
+/** Parameters of {@link ReceiptStore.searchReceipts}. */
+export type SearchReceiptsParameters = {
+  /** Matches a request id prefix, a provider address prefix, or a model hash prefix (case-insensitive); empty: all. */
+  query?: string;
+  /** Also matches receipts of these model hashes (e.g. those whose name matches the query). */
+  modelHashes?: readonly string[];
+  /** true: only audited segments; false: only segments without a verdict; undefined: both. */
+  audited?: boolean;
+  limit: number;
+  offset: number;
+};
+
+/** A receipt with what is known of its audit. */
+export type SearchedReceipt = StoredReceipt & {
+  sampledTo: string | null;
+  audit: StoredAuditVerdict | null;
+};
+
 /** A receipt store opened by {@link openReceiptStore}. */
 export type ReceiptStore = {
   /** The database file. */
@@ -55,6 +87,16 @@ export type ReceiptStore = {
   markUntrusted(parameters: { address: Address; peerId: string; reason: string }): void;
   /** The providers caught cheating, oldest first. */
   untrustedProviders(): UntrustedProvider[];
+  /** Receipts newest first, filtered, with their audit state; `total` counts every match. */
+  searchReceipts(parameters: SearchReceiptsParameters): { total: number; receipts: SearchedReceipt[] };
+  /** Records that a segment was sent to a validator for audit. */
+  markSampled(parameters: { requestId: Hex; segment: number; validatorPeer: string }): void;
+  /** Which validator peer a segment was sent to, if any. */
+  sampledTo(parameters: { requestId: Hex; segment: number }): string | undefined;
+  /** Stores a validator's verdict; false when the same validator's verdict on it was already stored. */
+  saveAuditVerdict(verdict: Omit<StoredAuditVerdict, "receivedAt">): boolean;
+  /** The verdicts on a request's segments, oldest first. */
+  auditVerdicts(requestId: Hex): StoredAuditVerdict[];
   /** Closes the database; the store cannot be used afterwards. */
   close(): void;
 };
@@ -122,6 +164,39 @@ function invalid(param: string, message: string, hint: string) {
   return new InvalidInputError(message, { param, hint });
 }
 
+type VerdictRow = {
+  request_id: string;
+  segment: number;
+  provider: string;
+  validator: string;
+  verdict: "pass" | "fail";
+  reasons: string;
+  metrics: string;
+  audited_at: number;
+  signature: string;
+  received_at: number;
+};
+
+function toStoredVerdict(row: VerdictRow): StoredAuditVerdict {
+  return {
+    requestId: row.request_id as Hex,
+    segment: row.segment,
+    provider: row.provider as Address,
+    validator: row.validator as Address,
+    verdict: row.verdict,
+    reasons: JSON.parse(row.reasons),
+    metrics: JSON.parse(row.metrics),
+    auditedAt: row.audited_at,
+    signature: row.signature as Hex,
+    receivedAt: row.received_at,
+  };
+}
+
+/** Escapes LIKE's wildcards so that a query matches literally. */
+function likePrefix(text: string): string {
+  return `${text.replace(/[\\%_]/g, (character) => `\\${character}`)}%`;
+}
+
 function toStoredReceipt(row: ReceiptRow): StoredReceipt {
   return {
     requestId: row.request_id as Hex,
@@ -173,6 +248,24 @@ export function openReceiptStore(parameters: OpenReceiptStoreParameters): Receip
     [],
     { address: string; peer_id: string; reason: string; marked_at: number }
   >("SELECT * FROM untrusted_providers ORDER BY marked_at, address");
+
+  const insertSample = db.prepare(
+    `INSERT INTO audit_samples (request_id, segment, validator_peer, sent_at) VALUES (?, ?, ?, ?)
+     ON CONFLICT (request_id, segment) DO NOTHING`,
+  );
+  const selectSample = db.prepare<[string, number], { validator_peer: string }>(
+    "SELECT validator_peer FROM audit_samples WHERE request_id = ? AND segment = ?",
+  );
+  const insertVerdict = db.prepare(
+    `INSERT INTO audit_verdicts (request_id, segment, provider, validator, verdict, reasons, metrics, audited_at,
+       signature, received_at)
+     VALUES (@request_id, @segment, @provider, @validator, @verdict, @reasons, @metrics, @audited_at, @signature,
+       @received_at)
+     ON CONFLICT (request_id, segment, validator) DO NOTHING`,
+  );
+  const selectVerdicts = db.prepare<[string], VerdictRow>(
+    "SELECT * FROM audit_verdicts WHERE request_id = ? ORDER BY segment, received_at",
+  );
 
   const save = db.transaction((row: ReceiptRow): SaveReceiptReturnType => {
     if (insert.run(row).changes === 1) return { created: true };
@@ -292,6 +385,102 @@ export function openReceiptStore(parameters: OpenReceiptStoreParameters): Receip
         reason: row.reason,
         markedAt: row.marked_at,
       }));
+    },
+    searchReceipts(search) {
+      if (
+        !Number.isSafeInteger(search.limit) ||
+        search.limit < 1 ||
+        !Number.isSafeInteger(search.offset) ||
+        search.offset < 0
+      )
+        throw invalid(
+          "limit",
+          `invalid page: limit ${search.limit}, offset ${search.offset}`,
+          "limit >= 1 and offset >= 0, whole numbers",
+        );
+      const conditions: string[] = [];
+      const values: (string | number)[] = [];
+      const query = (search.query ?? "").trim().toLowerCase();
+      if (query !== "") {
+        const hashes = (search.modelHashes ?? []).map((hash) => hash.toLowerCase());
+        conditions.push(
+          `(r.request_id LIKE ? ESCAPE '\\' OR lower(r.provider) LIKE ? ESCAPE '\\'
+            OR lower(r.model_hash) LIKE ? ESCAPE '\\'
+            ${hashes.length ? `OR lower(r.model_hash) IN (${hashes.map(() => "?").join(", ")})` : ""})`,
+        );
+        // Hex without its 0x matches too (hashes are shown both ways).
+        const pattern = likePrefix(/^[0-9a-f]+$/.test(query) ? `0x${query}` : query);
+        values.push(pattern, pattern, pattern, ...hashes);
+      }
+      const audited =
+        "EXISTS (SELECT 1 FROM audit_verdicts v WHERE v.request_id = r.request_id AND v.segment = r.segment)";
+      if (search.audited === true) conditions.push(audited);
+      if (search.audited === false) conditions.push(`NOT ${audited}`);
+      const where = conditions.length ? `WHERE ${conditions.join(" AND ")}` : "";
+      const total =
+        db.prepare<unknown[], { n: number }>(`SELECT count(*) AS n FROM receipts r ${where}`).get(...values)
+          ?.n ?? 0;
+      const rows = db
+        .prepare<unknown[], ReceiptRow & { sampled_to: string | null }>(
+          `SELECT r.*, s.validator_peer AS sampled_to FROM receipts r
+           LEFT JOIN audit_samples s ON s.request_id = r.request_id AND s.segment = r.segment
+           ${where} ORDER BY r.created_at DESC, r.request_id, r.segment LIMIT ? OFFSET ?`,
+        )
+        .all(...values, search.limit, search.offset);
+      const verdicts = new Map<string, StoredAuditVerdict>();
+      for (const requestId of new Set(rows.map((row) => row.request_id)))
+        for (const row of selectVerdicts.all(requestId)) {
+          const key = `${row.request_id}:${row.segment}`;
+          // A failed verdict is the one to show when validators disagree.
+          if (!verdicts.has(key) || row.verdict === "fail") verdicts.set(key, toStoredVerdict(row));
+        }
+      return {
+        total,
+        receipts: rows.map((row) => ({
+          ...toStoredReceipt(row),
+          sampledTo: row.sampled_to,
+          audit: verdicts.get(`${row.request_id}:${row.segment}`) ?? null,
+        })),
+      };
+    },
+    markSampled(sample) {
+      if (!Number.isSafeInteger(sample.segment) || sample.segment < 0)
+        throw invalid("segment", `invalid segment ${sample.segment}`, "a segment is an integer 0, 1, 2...");
+      insertSample.run(checkRequestId(sample.requestId), sample.segment, sample.validatorPeer, Date.now());
+    },
+    sampledTo(sample) {
+      return selectSample.get(checkRequestId(sample.requestId), sample.segment)?.validator_peer;
+    },
+    saveAuditVerdict(verdict) {
+      if (!Number.isSafeInteger(verdict.segment) || verdict.segment < 0)
+        throw invalid("segment", `invalid segment ${verdict.segment}`, "a segment is an integer 0, 1, 2...");
+      for (const [param, address] of [
+        ["provider", verdict.provider],
+        ["validator", verdict.validator],
+      ] as const)
+        if (!isAddress(address, { strict: false }))
+          throw invalid(
+            param,
+            `invalid ${param} address ${JSON.stringify(address)}`,
+            "pass a 20-byte 0x address",
+          );
+      return (
+        insertVerdict.run({
+          request_id: checkRequestId(verdict.requestId),
+          segment: verdict.segment,
+          provider: getAddress(verdict.provider),
+          validator: getAddress(verdict.validator),
+          verdict: verdict.verdict,
+          reasons: JSON.stringify(verdict.reasons),
+          metrics: JSON.stringify(verdict.metrics),
+          audited_at: verdict.auditedAt,
+          signature: verdict.signature,
+          received_at: Date.now(),
+        }).changes === 1
+      );
+    },
+    auditVerdicts(requestId) {
+      return selectVerdicts.all(checkRequestId(requestId)).map(toStoredVerdict);
     },
     close() {
       if (db.open) db.close();

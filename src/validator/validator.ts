@@ -38,7 +38,9 @@ import {
   recoverAuditSampleSigner,
   recoverReceiptSigner,
   type SignedReceipt,
+  signAuditVerdict,
   streamLimits,
+  verdictProtocolId,
   wireVersion,
 } from "../protocol/index.ts";
 import type { AuditStore } from "../store/index.ts";
@@ -130,7 +132,22 @@ type Sample = {
   request?: InferenceRequest;
   receipt: SignedReceipt;
   source: "sample" | "challenge";
+  /** The gateway peer that sent the sample: the verdict goes back to it. */
+  fromPeer?: string;
 };
+
+/** Audit metrics as a flat record of JSON primitives (nested objects as dotted keys), as verdict frames carry them. */
+function flatMetrics(metrics: object, prefix = ""): Record<string, number | string | boolean | null> {
+  const flat: Record<string, number | string | boolean | null> = {};
+  for (const [key, value] of Object.entries(metrics)) {
+    const name = `${prefix}${key}`;
+    if (value !== null && typeof value === "object") Object.assign(flat, flatMetrics(value, `${name}.`));
+    else if (typeof value === "number") flat[name] = Number.isFinite(value) ? value : null;
+    else if (typeof value === "string") flat[name] = value.slice(0, 200);
+    else if (typeof value === "boolean" || value === null) flat[name] = value;
+  }
+  return flat;
+}
 
 /** Starts a validator. */
 export async function startValidator(parameters: StartValidatorParameters): Promise<Validator> {
@@ -170,7 +187,45 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
     return lastError;
   }
 
+  /** Hands a sample's verdict, signed, back to the gateway that sent it (best effort: it is stored here anyway). */
+  async function sendVerdict(sample: Sample, verdict: AuditVerdict) {
+    if (sample.source !== "sample" || !sample.fromPeer) return;
+    try {
+      const frame = await signAuditVerdict({
+        privateKey: parameters.privateKey,
+        verdict: {
+          request_id: sample.requestId,
+          provider: getAddress(sample.receipt.message.provider),
+          verdict: verdict.verdict,
+          reasons: verdict.reasons.slice(0, 32).map((reason) => ({
+            code: reason.code,
+            message: reason.message.slice(0, 2_000),
+          })),
+          metrics: flatMetrics(verdict.metrics),
+          audited_at: Date.now(),
+        },
+      });
+      const stream = await node.openStream(sample.fromPeer, verdictProtocolId, {
+        signal: AbortSignal.timeout(10_000),
+      });
+      const channel = createFrameChannel(stream, { maxFrameBytes: streamLimits.maxFrameBytes });
+      try {
+        await channel.write(frame);
+      } finally {
+        await channel.close().catch(() => undefined);
+      }
+    } catch (error) {
+      logger.debug("verdict not handed back", { peer: sample.fromPeer, error: describeError(error) });
+    }
+  }
+
   async function auditSample(sample: Sample): Promise<AuditVerdict | undefined> {
+    const verdict = await auditOne(sample);
+    if (verdict) await sendVerdict(sample, verdict);
+    return verdict;
+  }
+
+  async function auditOne(sample: Sample): Promise<AuditVerdict | undefined> {
     const provider = getAddress(sample.receipt.message.provider);
     const fetched = await evidenceOf(sample);
     if (typeof fetched === "string") {
@@ -289,6 +344,7 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
             request: sample.request,
             receipt: sample.receipt as SignedReceipt,
             source: "sample",
+            fromPeer: peerId,
           }),
         ).catch((error) => logger.warn("audit failed to run", { error: describeError(error) }));
         await channel.write({ v: wireVersion, type: "audit_accepted" });

@@ -1,5 +1,5 @@
 /** What the HTTP API serves from: a local engine, or (in a gateway) the network. */
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ChatMessage, Engine } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
 import {
@@ -42,6 +42,8 @@ export type BackendGenerateParameters = {
   sampling: ApiSampling;
   /** Return the answer's evidence under `mycel.evidence` (request option `mycel.include_evidence`). */
   includeEvidence?: boolean;
+  /** Gateways: send the answer to a validator for audit (request option `mycel.audit`). */
+  requestAudit?: boolean;
   /** Gateways: route only to this provider (a peer id); validators' challenges use it. */
   onlyProvider?: string;
   signal: AbortSignal;
@@ -70,7 +72,13 @@ export type InferenceBackend = {
   /** The body of GET /health. */
   health(): Record<string, unknown>;
   /** Extra routes (e.g. /mycel/v1/...); returns false when it does not serve the path. */
-  route?(parameters: { method: string; path: string; response: ServerResponse }): Promise<boolean>;
+  route?(parameters: {
+    method: string;
+    path: string;
+    query: URLSearchParams;
+    request: IncomingMessage;
+    response: ServerResponse;
+  }): Promise<boolean>;
 };
 
 /** The API served from this process's engine (`mycel serve`). */

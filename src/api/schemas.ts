@@ -49,6 +49,8 @@ const samplingFields = {
     .object({
       /** Return the answer's evidence (tokens and fingerprints) under `mycel.evidence`, for `mycel audit`. */
       include_evidence: z.boolean().optional(),
+      /** Gateways: send this answer to a validator for audit (besides the random sample); `mycel.audit` says to whom. */
+      audit: z.boolean().optional(),
     })
     .strict()
     .nullable()

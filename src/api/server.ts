@@ -104,6 +104,13 @@ async function readJsonBody(request: IncomingMessage, maxBodyBytes: number): Pro
   }
 }
 
+/** Whether a Host header names this machine's loopback (localhost, 127.x.x.x, [::1]), with any port. */
+export function isLoopbackHostHeader(header: string | undefined): boolean {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::\d{1,5})?$/.exec(header ?? "");
+  const name = (match?.[1] ?? match?.[2] ?? "").toLowerCase();
+  return name === "localhost" || name === "::1" || /^127(\.\d{1,3}){3}$/.test(name);
+}
+
 /** Starts the OpenAI-compatible API on host:port and resolves once it listens. */
 export async function startApiServer(parameters: StartApiServerParameters): Promise<ApiServer> {
   const chosenBackend =
@@ -112,6 +119,7 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
     throw new MycelError("startApiServer needs a backend or an engine", { code: "invalid_setup" });
   const backend: InferenceBackend = chosenBackend;
   const host = parameters.host ?? "127.0.0.1";
+  const loopbackOnly = ["localhost", "::1"].includes(host) || /^127(\.\d{1,3}){3}$/.test(host);
   const maxBodyBytes = parameters.maxBodyBytes ?? defaultMaxBodyBytes;
   const logger = parameters.logger ?? silentLogger;
   const started = Math.floor(Date.now() / 1000);
@@ -214,6 +222,7 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
         prompt: parameters.prompt,
         sampling: samplingOf(body, parameters.maxTokensDefault),
         includeEvidence: body.mycel?.include_evidence === true,
+        requestAudit: body.mycel?.audit === true,
         signal: controller.signal,
         // Headers and the role chunk go out as soon as a sequence is free, before the prompt is evaluated.
         onStart: stream ? startStream : undefined,
@@ -343,6 +352,16 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
     const url = new URL(request.url ?? "/", "http://localhost");
     const path = url.pathname.replace(/\/+$/, "") || "/";
     const method = request.method ?? "GET";
+    // A server on loopback answers only names of loopback: a web page cannot reach it through DNS rebinding.
+    if (loopbackOnly && !isLoopbackHostHeader(request.headers.host))
+      throw new HttpError(
+        421,
+        `this server answers requests for localhost only, not ${request.headers.host ?? "no host"}`,
+        {
+          code: "misdirected_request",
+          hint: "use http://127.0.0.1:<port> or http://localhost:<port>, or start the server with --host to serve other names",
+        },
+      );
     const allow = (methods: string[]) => {
       if (!methods.includes(method)) {
         throw new HttpError(405, `${method} is not allowed on ${path}; use ${methods.join(" or ")}`, {
@@ -379,7 +398,7 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
       await handleCompletion(request, response);
       return;
     }
-    if (await backend.route?.({ method, path, response })) return;
+    if (await backend.route?.({ method, path, query: url.searchParams, request, response })) return;
     throw new HttpError(404, `no route ${method} ${path}`, {
       code: "not_found",
       hint: "the API serves /v1/models, /v1/chat/completions, /v1/completions and /health",

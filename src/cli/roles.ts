@@ -33,6 +33,7 @@ import {
 import type { MycelConfig } from "../config/index.ts";
 import { createEngine } from "../engine/index.ts";
 import { describeError, MycelError } from "../errors/index.ts";
+import { createExplorer } from "../explorer/index.ts";
 import { startGateway } from "../gateway/index.ts";
 import { createKeystore, devPrivateKey, KeystoreExistsError } from "../identity/index.ts";
 import { createLogger, type Logger } from "../log/index.ts";
@@ -234,7 +235,7 @@ export async function runGatewayRole(parameters: { flags: GatewayFlags; config: 
     logger.info("no --validator given: answers are not sent for audit");
   printReady({ role: "gateway", url: running.url, peerId: running.peerId });
   console.log(
-    `Mycel gateway\n  OpenAI-compatible endpoint: ${running.url}/v1\n  Receipts: ${running.url}/mycel/v1/receipts/<request id>`,
+    `Mycel gateway\n  Explorer (web app): ${running.url}/\n  OpenAI-compatible endpoint: ${running.url}/v1\n  Receipts: ${running.url}/mycel/v1/receipts/<request id>`,
   );
   onShutdown(logger, running.close);
 }
@@ -315,11 +316,27 @@ async function runGateway(parameters: {
         }
       : undefined,
   });
-  const server =
+  const explorer =
     parameters.serveApi === false
       ? undefined
+      : createExplorer({
+          gateway,
+          node,
+          receipts,
+          chain: chain ? { connection: chain.connection, deployments: chain.deployments } : undefined,
+          payments,
+          audit: parameters.audit,
+          logger: logger.child({ part: "explorer" }),
+        });
+  const server =
+    parameters.serveApi === false || !explorer
+      ? undefined
       : await startApiServer({
-          backend: gateway.backend,
+          // The gateway's own routes first, then the explorer's views and web app.
+          backend: {
+            ...gateway.backend,
+            route: async (input) => (await gateway.backend.route?.(input)) || explorer.route(input),
+          },
           host: config.serve.host,
           port: config.serve.port,
           maxBodyBytes: config.serve.maxBodyBytes,
@@ -334,6 +351,7 @@ async function runGateway(parameters: {
     peerId: node.peerId,
     gateway,
     async close() {
+      explorer?.stop();
       await server?.close();
       await gateway.stop();
       await node.stop();
@@ -500,16 +518,23 @@ export async function runDevnet(parameters: {
   const logger = createLogger({ write: (line) => process.stderr.write(`[devnet] ${line}\n`) });
   const store = openModelStore({ home: config.home });
   let model: ModelRecord;
+  /** Models derived from the served one, registered with their lineage so that the registry shows a graph. */
+  const derived: ModelRecord[] = [];
   if (parameters.model) model = await store.resolve(parameters.model);
   else {
-    const made = generateTestModel({ size: "tiny", seed: 1 });
-    model = (
-      await store.addBytes({
-        bytes: made.bytes,
-        name: made.name,
-        source: "make-test --size tiny --seed 1 --quant f32",
-      })
-    ).model;
+    const make = async (quant: "f32" | "f16" | "q8_0") => {
+      const made = generateTestModel({ size: "tiny", seed: 1, quant });
+      return (
+        await store.addBytes({
+          bytes: made.bytes,
+          name: made.name,
+          source: `make-test --size tiny --seed 1 --quant ${quant}`,
+        })
+      ).model;
+    };
+    model = await make("f32");
+    // The same seeded weights at lower precision: true quantizations of the served model.
+    derived.push(await make("f16"), await make("q8_0"));
   }
   const roles: RoleProcess[] = [];
   let gatewayClose: (() => Promise<void>) | undefined;
@@ -554,6 +579,7 @@ export async function runDevnet(parameters: {
       rpcUrl: anvil.rpcUrl,
       home: config.home,
       model,
+      derived,
       providerKeys,
       gatewayKey,
       validatorKey,
@@ -651,6 +677,7 @@ async function setUpDevnetChain(parameters: {
   rpcUrl: string;
   home: string;
   model: ModelRecord;
+  derived: ModelRecord[];
   providerKeys: Hex[];
   gatewayKey: Hex;
   validatorKey: Hex;
@@ -680,6 +707,15 @@ async function setUpDevnetChain(parameters: {
     license: parameters.model.license ?? "NOASSERTION",
     metadataUri: "mycel:test-model",
   });
+  for (const child of parameters.derived)
+    await registerModel(deployer, {
+      deployments,
+      modelHash: modelHashToBytes32(child.hash),
+      name: child.name,
+      license: child.license ?? "NOASSERTION",
+      metadataUri: "mycel:test-model",
+      parents: [{ modelHash, relation: "quantize" }],
+    });
   const stake = BigInt(deployments.parameters.minimumProviderStake);
   await Promise.all(
     parameters.providerKeys.map(async (privateKey, index) => {
@@ -722,6 +758,7 @@ function printDevnet(parameters: {
 Mycel devnet is up: ${parameters.providers.length} providers, a validator and a gateway, all on 127.0.0.1
 ${parameters.providers.map((p, i) => `  provider-${i + 1}: ${p.address} (peer ${p.peerId})`).join("\n")}
   validator: ${parameters.validator.address} (peer ${parameters.validator.peerId}), audits 1 answer in 5
+  Explorer (web app): ${url}/
   OpenAI-compatible endpoint: ${url}/v1
   Providers seen by the gateway: ${url}/mycel/v1/providers
   Receipts: ${url}/mycel/v1/receipts/<request id>

@@ -23,6 +23,7 @@ import { createFrameChannel, type FrameChannel, type MycelNode } from "../p2p/in
 import type { GatewayPayments, PayingChannel, SegmentBill } from "../payments/index.ts";
 import {
   auditProtocolId,
+  auditVerdictFrameSchema,
   buildInferenceRequest,
   type EndFrame,
   type Evidence,
@@ -38,12 +39,14 @@ import {
   providerFrameSchema,
   type ReceiptDomain,
   receiptDomain,
+  recoverAuditVerdictSigner,
   type SignedReceipt,
   signAuditSample,
   streamLimits,
+  verdictProtocolId,
   wireVersion,
 } from "../protocol/index.ts";
-import type { ReceiptStore } from "../store/index.ts";
+import type { ReceiptStore, StoredAuditVerdict } from "../store/index.ts";
 import { fetchEvidence } from "./evidence.ts";
 import { createProviderTable, type KnownProvider, type ProviderTable } from "./providerTable.ts";
 import { rankProviders } from "./routing.ts";
@@ -85,6 +88,35 @@ export type StartGatewayParameters = {
   logger?: Logger;
 };
 
+/** Something the gateway did or learned, for live views (the explorer's event stream). */
+export type GatewayActivity =
+  | { type: "tokens"; provider: string; count: number }
+  | { type: "completed"; requestId: Hex }
+  | { type: "receipt"; requestId: Hex; segment: number }
+  | { type: "audit"; requestId: Hex; segment: number; verdict: StoredAuditVerdict };
+
+/** A provider as the gateway sees it now, as GET /mycel/v1/providers lists it. */
+export type ProviderView = {
+  peer_id: string;
+  address: string;
+  models: { hash: string; name: string; context_size: number }[];
+  price_per_million: { input: string; output: string };
+  latency_ms: number | null;
+  throughput_tps: number | null;
+  in_flight: number;
+  successes: number;
+  failures: number;
+  load: number;
+  parallelism: number;
+  waiting: number;
+  banned: boolean;
+  untrusted: boolean;
+  status: "online" | "busy" | "banned" | "untrusted" | "expired";
+  reputation: number;
+  announced_at: number;
+  expires_at: number;
+};
+
 /** Evidence as the API returns it: with the request in its wire form, so that it is a whole audit input but the receipt. */
 type AnsweredEvidence = Evidence & { request: InferenceRequest };
 
@@ -100,6 +132,10 @@ export type Gateway = {
   providers: ProviderTable;
   /** Reads every known provider's on-chain reputation now (also done periodically). */
   refreshReputation(): Promise<void>;
+  /** Every known provider as the gateway sees it now. */
+  describeProviders(): ProviderView[];
+  /** Calls `listener` with each {@link GatewayActivity}; returns the unsubscribe function. */
+  subscribe(listener: (activity: GatewayActivity) => void): () => void;
   /** Resolves once `count` providers (of `modelHash` if given) are known; rejects after `timeoutMs`. */
   waitForProviders(parameters: { count: number; modelHash?: string; timeoutMs: number }): Promise<void>;
   stop(): Promise<void>;
@@ -146,6 +182,16 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
   const timeouts = { ...defaultGatewayTimeouts, ...parameters.timeouts };
   const maxAttempts = parameters.maxAttempts ?? 4;
   const domain = parameters.receiptDomain ?? receiptDomain();
+  const listeners = new Set<(activity: GatewayActivity) => void>();
+  const emit = (activity: GatewayActivity) => {
+    for (const listener of listeners) {
+      try {
+        listener(activity);
+      } catch (error) {
+        logger.warn("activity listener failed", { error: describeError(error) });
+      }
+    }
+  };
   const client = privateKeyToAccount(parameters.privateKey).address;
   const table = createProviderTable({
     node,
@@ -238,6 +284,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     const sendVoucher = (frame: unknown) => channel.write(frame);
     const tokens: number[] = [];
     const started = performance.now();
+    let firstTokenAt = 0;
     let ended = false;
     try {
       await channel.write({
@@ -268,11 +315,13 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         const frame = parseFrame(providerFrameSchema, value);
         if (frame.type === "chunk") {
           if (tokens.length === 0) {
-            const latency = performance.now() - started;
+            firstTokenAt = performance.now();
+            const latency = firstTokenAt - started;
             provider.latencyMs =
               provider.latencyMs === undefined ? latency : provider.latencyMs * 0.7 + latency * 0.3;
           }
           tokens.push(...frame.tokens);
+          emit({ type: "tokens", provider: provider.address, count: frame.tokens.length });
           input.onTokens(frame.tokens, frame.text);
           if (paying && bill) {
             bill.addOutput(frame.tokens.length);
@@ -297,6 +346,13 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
           });
         }
         ended = true;
+        const streamedSeconds = (performance.now() - firstTokenAt) / 1000;
+        if (tokens.length >= 8 && streamedSeconds > 0) {
+          // Tokens after the first over the time they took: the provider's decoding speed as this gateway sees it.
+          const rate = (tokens.length - 1) / streamedSeconds;
+          provider.throughputTps =
+            provider.throughputTps === undefined ? rate : provider.throughputTps * 0.7 + rate * 0.3;
+        }
         return {
           end: frame,
           tokens,
@@ -359,15 +415,21 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
   });
   const auditRate = parameters.audit?.rate ?? 0;
 
-  /** Sends an answer to a random validator with probability auditRate; never delays or fails the answer. */
+  /**
+   * Sends an answer to a random validator with probability auditRate (always when `force`, the client's request);
+   * never delays or fails the answer. Returns the validator's peer id when it is sent.
+   */
   function maybeSample(input: {
     requestId: Hex;
+    segment: number;
     provider: KnownProvider;
     request: InferenceRequest;
     receipt: SignedReceipt;
-  }) {
-    if (validators.length === 0 || Math.random() >= auditRate) return;
+    force: boolean;
+  }): string | undefined {
+    if (validators.length === 0 || (!input.force && Math.random() >= auditRate)) return undefined;
     const validator = validators[randomInt(0, validators.length)] as string;
+    receipts.markSampled({ requestId: input.requestId, segment: input.segment, validatorPeer: validator });
     const sending = (async () => {
       const sample = await signAuditSample({
         privateKey: parameters.privateKey,
@@ -396,7 +458,58 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     );
     finishing.add(sending);
     void sending.finally(() => finishing.delete(sending));
+    return validator;
   }
+
+  // Validators hand their verdicts on this gateway's samples back: kept with the receipts they judge.
+  if (validators.length > 0)
+    void node
+      .handleProtocol(
+        verdictProtocolId,
+        async (stream, peerId) => {
+          const channel = createFrameChannel(stream, { maxFrameBytes: streamLimits.maxFrameBytes });
+          try {
+            const value = await channel.read({ timeoutMs: 10_000 });
+            if (value === undefined) return;
+            const frame = parseFrame(auditVerdictFrameSchema, value);
+            const signer = await recoverAuditVerdictSigner(frame).catch(() => undefined);
+            if (!signer || signer.toLowerCase() !== frame.validator.toLowerCase())
+              throw new ProtocolError("the verdict is not signed by the validator it names");
+            const requestId = frame.request_id.toLowerCase() as Hex;
+            const segment = receipts
+              .getReceipts(requestId)
+              .find((entry) => entry.provider.toLowerCase() === frame.provider.toLowerCase())?.segment;
+            // Only the validator this segment was sent to may judge it.
+            if (segment === undefined || receipts.sampledTo({ requestId, segment }) !== peerId)
+              throw new ProtocolError("no answer of this request was sent to this validator");
+            const verdict = {
+              requestId,
+              segment,
+              provider: frame.provider as Hex,
+              validator: frame.validator as Hex,
+              verdict: frame.verdict,
+              reasons: frame.reasons,
+              metrics: frame.metrics,
+              auditedAt: frame.audited_at,
+              signature: frame.signature as Hex,
+            };
+            if (receipts.saveAuditVerdict(verdict)) {
+              logger.info("audit verdict received", {
+                requestId: requestId.slice(0, 18),
+                provider: frame.provider,
+                verdict: frame.verdict,
+              });
+              emit({ type: "audit", requestId, segment, verdict: { ...verdict, receivedAt: Date.now() } });
+            }
+          } catch (error) {
+            logger.debug("audit verdict refused", { peer: peerId, error: describeError(error) });
+          } finally {
+            await channel.close().catch(() => undefined);
+          }
+        },
+        { maxInboundStreams: 8 },
+      )
+      .catch((error) => logger.warn("cannot take audit verdicts", { error: describeError(error) }));
 
   /** Fetches each segment's evidence from its provider and checks it against the receipt. */
   async function collectEvidence(
@@ -482,6 +595,8 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     const signed: { receipt: SignedReceipt; provider: KnownProvider }[] = [];
     const segments: { provider: KnownProvider; request: InferenceRequest; receipt: SignedReceipt }[] = [];
     let evidence: AnsweredEvidence | AnsweredEvidence[] | { error: string } | undefined;
+    /** The validators (peer ids) this answer was sent to for audit. */
+    let audit: { validators: string[] } | undefined;
     const tried = new Set<string>();
     let lastFailure: unknown;
     let started = false;
@@ -507,6 +622,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         failovers: input.failovers,
         receipts: signed.map((entry) => entry.receipt),
         ...(evidence === undefined ? {} : { evidence }),
+        ...(audit === undefined ? {} : { audit }),
       },
       timings: { queuedMs: 0, totalMs: performance.now() - startedAt },
     });
@@ -594,19 +710,26 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         provider.successes++;
         signed.push({ receipt, provider });
         for (const [index, entry] of signed.entries()) {
-          receipts.saveReceipt({
+          const saved = receipts.saveReceipt({
             requestId,
             segment: index,
             provider: entry.provider.address as Hex,
             modelHash,
             receipt: entry.receipt,
           });
+          if (saved.created) emit({ type: "receipt", requestId, segment: index });
         }
         const prefixLength = request.prefix_tokens?.length ?? 0;
         const promptTokens = segment.end.prompt_token_ids.length - prefixLength;
         segments.push({ provider, request, receipt });
         // Sampled for audit after the answer: the provider cannot know beforehand which answers are checked.
-        for (const entry of segments) maybeSample({ requestId, ...entry });
+        const auditedBy = segments
+          .map((entry, index) =>
+            maybeSample({ requestId, segment: index, ...entry, force: parameters.requestAudit === true }),
+          )
+          .filter((peer): peer is string => peer !== undefined);
+        if (auditedBy.length > 0) audit = { validators: [...new Set(auditedBy)] };
+        emit({ type: "completed", requestId });
         if (parameters.includeEvidence) evidence = await collectEvidence(requestId, segments);
         logger.info("request completed", {
           requestId: requestId.slice(0, 18),
@@ -753,53 +876,50 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     };
   }
 
+  function describeProviders(): ProviderView[] {
+    const now = Date.now();
+    return table.all().map((provider) => {
+      const { announcement } = provider;
+      const banned = provider.bannedUntil > now;
+      const expired = announcement.expires_at <= now;
+      const load = announcement.capacity.busy / announcement.capacity.parallelism;
+      return {
+        peer_id: provider.peerId,
+        address: provider.address,
+        models: announcement.models,
+        price_per_million: announcement.price,
+        latency_ms: provider.latencyMs ?? null,
+        throughput_tps: provider.throughputTps ?? null,
+        in_flight: provider.inFlight,
+        successes: provider.successes,
+        failures: provider.failures,
+        load,
+        parallelism: announcement.capacity.parallelism,
+        waiting: announcement.capacity.waiting,
+        banned,
+        untrusted: provider.untrusted,
+        status: provider.untrusted
+          ? "untrusted"
+          : expired
+            ? "expired"
+            : banned
+              ? "banned"
+              : load >= 1 || provider.inFlight >= announcement.capacity.parallelism
+                ? "busy"
+                : "online",
+        reputation: provider.reputation,
+        announced_at: announcement.issued_at,
+        expires_at: announcement.expires_at,
+      };
+    });
+  }
+
   async function route(input: { method: string; path: string; response: ServerResponse }) {
     if (input.path === "/mycel/v1/usage" && input.method === "GET") {
       sendJson(input.response, 200, usage());
       return true;
     }
-    const match = /^\/mycel\/v1\/receipts\/(0x[0-9a-fA-F]{64})$/.exec(input.path);
-    if (input.path === "/mycel/v1/providers" && input.method === "GET") {
-      const body = table.all().map((provider) => ({
-        peer_id: provider.peerId,
-        address: provider.address,
-        models: provider.announcement.models,
-        price_per_million: provider.announcement.price,
-        latency_ms: provider.latencyMs,
-        in_flight: provider.inFlight,
-        successes: provider.successes,
-        failures: provider.failures,
-        banned: provider.bannedUntil > Date.now(),
-        untrusted: provider.untrusted,
-        reputation: provider.reputation,
-      }));
-      sendJson(input.response, 200, { object: "list", data: body });
-      return true;
-    }
-    if (!input.path.startsWith("/mycel/v1/receipts/")) return false;
-    if (input.method !== "GET") return false;
-    if (!match?.[1])
-      throw new InvalidInputError("a request id is 0x and 64 hex digits", {
-        param: "requestId",
-        code: "invalid_value",
-      });
-    const stored = receipts.getReceipts(match[1] as Hex);
-    if (stored.length === 0) {
-      sendJson(input.response, 404, {
-        error: {
-          message: `no receipts for request ${match[1]}`,
-          type: "invalid_request_error",
-          param: null,
-          code: "not_found",
-        },
-      });
-      return true;
-    }
-    sendJson(input.response, 200, {
-      request_id: match[1].toLowerCase(),
-      receipts: stored.map((entry) => entry.receipt),
-    });
-    return true;
+    return false;
   }
 
   const backend: InferenceBackend = {
@@ -839,7 +959,13 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
       }
     },
     refreshReputation,
+    describeProviders,
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     async stop() {
+      listeners.clear();
       if (reputationTimer) clearInterval(reputationTimer);
       table.stop();
       await Promise.allSettled([...finishing]);

@@ -6,7 +6,9 @@ export {
   defaultGatewayTimeouts,
   defaultMinimumReputation,
   type Gateway,
+  type GatewayActivity,
   type GatewayTimeouts,
+  type ProviderView,
   type StartGatewayParameters,
   startGateway,
 } from "./gateway.ts";

@@ -12,6 +12,8 @@ export type KnownProvider = {
   address: string;
   /** Smoothed time to first token, in ms (undefined until measured). */
   latencyMs: number | undefined;
+  /** Smoothed output tokens per second while streaming (undefined until measured). */
+  throughputTps: number | undefined;
   successes: number;
   failures: number;
   /** Requests this gateway has open on it now. */
@@ -57,6 +59,7 @@ export function createProviderTable(parameters: {
       peerId: announcement.peer_id,
       address: announcement.address,
       latencyMs: undefined,
+      throughputTps: undefined,
       successes: 0,
       failures: 0,
       inFlight: 0,

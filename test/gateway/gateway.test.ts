@@ -151,6 +151,7 @@ function known(parameters: {
     peerId: parameters.peerId,
     address: zeroAddress,
     latencyMs: parameters.latencyMs,
+    throughputTps: undefined,
     successes: parameters.successes ?? 0,
     failures: parameters.failures ?? 0,
     inFlight: 0,

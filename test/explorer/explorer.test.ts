@@ -1,0 +1,409 @@
+/**
+ * The explorer against a running devnet (anvil, 2 provider processes, a validator, the gateway): its JSON views
+ * and event stream with real data, its refusals, and the web app in Debian's chromium driven by playwright-core.
+ * Screenshots go to test-artifacts/explorer/.
+ */
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync } from "node:fs";
+import { request as httpRequest } from "node:http";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { type Browser, chromium, type Page } from "playwright-core";
+import type {
+  ExplorerInfo,
+  ExplorerProvider,
+  PaymentsView,
+  ReceiptDetail,
+  ReceiptList,
+  RegistryList,
+  ValidatorsView,
+} from "../../src/explorer/index.ts";
+import { repositoryRoot, type ServeProcess, startMycelServer, temporaryHome, waitFor } from "../helpers.ts";
+
+const chromiumPath = process.env.MYCEL_CHROMIUM ?? "/usr/bin/chromium";
+const artifacts = join(repositoryRoot, "test-artifacts", "explorer");
+const modelName = "mycel-test-tiny-s1-f32";
+
+async function getJson<T>(url: string): Promise<T> {
+  const response = await fetch(url);
+  assert.equal(response.status, 200, `GET ${url}: ${response.status} ${await response.clone().text()}`);
+  return (await response.json()) as T;
+}
+
+/** A raw GET (no URL normalization, any Host header), for what fetch would not send. */
+function rawGet(url: string, path: string, headers: Record<string, string> = {}) {
+  return new Promise<{ status: number; body: string; headers: Record<string, unknown> }>(
+    (resolve, reject) => {
+      const target = new URL(url);
+      const request = httpRequest(
+        { host: target.hostname, port: target.port, path, method: "GET", headers },
+        (response) => {
+          let body = "";
+          response.setEncoding("utf8");
+          response.on("data", (chunk) => {
+            body += chunk;
+          });
+          response.on("end", () =>
+            resolve({ status: response.statusCode ?? 0, body, headers: response.headers }),
+          );
+        },
+      );
+      request.on("error", reject);
+      request.end();
+    },
+  );
+}
+
+/** Asks the gateway for an answer sent for audit; returns its request id. */
+async function chat(url: string, content: string): Promise<string> {
+  const response = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: modelName,
+      messages: [{ role: "user", content }],
+      max_tokens: 24,
+      mycel: { audit: true },
+    }),
+  });
+  assert.equal(response.status, 200);
+  const body = (await response.json()) as { mycel: { request_id: string; audit?: { validators: string[] } } };
+  assert.equal(body.mycel.audit?.validators.length, 1, "mycel.audit names the validator it went to");
+  return body.mycel.request_id;
+}
+
+describe("explorer on a devnet", () => {
+  let directory: { home: string; remove: () => Promise<void> };
+  let devnet: ServeProcess;
+  let browser: Browser;
+  let url: string;
+  const pageErrors: string[] = [];
+
+  before(async () => {
+    assert.ok(
+      existsSync(chromiumPath),
+      `no chromium at ${chromiumPath}: install it (\`apt-get install chromium\`, as .ci/run does) or set MYCEL_CHROMIUM`,
+    );
+    assert.ok(
+      existsSync(join(repositoryRoot, "web", "dist", "index.html")),
+      "the explorer is not built: run `npm run build:web`",
+    );
+    mkdirSync(artifacts, { recursive: true });
+    directory = await temporaryHome("mycel-explorer-");
+    devnet = await startMycelServer(["devnet", "--providers", "2", "--port", "0", "--rpc-port", "0"], {
+      home: directory.home,
+      timeoutMs: 120_000,
+    });
+    url = devnet.url;
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    const code = await devnet?.stop();
+    await directory?.remove();
+    assert.equal(code, 0, "the devnet stops cleanly");
+  });
+
+  /** A page that records console errors (CSP violations included) and uncaught exceptions. */
+  async function openPage(hash: string): Promise<Page> {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.on("console", (message) => {
+      if (message.type() === "error") pageErrors.push(`${hash}: ${message.text()}`);
+    });
+    page.on("pageerror", (error) => pageErrors.push(`${hash}: ${error.message}`));
+    await page.goto(`${url}/#/${hash}`);
+    return page;
+  }
+
+  async function screenshot(page: Page, name: string) {
+    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+    assert.ok(existsSync(join(artifacts, `${name}.png`)));
+  }
+
+  describe("JSON views", () => {
+    it("describe the gateway, its chain and the providers with their stake", async () => {
+      const info = await getJson<ExplorerInfo>(`${url}/mycel/v1/explorer`);
+      assert.equal(info.chain?.chain_id, 31337);
+      assert.equal(info.chain?.token.symbol, "MYC");
+      assert.equal(info.audit.validators.length, 1);
+      const providers = await getJson<{ data: ExplorerProvider[] }>(`${url}/mycel/v1/providers`);
+      assert.equal(providers.data.length, 2);
+      for (const provider of providers.data) {
+        assert.equal(provider.stake, "100000000000000000000", "100 MYC staked on the devnet");
+        assert.equal(provider.status, "online");
+        assert.equal(provider.parallelism > 0, true);
+        assert.equal(provider.models[0]?.name, modelName);
+      }
+    });
+
+    it("list the registry with lineage and who serves each model", async () => {
+      const registry = await getJson<RegistryList>(`${url}/mycel/v1/registry`);
+      assert.equal(registry.chain, true);
+      const base = registry.data.find((model) => model.name === modelName);
+      assert.ok(base, JSON.stringify(registry.data));
+      assert.equal(base.registered, true);
+      assert.equal(base.served_by.length, 2);
+      assert.equal(base.children.length, 2, "the f16 and q8_0 quantizations");
+      for (const child of registry.data.filter((model) => base.children.includes(model.model_hash))) {
+        assert.deepEqual(child.parents, [{ model_hash: base.model_hash, relation: "quantize" }]);
+        assert.equal(child.served_by.length, 0);
+      }
+    });
+
+    it("stream a receipt and its audit verdict as events, and find both in receipts and payments", async () => {
+      const controller = new AbortController();
+      const events = await fetch(`${url}/mycel/v1/events`, { signal: controller.signal });
+      assert.equal(events.headers.get("content-type"), "text/event-stream; charset=utf-8");
+      const reader = (events.body as ReadableStream<Uint8Array>).getReader();
+      let text = "";
+      const reading = (async () => {
+        const decoder = new TextDecoder();
+        for (;;) {
+          const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+          if (done) return;
+          text += decoder.decode(value, { stream: true });
+        }
+      })();
+      const requestId = await chat(url, "What is a mycelium?");
+      await waitFor("receipt and audit events", async () =>
+        text.includes("event: receipt") && text.includes(`"request_id":"${requestId}","segment":0,"audit"`)
+          ? true
+          : undefined,
+      );
+      assert.match(text, /event: providers\ndata: \[/);
+      controller.abort();
+      await reading;
+
+      const list = await getJson<ReceiptList>(`${url}/mycel/v1/receipts?q=${requestId.slice(0, 14)}`);
+      assert.equal(list.total, 1);
+      assert.equal(list.data[0]?.audit?.verdict, "pass");
+      assert.equal(list.data[0]?.model_name, modelName);
+      const audited = await getJson<ReceiptList>(`${url}/mycel/v1/receipts?audited=true`);
+      assert.ok(audited.data.every((receipt) => receipt.audit !== null));
+      const detail = await getJson<ReceiptDetail>(`${url}/mycel/v1/receipts/${requestId}`);
+      assert.deepEqual(
+        detail.verification.map((entry) => entry.valid),
+        [true],
+      );
+      assert.equal(detail.cost, list.data[0]?.price);
+      const evidence = await getJson<{ evidence: { outputTokens: number[] }[] }>(
+        `${url}/mycel/v1/receipts/${requestId}/evidence`,
+      );
+      assert.equal(evidence.evidence[0]?.outputTokens.length, list.data[0]?.completion_tokens);
+
+      const payments = await getJson<PaymentsView>(`${url}/mycel/v1/payments`);
+      assert.equal(payments.gateway?.channels.length, 1, "the first paid answer opened one channel");
+      const mine = payments.channels.filter((channel) => channel.mine);
+      assert.equal(mine.length, 1);
+      assert.equal(payments.providers.length, 2);
+    });
+
+    it("show validators, the epoch their scores are committed in, and standings", async () => {
+      // The validator opens the epoch with its first commitment (its loop looks at the chain every few seconds).
+      const view = await waitFor(
+        "the validator's commitment",
+        async () => {
+          const current = await getJson<ValidatorsView>(`${url}/mycel/v1/validators`);
+          return current.epochs[0]?.committers.length ? current : undefined;
+        },
+        60_000,
+      );
+      assert.equal(view.chain, true);
+      assert.equal(view.validators.length, 1);
+      assert.equal(view.validators[0]?.stake, "1000000000000000000000");
+      assert.deepEqual(view.epochs[0]?.committers, [view.validators[0]?.address]);
+      assert.equal(view.epochs[0]?.epoch, view.current_epoch);
+      assert.equal(view.epochs[0]?.phase, "committing");
+      assert.equal(view.epochs[0]?.providers.length, 2);
+      assert.equal(view.standings.length, 2);
+      assert.equal(view.max_score, 10_000);
+    });
+
+    it("refuse bad input with a clear error and serve only the built files", async () => {
+      const badLimit = await fetch(`${url}/mycel/v1/receipts?limit=0`);
+      assert.equal(badLimit.status, 400);
+      assert.match(
+        ((await badLimit.json()) as { error: { message: string } }).error.message,
+        /limit must be/,
+      );
+      assert.equal((await fetch(`${url}/mycel/v1/receipts?audited=maybe`)).status, 400);
+      assert.equal((await fetch(`${url}/mycel/v1/receipts/0x1234`)).status, 400);
+      assert.equal((await fetch(`${url}/mycel/v1/receipts/0x${"0".repeat(64)}`)).status, 404);
+      const traversal = await rawGet(url, "/assets/../../package.json");
+      assert.equal(traversal.status, 404);
+      assert.doesNotMatch(traversal.body, /"name": "mycel"/);
+      const rebinding = await rawGet(url, "/mycel/v1/providers", { host: "attacker.example" });
+      assert.equal(rebinding.status, 421);
+      const index = await fetch(`${url}/`);
+      assert.equal(index.status, 200);
+      assert.match(index.headers.get("content-security-policy") ?? "", /script-src 'self'/);
+      const html = await index.text();
+      assert.doesNotMatch(html, /https?:\/\//, "no CDN or external URL in the page");
+    });
+  });
+
+  describe("web app in chromium", () => {
+    it("Network shows every provider with stake and status, live, and charts", async () => {
+      const providers = await getJson<{ data: ExplorerProvider[] }>(`${url}/mycel/v1/providers`);
+      const page = await openPage("network");
+      for (const provider of providers.data)
+        await page.locator(`[title="${provider.address}"]`).first().waitFor({ timeout: 15_000 });
+      const text = (await page.locator("main").textContent()) ?? "";
+      assert.match(text, /100(\.0+)? MYC/, "stake in tokens");
+      assert.match(text, /online/i);
+      assert.ok((await page.locator("main svg").count()) >= 3, "latency, throughput and price charts");
+      await screenshot(page, "network");
+      await page.close();
+    });
+
+    it("Models shows the registry and the lineage graph", async () => {
+      const page = await openPage("models");
+      await page.getByText(modelName).first().waitFor({ timeout: 15_000 });
+      await page.getByText("mycel-test-tiny-s1-f16").first().waitFor();
+      const graph = await page.locator("main svg").first().textContent();
+      assert.match(graph ?? "", /quantize/, "edges name their relation");
+      await screenshot(page, "models");
+      await page.close();
+    });
+
+    it("Playground streams an answer and shows the verified receipt, provider, cost and audit verdict", async () => {
+      const page = await openPage("playground");
+      const model = page.getByLabel("Model");
+      await model.waitFor({ timeout: 15_000 });
+      await page.locator("#pg-model option").first().waitFor({ state: "attached" });
+      await page.getByLabel("Max tokens").fill("160");
+      await page.getByLabel("Message").fill("Tell me about fungi networks.");
+      // Record the assistant message's length at every change: streaming shows it growing.
+      await page.evaluate(`
+        window.lengths = [];
+        new MutationObserver(() => {
+          const message = document.querySelector('[data-testid="assistant-message"][data-streaming="true"]');
+          if (message?.textContent) window.lengths.push(message.textContent.length);
+        }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+      `);
+      await page.getByLabel("Message").press("Control+Enter");
+      const receiptStatus = page.getByTestId("receipt-status");
+      await receiptStatus.waitFor({ timeout: 60_000 });
+      // Locators poll without evaluating strings in the page, which its CSP (no unsafe-eval) would refuse.
+      await receiptStatus.filter({ hasText: /verified/i }).waitFor({ timeout: 30_000 });
+      assert.doesNotMatch((await receiptStatus.textContent()) ?? "", /not verified/i);
+      const lengths = (await page.evaluate("window.lengths")) as number[];
+      assert.ok(
+        new Set(lengths).size >= 2,
+        `tokens arrived in more than one piece: ${JSON.stringify(lengths)}`,
+      );
+      const answer = (await page.getByTestId("assistant-message").last().textContent()) ?? "";
+      assert.ok(answer.length > 0);
+      const providers = await getJson<{ data: ExplorerProvider[] }>(`${url}/mycel/v1/providers`);
+      const shown = await page.getByTestId("answer-provider").innerHTML();
+      assert.ok(
+        providers.data.some((provider) => shown.includes(provider.address)),
+        `the answering provider is named: ${shown}`,
+      );
+      assert.match((await page.getByTestId("answer-cost").textContent()) ?? "", /\d/);
+      await page.getByTestId("audit-status").filter({ hasText: /pass/i }).waitFor({ timeout: 60_000 });
+      await screenshot(page, "playground");
+      await page.close();
+    });
+
+    it("Receipts finds receipts, opens one with its audit and loads its evidence", async () => {
+      const requestId = await chat(url, "Receipts page check");
+      await waitFor("the verdict", async () => {
+        const list = await getJson<ReceiptList>(`${url}/mycel/v1/receipts?q=${requestId}`);
+        return list.data[0]?.audit ? true : undefined;
+      });
+      const page = await openPage("receipts");
+      const search = page.getByLabel("Search");
+      await search.fill(requestId.slice(0, 16));
+      await search.press("Enter");
+      const link = page.locator(`a[href="#/receipts/${requestId}"]`).first();
+      await link.waitFor({ timeout: 15_000 });
+      await screenshot(page, "receipts");
+      await link.focus();
+      await page.keyboard.press("Enter");
+      await page.getByText(/pass/i).first().waitFor({ timeout: 15_000 });
+      await page.getByRole("button", { name: /load evidence/i }).click();
+      await page
+        .getByText(/fingerprint/i)
+        .first()
+        .waitFor({ timeout: 15_000 });
+      await screenshot(page, "receipt-detail");
+      await page.close();
+    });
+
+    it("Payments shows the gateway's channel and provider earnings", async () => {
+      const view = await getJson<PaymentsView>(`${url}/mycel/v1/payments`);
+      const page = await openPage("payments");
+      const channel = view.gateway?.channels[0];
+      assert.ok(channel);
+      await page.locator(`[title="${channel.channel_id}"]`).first().waitFor({ timeout: 15_000 });
+      for (const provider of view.providers)
+        await page.locator(`[title="${provider.address}"]`).first().waitFor({ timeout: 15_000 });
+      await screenshot(page, "payments");
+      await page.close();
+    });
+
+    it("Validators shows the validator's stake and the epoch", async () => {
+      const view = await getJson<ValidatorsView>(`${url}/mycel/v1/validators`);
+      const page = await openPage("validators");
+      await page.locator(`[title="${view.validators[0]?.address}"]`).first().waitFor({ timeout: 15_000 });
+      const text = (await page.locator("main").textContent()) ?? "";
+      assert.match(text, /1,?000(\.0+)? MYC/, "validator stake in tokens");
+      await screenshot(page, "validators");
+      await page.close();
+    });
+
+    it("works with the keyboard alone, and every control has a label", async () => {
+      for (const hash of ["network", "models", "playground", "receipts", "payments", "validators"]) {
+        const page = await openPage(hash);
+        await page.locator("main").waitFor();
+        await page.waitForLoadState("networkidle").catch(() => undefined);
+        const unlabelled = (await page.evaluate(`
+          [...document.querySelectorAll("input, select, textarea, button")]
+            .filter((control) => control.type !== "hidden" && !(
+              control.labels?.length > 0 ||
+              control.getAttribute("aria-label") ||
+              control.getAttribute("aria-labelledby") ||
+              (control.tagName === "BUTTON" && control.textContent.trim())
+            ))
+            .map((control) => control.outerHTML.slice(0, 120))
+        `)) as string[];
+        assert.deepEqual(unlabelled, [], `${hash}: controls without a label`);
+        await page.close();
+      }
+      const page = await openPage("network");
+      await page.keyboard.press("Tab");
+      assert.match(
+        (await page.evaluate('document.activeElement?.textContent ?? ""')) as string,
+        /skip to content/i,
+        "the first Tab reaches the skip link",
+      );
+      // Tab to the Playground link in the main navigation and follow it with Enter.
+      let onPlayground = false;
+      for (let step = 0; step < 20 && !onPlayground; step++) {
+        await page.keyboard.press("Tab");
+        onPlayground = (await page.evaluate(
+          `document.activeElement?.getAttribute("href") === "#/playground"`,
+        )) as boolean;
+      }
+      assert.ok(onPlayground, "the Playground link is reachable with Tab");
+      await page.keyboard.press("Enter");
+      await page.waitForURL(/#\/playground$/);
+      await page.getByLabel("Message").waitFor();
+      await page.close();
+      assert.deepEqual(pageErrors, [], "no console errors or CSP violations on any page");
+    });
+  });
+});

@@ -231,6 +231,66 @@ describe("explorer on a devnet", () => {
       assert.equal(view.max_score, 10_000);
     });
 
+    it("show an epoch revealed and finalized with its consensus once the chain's clock has passed it", async () => {
+      // Anvil's clock is moved past the epoch (10 min on the devnet) and then past its reveal period (2 min);
+      // the validator reveals and finalizes on its own, as it would after real time.
+      const rpcUrl = /Chain \(anvil\): (http:\/\/127\.0\.0\.1:\d+)/.exec(devnet.output())?.[1];
+      assert.ok(rpcUrl, "the devnet prints its anvil URL");
+      const rpc = async (method: string, params: unknown[]) => {
+        const response = await fetch(rpcUrl, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+        });
+        assert.equal(response.status, 200);
+      };
+      const before = await getJson<ValidatorsView>(`${url}/mycel/v1/validators`);
+      const epoch = before.current_epoch ?? 0;
+      const epochOf = (view: ValidatorsView) => view.epochs.find((entry) => entry.epoch === epoch);
+      const advance = async (seconds: number) => {
+        await rpc("evm_increaseTime", [seconds]);
+        await rpc("evm_mine", []);
+      };
+      const target = epochOf(before);
+      assert.ok(target);
+      await advance(Math.ceil((target.ends_at - Date.now()) / 1000) + 5);
+      await waitFor(
+        "the validator's reveal",
+        async () => {
+          const view = await getJson<ValidatorsView>(`${url}/mycel/v1/validators`);
+          return epochOf(view)?.revealed === 1 ? view : undefined;
+        },
+        60_000,
+      );
+      const revealing = await getJson<ValidatorsView>(`${url}/mycel/v1/validators`);
+      await advance(
+        Math.ceil(((epochOf(revealing)?.reveals_until ?? 0) - (epochOf(revealing)?.ends_at ?? 0)) / 1000) + 5,
+      );
+      const finalized = await waitFor(
+        "the epoch's finalization",
+        async () => {
+          const view = await getJson<ValidatorsView>(`${url}/mycel/v1/validators`);
+          return epochOf(view)?.finalized ? view : undefined;
+        },
+        60_000,
+      );
+      const done = epochOf(finalized);
+      assert.equal(done?.phase, "finalized");
+      assert.equal(finalized.current_epoch, epoch + 1, "a new epoch is current");
+      assert.deepEqual(
+        done?.scores.map((entry) => entry.validator),
+        [finalized.validators[0]?.address],
+      );
+      // Every audited answer passed: every provider scores 10,000, and so does the consensus.
+      assert.deepEqual(done?.scores[0]?.scores, [10_000, 10_000]);
+      assert.deepEqual(done?.consensus, [10_000, 10_000]);
+      for (const standing of finalized.standings) {
+        assert.equal(standing.scored, true);
+        assert.equal(standing.last_score, 10_000);
+        assert.equal(standing.last_epoch, epoch);
+      }
+    });
+
     it("refuse bad input with a clear error and serve only the built files", async () => {
       const badLimit = await fetch(`${url}/mycel/v1/receipts?limit=0`);
       assert.equal(badLimit.status, 400);
@@ -361,6 +421,14 @@ describe("explorer on a devnet", () => {
       await page.locator(`[title="${view.validators[0]?.address}"]`).first().waitFor({ timeout: 15_000 });
       const text = (await page.locator("main").textContent()) ?? "";
       assert.match(text, /1,?000(\.0+)? MYC/, "validator stake in tokens");
+      assert.match(text, /finalized/, "the finalized epoch");
+      const finalizedEpoch =
+        (await page.locator("details[open]").filter({ hasText: "finalized" }).textContent()) ?? "";
+      assert.match(
+        finalizedEpoch,
+        /Consensus\s*100(\.0)?%\s*100(\.0)?%/,
+        "the consensus row, open: both providers at 100%",
+      );
       await screenshot(page, "validators");
       await page.close();
     });

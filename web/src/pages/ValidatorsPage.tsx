@@ -95,6 +95,7 @@ export function ValidatorsPage() {
   const token = useToken();
   const view = useJson<ValidatorsView>("/mycel/v1/validators", { refreshMs: 15_000 });
   const data = view.data;
+  const newestRevealed = data?.epochs.find((epoch) => epoch.scores.length > 0)?.epoch;
   return (
     <section aria-labelledby="validators-heading">
       <h1 id="validators-heading">Validators</h1>
@@ -212,8 +213,13 @@ export function ValidatorsPage() {
                 </table>
               </div>
               <h3>Scores per epoch</h3>
-              {data.epochs.map((epoch, index) => (
-                <details key={epoch.epoch} class="epoch" open={index === 0}>
+              {data.epochs.map((epoch) => (
+                // Open: the current epoch, and the newest one with revealed scores (the last consensus).
+                <details
+                  key={epoch.epoch}
+                  class="epoch"
+                  open={epoch.epoch === data.epochs[0]?.epoch || epoch.epoch === newestRevealed}
+                >
                   <summary>
                     Epoch {epoch.epoch} · {epochState(epoch)} · {epoch.scores.length} revealed
                   </summary>

@@ -63,6 +63,15 @@ export type BackendGenerateResult = {
   timings?: { queuedMs: number; totalMs: number };
 };
 
+/** What an extra route gets: the request, its path (no trailing slash) and query, and the response to write. */
+export type RouteParameters = {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  request: IncomingMessage;
+  response: ServerResponse;
+};
+
 /** Where the OpenAI-compatible API gets its models and answers. */
 export type InferenceBackend = {
   listModels(): ApiModelInfo[];
@@ -72,13 +81,7 @@ export type InferenceBackend = {
   /** The body of GET /health. */
   health(): Record<string, unknown>;
   /** Extra routes (e.g. /mycel/v1/...); returns false when it does not serve the path. */
-  route?(parameters: {
-    method: string;
-    path: string;
-    query: URLSearchParams;
-    request: IncomingMessage;
-    response: ServerResponse;
-  }): Promise<boolean>;
+  route?(parameters: RouteParameters): Promise<boolean>;
 };
 
 /** The API served from this process's engine (`mycel serve`). */

@@ -7,6 +7,7 @@ export {
   type BackendGenerateResult,
   createEngineBackend,
   type InferenceBackend,
+  type RouteParameters,
 } from "./backend.ts";
 export { HttpError, type OpenAiErrorBody, type OpenAiErrorResponse, toOpenAiError } from "./openaiErrors.ts";
 export {

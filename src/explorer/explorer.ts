@@ -2,9 +2,9 @@
  * The explorer's server side: JSON views of the network, the registry, receipts and audits, payments and
  * validators under /mycel/v1/, live updates as server-sent events, and the built web app at "/".
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import type { Hex } from "viem";
-import { HttpError } from "../api/index.ts";
+import { HttpError, type RouteParameters } from "../api/index.ts";
 import { type ChainConnection, type Deployments, getTokenInfo, type TokenInfo } from "../chain/index.ts";
 import { describeError, InvalidInputError, ServiceUnavailableError } from "../errors/index.ts";
 import { fetchEvidence, type Gateway } from "../gateway/index.ts";
@@ -49,13 +49,7 @@ export type CreateExplorerParameters = {
 
 /** A running explorer: give its `route` to the API server (after the gateway's own routes). */
 export type Explorer = {
-  route(parameters: {
-    method: string;
-    path: string;
-    query: URLSearchParams;
-    request: IncomingMessage;
-    response: ServerResponse;
-  }): Promise<boolean>;
+  route(parameters: RouteParameters): Promise<boolean>;
   stop(): void;
 };
 
@@ -325,28 +319,12 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
   }
 
   async function paymentsView(): Promise<PaymentsView> {
-    const own = parameters.payments;
-    const channels = own?.channels() ?? [];
     const onChain = payments ? await payments() : { channels: [], providers: [], settlements: [] };
     return {
       object: "mycel.payments",
       chain: chain !== undefined,
       token: token ? await token() : null,
-      gateway: own
-        ? {
-            budget: own.budget.limit.toString(),
-            deposited: own.budget.committed().toString(),
-            paid: channels.reduce((sum, channel) => sum + channel.signedAmount, 0n).toString(),
-            channels: channels.map((channel) => ({
-              channel_id: channel.channelId,
-              provider: channel.provider,
-              state: channel.state,
-              deposit: channel.deposit.toString(),
-              paid: channel.signedAmount.toString(),
-              acknowledged: channel.acknowledgedAmount.toString(),
-            })),
-          }
-        : null,
+      gateway: gateway.paymentsSummary(),
       ...onChain,
     };
   }

@@ -21,8 +21,8 @@ export type ExplorerInfo = {
 /** Whether a provider is routed to now, and if not why. */
 export type ProviderStatus = "online" | "busy" | "banned" | "untrusted" | "expired";
 
-/** One provider as GET /mycel/v1/providers lists it. */
-export type ExplorerProvider = {
+/** A provider as a gateway sees it now. */
+export type ProviderView = {
   peer_id: string;
   address: string;
   models: { hash: string; name: string; context_size: number }[];
@@ -43,11 +43,12 @@ export type ExplorerProvider = {
   status: ProviderStatus;
   /** On-chain reputation 0..1 (1 until validators have scored the provider). */
   reputation: number;
-  /** Staked amount on the ProviderRegistry; null without a chain or before it was read. */
-  stake: string | null;
   announced_at: number;
   expires_at: number;
 };
+
+/** One provider as GET /mycel/v1/providers lists it: the gateway's view and its stake on the ProviderRegistry (null without a chain). */
+export type ExplorerProvider = ProviderView & { stake: string | null };
 
 /** One sample of the network, taken every `interval_ms`. */
 export type HistoryPoint = {
@@ -147,25 +148,29 @@ export type ChainChannel = {
   mine: boolean;
 };
 
+/** A gateway's own payment channels and budget (also `payments` of GET /mycel/v1/usage). */
+export type GatewayPaymentsSummary = {
+  budget: string;
+  deposit_per_provider: string;
+  deposited: string;
+  paid: string;
+  channels: {
+    channel_id: string;
+    provider: string;
+    state: string;
+    deposit: string;
+    paid: string;
+    acknowledged: string;
+  }[];
+};
+
 /** GET /mycel/v1/payments. */
 export type PaymentsView = {
   object: "mycel.payments";
   chain: boolean;
   token: { address: string; symbol: string; decimals: number } | null;
   /** This gateway's side: what it deposited, signed and had acknowledged, per channel (from its own store). */
-  gateway: {
-    budget: string;
-    deposited: string;
-    paid: string;
-    channels: {
-      channel_id: string;
-      provider: string;
-      state: string;
-      deposit: string;
-      paid: string;
-      acknowledged: string;
-    }[];
-  } | null;
+  gateway: GatewayPaymentsSummary | null;
   /** Every channel to every registered provider, from the chain. */
   channels: ChainChannel[];
   /** Per registered provider: what it has settled on chain (its earnings), deposits towards it, its stake. */

@@ -18,6 +18,7 @@ import {
   PaymentRequiredError,
   ServiceUnavailableError,
 } from "../errors/index.ts";
+import type { GatewayPaymentsSummary, ProviderView } from "../explorer/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import { createFrameChannel, type FrameChannel, type MycelNode } from "../p2p/index.ts";
 import type { GatewayPayments, PayingChannel, SegmentBill } from "../payments/index.ts";
@@ -95,28 +96,6 @@ export type GatewayActivity =
   | { type: "receipt"; requestId: Hex; segment: number }
   | { type: "audit"; requestId: Hex; segment: number; verdict: StoredAuditVerdict };
 
-/** A provider as the gateway sees it now, as GET /mycel/v1/providers lists it. */
-export type ProviderView = {
-  peer_id: string;
-  address: string;
-  models: { hash: string; name: string; context_size: number }[];
-  price_per_million: { input: string; output: string };
-  latency_ms: number | null;
-  throughput_tps: number | null;
-  in_flight: number;
-  successes: number;
-  failures: number;
-  load: number;
-  parallelism: number;
-  waiting: number;
-  banned: boolean;
-  untrusted: boolean;
-  status: "online" | "busy" | "banned" | "untrusted" | "expired";
-  reputation: number;
-  announced_at: number;
-  expires_at: number;
-};
-
 /** Evidence as the API returns it: with the request in its wire form, so that it is a whole audit input but the receipt. */
 type AnsweredEvidence = Evidence & { request: InferenceRequest };
 
@@ -134,6 +113,8 @@ export type Gateway = {
   refreshReputation(): Promise<void>;
   /** Every known provider as the gateway sees it now. */
   describeProviders(): ProviderView[];
+  /** This gateway's payment channels and budget; null when it does not pay. */
+  paymentsSummary(): GatewayPaymentsSummary | null;
   /** Calls `listener` with each {@link GatewayActivity}; returns the unsubscribe function. */
   subscribe(listener: (activity: GatewayActivity) => void): () => void;
   /** Resolves once `count` providers (of `modelHash` if given) are known; rejects after `timeoutMs`. */
@@ -833,8 +814,6 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
       completion_tokens: group.completion,
       cost: group.cost.toString(),
     });
-    const payments = parameters.payments;
-    const channels = payments?.channels() ?? [];
     return {
       object: "mycel.usage",
       client,
@@ -857,23 +836,30 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
         requests: group.requests,
         ...shape(group),
       })),
-      payments: payments
-        ? {
-            budget: payments.budget.limit.toString(),
-            deposit_per_provider: payments.budget.depositPerProvider.toString(),
-            deposited: payments.budget.committed().toString(),
-            paid: channels.reduce((sum, channel) => sum + channel.signedAmount, 0n).toString(),
-            channels: channels.map((channel) => ({
-              channel_id: channel.channelId,
-              provider: channel.provider,
-              state: channel.state,
-              deposit: channel.deposit.toString(),
-              paid: channel.signedAmount.toString(),
-              acknowledged: channel.acknowledgedAmount.toString(),
-            })),
-          }
-        : null,
+      payments: paymentsSummary(),
     };
+  }
+
+  /** This gateway's channels and budget; null without payments. */
+  function paymentsSummary(): GatewayPaymentsSummary | null {
+    const payments = parameters.payments;
+    const channels = payments?.channels() ?? [];
+    return payments
+      ? {
+          budget: payments.budget.limit.toString(),
+          deposit_per_provider: payments.budget.depositPerProvider.toString(),
+          deposited: payments.budget.committed().toString(),
+          paid: channels.reduce((sum, channel) => sum + channel.signedAmount, 0n).toString(),
+          channels: channels.map((channel) => ({
+            channel_id: channel.channelId,
+            provider: channel.provider,
+            state: channel.state,
+            deposit: channel.deposit.toString(),
+            paid: channel.signedAmount.toString(),
+            acknowledged: channel.acknowledgedAmount.toString(),
+          })),
+        }
+      : null;
   }
 
   function describeProviders(): ProviderView[] {
@@ -960,6 +946,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     },
     refreshReputation,
     describeProviders,
+    paymentsSummary,
     subscribe(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

@@ -8,7 +8,6 @@ export {
   type Gateway,
   type GatewayActivity,
   type GatewayTimeouts,
-  type ProviderView,
   type StartGatewayParameters,
   startGateway,
 } from "./gateway.ts";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it, mock } from "node:test";
 import { createNetworkHistory, defaultHistoryOptions } from "../../src/explorer/history.ts";
-import type { HistoryPoint } from "../../src/explorer/index.ts";
-import type { GatewayActivity, ProviderView } from "../../src/gateway/index.ts";
+import type { HistoryPoint, ProviderView } from "../../src/explorer/index.ts";
+import type { GatewayActivity } from "../../src/gateway/index.ts";
 
 /** A gateway with a provider table set by the test and activity the test emits. */
 function fakeGateway(providers: ProviderView[] = []) {

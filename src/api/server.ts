@@ -111,6 +111,17 @@ export function isLoopbackHostHeader(header: string | undefined): boolean {
   return name === "localhost" || name === "::1" || /^127(\.\d{1,3}){3}$/.test(name);
 }
 
+/** Whether a request's Origin (if a browser sent one) is this server itself, as its Host header names it. */
+export function isSameOrigin(origin: string | undefined, host: string | undefined): boolean {
+  if (origin === undefined) return true;
+  try {
+    const url = new URL(origin);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.host === (host ?? "").toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
 /** Starts the OpenAI-compatible API on host:port and resolves once it listens. */
 export async function startApiServer(parameters: StartApiServerParameters): Promise<ApiServer> {
   const chosenBackend =
@@ -362,6 +373,14 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
           hint: "use http://127.0.0.1:<port> or http://localhost:<port>, or start the server with --host to serve other names",
         },
       );
+    // A web page of another origin can send a simple POST to this server (no preflight) and make it spend:
+    // browsers name the page's origin, so anything that changes state must come from this origin or from no
+    // browser at all (curl, SDKs send no Origin).
+    if (method !== "GET" && method !== "HEAD" && !isSameOrigin(request.headers.origin, request.headers.host))
+      throw new HttpError(403, `requests from the web page at ${request.headers.origin} are refused`, {
+        code: "cross_origin_refused",
+        hint: "call the API from a program, or from the explorer this server serves; other web pages may not use it",
+      });
     const allow = (methods: string[]) => {
       if (!methods.includes(method)) {
         throw new HttpError(405, `${method} is not allowed on ${path}; use ${methods.join(" or ")}`, {

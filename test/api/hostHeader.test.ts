@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { type ApiServer, type InferenceBackend, startApiServer } from "../../src/api/index.ts";
-import { isLoopbackHostHeader } from "../../src/api/server.ts";
+import { isLoopbackHostHeader, isSameOrigin } from "../../src/api/server.ts";
 import { ModelNotFoundError } from "../../src/errors/index.ts";
 
 /** A backend that serves no models: enough for /health and the Host check. */
@@ -96,5 +96,43 @@ describe("API: Host header check", () => {
       const rebound = await getWithHost(server, "/health", `127.0.0.1.evil.example:${server.port}`);
       assert.equal(rebound.status, 421, "a name that only starts like loopback");
     });
+
+    it("refuses a POST from another web page's origin with 403, and takes its own origin and none", async () => {
+      const post = (origin: string | undefined) =>
+        fetch(`${server.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "text/plain", ...(origin ? { origin } : {}) },
+          body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+        });
+      const foreign = await post("http://evil.example");
+      assert.equal(foreign.status, 403);
+      const { error } = (await foreign.json()) as { error: { code: string; message: string } };
+      assert.equal(error.code, "cross_origin_refused");
+      assert.match(error.message, /evil\.example/);
+      assert.equal((await post("null")).status, 403, "an opaque origin (sandboxed frame, file://)");
+      // Its own origin and no origin at all reach the API: here the model is unknown (404), not refused.
+      assert.equal((await post(server.url)).status, 404);
+      assert.equal((await post(undefined)).status, 404);
+    });
+  });
+});
+
+describe("API: Origin check", () => {
+  it("takes no Origin, or the server's own, as the same origin", () => {
+    assert.equal(isSameOrigin(undefined, "127.0.0.1:8080"), true, "not a browser");
+    assert.equal(isSameOrigin("http://127.0.0.1:8080", "127.0.0.1:8080"), true);
+    assert.equal(isSameOrigin("http://localhost:8080", "LOCALHOST:8080"), true);
+  });
+
+  it("takes any other origin as foreign", () => {
+    for (const [origin, host] of [
+      ["http://evil.example", "127.0.0.1:8080"],
+      ["http://127.0.0.1:9999", "127.0.0.1:8080"],
+      ["http://localhost:8080", "127.0.0.1:8080"],
+      ["null", "127.0.0.1:8080"],
+      ["file://", "127.0.0.1:8080"],
+      ["http://127.0.0.1:8080", undefined],
+    ] as const)
+      assert.equal(isSameOrigin(origin, host), false, `${origin} on ${host}`);
   });
 });

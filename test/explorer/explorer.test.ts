@@ -375,6 +375,16 @@ describe("explorer on a devnet", () => {
       assert.match((await page.getByTestId("answer-cost").textContent()) ?? "", /\d/);
       await page.getByTestId("audit-status").filter({ hasText: /pass/i }).waitFor({ timeout: 60_000 });
       await screenshot(page, "playground");
+      // Another page and back: the conversation, the receipt check and the verdict are still there.
+      await page.locator('nav a[href="#/network"]').click();
+      await page.getByRole("heading", { level: 1, name: "Network" }).waitFor();
+      await page.locator('nav a[href="#/playground"]').click();
+      await page.getByTestId("audit-status").filter({ hasText: /pass/i }).waitFor({ timeout: 15_000 });
+      await page
+        .getByTestId("receipt-status")
+        .filter({ hasText: /verified/i })
+        .waitFor({ timeout: 15_000 });
+      assert.equal((await page.getByTestId("assistant-message").last().textContent()) ?? "", answer);
       await page.close();
     });
 

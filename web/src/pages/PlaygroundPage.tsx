@@ -177,6 +177,16 @@ function AuditStatus(props: { audit: AuditState }) {
   );
 }
 
+/**
+ * The conversation and the last answer, kept while the app is open: going to another page and back loses
+ * nothing (an answer still streaming then is stopped, and marked so).
+ */
+const kept: { turns: Turn[]; result: Result | null; auditState: AuditState } = {
+  turns: [],
+  result: null,
+  auditState: { state: "not-requested" },
+};
+
 /** The playground page. */
 export function PlaygroundPage() {
   const token = useToken();
@@ -187,14 +197,16 @@ export function PlaygroundPage() {
   const [maxTokens, setMaxTokens] = useState("64");
   const [temperature, setTemperature] = useState("0.7");
   const [audit, setAudit] = useState(true);
-  const [turns, setTurns] = useState<Turn[]>([]);
+  const [turns, setTurns] = useState<Turn[]>(() =>
+    kept.turns.map((turn) => (turn.streaming ? { ...turn, streaming: false, ended: "stopped" } : turn)),
+  );
   const [streaming, setStreaming] = useState(false);
   const [error, setError] = useState<string | undefined>(undefined);
-  const [result, setResult] = useState<Result | null>(null);
+  const [result, setResult] = useState<Result | null>(kept.result);
   const [verification, setVerification] = useState<Verification | null>(null);
-  const [auditState, setAuditState] = useState<AuditState>({ state: "not-requested" });
+  const [auditState, setAuditState] = useState<AuditState>(kept.auditState);
   const controller = useRef<AbortController | null>(null);
-  const nextId = useRef(1);
+  const nextId = useRef(Math.max(0, ...kept.turns.map((turn) => turn.id)) + 1);
   const messageBox = useRef<HTMLTextAreaElement>(null);
   const stopButton = useRef<HTMLButtonElement>(null);
   const conversation = useRef<HTMLElement>(null);
@@ -205,6 +217,11 @@ export function PlaygroundPage() {
   const awaitingAudit = auditState.state === "pending" ? requestId : undefined;
 
   useEffect(() => () => controller.current?.abort(), []);
+  useEffect(() => {
+    kept.turns = turns;
+    kept.result = result;
+    kept.auditState = auditState;
+  }, [turns, result, auditState]);
 
   // Keep the newest text in view while it streams, unless the reader scrolled up.
   useEffect(() => {

@@ -413,12 +413,35 @@ describe("explorer on a devnet", () => {
       await page.close();
     });
 
-    it("Payments shows the gateway's channel and provider earnings", async () => {
-      const view = await getJson<PaymentsView>(`${url}/mycel/v1/payments`);
+    it("Payments shows the gateway's channel, a settlement on chain and the provider's earnings", async () => {
+      // Devnet providers settle what they earned every 60 s (--settle-interval 60).
+      const view = await waitFor(
+        "a settlement on chain",
+        async () => {
+          const current = await getJson<PaymentsView>(`${url}/mycel/v1/payments`);
+          return current.settlements.length > 0 ? current : undefined;
+        },
+        120_000,
+      );
+      const settlement = view.settlements[0];
+      assert.ok(settlement && BigInt(settlement.paid) > 0n);
+      assert.equal(settlement.client, view.channels.find((channel) => channel.mine)?.client);
+      const earner = view.providers.find((provider) => provider.address === settlement.provider);
+      assert.ok(earner, "the settling provider is listed");
+      assert.ok(BigInt(earner.earned) >= BigInt(settlement.paid), "earnings include the settlement");
+      const settledOnChannel = view.channels
+        .filter((channel) => channel.provider === settlement.provider)
+        .reduce((sum, channel) => sum + BigInt(channel.settled), 0n);
+      assert.equal(
+        BigInt(earner.earned),
+        settledOnChannel,
+        "earnings are what the provider's channels settled",
+      );
       const page = await openPage("payments");
       const channel = view.gateway?.channels[0];
       assert.ok(channel);
       await page.locator(`[title="${channel.channel_id}"]`).first().waitFor({ timeout: 15_000 });
+      await page.locator(`[title="${settlement.transaction}"]`).first().waitFor({ timeout: 15_000 });
       for (const provider of view.providers)
         await page.locator(`[title="${provider.address}"]`).first().waitFor({ timeout: 15_000 });
       await screenshot(page, "payments");

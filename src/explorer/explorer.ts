@@ -112,15 +112,37 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
   const history = createNetworkHistory({ gateway, ...parameters.history });
   const events = createEventStream();
 
-  const token = chain
-    ? cachedRead(() => getTokenInfo(chain.connection, chain.deployments.contracts.token), 3_600_000)
-    : undefined;
-  const stakes = chain ? cachedRead(() => readProviderStakes(chain), 5_000) : undefined;
-  const registry = chain ? cachedRead(() => readRegistry(chain), 5_000) : undefined;
-  const payments = chain
-    ? cachedRead(() => readPayments({ ...chain, gateway: gateway.address }), 2_000)
-    : undefined;
-  const validators = chain ? cachedRead(() => readValidators(chain), 2_000) : undefined;
+  /** A cached chain read whose failure says which chain did not answer (503, retried after the cache time). */
+  const fromChain = <T>(
+    what: string,
+    ttlMs: number,
+    read: (context: NonNullable<typeof chain>) => Promise<T>,
+  ) =>
+    chain
+      ? cachedRead(async () => {
+          try {
+            return await read(chain);
+          } catch (error) {
+            throw new ServiceUnavailableError(
+              `cannot read ${what} from the chain at ${chain.connection.rpcUrl}`,
+              {
+                details: describeError(error),
+                hint: "check that the chain's RPC (--rpc-url) answers; the other views work meanwhile",
+                retryAfterSeconds: 5,
+              },
+            );
+          }
+        }, ttlMs)
+      : undefined;
+  const token = fromChain("the payment token", 3_600_000, (context) =>
+    getTokenInfo(context.connection, context.deployments.contracts.token),
+  );
+  const stakes = fromChain("provider stakes", 5_000, readProviderStakes);
+  const registry = fromChain("the model registry", 5_000, readRegistry);
+  const payments = fromChain("payment channels", 2_000, (context) =>
+    readPayments({ ...context, gateway: gateway.address }),
+  );
+  const validators = fromChain("validators and epochs", 2_000, readValidators);
 
   async function providers(): Promise<ExplorerProvider[]> {
     let stakeOf: Map<string, bigint> | undefined;

@@ -9,13 +9,15 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Browser, chromium, type Page } from "playwright-core";
-import type { Hex } from "viem";
+import { createPublicClient, defineChain, type Hex, http, zeroAddress } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type ApiServer, startApiServer } from "../../src/api/index.ts";
 import {
+  type CreateExplorerParameters,
   createExplorer,
   type Explorer,
   type ExplorerInfo,
@@ -79,8 +81,17 @@ describe("explorer on a gateway without a chain (in process, no providers)", () 
   let url: string;
 
   /** An explorer on the shared gateway and an API server for it, composed as src/cli/roles.ts does. */
-  async function serveExplorer(directory?: string): Promise<string> {
-    const explorer = createExplorer({ gateway, node, receipts, ...(directory ? { directory } : {}) });
+  async function serveExplorer(
+    directory?: string,
+    chain?: CreateExplorerParameters["chain"],
+  ): Promise<string> {
+    const explorer = createExplorer({
+      gateway,
+      node,
+      receipts,
+      ...(directory ? { directory } : {}),
+      ...(chain ? { chain } : {}),
+    });
     explorers.push(explorer);
     const server = await startApiServer({
       backend: {
@@ -243,6 +254,66 @@ describe("explorer on a gateway without a chain (in process, no providers)", () 
         ((await evidence.json()) as { error: { message: string } }).error.message,
         /not on the network/,
       );
+    });
+  });
+
+  describe("with its chain's RPC down", () => {
+    let downUrl: string;
+    let rpcUrl: string;
+
+    before(async () => {
+      // A port that was just free: nothing answers there.
+      const probe = createServer();
+      await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+      const { port } = probe.address() as { port: number };
+      await new Promise<void>((resolve) => probe.close(() => resolve()));
+      rpcUrl = `http://127.0.0.1:${port}`;
+      const chainDefinition = defineChain({
+        id: 31337,
+        name: "down",
+        nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+        rpcUrls: { default: { http: [rpcUrl] } },
+      });
+      const contracts = {
+        token: zeroAddress,
+        modelRegistry: zeroAddress,
+        providerRegistry: zeroAddress,
+        paymentChannels: zeroAddress,
+        epochConsensus: zeroAddress,
+      };
+      downUrl = await serveExplorer(undefined, {
+        connection: {
+          rpcUrl,
+          chain: chainDefinition,
+          publicClient: createPublicClient({
+            chain: chainDefinition,
+            transport: http(rpcUrl, { retryCount: 0 }),
+          }),
+        },
+        // Only the contract addresses and chain id are read (nothing more: the RPC is down).
+        deployments: { contracts, chainId: 31337 } as unknown as NonNullable<
+          CreateExplorerParameters["chain"]
+        >["deployments"],
+      });
+    });
+
+    it("answers the chain views with 503 naming the chain, and the rest as usual", async () => {
+      for (const path of [
+        "/mycel/v1/payments",
+        "/mycel/v1/validators",
+        "/mycel/v1/registry",
+        "/mycel/v1/explorer",
+      ]) {
+        const response = await fetch(`${downUrl}${path}`);
+        assert.equal(response.status, 503, path);
+        const { error } = (await response.json()) as { error: { message: string } };
+        assert.match(error.message, new RegExp(`from the chain at ${rpcUrl.replace(/[.]/g, "\\.")}`), path);
+        assert.match(error.message, /--rpc-url/, `${path}: the message names the fix`);
+      }
+      const providers = await fetch(`${downUrl}/mycel/v1/providers`);
+      assert.equal(providers.status, 200, "providers are listed without their stake");
+      const receiptsList = await fetch(`${downUrl}/mycel/v1/receipts`);
+      assert.equal(receiptsList.status, 200);
     });
   });
 

@@ -439,7 +439,8 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
   return {
     async route(input) {
       const { method, path, query, response } = input;
-      if (serveExplorerFile({ directory, method, path, response })) return true;
+      const acceptEncoding = input.request.headers["accept-encoding"];
+      if (serveExplorerFile({ directory, method, path, acceptEncoding, response })) return true;
       if (method !== "GET") return false;
       const json = jsonRoutes[path];
       if (json) {

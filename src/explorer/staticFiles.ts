@@ -3,6 +3,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import type { ServerResponse } from "node:http";
 import { extname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
 
 /** Where `npm run build:web` writes the explorer. */
 export const defaultExplorerDirectory = fileURLToPath(new URL("../../web/dist/", import.meta.url));
@@ -39,6 +40,8 @@ export function serveExplorerFile(parameters: {
   directory: string;
   method: string;
   path: string;
+  /** The request's Accept-Encoding: text files go out gzipped when it names gzip. */
+  acceptEncoding?: string | string[];
   response: ServerResponse;
 }): boolean {
   const { directory, method, path, response } = parameters;
@@ -59,14 +62,35 @@ export function serveExplorerFile(parameters: {
   const file = normalize(join(directory, relative));
   if (!file.startsWith(normalize(directory).replace(/[\\/]?$/, sep))) return false;
   if (!existsSync(file) || !statSync(file).isFile()) return false;
-  const body = readFileSync(file);
+  const type = contentTypes[extname(file)] ?? "application/octet-stream";
+  const gzip = compressible(type) && /\bgzip\b/.test(String(parameters.acceptEncoding ?? ""));
+  const body = gzip ? gzipped(file) : readFileSync(file);
   response.writeHead(200, {
-    "content-type": contentTypes[extname(file)] ?? "application/octet-stream",
+    "content-type": type,
     "content-length": body.length,
+    ...(gzip ? { "content-encoding": "gzip" } : {}),
+    vary: "accept-encoding",
     // Asset names carry a content hash: cache them for good; the page itself is checked on every load.
     "cache-control": isAsset ? "public, max-age=31536000, immutable" : "no-cache",
     ...securityHeaders,
   });
   response.end(method === "HEAD" ? undefined : body);
   return true;
+}
+
+/** Text compresses about 3:1; images and fonts are compressed already. */
+function compressible(type: string): boolean {
+  return /^text\/|^application\/json|^image\/svg/.test(type);
+}
+
+/** Files gzipped once and kept while unchanged (the built app is small: about 85 KB before compression). */
+const gzipCache = new Map<string, { modified: number; body: Buffer }>();
+
+function gzipped(file: string): Buffer {
+  const modified = statSync(file).mtimeMs;
+  const cached = gzipCache.get(file);
+  if (cached && cached.modified === modified) return cached.body;
+  const body = gzipSync(readFileSync(file), { level: 9 });
+  gzipCache.set(file, { modified, body });
+  return body;
 }

@@ -12,6 +12,7 @@ import { request as httpRequest } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { gunzipSync } from "node:zlib";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { createPublicClient, defineChain, type Hex, http, zeroAddress } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
@@ -360,6 +361,39 @@ describe("explorer on a gateway without a chain (in process, no providers)", () 
       assert.match(asset.headers.get("content-type") ?? "", /^text\/javascript/);
       assert.match(asset.headers.get("cache-control") ?? "", /immutable/);
       assert.equal(await asset.text(), script);
+
+      // Text goes out gzipped to a client that takes gzip, as it is to one that does not.
+      for (const encoding of ["gzip, deflate, br", undefined]) {
+        const answer = await new Promise<{ headers: Record<string, unknown>; body: Buffer }>(
+          (resolve, reject) => {
+            const target = new URL(siteUrl);
+            httpRequest(
+              {
+                host: target.hostname,
+                port: target.port,
+                path: "/assets/app-abc123.js",
+                headers: encoding ? { "accept-encoding": encoding } : {},
+              },
+              (response) => {
+                const chunks: Buffer[] = [];
+                response.on("data", (chunk: Buffer) => chunks.push(chunk));
+                response.on("end", () => resolve({ headers: response.headers, body: Buffer.concat(chunks) }));
+              },
+            )
+              .on("error", reject)
+              .end();
+          },
+        );
+        assert.equal(answer.headers.vary, "accept-encoding");
+        assert.equal(Number(answer.headers["content-length"]), answer.body.length);
+        if (encoding) {
+          assert.equal(answer.headers["content-encoding"], "gzip");
+          assert.equal(gunzipSync(answer.body).toString(), script);
+        } else {
+          assert.equal(answer.headers["content-encoding"], undefined);
+          assert.equal(answer.body.toString(), script);
+        }
+      }
 
       const head = await fetch(`${siteUrl}/`, { method: "HEAD" });
       assert.equal(head.status, 200);

@@ -12,20 +12,20 @@ import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { gzipSync } from "node:zlib";
-import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import type {
   ExplorerProvider,
   PaymentsView,
   ReceiptList,
   ValidatorsView,
 } from "../../src/explorer/index.ts";
+import { launchChromium } from "../../test/fixtures/browser.ts";
 import { onAbruptExit } from "../network/processes.ts";
 import { formatTable, machineBusyMs, median, roundUp, verdict } from "../shared/report.ts";
 
 const repositoryRoot = resolve(import.meta.dirname, "..", "..");
 const mycelBin = join(repositoryRoot, "bin", "mycel.js");
 const webDist = join(repositoryRoot, "web", "dist");
-const chromiumPath = process.env.MYCEL_CHROMIUM ?? "/usr/bin/chromium";
 /** The model `mycel devnet` serves. */
 const modelName = "mycel-test-tiny-s1-f32";
 /** Cold loads of each page in section 2 (after one warm-up round that is not counted). */
@@ -45,16 +45,6 @@ const targets = {
   liveDelayMs: 250,
   heapGrowthBytes: 5 * megabyte,
 };
-/** The flags the explorer's browser test launches chromium with. */
-const chromiumArgs = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-dev-shm-usage",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 const runStarted = performance.now();
 function progress(message: string) {
@@ -476,22 +466,35 @@ async function loadCold(browser: Browser, url: string, spec: PageSpec): Promise<
     const agrees = spec.state === "visible" ? await locator.isVisible() : (await locator.count()) > 0;
     if (!agrees)
       throw new Error(`the ${spec.id} page's own check saw ${spec.shows} but Playwright's locator does not`);
-    const timing = (await page.evaluate(resourceTimingScript)) as {
-      origin: number;
-      entries: { name: string; start: number; end: number }[];
-    };
+    type Timing = { origin: number; entries: { name: string; start: number; end: number }[] };
+    const pageJson = (timing: Timing) =>
+      timing.entries.filter((entry) => {
+        const address = new URL(entry.name);
+        return spec.endpoints.includes(address.pathname + address.search);
+      });
+    // The data can show before every request of the page has finished (the Network page draws its table
+    // from /providers while /network/history may still be on its way): wait for all of them, briefly.
+    let timing: Timing = { origin: 0, entries: [] };
+    await waitUntil(
+      `the ${spec.id} page's requests to finish`,
+      async () => {
+        timing = (await page.evaluate(resourceTimingScript)) as Timing;
+        return pageJson(timing).length === spec.endpoints.length ? true : undefined;
+      },
+      { intervalMs: 25, timeoutMs: 5_000 },
+    ).catch(() => {
+      throw new Error(
+        `the ${spec.id} page fetched ${
+          pageJson(timing)
+            .map((entry) => entry.name)
+            .join(", ") || "none"
+        }, ` + `not ${spec.endpoints.join(", ")}`,
+      );
+    });
     const since = (relative: number) => timing.origin + relative - startedAt;
     const assets = timing.entries.filter((entry) => new URL(entry.name).pathname.startsWith("/assets/"));
     if (assets.length === 0) throw new Error(`the ${spec.id} page has no Resource Timing entry for its JS`);
-    const json = timing.entries.filter((entry) => {
-      const address = new URL(entry.name);
-      return spec.endpoints.includes(address.pathname + address.search);
-    });
-    if (json.length !== spec.endpoints.length)
-      throw new Error(
-        `the ${spec.id} page fetched ${json.map((entry) => entry.name).join(", ") || "none"}, ` +
-          `not ${spec.endpoints.join(", ")}`,
-      );
+    const json = pageJson(timing);
     if (errors.length > 0) throw new Error(`the ${spec.id} page logged errors: ${errors.join("; ")}`);
     return {
       shownMs: shownAt - startedAt,
@@ -887,10 +890,8 @@ async function measureMemory(parameters: { browser: Browser; url: string; provid
 // ---- main ----
 
 async function main() {
-  if (!existsSync(chromiumPath))
-    throw new Error(
-      `no chromium at ${chromiumPath}: install it (\`apt-get install chromium\`) or set MYCEL_CHROMIUM`,
-    );
+  // Before the long part: a missing chromium fails here, naming the fix.
+  await (await launchChromium()).close();
   const bundle = measureBundle();
   const home = await mkdtemp(join(tmpdir(), "mycel-bench-explorer-"));
   let devnet: Devnet | undefined;
@@ -901,7 +902,7 @@ async function main() {
     devnet = await startDevnet(home);
     const { url } = devnet;
     const devnetSeconds = (performance.now() - devnetStarted) / 1000;
-    browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
+    browser = await launchChromium();
 
     // One answer sent for audit, so that every page has real data: a receipt, a payment channel.
     progress("one chat request (sent for audit), then waiting for the gateway's payment channel");
@@ -963,4 +964,10 @@ async function main() {
   }
 }
 
-await main();
+try {
+  await main();
+} catch (error) {
+  // What failed, without a stack trace: the message names the fix.
+  process.stderr.write(`bench:explorer failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+}

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import type {
   ExplorerInfo,
   ExplorerProvider,
@@ -18,9 +18,9 @@ import type {
   RegistryList,
   ValidatorsView,
 } from "../../src/explorer/index.ts";
+import { launchChromium } from "../fixtures/browser.ts";
 import { repositoryRoot, type ServeProcess, startMycelServer, temporaryHome, waitFor } from "../helpers.ts";
 
-const chromiumPath = process.env.MYCEL_CHROMIUM ?? "/usr/bin/chromium";
 const artifacts = join(repositoryRoot, "test-artifacts", "explorer");
 const modelName = "mycel-test-tiny-s1-f32";
 
@@ -81,10 +81,6 @@ describe("explorer on a devnet", () => {
 
   before(async () => {
     assert.ok(
-      existsSync(chromiumPath),
-      `no chromium at ${chromiumPath}: install it (\`apt-get install chromium\`, as .ci/run does) or set MYCEL_CHROMIUM`,
-    );
-    assert.ok(
       existsSync(join(repositoryRoot, "web", "dist", "index.html")),
       "the explorer is not built: run `npm run build:web`",
     );
@@ -95,18 +91,7 @@ describe("explorer on a devnet", () => {
       timeoutMs: 120_000,
     });
     url = devnet.url;
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {

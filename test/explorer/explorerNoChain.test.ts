@@ -13,7 +13,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { gunzipSync } from "node:zlib";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { createPublicClient, defineChain, type Hex, http, zeroAddress } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type ApiServer, startApiServer } from "../../src/api/index.ts";
@@ -35,9 +35,9 @@ import { type Gateway, startGateway } from "../../src/gateway/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, type MycelNode } from "../../src/p2p/index.ts";
 import { receiptDomain, signReceipt } from "../../src/protocol/index.ts";
 import { openReceiptStore, type ReceiptStore } from "../../src/store/index.ts";
+import { launchChromium } from "../fixtures/browser.ts";
 import { repositoryRoot, temporaryHome } from "../helpers.ts";
 
-const chromiumPath = process.env.MYCEL_CHROMIUM ?? "/usr/bin/chromium";
 const artifacts = join(repositoryRoot, "test-artifacts", "explorer");
 const builtIndex = join(repositoryRoot, "web", "dist", "index.html");
 
@@ -425,23 +425,8 @@ describe("explorer on a gateway without a chain (in process, no providers)", () 
 
     before(async () => {
       assert.ok(existsSync(builtIndex), "the explorer is not built: run npm run build:web");
-      assert.ok(
-        existsSync(chromiumPath),
-        `no chromium at ${chromiumPath}: install it (\`apt-get install chromium\`, as .ci/run does) or set MYCEL_CHROMIUM`,
-      );
       mkdirSync(artifacts, { recursive: true });
-      browser = await chromium.launch({
-        executablePath: chromiumPath,
-        args: [
-          "--headless",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-dev-shm-usage",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync",
-        ],
-      });
+      browser = await launchChromium();
     });
 
     after(async () => {

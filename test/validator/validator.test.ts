@@ -29,8 +29,10 @@ import {
   receiptDomain,
   type SignedReceipt,
   signAuditSample,
+  signAuditVerdict,
   signReceipt,
   streamLimits,
+  verdictProtocolId,
   wireVersion,
 } from "../../src/protocol/index.ts";
 import { type Provider, startProvider } from "../../src/provider/index.ts";
@@ -70,6 +72,10 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
   const gateways: Gateway[] = [];
   let validator: Validator;
   let validatorNode: MycelNode;
+  let validatorAddress: Hex;
+  /** The sampling gateway's receipts store, where the verdicts handed back are kept. */
+  let gatewayReceipts: ReceiptStore;
+  let gatewayNode: MycelNode;
   let gateway: Gateway;
   let gatewayKey: Hex;
   let honest: Provider;
@@ -151,6 +157,7 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
       name: "challenges",
     });
     validatorNode = await node(validatorKey, bootstrap);
+    validatorAddress = privateKeyToAccount(validatorKey).address;
     validator = await startValidator({
       node: validatorNode,
       auditor,
@@ -162,12 +169,14 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
     });
 
     gatewayKey = generatePrivateKey();
+    gatewayNode = await node(gatewayKey, bootstrap);
     gateway = gatewayOn({
-      node: await node(gatewayKey, bootstrap),
+      node: gatewayNode,
       privateKey: gatewayKey,
       name: "gateway",
       validators: [validatorNode.multiaddrs()[0] as string],
     });
+    gatewayReceipts = receiptStores.at(-1) as ReceiptStore;
     await Promise.all(
       [gateway, challenger].map((entry) =>
         entry.waitForProviders({ count: 2, modelHash: model.hash, timeoutMs: 20_000 }),
@@ -232,6 +241,75 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
       !codes(failed).includes("receipt_invalid"),
       "the cheater's receipt itself is sound: only the audit catches it",
     );
+  });
+
+  it("hands each verdict back to the gateway that sent the sample, signed; the gateway refuses any other", async () => {
+    const seen: string[] = [];
+    const unsubscribe = gateway.subscribe((activity) => {
+      if (activity.type === "audit") seen.push(`${activity.requestId}:${activity.verdict.verdict}`);
+    });
+    try {
+      const fair = await ask(honest, "Where do mushrooms grow?");
+      const cheat = await ask(cheater, "Where do mushrooms grow?");
+      assert.deepEqual((fair.mycel as { audit?: unknown }).audit, { validators: [validatorNode.peerId] });
+      const handedBack = (requestId: Hex) =>
+        waitFor(`the verdict on ${requestId.slice(0, 10)} at the gateway`, () => {
+          const verdicts = gatewayReceipts.auditVerdicts(requestId);
+          return verdicts.length > 0 ? verdicts : undefined;
+        });
+      const [passed] = await handedBack(fair.mycel.request_id);
+      const [failed] = await handedBack(cheat.mycel.request_id);
+      assert.equal(passed?.verdict, "pass");
+      assert.equal(passed?.validator, validatorAddress);
+      assert.equal(passed?.provider, honest.address);
+      assert.equal(failed?.verdict, "fail");
+      assert.equal(failed?.provider, cheater.address);
+      const stored = await auditOf(cheat.mycel.request_id);
+      assert.deepEqual(
+        failed?.reasons.map((reason) => reason.code),
+        codes(stored),
+        "the gateway has the validator's reasons",
+      );
+      assert.equal(failed?.metrics.outputTokens, stored.metrics.outputTokens);
+      assert.ok(
+        seen.includes(`${cheat.mycel.request_id}:fail`),
+        "the gateway announces the verdict to its views",
+      );
+
+      // The same verdict frame from another peer, or a verdict on a request never sampled, changes nothing.
+      const intruderKey = generatePrivateKey();
+      const intruder = await node(intruderKey, [gatewayNode.multiaddrs()[0] as string]);
+      const forge = async (requestId: Hex, verdict: "pass" | "fail") => {
+        const frame = await signAuditVerdict({
+          privateKey: intruderKey,
+          verdict: {
+            request_id: requestId,
+            provider: cheater.address,
+            verdict,
+            reasons: [],
+            metrics: {},
+            audited_at: Date.now(),
+          },
+        });
+        const stream = await intruder.openStream(gatewayNode.peerId, verdictProtocolId, {
+          signal: AbortSignal.timeout(10_000),
+        });
+        const channel = createFrameChannel(stream, { maxFrameBytes: streamLimits.maxFrameBytes });
+        await channel.write(frame);
+        await channel.close().catch(() => undefined);
+      };
+      await forge(cheat.mycel.request_id, "pass");
+      await forge(`0x${"ab".repeat(32)}` as Hex, "pass");
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.deepEqual(
+        gatewayReceipts.auditVerdicts(cheat.mycel.request_id).map((entry) => entry.verdict),
+        ["fail"],
+        "only the sampled validator's verdict is kept",
+      );
+      assert.deepEqual(gatewayReceipts.auditVerdicts(`0x${"ab".repeat(32)}` as Hex), []);
+    } finally {
+      unsubscribe();
+    }
   });
 
   it("challenges providers itself: the honest one passes, the cheater fails, stored as challenges", async () => {

@@ -21,5 +21,6 @@ export {
   type ApiServer,
   defaultMaxBodyBytes,
   type StartApiServerParameters,
+  sendJson,
   startApiServer,
 } from "./server.ts";

@@ -58,7 +58,8 @@ function completionId(prefix: string) {
   return `${prefix}-${randomBytes(12).toString("hex")}`;
 }
 
-function sendJson(
+/** Writes `payload` as a JSON response with its length, plus any extra headers. */
+export function sendJson(
   response: ServerResponse,
   status: number,
   payload: unknown,

@@ -2,9 +2,8 @@
  * The explorer's server side: JSON views of the network, the registry, receipts and audits, payments and
  * validators under /mycel/v1/, live updates as server-sent events, and the built web app at "/".
  */
-import type { ServerResponse } from "node:http";
 import type { Hex } from "viem";
-import { HttpError, type RouteParameters } from "../api/index.ts";
+import { HttpError, type RouteParameters, sendJson } from "../api/index.ts";
 import { type ChainConnection, type Deployments, getTokenInfo, type TokenInfo } from "../chain/index.ts";
 import { describeError, InvalidInputError, ServiceUnavailableError } from "../errors/index.ts";
 import { fetchEvidence, type Gateway } from "../gateway/index.ts";
@@ -12,7 +11,7 @@ import { type Logger, silentLogger } from "../log/index.ts";
 import type { MycelNode } from "../p2p/index.ts";
 import type { GatewayPayments } from "../payments/index.ts";
 import { recoverReceiptSigner, type SignedReceipt } from "../protocol/index.ts";
-import type { ReceiptStore, StoredAuditVerdict } from "../store/index.ts";
+import type { ReceiptStore, SearchedReceipt, StoredAuditVerdict } from "../store/index.ts";
 import { cachedRead, readPayments, readProviderStakes, readRegistry, readValidators } from "./chainView.ts";
 import { createEventStream } from "./eventStream.ts";
 import { createNetworkHistory } from "./history.ts";
@@ -56,18 +55,8 @@ export type Explorer = {
 /** Largest page of receipts one request returns. */
 export const maxReceiptsPage = 100;
 
-function sendJson(response: ServerResponse, payload: unknown) {
-  const text = JSON.stringify(payload, (_key, value) =>
-    typeof value === "bigint" ? value.toString() : value,
-  );
-  response.writeHead(200, {
-    "content-type": "application/json; charset=utf-8",
-    "content-length": Buffer.byteLength(text),
-    "cache-control": "no-store",
-    "x-content-type-options": "nosniff",
-  });
-  response.end(text);
-}
+/** JSON views change with every request: never cached, never sniffed. */
+const viewHeaders = { "cache-control": "no-store", "x-content-type-options": "nosniff" };
 
 function toAuditSummary(verdict: StoredAuditVerdict): AuditSummary {
   return {
@@ -161,19 +150,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
     return new Map(gateway.backend.listModels().map((model) => [`0x${model.hash}`, model.name]));
   }
 
-  function toReceiptSummary(
-    stored: {
-      requestId: Hex;
-      segment: number;
-      provider: string;
-      modelHash: string;
-      receipt: unknown;
-      createdAt: number;
-      sampledTo?: string | null;
-      audit?: StoredAuditVerdict | null;
-    },
-    names: Map<string, string>,
-  ): ReceiptSummary {
+  function toReceiptSummary(stored: SearchedReceipt, names: Map<string, string>): ReceiptSummary {
     const message = ((stored.receipt as { message?: ReceiptMessage }).message ?? {}) as ReceiptMessage;
     return {
       request_id: stored.requestId,
@@ -185,7 +162,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
       prompt_tokens: Number(message.promptTokens ?? 0),
       completion_tokens: Number(message.completionTokens ?? 0),
       price: String(message.price ?? "0"),
-      sampled_to: stored.sampledTo ?? null,
+      sampled_to: stored.sampledTo,
       audit: stored.audit ? toAuditSummary(stored.audit) : null,
     };
   }
@@ -224,7 +201,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
   }
 
   function storedReceipts(requestId: string) {
-    const stored = receipts.getReceipts(requestId as Hex);
+    const stored = receipts.receiptsWithAudits(requestId as Hex);
     if (stored.length === 0)
       throw new HttpError(404, `no receipts for request ${requestId}`, {
         code: "not_found",
@@ -235,7 +212,6 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
 
   async function receiptDetail(requestId: string): Promise<ReceiptDetail> {
     const stored = storedReceipts(requestId);
-    const verdicts = receipts.auditVerdicts(requestId as Hex);
     const names = modelNames();
     const verification = await Promise.all(
       stored.map(async (entry) => {
@@ -248,19 +224,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
         };
       }),
     );
-    const summaries = stored.map((entry) =>
-      toReceiptSummary(
-        {
-          ...entry,
-          sampledTo: receipts.sampledTo({ requestId: entry.requestId, segment: entry.segment }) ?? null,
-          audit:
-            verdicts.find((verdict) => verdict.segment === entry.segment && verdict.verdict === "fail") ??
-            verdicts.find((verdict) => verdict.segment === entry.segment) ??
-            null,
-        },
-        names,
-      ),
-    );
+    const summaries = stored.map((entry) => toReceiptSummary(entry, names));
     return {
       request_id: requestId.toLowerCase(),
       receipts: stored.map((entry) => entry.receipt),
@@ -397,20 +361,9 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
   const stopActivity = gateway.subscribe((activity) => {
     if (activity.type === "receipt") {
       const stored = receipts
-        .getReceipts(activity.requestId)
+        .receiptsWithAudits(activity.requestId)
         .find((entry) => entry.segment === activity.segment);
-      if (stored)
-        events.publish({
-          type: "receipt",
-          data: toReceiptSummary(
-            {
-              ...stored,
-              sampledTo:
-                receipts.sampledTo({ requestId: activity.requestId, segment: activity.segment }) ?? null,
-            },
-            modelNames(),
-          ),
-        });
+      if (stored) events.publish({ type: "receipt", data: toReceiptSummary(stored, modelNames()) });
     }
     if (activity.type === "audit")
       events.publish({
@@ -444,7 +397,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
       if (method !== "GET") return false;
       const json = jsonRoutes[path];
       if (json) {
-        sendJson(response, await json());
+        sendJson(response, 200, await json(), viewHeaders);
         return true;
       }
       if (path === "/mycel/v1/events") {
@@ -456,7 +409,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
         return true;
       }
       if (path === "/mycel/v1/receipts") {
-        sendJson(response, searchReceipts(query));
+        sendJson(response, 200, searchReceipts(query), viewHeaders);
         return true;
       }
       const match = /^\/mycel\/v1\/receipts\/([^/]+)(\/evidence)?$/.exec(path);
@@ -467,7 +420,12 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
           param: "requestId",
           code: "invalid_value",
         });
-      sendJson(response, match[2] ? await receiptEvidence(requestId) : await receiptDetail(requestId));
+      sendJson(
+        response,
+        200,
+        match[2] ? await receiptEvidence(requestId) : await receiptDetail(requestId),
+        viewHeaders,
+      );
       return true;
     },
     stop() {

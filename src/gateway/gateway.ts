@@ -3,11 +3,12 @@ import { randomBytes, randomInt } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import { type Hex, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import type {
-  ApiModelInfo,
-  BackendGenerateParameters,
-  BackendGenerateResult,
-  InferenceBackend,
+import {
+  type ApiModelInfo,
+  type BackendGenerateParameters,
+  type BackendGenerateResult,
+  type InferenceBackend,
+  sendJson,
 } from "../api/index.ts";
 import {
   describeError,
@@ -971,13 +972,4 @@ function smallest(values: readonly bigint[]): bigint {
   let result = values[0] ?? 0n;
   for (const value of values) if (value < result) result = value;
   return result;
-}
-
-function sendJson(response: ServerResponse, status: number, payload: unknown) {
-  const text = JSON.stringify(payload);
-  response.writeHead(status, {
-    "content-type": "application/json; charset=utf-8",
-    "content-length": Buffer.byteLength(text),
-  });
-  response.end(text);
 }

@@ -89,6 +89,8 @@ export type ReceiptStore = {
   untrustedProviders(): UntrustedProvider[];
   /** Receipts newest first, filtered, with their audit state; `total` counts every match. */
   searchReceipts(parameters: SearchReceiptsParameters): { total: number; receipts: SearchedReceipt[] };
+  /** A request's receipts ordered by segment, each with its audit state as {@link searchReceipts} gives it. */
+  receiptsWithAudits(requestId: Hex): SearchedReceipt[];
   /** Records that a segment was sent to a validator for audit. */
   markSampled(parameters: { requestId: Hex; segment: number; validatorPeer: string }): void;
   /** Which validator peer a segment was sent to, if any. */
@@ -267,6 +269,28 @@ export function openReceiptStore(parameters: OpenReceiptStoreParameters): Receip
     "SELECT * FROM audit_verdicts WHERE request_id = ? ORDER BY segment, received_at",
   );
 
+  const selectWithSamples = db.prepare<[string], ReceiptRow & { sampled_to: string | null }>(
+    `SELECT r.*, s.validator_peer AS sampled_to FROM receipts r
+     LEFT JOIN audit_samples s ON s.request_id = r.request_id AND s.segment = r.segment
+     WHERE r.request_id = ? ORDER BY r.segment`,
+  );
+
+  /** Receipt rows with where they were sent for audit and the verdict to show for each. */
+  function withAudits(rows: (ReceiptRow & { sampled_to: string | null })[]): SearchedReceipt[] {
+    const verdicts = new Map<string, StoredAuditVerdict>();
+    for (const requestId of new Set(rows.map((row) => row.request_id)))
+      for (const row of selectVerdicts.all(requestId)) {
+        const key = `${row.request_id}:${row.segment}`;
+        // A failed verdict is the one to show when validators disagree.
+        if (!verdicts.has(key) || row.verdict === "fail") verdicts.set(key, toStoredVerdict(row));
+      }
+    return rows.map((row) => ({
+      ...toStoredReceipt(row),
+      sampledTo: row.sampled_to,
+      audit: verdicts.get(`${row.request_id}:${row.segment}`) ?? null,
+    }));
+  }
+
   const save = db.transaction((row: ReceiptRow): SaveReceiptReturnType => {
     if (insert.run(row).changes === 1) return { created: true };
     const stored = selectOne.get(row.request_id, row.segment);
@@ -427,21 +451,10 @@ export function openReceiptStore(parameters: OpenReceiptStoreParameters): Receip
            ${where} ORDER BY r.created_at DESC, r.request_id, r.segment LIMIT ? OFFSET ?`,
         )
         .all(...values, search.limit, search.offset);
-      const verdicts = new Map<string, StoredAuditVerdict>();
-      for (const requestId of new Set(rows.map((row) => row.request_id)))
-        for (const row of selectVerdicts.all(requestId)) {
-          const key = `${row.request_id}:${row.segment}`;
-          // A failed verdict is the one to show when validators disagree.
-          if (!verdicts.has(key) || row.verdict === "fail") verdicts.set(key, toStoredVerdict(row));
-        }
-      return {
-        total,
-        receipts: rows.map((row) => ({
-          ...toStoredReceipt(row),
-          sampledTo: row.sampled_to,
-          audit: verdicts.get(`${row.request_id}:${row.segment}`) ?? null,
-        })),
-      };
+      return { total, receipts: withAudits(rows) };
+    },
+    receiptsWithAudits(requestId) {
+      return withAudits(selectWithSamples.all(checkRequestId(requestId)));
     },
     markSampled(sample) {
       if (!Number.isSafeInteger(sample.segment) || sample.segment < 0)

@@ -18,7 +18,7 @@ import type {
   RegistryList,
   ValidatorsView,
 } from "../../src/explorer/index.ts";
-import { launchChromium } from "../fixtures/browser.ts";
+import { launchChromium, openExplorerPage } from "../fixtures/browser.ts";
 import { repositoryRoot, type ServeProcess, startMycelServer, temporaryHome, waitFor } from "../helpers.ts";
 
 const artifacts = join(repositoryRoot, "test-artifacts", "explorer");
@@ -101,16 +101,7 @@ describe("explorer on a devnet", () => {
     assert.equal(code, 0, "the devnet stops cleanly");
   });
 
-  /** A page that records console errors (CSP violations included) and uncaught exceptions. */
-  async function openPage(hash: string): Promise<Page> {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    page.on("console", (message) => {
-      if (message.type() === "error") pageErrors.push(`${hash}: ${message.text()}`);
-    });
-    page.on("pageerror", (error) => pageErrors.push(`${hash}: ${error.message}`));
-    await page.goto(`${url}/#/${hash}`);
-    return page;
-  }
+  const openPage = (hash: string) => openExplorerPage({ browser, url, hash, errors: pageErrors });
 
   async function screenshot(page: Page, name: string) {
     await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });

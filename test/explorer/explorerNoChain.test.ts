@@ -35,7 +35,7 @@ import { type Gateway, startGateway } from "../../src/gateway/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, type MycelNode } from "../../src/p2p/index.ts";
 import { receiptDomain, signReceipt } from "../../src/protocol/index.ts";
 import { openReceiptStore, type ReceiptStore } from "../../src/store/index.ts";
-import { launchChromium } from "../fixtures/browser.ts";
+import { launchChromium, openExplorerPage } from "../fixtures/browser.ts";
 import { repositoryRoot, temporaryHome } from "../helpers.ts";
 
 const artifacts = join(repositoryRoot, "test-artifacts", "explorer");
@@ -433,16 +433,7 @@ describe("explorer on a gateway without a chain (in process, no providers)", () 
       await browser?.close();
     });
 
-    /** A page that records console errors (CSP violations included) and uncaught exceptions. */
-    async function openPage(hash: string): Promise<Page> {
-      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-      page.on("console", (message) => {
-        if (message.type() === "error") pageErrors.push(`${hash}: ${message.text()}`);
-      });
-      page.on("pageerror", (error) => pageErrors.push(`${hash}: ${error.message}`));
-      await page.goto(`${url}/#/${hash}`);
-      return page;
-    }
+    const openPage = (hash: string) => openExplorerPage({ browser, url, hash, errors: pageErrors });
 
     /** Checks a page once its calm state shows: its h1, "no chain" in the header, no alert; then a screenshot. */
     async function checkCalm(page: Page, name: string, heading: string) {

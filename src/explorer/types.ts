@@ -41,8 +41,8 @@ export type ProviderView = {
   banned: boolean;
   untrusted: boolean;
   status: ProviderStatus;
-  /** On-chain reputation 0..1 (1 until validators have scored the provider). */
-  reputation: number;
+  /** On-chain reputation 0..1; null until validators have scored the provider (routing counts that as 1). */
+  reputation: number | null;
   announced_at: number;
   expires_at: number;
 };

@@ -51,7 +51,7 @@ import {
 import type { ReceiptStore, StoredAuditVerdict } from "../store/index.ts";
 import { fetchEvidence } from "./evidence.ts";
 import { createProviderTable, type KnownProvider, type ProviderTable } from "./providerTable.ts";
-import { rankProviders } from "./routing.ts";
+import { rankProviders, reputationOf } from "./routing.ts";
 import { ReceiptRejectedError, verifyReceipt } from "./verifyReceipt.ts";
 
 /** How patient the gateway is with providers. */
@@ -768,7 +768,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
       };
     }
     const served = table.serving(modelHash);
-    const reputable = served.filter((entry) => entry.reputation >= (reputation?.minimum ?? 0));
+    const reputable = served.filter((entry) => reputationOf(entry) >= (reputation?.minimum ?? 0));
     throw new ServiceUnavailableError(
       served.length === 0
         ? `no provider serves model "${parameters.model.name}" now`
@@ -894,7 +894,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
               : load >= 1 || provider.inFlight >= announcement.capacity.parallelism
                 ? "busy"
                 : "online",
-        reputation: provider.reputation,
+        reputation: provider.reputation ?? null,
         announced_at: announcement.issued_at,
         expires_at: announcement.expires_at,
       };

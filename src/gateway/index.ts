@@ -12,5 +12,5 @@ export {
   startGateway,
 } from "./gateway.ts";
 export { createProviderTable, type KnownProvider, type ProviderTable } from "./providerTable.ts";
-export { rankProviders, routingWeights, scoreProvider } from "./routing.ts";
+export { rankProviders, reputationOf, routingWeights, scoreProvider } from "./routing.ts";
 export { ReceiptRejectedError, type VerifyReceiptParameters, verifyReceipt } from "./verifyReceipt.ts";

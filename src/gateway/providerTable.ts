@@ -22,8 +22,8 @@ export type KnownProvider = {
   bannedUntil: number;
   /** Caught cheating (a forged or mismatched receipt): never routed to again. */
   untrusted: boolean;
-  /** On-chain reputation in [0, 1] (EpochConsensus); 1 until validators have scored the provider. */
-  reputation: number;
+  /** On-chain reputation in [0, 1] (EpochConsensus); undefined until validators have scored the provider. */
+  reputation: number | undefined;
 };
 
 /** The table of providers a gateway routes among. */
@@ -65,7 +65,7 @@ export function createProviderTable(parameters: {
       inFlight: 0,
       bannedUntil: 0,
       untrusted: untrustedAddresses.has(announcement.address),
-      reputation: 1,
+      reputation: undefined,
     };
     providers.set(announcement.peer_id, entry);
     node.addPeerAddresses(announcement.peer_id, announcement.multiaddrs).catch(() => undefined);

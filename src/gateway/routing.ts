@@ -1,6 +1,11 @@
 /** Routing: which provider serves a request, scored by price, latency, success rate, load and reputation. */
 import type { KnownProvider } from "./providerTable.ts";
 
+/** A provider's on-chain reputation for routing: 1 until validators have scored it (newcomers get a chance). */
+export function reputationOf(provider: Pick<KnownProvider, "reputation">): number {
+  return provider.reputation ?? 1;
+}
+
 /** Weights of the routing score (higher score wins). */
 export const routingWeights = { price: 1, latency: 1, success: 2, load: 1, reputation: 1 } as const;
 
@@ -33,7 +38,7 @@ export function scoreProvider(parameters: {
     routingWeights.latency * latency +
     routingWeights.success * success +
     routingWeights.load * load +
-    routingWeights.reputation * provider.reputation
+    routingWeights.reputation * reputationOf(provider)
   );
 }
 
@@ -51,7 +56,7 @@ export function rankProviders(parameters: {
     (entry) =>
       !entry.untrusted &&
       entry.bannedUntil <= now &&
-      entry.reputation >= minimum &&
+      reputationOf(entry) >= minimum &&
       !parameters.exclude?.has(entry.peerId),
   );
   const scored = usable.map((provider) => ({

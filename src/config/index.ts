@@ -2,9 +2,12 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { defaultEngineOptions, type EngineOptions } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
-import { resolveMycelHome } from "../model/index.ts";
+import { defaultEngineOptions, type EngineOptions } from "./engineOptions.ts";
+import { resolveMycelHome } from "./home.ts";
+
+export { defaultEngineOptions, type EngineOptions } from "./engineOptions.ts";
+export { resolveMycelHome } from "./home.ts";
 
 /** Settings of `mycel serve` and `mycel demo`. */
 export type ServeConfig = {

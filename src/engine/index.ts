@@ -1,4 +1,5 @@
 /** The engine part: node-llama-cpp inference (generate, evaluate), chat templates and streaming text helpers. */
+export { defaultEngineOptions, type EngineOptions } from "../config/index.ts";
 export {
   type ChatMessage,
   fallbackChatTemplate,
@@ -7,9 +8,7 @@ export {
 } from "./chatPrompt.ts";
 export {
   createEngine,
-  defaultEngineOptions,
   type Engine,
-  type EngineOptions,
   type EvaluateParameters,
   type EvaluateReturnType,
   exactReplayMaxTokens,

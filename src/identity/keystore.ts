@@ -6,8 +6,8 @@ import type { Address, Hex } from "viem";
 import { bytesToHex, getAddress, isAddressEqual } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { z } from "zod";
+import { resolveMycelHome } from "../config/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
-import { resolveMycelHome } from "../model/index.ts";
 import {
   InvalidKeystoreError,
   KeystoreExistsError,

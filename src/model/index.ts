@@ -13,7 +13,6 @@ export {
   type ModelStore,
   openModelStore,
   readModelMetadata,
-  resolveMycelHome,
 } from "./store.ts";
 export {
   defaultTestModelQuant,

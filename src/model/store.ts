@@ -3,9 +3,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, open, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { basename, join } from "node:path";
 import type { readGgufFileInfo } from "node-llama-cpp";
+import { resolveMycelHome } from "../config/index.ts";
 import { InvalidInputError, InvalidModelFileError, ModelNotFoundError, MycelError } from "../errors/index.ts";
 import { closeStream, downloadFile, parseModelSource, type TransferProgress } from "./download.ts";
 
@@ -26,11 +26,6 @@ export type ModelRecord = {
 };
 
 type StoreIndex = { version: 1; models: ModelRecord[] };
-
-/** Returns MYCEL_HOME, or ~/.mycel. */
-export function resolveMycelHome(home?: string): string {
-  return home ?? process.env.MYCEL_HOME ?? join(homedir(), ".mycel");
-}
 
 const hashPattern = /^[0-9a-f]{64}$/;
 

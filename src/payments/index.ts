@@ -1,4 +1,7 @@
-/** The payments part: payment channels as the provider and the gateway use them (vouchers, metering, settlement). */
+/**
+ * The payments part: payment channels as the provider and the gateway use them (vouchers, metering, settlement),
+ * and the session each side runs per stream (payer: meter and pay; payee: admit, hold and release, take vouchers).
+ */
 export { VoucherRejectedError } from "./errors.ts";
 export {
   type CreateGatewayPaymentsParameters,
@@ -8,6 +11,21 @@ export {
   type SegmentBill,
   type VoucherSender,
 } from "./gatewayPayments.ts";
+export {
+  finalVoucherWaitMs,
+  type MeteredOutput,
+  type OpenPayeeSessionParameters,
+  openPayeeSession,
+  type PayeeSession,
+  paymentWaitMs,
+} from "./payeeSession.ts";
+export {
+  type FrameAfterReceipt,
+  finalAcknowledgementWaitMs,
+  type OpenPayerSessionParameters,
+  openPayerSession,
+  type PayerSession,
+} from "./payerSession.ts";
 export {
   type ChannelCharge,
   type CreateProviderPaymentsParameters,

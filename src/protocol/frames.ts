@@ -3,6 +3,7 @@ import { z } from "zod";
 import { MycelError } from "../errors/index.ts";
 import { streamLimits, wireVersion } from "./constants.ts";
 import { signedReceiptSchema } from "./receipt.ts";
+import type { WireErrorCode } from "./wireErrors.ts";
 
 /** A frame that breaks the protocol: wrong version, wrong shape, out of limits. */
 export class ProtocolError extends MycelError {
@@ -136,7 +137,10 @@ export const endFrameSchema = z
   })
   .strict();
 
-/** Provider -> gateway: the request failed; `retry_after_ms` when it is worth trying again later. */
+/**
+ * Any peer -> the asker: the request failed; `retry_after_ms` when it is worth trying again later. `code` is a
+ * {@link WireErrorCode} (wireErrors.ts); a code this version does not know is read as the peer's failure.
+ */
 export const errorFrameSchema = z
   .object({
     v: version,
@@ -170,6 +174,23 @@ export type VoucherFrame = z.infer<typeof voucherFrameSchema>;
 export type PaidFrame = z.infer<typeof paidFrameSchema>;
 export type ProviderFrame = z.infer<typeof providerFrameSchema>;
 export type GatewayFrame = z.infer<typeof gatewayFrameSchema>;
+
+/** Builds an error frame: the message is cut to the 2,000 characters the schema allows. */
+export function buildErrorFrame(parameters: {
+  code: WireErrorCode;
+  message: string;
+  retryAfterMs?: number;
+}): ErrorFrame {
+  return {
+    v: wireVersion,
+    type: "error",
+    code: parameters.code,
+    message: parameters.message.slice(0, 2000),
+    ...(parameters.retryAfterMs === undefined
+      ? {}
+      : { retry_after_ms: Math.max(0, Math.round(parameters.retryAfterMs)) }),
+  };
+}
 
 /** Validates a decoded frame against a schema; throws {@link ProtocolError} naming the first bad field. */
 export function parseFrame<T>(schema: z.ZodType<T>, value: unknown): T {

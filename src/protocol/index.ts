@@ -53,6 +53,7 @@ export {
   type PositionTopLogits,
 } from "./evidence.ts";
 export {
+  buildErrorFrame,
   buildInferenceRequest,
   type CancelFrame,
   type ChunkFrame,
@@ -101,3 +102,11 @@ export {
   voucherDomain,
   voucherTypes,
 } from "./voucher.ts";
+export {
+  isWireErrorCode,
+  toWireErrorCode,
+  type WireErrorCode,
+  type WireErrorKind,
+  wireErrorKindOf,
+  wireErrorKinds,
+} from "./wireErrors.ts";

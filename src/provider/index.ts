@@ -1,8 +1,17 @@
 /** The provider role: inference over libp2p with signed receipts, announced on gossipsub and the DHT. */
+
 export {
+  type Announcer,
+  reachableAddresses,
+  type StartAnnouncerParameters,
+  startAnnouncer,
+} from "./announcer.ts";
+export { type AnswerContext, answerRequest, type ProviderComponents } from "./answer.ts";
+export {
+  defaultEvidenceRetentionMs,
   type Provider,
-  type ProviderComponents,
   type ProviderPrice,
   type StartProviderParameters,
   startProvider,
 } from "./provider.ts";
+export { type DescribeAnswerParameters, describeAnswer } from "./receipt.ts";

@@ -1,0 +1,127 @@
+/**
+ * A provider's announcements: signed (models, prices, capacity, addresses, payment terms) and published on gossipsub
+ * every few seconds, at once when a new peer joins the topic, and each model provided on the DHT.
+ */
+import type { Hex } from "viem";
+import type { Engine, LoadedModelInfo } from "../engine/index.ts";
+import { describeError } from "../errors/index.ts";
+import type { Logger } from "../log/index.ts";
+import type { MycelNode } from "../p2p/index.ts";
+import type { ProviderPayments } from "../payments/index.ts";
+import {
+  announcementTiming,
+  announcementTopic,
+  modelHashToBytes32,
+  signAnnouncement,
+} from "../protocol/index.ts";
+
+/** Parameters of {@link startAnnouncer}. */
+export type StartAnnouncerParameters = {
+  node: MycelNode;
+  engine: Pick<Engine, "stats" | "options">;
+  models: readonly LoadedModelInfo[];
+  privateKey: Hex;
+  price: { input: bigint; output: bigint };
+  payments: ProviderPayments | undefined;
+  version: string;
+  intervalMs?: number;
+  logger: Logger;
+};
+
+/** A running announcer. */
+export type Announcer = {
+  /** Publishes an announcement now. */
+  announce(): Promise<void>;
+  stop(): void;
+};
+
+/** DHT records expire far more slowly than announcements: they are refreshed every this many announcements. */
+const announcementsPerDhtRefresh = 12;
+/** At most one extra announcement per this many ms however many peers join the topic. */
+const joinAnnouncementSpacingMs = 1_000;
+
+/** Addresses worth announcing: loopback ones only when there is nothing else (a devnet on one machine). */
+export function reachableAddresses(addresses: string[]): string[] {
+  const isLoopback = (address: string) => /^\/ip4\/127\.|^\/ip6\/::1\//.test(address);
+  const others = addresses.filter((address) => !isLoopback(address));
+  return others.length > 0 ? others : addresses;
+}
+
+/** Provides the models on the DHT, publishes the first announcement, and keeps announcing; resolves once the first is out. */
+export async function startAnnouncer(parameters: StartAnnouncerParameters): Promise<Announcer> {
+  const { node, engine, models, logger } = parameters;
+  async function announce() {
+    const now = Date.now();
+    const stats = models.map((model) => engine.stats(model.hash));
+    const announcement = await signAnnouncement({
+      privateKey: parameters.privateKey,
+      announcement: {
+        peer_id: node.peerId,
+        multiaddrs: reachableAddresses(node.multiaddrs()).slice(0, 16),
+        models: models.map((model) => ({
+          hash: modelHashToBytes32(model.hash),
+          name: model.name,
+          context_size: model.contextSize,
+        })),
+        price: { input: parameters.price.input.toString(), output: parameters.price.output.toString() },
+        capacity: {
+          parallelism: engine.options.parallelism,
+          max_queue: engine.options.maxQueue,
+          busy: stats.reduce((sum, stat) => sum + stat.busy, 0),
+          waiting: stats.reduce((sum, stat) => sum + stat.waiting, 0),
+        },
+        ...(parameters.payments ? { payment: parameters.payments.announcement } : {}),
+        version: parameters.version,
+        issued_at: now,
+        expires_at: now + announcementTiming.ttlMs,
+      },
+    });
+    await node.publish(announcementTopic, new TextEncoder().encode(JSON.stringify(announcement)));
+  }
+  const provideModels = () => {
+    for (const model of models)
+      node
+        .provideModel(model.hash)
+        .catch((error) =>
+          logger.debug("DHT provide failed (retried later)", { error: describeError(error) }),
+        );
+  };
+  provideModels();
+  await announce().catch((error) => logger.warn("announcement failed", { error: describeError(error) }));
+  // Providers subscribe to the topic too, so that gossipsub relays announcements through them: a gateway hears
+  // providers it is not connected to. What they receive is ignored.
+  const unsubscribe = node.subscribe(announcementTopic, () => undefined);
+  // A peer that just joined the topic (a new gateway) hears from us soon, not at the next interval.
+  let announceSoon: NodeJS.Timeout | undefined;
+  const onSubscriptionChange = (event: Event) => {
+    const detail = (event as CustomEvent<{ subscriptions: { topic: string; subscribe: boolean }[] }>).detail;
+    if (!detail.subscriptions.some((entry) => entry.topic === announcementTopic && entry.subscribe)) return;
+    if (announceSoon) return;
+    announceSoon = setTimeout(() => {
+      announce()
+        .catch((error) => logger.debug("announcement failed", { error: describeError(error) }))
+        .finally(() => {
+          setTimeout(() => {
+            announceSoon = undefined;
+          }, joinAnnouncementSpacingMs).unref();
+        });
+    }, 300);
+  };
+  node.libp2p.services.pubsub.addEventListener("subscription-change", onSubscriptionChange);
+  let announcements = 0;
+  const timer = setInterval(() => {
+    announcements++;
+    announce().catch((error) => logger.warn("announcement failed", { error: describeError(error) }));
+    if (announcements % announcementsPerDhtRefresh === 0) provideModels();
+  }, parameters.intervalMs ?? announcementTiming.intervalMs);
+  timer.unref();
+  return {
+    announce,
+    stop() {
+      clearInterval(timer);
+      clearTimeout(announceSoon);
+      node.libp2p.services.pubsub.removeEventListener("subscription-change", onSubscriptionChange);
+      unsubscribe();
+    },
+  };
+}

@@ -1,0 +1,266 @@
+/**
+ * One answer, from request frame to receipt: tokenize within the limits, open the payee session, generate with the
+ * output going out as paid for, sign the receipt, keep the evidence, and wait for the voucher that pays for it.
+ */
+import type { Address, Hex } from "viem";
+import {
+  createDeltaBatcher,
+  type Engine,
+  type GenerateParameters,
+  type GenerateReturnType,
+  type GenerationDelta,
+  type LoadedModelInfo,
+  streamBatchIntervalMs,
+} from "../engine/index.ts";
+import { describeError, InvalidInputError, MycelError } from "../errors/index.ts";
+import type { Logger } from "../log/index.ts";
+import {
+  finalVoucherWaitMs,
+  openPayeeSession,
+  type PayeeSession,
+  type ProviderPayments,
+} from "../payments/index.ts";
+import {
+  buildErrorFrame,
+  type InferenceRequest,
+  type ReceiptDomain,
+  type ReceiptMessage,
+  type SignedReceipt,
+  wireVersion,
+} from "../protocol/index.ts";
+import {
+  errorFrameOf,
+  type InferenceExchange,
+  type InferenceLimits,
+  maxTokensPerChunk,
+} from "../protocols/index.ts";
+import type { EvidenceStore } from "../store/index.ts";
+import { describeAnswer } from "./receipt.ts";
+
+/** Parts a provider is built from that a test may replace (e.g. a receipt signer that cheats). */
+export type ProviderComponents = {
+  signReceipt: (parameters: {
+    privateKey: Hex;
+    domain: ReceiptDomain;
+    message: ReceiptMessage;
+  }) => Promise<SignedReceipt>;
+  /** Generates an answer (the engine's generate); test fixtures replace it to cheat. */
+  generate: (parameters: GenerateParameters & { request: InferenceRequest }) => Promise<GenerateReturnType>;
+};
+
+/** What answering needs: the provider's models, engine, key, price, limits, payments and evidence store. */
+export type AnswerContext = {
+  /** Served models by 0x bytes32 hash. */
+  models: ReadonlyMap<string, LoadedModelInfo>;
+  engine: Pick<Engine, "tokenizeChat" | "tokenizeText">;
+  components: ProviderComponents;
+  privateKey: Hex;
+  address: Address;
+  domain: ReceiptDomain;
+  price: { input: bigint; output: bigint };
+  limits: InferenceLimits;
+  payments: ProviderPayments | undefined;
+  evidence: EvidenceStore;
+  logger: Logger;
+};
+
+function tokenize(context: AnswerContext, model: LoadedModelInfo, request: InferenceRequest): number[] {
+  if (request.kind === "chat")
+    return context.engine.tokenizeChat({ modelHash: model.hash, messages: request.messages ?? [] });
+  const prompt = request.prompt ?? "";
+  if (typeof prompt === "string") return context.engine.tokenizeText({ modelHash: model.hash, text: prompt });
+  const outside = prompt.find((token) => token >= model.vocabularySize);
+  if (outside !== undefined)
+    throw new InvalidInputError(`token ${outside} is outside the vocabulary`, { param: "prompt" });
+  return prompt;
+}
+
+/** Answers one request on an inference stream; throws (answered with an error frame) when it cannot start. */
+export async function answerRequest(exchange: InferenceExchange, context: AnswerContext): Promise<void> {
+  const { request: frame } = exchange;
+  const model = context.models.get(frame.request.model_hash);
+  if (!model)
+    throw new MycelError(`model ${frame.request.model_hash} is not served here`, { code: "model_not_found" });
+  const promptTokens = tokenize(context, model, frame.request);
+  const prefixTokens = frame.request.prefix_tokens ?? [];
+  const evaluated = [...promptTokens, ...prefixTokens];
+  if (evaluated.length > context.limits.maxPromptTokens)
+    throw new MycelError(
+      `${evaluated.length} prompt tokens exceed this provider's limit of ${context.limits.maxPromptTokens}`,
+      { code: "prompt_too_long" },
+    );
+  const generation = new AbortController();
+  const session = await openPayeeSession<GenerationDelta>({
+    payments: context.payments,
+    paid: context.price.input > 0n || context.price.output > 0n,
+    channelId: frame.payment?.channel_id as Hex | undefined,
+    client: frame.client as Address,
+    release: (deltas) =>
+      exchange.send({
+        v: wireVersion,
+        type: "chunk",
+        tokens: deltas.flatMap((delta) => delta.tokens),
+        text: deltas.map((delta) => delta.text).join(""),
+      }),
+    maxTokensPerRelease: maxTokensPerChunk,
+    sendPaid: (paid) => exchange.send(paid),
+    onStop: (reason) => generation.abort(reason),
+    logger: context.logger,
+    peerId: exchange.peerId,
+  });
+  try {
+    await generateAndSign({
+      exchange,
+      context,
+      model,
+      promptTokens,
+      prefixTokens,
+      evaluated,
+      session,
+      generation,
+    });
+  } finally {
+    session.end();
+  }
+}
+
+/** Generates with the output metered by the session, then signs the receipt and keeps the evidence. */
+async function generateAndSign(input: {
+  exchange: InferenceExchange;
+  context: AnswerContext;
+  model: LoadedModelInfo;
+  promptTokens: number[];
+  prefixTokens: number[];
+  evaluated: number[];
+  session: PayeeSession<GenerationDelta>;
+  generation: AbortController;
+}) {
+  const { exchange, context, session, generation } = input;
+  const { request: frame, peerId } = exchange;
+  const { logger } = context;
+  let timedOut = false;
+  const total = setTimeout(() => {
+    timedOut = true;
+    generation.abort(new Error("total time limit"));
+  }, context.limits.totalTimeoutMs);
+  const onBroken = () => generation.abort(new Error("stream broken"));
+  exchange.broken.addEventListener("abort", onBroken, { once: true });
+  /** Set once the end frame is out: a voucher refused later is told at once. */
+  let answered = false;
+  // The gateway may cancel at any time, or go away: either stops generation and frees the sequence. It also pays
+  // with vouchers, during the answer and right after it.
+  const reading = new AbortController();
+  const watch = (async () => {
+    try {
+      for (;;) {
+        const next = await exchange.nextGatewayFrame(reading.signal);
+        if (next === undefined || next.type === "cancel") break;
+        if (await session.handleVoucher(next)) continue;
+        if (answered) exchange.send(errorFrameOf(session.stopReason()));
+        break;
+      }
+    } catch {
+      // A malformed control frame or a broken stream ends the request like a cancel.
+    }
+    generation.abort(new Error("cancelled by the gateway"));
+  })();
+  // Tokens go out at once when they come slower than streamBatchIntervalMs; faster ones are gathered into one
+  // chunk per interval. Every frame costs encryption, syscalls and a window update on the main thread, which also
+  // drives llama.cpp's token loop: per-token frames made the network path 15% slower.
+  const chunks = createDeltaBatcher<GenerationDelta>({
+    intervalMs: streamBatchIntervalMs,
+    maxItems: maxTokensPerChunk,
+    onBatch: (deltas) => session.offer(deltas),
+  });
+  try {
+    const result = await context.components.generate({
+      request: frame.request,
+      modelHash: input.model.hash,
+      promptTokens: input.promptTokens,
+      prefixTokens: input.prefixTokens,
+      maxTokens: frame.request.max_tokens,
+      temperature: frame.request.temperature,
+      topP: frame.request.top_p,
+      topK: frame.request.top_k,
+      seed: frame.request.seed,
+      stop: frame.request.stop,
+      signal: generation.signal,
+      onDelta: (delta) => chunks.push(delta),
+    });
+    chunks.flush();
+    await session.drained();
+    await exchange.flushed();
+    const stopReason = session.stopReason();
+    const broken = exchange.broken.aborted;
+    if (result.finishReason === "cancelled" || broken || stopReason) {
+      logger.info("request cancelled", { peer: peerId, completionTokens: result.tokens.length });
+      if (stopReason && !broken) exchange.send(errorFrameOf(stopReason));
+      else if (timedOut && !broken)
+        exchange.send(
+          buildErrorFrame({
+            code: "time_limit",
+            message: `a request may take at most ${context.limits.totalTimeoutMs} ms here`,
+          }),
+        );
+      await exchange.flushed();
+      return;
+    }
+    const { message, evidence } = describeAnswer({
+      frame,
+      provider: context.address,
+      evaluated: input.evaluated,
+      outputTokens: result.tokens,
+      topLogits: result.topLogits,
+      finishReason: result.finishReason,
+      pricePerMillion: context.price,
+    });
+    const receipt = await context.components.signReceipt({
+      privateKey: context.privateKey,
+      domain: context.domain,
+      message,
+    });
+    // Kept before the answer ends: a validator may ask for it as soon as the gateway has the receipt.
+    try {
+      context.evidence.save({
+        requestId: frame.id as Hex,
+        provider: context.address,
+        evidence,
+        request: frame.request,
+        receipt,
+      });
+    } catch (error) {
+      logger.warn("evidence not stored", { error: describeError(error) });
+    }
+    session.complete(message.price);
+    exchange.send({
+      v: wireVersion,
+      type: "end",
+      finish_reason: result.finishReason,
+      prompt_token_ids: input.evaluated,
+      receipt,
+    });
+    await exchange.flushed();
+    answered = true;
+    logger.info("request served", {
+      peer: peerId,
+      model: input.model.name,
+      promptTokens: input.evaluated.length,
+      completionTokens: result.tokens.length,
+      continuation: input.prefixTokens.length > 0,
+    });
+    // The voucher for the receipt comes next; the gateway closes its side once it is acknowledged.
+    if (session.metered) {
+      let wait: NodeJS.Timeout | undefined;
+      await Promise.race([watch, new Promise((resolve) => (wait = setTimeout(resolve, finalVoucherWaitMs)))]);
+      clearTimeout(wait);
+      await exchange.flushed();
+    }
+  } finally {
+    chunks.cancel();
+    clearTimeout(total);
+    exchange.broken.removeEventListener("abort", onBroken);
+    generation.abort(new Error("request finished"));
+    reading.abort(new Error("request finished"));
+    await watch;
+  }
+}

@@ -28,7 +28,7 @@ import {
   withSigner,
   writeDeployments,
 } from "../../src/chain/index.ts";
-import { defaultPricePerMillion } from "../../src/cli/network.ts";
+import { roleDefaults } from "../../src/config/index.ts";
 import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import { createProviderPayments } from "../../src/payments/index.ts";
@@ -328,7 +328,7 @@ async function measureThroughput(parameters: {
   );
   console.log(
     "   each row: its own provider (--parallelism 1 --threads 1, default price " +
-      `${defaultPricePerMillion} per 1M tokens) and gateway process; on: both with --rpc-url/--deployments`,
+      `${roleDefaults.pricePerMillion} per 1M tokens) and gateway process; on: both with --rpc-url/--deployments`,
   );
   // CPU time of each pair's processes over the whole section (the vouchers paying for an answer are handled
   // just after it), per request.
@@ -479,7 +479,7 @@ async function measureVouchers(parameters: { root: string; chain: Chain }) {
       deployments,
       store,
       provider,
-      outputPricePerMillion: defaultPricePerMillion,
+      outputPricePerMillion: roleDefaults.pricePerMillion,
       creditWindowTokens: 512,
     });
     const domain = deploymentVoucherDomain(deployments);
@@ -487,7 +487,7 @@ async function measureVouchers(parameters: { root: string; chain: Chain }) {
     const step = priceOfTokens({
       promptTokens: 0,
       completionTokens: 256,
-      pricePerMillion: { input: 0n, output: defaultPricePerMillion },
+      pricePerMillion: { input: 0n, output: roleDefaults.pricePerMillion },
     });
     const amounts = Array.from({ length: voucherCount + 1 }, (_, index) => step * BigInt(index + 1));
     progress(`signing ${voucherCount + 1} vouchers`);

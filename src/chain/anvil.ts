@@ -29,6 +29,8 @@ export type AnvilProcess = {
   chainId: number;
   /** Stops anvil and waits for it to exit. */
   stop(): Promise<void>;
+  /** Resolves when anvil exits, stopped or not, with its exit code or signal. */
+  exited: Promise<string>;
 };
 
 /** Where the anvil binary is: MYCEL_ANVIL_PATH, else the npm platform package, else `anvil` on PATH. */
@@ -71,6 +73,9 @@ export async function startAnvil(parameters: StartAnvilParameters = {}): Promise
   const child: ChildProcess = spawn("sh", ["-c", watcher, binary, ...args], {
     stdio: ["pipe", "pipe", "pipe"],
   });
+  const exited = new Promise<string>((resolve) =>
+    child.once("exit", (code, signal) => resolve(signal ?? String(code))),
+  );
   const output: string[] = [];
   const timeoutMs = parameters.timeoutMs ?? 15_000;
   const rpcUrl = await new Promise<string>((resolve, reject) => {
@@ -123,6 +128,7 @@ export async function startAnvil(parameters: StartAnvilParameters = {}): Promise
   return {
     rpcUrl,
     chainId,
+    exited,
     stop() {
       stopped ??= new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();

@@ -1,105 +1,23 @@
-/** The chain commands of `mycel`: chain deploy/status, model register/info, provider stake/unbond/withdraw/status, channel open/list/close. */
-import { existsSync, readFileSync } from "node:fs";
-import { type Command, InvalidArgumentError } from "commander";
-import { type Address, getAddress, type Hex, isAddress } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
-import {
-  addProviderStake,
-  type ChainConnection,
-  ChainError,
-  connectChain,
-  type Deployments,
-  type DeployParameters,
-  defaultDeploymentsPath,
-  defaultDeployParameters,
-  deployMycel,
-  devnetDeployParameters,
-  formatLineage,
-  formatTokenAmount,
-  getChannel,
-  getModelEntry,
-  getModelLineage,
-  getProviderRecord,
-  getTokenBalance,
-  getTokenInfo,
-  listChannels,
-  type ModelParent,
-  openChannel,
-  type ProviderOffer,
-  parseModelParent,
-  parseTokenAmount,
-  readDeployments,
-  registerModel,
-  registerProvider,
-  requestChannelClose,
-  requestProviderUnbond,
-  type TokenInfo,
-  type TransactionReport,
-  withdrawChannel,
-  withdrawProviderStake,
-  withSigner,
-  writeDeployments,
-} from "../chain/index.ts";
-import type { ConfigOverrides, MycelConfig } from "../config/index.ts";
+/**
+ * The chain commands of `mycel`: chain deploy/status, model register/info, provider stake/unbond/withdraw/status,
+ * channel open/list/close and wallet. Flags in, node/ and chain/ do the work, this prints. Heavy parts (viem, the
+ * contracts) load only when a command runs.
+ */
+import { existsSync } from "node:fs";
+import type { Command } from "commander";
+import type { Address, Hex } from "viem";
+import type { TransactionReport } from "../chain/index.ts";
 import { InvalidInputError, MycelError } from "../errors/index.ts";
-import { readKeystoreAddress } from "../identity/index.ts";
-import { type ModelRecord, openModelStore } from "../model/index.ts";
-import { modelHashToBytes32 } from "../protocol/index.ts";
 import {
-  gatewayPaymentStorePath,
-  openPaymentStore,
-  type PaymentStore,
-  providerPaymentStorePath,
-} from "../store/index.ts";
+  addChainOptions,
+  address,
+  type ChainFlags,
+  channelId,
+  collect,
+  configFrom,
+  integer,
+} from "./options.ts";
 import { printTable } from "./output.ts";
-
-/** The flags every chain-using command takes. */
-export type ChainFlags = { rpcUrl?: string; deployments?: string };
-
-/** Adds --rpc-url and --deployments. */
-export function addChainOptions(command: Command): Command {
-  return command
-    .option(
-      "--rpc-url <url>",
-      "EVM JSON-RPC endpoint (default: $MYCEL_RPC_URL, else the one in the deployments file)",
-    )
-    .option(
-      "--deployments <file>",
-      "contract addresses (default: $MYCEL_DEPLOYMENTS, else MYCEL_HOME/deployments.json, which `mycel devnet` writes)",
-    );
-}
-
-/** Whether the user pointed a role at a chain (flags or environment). */
-export function chainRequested(flags: ChainFlags): boolean {
-  return Boolean(
-    flags.rpcUrl || flags.deployments || process.env.MYCEL_RPC_URL || process.env.MYCEL_DEPLOYMENTS,
-  );
-}
-
-/** Reads the deployments and connects to their chain (signing with `privateKey` when given). */
-export async function openChain(parameters: {
-  home: string;
-  flags: ChainFlags;
-  privateKey?: Hex;
-}): Promise<{ connection: ChainConnection; deployments: Deployments; deploymentsPath: string }> {
-  const deploymentsPath =
-    parameters.flags.deployments ?? process.env.MYCEL_DEPLOYMENTS ?? defaultDeploymentsPath(parameters.home);
-  const deployments = readDeployments(deploymentsPath);
-  const rpcUrl = parameters.flags.rpcUrl ?? process.env.MYCEL_RPC_URL ?? deployments.rpcUrl;
-  if (!rpcUrl)
-    throw new ChainError(`${deploymentsPath} names no RPC URL`, {
-      hint: "pass --rpc-url <url> (or set MYCEL_RPC_URL)",
-    });
-  const connection = await connectChain({ rpcUrl, privateKey: parameters.privateKey, deployments });
-  const code = await connection.publicClient.getCode({ address: deployments.contracts.providerRegistry });
-  if (!code || code === "0x")
-    throw new ChainError(`no Mycel contracts at ${deployments.contracts.providerRegistry} on ${rpcUrl}`, {
-      code: "deployment_missing",
-      details: `deployments file: ${deploymentsPath}`,
-      hint: "the chain was reset (a devnet restarts with a fresh chain): restart `mycel devnet`, or deploy with `mycel chain deploy`",
-    });
-  return { connection, deployments, deploymentsPath };
-}
 
 /** Prints one mined transaction: what it did, its hash and its gas. */
 export function printTransaction(report: TransactionReport) {
@@ -108,123 +26,44 @@ export function printTransaction(report: TransactionReport) {
   );
 }
 
-function address(value: string): Address {
-  if (!isAddress(value)) throw new InvalidArgumentError(`"${value}" is not an address (0x + 40 hex digits)`);
-  return getAddress(value);
+/** JSON with bigints as decimal strings. */
+function printJson(value: unknown) {
+  console.log(JSON.stringify(value, (_key, item) => (typeof item === "bigint" ? item.toString() : item), 2));
 }
 
-function channelId(value: string): Hex {
-  if (!/^0x[0-9a-fA-F]{64}$/.test(value))
-    throw new InvalidArgumentError(`"${value}" is not a channel id (0x + 64 hex digits)`);
-  return value.toLowerCase() as Hex;
+const keyOf = (command: Command) => (command.optsWithGlobals() as { key?: string }).key ?? "default";
+const chainFlagsOf = (command: Command) => command.optsWithGlobals() as ChainFlags;
+
+/** A command that sends transactions: the chain (checked before the password is asked) and the signing key. */
+async function signer(command: Command) {
+  const config = configFrom(command);
+  const node = await import("../node/index.ts");
+  const { withSigner, getTokenInfo } = await import("../chain/index.ts");
+  const reader = await node.openChain({ home: config.home, location: chainFlagsOf(command) });
+  const privateKey = await node.loadKey({ home: config.home, name: keyOf(command) });
+  const connection = withSigner(reader.connection, privateKey);
+  const token = await getTokenInfo(connection, reader.deployments.contracts.token);
+  return { config, privateKey, connection, deployments: reader.deployments, token };
 }
 
-function collect(value: string, previous: string[] = []) {
-  return [...previous, value];
+/** A read-only command: the chain, and the address of the key (no password needed) or of --address. */
+async function viewer(command: Command) {
+  const config = configFrom(command);
+  const node = await import("../node/index.ts");
+  const reader = await node.openChain({ home: config.home, location: chainFlagsOf(command) });
+  const options = command.optsWithGlobals() as { address?: Address; key?: string };
+  if (options.address) return { config, account: options.address, ...reader };
+  const chosen = await node.chooseViewKey({ home: config.home, requested: options.key });
+  if (chosen.note) process.stderr.write(`${chosen.note}\n`);
+  const { readKeystoreAddress } = await import("../identity/index.ts");
+  const account = await readKeystoreAddress({ home: config.home, name: chosen.name });
+  return { config, account, ...reader };
 }
 
-/** Resolves a model given by name, hash or prefix in the local store, or a full sha256 not in the store. */
-async function resolveModel(home: string, query: string): Promise<{ hash: Hex; record?: ModelRecord }> {
-  const store = openModelStore({ home });
-  try {
-    const record = await store.resolve(query);
-    return { hash: modelHashToBytes32(record.hash), record };
-  } catch (error) {
-    if (/^(0x|sha256:)?[0-9a-fA-F]{64}$/.test(query)) return { hash: modelHashToBytes32(query) };
-    throw error;
-  }
-}
-
-/** The payments this machine's gateway and provider stores hold for `account` (opened only if they exist). */
-function readLocalPayments(home: string, account: Address) {
-  /** Reads a store only if it exists (a command that shows things creates nothing). */
-  const read = <T>(path: string, use: (store: PaymentStore) => T[]): T[] => {
-    if (!existsSync(path)) return [];
-    const store = openPaymentStore({ path });
-    try {
-      return use(store);
-    } finally {
-      store.close();
-    }
-  };
-  const byChannel = <T extends { channelId: Hex }>(items: T[]) =>
-    new Map(items.map((item) => [item.channelId.toLowerCase(), item]));
-  return {
-    signed: byChannel(read(gatewayPaymentStorePath(home), (store) => store.channelsOf(account))),
-    received: byChannel(read(providerPaymentStorePath(home, account), (store) => store.vouchersOf(account))),
-  };
-}
-
-async function tokenOf(connection: ChainConnection, deployments: Deployments): Promise<TokenInfo> {
-  return getTokenInfo(connection, deployments.contracts.token);
-}
-
-function readDeployParameters(path: string | undefined, devnet: boolean): DeployParameters {
-  const base = devnet ? devnetDeployParameters : defaultDeployParameters;
-  if (!path) return base;
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(readFileSync(path, "utf8"));
-  } catch (cause) {
-    throw new InvalidInputError(`cannot read deploy parameters from ${path}`, {
-      cause,
-      hint: "pass a JSON file",
-    });
-  }
-  const merged: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(json)) {
-    if (!(key in base))
-      throw new InvalidInputError(`unknown deploy parameter "${key}"`, {
-        hint: `known: ${Object.keys(base).join(", ")}`,
-      });
-    const current = (base as Record<string, unknown>)[key];
-    merged[key] = typeof current === "bigint" ? BigInt(String(value)) : Number(value);
-  }
-  return merged as DeployParameters;
-}
-
-/** Adds the chain commands to the program. */
-export function addChainCommands(parameters: {
-  program: Command;
-  model: Command;
-  provider: Command;
-  configFrom: (command: Command, overrides?: ConfigOverrides) => MycelConfig;
-  loadKey: (parameters: { home: string; name: string }) => Promise<Hex>;
-  integer: (name: string, minimum?: number, maximum?: number) => (value: string) => number;
-  defaultPricePerMillion: bigint;
-}) {
-  const { program, model, provider, configFrom, loadKey, integer } = parameters;
-  const keyOf = (command: Command) => (command.optsWithGlobals() as { key?: string }).key ?? "default";
-  const chainFlagsOf = (command: Command) => command.optsWithGlobals() as ChainFlags;
-  const signer = async (command: Command) => {
-    const config = configFrom(command);
-    // Check the deployment and the RPC before asking for a password.
-    const reader = await openChain({ home: config.home, flags: chainFlagsOf(command) });
-    const privateKey = await loadKey({ home: config.home, name: keyOf(command) });
-    const connection = withSigner(reader.connection, privateKey);
-    return {
-      config,
-      privateKey,
-      connection,
-      deployments: reader.deployments,
-      deploymentsPath: reader.deploymentsPath,
-    };
-  };
-
-  /** A read-only view: the chain, and the address of the key (no password needed) or of --address. */
-  const viewer = async (command: Command) => {
-    const config = configFrom(command);
-    const reader = await openChain({ home: config.home, flags: chainFlagsOf(command) });
-    const given = (command.optsWithGlobals() as { address?: Address }).address;
-    const account = given ?? (await readKeystoreAddress({ home: config.home, name: keyOf(command) }));
-    return { config, account, ...reader };
-  };
-
-  // ---- mycel chain ----
+function addChainDeployCommands(program: Command) {
   const chain = program
     .command("chain")
     .description("the EVM chain: deploy Mycel's contracts, show a deployment");
-
   chain
     .command("deploy")
     .description(
@@ -258,13 +97,17 @@ export function addChainCommands(parameters: {
         command: Command,
       ) => {
         const config = configFrom(command);
+        const node = await import("../node/index.ts");
+        const { connectChain, defaultDeploymentsPath, deployMycel, writeDeployments } = await import(
+          "../chain/index.ts"
+        );
         const out = flags.out ?? defaultDeploymentsPath(config.home);
         if (existsSync(out) && !flags.force)
           throw new MycelError(`${out} exists already`, {
             hint: "pass --out <file> to write elsewhere, or --force to replace it",
           });
-        const settings = readDeployParameters(flags.params, Boolean(flags.devnetPeriods));
-        const privateKey = await loadKey({ home: config.home, name: flags.key });
+        const settings = node.readDeployParameters(flags.params, Boolean(flags.devnetPeriods));
+        const privateKey = await node.loadKey({ home: config.home, name: flags.key });
         const connection = await connectChain({ rpcUrl: flags.rpcUrl, privateKey });
         console.log(
           `deploying to chain ${connection.chain.id} (${flags.rpcUrl}) from ${connection.account?.address}`,
@@ -287,28 +130,33 @@ export function addChainCommands(parameters: {
     .option("--key <name>", "keystore whose balances to show (optional)")
     .action(async (flags: ChainFlags & { key?: string }, command: Command) => {
       const config = configFrom(command);
-      const { connection, deployments, deploymentsPath } = await openChain({ home: config.home, flags });
-      const token = await tokenOf(connection, deployments);
+      const node = await import("../node/index.ts");
+      const { formatTokenAmount, getTokenBalance, getTokenInfo } = await import("../chain/index.ts");
+      const { connection, deployments, deploymentsPath } = await node.openChain({
+        home: config.home,
+        location: flags,
+      });
+      const token = await getTokenInfo(connection, deployments.contracts.token);
       const block = await connection.publicClient.getBlockNumber();
       console.log(`chain ${deployments.chainId} at ${connection.rpcUrl}, block ${block}`);
       console.log(`deployments: ${deploymentsPath} (deployed ${deployments.deployedAt})`);
       for (const [name, value] of Object.entries(deployments.contracts))
         console.log(`  ${name.padEnd(17)} ${value}`);
       console.log(`token: ${token.symbol}, ${token.decimals} decimals`);
-      if (flags.key) {
-        const privateKey = await loadKey({ home: config.home, name: flags.key });
-        const account = privateKeyToAccount(privateKey).address;
-        const [ether, tokens] = await Promise.all([
-          connection.publicClient.getBalance({ address: account }),
-          getTokenBalance(connection, { token: token.address, owner: account }),
-        ]);
-        console.log(
-          `key "${flags.key}" ${account}: ${formatTokenAmount(ether, { decimals: 18, symbol: "ETH" })}, ${formatTokenAmount(tokens, token)}`,
-        );
-      }
+      if (!flags.key) return;
+      const { privateKeyToAccount } = await import("viem/accounts");
+      const account = privateKeyToAccount(await node.loadKey({ home: config.home, name: flags.key })).address;
+      const [ether, tokens] = await Promise.all([
+        connection.publicClient.getBalance({ address: account }),
+        getTokenBalance(connection, { token: token.address, owner: account }),
+      ]);
+      console.log(
+        `key "${flags.key}" ${account}: ${formatTokenAmount(ether, { decimals: 18, symbol: "ETH" })}, ${formatTokenAmount(tokens, token)}`,
+      );
     });
+}
 
-  // ---- mycel model register / info ----
+function addModelChainCommands(model: Command) {
   addChainOptions(
     model
       .command("register")
@@ -331,9 +179,11 @@ export function addChainCommands(parameters: {
       flags: ChainFlags & { parent?: string[]; name?: string; license?: string; uri?: string },
       command: Command,
     ) => {
-      const parents: ModelParent[] = (flags.parent ?? []).map(parseModelParent);
+      const { parseModelParent, registerModel } = await import("../chain/index.ts");
+      const parents = (flags.parent ?? []).map(parseModelParent);
       const { config, connection, deployments } = await signer(command);
-      const { hash, record } = await resolveModel(config.home, query);
+      const node = await import("../node/index.ts");
+      const { hash, record } = await node.resolveModelHash({ home: config.home, query });
       const name = flags.name ?? record?.name;
       if (!name)
         throw new InvalidInputError(`model ${hash} is not in the local store, so its name is unknown`, {
@@ -365,20 +215,17 @@ export function addChainCommands(parameters: {
       .option("--json", "print JSON"),
   ).action(async (query: string, flags: ChainFlags & { json?: boolean }, command: Command) => {
     const config = configFrom(command);
-    const { connection, deployments } = await openChain({ home: config.home, flags });
-    const { hash, record } = await resolveModel(config.home, query);
+    const node = await import("../node/index.ts");
+    const { formatLineage, getModelEntry, getModelLineage } = await import("../chain/index.ts");
+    const { connection, deployments } = await node.openChain({ home: config.home, location: flags });
+    const { hash, record } = await node.resolveModelHash({ home: config.home, query });
     const lineage = await getModelLineage(connection, { deployments, modelHash: hash });
     if (!lineage)
       throw new MycelError(`model ${hash} is not registered on chain ${deployments.chainId}`, {
         code: "model_not_registered",
         hint: `register it with \`mycel model register ${record?.name ?? hash}\``,
       });
-    if (flags.json) {
-      console.log(
-        JSON.stringify(lineage, (_key, value) => (typeof value === "bigint" ? value.toString() : value), 2),
-      );
-      return;
-    }
+    if (flags.json) return printJson(lineage);
     console.log(`${lineage.name}  ${lineage.modelHash}`);
     console.log(`  license:    ${lineage.license}`);
     console.log(`  publisher:  ${lineage.publisher}`);
@@ -389,17 +236,17 @@ export function addChainCommands(parameters: {
     console.log(`  local store: ${record ? `yes (${record.name})` : "no"}`);
     console.log("\nlineage:");
     for (const line of formatLineage(lineage)) console.log(`  ${line}`);
-    if (lineage.children.length > 0) {
-      console.log("\nderived models:");
-      for (const child of lineage.children) {
-        const entry = await getModelEntry(connection, { deployments, modelHash: child });
-        const relation = entry?.parents.find((parent) => parent.modelHash === hash)?.relation;
-        console.log(`  ${relation ?? "?"}: ${entry?.name ?? "?"} ${child}`);
-      }
+    if (lineage.children.length === 0) return;
+    console.log("\nderived models:");
+    for (const child of lineage.children) {
+      const entry = await getModelEntry(connection, { deployments, modelHash: child });
+      const relation = entry?.parents.find((parent) => parent.modelHash === hash)?.relation;
+      console.log(`  ${relation ?? "?"}: ${entry?.name ?? "?"} ${child}`);
     }
   });
+}
 
-  // ---- mycel provider stake / unbond / withdraw / status ----
+function addProviderStakeCommands(provider: Command) {
   provider
     .command("stake")
     .description(
@@ -413,44 +260,47 @@ export function addChainCommands(parameters: {
         priceInput?: bigint;
         priceOutput?: bigint;
       };
-      const { config, privateKey, connection, deployments } = await signer(command);
-      const token = await tokenOf(connection, deployments);
-      const amount = parseTokenAmount(amountText, token.decimals);
+      const chain = await import("../chain/index.ts");
+      const { roleDefaults } = await import("../config/index.ts");
+      const { config, privateKey, connection, deployments, token } = await signer(command);
+      const show = (value: bigint) => chain.formatTokenAmount(value, token);
+      const amount = chain.parseTokenAmount(amountText, token.decimals);
       const account = connection.account?.address as Address;
-      const record = await getProviderRecord(connection, { deployments, provider: account });
+      const record = await chain.getProviderRecord(connection, { deployments, provider: account });
       if (record) {
-        await addProviderStake(connection, {
+        await chain.addProviderStake(connection, {
           deployments,
           amount,
           onTransaction: printTransaction,
-          formatAmount: (value: bigint) => formatTokenAmount(value, token),
+          formatAmount: show,
         });
       } else {
         if (!globals.model?.length)
           throw new InvalidInputError("a new provider names the models it serves", {
             hint: "run `mycel provider stake <amount> --model <model> [--price <n>]`",
           });
-        const fallback = globals.price ?? parameters.defaultPricePerMillion;
-        const offers: ProviderOffer[] = [];
+        const node = await import("../node/index.ts");
+        const fallback = globals.price ?? roleDefaults.pricePerMillion;
+        const offers = [];
         for (const query of globals.model)
           offers.push({
-            modelHash: (await resolveModel(config.home, query)).hash,
+            modelHash: (await node.resolveModelHash({ home: config.home, query })).hash,
             inputPricePerMillion: globals.priceInput ?? fallback,
             outputPricePerMillion: globals.priceOutput ?? fallback,
           });
         const { peerIdOfSecp256k1Key } = await import("../p2p/index.ts");
-        await registerProvider(connection, {
+        await chain.registerProvider(connection, {
           deployments,
           peerId: peerIdOfSecp256k1Key(privateKey),
           offers,
           stake: amount,
           onTransaction: printTransaction,
-          formatAmount: (value: bigint) => formatTokenAmount(value, token),
+          formatAmount: show,
         });
       }
-      const after = await getProviderRecord(connection, { deployments, provider: account });
+      const after = await chain.getProviderRecord(connection, { deployments, provider: account });
       console.log(
-        `provider ${account}: staked ${formatTokenAmount(after?.stake ?? 0n, token)}${after?.active ? " (active)" : " (below the minimum: inactive)"}`,
+        `provider ${account}: staked ${show(after?.stake ?? 0n)}${after?.active ? " (active)" : " (below the minimum: inactive)"}`,
       );
     });
 
@@ -461,21 +311,21 @@ export function addChainCommands(parameters: {
     )
     .argument("<amount>", "tokens to unbond")
     .action(async (amountText: string, _flags: unknown, command: Command) => {
-      const { connection, deployments } = await signer(command);
-      const token = await tokenOf(connection, deployments);
-      const amount = parseTokenAmount(amountText, token.decimals);
-      await requestProviderUnbond(connection, {
+      const chain = await import("../chain/index.ts");
+      const { connection, deployments, token } = await signer(command);
+      const show = (value: bigint) => chain.formatTokenAmount(value, token);
+      await chain.requestProviderUnbond(connection, {
         deployments,
-        amount,
+        amount: chain.parseTokenAmount(amountText, token.decimals),
         onTransaction: printTransaction,
-        formatAmount: (value: bigint) => formatTokenAmount(value, token),
+        formatAmount: show,
       });
-      const record = await getProviderRecord(connection, {
+      const record = await chain.getProviderRecord(connection, {
         deployments,
         provider: connection.account?.address as Address,
       });
       console.log(
-        `unbonding ${formatTokenAmount(record?.unbonding ?? 0n, token)}: withdraw with \`mycel provider withdraw\` after ${record?.unbondingReleaseAt?.toISOString()}`,
+        `unbonding ${show(record?.unbonding ?? 0n)}: withdraw with \`mycel provider withdraw\` after ${record?.unbondingReleaseAt?.toISOString()}`,
       );
     });
 
@@ -483,24 +333,25 @@ export function addChainCommands(parameters: {
     .command("withdraw")
     .description("withdraw unbonded stake once the unbonding period is over")
     .action(async (_flags: unknown, command: Command) => {
-      const { connection, deployments } = await signer(command);
-      const token = await tokenOf(connection, deployments);
-      const before = await getProviderRecord(connection, {
+      const chain = await import("../chain/index.ts");
+      const { connection, deployments, token } = await signer(command);
+      const before = await chain.getProviderRecord(connection, {
         deployments,
         provider: connection.account?.address as Address,
       });
-      await withdrawProviderStake(connection, { deployments, onTransaction: printTransaction });
-      console.log(`withdrew ${formatTokenAmount(before?.unbonding ?? 0n, token)}`);
+      await chain.withdrawProviderStake(connection, { deployments, onTransaction: printTransaction });
+      console.log(`withdrew ${chain.formatTokenAmount(before?.unbonding ?? 0n, token)}`);
     });
 
   provider
     .command("status")
     .description("show this key's provider record on chain")
     .action(async (_flags: unknown, command: Command) => {
-      const { connection, deployments } = await signer(command);
-      const token = await tokenOf(connection, deployments);
+      const chain = await import("../chain/index.ts");
+      const { connection, deployments, token } = await signer(command);
+      const show = (value: bigint) => chain.formatTokenAmount(value, token);
       const account = connection.account?.address as Address;
-      const record = await getProviderRecord(connection, { deployments, provider: account });
+      const record = await chain.getProviderRecord(connection, { deployments, provider: account });
       if (!record) {
         console.log(
           `${account} is not a registered provider: run \`mycel provider stake <amount> --model <model>\``,
@@ -508,21 +359,21 @@ export function addChainCommands(parameters: {
         return;
       }
       console.log(`provider ${account} (peer ${record.peerId}) ${record.active ? "active" : "inactive"}`);
-      console.log(`  stake:     ${formatTokenAmount(record.stake, token)}`);
+      console.log(`  stake:     ${show(record.stake)}`);
       console.log(
-        `  unbonding: ${formatTokenAmount(record.unbonding, token)}${record.unbondingReleaseAt ? ` (withdrawable after ${record.unbondingReleaseAt.toISOString()})` : ""}`,
+        `  unbonding: ${show(record.unbonding)}${record.unbondingReleaseAt ? ` (withdrawable after ${record.unbondingReleaseAt.toISOString()})` : ""}`,
       );
       for (const offer of record.offers)
         console.log(
           `  offers ${offer.modelHash}: ${offer.inputPricePerMillion} in / ${offer.outputPricePerMillion} out per 1M tokens`,
         );
     });
+}
 
-  // ---- mycel channel ----
+function addChannelCommands(program: Command) {
   const channel = program
     .command("channel")
     .description("payment channels: deposits a client pays providers from");
-
   addChainOptions(
     channel
       .command("open")
@@ -540,20 +391,19 @@ export function addChainCommands(parameters: {
       flags: ChainFlags & { provider: Address; amount: string; challengePeriod?: number },
       command: Command,
     ) => {
-      const { connection, deployments } = await signer(command);
-      const token = await tokenOf(connection, deployments);
-      const amount = parseTokenAmount(flags.amount, token.decimals);
-      const opened = await openChannel(connection, {
+      const chain = await import("../chain/index.ts");
+      const { connection, deployments, token } = await signer(command);
+      const show = (value: bigint) => chain.formatTokenAmount(value, token);
+      const amount = chain.parseTokenAmount(flags.amount, token.decimals);
+      const opened = await chain.openChannel(connection, {
         deployments,
         provider: flags.provider,
         amount,
         challengePeriodSeconds: flags.challengePeriod,
         onTransaction: printTransaction,
-        formatAmount: (value: bigint) => formatTokenAmount(value, token),
+        formatAmount: show,
       });
-      console.log(
-        `channel ${opened.channelId} open: ${formatTokenAmount(amount, token)} to ${flags.provider}`,
-      );
+      console.log(`channel ${opened.channelId} open: ${show(amount)} to ${flags.provider}`);
     },
   );
 
@@ -563,132 +413,38 @@ export function addChainCommands(parameters: {
       .description(
         "list the channels this key opened (as client) or receives (as provider), with the latest vouchers (no password needed)",
       )
-      .option("--key <name>", "keystore", "default")
+      .option("--key <name>", "keystore (default: default, or on a devnet machine without it devnet-gateway)")
       .option("--address <address>", "any address instead of a key", address)
       .option("--json", "print JSON"),
   ).action(async (flags: ChainFlags & { json?: boolean }, command: Command) => {
     const { config, connection, deployments, account } = await viewer(command);
-    const token = await tokenOf(connection, deployments);
-    const { asClient, asProvider } = await listChannels(connection, { deployments, account });
-    const local = readLocalPayments(config.home, account);
-    const rows = [
-      ...asClient.map((entry) => ({
-        role: "client",
-        counterparty: entry.provider,
-        ...entry,
-        /** The highest voucher this machine's gateway signed on it. */
-        voucher: local.signed.get(entry.channelId.toLowerCase())?.signedAmount,
-      })),
-      ...asProvider.map((entry) => ({
-        role: "provider",
-        counterparty: entry.client,
-        ...entry,
-        /** The latest voucher this machine's provider received on it. */
-        voucher: local.received.get(entry.channelId.toLowerCase())?.cumulativeAmount,
-      })),
-    ];
-    if (flags.json) {
-      console.log(
-        JSON.stringify(rows, (_key, value) => (typeof value === "bigint" ? value.toString() : value), 2),
-      );
-      return;
-    }
+    const node = await import("../node/index.ts");
+    const chain = await import("../chain/index.ts");
+    const token = await chain.getTokenInfo(connection, deployments.contracts.token);
+    const rows = await node.listChannelRows({ connection, deployments, account, home: config.home });
+    if (flags.json) return printJson(rows);
     if (rows.length === 0) {
       console.log(
         `no channels for ${account}: open one with \`mycel channel open --provider <address> --amount <tokens>\``,
       );
       return;
     }
-    const table = [
+    const show = (value: bigint) => chain.formatTokenAmount(value, token);
+    printTable([
       ["CHANNEL", "ROLE", "COUNTERPARTY", "DEPOSIT", "VOUCHER", "SETTLED", "STATE", "CLOSES AT"],
       ...rows.map((row) => [
         row.channelId,
         row.role,
         row.counterparty,
-        formatTokenAmount(row.deposit, token),
-        row.voucher === undefined ? "-" : formatTokenAmount(row.voucher, token),
-        formatTokenAmount(row.settled, token),
+        show(row.deposit),
+        row.voucher === undefined ? "-" : show(row.voucher),
+        show(row.settled),
         row.state,
         row.closesAt?.toISOString() ?? "-",
       ]),
-    ];
-    printTable(table);
+    ]);
     console.log(
       "VOUCHER: the latest voucher on this machine (signed by its gateway, or received by its provider); SETTLED: paid out on chain",
-    );
-  });
-
-  // ---- mycel wallet ----
-  addChainOptions(
-    program
-      .command("wallet")
-      .description("balances, channel deposits, payments made and earnings of a key (no password needed)")
-      .option("--key <name>", "keystore", "default")
-      .option("--address <address>", "any address instead of a key", address)
-      .option("--json", "print JSON"),
-  ).action(async (flags: ChainFlags & { json?: boolean }, command: Command) => {
-    const { config, connection, deployments, account } = await viewer(command);
-    const token = await tokenOf(connection, deployments);
-    const [ether, tokens, channels, record] = await Promise.all([
-      connection.publicClient.getBalance({ address: account }),
-      getTokenBalance(connection, { token: token.address, owner: account }),
-      listChannels(connection, { deployments, account }),
-      getProviderRecord(connection, { deployments, provider: account }),
-    ]);
-    const local = readLocalPayments(config.home, account);
-    const sum = <T>(items: T[], pick: (item: T) => bigint) =>
-      items.reduce((total, item) => total + pick(item), 0n);
-    const live = (state: string) => state !== "closed";
-    const spending = {
-      channels: channels.asClient.filter((entry) => live(entry.state)).length,
-      deposited: sum(
-        channels.asClient.filter((entry) => live(entry.state)),
-        (entry) => entry.deposit,
-      ),
-      paid: sum([...local.signed.values()], (entry) => entry.signedAmount),
-      settled: sum(channels.asClient, (entry) => entry.settled),
-    };
-    const earning = {
-      channels: channels.asProvider.length,
-      earned: sum([...local.received.values()], (entry) => entry.cumulativeAmount),
-      settled: sum(channels.asProvider, (entry) => entry.settled),
-      stake: record?.stake ?? 0n,
-    };
-    // Unsettled: what the vouchers held here promise beyond what the chain has paid out on their channels.
-    const settledOnChain = new Map(
-      channels.asProvider.map((entry) => [entry.channelId.toLowerCase(), entry.settled]),
-    );
-    const unsettled = sum([...local.received.values()], (entry) => {
-      const rest = entry.cumulativeAmount - (settledOnChain.get(entry.channelId.toLowerCase()) ?? 0n);
-      return rest > entry.forfeitedAmount ? rest - entry.forfeitedAmount : 0n;
-    });
-    if (flags.json) {
-      console.log(
-        JSON.stringify(
-          {
-            address: account,
-            chainId: deployments.chainId,
-            token: { symbol: token.symbol, decimals: token.decimals, address: token.address },
-            balances: { ether, token: tokens },
-            asClient: spending,
-            asProvider: { ...earning, unsettled },
-          },
-          (_key, value) => (typeof value === "bigint" ? value.toString() : value),
-          2,
-        ),
-      );
-      return;
-    }
-    const show = (amount: bigint) => formatTokenAmount(amount, token);
-    console.log(`${account} on chain ${deployments.chainId}`);
-    console.log(
-      `  balance        ${formatTokenAmount(ether, { decimals: 18, symbol: "ETH" })}, ${show(tokens)}`,
-    );
-    console.log(
-      `  as a client    ${spending.channels} open channel(s), ${show(spending.deposited)} deposited; vouchers signed here ${show(spending.paid)}; settled by providers ${show(spending.settled)}`,
-    );
-    console.log(
-      `  as a provider  ${earning.channels} channel(s); vouchers received here ${show(earning.earned)} (${show(unsettled)} not settled yet); settled to you ${show(earning.settled)}; stake ${show(earning.stake)}`,
     );
   });
 
@@ -701,29 +457,77 @@ export function addChainCommands(parameters: {
       .argument("<channelId>", "the channel id (see `mycel channel list`)", channelId)
       .option("--key <name>", "keystore of the client", "default"),
   ).action(async (id: Hex, _flags: ChainFlags, command: Command) => {
-    const { connection, deployments } = await signer(command);
-    const token = await tokenOf(connection, deployments);
-    const before = await getChannel(connection, { deployments, channelId: id });
+    const chain = await import("../chain/index.ts");
+    const { connection, deployments, token } = await signer(command);
+    const show = (value: bigint) => chain.formatTokenAmount(value, token);
+    const before = await chain.getChannel(connection, { deployments, channelId: id });
     if (before.state === "closed") {
       console.log(`channel ${id} is closed already`);
       return;
     }
     if (before.state === "open") {
-      await requestChannelClose(connection, { deployments, channelId: id, onTransaction: printTransaction });
-      const after = await getChannel(connection, { deployments, channelId: id });
+      await chain.requestChannelClose(connection, {
+        deployments,
+        channelId: id,
+        onTransaction: printTransaction,
+      });
+      const after = await chain.getChannel(connection, { deployments, channelId: id });
       console.log(
         `channel ${id} is closing: the provider may settle until ${after.closesAt?.toISOString()}; run \`mycel channel close ${id}\` again after that to withdraw the rest`,
       );
       return;
     }
-    const withdrawn = await withdrawChannel(connection, {
+    const withdrawn = await chain.withdrawChannel(connection, {
       deployments,
       channelId: id,
       onTransaction: printTransaction,
-      formatAmount: (value: bigint) => formatTokenAmount(value, token),
+      formatAmount: show,
     });
     console.log(
-      `channel ${id} closed: ${formatTokenAmount(withdrawn.refunded, token)} returned, ${formatTokenAmount(before.settled, token)} paid to the provider`,
+      `channel ${id} closed: ${show(withdrawn.refunded)} returned, ${show(before.settled)} paid to the provider`,
     );
   });
+}
+
+function addWalletCommand(program: Command) {
+  addChainOptions(
+    program
+      .command("wallet")
+      .description("balances, channel deposits, payments made and earnings of a key (no password needed)")
+      .option("--key <name>", "keystore (default: default, or on a devnet machine without it devnet-gateway)")
+      .option("--address <address>", "any address instead of a key", address)
+      .option("--json", "print JSON"),
+  ).action(async (flags: ChainFlags & { json?: boolean }, command: Command) => {
+    const { config, connection, deployments, account } = await viewer(command);
+    const node = await import("../node/index.ts");
+    const { formatTokenAmount } = await import("../chain/index.ts");
+    const wallet = await node.readWallet({ connection, deployments, account, home: config.home });
+    const { token } = wallet;
+    if (flags.json)
+      return printJson({
+        ...wallet,
+        token: { symbol: token.symbol, decimals: token.decimals, address: token.address },
+      });
+    const show = (amount: bigint) => formatTokenAmount(amount, token);
+    const { asClient, asProvider } = wallet;
+    console.log(`${account} on chain ${wallet.chainId}`);
+    console.log(
+      `  balance        ${formatTokenAmount(wallet.balances.ether, { decimals: 18, symbol: "ETH" })}, ${show(wallet.balances.token)}`,
+    );
+    console.log(
+      `  as a client    ${asClient.channels} open channel(s), ${show(asClient.deposited)} deposited; vouchers signed here ${show(asClient.paid)}; settled by providers ${show(asClient.settled)}`,
+    );
+    console.log(
+      `  as a provider  ${asProvider.channels} channel(s); vouchers received here ${show(asProvider.earned)} (${show(asProvider.unsettled)} not settled yet); settled to you ${show(asProvider.settled)}; stake ${show(asProvider.stake)}`,
+    );
+  });
+}
+
+/** Adds the chain commands to the program (`provider` and `model` are the commands their subcommands hang off). */
+export function addChainCommands(parameters: { program: Command; model: Command; provider: Command }) {
+  addChainDeployCommands(parameters.program);
+  addModelChainCommands(parameters.model);
+  addProviderStakeCommands(parameters.provider);
+  addChannelCommands(parameters.program);
+  addWalletCommand(parameters.program);
 }

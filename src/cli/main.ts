@@ -1,33 +1,16 @@
-/** The `mycel` command. */
-import { Command, InvalidArgumentError, Option } from "commander";
-import { type ConfigOverrides, loadConfig, type MycelConfig } from "../config/index.ts";
+/** The `mycel` command: builds the command tree and runs it. Commands load what they use only when they run. */
+import { Command, Option } from "commander";
+import type { ConfigOverrides } from "../config/index.ts";
 import { describeError, MycelError } from "../errors/index.ts";
-import { createLogger, type Logger } from "../log/index.ts";
-import {
-  defaultTestModelQuant,
-  generateTestModel,
-  type ModelRecord,
-  openModelStore,
-  type TestModelQuant,
-  type TestModelSize,
-} from "../model/index.ts";
+import type { ModelRecord, TestModelQuant, TestModelSize } from "../model/index.ts";
 import { addChainCommands } from "./chain.ts";
-import { addNetworkCommands, defaultPricePerMillion, exitWithParent, loadKey } from "./network.ts";
+import { addNetworkCommands } from "./network.ts";
+import { configFrom, integer } from "./options.ts";
 import { printTable } from "./output.ts";
-import { createProgressBar } from "./progress.ts";
+import { exitWithParent, stopOnSignal } from "./process.ts";
 import { addVerifyCommands } from "./verify.ts";
 
 const version = "0.1.0";
-
-function integer(name: string, minimum = 0, maximum = Number.MAX_SAFE_INTEGER) {
-  return (value: string) => {
-    const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed < minimum || parsed > maximum) {
-      throw new InvalidArgumentError(`${name} must be an integer from ${minimum} to ${maximum}`);
-    }
-    return parsed;
-  };
-}
 
 function formatCount(count: number) {
   if (count >= 1e9) return `${(count / 1e9).toFixed(1)}B`;
@@ -40,13 +23,6 @@ function formatSize(bytes: number) {
   if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
   if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
   return `${(bytes / 1024).toFixed(1)} KiB`;
-}
-
-type GlobalOptions = { home?: string };
-
-function configFrom(command: Command, overrides: ConfigOverrides = {}): MycelConfig {
-  const globals = command.optsWithGlobals<GlobalOptions>();
-  return loadConfig({ ...overrides, home: globals.home });
 }
 
 function describeModel(model: ModelRecord) {
@@ -75,52 +51,7 @@ function addServeOptions(command: Command) {
     .option("--max-body <bytes>", "largest request body", integer("--max-body", 1024));
 }
 
-async function serveModels(parameters: {
-  config: MycelConfig;
-  modelQueries: string[];
-  logger: Logger;
-  onListening?: (url: string, models: ModelRecord[]) => void;
-}) {
-  const { config, logger } = parameters;
-  exitWithParent(logger);
-  const [{ startApiServer }, { createEngine }] = await Promise.all([
-    import("../api/index.ts"),
-    import("../engine/index.ts"),
-  ]);
-  const store = openModelStore({ home: config.home });
-  const records: ModelRecord[] = [];
-  for (const query of parameters.modelQueries) records.push(await store.resolve(query));
-  const engine = createEngine({ options: config.engine, logger });
-  for (const record of records) {
-    await engine.loadModel({ hash: record.hash, path: store.pathOf(record.hash), name: record.name });
-  }
-  const server = await startApiServer({
-    engine,
-    host: config.serve.host,
-    port: config.serve.port,
-    maxBodyBytes: config.serve.maxBodyBytes,
-    logger: logger.child({ role: "api" }),
-  });
-  if (config.serve.host !== "127.0.0.1" && config.serve.host !== "localhost" && config.serve.host !== "::1") {
-    logger.warn("listening beyond this machine: anyone who can reach this address can use the models", {
-      host: config.serve.host,
-    });
-  }
-  parameters.onListening?.(server.url, records);
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info("shutting down", { signal });
-    await server.close();
-    await engine.close();
-    process.exit(0);
-  };
-  process.once("SIGINT", () => void stop("SIGINT"));
-  process.once("SIGTERM", () => void stop("SIGTERM"));
-}
-
-function serveOverrides(flags: ServeFlags): ConfigOverrides {
+function serveOverrides(flags: Omit<ServeFlags, "model">): ConfigOverrides {
   return {
     engine: {
       parallelism: flags.parallelism,
@@ -152,25 +83,38 @@ Press Ctrl-C to stop.
 `);
 }
 
-/** Builds the command tree (exported for tests of argument handling). */
-export function buildProgram(): Command {
-  const program = new Command()
-    .name("mycel")
-    .description("Mycel: decentralized, verifiable AI inference with an OpenAI-compatible endpoint")
-    .version(version)
-    .option("--home <dir>", "Mycel's data directory (default: $MYCEL_HOME or ~/.mycel)")
-    .showHelpAfterError("(run with --help for usage)");
+/** Serves models from the store until SIGINT/SIGTERM. */
+async function serveUntilStopped(parameters: {
+  command: Command;
+  flags: Omit<ServeFlags, "model">;
+  models: () => Promise<string[]>;
+  role: string;
+}) {
+  const config = configFrom(parameters.command, serveOverrides(parameters.flags));
+  const { createLogger } = await import("../log/index.ts");
+  const logger = createLogger().child({ role: parameters.role });
+  exitWithParent({ logger });
+  const { startLocalServer } = await import("../node/index.ts");
+  const server = await startLocalServer({ config, models: await parameters.models(), logger });
+  logger.info("listening", {
+    url: `${server.url}/v1`,
+    models: server.models.map((record) => record.name).join(","),
+  });
+  if (server.models[0]) printEndpoint(server.url, server.models[0]);
+  stopOnSignal({ logger, close: server.close, limitMs: 15_000 });
+}
 
+function addModelCommands(program: Command): Command {
   const model = program.command("model").description("manage the local model store");
-
   model
     .command("add")
     .description("add a GGUF model from a path, an https URL or hf:owner/repo/file.gguf (downloads resume)")
     .argument("<source>", "path | https://... | hf:owner/repo/file.gguf")
     .option("--name <name>", "name to list it under (default: the file name)")
     .action(async (source: string, flags: { name?: string }, command: Command) => {
-      const config = configFrom(command);
-      const store = openModelStore({ home: config.home });
+      const { openModelStore } = await import("../model/index.ts");
+      const { createProgressBar } = await import("./progress.ts");
+      const store = openModelStore({ home: configFrom(command).home });
       const bar = createProgressBar({
         label: source.startsWith("hf:") || /^https?:/.test(source) ? "downloading" : "copying",
       });
@@ -178,7 +122,7 @@ export function buildProgram(): Command {
         const { model: added, alreadyPresent } = await store.add({
           source,
           name: flags.name,
-          onProgress: (p) => bar.update(p),
+          onProgress: (progress) => bar.update(progress),
         });
         bar.done();
         console.log(`${alreadyPresent ? "already in the store" : "added"}: ${describeModel(added)}`);
@@ -193,6 +137,7 @@ export function buildProgram(): Command {
     .description("list the models in the store")
     .option("--json", "print JSON")
     .action(async (flags: { json?: boolean }, command: Command) => {
+      const { openModelStore } = await import("../model/index.ts");
       const models = await openModelStore({ home: configFrom(command).home }).list();
       if (flags.json) {
         console.log(JSON.stringify(models, null, 2));
@@ -223,6 +168,7 @@ export function buildProgram(): Command {
     .description("remove a model and its file from the store")
     .argument("<model>", "name, sha256 or unique hash prefix")
     .action(async (query: string, _flags: unknown, command: Command) => {
+      const { openModelStore } = await import("../model/index.ts");
       const removed = await openModelStore({ home: configFrom(command).home }).remove(query);
       console.log(`removed: ${removed.name} sha256:${removed.hash}`);
     });
@@ -247,6 +193,9 @@ export function buildProgram(): Command {
     )
     .action(
       async (flags: { size: TestModelSize; seed: number; quant?: TestModelQuant }, command: Command) => {
+        const { defaultTestModelQuant, generateTestModel, openModelStore } = await import(
+          "../model/index.ts"
+        );
         const store = openModelStore({ home: configFrom(command).home });
         const made = generateTestModel({
           size: flags.size,
@@ -262,27 +211,17 @@ export function buildProgram(): Command {
         console.log(`sha256: ${added.hash}`);
       },
     );
+  return model;
+}
 
+function addServeCommands(program: Command) {
   addServeOptions(
     program
       .command("serve")
       .description("serve models from the store through the OpenAI-compatible API")
       .requiredOption("--model <model...>", "name or hash of a model in the store (repeat for several)"),
   ).action(async (flags: ServeFlags, command: Command) => {
-    const config = configFrom(command, serveOverrides(flags));
-    const logger = createLogger().child({ role: "serve" });
-    await serveModels({
-      config,
-      modelQueries: flags.model,
-      logger,
-      onListening: (url, records) => {
-        logger.info("listening", {
-          url: `${url}/v1`,
-          models: records.map((record) => record.name).join(","),
-        });
-        if (records[0]) printEndpoint(url, records[0]);
-      },
-    });
+    await serveUntilStopped({ command, flags, models: async () => flags.model, role: "serve" });
   });
 
   addServeOptions(
@@ -290,25 +229,36 @@ export function buildProgram(): Command {
       .command("demo")
       .description("make the tiny test model if needed and serve it on this machine alone (no network)"),
   ).action(async (flags: Omit<ServeFlags, "model">, command: Command) => {
-    const config = configFrom(command, serveOverrides({ ...flags, model: [] }));
-    const logger = createLogger().child({ role: "demo" });
-    const store = openModelStore({ home: config.home });
-    const made = generateTestModel({ size: "tiny", seed: 1 });
-    const { model: demoModel } = await store.addBytes({
-      bytes: made.bytes,
-      name: made.name,
-      source: "make-test --size tiny --seed 1 --quant f32",
-    });
-    await serveModels({
-      config,
-      modelQueries: [demoModel.hash],
-      logger,
-      onListening: (url) => printEndpoint(url, demoModel),
+    await serveUntilStopped({
+      command,
+      flags,
+      role: "demo",
+      models: async () => {
+        const { generateTestModel, openModelStore } = await import("../model/index.ts");
+        const made = generateTestModel({ size: "tiny", seed: 1 });
+        const { model } = await openModelStore({ home: configFrom(command).home }).addBytes({
+          bytes: made.bytes,
+          name: made.name,
+          source: "make-test --size tiny --seed 1 --quant f32",
+        });
+        return [model.hash];
+      },
     });
   });
+}
 
-  const { provider } = addNetworkCommands({ program, configFrom, integer });
-  addChainCommands({ program, model, provider, configFrom, loadKey, integer, defaultPricePerMillion });
+/** Builds the command tree (exported for tests of argument handling). */
+export function buildProgram(): Command {
+  const program = new Command()
+    .name("mycel")
+    .description("Mycel: decentralized, verifiable AI inference with an OpenAI-compatible endpoint")
+    .version(version)
+    .option("--home <dir>", "Mycel's data directory (default: $MYCEL_HOME or ~/.mycel)")
+    .showHelpAfterError("(run with --help for usage)");
+  const model = addModelCommands(program);
+  addServeCommands(program);
+  const { provider } = addNetworkCommands(program);
+  addChainCommands({ program, model, provider });
   addVerifyCommands({ program, configFrom, integer });
   return program;
 }
@@ -319,13 +269,9 @@ export async function main(argv = process.argv) {
   try {
     await program.parseAsync(argv);
   } catch (error) {
-    if (error instanceof MycelError) {
-      process.stderr.write(`error: ${error.message}\n`);
-    } else {
-      process.stderr.write(`error: ${describeError(error)}\n`);
-      if (process.env.MYCEL_LOG_LEVEL === "debug" && error instanceof Error)
-        process.stderr.write(`${error.stack}\n`);
-    }
+    process.stderr.write(`error: ${error instanceof MycelError ? error.message : describeError(error)}\n`);
+    if (!(error instanceof MycelError) && process.env.MYCEL_LOG_LEVEL === "debug" && error instanceof Error)
+      process.stderr.write(`${error.stack}\n`);
     process.exitCode = 1;
   }
 }

@@ -1,45 +1,20 @@
-import { type Command, InvalidArgumentError } from "commander";
-import type { Hex } from "viem";
-import type { ConfigOverrides, MycelConfig } from "../config/index.ts";
+/** The network roles of `mycel`: init, provider, gateway, validator and devnet. Flags in, node/ does the work. */
+import type { Command } from "commander";
+import { roleDefaults } from "../config/index.ts";
 import { MycelError } from "../errors/index.ts";
-import { createKeystore, loadKeystore, promptPassword, resolvePassword } from "../identity/index.ts";
-import type { Logger } from "../log/index.ts";
-import { addChainOptions, type ChainFlags } from "./chain.ts";
-
-/** Default price per 1M tokens, in the payment token's smallest unit (1e12 = 0.000001 of an 18-decimal token). */
-export const defaultPricePerMillion = 1_000_000_000_000n;
-
-/** The password devnet keystores are encrypted with: they hold dev-only keys. */
-export const devnetPassword = "mycel-devnet";
-
-function price(value: string) {
-  if (!/^(0|[1-9][0-9]{0,30})$/.test(value))
-    throw new InvalidArgumentError("a price is a whole number of the token's smallest unit per 1M tokens");
-  return BigInt(value);
-}
-
-function collect(value: string, previous: string[] = []) {
-  return [...previous, value];
-}
-
-/** Loads a keystore's private key, asking for the password unless MYCEL_PASSWORD is set. */
-export async function loadKey(parameters: { home: string; name: string }): Promise<Hex> {
-  const password = await resolvePassword({
-    prompt: () => promptPassword(`password for key "${parameters.name}": `),
-  });
-  const { privateKey } = await loadKeystore({ home: parameters.home, name: parameters.name, password });
-  return privateKey;
-}
-
-/** Exits when the parent process goes away (its end of our stdin closes): no orphans after a devnet dies. */
-export function exitWithParent(logger: Logger) {
-  if (process.env.MYCEL_EXIT_WITH_PARENT !== "1") return;
-  process.stdin.on("data", () => undefined);
-  process.stdin.on("close", () => {
-    logger.info("parent process gone: exiting");
-    process.exit(0);
-  });
-}
+import { createLogger } from "../log/index.ts";
+import {
+  addChainOptions,
+  addPeerOptions,
+  addShutdownOption,
+  type ChainFlags,
+  collect,
+  configFrom,
+  fraction,
+  integer,
+  price,
+} from "./options.ts";
+import { exitWithParent, stopOnSignal } from "./process.ts";
 
 /** Flags of `mycel provider`. */
 export type ProviderFlags = ChainFlags & {
@@ -59,6 +34,7 @@ export type ProviderFlags = ChainFlags & {
   settleThreshold?: bigint;
   settleInterval: number;
   settleCheck: number;
+  shutdownTimeout: number;
 };
 
 /** Flags of `mycel gateway`. */
@@ -74,6 +50,7 @@ export type GatewayFlags = ChainFlags & {
   validator?: string[];
   auditRate: number;
   minReputation: number;
+  shutdownTimeout: number;
 };
 
 /** Flags of `mycel validator`. */
@@ -89,51 +66,23 @@ export type ValidatorFlags = ChainFlags & {
   slashPercent: number;
   deposit: string;
   budget: string;
+  shutdownTimeout: number;
 };
 
-function fraction(name: string) {
-  return (value: string) => {
-    const parsed = Number(value);
-    if (!Number.isFinite(parsed) || parsed < 0 || parsed > 1)
-      throw new InvalidArgumentError(`${name} must be a number from 0 to 1`);
-    return parsed;
-  };
+/** Prints the machine-readable line that `mycel devnet` (and tests) wait for. */
+async function printReady(fields: Record<string, unknown>) {
+  const { readyLine } = await import("../node/index.ts");
+  console.log(readyLine(fields));
 }
 
-/** Default deposit per provider channel and total budget of a gateway, in whole tokens. */
-export const defaultGatewayDeposit = "10";
-export const defaultGatewayBudget = "100";
-
-/** The options every libp2p role takes: where to listen, whom to join through, which key to use. */
-function addPeerOptions(command: Command): Command {
-  return command
-    .option(
-      "--listen <multiaddr>",
-      "libp2p address to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)",
-      collect,
-    )
-    .option(
-      "--bootstrap <multiaddr>",
-      "peer to join the network through, with /p2p/<id> (repeatable)",
-      collect,
-    )
-    .option("--key <name>", "keystore name (see `mycel init`)", "default");
-}
-
-/** Adds init, provider, gateway and devnet to the program; returns the provider command (chain subcommands hang off it). */
-export function addNetworkCommands(parameters: {
-  program: Command;
-  configFrom: (command: Command, overrides?: ConfigOverrides) => MycelConfig;
-  integer: (name: string, minimum?: number, maximum?: number) => (value: string) => number;
-}): { provider: Command } {
-  const { program, configFrom, integer } = parameters;
-
+function addInitCommand(program: Command) {
   program
     .command("init")
     .description("create this node's key (secp256k1, an Ethereum address) in an encrypted keystore")
     .option("--key <name>", "keystore name", "default")
     .action(async (flags: { key: string }, command: Command) => {
       const config = configFrom(command);
+      const { createKeystore, promptPassword, resolvePassword } = await import("../identity/index.ts");
       const password = await resolvePassword({
         prompt: async () => {
           const first = await promptPassword("new keystore password: ");
@@ -147,7 +96,9 @@ export function addNetworkCommands(parameters: {
       console.log(`created key "${flags.key}": address ${created.address}`);
       console.log(`keystore: ${created.path} (scrypt + AES-256-GCM; keep the password safe)`);
     });
+}
 
+function addProviderCommand(program: Command): Command {
   const provider = addPeerOptions(
     program
       .command("provider")
@@ -172,7 +123,7 @@ export function addNetworkCommands(parameters: {
       "--credit-tokens <n>",
       "output tokens served on credit before a client must pay (with --rpc-url)",
       integer("--credit-tokens", 32, 1_000_000),
-      512,
+      roleDefaults.creditTokens,
     )
     .option(
       "--settle-threshold <n>",
@@ -183,15 +134,15 @@ export function addNetworkCommands(parameters: {
       "--settle-interval <seconds>",
       "settle whatever has been unsettled this long",
       integer("--settle-interval", 1),
-      600,
+      roleDefaults.settleIntervalSeconds,
     )
     .option(
       "--settle-check <seconds>",
       "how often unsettled channels are checked (a client closing one is settled before its challenge ends)",
       integer("--settle-check", 1, 3600),
-      10,
+      roleDefaults.settleCheckSeconds,
     );
-  addChainOptions(provider).action(async (flags: ProviderFlags, command: Command) => {
+  addShutdownOption(addChainOptions(provider)).action(async (flags: ProviderFlags, command: Command) => {
     const config = configFrom(command, {
       engine: {
         parallelism: flags.parallelism,
@@ -204,11 +155,46 @@ export function addNetworkCommands(parameters: {
       throw new MycelError("name the models to serve", {
         hint: "run `mycel provider --model <name|hash>` (see `mycel model list`)",
       });
-    const { runProviderRole } = await import("./roles.ts");
-    await runProviderRole({ flags, config, version: program.version() ?? "0" });
+    const logger = createLogger().child({ role: "provider" });
+    exitWithParent({ logger });
+    const node = await import("../node/index.ts");
+    const privateKey = await node.loadKey({ home: config.home, name: flags.key });
+    const chain = node.chainRequested(flags)
+      ? await node.openChain({ home: config.home, location: flags, privateKey })
+      : undefined;
+    const fallback = flags.price ?? roleDefaults.pricePerMillion;
+    const running = await node.startProviderNode({
+      config,
+      privateKey,
+      models: flags.model,
+      price: { input: flags.priceInput ?? fallback, output: flags.priceOutput ?? fallback },
+      version: program.version() ?? "0",
+      logger,
+      listen: flags.listen,
+      bootstrap: flags.bootstrap,
+      chain,
+      creditTokens: flags.creditTokens,
+      settlement: {
+        ...(flags.settleThreshold === undefined ? {} : { thresholdAmount: flags.settleThreshold }),
+        maxAgeMs: flags.settleInterval * 1000,
+        checkIntervalMs: flags.settleCheck * 1000,
+      },
+      idleTimeoutMs: flags.idleTimeout,
+      shutdownLimitMs: flags.shutdownTimeout * 1000,
+    });
+    await printReady({
+      role: "provider",
+      peerId: running.peerId,
+      address: running.address,
+      multiaddrs: running.multiaddrs,
+    });
+    stopOnSignal({ logger, close: running.close, limitMs: flags.shutdownTimeout * 1000 });
   });
+  return provider;
+}
 
-  addChainOptions(
+function addGatewayCommand(program: Command) {
+  const gateway = addChainOptions(
     addPeerOptions(
       program
         .command("gateway")
@@ -229,12 +215,12 @@ export function addNetworkCommands(parameters: {
     .option(
       "--deposit <tokens>",
       "deposited in each provider's payment channel, and added when it runs low (with --rpc-url)",
-      defaultGatewayDeposit,
+      roleDefaults.gatewayDeposit,
     )
     .option(
       "--budget <tokens>",
       "the most kept deposited across all payment channels (with --rpc-url)",
-      defaultGatewayBudget,
+      roleDefaults.gatewayBudget,
     )
     .option(
       "--validator <multiaddr>",
@@ -245,21 +231,47 @@ export function addNetworkCommands(parameters: {
       "--audit-rate <p>",
       "share of answers sent to a validator for audit, decided after each answer (docs/VERIFICATION.md)",
       fraction("--audit-rate"),
-      0.05,
+      roleDefaults.auditRate,
     )
     .option(
       "--min-reputation <r>",
       "do not route to providers whose on-chain reputation (0..1) is below this (with --rpc-url)",
       fraction("--min-reputation"),
-      0.5,
-    )
-    .action(async (flags: GatewayFlags, command: Command) => {
-      const config = configFrom(command, { serve: { host: flags.host, port: flags.port } });
-      const { runGatewayRole } = await import("./roles.ts");
-      await runGatewayRole({ flags, config });
+      roleDefaults.minimumReputation,
+    );
+  addShutdownOption(gateway).action(async (flags: GatewayFlags, command: Command) => {
+    const config = configFrom(command, { serve: { host: flags.host, port: flags.port } });
+    const logger = createLogger().child({ role: "gateway" });
+    exitWithParent({ logger });
+    const node = await import("../node/index.ts");
+    const privateKey = await node.loadKey({ home: config.home, name: flags.key });
+    const chain = node.chainRequested(flags)
+      ? await node.openChain({ home: config.home, location: flags, privateKey })
+      : undefined;
+    if (chain) logger.info("chain", { chainId: chain.deployments.chainId, rpcUrl: chain.connection.rpcUrl });
+    const running = await node.startGatewayNode({
+      config,
+      privateKey,
+      chain: chain ? { ...chain, deposit: flags.deposit, budget: flags.budget } : undefined,
+      logger,
+      listen: flags.listen,
+      bootstrap: flags.bootstrap,
+      stallMs: flags.stallTimeout,
+      audit: { rate: flags.auditRate, validators: flags.validator ?? [] },
+      minReputation: flags.minReputation,
     });
+    if ((flags.validator ?? []).length === 0 && flags.auditRate > 0)
+      logger.info("no --validator given: answers are not sent for audit");
+    await printReady({ role: "gateway", url: running.url, peerId: running.peerId });
+    console.log(
+      `Mycel gateway\n  Explorer (web app): ${running.url}/\n  OpenAI-compatible endpoint: ${running.url}/v1\n  Receipts: ${running.url}/mycel/v1/receipts/<request id>`,
+    );
+    stopOnSignal({ logger, close: running.close, limitMs: flags.shutdownTimeout * 1000 });
+  });
+}
 
-  addChainOptions(
+function addValidatorCommand(program: Command) {
+  const validator = addChainOptions(
     addPeerOptions(
       program
         .command("validator")
@@ -285,32 +297,82 @@ export function addNetworkCommands(parameters: {
       "--challenge-interval <seconds>",
       "send a challenge request this often (0: never)",
       integer("--challenge-interval", 0),
-      60,
+      roleDefaults.challengeIntervalSeconds,
     )
     .option(
       "--epoch-check <seconds>",
       "how often the chain is checked to commit, reveal, finalize and vote",
       integer("--epoch-check", 1, 3600),
-      10,
+      roleDefaults.epochCheckSeconds,
     )
     .option(
       "--slash-percent <n>",
       "share of a cheating provider's stake a slashing proposal asks for",
       integer("--slash-percent", 1, 100),
-      10,
+      roleDefaults.slashPercent,
     )
     .option(
       "--deposit <tokens>",
       "deposit per provider channel for challenge requests",
-      defaultGatewayDeposit,
+      roleDefaults.gatewayDeposit,
     )
-    .option("--budget <tokens>", "the most deposited for challenge requests", defaultGatewayBudget)
-    .action(async (flags: ValidatorFlags, command: Command) => {
-      const config = configFrom(command);
-      const { runValidatorRole } = await import("./roles.ts");
-      await runValidatorRole({ flags, config });
+    .option("--budget <tokens>", "the most deposited for challenge requests", roleDefaults.gatewayBudget);
+  addShutdownOption(validator).action(async (flags: ValidatorFlags, command: Command) => {
+    const config = configFrom(command);
+    const logger = createLogger().child({ role: "validator" });
+    exitWithParent({ logger });
+    const node = await import("../node/index.ts");
+    const privateKey = await node.loadKey({ home: config.home, name: flags.key });
+    const challengeKey = flags.challengeKey
+      ? await node.loadKey({ home: config.home, name: flags.challengeKey })
+      : undefined;
+    if (!flags.challengeKey && flags.challengeInterval > 0)
+      logger.warn(
+        "challenges are sent with the validator's own key: give --challenge-key so providers cannot tell them apart",
+      );
+    const chain = node.chainRequested(flags)
+      ? await node.openChain({ home: config.home, location: flags, privateKey })
+      : undefined;
+    const running = await node.startValidatorNode({
+      config,
+      privateKey,
+      challengeKey,
+      logger,
+      listen: flags.listen,
+      bootstrap: flags.bootstrap,
+      chain,
+      stake: flags.stake,
+      threads: flags.threads,
+      options: {
+        challengeIntervalMs: flags.challengeInterval * 1000,
+        epochCheckMs: flags.epochCheck * 1000,
+        slashBps: flags.slashPercent * 100,
+      },
+      challengeDeposit: flags.deposit,
+      challengeBudget: flags.budget,
     });
+    await printReady({
+      role: "validator",
+      peerId: running.peerId,
+      address: running.address,
+      multiaddrs: running.multiaddrs,
+    });
+    stopOnSignal({ logger, close: running.close, limitMs: flags.shutdownTimeout * 1000 });
+  });
+}
 
+type DevnetFlags = {
+  providers: number;
+  port?: number;
+  model?: string;
+  stallTimeout?: number;
+  rpcPort: number;
+};
+
+/** Everything the devnet started is down within this long of a signal. */
+const devnetStopLimitMs = 5_000;
+
+function addDevnetCommand(program: Command) {
   program
     .command("devnet")
     .description(
@@ -330,21 +392,56 @@ export function addNetworkCommands(parameters: {
       "silence between tokens before the gateway fails over",
       integer("--stall-timeout", 100),
     )
-    .action(
-      async (
-        flags: { providers: number; port?: number; model?: string; stallTimeout?: number; rpcPort: number },
-        command: Command,
-      ) => {
-        const config = configFrom(command, { serve: { port: flags.port } });
-        const { runDevnet } = await import("./roles.ts");
-        await runDevnet({
-          config,
-          providers: flags.providers,
-          model: flags.model,
-          stallMs: flags.stallTimeout,
-          rpcPort: flags.rpcPort,
-        });
-      },
-    );
+    .action(async (flags: DevnetFlags, command: Command) => {
+      const config = configFrom(command, { serve: { port: flags.port } });
+      const prefixed = (prefix: string) =>
+        createLogger({ write: (line) => process.stderr.write(`${prefix} ${line}\n`) });
+      const logger = prefixed("[devnet]");
+      const node = await import("../node/index.ts");
+      const { printDevnet } = await import("./devnetBanner.ts");
+      const starting = new AbortController();
+      const devnet = node.startDevnet({
+        config,
+        providers: flags.providers,
+        model: flags.model,
+        stallMs: flags.stallTimeout,
+        rpcPort: flags.rpcPort,
+        logger,
+        gatewayLogger: prefixed("[gateway]"),
+        write: {
+          stdout: (line) => process.stdout.write(`${line}\n`),
+          stderr: (line) => process.stderr.write(`${line}\n`),
+        },
+        signal: starting.signal,
+      });
+      // Whichever process of the tree is stopped, everything stops: on a signal (during start-up too), when a part
+      // exits on its own, and when this process loses its parent (npm or the shell that started it).
+      const shutdown = stopOnSignal({
+        logger,
+        limitMs: devnetStopLimitMs,
+        close: async () => {
+          starting.abort(new MycelError("the devnet was stopped while it started"));
+          await devnet.then(
+            (running) => running.stop(),
+            () => undefined,
+          );
+        },
+        ended: devnet.then(
+          (running) => running.ended,
+          () => new Promise<string>(() => undefined),
+        ),
+      });
+      exitWithParent({ logger, onGone: () => void shutdown.stop("parent gone") });
+      printDevnet(await devnet);
+    });
+}
+
+/** Adds init, provider, gateway, validator and devnet; returns the provider command (chain subcommands hang off it). */
+export function addNetworkCommands(program: Command): { provider: Command } {
+  addInitCommand(program);
+  const provider = addProviderCommand(program);
+  addGatewayCommand(program);
+  addValidatorCommand(program);
+  addDevnetCommand(program);
   return { provider };
 }

@@ -8,6 +8,7 @@ import { resolveMycelHome } from "./home.ts";
 
 export { defaultEngineOptions, type EngineOptions } from "./engineOptions.ts";
 export { resolveMycelHome } from "./home.ts";
+export { roleDefaults } from "./roleDefaults.ts";
 
 /** Settings of `mycel serve` and `mycel demo`. */
 export type ServeConfig = {

@@ -10,6 +10,7 @@ import type {
 import { defaultEngineOptions, type EngineOptions } from "../config/index.ts";
 import {
   ContextLengthExceededError,
+  describeAvailable,
   InvalidInputError,
   ModelNotFoundError,
   MycelError,
@@ -245,7 +246,12 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       if (matches.length === 1 && matches[0]) return matches[0].info;
     }
     throw new ModelNotFoundError(nameOrHash, {
-      hint: `served models: ${[...loaded.values()].map((e) => e.info.name).join(", ") || "none"}`,
+      hint:
+        describeAvailable({
+          query,
+          names: [...loaded.values()].map((entry) => entry.info.name),
+          label: "served models",
+        }) ?? "no model is loaded",
     });
   }
 

@@ -116,3 +116,5 @@ export class PaymentRequiredError extends MycelError {
     super(shortMessage, { code: "payment_required", ...parameters });
   }
 }
+
+export { closestName, describeAvailable } from "./suggestions.ts";

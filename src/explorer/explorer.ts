@@ -6,14 +6,15 @@ import type { Hex } from "viem";
 import { HttpError, type RouteParameters, sendJson } from "../api/index.ts";
 import { type ChainConnection, type Deployments, getTokenInfo, type TokenInfo } from "../chain/index.ts";
 import { describeError, InvalidInputError, ServiceUnavailableError } from "../errors/index.ts";
-import { fetchEvidence, type Gateway } from "../gateway/index.ts";
+import type { Gateway } from "../gateway/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import type { MycelNode } from "../p2p/index.ts";
-import type { GatewayPayments } from "../payments/index.ts";
 import { recoverReceiptSigner, type SignedReceipt } from "../protocol/index.ts";
-import type { ReceiptStore, SearchedReceipt, StoredAuditVerdict } from "../store/index.ts";
+import { fetchEvidence } from "../protocols/index.ts";
+import type { SearchedReceipt, StoredAuditVerdict } from "../store/index.ts";
 import { cachedRead, readPayments, readProviderStakes, readRegistry, readValidators } from "./chainView.ts";
 import { createEventStream } from "./eventStream.ts";
+import { describeProviders, describeUsage, summarizeGatewayPayments } from "./gatewayViews.ts";
 import { createNetworkHistory } from "./history.ts";
 import { defaultExplorerDirectory, serveExplorerFile } from "./staticFiles.ts";
 import type {
@@ -32,12 +33,10 @@ import type {
 /** Parameters of {@link createExplorer}. */
 export type CreateExplorerParameters = {
   gateway: Gateway;
+  /** The gateway's node: evidence is fetched from providers through it. */
   node: MycelNode;
-  receipts: ReceiptStore;
   /** The chain the gateway pays on: stake, registry, channels and validators come from it. */
   chain?: { connection: ChainConnection; deployments: Deployments };
-  payments?: GatewayPayments;
-  audit?: { rate: number; validators: string[] };
   /** The built web app (default web/dist of this checkout). */
   directory?: string;
   history?: { intervalMs?: number; capacity?: number };
@@ -95,10 +94,14 @@ function integerParameter(
 
 /** Starts the explorer's sampling and event stream. */
 export function createExplorer(parameters: CreateExplorerParameters): Explorer {
-  const { gateway, receipts, chain, node } = parameters;
+  const { gateway, chain, node } = parameters;
+  const { receipts } = gateway;
   const logger = parameters.logger ?? silentLogger;
   const directory = parameters.directory ?? defaultExplorerDirectory;
-  const history = createNetworkHistory({ gateway, ...parameters.history });
+  const history = createNetworkHistory({
+    source: { describeProviders: () => describeProviders(gateway), subscribe: gateway.subscribe },
+    ...parameters.history,
+  });
   const events = createEventStream();
 
   /** A cached chain read whose failure says which chain did not answer (503, retried after the cache time). */
@@ -140,14 +143,14 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
     } catch (error) {
       logger.debug("stakes not read", { error: describeError(error) });
     }
-    return gateway.describeProviders().map((provider) => ({
+    return describeProviders(gateway).map((provider) => ({
       ...provider,
       stake: stakeOf?.get(provider.address.toLowerCase())?.toString() ?? null,
     }));
   }
 
   function modelNames(): Map<string, string> {
-    return new Map(gateway.backend.listModels().map((model) => [`0x${model.hash}`, model.name]));
+    return new Map(gateway.catalog.models().map((model) => [`0x${model.hash}`, model.name]));
   }
 
   function toReceiptSummary(stored: SearchedReceipt, names: Map<string, string>): ReceiptSummary {
@@ -246,11 +249,10 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
           hint: "the evidence stays with the provider (for 7 days); try again when it is back",
         });
       try {
-        const frame = await fetchEvidence({
-          node,
-          providerPeerId: provider.peerId,
-          requestId: requestId as Hex,
-        });
+        const frame = await fetchEvidence(
+          { node },
+          { providerPeerId: provider.peerId, requestId: requestId as Hex },
+        );
         evidence.push({ segment: entry.segment, provider: entry.provider, ...frame.evidence });
       } catch (error) {
         throw new ServiceUnavailableError(`provider ${entry.provider} did not hand over the evidence`, {
@@ -266,7 +268,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
     const entries = registry ? await registry() : [];
     const served = new Map<string, RegistryModel["served_by"]>();
     const servedNames = new Map<string, string>();
-    for (const provider of gateway.describeProviders()) {
+    for (const provider of describeProviders(gateway)) {
       if (provider.status === "expired") continue;
       for (const model of provider.models) {
         const list = served.get(model.hash) ?? [];
@@ -310,7 +312,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
       object: "mycel.payments",
       chain: chain !== undefined,
       token: token ? await token() : null,
-      gateway: gateway.paymentsSummary(),
+      gateway: summarizeGatewayPayments(gateway.payments),
       ...onChain,
     };
   }
@@ -335,7 +337,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
     if (token) tokenInfo = await token();
     return {
       object: "mycel.explorer",
-      gateway: { address: gateway.address, peer_id: node.peerId },
+      gateway: { address: gateway.address, peer_id: gateway.peerId },
       chain:
         chain && tokenInfo
           ? {
@@ -344,7 +346,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
               contracts: { ...chain.deployments.contracts },
             }
           : null,
-      audit: parameters.audit ?? { rate: 0, validators: [] },
+      audit: gateway.audit,
       history: { interval_ms: history.intervalMs, capacity: history.capacity },
     };
   }
@@ -387,6 +389,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
     "/mycel/v1/registry": registryView,
     "/mycel/v1/payments": paymentsView,
     "/mycel/v1/validators": validatorsView,
+    "/mycel/v1/usage": () => describeUsage(gateway),
   };
 
   return {

@@ -1,6 +1,6 @@
 /** The network over time: every interval, each provider's latency, throughput, price and load as this gateway sees them. */
 import type { Gateway } from "../gateway/index.ts";
-import type { HistoryPoint } from "./types.ts";
+import type { HistoryPoint, ProviderView } from "./types.ts";
 
 /** Defaults: a point every 5 s, the last hour kept (720 points). */
 export const defaultHistoryOptions = { intervalMs: 5_000, capacity: 720 } as const;
@@ -18,9 +18,15 @@ export type NetworkHistory = {
   stop(): void;
 };
 
+/** What the history samples: the providers as the gateway sees them, and its activity. */
+export type HistorySource = {
+  describeProviders(): ProviderView[];
+  subscribe: Gateway["subscribe"];
+};
+
 /** Samples the gateway's provider table every `intervalMs`, keeping the newest `capacity` points in memory. */
 export function createNetworkHistory(parameters: {
-  gateway: Pick<Gateway, "describeProviders" | "subscribe">;
+  source: HistorySource;
   intervalMs?: number;
   capacity?: number;
 }): NetworkHistory {
@@ -31,7 +37,7 @@ export function createNetworkHistory(parameters: {
   let tokens = 0;
   let requests = 0;
   let since = Date.now();
-  const unsubscribe = parameters.gateway.subscribe((activity) => {
+  const unsubscribe = parameters.source.subscribe((activity) => {
     if (activity.type === "tokens") tokens += activity.count;
     if (activity.type === "completed") requests += 1;
   });
@@ -43,7 +49,7 @@ export function createNetworkHistory(parameters: {
       t: now,
       tokens_per_second: tokens / seconds,
       requests,
-      providers: parameters.gateway
+      providers: parameters.source
         .describeProviders()
         .filter((provider) => provider.status !== "expired")
         .map((provider) => ({

@@ -2,6 +2,16 @@
 export { chainViewLimits } from "./chainView.ts";
 export { maxEventClients } from "./eventStream.ts";
 export { type CreateExplorerParameters, createExplorer, type Explorer, maxReceiptsPage } from "./explorer.ts";
-export { defaultHistoryOptions } from "./history.ts";
+export {
+  describeProvider,
+  describeProviders,
+  describeUsage,
+  summarizeGatewayPayments,
+} from "./gatewayViews.ts";
+export {
+  createNetworkHistory,
+  defaultHistoryOptions,
+  type HistorySource,
+} from "./history.ts";
 export { defaultExplorerDirectory, explorerContentSecurityPolicy } from "./staticFiles.ts";
 export type * from "./types.ts";

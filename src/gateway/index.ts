@@ -1,16 +1,46 @@
 /** The gateway role: the OpenAI-compatible API backed by providers on the network. */
-
-export { EvidenceUnavailableError, fetchEvidence } from "./evidence.ts";
+export { type ActivityFeed, createActivityFeed, type GatewayActivity } from "./activity.ts";
+export { type CreateGatewayBackendParameters, createGatewayBackend, mycelFieldsOf } from "./backend.ts";
+export { type Catalog, createCatalog } from "./catalog.ts";
 export {
-  defaultAuditRate,
-  defaultGatewayTimeouts,
-  defaultMinimumReputation,
-  type Gateway,
-  type GatewayActivity,
-  type GatewayTimeouts,
-  type StartGatewayParameters,
-  startGateway,
-} from "./gateway.ts";
+  type AnsweredEvidence,
+  answerWithFailover,
+  type FailoverContext,
+  type GatewayAnswer,
+  wireRequestOf,
+} from "./failover.ts";
+export { classifyFailure, type FailureKind, GatewayStoreError, SegmentFailedError } from "./failures.ts";
+export { defaultMaxAttempts, type Gateway, type StartGatewayParameters, startGateway } from "./gateway.ts";
+export {
+  decodingRate,
+  minimumStreamingSpanMs,
+  minimumTokensForRate,
+  recordLatency,
+  recordThroughput,
+  type SegmentTiming,
+} from "./measurements.ts";
 export { createProviderTable, type KnownProvider, type ProviderTable } from "./providerTable.ts";
+export {
+  defaultMinimumReputation,
+  defaultReputationRefreshMs,
+  type ReputationSource,
+  type ReputationWatch,
+  watchReputation,
+} from "./reputation.ts";
 export { rankProviders, reputationOf, routingWeights, scoreProvider } from "./routing.ts";
+export {
+  type AuditSampler,
+  type CreateAuditSamplerParameters,
+  createAuditSampler,
+  defaultAuditRate,
+  type SampleCandidate,
+} from "./sampling.ts";
+export {
+  defaultGatewayTimeouts,
+  type GatewayTimeouts,
+  type RunSegmentParameters,
+  runSegment,
+  type SegmentResult,
+} from "./segment.ts";
+export { type CreateVerdictKeeperParameters, createVerdictKeeper, type VerdictKeeper } from "./verdicts.ts";
 export { ReceiptRejectedError, type VerifyReceiptParameters, verifyReceipt } from "./verifyReceipt.ts";

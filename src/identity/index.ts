@@ -18,6 +18,7 @@ export {
   keystoreScryptParameters,
   type LoadKeystoreParameters,
   type LoadKeystoreReturnType,
+  listKeystores,
   loadKeystore,
   readKeystoreAddress,
 } from "./keystore.ts";

@@ -1,6 +1,6 @@
 /** Encrypted keystores: one secp256k1 key per file under `<MYCEL_HOME>/keys/`, sealed with scrypt + AES-256-GCM. */
 import { createCipheriv, createDecipheriv, randomBytes, type ScryptOptions, scrypt } from "node:crypto";
-import { access, chmod, link, mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { access, chmod, link, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Address, Hex } from "viem";
 import { bytesToHex, getAddress, isAddressEqual } from "viem";
@@ -262,6 +262,22 @@ async function readKeystoreFile(parameters: KeystorePathParameters) {
     throw new InvalidKeystoreError({ path, reason: `${where}: ${issue?.message ?? "invalid"}` });
   }
   return { path, file: parsed.data };
+}
+
+/** The names of the keystores in `<home>/keys/`, sorted (none when the folder does not exist). */
+export async function listKeystores(parameters: { home?: string } = {}): Promise<string[]> {
+  const directory = join(resolveMycelHome(parameters.home), "keys");
+  let entries: string[];
+  try {
+    entries = await readdir(directory);
+  } catch {
+    return [];
+  }
+  return entries
+    .filter((entry) => entry.endsWith(".json"))
+    .map((entry) => entry.slice(0, -".json".length))
+    .filter((name) => keyNamePattern.test(name))
+    .sort();
 }
 
 /** The address a keystore holds the key of, read without its password (the address is stored in clear). */

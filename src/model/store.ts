@@ -6,7 +6,13 @@ import { mkdir, open, readFile, rename, rm, stat, unlink, writeFile } from "node
 import { basename, join } from "node:path";
 import type { readGgufFileInfo } from "node-llama-cpp";
 import { resolveMycelHome } from "../config/index.ts";
-import { InvalidInputError, InvalidModelFileError, ModelNotFoundError, MycelError } from "../errors/index.ts";
+import {
+  describeAvailable,
+  InvalidInputError,
+  InvalidModelFileError,
+  ModelNotFoundError,
+  MycelError,
+} from "../errors/index.ts";
 import { closeStream, downloadFile, parseModelSource, type TransferProgress } from "./download.ts";
 
 /** What the store knows about one model. */
@@ -205,7 +211,16 @@ export function openModelStore(parameters: OpenModelStoreParameters = {}): Model
         });
       }
     }
-    throw new ModelNotFoundError(nameOrHash);
+    const available = describeAvailable({
+      query,
+      names: models.map((model) => model.name),
+      label: "in the store",
+    });
+    throw new ModelNotFoundError(nameOrHash, {
+      hint: available
+        ? `${available} (\`mycel model list\`); add others with \`mycel model add <path|url|hf:owner/repo/file.gguf>\``
+        : "the store is empty: add a model with `mycel model add <path|url|hf:owner/repo/file.gguf>` or `mycel model make-test`",
+    });
   }
 
   async function resolve(nameOrHash: string) {

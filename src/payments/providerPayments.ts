@@ -12,6 +12,7 @@ import {
   getChannel,
   settleVoucher,
 } from "../chain/index.ts";
+import { roleDefaults } from "../config/index.ts";
 import { describeError, PaymentRequiredError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import { priceOfTokens, recoverVoucherSigner } from "../protocol/index.ts";
@@ -36,8 +37,8 @@ export type SettlementPolicy = {
 /** Defaults: settle at 1 token (10^18 units), after 10 minutes, checking every 10 s. */
 export const defaultSettlementPolicy: SettlementPolicy = {
   thresholdAmount: 10n ** 18n,
-  maxAgeMs: 600_000,
-  checkIntervalMs: 10_000,
+  maxAgeMs: roleDefaults.settleIntervalSeconds * 1000,
+  checkIntervalMs: roleDefaults.settleCheckSeconds * 1000,
   closingMarginMs: 30_000,
 };
 

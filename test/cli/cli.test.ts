@@ -86,7 +86,7 @@ describe("the mycel command", () => {
     assert.equal(missing.code, 1);
     assert.match(
       missing.stderr,
-      /model "mycel-test-tiny-s2-q8_0" not found\nHint: list the models with `mycel model list`/,
+      /model "mycel-test-tiny-s2-q8_0" not found\nHint: .*in the store: mycel-test-tiny-s1-f32 \(`mycel model list`\)/,
     );
   });
 

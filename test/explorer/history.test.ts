@@ -62,7 +62,7 @@ describe("explorer: network history", () => {
   afterEach(() => mock.restoreAll());
 
   it("defaults to a point every 5 s, the last hour kept", () => {
-    const history = createNetworkHistory({ gateway: fakeGateway() });
+    const history = createNetworkHistory({ source: fakeGateway() });
     try {
       assert.equal(history.intervalMs, 5_000);
       assert.equal(history.capacity, 720);
@@ -76,7 +76,7 @@ describe("explorer: network history", () => {
   it("turns the activity between two samples into tokens per second and completed requests", () => {
     const clock = mockClock(100_000);
     const gateway = fakeGateway();
-    const history = createNetworkHistory({ gateway, ...manual });
+    const history = createNetworkHistory({ source: gateway, ...manual });
     try {
       gateway.emit({ type: "tokens", provider: "0x01", count: 30 });
       gateway.emit({ type: "tokens", provider: "0x02", count: 20 });
@@ -113,7 +113,7 @@ describe("explorer: network history", () => {
   it("does not divide by zero when two samples share a millisecond", () => {
     const clock = mockClock(5_000);
     const gateway = fakeGateway();
-    const history = createNetworkHistory({ gateway, ...manual });
+    const history = createNetworkHistory({ source: gateway, ...manual });
     try {
       clock.now = 6_000;
       history.sample();
@@ -128,7 +128,7 @@ describe("explorer: network history", () => {
 
   it("keeps only the newest `capacity` points", () => {
     const clock = mockClock(0);
-    const history = createNetworkHistory({ gateway: fakeGateway(), ...manual, capacity: 3 });
+    const history = createNetworkHistory({ source: fakeGateway(), ...manual, capacity: 3 });
     try {
       assert.equal(history.capacity, 3);
       for (let second = 1; second <= 5; second += 1) {
@@ -162,7 +162,7 @@ describe("explorer: network history", () => {
       }),
       providerView("0x4444444444444444444444444444444444444444", { status: "banned" }),
     ]);
-    const history = createNetworkHistory({ gateway, ...manual });
+    const history = createNetworkHistory({ source: gateway, ...manual });
     try {
       const point = history.sample();
       assert.deepEqual(point.providers, [
@@ -200,7 +200,7 @@ describe("explorer: network history", () => {
 
   it("hands each point to its listeners until they unsubscribe", () => {
     mockClock(1_000);
-    const history = createNetworkHistory({ gateway: fakeGateway(), ...manual });
+    const history = createNetworkHistory({ source: fakeGateway(), ...manual });
     try {
       const first: HistoryPoint[] = [];
       const second: HistoryPoint[] = [];
@@ -219,7 +219,7 @@ describe("explorer: network history", () => {
 
   it("samples on its timer until stopped, and stop() lets go of the gateway and the listeners", async () => {
     const gateway = fakeGateway();
-    const history = createNetworkHistory({ gateway, intervalMs: 20 });
+    const history = createNetworkHistory({ source: gateway, intervalMs: 20 });
     const timed: HistoryPoint[] = [];
     history.onPoint((point) => timed.push(point));
     assert.equal(gateway.listeners.size, 1, "subscribed to the gateway");

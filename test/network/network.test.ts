@@ -379,16 +379,23 @@ describe("network (real provider and gateway processes over libp2p)", () => {
     assert.ok(answer.choices[0]?.text);
   });
 
-  it("answers a model no provider serves with a 404 naming the model", async () => {
-    const response = await fetch(`${url}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: "ghost-model", messages: [{ role: "user", content: "hi" }] }),
-    });
-    assert.equal(response.status, 404);
-    const body = (await response.json()) as { error: { code: string; message: string } };
-    assert.equal(body.error.code, "model_not_found");
-    assert.match(body.error.message, /ghost-model/);
-    assert.match(body.error.message, /mycel provider --model ghost-model/);
+  it("answers a model no provider serves with a 404 naming the model and the models that are served", async () => {
+    const ask = async (model: string) => {
+      const response = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+      });
+      assert.equal(response.status, 404);
+      const body = (await response.json()) as { error: { code: string; message: string } };
+      assert.equal(body.error.code, "model_not_found");
+      return body.error.message;
+    };
+    const unknown = await ask("ghost-model");
+    assert.match(unknown, /ghost-model/);
+    assert.ok(unknown.includes(`served on the network now: ${modelName}`), unknown);
+    assert.doesNotMatch(unknown, /--model ghost-model/, "no advice to serve a model that does not exist");
+    const typo = await ask(modelName.slice(0, -1));
+    assert.ok(typo.includes(`did you mean "${modelName}"?`), typo);
   });
 });

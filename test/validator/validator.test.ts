@@ -12,6 +12,7 @@ import type { BackendGenerateResult } from "../../src/api/index.ts";
 import { createEngine, type Engine } from "../../src/engine/index.ts";
 import { type Gateway, startGateway } from "../../src/gateway/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
+import { validatorNetworkOf } from "../../src/node/index.ts";
 import {
   createFrameChannel,
   createMycelNode,
@@ -163,7 +164,7 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
       auditor,
       store,
       privateKey: validatorKey,
-      gateway: challenger,
+      network: validatorNetworkOf(challenger),
       challengeModels: () => [model],
       options: { challengeIntervalMs: 0, epochCheckMs: 3_600_000 },
     });

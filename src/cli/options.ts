@@ -1,0 +1,97 @@
+/** Parsers of the `mycel` command's flags, and the configuration a command runs with. */
+import { type Command, InvalidArgumentError } from "commander";
+import { type ConfigOverrides, loadConfig, type MycelConfig } from "../config/index.ts";
+
+/** An integer flag within [minimum, maximum]. */
+export function integer(name: string, minimum = 0, maximum = Number.MAX_SAFE_INTEGER) {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < minimum || parsed > maximum)
+      throw new InvalidArgumentError(`${name} must be an integer from ${minimum} to ${maximum}`);
+    return parsed;
+  };
+}
+
+/** A number flag from 0 to 1. */
+export function fraction(name: string) {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!Number.isFinite(parsed) || parsed < 0 || parsed > 1)
+      throw new InvalidArgumentError(`${name} must be a number from 0 to 1`);
+    return parsed;
+  };
+}
+
+/** A price: a whole number of the token's smallest unit per 1M tokens. */
+export function price(value: string): bigint {
+  if (!/^(0|[1-9][0-9]{0,30})$/.test(value))
+    throw new InvalidArgumentError("a price is a whole number of the token's smallest unit per 1M tokens");
+  return BigInt(value);
+}
+
+/** A repeatable flag's values. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** An Ethereum address (checksummed on output). */
+export function address(value: string): `0x${string}` {
+  if (!/^0x[0-9a-fA-F]{40}$/.test(value))
+    throw new InvalidArgumentError(`"${value}" is not an address (0x + 40 hex digits)`);
+  return value as `0x${string}`;
+}
+
+/** A channel id: 0x and 64 hex digits. */
+export function channelId(value: string): `0x${string}` {
+  if (!/^0x[0-9a-fA-F]{64}$/.test(value))
+    throw new InvalidArgumentError(`"${value}" is not a channel id (0x + 64 hex digits)`);
+  return value.toLowerCase() as `0x${string}`;
+}
+
+/** The configuration of a command: defaults < config file < environment < its flags (and the global --home). */
+export function configFrom(command: Command, overrides: ConfigOverrides = {}): MycelConfig {
+  const globals = command.optsWithGlobals<{ home?: string }>();
+  return loadConfig({ ...overrides, home: globals.home });
+}
+
+/** The flags every chain-using command takes. */
+export type ChainFlags = { rpcUrl?: string; deployments?: string };
+
+/** Adds --rpc-url and --deployments. */
+export function addChainOptions(command: Command): Command {
+  return command
+    .option(
+      "--rpc-url <url>",
+      "EVM JSON-RPC endpoint (default: $MYCEL_RPC_URL, else the one in the deployments file)",
+    )
+    .option(
+      "--deployments <file>",
+      "contract addresses (default: $MYCEL_DEPLOYMENTS, else MYCEL_HOME/deployments.json, which `mycel devnet` writes)",
+    );
+}
+
+/** The options every libp2p role takes: where to listen, whom to join through, which key to use. */
+export function addPeerOptions(command: Command): Command {
+  return command
+    .option(
+      "--listen <multiaddr>",
+      "libp2p address to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)",
+      collect,
+    )
+    .option(
+      "--bootstrap <multiaddr>",
+      "peer to join the network through, with /p2p/<id> (repeatable)",
+      collect,
+    )
+    .option("--key <name>", "keystore name (see `mycel init`)", "default");
+}
+
+/** --shutdown-timeout: how long a role may take to stop. */
+export function addShutdownOption(command: Command): Command {
+  return command.option(
+    "--shutdown-timeout <seconds>",
+    "longest a clean stop may take (a provider settles its vouchers first; the rest is settled at the next start)",
+    integer("--shutdown-timeout", 1, 600),
+    15,
+  );
+}

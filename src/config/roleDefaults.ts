@@ -1,0 +1,30 @@
+/**
+ * Defaults of the network roles, in one place: the parts build their default settings from these, and the CLI's
+ * flags default to them, so that a default is written once.
+ */
+export const roleDefaults = {
+  /** Price per 1M tokens, in the payment token's smallest unit (1e12 = 0.000001 of an 18-decimal token). */
+  pricePerMillion: 1_000_000_000_000n,
+  /** Output tokens a provider serves on credit before a client must pay. */
+  creditTokens: 512,
+  /** A provider settles whatever has been unsettled this long. */
+  settleIntervalSeconds: 600,
+  /** How often a provider checks its unsettled channels. */
+  settleCheckSeconds: 10,
+  /** Deposited in each provider channel of a gateway (and added when it runs low), in whole tokens. */
+  gatewayDeposit: "10",
+  /** The most a gateway keeps deposited across its channels, in whole tokens. */
+  gatewayBudget: "100",
+  /** Share of answers a gateway sends to a validator for audit (docs/VERIFICATION.md derives it). */
+  auditRate: 0.05,
+  /** On-chain reputation (0..1) below which a gateway stops routing to a provider. */
+  minimumReputation: 0.5,
+  /** How often a validator sends a challenge request. */
+  challengeIntervalSeconds: 60,
+  /** How often a validator looks at the chain to commit, reveal, finalize and vote. */
+  epochCheckSeconds: 10,
+  /** Share of a cheating provider's stake a slashing proposal asks for. */
+  slashPercent: 10,
+  /** How long a role may take to stop cleanly (a provider settles its vouchers first). */
+  shutdownSeconds: 15,
+} as const;

@@ -1,0 +1,46 @@
+/** The gateway as the API's backend: /v1/models from the catalog, completions answered over the network. */
+import type { BackendGenerateResult, InferenceBackend } from "../api/index.ts";
+import type { Catalog } from "./catalog.ts";
+import type { GatewayAnswer } from "./failover.ts";
+
+/** The `mycel` object of an API response: the answer's request id, seed, providers and receipts. */
+export function mycelFieldsOf(answer: GatewayAnswer): Record<string, unknown> {
+  if (answer.finishReason === "cancelled") return { request_id: answer.requestId };
+  return {
+    request_id: answer.requestId,
+    model_hash: answer.modelHash,
+    seed: answer.seed,
+    providers: answer.providers,
+    failovers: answer.failovers,
+    receipts: answer.receipts,
+    ...(answer.evidence === undefined ? {} : { evidence: answer.evidence }),
+    ...(answer.audit === undefined ? {} : { audit: answer.audit }),
+    ...(answer.warnings === undefined ? {} : { warnings: answer.warnings }),
+  };
+}
+
+/** Parameters of {@link createGatewayBackend}. */
+export type CreateGatewayBackendParameters = {
+  catalog: Catalog;
+  answer: (parameters: Parameters<InferenceBackend["generate"]>[0]) => Promise<GatewayAnswer>;
+  health: () => Record<string, unknown>;
+};
+
+/** The InferenceBackend a gateway serves the OpenAI-compatible API from. */
+export function createGatewayBackend(parameters: CreateGatewayBackendParameters): InferenceBackend {
+  return {
+    listModels: parameters.catalog.models,
+    findModel: parameters.catalog.find,
+    health: parameters.health,
+    async generate(request): Promise<BackendGenerateResult> {
+      const answer = await parameters.answer(request);
+      return {
+        text: answer.text,
+        finishReason: answer.finishReason,
+        usage: answer.usage,
+        mycel: mycelFieldsOf(answer),
+        timings: { queuedMs: 0, totalMs: answer.totalMs },
+      };
+    },
+  };
+}

@@ -1,0 +1,83 @@
+/** The models the network serves now, as the gateway's provider table knows them: listed, and found by name or hash. */
+import type { ApiModelInfo } from "../api/index.ts";
+import { describeAvailable, ModelNotFoundError } from "../errors/index.ts";
+import type { KnownProvider, ProviderTable } from "./providerTable.ts";
+
+/** The network's live models. */
+export type Catalog = {
+  /** Every model at least one live, trusted provider announces, with its provider count and lowest prices. */
+  models(): ApiModelInfo[];
+  /** A model by hash, unique hash prefix (6+ hex digits) or name; throws ModelNotFoundError naming what is served. */
+  find(nameOrHash: string): ApiModelInfo;
+};
+
+/** The smallest of some bigints (Math.min takes numbers only). */
+function smallest(values: readonly bigint[]): bigint {
+  let result = values[0] ?? 0n;
+  for (const value of values) if (value < result) result = value;
+  return result;
+}
+
+/** Lists and finds models from the provider table. */
+export function createCatalog(parameters: { table: ProviderTable }): Catalog {
+  const { table } = parameters;
+  function models(): ApiModelInfo[] {
+    const now = Date.now();
+    const byHash = new Map<string, { name: string; contextSize: number; providers: KnownProvider[] }>();
+    for (const provider of table.all()) {
+      if (provider.announcement.expires_at <= now || provider.untrusted) continue;
+      for (const model of provider.announcement.models) {
+        const entry = byHash.get(model.hash) ?? {
+          name: model.name,
+          contextSize: model.context_size,
+          providers: [],
+        };
+        entry.providers.push(provider);
+        byHash.set(model.hash, entry);
+      }
+    }
+    return [...byHash.entries()].map(([hash, entry]) => {
+      const lowest = (field: "input" | "output") =>
+        smallest(entry.providers.map((provider) => BigInt(provider.announcement.price[field])));
+      return {
+        name: entry.name,
+        hash: hash.slice(2),
+        contextLength: entry.contextSize,
+        extra: {
+          providers: entry.providers.length,
+          lowest_price_per_million: {
+            input: lowest("input").toString(),
+            output: lowest("output").toString(),
+          },
+        },
+      };
+    });
+  }
+
+  function find(nameOrHash: string): ApiModelInfo {
+    const served = models();
+    const query = nameOrHash.replace(/^(sha256:|0x)/i, "").toLowerCase();
+    const byHash = served.filter(
+      (model) =>
+        model.hash === query ||
+        (query.length >= 6 && /^[0-9a-f]+$/.test(query) && model.hash.startsWith(query)),
+    );
+    if (byHash.length === 1 && byHash[0]) return byHash[0];
+    const byName = served
+      .filter((model) => model.name === nameOrHash)
+      .sort((a, b) => Number(b.extra?.providers ?? 0) - Number(a.extra?.providers ?? 0));
+    if (byName[0]) return byName[0];
+    const available = describeAvailable({
+      query: nameOrHash,
+      names: served.map((model) => model.name),
+      label: "served on the network now",
+    });
+    throw new ModelNotFoundError(nameOrHash, {
+      hint: available
+        ? `no provider on the network serves it; ${available} (GET /v1/models lists them)`
+        : "no provider on the network serves any model yet: start one with `mycel provider --model <name|hash>` (see `mycel model list`), or check the gateway's --bootstrap",
+    });
+  }
+
+  return { models, find };
+}

@@ -1,0 +1,499 @@
+/**
+ * Failover: one request answered by as many providers as it takes. Picks the best provider, runs a segment, checks
+ * its receipt, records it, samples it for audit; when a provider fails or cheats, continues the answer on the next
+ * one from the tokens so far. Whose fault a failure is decides what happens (failures.ts): only the provider's own
+ * faults count against it; the client's input and this gateway's own failures are answered at once.
+ */
+import { randomBytes, randomInt } from "node:crypto";
+import { type Hex, toHex } from "viem";
+import type { BackendGenerateParameters } from "../api/index.ts";
+import {
+  describeError,
+  InvalidInputError,
+  PaymentRequiredError,
+  ServiceUnavailableError,
+} from "../errors/index.ts";
+import type { Logger } from "../log/index.ts";
+import type { GatewayPayments, PayingChannel } from "../payments/index.ts";
+import {
+  buildInferenceRequest,
+  type Evidence,
+  evidenceCommitment,
+  hashTokenIds,
+  type InferenceRequest,
+  inferenceRequestSchema,
+  modelHashToBytes32,
+  type ReceiptDomain,
+  type SignedReceipt,
+  streamLimits,
+} from "../protocol/index.ts";
+import { type FramedComponents, fetchEvidence } from "../protocols/index.ts";
+import type { ReceiptStore } from "../store/index.ts";
+import type { ActivityFeed } from "./activity.ts";
+import { classifyFailure, SegmentFailedError } from "./failures.ts";
+import type { KnownProvider, ProviderTable } from "./providerTable.ts";
+import type { ReputationSource } from "./reputation.ts";
+import { rankProviders, reputationOf } from "./routing.ts";
+import type { AuditSampler } from "./sampling.ts";
+import { type GatewayTimeouts, runSegment } from "./segment.ts";
+import { verifyReceipt } from "./verifyReceipt.ts";
+
+/** Evidence as the API returns it: with the request in its wire form, so that it is a whole audit input but the receipt. */
+export type AnsweredEvidence = Evidence & { request: InferenceRequest };
+
+/** A request's answer as the network gave it. */
+export type GatewayAnswer = {
+  text: string;
+  finishReason: "stop" | "length" | "cancelled";
+  usage: { promptTokens: number; completionTokens: number; totalTokens: number };
+  requestId: Hex;
+  /** The model's hash, 64 hex digits without 0x. */
+  modelHash: string;
+  seed: number;
+  /** The providers that served it, one per segment, in order (empty when cancelled). */
+  providers: string[];
+  /** Providers that failed before the answer was complete. */
+  failovers: number;
+  /** One verified receipt per segment, in order. */
+  receipts: SignedReceipt[];
+  evidence?: AnsweredEvidence | AnsweredEvidence[] | { error: string };
+  /** The validators (peer ids) the answer went to for audit. */
+  audit?: { validators: string[] };
+  /** What went wrong on this gateway's side without spoiling the answer (a receipt it could not store). */
+  warnings?: string[];
+  totalMs: number;
+};
+
+/** What answering over the network needs: the gateway's parts. */
+export type FailoverContext = {
+  components: FramedComponents;
+  table: ProviderTable;
+  /** The gateway's address: the requests' client. */
+  client: Hex;
+  domain: ReceiptDomain;
+  timeouts: GatewayTimeouts;
+  maxAttempts: number;
+  payments: GatewayPayments | undefined;
+  reputation: ReputationSource | undefined;
+  receipts: ReceiptStore;
+  sampler: AuditSampler;
+  activity: ActivityFeed;
+  /** Payments for receipts still being settled (the answer does not wait for them). */
+  settling: Set<Promise<void>>;
+  logger: Logger;
+};
+
+/** A segment that was answered and verified. */
+type SignedSegment = { provider: KnownProvider; request: InferenceRequest; receipt: SignedReceipt };
+
+/** The answer so far. */
+type RequestState = {
+  requestId: Hex;
+  modelHash: Hex;
+  seed: number;
+  outputTokens: number[];
+  text: string;
+  segments: SignedSegment[];
+  tried: Set<string>;
+  lastFailure: unknown;
+  started: boolean;
+  startedAt: number;
+  warnings: string[];
+};
+
+/** A provider that charges nothing is never paid (it asks for no channel). */
+function isFree(provider: KnownProvider): boolean {
+  return provider.announcement.price.input === "0" && provider.announcement.price.output === "0";
+}
+
+/** The wire request of an API request, checked here: bad input is the client's, never a provider's fault. */
+export function wireRequestOf(parameters: BackendGenerateParameters, seed: number): InferenceRequest {
+  const { sampling, prompt } = parameters;
+  const request = buildInferenceRequest({
+    modelHash: modelHashToBytes32(parameters.model.hash),
+    prompt: prompt.kind === "chat" ? { kind: "chat", messages: prompt.messages } : prompt,
+    maxTokens: sampling.maxTokens,
+    temperature: sampling.temperature,
+    topP: sampling.topP,
+    topK: sampling.topK,
+    seed,
+    stop: sampling.stop,
+  });
+  const checked = inferenceRequestSchema.safeParse(request);
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    throw new InvalidInputError(
+      `invalid request: ${issue?.path.join(".") || "request"} ${issue?.message ?? "is invalid"}`,
+      { code: "invalid_value", param: issue?.path.join(".") || null },
+    );
+  }
+  const frameBytes = Buffer.byteLength(JSON.stringify(request)) + 512;
+  if (frameBytes > streamLimits.maxFrameBytes)
+    throw new InvalidInputError(
+      `the request is ${frameBytes} bytes; providers take at most ${streamLimits.maxFrameBytes}`,
+      { code: "request_too_large", param: "messages", hint: "shorten the messages" },
+    );
+  return request;
+}
+
+/** Answers a request over the network, failing over between providers. */
+export async function answerWithFailover(
+  parameters: BackendGenerateParameters,
+  context: FailoverContext,
+): Promise<GatewayAnswer> {
+  const seed = parameters.sampling.seed ?? randomInt(0, 0x7fffffff);
+  const base = wireRequestOf(parameters, seed);
+  const state: RequestState = {
+    requestId: toHex(randomBytes(32)),
+    modelHash: modelHashToBytes32(parameters.model.hash),
+    seed,
+    outputTokens: [],
+    text: "",
+    segments: [],
+    tried: new Set(),
+    lastFailure: undefined,
+    started: false,
+    startedAt: performance.now(),
+    warnings: [],
+  };
+  for (let attempt = 0; attempt < context.maxAttempts; attempt++) {
+    if (parameters.signal.aborted) break;
+    const provider = pickProvider({ parameters, context, state, attempt });
+    if (!provider) break;
+    state.tried.add(provider.peerId);
+    const { maxTokens } = parameters.sampling;
+    const remaining = maxTokens === undefined ? undefined : maxTokens - state.outputTokens.length;
+    // A provider died after its last token but before its receipt: the answer is complete, unsigned.
+    if (remaining !== undefined && remaining <= 0)
+      return answerOf(state, { finishReason: "length", promptTokens: 0, failovers: attempt });
+    const request: InferenceRequest = {
+      ...base,
+      ...(state.outputTokens.length > 0 ? { prefix_tokens: [...state.outputTokens] } : {}),
+      ...(remaining === undefined ? {} : { max_tokens: remaining }),
+    };
+    provider.inFlight++;
+    const before = { tokens: state.outputTokens.length, text: state.text.length };
+    try {
+      return await attemptWith({ parameters, context, state, provider, request, attempt });
+    } catch (error) {
+      if (parameters.signal.aborted) break;
+      sortOutFailure({ error, parameters, context, state, provider, before });
+      // The first failover goes straight to the next provider; later ones back off, more each time.
+      if (attempt > 0)
+        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** (attempt - 1), 400)));
+    } finally {
+      provider.inFlight--;
+    }
+  }
+  if (parameters.signal.aborted)
+    return {
+      ...answerOf(state, { finishReason: "stop", promptTokens: 0, failovers: 0 }),
+      finishReason: "cancelled",
+    };
+  throw noProviderLeft(parameters, context, state);
+}
+
+/** The best provider not tried yet; undefined when none is left. */
+function pickProvider(input: {
+  parameters: BackendGenerateParameters;
+  context: FailoverContext;
+  state: RequestState;
+  attempt: number;
+}): KnownProvider | undefined {
+  const { parameters, context, state } = input;
+  const payable = (provider: KnownProvider) => {
+    const payment = provider.announcement.payment;
+    if (!payment || isFree(provider)) return true;
+    return context.payments?.canPay(payment) ?? false;
+  };
+  const serving = context.table
+    .serving(state.modelHash)
+    .filter((entry) => parameters.onlyProvider === undefined || entry.peerId === parameters.onlyProvider);
+  const provider = rankProviders({
+    candidates: serving.filter(payable),
+    exclude: state.tried,
+    minimumReputation: context.reputation?.minimum,
+  })[0];
+  if (!provider && input.attempt === 0 && serving.length > 0 && !serving.some(payable))
+    throw new PaymentRequiredError(
+      `every provider of model "${parameters.model.name}" is paid on a chain this gateway does not pay on`,
+      {
+        details: serving
+          .map((entry) => `${entry.address}: chain ${entry.announcement.payment?.chain_id}`)
+          .join("; "),
+        hint: "start the gateway with --rpc-url and --deployments of that chain",
+      },
+    );
+  return provider;
+}
+
+/** The channel that pays `provider`, opened or topped up if needed; undefined for a provider that serves unpaid. */
+async function channelFor(
+  context: FailoverContext,
+  provider: KnownProvider,
+): Promise<PayingChannel | undefined> {
+  const payment = provider.announcement.payment;
+  if (!payment || !context.payments || isFree(provider)) return undefined;
+  try {
+    return await context.payments.channelFor({
+      provider: provider.address as Hex,
+      creditWindow: BigInt(payment.credit_window),
+    });
+  } catch (error) {
+    if (error instanceof PaymentRequiredError) throw error;
+    throw new SegmentFailedError(`cannot fund a payment channel to provider ${provider.address}`, {
+      cause: error,
+      details: describeError(error),
+    });
+  }
+}
+
+/** One attempt at one provider, to a verified, recorded and possibly sampled answer. */
+async function attemptWith(input: {
+  parameters: BackendGenerateParameters;
+  context: FailoverContext;
+  state: RequestState;
+  provider: KnownProvider;
+  request: InferenceRequest;
+  attempt: number;
+}): Promise<GatewayAnswer> {
+  const { parameters, context, state, provider, request } = input;
+  const paying = await channelFor(context, provider);
+  const segment = await runSegment(context.components, {
+    provider,
+    requestId: state.requestId,
+    client: context.client,
+    request,
+    paying,
+    timeouts: context.timeouts,
+    signal: parameters.signal,
+    onTokens: (tokens, piece) => {
+      if (!state.started) {
+        state.started = true;
+        parameters.onStart?.();
+      }
+      state.outputTokens.push(...tokens);
+      state.text += piece;
+      context.activity.emit({ type: "tokens", provider: provider.address, count: tokens.length });
+      if (piece) parameters.onText?.(piece);
+    },
+  });
+  let receipt: SignedReceipt;
+  try {
+    receipt = await verifyReceipt({
+      end: segment.end,
+      requestId: state.requestId,
+      client: context.client,
+      provider: provider.address,
+      request,
+      outputTokens: segment.tokens,
+      pricePerMillion: {
+        input: BigInt(provider.announcement.price.input),
+        output: BigInt(provider.announcement.price.output),
+      },
+      domain: context.domain,
+    });
+  } catch (error) {
+    void segment.settle(undefined);
+    throw error;
+  }
+  // The receipt is paid for after the answer goes back: the client does not wait for the voucher's round trip.
+  const settled = segment
+    .settle(BigInt(receipt.message.price))
+    .catch((error) => context.logger.warn("paying for a receipt failed", { error: describeError(error) }));
+  context.settling.add(settled);
+  void settled.finally(() => context.settling.delete(settled));
+  provider.successes++;
+  state.segments.push({ provider, request, receipt });
+  recordReceipts(context, state);
+  // Sampled for audit after the answer: the provider cannot know beforehand which answers are checked.
+  const auditedBy = state.segments
+    .map((entry, index) =>
+      context.sampler.maybeSample({
+        requestId: state.requestId,
+        segment: index,
+        providerPeerId: entry.provider.peerId,
+        request: entry.request,
+        receipt: entry.receipt,
+        force: parameters.requestAudit === true,
+      }),
+    )
+    .filter((peer): peer is string => peer !== undefined);
+  context.activity.emit({ type: "completed", requestId: state.requestId });
+  const evidence = parameters.includeEvidence ? await collectEvidence(context, state.segments) : undefined;
+  context.logger.info("request completed", {
+    requestId: state.requestId.slice(0, 18),
+    providers: state.segments.length,
+    attempts: input.attempt + 1,
+    completionTokens: state.outputTokens.length,
+  });
+  const prefixLength = request.prefix_tokens?.length ?? 0;
+  return {
+    ...answerOf(state, {
+      finishReason: segment.end.finish_reason,
+      promptTokens: segment.end.prompt_token_ids.length - prefixLength,
+      failovers: input.attempt,
+    }),
+    ...(evidence === undefined ? {} : { evidence }),
+    ...(auditedBy.length > 0 ? { audit: { validators: [...new Set(auditedBy)] } } : {}),
+  };
+}
+
+/** Stores every segment's receipt; a store that fails spoils nothing the client holds: it becomes a warning. */
+function recordReceipts(context: FailoverContext, state: RequestState) {
+  for (const [index, entry] of state.segments.entries()) {
+    try {
+      const saved = context.receipts.saveReceipt({
+        requestId: state.requestId,
+        segment: index,
+        provider: entry.provider.address as Hex,
+        modelHash: state.modelHash,
+        receipt: entry.receipt,
+      });
+      if (saved.created)
+        context.activity.emit({ type: "receipt", requestId: state.requestId, segment: index });
+    } catch (error) {
+      context.logger.error(
+        "a receipt could not be stored (the answer and its receipt still go to the client)",
+        {
+          requestId: state.requestId.slice(0, 18),
+          error: describeError(error),
+        },
+      );
+      state.warnings.push(
+        `this gateway could not store the receipt of segment ${index}: ${describeError(error).split("\n")[0]}`,
+      );
+    }
+  }
+}
+
+/** What a failed attempt means: thrown on for the client's input, payment and this gateway's own failures. */
+function sortOutFailure(input: {
+  error: unknown;
+  parameters: BackendGenerateParameters;
+  context: FailoverContext;
+  state: RequestState;
+  provider: KnownProvider;
+  before: { tokens: number; text: number };
+}) {
+  const { error, context, state, provider, before } = input;
+  const kind = classifyFailure(error);
+  if (kind === "client_input" || kind === "payment") throw error;
+  if (kind === "gateway_failed") {
+    context.logger.error("request failed on this gateway (no provider is blamed)", {
+      peer: provider.peerId,
+      error: describeError(error),
+    });
+    throw error;
+  }
+  state.lastFailure = error;
+  provider.failures++;
+  if (kind === "provider_cheated") {
+    provider.untrusted = true;
+    const reason =
+      error instanceof Error && "shortMessage" in error ? String(error.shortMessage) : describeError(error);
+    try {
+      context.receipts.markUntrusted({ address: provider.address as Hex, peerId: provider.peerId, reason });
+    } catch (storeError) {
+      context.logger.error("could not remember an untrusted provider", { error: describeError(storeError) });
+    }
+    context.logger.warn("provider cheated or broke the protocol: no longer routed to", {
+      peer: provider.peerId,
+      address: provider.address,
+      error: reason,
+    });
+    // Its tokens are not trusted either: continue from before its segment, or fail if they were shown.
+    if (input.parameters.onText && state.text.length > before.text) throw error;
+    state.outputTokens.length = before.tokens;
+    state.text = state.text.slice(0, before.text);
+    return;
+  }
+  // A busy provider says when to come back; a dead or stalled one sits out the whole ban.
+  const retryAfterMs = error instanceof SegmentFailedError ? error.retryAfterMs : undefined;
+  const banMs = context.timeouts.banMs;
+  provider.bannedUntil = Date.now() + Math.min(retryAfterMs ?? banMs, banMs);
+  context.logger.warn("provider failed: failing over", {
+    peer: provider.peerId,
+    tokensSoFar: state.outputTokens.length,
+    error: describeError(error).split("\n")[0],
+  });
+}
+
+/** Why no provider could answer. */
+function noProviderLeft(
+  parameters: BackendGenerateParameters,
+  context: FailoverContext,
+  state: RequestState,
+): ServiceUnavailableError {
+  const name = parameters.model.name;
+  const minimum = context.reputation?.minimum;
+  const served = context.table.serving(state.modelHash);
+  const reputable = served.filter((entry) => reputationOf(entry) >= (minimum ?? 0));
+  return new ServiceUnavailableError(
+    served.length === 0
+      ? `no provider serves model "${name}" now`
+      : reputable.length === 0
+        ? `every provider of model "${name}" has an on-chain reputation below ${minimum} (validators caught them cheating)`
+        : `every provider of model "${name}" failed (${state.tried.size} tried)`,
+    {
+      details: state.lastFailure ? describeError(state.lastFailure) : undefined,
+      hint: `retry shortly, or start another provider with \`mycel provider --model ${name}\``,
+      retryAfterSeconds: 2,
+    },
+  );
+}
+
+/** The answer so far, with the receipts of the segments that produced it. */
+function answerOf(
+  state: RequestState,
+  input: { finishReason: "stop" | "length"; promptTokens: number; failovers: number },
+): GatewayAnswer {
+  return {
+    text: state.text,
+    finishReason: input.finishReason,
+    usage: {
+      promptTokens: input.promptTokens,
+      completionTokens: state.outputTokens.length,
+      totalTokens: input.promptTokens + state.outputTokens.length,
+    },
+    requestId: state.requestId,
+    modelHash: state.modelHash.slice(2),
+    seed: state.seed,
+    providers: state.segments.map((entry) => entry.provider.address),
+    failovers: input.failovers,
+    receipts: state.segments.map((entry) => entry.receipt),
+    ...(state.warnings.length > 0 ? { warnings: [...state.warnings] } : {}),
+    totalMs: performance.now() - state.startedAt,
+  };
+}
+
+/** Fetches each segment's evidence from its provider and checks it against the receipt. */
+async function collectEvidence(
+  context: FailoverContext,
+  segments: readonly SignedSegment[],
+): Promise<AnsweredEvidence | AnsweredEvidence[] | { error: string }> {
+  const collected: AnsweredEvidence[] = [];
+  for (const segment of segments) {
+    try {
+      const frame = await fetchEvidence(context.components, {
+        providerPeerId: segment.provider.peerId,
+        requestId: segment.receipt.message.requestId as Hex,
+      });
+      const message = segment.receipt.message;
+      if (
+        evidenceCommitment(frame.evidence) !== message.commitment ||
+        hashTokenIds(frame.evidence.outputTokens) !== message.outputHash ||
+        hashTokenIds(frame.evidence.promptTokens) !== message.promptHash
+      )
+        throw new Error("the provider's evidence does not match its receipt");
+      collected.push({ ...frame.evidence, request: segment.request });
+    } catch (error) {
+      context.logger.warn("evidence unavailable", {
+        provider: segment.provider.address,
+        error: describeError(error),
+      });
+      return { error: `provider ${segment.provider.address}: ${describeError(error)}` };
+    }
+  }
+  return collected.length === 1 ? (collected[0] as AnsweredEvidence) : collected;
+}

@@ -1,0 +1,57 @@
+/**
+ * Why a request's attempt at a provider failed, and whose fault it was: the client's input, the payment, the
+ * provider (failed or cheated), or this gateway itself. Only the provider's own faults count against it.
+ */
+import {
+  InvalidInputError,
+  MycelError,
+  type MycelErrorParameters,
+  PaymentRequiredError,
+} from "../errors/index.ts";
+import { ProtocolError } from "../protocol/index.ts";
+import { ReceiptRejectedError } from "./verifyReceipt.ts";
+
+/** A provider segment failed (died, stalled, refused): the request fails over. */
+export class SegmentFailedError extends MycelError {
+  override name = "SegmentFailedError";
+  /** How long the provider asked to be left alone (a busy provider), if it said. */
+  readonly retryAfterMs: number | undefined;
+  constructor(shortMessage: string, parameters: MycelErrorParameters & { retryAfterMs?: number } = {}) {
+    super(shortMessage, { code: "provider_failed", ...parameters });
+    this.retryAfterMs = parameters.retryAfterMs;
+  }
+}
+
+/** This gateway's own storage failed (a full disk, a broken SQLite file): no provider is to blame. */
+export class GatewayStoreError extends MycelError {
+  override name = "GatewayStoreError";
+  constructor(shortMessage: string, parameters: MycelErrorParameters = {}) {
+    super(shortMessage, {
+      code: "store_failed",
+      hint: "check the disk and the gateway's store (MYCEL_HOME/gateway); the gateway logs the cause",
+      ...parameters,
+    });
+  }
+}
+
+/** Whose fault a failed attempt was, and so what the gateway does next. */
+export type FailureKind =
+  /** The client's request is wrong: answer 400, blame nobody. */
+  | "client_input"
+  /** Payment is refused or the budget is spent: answer 402, blame nobody. */
+  | "payment"
+  /** The provider died, stalled or refused: sit it out for a while and fail over. */
+  | "provider_failed"
+  /** The provider broke the protocol or its receipt: never route to it again, and fail over. */
+  | "provider_cheated"
+  /** Anything else is this gateway's own failure: answer 500, blame nobody. */
+  | "gateway_failed";
+
+/** Classifies what an attempt threw. */
+export function classifyFailure(error: unknown): FailureKind {
+  if (error instanceof InvalidInputError) return "client_input";
+  if (error instanceof PaymentRequiredError) return "payment";
+  if (error instanceof ReceiptRejectedError || error instanceof ProtocolError) return "provider_cheated";
+  if (error instanceof SegmentFailedError) return "provider_failed";
+  return "gateway_failed";
+}

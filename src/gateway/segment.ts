@@ -1,0 +1,173 @@
+/**
+ * One segment: one stream to one provider for one request (or its continuation after a failover). Streams the
+ * provider's tokens, meters and pays for them through the payer session, measures the provider, and sorts every
+ * failure by whose fault it is (see failures.ts).
+ */
+import type { Hex } from "viem";
+import { describeError, InvalidInputError, PaymentRequiredError } from "../errors/index.ts";
+import { openPayerSession, type PayerSession, type PayingChannel } from "../payments/index.ts";
+import { type EndFrame, type InferenceRequest, ProtocolError } from "../protocol/index.ts";
+import { callInference, type FramedComponents, type InferenceCall, WireError } from "../protocols/index.ts";
+import { SegmentFailedError } from "./failures.ts";
+import { recordLatency, recordThroughput } from "./measurements.ts";
+import type { KnownProvider } from "./providerTable.ts";
+
+/** How patient the gateway is with providers. */
+export type GatewayTimeouts = {
+  /** Longest wait for the first token of a segment (covers queueing and prompt evaluation). */
+  firstTokenMs: number;
+  /** Longest silence between two tokens before the provider counts as stalled and the request fails over. */
+  stallMs: number;
+  /** How long a failing provider is not routed to. */
+  banMs: number;
+};
+
+/** Default gateway timeouts. */
+export const defaultGatewayTimeouts: GatewayTimeouts = {
+  firstTokenMs: 30_000,
+  stallMs: 5_000,
+  banMs: 30_000,
+};
+
+/** Parameters of {@link runSegment}. */
+export type RunSegmentParameters = {
+  provider: KnownProvider;
+  requestId: Hex;
+  /** The gateway's address: the request's (and the receipt's) client. */
+  client: Hex;
+  request: InferenceRequest;
+  /** The channel that pays this provider; undefined for a provider that serves unpaid. */
+  paying: PayingChannel | undefined;
+  timeouts: GatewayTimeouts;
+  signal: AbortSignal;
+  /** Tokens as they arrive, with the text they completed. */
+  onTokens: (tokens: number[], text: string) => void;
+};
+
+/**
+ * A segment that ended with a receipt. Its stream stays open until `settle` pays for the receipt (pass its price
+ * once it verified, or undefined when it did not) and closes it.
+ */
+export type SegmentResult = {
+  end: EndFrame;
+  tokens: number[];
+  settle: (price: bigint | undefined) => Promise<void>;
+};
+
+/** What a provider's error frame means for the request. */
+function failureOf(error: WireError, provider: KnownProvider): Error {
+  if (error.kind === "client_input")
+    return new InvalidInputError(error.peerMessage, { code: error.code, param: "messages" });
+  if (error.kind === "payment")
+    return new PaymentRequiredError(`provider ${provider.address} stopped: ${error.peerMessage}`, {
+      hint: "check the gateway's payment channel and budget (`mycel channel list`, GET /mycel/v1/usage)",
+    });
+  return new SegmentFailedError(`provider ${provider.peerId} refused: ${error.peerMessage}`, {
+    code: error.code,
+    retryAfterMs: error.retryAfterMs,
+  });
+}
+
+async function open(components: FramedComponents, parameters: RunSegmentParameters): Promise<InferenceCall> {
+  const { provider, paying } = parameters;
+  try {
+    return await callInference(components, {
+      providerPeerId: provider.peerId,
+      request: {
+        id: parameters.requestId,
+        client: parameters.client,
+        request: parameters.request,
+        ...(paying ? { payment: { channel_id: paying.channelId } } : {}),
+      },
+      openTimeoutMs: parameters.timeouts.firstTokenMs,
+      signal: parameters.signal,
+    });
+  } catch (cause) {
+    throw new SegmentFailedError(`cannot reach provider ${provider.peerId}`, {
+      cause,
+      details: describeError(cause),
+    });
+  }
+}
+
+/** Runs one segment to its receipt; throws SegmentFailedError, InvalidInputError, PaymentRequiredError or ProtocolError. */
+export async function runSegment(
+  components: FramedComponents,
+  parameters: RunSegmentParameters,
+): Promise<SegmentResult> {
+  const { provider, signal, timeouts } = parameters;
+  const startedAt = performance.now();
+  const call = await open(components, parameters);
+  signal.addEventListener("abort", call.cancel, { once: true });
+  const payer: PayerSession | undefined =
+    parameters.paying &&
+    openPayerSession({
+      channel: parameters.paying,
+      outputPricePerMillion: BigInt(provider.announcement.price.output),
+      sendVoucher: call.sendVoucher,
+    });
+  payer?.begin();
+  const tokens: number[] = [];
+  let firstChunk: { at: number; tokens: number } | undefined;
+  let ended = false;
+  try {
+    for (;;) {
+      let frame: Awaited<ReturnType<InferenceCall["next"]>>;
+      try {
+        frame = await call.next({ timeoutMs: firstChunk ? timeouts.stallMs : timeouts.firstTokenMs, signal });
+      } catch (cause) {
+        if (cause instanceof WireError) throw failureOf(cause, provider);
+        // A malformed frame is the provider breaking the protocol (it is not trusted again); anything else is a
+        // silent, reset or timed-out stream.
+        if (cause instanceof ProtocolError) throw cause;
+        throw new SegmentFailedError(`provider ${provider.peerId} stopped answering`, {
+          cause,
+          details: describeError(cause),
+        });
+      }
+      if (frame === undefined)
+        throw new SegmentFailedError(`provider ${provider.peerId} closed the stream without a receipt`);
+      if (frame.type === "chunk") {
+        if (!firstChunk) {
+          firstChunk = { at: performance.now(), tokens: frame.tokens.length };
+          recordLatency(provider, firstChunk.at - startedAt);
+        }
+        tokens.push(...frame.tokens);
+        parameters.onTokens(frame.tokens, frame.text);
+        payer?.outputReceived(frame.tokens.length);
+        continue;
+      }
+      if (frame.type === "paid") {
+        payer?.acknowledged(frame);
+        continue;
+      }
+      ended = true;
+      recordThroughput(provider, {
+        startedAt,
+        firstChunkAt: firstChunk?.at ?? performance.now(),
+        firstChunkTokens: firstChunk?.tokens ?? 0,
+        endedAt: performance.now(),
+        tokens: tokens.length,
+      });
+      return {
+        end: frame,
+        tokens,
+        settle: async (price) => {
+          signal.removeEventListener("abort", call.cancel);
+          if (!payer || price === undefined) {
+            payer?.abandon();
+            await call.close().catch(() => undefined);
+            return;
+          }
+          await payer.settle({ price, stream: call });
+        },
+      };
+    }
+  } finally {
+    if (!ended) {
+      payer?.abandon();
+      signal.removeEventListener("abort", call.cancel);
+      if (!signal.aborted) await call.close().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,160 @@
+/** Starts a gateway in this process: its libp2p node, stores, payments, reputation reading, the API and the explorer. */
+import { join } from "node:path";
+import type { Hex } from "viem";
+import { startApiServer } from "../api/index.ts";
+import {
+  type ChainConnection,
+  type Deployments,
+  deploymentReceiptDomain,
+  getProviderStanding,
+  getTokenInfo,
+  maxScore,
+  parseTokenAmount,
+} from "../chain/index.ts";
+import type { MycelConfig } from "../config/index.ts";
+import { createExplorer } from "../explorer/index.ts";
+import { type Gateway, type ReputationSource, startGateway } from "../gateway/index.ts";
+import type { Logger } from "../log/index.ts";
+import { createMycelNode, libp2pKeyFromSecp256k1, type MycelNode } from "../p2p/index.ts";
+import { createGatewayPayments, type GatewayPayments } from "../payments/index.ts";
+import {
+  gatewayPaymentStorePath,
+  openPaymentStore,
+  openReceiptStore,
+  type PaymentStore,
+} from "../store/index.ts";
+
+/** How often a gateway reads its providers' on-chain reputation. */
+const reputationRefreshMs = 5_000;
+
+/** Parameters of {@link startGatewayNode}. */
+export type StartGatewayNodeParameters = {
+  config: MycelConfig;
+  privateKey: Hex;
+  logger: Logger;
+  listen?: string[];
+  bootstrap?: string[];
+  stallMs?: number;
+  /** The chain to pay on, with the deposit per provider and the budget in whole tokens. */
+  chain?: { connection: ChainConnection; deployments: Deployments; deposit: string; budget: string };
+  audit?: { rate: number; validators: string[] };
+  /** Routing leaves out providers whose on-chain reputation is below this (with a chain). */
+  minReputation: number;
+  /** Where the gateway's receipts and channels live (default: MYCEL_HOME/gateway). */
+  storeDirectory?: string;
+  /** Serve the HTTP API and the explorer (default true; a validator's challenge gateway does not). */
+  serveApi?: boolean;
+  /** The libp2p identity (default: the gateway's key; a validator's challenges use a fresh one). */
+  nodeKey?: Hex;
+};
+
+/** A gateway running in this process. */
+export type GatewayNode = {
+  /** The API's base URL ("" when it serves no API). */
+  url: string;
+  peerId: string;
+  gateway: Gateway;
+  node: MycelNode;
+  close(): Promise<void>;
+};
+
+async function paymentsOn(
+  parameters: StartGatewayNodeParameters,
+  chain: NonNullable<StartGatewayNodeParameters["chain"]>,
+): Promise<{ payments: GatewayPayments; store: PaymentStore }> {
+  const token = await getTokenInfo(chain.connection, chain.deployments.contracts.token);
+  const store = openPaymentStore({
+    path: parameters.storeDirectory
+      ? join(parameters.storeDirectory, "payments.sqlite")
+      : gatewayPaymentStorePath(parameters.config.home),
+  });
+  const payments = createGatewayPayments({
+    connection: chain.connection,
+    deployments: chain.deployments,
+    store,
+    privateKey: parameters.privateKey,
+    depositPerProvider: parseTokenAmount(chain.deposit, token.decimals),
+    budget: parseTokenAmount(chain.budget, token.decimals),
+    logger: parameters.logger.child({ part: "payments" }),
+  });
+  parameters.logger.info("paying providers", {
+    chainId: chain.deployments.chainId,
+    deposit: `${chain.deposit} ${token.symbol}`,
+    budget: `${chain.budget} ${token.symbol}`,
+  });
+  return { payments, store };
+}
+
+function reputationOn(
+  chain: { connection: ChainConnection; deployments: Deployments },
+  minimum: number,
+): ReputationSource {
+  return {
+    minimum,
+    refreshMs: reputationRefreshMs,
+    read: async (provider) => {
+      const standing = await getProviderStanding(chain.connection, {
+        deployments: chain.deployments,
+        provider,
+      });
+      return standing.scored ? standing.reputation / maxScore : undefined;
+    },
+  };
+}
+
+/** Starts a gateway (node, receipts, payments, API and explorer) in this process. */
+export async function startGatewayNode(parameters: StartGatewayNodeParameters): Promise<GatewayNode> {
+  const { config, logger, chain } = parameters;
+  const node = await createMycelNode({
+    privateKey: libp2pKeyFromSecp256k1(parameters.nodeKey ?? parameters.privateKey),
+    listen: parameters.listen,
+    bootstrap: parameters.bootstrap,
+    logger: logger.child({ part: "p2p" }),
+  });
+  const storeDirectory = parameters.storeDirectory ?? join(config.home, "gateway");
+  const receipts = openReceiptStore({ path: join(storeDirectory, "receipts.sqlite") });
+  const paying = chain ? await paymentsOn(parameters, chain) : undefined;
+  const gateway = startGateway({
+    node,
+    privateKey: parameters.privateKey,
+    receipts,
+    logger,
+    receiptDomain: chain ? deploymentReceiptDomain(chain.deployments) : undefined,
+    payments: paying?.payments,
+    timeouts: parameters.stallMs ? { stallMs: parameters.stallMs } : undefined,
+    audit: parameters.audit,
+    reputation: chain ? reputationOn(chain, parameters.minReputation) : undefined,
+  });
+  const serveApi = parameters.serveApi !== false;
+  // The explorer is mounted on the gateway's API: the one place where the HTTP wiring meets it.
+  const explorer = serveApi
+    ? createExplorer({ gateway, node, chain, logger: logger.child({ part: "explorer" }) })
+    : undefined;
+  const server = explorer
+    ? await startApiServer({
+        backend: { ...gateway.backend, route: explorer.route },
+        host: config.serve.host,
+        port: config.serve.port,
+        maxBodyBytes: config.serve.maxBodyBytes,
+        logger: logger.child({ part: "api" }),
+      })
+    : undefined;
+  if (server && !["127.0.0.1", "localhost", "::1"].includes(config.serve.host))
+    logger.warn("the API listens beyond this machine: anyone who can reach it spends your funds", {
+      host: config.serve.host,
+    });
+  return {
+    url: server?.url ?? "",
+    peerId: node.peerId,
+    gateway,
+    node,
+    async close() {
+      explorer?.stop();
+      await server?.close();
+      await gateway.stop();
+      await node.stop();
+      receipts.close();
+      paying?.store.close();
+    },
+  };
+}

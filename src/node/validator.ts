@@ -1,0 +1,143 @@
+/**
+ * Starts a validator in this process: registered with stake if asked, an auditor on its model store, its own
+ * challenge gateway (its own key and a fresh peer id), its libp2p node and its audit store.
+ */
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+import type { Hex } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import {
+  type ChainConnection,
+  type Deployments,
+  getTokenInfo,
+  parseTokenAmount,
+  readValidatorStake,
+  registerValidator,
+  withSigner,
+} from "../chain/index.ts";
+import type { MycelConfig } from "../config/index.ts";
+import type { Logger } from "../log/index.ts";
+import { openModelStore } from "../model/index.ts";
+import { createMycelNode, libp2pKeyFromSecp256k1 } from "../p2p/index.ts";
+import { openAuditStore, validatorStorePath } from "../store/index.ts";
+import { startValidator, type ValidatorOptions } from "../validator/index.ts";
+import { createAuditor } from "../verify/index.ts";
+import { startGatewayNode } from "./gateway.ts";
+import { validatorNetworkOf } from "./validatorNetwork.ts";
+
+/** Parameters of {@link startValidatorNode}. */
+export type StartValidatorNodeParameters = {
+  config: MycelConfig;
+  privateKey: Hex;
+  /** The key that sends and pays for challenges (default: the validator's own, which providers could recognise). */
+  challengeKey?: Hex;
+  logger: Logger;
+  listen?: string[];
+  bootstrap?: string[];
+  chain?: { connection: ChainConnection; deployments: Deployments };
+  /** Register as a validator with this stake (whole tokens) first, if not registered. */
+  stake?: string;
+  /** llama.cpp threads for audits (default: every core). */
+  threads?: number;
+  options?: Partial<ValidatorOptions>;
+  /** Deposit per provider channel and budget of the challenge gateway, in whole tokens. */
+  challengeDeposit: string;
+  challengeBudget: string;
+};
+
+/** A validator running in this process. */
+export type ValidatorNode = {
+  peerId: string;
+  address: Hex;
+  multiaddrs: string[];
+  close(): Promise<void>;
+};
+
+/** Registers the validator with `stake` if it has none; logs its stake either way. */
+async function ensureStake(parameters: {
+  chain: { connection: ChainConnection; deployments: Deployments };
+  address: Hex;
+  stake?: string;
+  logger: Logger;
+}) {
+  const { chain, logger } = parameters;
+  const current = await readValidatorStake(chain.connection, {
+    deployments: chain.deployments,
+    validator: parameters.address,
+  });
+  if (current === 0n && parameters.stake) {
+    const token = await getTokenInfo(chain.connection, chain.deployments.contracts.token);
+    await registerValidator(chain.connection, {
+      deployments: chain.deployments,
+      stake: parseTokenAmount(parameters.stake, token.decimals),
+      formatAmount: (amount) => `${amount} units of ${token.symbol}`,
+    });
+    logger.info("registered as a validator", { stake: `${parameters.stake} ${token.symbol}` });
+  } else if (current === 0n)
+    logger.warn("not a registered validator: scores and slashing votes need stake (give --stake <tokens>)");
+  else logger.info("validator stake", { stake: current.toString() });
+}
+
+/** Starts a validator (auditor, challenge gateway, node, store) in this process. */
+export async function startValidatorNode(parameters: StartValidatorNodeParameters): Promise<ValidatorNode> {
+  const { config, logger, chain, privateKey } = parameters;
+  const address = privateKeyToAccount(privateKey).address;
+  const challengeKey = parameters.challengeKey ?? privateKey;
+  if (chain) await ensureStake({ chain, address, stake: parameters.stake, logger });
+  const auditor = createAuditor({
+    home: config.home,
+    engineOptions: { threadsPerSequence: parameters.threads ?? availableParallelism() },
+    logger: logger.child({ part: "audit" }),
+  });
+  const store = openAuditStore({ path: validatorStorePath(config.home, address) });
+  // Challenges go out from their own node and key, so that providers cannot tell them from user traffic.
+  const challenger = await startGatewayNode({
+    config,
+    privateKey: challengeKey,
+    logger: logger.child({ part: "challenges" }),
+    bootstrap: parameters.bootstrap,
+    chain: chain
+      ? {
+          connection: withSigner(chain.connection, challengeKey),
+          deployments: chain.deployments,
+          deposit: parameters.challengeDeposit,
+          budget: parameters.challengeBudget,
+        }
+      : undefined,
+    minReputation: 0,
+    storeDirectory: join(config.home, "validator", address.toLowerCase(), "challenges"),
+    serveApi: false,
+    // A peer id of its own, new at every start: never the validator's (which gateways dial for audits).
+    nodeKey: generatePrivateKey(),
+  });
+  const node = await createMycelNode({
+    privateKey: libp2pKeyFromSecp256k1(privateKey),
+    listen: parameters.listen,
+    bootstrap: parameters.bootstrap,
+    logger: logger.child({ part: "p2p" }),
+  });
+  const models = await openModelStore({ home: config.home }).list();
+  const validator = await startValidator({
+    node,
+    auditor,
+    store,
+    privateKey,
+    network: validatorNetworkOf(challenger.gateway),
+    challengeModels: () => models.map((model) => ({ name: model.name, hash: model.hash })),
+    chain,
+    options: parameters.options,
+    logger,
+  });
+  return {
+    peerId: node.peerId,
+    address,
+    multiaddrs: node.multiaddrs(),
+    async close() {
+      await validator.stop();
+      await node.stop();
+      await challenger.close();
+      store.close();
+      await auditor.close();
+    },
+  };
+}

@@ -9,6 +9,15 @@ export {
   type InferenceBackend,
   type RouteParameters,
 } from "./backend.ts";
+export { type CompletionContext, handleChatCompletion, handleCompletion } from "./completions.ts";
+export {
+  guardRequest,
+  isLoopbackHost,
+  isLoopbackHostHeader,
+  isSameOrigin,
+  readJsonBody,
+  sendJson,
+} from "./http.ts";
 export { HttpError, type OpenAiErrorBody, type OpenAiErrorResponse, toOpenAiError } from "./openaiErrors.ts";
 export {
   type ChatCompletionRequest,
@@ -21,6 +30,5 @@ export {
   type ApiServer,
   defaultMaxBodyBytes,
   type StartApiServerParameters,
-  sendJson,
   startApiServer,
 } from "./server.ts";

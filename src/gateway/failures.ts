@@ -22,18 +22,6 @@ export class SegmentFailedError extends MycelError {
   }
 }
 
-/** This gateway's own storage failed (a full disk, a broken SQLite file): no provider is to blame. */
-export class GatewayStoreError extends MycelError {
-  override name = "GatewayStoreError";
-  constructor(shortMessage: string, parameters: MycelErrorParameters = {}) {
-    super(shortMessage, {
-      code: "store_failed",
-      hint: "check the disk and the gateway's store (MYCEL_HOME/gateway); the gateway logs the cause",
-      ...parameters,
-    });
-  }
-}
-
 /** Whose fault a failed attempt was, and so what the gateway does next. */
 export type FailureKind =
   /** The client's request is wrong: answer 400, blame nobody. */
@@ -44,7 +32,7 @@ export type FailureKind =
   | "provider_failed"
   /** The provider broke the protocol or its receipt: never route to it again, and fail over. */
   | "provider_cheated"
-  /** Anything else is this gateway's own failure: answer 500, blame nobody. */
+  /** Anything else (a bug, a store that fails) is this gateway's own failure: answer 500, blame nobody. */
   | "gateway_failed";
 
 /** Classifies what an attempt threw. */

@@ -9,7 +9,7 @@ export {
   type GatewayAnswer,
   wireRequestOf,
 } from "./failover.ts";
-export { classifyFailure, type FailureKind, GatewayStoreError, SegmentFailedError } from "./failures.ts";
+export { classifyFailure, type FailureKind, SegmentFailedError } from "./failures.ts";
 export { defaultMaxAttempts, type Gateway, type StartGatewayParameters, startGateway } from "./gateway.ts";
 export {
   decodingRate,

@@ -1,8 +1,13 @@
 import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
 import { after, before, describe, it } from "node:test";
-import { type ApiServer, type InferenceBackend, startApiServer } from "../../src/api/index.ts";
-import { isLoopbackHostHeader, isSameOrigin } from "../../src/api/server.ts";
+import {
+  type ApiServer,
+  type InferenceBackend,
+  isLoopbackHostHeader,
+  isSameOrigin,
+  startApiServer,
+} from "../../src/api/index.ts";
 import { ModelNotFoundError } from "../../src/errors/index.ts";
 
 /** A backend that serves no models: enough for /health and the Host check. */

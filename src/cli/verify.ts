@@ -1,4 +1,7 @@
-/** `mycel audit`: audits one answer against its evidence with the claimed model from the local store. */
+/**
+ * `mycel audit`: audits an answer (a saved API answer with its evidence, every segment of it, or the flat audit
+ * input) against its evidence with the claimed model from the local store.
+ */
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import type { MycelConfig } from "../config/index.ts";
@@ -31,7 +34,7 @@ async function readInput(path: string): Promise<unknown> {
     throw new InvalidInputError(`the audit input ${path} is not JSON`, {
       code: "invalid_audit_input",
       details: describeError(cause),
-      hint: "give {modelHash, request, promptTokens, outputTokens, fingerprints, finishReason, receipt?} as JSON",
+      hint: 'give the JSON body of an answer asked with `"mycel": {"include_evidence": true}` (for a stream, the JSON of the last event, without `data: `), or {modelHash, request, promptTokens, outputTokens, fingerprints, finishReason, receipt?}',
     });
   }
 }
@@ -48,11 +51,11 @@ export function addVerifyCommands(parameters: AddVerifyCommandsParameters) {
   program
     .command("audit")
     .description(
-      "audit an answer: re-evaluate it with the claimed model (from the local store) and check prompt, tokens, fingerprints, accounting and receipt; exit 0 pass, 1 fail, 2 bad input",
+      "audit an answer (every segment of it): re-evaluate it with the claimed model (from the local store) and check prompt, tokens, fingerprints, accounting and receipts; exit 0 pass, 1 fail, 2 bad input",
     )
     .option(
       "--input <file.json>",
-      "the answer's evidence: {modelHash, request, promptTokens, outputTokens, fingerprints, finishReason, receipt?} (- reads standard input)",
+      'the answer: its JSON as the API returned it with `"mycel": {"include_evidence": true}` (or the last event of a stream), or {modelHash, request, promptTokens, outputTokens, fingerprints, finishReason, receipt?} (- reads standard input)',
     )
     .option(
       "--threads <n>",
@@ -69,16 +72,21 @@ export function addVerifyCommands(parameters: AddVerifyCommandsParameters) {
       }
       const inputPath = flags.input;
       const config = configFrom(command);
-      const { createAuditor } = await import("../verify/index.ts");
+      const { auditInputsOf, combineSegmentVerdicts, createAuditor } = await import("../verify/index.ts");
       const { availableParallelism } = await import("node:os");
       let auditor: Awaited<ReturnType<typeof createAuditor>> | undefined;
       try {
-        const value = await readInput(inputPath);
+        // One input per segment of the answer (one for the flat input); bad input stops here, before a model loads.
+        const inputs = auditInputsOf(await readInput(inputPath));
         auditor = createAuditor({
           home: config.home,
           engineOptions: { threadsPerSequence: flags.threads ?? availableParallelism() },
         });
-        const result = await auditor.audit(value);
+        const segments = [];
+        for (const input of inputs) segments.push({ input, verdict: await auditor.audit(input) });
+        // One segment prints its verdict as it is; several print {verdict, segments: [...]}.
+        const [first, ...others] = segments;
+        const result = first && others.length === 0 ? first.verdict : combineSegmentVerdicts(segments);
         process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
         process.exitCode = result.verdict === "pass" ? auditExitCodes.pass : auditExitCodes.fail;
       } catch (error) {

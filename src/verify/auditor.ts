@@ -36,7 +36,7 @@ export function parseAuditInput(value: unknown): AuditInput {
   throw new InvalidInputError(`bad audit input: ${where} ${issue?.message ?? "is invalid"}`, {
     code: "invalid_audit_input",
     param: where,
-    hint: "give {modelHash, request, promptTokens, outputTokens, fingerprints, finishReason, receipt?} as docs/VERIFICATION.md describes (a gateway's mycel.evidence plus the request)",
+    hint: "give {modelHash, request, promptTokens, outputTokens, fingerprints, finishReason, receipt?} as docs/VERIFICATION.md describes (an answer's mycel.evidence), or the whole saved answer",
   });
 }
 

@@ -1,4 +1,7 @@
-/** The verify part: auditing answers against their evidence with the claimed model, and the calibrated tolerances. */
+/**
+ * The verify part: auditing answers against their evidence with the claimed model, reading what `mycel audit` takes
+ * (a saved API answer or the flat audit input), and the calibrated tolerances.
+ */
 export {
   type AuditAnswerParameters,
   type AuditMetrics,
@@ -7,7 +10,13 @@ export {
   type AuditVerdict,
   auditAnswer,
 } from "./audit.ts";
+export { type AuditInputsOfReturnType, auditInputsOf } from "./auditInputsOf.ts";
 export { type Auditor, type CreateAuditorParameters, createAuditor, parseAuditInput } from "./auditor.ts";
+export {
+  type AnswerAuditVerdict,
+  combineSegmentVerdicts,
+  type SegmentAuditVerdict,
+} from "./combineSegmentVerdicts.ts";
 export {
   type AuditTolerances,
   auditBatchSize,

@@ -3,7 +3,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type AuditInput, type Evidence, modelHashToBytes32 } from "../../src/protocol/index.ts";
-import type { AuditVerdict } from "../../src/verify/index.ts";
+import type { AnswerAuditVerdict, AuditVerdict } from "../../src/verify/index.ts";
 import {
   addCheatModels,
   type CheatModels,
@@ -43,6 +43,38 @@ describe("mycel audit (real processes)", () => {
     }
     return { ...run, verdict };
   };
+  /** Runs `mycel audit` on an answer of several segments and parses the combined verdict it prints. */
+  const auditSegments = async (path: string) => {
+    const run = await audit(path);
+    return { ...run, combined: run.verdict as unknown as AnswerAuditVerdict | undefined };
+  };
+  /** An answer as a gateway returns it with include_evidence: `mycel.evidence` and `mycel.receipts` per segment. */
+  const gatewayAnswer = (segments: AuditInput[]) => {
+    const evidence = segments.map(({ receipt: _, ...rest }) => rest);
+    return {
+      id: "chatcmpl-0123456789abcdef",
+      object: "chat.completion",
+      created: 1_700_000_000,
+      model: models.claimed,
+      choices: [{ index: 0, message: { role: "assistant", content: "…" }, finish_reason: "length" }],
+      mycel: {
+        model_hash: models.claimed,
+        failovers: segments.length - 1,
+        receipts: segments.map((segment) => segment.receipt),
+        evidence: evidence.length === 1 ? evidence[0] : evidence,
+      },
+    };
+  };
+  /** The same input with the request's last message changed: the prompt no longer matches the evidence. */
+  const withChangedPrompt = <T extends { request: AuditInput["request"] }>(input: T): T => ({
+    ...input,
+    request: {
+      ...input.request,
+      messages: (input.request.messages ?? []).map((message, index, all) =>
+        index === all.length - 1 ? { ...message, content: `${message.content} And fungi.` } : message,
+      ),
+    },
+  });
 
   let honest: AuditInput;
 
@@ -89,6 +121,47 @@ describe("mycel audit (real processes)", () => {
     );
   });
 
+  it("takes a whole gateway answer: its evidence with its receipt, exit 0 and the verdict as for one input", async () => {
+    const run = await audit(await writeInput("gateway-answer.json", gatewayAnswer([honest])));
+    assert.equal(run.code, 0, `exit 0: ${run.stdout}${run.stderr}`);
+    assert.equal(run.verdict?.verdict, "pass", run.stdout);
+    assert.deepEqual(run.verdict?.reasons, []);
+    assert.equal(
+      run.verdict?.metrics.outputTokens,
+      honest.outputTokens.length,
+      "one segment: today's verdict",
+    );
+    assert.equal("segments" in (run.verdict ?? {}), false, "one segment prints no segments list");
+  });
+
+  it("audits every segment of an answer served in two: an overall verdict and one per segment", async () => {
+    const run = await auditSegments(await writeInput("two-segments.json", gatewayAnswer([honest, honest])));
+    assert.equal(run.code, 0, `exit 0: ${run.stdout}${run.stderr}`);
+    assert.equal(run.combined?.verdict, "pass", run.stdout);
+    assert.deepEqual(
+      run.combined?.segments.map((entry) => [entry.segment, entry.verdict, entry.provider]),
+      [
+        [0, "pass", honest.receipt?.message.provider],
+        [1, "pass", honest.receipt?.message.provider],
+      ],
+    );
+  });
+
+  it("fails a two-segment answer whose second segment is tampered with: exit 1, that segment's reasons", async () => {
+    const run = await auditSegments(
+      await writeInput("two-segments-tampered.json", gatewayAnswer([honest, withChangedPrompt(honest)])),
+    );
+    assert.equal(run.code, 1, `exit 1: ${run.stdout}${run.stderr}`);
+    assert.equal(run.combined?.verdict, "fail", run.stdout);
+    assert.deepEqual(
+      run.combined?.segments.map((entry) => entry.verdict),
+      ["pass", "fail"],
+    );
+    const codes = run.combined?.segments[1]?.reasons.map((reason) => reason.code) ?? [];
+    assert.ok(codes.includes("prompt_mismatch"), `the changed prompt: ${codes.join()}`);
+    assert.ok(codes.includes("receipt_invalid"), `the receipt signed another request: ${codes.join()}`);
+  });
+
   describe("bad input: exit 2 and one clear line on stderr", () => {
     const expectBadInput = (
       run: { code: number | null; stdout: string; stderr: string },
@@ -114,6 +187,29 @@ describe("mycel audit (real processes)", () => {
       const { fingerprints: _, ...withoutFingerprints } = honest;
       const path = await writeInput("no-fingerprints.json", withoutFingerprints);
       expectBadInput(await audit(path), /^error: bad audit input: fingerprints /m);
+    });
+
+    it("a whole answer without mycel.evidence names include_evidence", async () => {
+      const { evidence: _, ...mycelWithoutEvidence } = gatewayAnswer([honest]).mycel;
+      const path = await writeInput("no-evidence.json", {
+        ...gatewayAnswer([honest]),
+        mycel: mycelWithoutEvidence,
+      });
+      const run = await audit(path);
+      expectBadInput(run, /^error: the answer has no `mycel\.evidence`/m);
+      assert.match(run.stderr, /"mycel": \{"include_evidence": true\}/, "names the fix");
+    });
+
+    it("a whole answer whose evidence the gateway could not get says so, with the error", async () => {
+      const answer = gatewayAnswer([honest]);
+      const path = await writeInput("evidence-error.json", {
+        ...answer,
+        mycel: { ...answer.mycel, evidence: { error: "provider 0xabc: the provider closed the stream" } },
+      });
+      expectBadInput(
+        await audit(path),
+        /^error: the gateway could not get the answer's evidence from the provider: provider 0xabc: the provider closed the stream/m,
+      );
     });
 
     it("a model that is not in the store names `mycel model add`", async () => {
@@ -217,7 +313,47 @@ describe("mycel audit (real processes)", () => {
       });
     }
 
-    it("streams the same evidence on the last event, and omits it unless asked", async () => {
+    it("a whole saved chat answer audits as it is; a tampered one fails with exit 1", async () => {
+      const answer = await chat({ max_tokens: 40, temperature: 0.8 });
+      const run = await audit(await writeInput("served-answer.json", answer));
+      assert.equal(run.code, 0, `the whole answer audits: ${run.stdout}${run.stderr}`);
+      assert.equal(run.verdict?.verdict, "pass", run.stdout);
+      assert.equal(run.verdict?.metrics.outputTokens, answer.usage.completion_tokens, "metrics.outputTokens");
+      assert.equal(run.verdict?.metrics.promptTokens, answer.usage.prompt_tokens, "metrics.promptTokens");
+      const evidence = answer.mycel.evidence as Evidence & { request: AuditInput["request"] };
+      const tampered = { ...answer, mycel: { ...answer.mycel, evidence: withChangedPrompt(evidence) } };
+      const failed = await audit(await writeInput("served-answer-tampered.json", tampered));
+      assert.equal(failed.code, 1, `exit 1: ${failed.stdout}${failed.stderr}`);
+      assert.equal(failed.verdict?.verdict, "fail", failed.stdout);
+      assert.deepEqual(
+        failed.verdict?.reasons.map((reason) => reason.code),
+        ["prompt_mismatch"],
+        "the changed prompt, and nothing else",
+      );
+    });
+
+    it("a whole saved text completion answer audits as it is", async () => {
+      const response = await fetch(`${server.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: models.claimed,
+          prompt: "Once upon a time",
+          max_tokens: 24,
+          temperature: 0,
+          mycel: { include_evidence: true },
+        }),
+      });
+      assert.equal(response.status, 200, await response.clone().text());
+      const answer = (await response.json()) as { object: string; mycel: { evidence?: Evidence } };
+      assert.equal(answer.object, "text_completion");
+      assert.ok(answer.mycel.evidence, "mycel.evidence is returned");
+      const run = await audit(await writeInput("served-text-answer.json", answer));
+      assert.equal(run.code, 0, `exit 0: ${run.stdout}${run.stderr}`);
+      assert.equal(run.verdict?.verdict, "pass", run.stdout);
+    });
+
+    it("streams the same evidence on the last event, which audits as it is, and omits it unless asked", async () => {
       const sampling = { max_tokens: 24, temperature: 0 };
       const plain = await chat(sampling);
       const response = await fetch(`${server.url}/v1/chat/completions`, {
@@ -252,6 +388,10 @@ describe("mycel audit (real processes)", () => {
         (last as unknown as { seed: number }).seed,
         "the evidence's request carries the seed that was used",
       );
+      const lastEvent = events.findLast((event) => event.mycel);
+      const run = await audit(await writeInput("served-last-event.json", lastEvent));
+      assert.equal(run.code, 0, `the last event's JSON audits as it is: ${run.stdout}${run.stderr}`);
+      assert.equal(run.verdict?.verdict, "pass", run.stdout);
       const without = await fetch(`${server.url}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { Browser, Page } from "playwright-core";
+import type { Locator, Page } from "playwright-core";
 import type {
   ExplorerInfo,
   ExplorerProvider,
@@ -18,7 +18,7 @@ import type {
   RegistryList,
   ValidatorsView,
 } from "../../src/explorer/index.ts";
-import { launchChromium, openExplorerPage } from "../fixtures/browser.ts";
+import { holdRequests, openExplorerPage, sharedChromium } from "../fixtures/browser.ts";
 import { repositoryRoot, type ServeProcess, startMycelServer, temporaryHome, waitFor } from "../helpers.ts";
 
 const artifacts = join(repositoryRoot, "test-artifacts", "explorer");
@@ -72,10 +72,53 @@ async function chat(url: string, content: string): Promise<string> {
   return body.mycel.request_id;
 }
 
+/** What the explorer shows for a provider validators have not scored yet (the Network and Validators pages). */
+const notScored = "not scored";
+
+/** A provider's cell in a column of `table`, found by the column's header. */
+async function cellOf(table: Locator, address: string, header: string): Promise<Locator> {
+  const headers = (await table.locator("thead th").allTextContents()).map((text) => text.trim());
+  const column = headers.indexOf(header);
+  assert.ok(column >= 0, `a "${header}" column in ${JSON.stringify(headers)}`);
+  return table
+    .locator("tbody tr", { has: table.page().locator(`[title="${address}"]`) })
+    .locator("th, td")
+    .nth(column);
+}
+
+/** The right edge of each cell's content (not the cell's box, which a table aligns anyway), by column header. */
+async function contentRightEdges(page: Page): Promise<Record<string, number[]>> {
+  return (await page.evaluate(`(() => {
+    const table = document.querySelector("main table");
+    const headers = [...table.querySelectorAll("thead th")].map((cell) => cell.textContent.trim());
+    const edges = {};
+    for (const row of table.querySelectorAll("tbody tr"))
+      [...row.cells].forEach((cell, column) => {
+        if (!cell.classList.contains("num")) return;
+        const range = document.createRange();
+        range.selectNodeContents(cell);
+        const rights = [...range.getClientRects()].map((rect) => rect.right);
+        if (rights.length > 0) (edges[headers[column]] ??= []).push(Math.max(...rights));
+      });
+    return edges;
+  })()`)) as Record<string, number[]>;
+}
+
+/** Asserts that every numeric column's content lines up on the right, within 1 px. */
+function assertColumnsAligned(edges: Record<string, number[]>, where: string) {
+  assert.ok(edges["In / 1M tokens"]?.length && edges["Out / 1M tokens"]?.length, JSON.stringify(edges));
+  for (const [header, rights] of Object.entries(edges))
+    assert.ok(
+      Math.max(...rights) - Math.min(...rights) <= 1,
+      `${where}: the "${header}" column's numbers line up on the right: ${JSON.stringify(rights)}`,
+    );
+}
+
 describe("explorer on a devnet", () => {
   let directory: { home: string; remove: () => Promise<void> };
   let devnet: ServeProcess;
-  let browser: Browser;
+  // Launched by the first browser test: without chromium each browser test fails saying how to install it.
+  const chromium = sharedChromium();
   let url: string;
   const pageErrors: string[] = [];
 
@@ -91,22 +134,48 @@ describe("explorer on a devnet", () => {
       timeoutMs: 120_000,
     });
     url = devnet.url;
-    browser = await launchChromium();
   });
 
   after(async () => {
-    await browser?.close();
+    await chromium.close();
     const code = await devnet?.stop();
     await directory?.remove();
     assert.equal(code, 0, "the devnet stops cleanly");
   });
 
-  const openPage = (hash: string) => openExplorerPage({ browser, url, hash, errors: pageErrors });
+  const openPage = async (hash: string, prepare?: (page: Page) => Promise<void>) =>
+    openExplorerPage({ browser: await chromium.get(), url, hash, errors: pageErrors, prepare });
 
   async function screenshot(page: Page, name: string) {
     await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
     assert.ok(existsSync(join(artifacts, `${name}.png`)));
   }
+
+  describe("web app in chromium, before validators have scored any provider", () => {
+    it("Network calls providers not scored yet 'not scored', as Validators does", async () => {
+      const providers = await getJson<{ data: ExplorerProvider[] }>(`${url}/mycel/v1/providers`);
+      assert.equal(providers.data.length, 2);
+      for (const provider of providers.data)
+        assert.equal(provider.reputation, null, "no epoch is finalized yet: no provider is scored");
+      const page = await openPage("network");
+      const table = page.locator("main table").first();
+      for (const provider of providers.data) {
+        await page.locator(`[title="${provider.address}"]`).first().waitFor({ timeout: 15_000 });
+        const cell = await cellOf(table, provider.address, "Reputation");
+        assert.equal((await cell.textContent())?.trim(), notScored, provider.address);
+      }
+      await page.close();
+
+      const validators = await openPage("validators");
+      const standings = validators.getByRole("table", { name: "Provider standings on chain" });
+      await standings.waitFor({ timeout: 15_000 });
+      for (const provider of providers.data) {
+        const cell = await cellOf(standings, provider.address, "Reputation");
+        assert.equal((await cell.textContent())?.trim(), notScored, `the same words on Validators`);
+      }
+      await validators.close();
+    });
+  });
 
   describe("JSON views", () => {
     it("describe the gateway, its chain and the providers with their stake", async () => {
@@ -144,23 +213,45 @@ describe("explorer on a devnet", () => {
       assert.equal(events.headers.get("content-type"), "text/event-stream; charset=utf-8");
       const reader = (events.body as ReadableStream<Uint8Array>).getReader();
       let text = "";
+      let requestId: string | undefined;
+      // Resolved by the reader as soon as both events are in (the stream may bring them before chat() returns).
+      let sawBoth!: () => void;
+      const bothSeen = new Promise<void>((resolve) => {
+        sawBoth = resolve;
+      });
+      const check = () => {
+        if (
+          requestId &&
+          text.includes("event: receipt") &&
+          text.includes(`"request_id":"${requestId}","segment":0,"audit"`)
+        )
+          sawBoth();
+      };
       const reading = (async () => {
         const decoder = new TextDecoder();
         for (;;) {
           const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
           if (done) return;
           text += decoder.decode(value, { stream: true });
+          check();
         }
       })();
-      const requestId = await chat(url, "What is a mycelium?");
-      await waitFor("receipt and audit events", async () =>
-        text.includes("event: receipt") && text.includes(`"request_id":"${requestId}","segment":0,"audit"`)
-          ? true
-          : undefined,
-      );
-      assert.match(text, /event: providers\ndata: \[/);
-      controller.abort();
-      await reading;
+      requestId = await chat(url, "What is a mycelium?");
+      check();
+      const timeout = AbortSignal.timeout(30_000);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          bothSeen.then(resolve);
+          const names = () => [...text.matchAll(/^event: (\w+)$/gm)].map((match) => match[1]).join(", ");
+          timeout.addEventListener("abort", () =>
+            reject(new Error(`no receipt and audit events for ${requestId} in 30 s; got: ${names()}`)),
+          );
+        });
+        assert.match(text, /event: providers\ndata: \[/);
+      } finally {
+        controller.abort();
+        await reading;
+      }
 
       const list = await getJson<ReceiptList>(`${url}/mycel/v1/receipts?q=${requestId.slice(0, 14)}`);
       assert.equal(list.total, 1);
@@ -296,11 +387,104 @@ describe("explorer on a devnet", () => {
       const page = await openPage("network");
       for (const provider of providers.data)
         await page.locator(`[title="${provider.address}"]`).first().waitFor({ timeout: 15_000 });
+      // Amounts show once the token's details are in (a placeholder until then), so wait for one.
+      await page.locator("main").getByText("100 MYC", { exact: true }).first().waitFor({ timeout: 15_000 });
       const text = (await page.locator("main").textContent()) ?? "";
       assert.match(text, /100(\.0+)? MYC/, "stake in tokens");
       assert.match(text, /online/i);
       assert.ok((await page.locator("main svg").count()) >= 3, "latency, throughput and price charts");
       await screenshot(page, "network");
+      await page.close();
+    });
+
+    it("Network shows the reputation validators gave once they have scored the providers", async () => {
+      // The epoch was finalized above; the gateway reads reputations from the chain every 5 s.
+      const providers = await waitFor("the providers' reputation", async () => {
+        const current = await getJson<{ data: ExplorerProvider[] }>(`${url}/mycel/v1/providers`);
+        return current.data.every((provider) => provider.reputation !== null) ? current.data : undefined;
+      });
+      const page = await openPage("network");
+      const table = page.locator("main table").first();
+      for (const provider of providers) {
+        await page.locator(`[title="${provider.address}"]`).first().waitFor({ timeout: 15_000 });
+        const shown = `${((provider.reputation ?? 0) * 100).toFixed(1)}%`;
+        const cell = await cellOf(table, provider.address, "Reputation");
+        await cell.filter({ hasText: shown }).waitFor({ timeout: 15_000 });
+        assert.doesNotMatch((await cell.textContent()) ?? "", /not scored/);
+      }
+      await page.close();
+    });
+
+    it("Network draws each provider in the same colour in every chart and legend", async () => {
+      const providers = await getJson<{ data: ExplorerProvider[] }>(`${url}/mycel/v1/providers`);
+      const page = await openPage("network");
+      const charts = page.locator("main figure.chart");
+      await charts.nth(2).waitFor({ timeout: 15_000 });
+      assert.equal(await charts.count(), 3, "latency, throughput and price");
+      // A chart's legend lists its series in the order the plot draws their lines; each legend entry's title
+      // is the series' full name (a provider's address).
+      const strokes = async (chart: Locator) => {
+        const legend = chart.locator(".legend li");
+        await legend.first().waitFor({ timeout: 15_000 });
+        const byName = new Map<string, { line: string | null; legend: string | null }>();
+        for (let index = 0; index < (await legend.count()); index++)
+          byName.set((await legend.nth(index).getAttribute("title")) ?? "", {
+            line: await chart.locator(".chart-plot svg path").nth(index).getAttribute("stroke"),
+            legend: await legend.nth(index).locator("line").getAttribute("stroke"),
+          });
+        return byName;
+      };
+      const all = [await strokes(charts.nth(0)), await strokes(charts.nth(1)), await strokes(charts.nth(2))];
+      const colours: string[] = [];
+      for (const provider of providers.data) {
+        const seen = new Set(
+          all.flatMap((chart) => {
+            const entry = chart.get(provider.address);
+            return entry ? [entry.line, entry.legend] : ["(not in this chart)"];
+          }),
+        );
+        assert.equal(seen.size, 1, `${provider.address}: one colour in all 3 charts: ${[...seen]}`);
+        colours.push([...seen][0] ?? "");
+      }
+      assert.equal(new Set(colours).size, colours.length, `each provider its own colour: ${colours}`);
+      const network = all[1]?.get("Network, all providers")?.line;
+      assert.ok(network && !colours.includes(network), "the network's line has a colour of its own");
+      await page.close();
+    });
+
+    it("Network's numeric columns line up on the right, prices included", async () => {
+      const page = await openPage("network");
+      await page.locator("main").getByText("100 MYC", { exact: true }).first().waitFor({ timeout: 15_000 });
+      assertColumnsAligned(await contentRightEdges(page), "1280 px");
+      await page.close();
+    });
+
+    it("Network fits a 420 px wide screen: the provider table scrolls in its own box, addresses in view", async () => {
+      const providers = await getJson<{ data: ExplorerProvider[] }>(`${url}/mycel/v1/providers`);
+      const page = await openPage("network");
+      await page.setViewportSize({ width: 420, height: 900 });
+      await page.locator("main").getByText("100 MYC", { exact: true }).first().waitFor({ timeout: 15_000 });
+      const pageWidth = (await page.evaluate("document.documentElement.scrollWidth")) as number;
+      assert.ok(pageWidth <= 420, `the page does not scroll sideways: ${pageWidth} px wide`);
+      assertColumnsAligned(await contentRightEdges(page), "420 px");
+      await screenshot(page, "network-420px");
+      // The table scrolls inside its box; scrolled to its last column, each row still shows its provider.
+      const box = (await page.evaluate(`(() => {
+        const box = document.querySelector("main .table-scroll");
+        box.scrollLeft = box.scrollWidth;
+        return { scrollWidth: box.scrollWidth, clientWidth: box.clientWidth, scrollLeft: box.scrollLeft };
+      })()`)) as { scrollWidth: number; clientWidth: number; scrollLeft: number };
+      assert.ok(box.scrollWidth > box.clientWidth && box.scrollLeft > 0, JSON.stringify(box));
+      const visible = await page.locator("main .table-scroll").first().boundingBox();
+      assert.ok(visible);
+      for (const provider of providers.data) {
+        const address = await page.locator(`main table [title="${provider.address}"]`).first().boundingBox();
+        assert.ok(
+          address && address.x >= visible.x && address.x + address.width <= visible.x + visible.width,
+          `${provider.address} stays in view: ${JSON.stringify({ address, visible })}`,
+        );
+      }
+      await screenshot(page, "network-420px-scrolled");
       await page.close();
     });
 
@@ -424,10 +608,55 @@ describe("explorer on a devnet", () => {
       await page.close();
     });
 
+    it("Validators and Network show amounts only once the token is known, never raw units", async () => {
+      // The gateway's details (token symbol and decimals) are held back while the pages' own data arrives.
+      let release = () => {};
+      const hold = async (page: Page) => {
+        release = await holdRequests(page, "**/mycel/v1/explorer");
+      };
+      const view = await getJson<ValidatorsView>(`${url}/mycel/v1/validators`);
+      const validators = await openPage("validators", hold);
+      await validators
+        .locator(`[title="${view.validators[0]?.address}"]`)
+        .first()
+        .waitFor({ timeout: 15_000 });
+      assert.doesNotMatch((await validators.locator("main").textContent()) ?? "", /units/, "no raw amounts");
+      await validators.locator("main .amount-loading").first().waitFor();
+      release();
+      await validators
+        .locator("main")
+        .getByText("1,000 MYC", { exact: true })
+        .first()
+        .waitFor({ timeout: 15_000 });
+      assert.equal(await validators.locator("main .amount-loading").count(), 0);
+      await validators.close();
+
+      const providers = await getJson<{ data: ExplorerProvider[] }>(`${url}/mycel/v1/providers`);
+      const network = await openPage("network", hold);
+      await network.locator(`[title="${providers.data[0]?.address}"]`).first().waitFor({ timeout: 15_000 });
+      const loading = (await network.locator("main").textContent()) ?? "";
+      assert.doesNotMatch(loading, /units/, "no raw amounts");
+      assert.doesNotMatch(loading, /No chain/, "nor a note that there is no chain");
+      await network.locator("main .amount-loading").first().waitFor();
+      release();
+      await network
+        .locator("main")
+        .getByText("100 MYC", { exact: true })
+        .first()
+        .waitFor({ timeout: 15_000 });
+      await network
+        .locator("main figcaption", { hasText: "Output price per million tokens (MYC)" })
+        .waitFor();
+      assert.equal(await network.locator("main .amount-loading").count(), 0);
+      await network.close();
+    });
+
     it("Validators shows the validator's stake and the epoch", async () => {
       const view = await getJson<ValidatorsView>(`${url}/mycel/v1/validators`);
       const page = await openPage("validators");
       await page.locator(`[title="${view.validators[0]?.address}"]`).first().waitFor({ timeout: 15_000 });
+      // The stake in tokens, once the token's details are in (until then the page shows a placeholder).
+      await page.locator("main").getByText("1,000 MYC", { exact: true }).first().waitFor({ timeout: 15_000 });
       const text = (await page.locator("main").textContent()) ?? "";
       assert.match(text, /1,?000(\.0+)? MYC/, "validator stake in tokens");
       assert.match(text, /finalized/, "the finalized epoch");
@@ -443,10 +672,19 @@ describe("explorer on a devnet", () => {
     });
 
     it("works with the keyboard alone, and every control has a label", async () => {
-      for (const hash of ["network", "models", "playground", "receipts", "payments", "validators"]) {
+      // What shows that each page has its data, and so all of its controls.
+      const loaded: Record<string, (page: Page) => Locator> = {
+        network: (page) => page.locator("main tbody tr").first(),
+        models: (page) => page.locator("main").getByText(modelName).first(),
+        playground: (page) => page.locator("#pg-model option", { hasText: modelName }).first(),
+        receipts: (page) => page.locator('main a[href^="#/receipts/0x"]').first(),
+        payments: (page) => page.locator("main table").first(),
+        validators: (page) => page.locator("main table").first(),
+      };
+      for (const [hash, data] of Object.entries(loaded)) {
         const page = await openPage(hash);
         await page.locator("main").waitFor();
-        await page.waitForLoadState("networkidle").catch(() => undefined);
+        await data(page).waitFor({ state: "attached", timeout: 15_000 });
         const unlabelled = (await page.evaluate(`
           [...document.querySelectorAll("input, select, textarea, button")]
             .filter((control) => control.type !== "hidden" && !(

@@ -13,7 +13,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { gunzipSync } from "node:zlib";
-import type { Browser, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { createPublicClient, defineChain, type Hex, http, zeroAddress } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type ApiServer, startApiServer } from "../../src/api/index.ts";
@@ -35,7 +35,7 @@ import { type Gateway, startGateway } from "../../src/gateway/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, type MycelNode } from "../../src/p2p/index.ts";
 import { receiptDomain, signReceipt } from "../../src/protocol/index.ts";
 import { openReceiptStore, type ReceiptStore } from "../../src/store/index.ts";
-import { launchChromium, openExplorerPage } from "../fixtures/browser.ts";
+import { openExplorerPage, sharedChromium } from "../fixtures/browser.ts";
 import { repositoryRoot, temporaryHome } from "../helpers.ts";
 
 const artifacts = join(repositoryRoot, "test-artifacts", "explorer");
@@ -89,7 +89,6 @@ describe("explorer on a gateway without a chain (in process, no providers)", () 
     const explorer = createExplorer({
       gateway,
       node,
-      receipts,
       ...(directory ? { directory } : {}),
       ...(chain ? { chain } : {}),
     });
@@ -420,20 +419,20 @@ describe("explorer on a gateway without a chain (in process, no providers)", () 
   });
 
   describe("web app in chromium", () => {
-    let browser: Browser;
+    // Launched by the first test that opens a page: without chromium (or without the build) each test fails
+    // on its own, saying what to do, instead of a failed hook cancelling them all.
+    const chromium = sharedChromium();
     const pageErrors: string[] = [];
 
-    before(async () => {
+    after(async () => {
+      await chromium.close();
+    });
+
+    const openPage = async (hash: string) => {
       assert.ok(existsSync(builtIndex), "the explorer is not built: run npm run build:web");
       mkdirSync(artifacts, { recursive: true });
-      browser = await launchChromium();
-    });
-
-    after(async () => {
-      await browser?.close();
-    });
-
-    const openPage = (hash: string) => openExplorerPage({ browser, url, hash, errors: pageErrors });
+      return openExplorerPage({ browser: await chromium.get(), url, hash, errors: pageErrors });
+    };
 
     /** Checks a page once its calm state shows: its h1, "no chain" in the header, no alert; then a screenshot. */
     async function checkCalm(page: Page, name: string, heading: string) {
@@ -483,6 +482,20 @@ describe("explorer on a gateway without a chain (in process, no providers)", () 
       const page = await openPage("receipts");
       for (const receipt of list.data)
         await page.locator(`a[href="#/receipts/${receipt.request_id}"]`).first().waitFor({ timeout: 10_000 });
+      // Without a chain prices are in the smallest unit (no placeholder waiting for a token that will not come),
+      // and the price column lines up on the right whatever the length of each price.
+      await page.locator(".site-header").getByText("no chain").waitFor({ timeout: 10_000 });
+      await page.locator("main").getByText("5,600 units", { exact: true }).waitFor();
+      assert.equal(await page.locator("main .amount-loading").count(), 0);
+      const prices = await page.locator("main tbody td.num > span.num").all();
+      assert.equal(prices.length, 3);
+      const rights: number[] = [];
+      for (const price of prices) {
+        const box = await price.boundingBox();
+        assert.ok(box);
+        rights.push(box.x + box.width);
+      }
+      assert.ok(Math.max(...rights) - Math.min(...rights) <= 1, `prices line up: ${JSON.stringify(rights)}`);
       await checkCalm(page, "receipts", "Receipts and audits");
 
       // The receipt signed in the provider's name by another key: the page shows who really signed it.

@@ -94,7 +94,7 @@ export function App(props: { hub: EventHub }) {
   const activePage = route.page === "not-found" ? undefined : route.page;
   return (
     <EventHubContext.Provider value={props.hub}>
-      <ExplorerInfoContext.Provider value={info.data ?? null}>
+      <ExplorerInfoContext.Provider value={info.data}>
         <a class="skip-link" href="#content">
           Skip to content
         </a>

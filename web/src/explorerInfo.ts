@@ -4,15 +4,19 @@ import { useContext } from "preact/hooks";
 import type { ExplorerInfo } from "../../src/explorer/types.ts";
 import type { Token } from "./format.ts";
 
-/** ExplorerInfo once loaded (null before, or when it failed). */
-export const ExplorerInfoContext = createContext<ExplorerInfo | null>(null);
+/** ExplorerInfo once loaded; undefined while it loads (or when it failed, which the app shell shows). */
+export const ExplorerInfoContext = createContext<ExplorerInfo | undefined>(undefined);
 
 /** The gateway's ExplorerInfo, or null while it loads. */
 export function useExplorerInfo(): ExplorerInfo | null {
-  return useContext(ExplorerInfoContext);
+  return useContext(ExplorerInfoContext) ?? null;
 }
 
-/** The payment token, or null without a chain (or before ExplorerInfo loaded). */
-export function useToken(): Token | null {
-  return useContext(ExplorerInfoContext)?.chain?.token ?? null;
+/**
+ * The payment token: null without a chain, undefined while the gateway's details are not loaded yet (amounts then
+ * show a placeholder, never raw units that would turn into tokens a moment later).
+ */
+export function useToken(): Token | null | undefined {
+  const info = useContext(ExplorerInfoContext);
+  return info === undefined ? undefined : (info.chain?.token ?? null);
 }

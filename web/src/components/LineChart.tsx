@@ -13,8 +13,16 @@ export type ChartSeries = {
   label: string;
   /** The full name, in the legend's title. */
   title?: string;
+  /**
+   * Its colour and dash pattern; by default the series' position picks one. Give it when the same thing is drawn
+   * in several charts, so that it has the same colour in each.
+   */
+  style?: SeriesStyle;
   points: { t: number; v: number | null }[];
 };
+
+/** How a series is drawn: its colour, and a dash pattern (SVG stroke-dasharray) or none for a solid line. */
+export type SeriesStyle = { color: string; dash: string | undefined };
 
 /** Parameters of {@link LineChart}. */
 export type LineChartProps = {
@@ -33,7 +41,7 @@ export type LineChartProps = {
 const palette = ["#0b6bcb", "#c75000", "#00875a", "#b83280", "#8a6d00", "#3f8fb5", "#4a4a4a"];
 
 /** The colour and dash pattern of series number `index`. */
-export function seriesStyle(index: number): { color: string; dash: string | undefined } {
+export function seriesStyle(index: number): SeriesStyle {
   return {
     color: palette[index % palette.length] ?? "#333",
     dash: index >= palette.length ? "5 3" : undefined,
@@ -170,7 +178,7 @@ export function LineChart(props: LineChartProps) {
             y2={margin.top + plotHeight}
           />
           {series.map((line, index) => {
-            const style = seriesStyle(index);
+            const style = line.style ?? seriesStyle(index);
             let path = "";
             let pen = false;
             let last: { t: number; v: number } | undefined;
@@ -211,7 +219,7 @@ export function LineChart(props: LineChartProps) {
       {series.length > 0 && (
         <ul class="legend" aria-hidden="true">
           {series.map((line, index) => {
-            const style = seriesStyle(index);
+            const style = line.style ?? seriesStyle(index);
             const value = latestValue(line);
             return (
               <li key={line.id} title={line.title}>

@@ -9,7 +9,8 @@ import type {
 import { Amount } from "../components/Amount.tsx";
 import { Badge, type BadgeTone } from "../components/Badge.tsx";
 import { Hex } from "../components/Hex.tsx";
-import { type ChartSeries, LineChart } from "../components/LineChart.tsx";
+import { type ChartSeries, LineChart, type SeriesStyle, seriesStyle } from "../components/LineChart.tsx";
+import { NotScored } from "../components/NotScored.tsx";
 import { EmptyNote, LoadState } from "../components/Status.tsx";
 import { useExplorerEvent } from "../events.ts";
 import { useExplorerInfo, useToken } from "../explorerInfo.ts";
@@ -34,17 +35,43 @@ export function mergeHistory(
   return [...loaded, ...live.filter((point) => point.t > last)].slice(-Math.max(1, capacity));
 }
 
+/** The network's own line (all providers together): darker than any provider's colour. */
+const networkStyle: SeriesStyle = { color: "#1b1f24", dash: "6 3" };
+
+/** Addresses in one order whatever their letter case (checksummed or not). */
+const byAddress = (a: string, b: string) => {
+  const [x, y] = [a.toLowerCase(), b.toLowerCase()];
+  return x < y ? -1 : x > y ? 1 : 0;
+};
+
+/**
+ * Every provider's chart style, by lowercase address: colours in the order of the addresses (the providers listed
+ * now and those in the history), so that a provider has the same colour in every chart and its legends.
+ */
+function providerStyles(
+  providers: readonly { address: string }[],
+  points: readonly HistoryPoint[],
+): Map<string, SeriesStyle> {
+  const addresses = new Set([
+    ...providers.map((provider) => provider.address.toLowerCase()),
+    ...points.flatMap((point) => point.providers.map((provider) => provider.address.toLowerCase())),
+  ]);
+  return new Map([...addresses].sort(byAddress).map((address, index) => [address, seriesStyle(index)]));
+}
+
 function providerSeries(
   points: readonly HistoryPoint[],
+  styles: ReadonlyMap<string, SeriesStyle>,
   value: (provider: HistoryPoint["providers"][number]) => number | null,
 ): ChartSeries[] {
   const addresses = [
     ...new Set(points.flatMap((point) => point.providers.map((provider) => provider.address))),
-  ].sort();
+  ].sort(byAddress);
   return addresses.map((address) => ({
     id: address,
     label: `${address.slice(0, 6)}…${address.slice(-4)}`,
     title: address,
+    style: styles.get(address.toLowerCase()),
     points: points.map((point) => {
       const provider = point.providers.find((entry) => entry.address === address);
       return { t: point.t, v: provider ? value(provider) : null };
@@ -52,7 +79,7 @@ function providerSeries(
   }));
 }
 
-function ProviderTable(props: { providers: ExplorerProvider[]; token: Token | null }) {
+function ProviderTable(props: { providers: ExplorerProvider[]; token: Token | null | undefined }) {
   const { providers, token } = props;
   if (providers.length === 0)
     return (
@@ -62,8 +89,10 @@ function ProviderTable(props: { providers: ExplorerProvider[]; token: Token | nu
     );
   return (
     <div class="table-scroll">
-      <table>
-        <caption>Providers ({providers.length})</caption>
+      <table class="sticky-first">
+        <caption>
+          <span class="sticky-caption">Providers ({providers.length})</span>
+        </caption>
         <thead>
           <tr>
             <th scope="col">Provider</th>
@@ -147,7 +176,9 @@ function ProviderTable(props: { providers: ExplorerProvider[]; token: Token | nu
                     <span class="text-bad"> · {formatNumber(provider.failures)} failed</span>
                   )}
                 </td>
-                <td class="num">{formatPercent(provider.reputation)}</td>
+                <td class="num">
+                  {provider.reputation === null ? <NotScored /> : formatPercent(provider.reputation)}
+                </td>
                 <td class="num">
                   {provider.stake === null ? (
                     <span class="muted">—</span>
@@ -186,8 +217,10 @@ export function NetworkPage() {
   const online = rows?.filter(
     (provider) => provider.status === "online" || provider.status === "busy",
   ).length;
-  const symbol = token?.symbol ?? "units";
+  // Until the token is known (undefined) prices are not charted: raw units would jump to tokens a moment later.
+  const symbol = token === undefined ? "…" : (token?.symbol ?? "units");
   const priceUnit = (value: number) => `${formatCompact(value)} ${symbol}`;
+  const styles = providerStyles(rows ?? [], points);
 
   return (
     <section aria-labelledby="network-heading">
@@ -220,7 +253,7 @@ export function NetworkPage() {
         />
       )}
       {rows && <ProviderTable providers={rows} token={token} />}
-      {!token && rows && rows.length > 0 && (
+      {token === null && rows && rows.length > 0 && (
         <p class="note">No chain: prices are shown in the providers' smallest unit and nothing is paid.</p>
       )}
 
@@ -239,7 +272,7 @@ export function NetworkPage() {
           <LineChart
             title="Latency (time to first token)"
             description="Each provider's smoothed time to first token in milliseconds, as this gateway measured it."
-            series={providerSeries(points, (provider) => provider.latency_ms)}
+            series={providerSeries(points, styles, (provider) => provider.latency_ms)}
             formatValue={(value) => `${formatNumber(value)} ms`}
             formatTick={formatCompact}
           />
@@ -251,9 +284,10 @@ export function NetworkPage() {
                 id: "network",
                 label: "network",
                 title: "Network, all providers",
+                style: networkStyle,
                 points: points.map((point) => ({ t: point.t, v: point.tokens_per_second })),
               },
-              ...providerSeries(points, (provider) => provider.throughput_tps),
+              ...providerSeries(points, styles, (provider) => provider.throughput_tps),
             ]}
             formatValue={(value) => `${formatNumber(value, 1)} tok/s`}
             formatTick={formatCompact}
@@ -261,7 +295,9 @@ export function NetworkPage() {
           <LineChart
             title={`Output price per million tokens (${symbol})`}
             description="Each provider's announced price for a million output tokens."
-            series={providerSeries(points, (provider) => amountToNumber(provider.price_output, token))}
+            series={providerSeries(points, styles, (provider) =>
+              token === undefined ? null : amountToNumber(provider.price_output, token),
+            )}
             formatValue={priceUnit}
             formatTick={formatCompact}
           />

@@ -7,11 +7,12 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import type { AuditSummary, ReceiptDetail, ReceiptList } from "../../../src/explorer/types.ts";
 import { getJson, type ModelList, messageOf, sameHex } from "../api.ts";
 import { type ChatMessage, type ChatTrailer, type ChatUsage, streamChat } from "../chat.ts";
+import { Amount } from "../components/Amount.tsx";
 import { Hex } from "../components/Hex.tsx";
 import { ErrorAlert, Loading } from "../components/Status.tsx";
 import { useExplorerEvent } from "../events.ts";
 import { useToken } from "../explorerInfo.ts";
-import { exactAmount, formatAmount, formatNumber, shortHex, sumAmounts } from "../format.ts";
+import { formatAmount, formatNumber, shortHex, sumAmounts } from "../format.ts";
 import { hrefOf } from "../router.ts";
 import { useJson } from "../useJson.ts";
 
@@ -567,14 +568,12 @@ export function PlaygroundPage() {
                   {result.finishReason && <span class="muted"> · finished: {result.finishReason}</span>}
                 </dd>
                 <dt>Cost</dt>
-                <dd
-                  data-testid="answer-cost"
-                  class="num"
-                  title={token ? `${exactAmount(cost, token.decimals)} ${token.symbol}` : undefined}
-                >
-                  {token
-                    ? formatAmount(cost, token)
-                    : `${formatAmount(cost, null)} (no chain: nothing is paid)`}
+                <dd data-testid="answer-cost" class="num">
+                  {token === null ? (
+                    `${formatAmount(cost, null)} (no chain: nothing is paid)`
+                  ) : (
+                    <Amount value={cost} token={token} />
+                  )}
                 </dd>
               </dl>
             ) : (

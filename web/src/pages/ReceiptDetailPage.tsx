@@ -32,7 +32,7 @@ function receiptTime(timestamp: string): string {
   return formatTime(value < 1e12 ? value * 1000 : value);
 }
 
-function MessageFields(props: { receipt: SignedReceiptJson; token: Token | null }) {
+function MessageFields(props: { receipt: SignedReceiptJson; token: Token | null | undefined }) {
   const { message, domain } = props.receipt;
   const hexFields: [string, string][] = [
     ["Request id", message.requestId],

@@ -6,6 +6,7 @@ import type { EpochView, ValidatorsView } from "../../../src/explorer/types.ts";
 import { Amount } from "../components/Amount.tsx";
 import { Badge, type BadgeTone } from "../components/Badge.tsx";
 import { Hex } from "../components/Hex.tsx";
+import { NotScored } from "../components/NotScored.tsx";
 import { EmptyNote, LoadState } from "../components/Status.tsx";
 import { useToken } from "../explorerInfo.ts";
 import { formatNumber, formatPercent, formatTime, isoTime, shortHex } from "../format.ts";
@@ -260,16 +261,14 @@ export function ValidatorsPage() {
                         {standing.scored ? (
                           formatPercent(standing.reputation / data.max_score)
                         ) : (
-                          <span class="muted" title="gateways route to unscored providers as if at 100%">
-                            not scored
-                          </span>
+                          <NotScored />
                         )}
                       </td>
                       <td class="num">
                         {standing.scored ? (
                           formatPercent(standing.last_score / data.max_score)
                         ) : (
-                          <span class="muted">not scored</span>
+                          <NotScored />
                         )}
                       </td>
                       <td class="num">{standing.scored ? standing.last_epoch : "—"}</td>

@@ -39,7 +39,7 @@ export type ProviderTable = {
 
 /** Subscribes to announcements and keeps the verified, unexpired ones. */
 export function createProviderTable(parameters: {
-  node: MycelNode;
+  node: Pick<MycelNode, "subscribe" | "addPeerAddresses">;
   logger: Logger;
   /** Addresses caught cheating before (remembered across restarts): never trusted again. */
   untrustedAddresses?: ReadonlySet<string>;

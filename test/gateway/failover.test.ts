@@ -1,0 +1,256 @@
+/**
+ * The gateway's failover in process: real inference protocol, frame channels and receipts over an in-memory network,
+ * with scripted providers. Each failure is sorted by whose fault it is: the provider's (banned or untrusted, and the
+ * request fails over), the client's input or the payment (answered at once, nobody blamed), or the gateway's own
+ * (answered at once, nobody blamed).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import type { BackendGenerateParameters } from "../../src/api/index.ts";
+import { InvalidInputError, PaymentRequiredError, ServiceUnavailableError } from "../../src/errors/index.ts";
+import {
+  answerWithFailover,
+  createActivityFeed,
+  createAuditSampler,
+  createProviderTable,
+  type FailoverContext,
+  type KnownProvider,
+} from "../../src/gateway/index.ts";
+import { silentLogger } from "../../src/log/index.ts";
+import { receiptDomain } from "../../src/protocol/index.ts";
+import { openReceiptStore, type ReceiptStore } from "../../src/store/index.ts";
+import { createMemoryNetwork } from "../fixtures/memoryNetwork.ts";
+import {
+  type Script,
+  type ScriptedProvider,
+  scriptedModel,
+  startScriptedProvider,
+} from "../fixtures/scriptedProviders.ts";
+import { temporaryHome } from "../helpers.ts";
+
+const gatewayKey = generatePrivateKey();
+const timeouts = { firstTokenMs: 2_000, stallMs: 300, banMs: 30_000 };
+
+function request(overrides: Partial<BackendGenerateParameters> = {}): BackendGenerateParameters {
+  return {
+    model: { name: scriptedModel.name, hash: scriptedModel.hash.slice(2) },
+    prompt: { kind: "chat", messages: [{ role: "user", content: "hello" }] },
+    sampling: { maxTokens: 8, temperature: 0, topP: 1, topK: 0, stop: [] },
+    signal: new AbortController().signal,
+    ...overrides,
+  };
+}
+
+describe("gateway failover (in process, scripted providers)", () => {
+  let directory: { home: string; remove: () => Promise<void> };
+  const stores: ReceiptStore[] = [];
+  let count = 0;
+
+  before(async () => {
+    directory = await temporaryHome("mycel-failover-");
+  });
+  after(async () => {
+    for (const store of stores) store.close();
+    await directory.remove();
+  });
+
+  /** A gateway's failover context over fresh providers running `scripts` (one list per provider, in routing order). */
+  async function setUp(
+    scripts: Script[][],
+    options: { receipts?: (store: ReceiptStore) => ReceiptStore } = {},
+  ) {
+    const network = createMemoryNetwork();
+    count++;
+    const providers: ScriptedProvider[] = [];
+    for (const [index, script] of scripts.entries())
+      providers.push(
+        await startScriptedProvider({ network, peerId: `provider-${count}-${index}`, scripts: script }),
+      );
+    const node = network.node(`gateway-${count}`);
+    const table = createProviderTable({ node, logger: silentLogger });
+    const known: KnownProvider[] = providers.map((provider) => table.accept(provider.announcement));
+    const stored = openReceiptStore({ path: join(directory.home, `receipts-${count}.sqlite`) });
+    stores.push(stored);
+    const receipts = options.receipts ? options.receipts(stored) : stored;
+    const context: FailoverContext = {
+      components: { node, logger: silentLogger },
+      table,
+      client: privateKeyToAccount(gatewayKey).address,
+      domain: receiptDomain(),
+      timeouts,
+      maxAttempts: 4,
+      payments: undefined,
+      reputation: undefined,
+      receipts,
+      sampler: createAuditSampler({
+        node,
+        privateKey: gatewayKey,
+        receipts,
+        validators: [],
+        rate: 0,
+        logger: silentLogger,
+      }),
+      activity: createActivityFeed({ logger: silentLogger }),
+      settling: new Set(),
+      logger: silentLogger,
+    };
+    return { providers, known, context, stored };
+  }
+
+  it("fails over from a busy provider, which sits out only as long as it asked", async () => {
+    const { providers, known, context } = await setUp([
+      [{ kind: "error", code: "busy", retryAfterMs: 700 }],
+      [{ kind: "honest", tokens: [10, 11], text: "hi" }],
+    ]);
+    const before = Date.now();
+    const answer = await answerWithFailover(request(), context);
+    assert.deepEqual(answer.providers, [providers[1]?.address]);
+    assert.equal(answer.failovers, 1);
+    assert.equal(answer.text, "hi");
+    const [busy, served] = known as [KnownProvider, KnownProvider];
+    assert.equal(busy.failures, 1);
+    assert.equal(busy.untrusted, false);
+    assert.ok(
+      busy.bannedUntil > before && busy.bannedUntil <= Date.now() + 700,
+      "banned for its retry-after only",
+    );
+    assert.equal(served.successes, 1);
+  });
+
+  it("continues a stalled answer on the next provider from the tokens so far, and bans the stalled one", async () => {
+    const { providers, known, context } = await setUp([
+      [{ kind: "honest", tokens: [10, 11], text: "ab", hang: true }],
+      [{ kind: "honest", tokens: [12], text: "c" }],
+    ]);
+    const before = Date.now();
+    const answer = await answerWithFailover(request(), context);
+    assert.equal(answer.text, "abc", "the tokens of the stalled provider are kept");
+    assert.equal(answer.usage.completionTokens, 3);
+    assert.deepEqual(providers[1]?.requests[0]?.request.prefix_tokens, [10, 11], "continued, not restarted");
+    assert.equal(providers[1]?.requests[0]?.request.max_tokens, 6);
+    assert.ok(
+      (known[0]?.bannedUntil ?? 0) >= before + timeouts.banMs,
+      "a stalled provider sits out the whole ban",
+    );
+    assert.equal(known[0]?.untrusted, false);
+  });
+
+  it("never routes again to a provider whose receipt is forged, remembers it, and drops its tokens", async () => {
+    const { providers, known, context, stored } = await setUp([
+      [{ kind: "forged" }],
+      [{ kind: "honest", tokens: [20, 21], text: "fine" }],
+    ]);
+    const answer = await answerWithFailover(request(), context);
+    assert.equal(answer.text, "fine", "the forger's text is not in the answer");
+    assert.equal(answer.usage.completionTokens, 2);
+    assert.equal(
+      providers[1]?.requests[0]?.request.prefix_tokens,
+      undefined,
+      "its tokens are not continued from",
+    );
+    assert.equal(known[0]?.untrusted, true);
+    assert.deepEqual(
+      stored.untrustedProviders().map((entry) => entry.address),
+      [providers[0]?.address],
+      "remembered across restarts",
+    );
+  });
+
+  it("treats a malformed frame as a protocol break: the provider is not trusted again", async () => {
+    const { known, context } = await setUp([
+      [{ kind: "malformed" }],
+      [{ kind: "honest", tokens: [1], text: "x" }],
+    ]);
+    const answer = await answerWithFailover(request(), context);
+    assert.equal(answer.text, "x");
+    assert.equal(known[0]?.untrusted, true);
+  });
+
+  it("answers the client's own bad input at once: no failover, no provider blamed", async () => {
+    const { providers, known, context } = await setUp([
+      [{ kind: "error", code: "context_length_exceeded", message: "too long for this model" }],
+      [{ kind: "honest", tokens: [1], text: "x" }],
+    ]);
+    await assert.rejects(answerWithFailover(request(), context), (error) => {
+      assert.ok(error instanceof InvalidInputError);
+      assert.match(error.message, /too long for this model/);
+      return true;
+    });
+    assert.equal(providers[1]?.requests.length, 0, "no other provider is asked");
+    assert.equal(known[0]?.failures, 0);
+    assert.equal(known[0]?.bannedUntil, 0);
+  });
+
+  it("stops on a payment refusal: 402, no failover, no provider blamed", async () => {
+    const { providers, known, context } = await setUp([
+      [{ kind: "error", code: "payment_required", message: "unpaid beyond the credit window" }],
+      [{ kind: "honest", tokens: [1], text: "x" }],
+    ]);
+    await assert.rejects(answerWithFailover(request(), context), PaymentRequiredError);
+    assert.equal(providers[1]?.requests.length, 0);
+    assert.equal(known[0]?.failures, 0);
+    assert.equal(known[0]?.bannedUntil, 0);
+  });
+
+  it("keeps the answer when this gateway's receipt store fails: a warning, and the provider is credited, not blamed", async () => {
+    const { providers, known, context } = await setUp([[{ kind: "honest", tokens: [5, 6], text: "ok" }]], {
+      receipts: (store) => ({
+        ...store,
+        saveReceipt: () => {
+          throw new Error("SQLITE_FULL: database or disk is full");
+        },
+      }),
+    });
+    const answer = await answerWithFailover(request(), context);
+    assert.equal(answer.text, "ok");
+    assert.equal(answer.receipts.length, 1, "the client still gets the receipt");
+    assert.match(answer.warnings?.[0] ?? "", /could not store the receipt.*disk is full/);
+    assert.equal(known[0]?.successes, 1);
+    assert.equal(known[0]?.failures, 0);
+    assert.equal(known[0]?.bannedUntil, 0);
+    assert.equal(known[0]?.untrusted, false);
+    assert.equal(providers[0]?.requests.length, 1);
+  });
+
+  it("fails the request on an error of the gateway's own without blaming the provider or failing over", async () => {
+    const { providers, known, context } = await setUp([
+      [{ kind: "honest", tokens: [5, 6], text: "ok" }],
+      [{ kind: "honest", tokens: [7], text: "no" }],
+    ]);
+    const bug = new Error("a bug in the gateway");
+    await assert.rejects(
+      answerWithFailover(
+        request({
+          onStart: () => {
+            throw bug;
+          },
+        }),
+        context,
+      ),
+      (error) => error === bug,
+    );
+    assert.equal(known[0]?.failures, 0);
+    assert.equal(known[0]?.bannedUntil, 0);
+    assert.equal(known[0]?.untrusted, false);
+    assert.equal(providers[1]?.requests.length, 0);
+  });
+
+  it("says 503 naming the model and the last failure when every provider failed", async () => {
+    const { known, context } = await setUp([
+      [{ kind: "error", code: "internal_error", message: "first is broken" }],
+      [{ kind: "error", code: "time_limit", message: "second took too long" }],
+    ]);
+    await assert.rejects(answerWithFailover(request(), context), (error) => {
+      assert.ok(error instanceof ServiceUnavailableError);
+      assert.match(error.shortMessage, /every provider of model "scripted-model" failed \(2 tried\)/);
+      assert.match(error.message, /second took too long/);
+      return true;
+    });
+    assert.deepEqual(
+      known.map((provider) => provider.failures),
+      [1, 1],
+    );
+  });
+});

@@ -22,6 +22,9 @@ if (files.length === 0) {
   console.error(`no test files match ${filter.join(" ")}`);
   process.exit(1);
 }
+// Tests start real `mycel` processes, which run the compiled dist/: compile what changed first (incremental).
+const build = spawnSync(process.execPath, [join(root, "scripts", "build.mjs")], { cwd: root, stdio: "inherit" });
+if (build.status !== 0) process.exit(build.status ?? 1);
 const result = spawnSync(
   process.execPath,
   ["--import", "tsx", "--test", "--test-concurrency=1", "--test-reporter=spec", ...files],

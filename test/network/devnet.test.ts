@@ -108,6 +108,24 @@ describe("devnet (what `npm start` runs)", () => {
       });
       assert.equal(status.code, 0, status.stderr);
       assert.match(status.stdout, /active\n\s+stake:\s+100 MYC/);
+      // A devnet user reaches its accounts without naming a key: the devnet's gateway key, said so.
+      const gatewayAddress = privateKeyToAccount(devPrivateKey("devnet-gateway")).address;
+      const wallet = await runMycel(["wallet"], { home: directory.home });
+      assert.equal(wallet.code, 0, wallet.stderr);
+      assert.ok(wallet.stdout.startsWith(`${gatewayAddress} on chain 31337`), wallet.stdout);
+      assert.match(wallet.stdout, /as a client\s+1 open channel\(s\), 10 MYC deposited/);
+      assert.match(
+        wallet.stderr,
+        /no key named "default": showing the devnet's gateway key "devnet-gateway"/,
+      );
+      const channels = await runMycel(["channel", "list", "--json"], { home: directory.home });
+      assert.equal(channels.code, 0, channels.stderr);
+      const rows = JSON.parse(channels.stdout) as { role: string; counterparty: string }[];
+      assert.deepEqual(
+        rows.map((row) => [row.role, row.counterparty]),
+        [["client", receipt.message.provider]],
+        "the channel the gateway opened to pay for the answer",
+      );
 
       assert.equal(await devnet.stop(), 0);
       stopped = true;

@@ -14,6 +14,9 @@ if (!existsSync(tsc)) {
   );
   process.exit(process.env.npm_lifecycle_event === "prepare" ? 0 : 1);
 }
-const result = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: root, stdio: "inherit" });
+const result = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], {
+  cwd: root,
+  stdio: "inherit",
+});
 if (result.status === 0) console.log("mycel: compiled into dist");
 process.exit(result.status ?? 1);

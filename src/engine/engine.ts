@@ -225,6 +225,7 @@ function logSumExpFromWeight(maxLogit: number, totalLogitWeight: number) {
 }
 
 /** Creates the engine. Models are loaded with {@link Engine.loadModel}. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: an engine is one closure over its loaded models and llama.cpp handles; each method (load, tokenize, generate, evaluate) is a short function over that shared state, not a role
 export function createEngine(parameters: { options?: Partial<EngineOptions>; logger?: Logger } = {}): Engine {
   const options: EngineOptions = { ...defaultEngineOptions(), ...parameters.options };
   const logger = parameters.logger ?? silentLogger;

@@ -143,6 +143,7 @@ export type ModelStore = {
 };
 
 /** Opens (creating on first write) the model store under MYCEL_HOME. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a store is one closure over its folder and index; its methods (add, list, resolve, remove) are short functions over that shared state, not a role
 export function openModelStore(parameters: OpenModelStoreParameters = {}): ModelStore {
   const home = resolveMycelHome(parameters.home);
   const modelsDirectory = join(home, "models");

@@ -62,6 +62,7 @@ function encodeLengthPrefix(value: number): Uint8Array {
  * stream's incoming data. Frames over `maxFrameBytes` are refused both ways; an oversize or malformed length
  * prefix resets the stream, a frame that is not JSON only fails that one read.
  */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a channel is one closure over its stream's buffer; reading, writing and framing share that buffer and are split into named functions inside
 export function createFrameChannel(
   stream: Stream,
   parameters: CreateFrameChannelParameters = {},

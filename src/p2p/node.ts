@@ -208,6 +208,7 @@ function validateListenAddress(address: string): string {
 }
 
 /** Creates and starts a Mycel P2P node (TCP, Noise, Yamux, Kademlia DHT, Gossipsub) and dials its bootstrap peers. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the node is one closure over its libp2p instance; each method (publish, subscribe, provide, open streams) is a short function over it, not a role
 export async function createMycelNode(parameters: CreateMycelNodeParameters): Promise<MycelNode> {
   const listen = (parameters.listen ?? [...DEFAULT_LISTEN_ADDRESSES]).map(validateListenAddress);
   const bootstrapPeers = (parameters.bootstrap ?? []).map(parseBootstrapAddress);

@@ -11,19 +11,16 @@ import {
   openChannel,
   topUpChannel,
 } from "../chain/index.ts";
-import { describeError, PaymentRequiredError } from "../errors/index.ts";
+import { PaymentRequiredError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
-import {
-  type Announcement,
-  priceOfTokens,
-  signVoucher,
-  type VoucherFrame,
-  wireVersion,
-} from "../protocol/index.ts";
+import type { Announcement } from "../protocol/index.ts";
 import type { ClientChannel, PaymentStore } from "../store/index.ts";
-
-/** How long a sent voucher waits for the provider's acknowledgement before the next one may go out. */
-const acknowledgementTimeoutMs = 3_000;
+import {
+  acknowledgementTimeoutMs,
+  type ChannelEntry,
+  createPayingChannel,
+  type PayingChannel,
+} from "./payingChannel.ts";
 
 /** Parameters of {@link createGatewayPayments}. */
 export type CreateGatewayPaymentsParameters = {
@@ -40,36 +37,6 @@ export type CreateGatewayPaymentsParameters = {
   logger?: Logger;
 };
 
-/** One provider segment's metering on a channel. */
-export type SegmentBill = {
-  /** Counts output tokens received. */
-  addOutput(tokens: number): void;
-  /** The segment's receipt verified: its price is owed. */
-  complete(price: bigint): void;
-  /** The segment failed: its unreceipted output is not owed beyond what was already paid. */
-  abandon(): void;
-};
-
-/** Sends a voucher frame on the stream the payment travels on. */
-export type VoucherSender = (frame: VoucherFrame) => Promise<void>;
-
-/** A funded channel to one provider. */
-export type PayingChannel = {
-  channelId: Hex;
-  provider: Address;
-  /** Starts metering a segment served at `outputPricePerMillion`. */
-  startSegment(parameters: { outputPricePerMillion: bigint }): SegmentBill;
-  /** Whether enough is owed that a voucher should go out now (half the provider's credit window). */
-  due(): boolean;
-  /**
-   * Pays everything owed so far with one voucher sent through `send`, after any voucher still in flight;
-   * resolves once the provider acknowledged it (or it timed out). Does nothing when nothing more is owed.
-   */
-  pay(send: VoucherSender): Promise<void>;
-  /** The provider says it stored a voucher for `amount`. */
-  acknowledge(amount: bigint): void;
-};
-
 /** The gateway's payments (see {@link createGatewayPayments}). */
 export type GatewayPayments = {
   /** Whether this gateway can pay a provider whose announcement says how it is paid. */
@@ -81,12 +48,6 @@ export type GatewayPayments = {
   budget: { limit: bigint; depositPerProvider: bigint; committed(): bigint };
   /** Waits (bounded) for vouchers in flight. */
   stop(): Promise<void>;
-};
-
-type ChannelEntry = PayingChannel & {
-  row: ClientChannel;
-  /** The provider's credit window, from its latest announcement. */
-  creditWindow: bigint;
 };
 
 /** Creates the gateway's payment side. */
@@ -115,122 +76,8 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
       .reduce((sum, row) => sum + row.deposit, 0n);
   }
 
-  function entryOf(row: ClientChannel): ChannelEntry {
-    // What is owed starts at what was signed before: both sides restart from the latest voucher.
-    let owed = row.signedAmount;
-    let signed = row.signedAmount;
-    const active = new Set<{ tokens: number; outputPricePerMillion: bigint }>();
-    let inFlight: { amount: bigint; resolve: () => void } | undefined;
-    let queue: Promise<void> = Promise.resolve();
-    /** A payment waits behind the one in flight: it pays whatever is owed when its turn comes. */
-    let waiting = false;
-    const target = () => {
-      let total = owed;
-      for (const segment of active)
-        total += priceOfTokens({
-          promptTokens: 0,
-          completionTokens: segment.tokens,
-          pricePerMillion: { input: 0n, output: segment.outputPricePerMillion },
-        });
-      return total < entry.row.deposit ? total : entry.row.deposit;
-    };
-    /** The latest voucher, and whether it reached the stream (a voucher lost with its stream is sent again). */
-    let latest: { frame: VoucherFrame; delivered: boolean } | undefined;
-    async function payNow(send: VoucherSender) {
-      const amount = target();
-      if (amount > signed) {
-        const signature = await signVoucher({
-          privateKey: parameters.privateKey,
-          domain,
-          message: { channelId: row.channelId, cumulativeAmount: amount },
-        });
-        // Written down before it leaves: a restart never signs a lower voucher the provider would refuse.
-        store.recordSigned({ channelId: row.channelId, amount });
-        signed = amount;
-        row.signedAmount = amount;
-        latest = {
-          frame: {
-            v: wireVersion,
-            type: "voucher",
-            channel_id: row.channelId,
-            cumulative_amount: amount.toString(),
-            signature,
-          },
-          delivered: false,
-        };
-      } else if (!latest || latest.delivered) return;
-      const voucher = latest;
-      let timer: NodeJS.Timeout | undefined;
-      const acknowledged = new Promise<void>((resolve) => {
-        inFlight = { amount: BigInt(voucher.frame.cumulative_amount), resolve };
-        timer = setTimeout(resolve, acknowledgementTimeoutMs);
-      });
-      try {
-        await send(voucher.frame);
-        voucher.delivered = true;
-        await acknowledged;
-      } catch (error) {
-        logger.debug("a voucher could not be sent: it goes out again on the next stream", {
-          error: describeError(error),
-        });
-      } finally {
-        clearTimeout(timer);
-        inFlight = undefined;
-      }
-    }
-    const entry: ChannelEntry = {
-      row,
-      creditWindow: 0n,
-      channelId: row.channelId,
-      provider: row.provider,
-      startSegment(input) {
-        const segment = { tokens: 0, outputPricePerMillion: input.outputPricePerMillion };
-        active.add(segment);
-        return {
-          addOutput(tokens) {
-            segment.tokens += tokens;
-          },
-          complete(price) {
-            if (!active.delete(segment)) return;
-            owed += price;
-          },
-          abandon() {
-            if (!active.delete(segment)) return;
-            // What was paid for its tokens stays paid; nothing more is owed for them.
-            if (signed > owed) owed = signed;
-          },
-        };
-      },
-      due() {
-        const unpaid = target() - signed;
-        const window = entry.creditWindow;
-        const undelivered = latest !== undefined && !latest.delivered;
-        return !waiting && (undelivered || (window > 1n ? unpaid * 2n >= window : unpaid > 0n));
-      },
-      pay(send) {
-        waiting = true;
-        // Never rejects: a payment that fails (a store error) is logged, and the next one pays what is owed.
-        const run = queue
-          .then(() => {
-            waiting = false;
-            return payNow(send);
-          })
-          .catch((error) => {
-            waiting = false;
-            logger.warn("a payment failed: the next voucher covers it", { error: describeError(error) });
-          });
-        queue = run;
-        queues.add(run);
-        void run.finally(() => queues.delete(run));
-        return run;
-      },
-      acknowledge(amount) {
-        store.recordAcknowledged({ channelId: row.channelId, amount });
-        if (inFlight && amount >= inFlight.amount) inFlight.resolve();
-      },
-    };
-    return entry;
-  }
+  const entryOf = (row: ClientChannel): ChannelEntry =>
+    createPayingChannel({ row, store, privateKey: parameters.privateKey, domain, running: queues, logger });
 
   // Channels opened in earlier runs are used again.
   for (const row of store.channelsOf(client)) {

@@ -2,14 +2,14 @@
  * The payments part: payment channels as the provider and the gateway use them (vouchers, metering, settlement),
  * and the session each side runs per stream (payer: meter and pay; payee: admit, hold and release, take vouchers).
  */
+
+export { admitWaitMs, type ChannelCharge, finalVoucherGraceMs } from "./admission.ts";
+export { type ChannelLedger, type ChannelState, createChannelLedger } from "./channelLedger.ts";
 export { VoucherRejectedError } from "./errors.ts";
 export {
   type CreateGatewayPaymentsParameters,
   createGatewayPayments,
   type GatewayPayments,
-  type PayingChannel,
-  type SegmentBill,
-  type VoucherSender,
 } from "./gatewayPayments.ts";
 export {
   finalVoucherWaitMs,
@@ -27,10 +27,17 @@ export {
   type PayerSession,
 } from "./payerSession.ts";
 export {
-  type ChannelCharge,
+  acknowledgementTimeoutMs,
+  type ChannelEntry,
+  type CreatePayingChannelParameters,
+  createPayingChannel,
+  type PayingChannel,
+  type SegmentBill,
+  type VoucherSender,
+} from "./payingChannel.ts";
+export {
   type CreateProviderPaymentsParameters,
   createProviderPayments,
-  defaultSettlementPolicy,
   type ProviderPayments,
-  type SettlementPolicy,
 } from "./providerPayments.ts";
+export { createSettler, defaultSettlementPolicy, type SettlementPolicy, type Settler } from "./settlement.ts";

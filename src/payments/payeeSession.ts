@@ -8,8 +8,9 @@ import type { Address, Hex } from "viem";
 import { describeError, MycelError, PaymentRequiredError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import { type PaidFrame, type VoucherFrame, wireVersion } from "../protocol/index.ts";
+import type { ChannelCharge } from "./admission.ts";
 import { VoucherRejectedError } from "./errors.ts";
-import type { ChannelCharge, ProviderPayments } from "./providerPayments.ts";
+import type { ProviderPayments } from "./providerPayments.ts";
 
 /** How long output beyond the credit window waits for a voucher before the payer is cut off. */
 export const paymentWaitMs = 2_000;

@@ -4,7 +4,7 @@
  * price with a final voucher. The gateway only forwards frames to it.
  */
 import type { PaidFrame, VoucherFrame } from "../protocol/index.ts";
-import type { PayingChannel, SegmentBill } from "./gatewayPayments.ts";
+import type { PayingChannel, SegmentBill } from "./payingChannel.ts";
 
 /** How long the payer reads acknowledgements after its final voucher before it lets the stream go. */
 export const finalAcknowledgementWaitMs = 5_000;

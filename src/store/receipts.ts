@@ -211,6 +211,7 @@ function toStoredReceipt(row: ReceiptRow): StoredReceipt {
 }
 
 /** Opens (creating if needed) the receipt store in the SQLite file at `path`. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a store is one closure over its database and prepared statements; each method is one short query over them, not a role
 export function openReceiptStore(parameters: OpenReceiptStoreParameters): ReceiptStore {
   const { path } = parameters;
   const db: Database.Database = openDatabase(path);

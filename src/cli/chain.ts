@@ -106,7 +106,7 @@ function addChainDeployCommands(program: Command) {
           throw new MycelError(`${out} exists already`, {
             hint: "pass --out <file> to write elsewhere, or --force to replace it",
           });
-        const settings = node.readDeployParameters(flags.params, Boolean(flags.devnetPeriods));
+        const settings = await node.readDeployParameters(flags.params, Boolean(flags.devnetPeriods));
         const privateKey = await node.loadKey({ home: config.home, name: flags.key });
         const connection = await connectChain({ rpcUrl: flags.rpcUrl, privateKey });
         console.log(

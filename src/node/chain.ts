@@ -22,13 +22,6 @@ export type ChainLocation = { rpcUrl?: string; deployments?: string };
 /** A chain opened by {@link openChain}. */
 export type OpenedChain = { connection: ChainConnection; deployments: Deployments; deploymentsPath: string };
 
-/** Whether the user pointed a role at a chain (flags or environment). */
-export function chainRequested(location: ChainLocation): boolean {
-  return Boolean(
-    location.rpcUrl || location.deployments || process.env.MYCEL_RPC_URL || process.env.MYCEL_DEPLOYMENTS,
-  );
-}
-
 /** Reads the deployments and connects to their chain (signing with `privateKey` when given). */
 export async function openChain(parameters: {
   home: string;

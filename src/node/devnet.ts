@@ -10,9 +10,10 @@ import { describeError } from "../errors/index.ts";
 import { defaultMinimumReputation } from "../gateway/index.ts";
 import type { Logger } from "../log/index.ts";
 import { generateTestModel, type ModelRecord, openModelStore } from "../model/index.ts";
+import { devnetGatewayKeyName, devnetPassword } from "./constants.ts";
 import { type DevnetChain, setUpDevnetChain } from "./devnetChain.ts";
 import { startGatewayNode } from "./gateway.ts";
-import { devnetGatewayKeyName, devnetPassword, ensureDevKey } from "./keys.ts";
+import { ensureDevKey } from "./keys.ts";
 import { type RoleProcess, type RoleReady, spawnRole } from "./roleProcess.ts";
 
 /** One answer in five goes to the devnet's validator, so that a devnet user sees audits happen. */

@@ -11,11 +11,7 @@ import {
   promptPassword,
   resolvePassword,
 } from "../identity/index.ts";
-
-/** The password devnet keystores are encrypted with: they hold dev-only keys. */
-export const devnetPassword = "mycel-devnet";
-/** The devnet's gateway key: what a devnet user's read-only commands use when there is no key of their own. */
-export const devnetGatewayKeyName = "devnet-gateway";
+import { devnetGatewayKeyName, devnetPassword } from "./constants.ts";
 
 /** Loads a keystore's private key, asking for the password unless MYCEL_PASSWORD is set. */
 export async function loadKey(parameters: { home: string; name: string }): Promise<Hex> {

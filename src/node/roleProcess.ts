@@ -3,10 +3,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { MycelError } from "../errors/index.ts";
-import { devnetPassword } from "./keys.ts";
-
-/** The line a role prints once it serves, followed by JSON (see {@link readyLine}). */
-export const readyPrefix = "MYCEL_READY ";
+import { devnetPassword, readyPrefix } from "./constants.ts";
 
 /** What a role says about itself when it is ready. */
 export type RoleReady = { peerId: string; multiaddrs: string[]; address: string };
@@ -22,11 +19,6 @@ export type RoleProcess = {
   /** Sends SIGTERM, then SIGKILL after `killAfterMs`; resolves once it exited. */
   stop(killAfterMs: number): Promise<void>;
 };
-
-/** The machine-readable line a role prints once ready, that the devnet (and tests) wait for. */
-export function readyLine(fields: Record<string, unknown>): string {
-  return `${readyPrefix}${JSON.stringify(fields)}`;
-}
 
 /** The `mycel` command of this package. */
 export const mycelBin = join(import.meta.dirname, "..", "..", "bin", "mycel.js");

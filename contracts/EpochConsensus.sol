@@ -114,6 +114,8 @@ contract EpochConsensus is ReentrancyGuard {
     mapping(address provider => Standing) private standings;
     SlashProposal[] private proposals;
     mapping(uint256 proposalId => mapping(address validator => bool)) private votedOn;
+    /// @dev The id + 1 of each provider's latest slashing proposal (0: none), so that one offence is punished once.
+    mapping(address provider => uint256) private latestProposalPlusOne;
 
     event ValidatorRegistered(address indexed validator, uint256 stake);
     event ValidatorStakeAdded(address indexed validator, uint256 amount, uint256 stake);
@@ -190,6 +192,8 @@ contract EpochConsensus is ReentrancyGuard {
     error ProposalExpired(uint256 proposalId, uint64 deadline);
     /// @notice The validator voted on this proposal already.
     error AlreadyVoted(uint256 proposalId, address validator);
+    /// @notice The provider already has a slashing proposal open: vote on it instead of proposing another.
+    error SlashAlreadyProposed(address provider, uint256 proposalId);
     /// @notice The voter registered or added stake after the proposal was made, so it cannot vote on it.
     error StakeAddedAfterProposal(uint256 proposalId, address validator);
     /// @notice Nothing to claim.
@@ -426,7 +430,15 @@ contract EpochConsensus is ReentrancyGuard {
         if (!providerRegistry.isRegistered(provider)) revert UnknownProvider(provider);
         if (amount == 0) revert ZeroAmount();
         if (evidence.length == 0 || evidence.length > MAX_EVIDENCE_BYTES) revert InvalidEvidence(evidence.length);
+        // One open proposal per provider: validators that catch the same cheat at once vote on the first proposal
+        // rather than each executing a slash of their own.
+        uint256 latest = latestProposalPlusOne[provider];
+        if (latest != 0) {
+            SlashProposal storage open = proposals[latest - 1];
+            if (!open.executed && block.timestamp < open.deadline) revert SlashAlreadyProposed(provider, latest - 1);
+        }
         proposalId = proposals.length;
+        latestProposalPlusOne[provider] = proposalId + 1;
         bytes32 evidenceHash = keccak256(evidence);
         proposals.push(
             SlashProposal({

@@ -135,6 +135,8 @@ const revertReasons: Record<string, (args: readonly unknown[]) => string> = {
   ProposalExecuted: ([id]) => `slashing proposal ${format(id)} was executed already`,
   ProposalExpired: ([id, deadline]) => `voting on slashing proposal ${format(id)} ended at ${time(deadline)}`,
   AlreadyVoted: ([id, validator]) => `${format(validator)} voted on proposal ${format(id)} already`,
+  SlashAlreadyProposed: ([provider, id]) =>
+    `${format(provider)} already has slashing proposal ${format(id)} open: vote on it instead`,
   WrongConsensus: ([index, score]) =>
     `${format(score)} is not the stake-weighted median of the scores revealed for provider ${format(index)}`,
   ConsensusLengthMismatch: ([given, expected]) =>

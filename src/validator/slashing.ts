@@ -5,6 +5,7 @@
 import { type Address, getAddress } from "viem";
 import {
   type ChainConnection,
+  ContractRevertError,
   type Deployments,
   getProviderRecord,
   hasVotedOnSlash,
@@ -75,7 +76,19 @@ export function createSlasher(parameters: CreateSlasherParameters): Slasher {
       return;
     const amount = (record.stake * BigInt(parameters.slashBps)) / 10_000n || 1n;
     proposedAgainst.add(input.provider);
-    const sent = await proposeSlash(connection, { deployments, provider: input.provider, amount, evidence });
+    let sent: Awaited<ReturnType<typeof proposeSlash>>;
+    try {
+      sent = await proposeSlash(connection, { deployments, provider: input.provider, amount, evidence });
+    } catch (error) {
+      // Another validator caught the same cheat first: its proposal is judged (and voted for) by the vote loop.
+      if (error instanceof ContractRevertError && error.errorName === "SlashAlreadyProposed") {
+        logger.info("another validator proposed slashing this provider first: judging its proposal", {
+          provider: input.provider,
+        });
+        return;
+      }
+      throw error;
+    }
     judgedProposals.add(sent.proposalId.toString());
     logger.warn("proposed slashing a cheating provider", {
       provider: input.provider,

@@ -1598,6 +1598,13 @@ describe("EpochConsensus (real anvil)", () => {
           "UnknownProvider",
           [outsider.address],
         ],
+        [
+          "a second proposal against a provider whose first is still open (one offence, one slash)",
+          v2,
+          call("proposeSlash", [p4.address, myc, evidence]),
+          "SlashAlreadyProposed",
+          [p4.address, id],
+        ],
         ["a zero amount", v2, call("proposeSlash", [p4.address, 0n, evidence]), "ZeroAmount", []],
         ["no evidence", v2, call("proposeSlash", [p4.address, myc, "0x"]), "InvalidEvidence", [0n]],
         [
@@ -1622,6 +1629,14 @@ describe("EpochConsensus (real anvil)", () => {
       }
       assert.deepEqual(await snapshot(), before, "expired votes change nothing");
       await assertMatchesReference();
+      // Once the open proposal has expired, the provider may be proposed for slashing again.
+      const again = await proposeSlash(v2.connection, {
+        deployments,
+        provider: p4.address,
+        amount: myc,
+        evidence,
+      });
+      assert.equal(again.proposalId, id + 1n);
     });
 
     it("keeps the 2/3 bar of the stake at the proposal: a proposer who unbonds after proposing does not lower it", async () => {

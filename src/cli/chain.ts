@@ -46,6 +46,14 @@ async function signer(command: Command) {
   return { config, privateKey, connection, deployments: reader.deployments, token };
 }
 
+/** The options of a read-only command: the chain, whose account (a key or an address), and JSON output. */
+function addViewOptions(command: Command): Command {
+  return addChainOptions(command)
+    .option("--key <name>", "keystore (default: default, or on a devnet machine without it devnet-gateway)")
+    .option("--address <address>", "any address instead of a key", address)
+    .option("--json", "print JSON");
+}
+
 /** A read-only command: the chain, and the address of the key (no password needed) or of --address. */
 async function viewer(command: Command) {
   const config = configFrom(command);
@@ -407,15 +415,12 @@ function addChannelCommands(program: Command) {
     },
   );
 
-  addChainOptions(
+  addViewOptions(
     channel
       .command("list")
       .description(
         "list the channels this key opened (as client) or receives (as provider), with the latest vouchers (no password needed)",
-      )
-      .option("--key <name>", "keystore (default: default, or on a devnet machine without it devnet-gateway)")
-      .option("--address <address>", "any address instead of a key", address)
-      .option("--json", "print JSON"),
+      ),
   ).action(async (flags: ChainFlags & { json?: boolean }, command: Command) => {
     const { config, connection, deployments, account } = await viewer(command);
     const node = await import("../node/index.ts");
@@ -490,13 +495,10 @@ function addChannelCommands(program: Command) {
 }
 
 function addWalletCommand(program: Command) {
-  addChainOptions(
+  addViewOptions(
     program
       .command("wallet")
-      .description("balances, channel deposits, payments made and earnings of a key (no password needed)")
-      .option("--key <name>", "keystore (default: default, or on a devnet machine without it devnet-gateway)")
-      .option("--address <address>", "any address instead of a key", address)
-      .option("--json", "print JSON"),
+      .description("balances, channel deposits, payments made and earnings of a key (no password needed)"),
   ).action(async (flags: ChainFlags & { json?: boolean }, command: Command) => {
     const { config, connection, deployments, account } = await viewer(command);
     const node = await import("../node/index.ts");

@@ -1,6 +1,6 @@
 /** The network roles of `mycel`: init, provider, gateway, validator and devnet. Flags in, node/ does the work. */
 import type { Command } from "commander";
-import { roleDefaults } from "../config/index.ts";
+import { type MycelConfig, roleDefaults } from "../config/index.ts";
 import { MycelError } from "../errors/index.ts";
 import { createLogger } from "../log/index.ts";
 import {
@@ -68,6 +68,23 @@ export type ValidatorFlags = ChainFlags & {
   budget: string;
   shutdownTimeout: number;
 };
+
+/** What every role command does first: its logger, exiting with its parent, its key, and its chain if asked. */
+async function setUpRole(parameters: {
+  config: MycelConfig;
+  flags: ChainFlags & { key: string };
+  role: string;
+}) {
+  const { config, flags } = parameters;
+  const logger = createLogger().child({ role: parameters.role });
+  exitWithParent({ logger });
+  const node = await import("../node/index.ts");
+  const privateKey = await node.loadKey({ home: config.home, name: flags.key });
+  const chain = node.chainRequested(flags)
+    ? await node.openChain({ home: config.home, location: flags, privateKey })
+    : undefined;
+  return { logger, node, privateKey, chain };
+}
 
 /** Prints the machine-readable line that `mycel devnet` (and tests) wait for. */
 async function printReady(fields: Record<string, unknown>) {
@@ -155,13 +172,7 @@ function addProviderCommand(program: Command): Command {
       throw new MycelError("name the models to serve", {
         hint: "run `mycel provider --model <name|hash>` (see `mycel model list`)",
       });
-    const logger = createLogger().child({ role: "provider" });
-    exitWithParent({ logger });
-    const node = await import("../node/index.ts");
-    const privateKey = await node.loadKey({ home: config.home, name: flags.key });
-    const chain = node.chainRequested(flags)
-      ? await node.openChain({ home: config.home, location: flags, privateKey })
-      : undefined;
+    const { logger, node, privateKey, chain } = await setUpRole({ config, flags, role: "provider" });
     const fallback = flags.price ?? roleDefaults.pricePerMillion;
     const running = await node.startProviderNode({
       config,
@@ -241,13 +252,7 @@ function addGatewayCommand(program: Command) {
     );
   addShutdownOption(gateway).action(async (flags: GatewayFlags, command: Command) => {
     const config = configFrom(command, { serve: { host: flags.host, port: flags.port } });
-    const logger = createLogger().child({ role: "gateway" });
-    exitWithParent({ logger });
-    const node = await import("../node/index.ts");
-    const privateKey = await node.loadKey({ home: config.home, name: flags.key });
-    const chain = node.chainRequested(flags)
-      ? await node.openChain({ home: config.home, location: flags, privateKey })
-      : undefined;
+    const { logger, node, privateKey, chain } = await setUpRole({ config, flags, role: "gateway" });
     if (chain) logger.info("chain", { chainId: chain.deployments.chainId, rpcUrl: chain.connection.rpcUrl });
     const running = await node.startGatewayNode({
       config,
@@ -319,10 +324,7 @@ function addValidatorCommand(program: Command) {
     .option("--budget <tokens>", "the most deposited for challenge requests", roleDefaults.gatewayBudget);
   addShutdownOption(validator).action(async (flags: ValidatorFlags, command: Command) => {
     const config = configFrom(command);
-    const logger = createLogger().child({ role: "validator" });
-    exitWithParent({ logger });
-    const node = await import("../node/index.ts");
-    const privateKey = await node.loadKey({ home: config.home, name: flags.key });
+    const { logger, node, privateKey, chain } = await setUpRole({ config, flags, role: "validator" });
     const challengeKey = flags.challengeKey
       ? await node.loadKey({ home: config.home, name: flags.challengeKey })
       : undefined;
@@ -330,9 +332,6 @@ function addValidatorCommand(program: Command) {
       logger.warn(
         "challenges are sent with the validator's own key: give --challenge-key so providers cannot tell them apart",
       );
-    const chain = node.chainRequested(flags)
-      ? await node.openChain({ home: config.home, location: flags, privateKey })
-      : undefined;
     const running = await node.startValidatorNode({
       config,
       privateKey,

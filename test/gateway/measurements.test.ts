@@ -10,6 +10,7 @@ import {
 import { silentLogger } from "../../src/log/index.ts";
 import { createMemoryNetwork } from "../fixtures/memoryNetwork.ts";
 import { scriptedModel, startScriptedProvider } from "../fixtures/scriptedProviders.ts";
+import { textRequest } from "../fixtures/signedReceipts.ts";
 
 describe("gateway measurements", () => {
   it("counts a long enough stream's tokens after the first chunk over the time they took", () => {
@@ -67,16 +68,7 @@ describe("gateway measurements", () => {
         provider: known,
         requestId: `0x${"12".repeat(32)}`,
         client: `0x${"34".repeat(20)}`,
-        request: {
-          model_hash: scriptedModel.hash,
-          kind: "text",
-          prompt: "hi",
-          temperature: 0,
-          top_p: 1,
-          top_k: 0,
-          seed: 1,
-          stop: [],
-        },
+        request: textRequest(scriptedModel.hash),
         paying: undefined,
         timeouts: { firstTokenMs: 5_000, stallMs: 5_000, banMs: 30_000 },
         signal: new AbortController().signal,

@@ -1,6 +1,6 @@
 /** The `mycel` command: builds the command tree and runs it. Commands load what they use only when they run. */
 import { Command, Option } from "commander";
-import type { ConfigOverrides } from "../config/index.ts";
+import { type ConfigOverrides, roleDefaults } from "../config/index.ts";
 import { describeError, MycelError } from "../errors/index.ts";
 import type { ModelRecord, TestModelQuant, TestModelSize } from "../model/index.ts";
 import { addChainCommands } from "./chain.ts";
@@ -101,7 +101,7 @@ async function serveUntilStopped(parameters: {
     models: server.models.map((record) => record.name).join(","),
   });
   if (server.models[0]) printEndpoint(server.url, server.models[0]);
-  stopOnSignal({ logger, close: server.close, limitMs: 15_000 });
+  stopOnSignal({ logger, close: server.close, limitMs: roleDefaults.shutdownSeconds * 1000 });
 }
 
 function addModelCommands(program: Command): Command {

@@ -1,6 +1,6 @@
 /** Parsers of the `mycel` command's flags, and the configuration a command runs with. */
 import { type Command, InvalidArgumentError } from "commander";
-import { type ConfigOverrides, loadConfig, type MycelConfig } from "../config/index.ts";
+import { type ConfigOverrides, loadConfig, type MycelConfig, roleDefaults } from "../config/index.ts";
 
 /** An integer flag within [minimum, maximum]. */
 export function integer(name: string, minimum = 0, maximum = Number.MAX_SAFE_INTEGER) {
@@ -92,6 +92,6 @@ export function addShutdownOption(command: Command): Command {
     "--shutdown-timeout <seconds>",
     "longest a clean stop may take (a provider settles its vouchers first; the rest is settled at the next start)",
     integer("--shutdown-timeout", 1, 600),
-    15,
+    roleDefaults.shutdownSeconds,
   );
 }

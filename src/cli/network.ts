@@ -430,7 +430,7 @@ function addDevnetCommand(program: Command) {
           () => new Promise<string>(() => undefined),
         ),
       });
-      exitWithParent({ logger, onGone: () => void shutdown.stop("parent gone") });
+      exitWithParent({ logger, watchParent: true, onGone: () => void shutdown.stop("parent gone") });
       printDevnet(await devnet);
     });
 }

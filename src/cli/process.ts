@@ -39,9 +39,11 @@ export function stopOnSignal(parameters: {
 
 /**
  * Exits when the parent process goes away: with MYCEL_EXIT_WITH_PARENT=1 when the parent's end of stdin closes (roles
- * a devnet or a test started); always when this process is handed to another parent (npm or a shell that died).
+ * a devnet or a test started); with `watchParent` also when this process is handed to another parent (the devnet,
+ * when npm or the shell that started it died). Long-running roles do not watch their parent: an operator may start
+ * them with nohup and log out.
  */
-export function exitWithParent(parameters: { logger: Logger; onGone?: () => void }) {
+export function exitWithParent(parameters: { logger: Logger; onGone?: () => void; watchParent?: boolean }) {
   const gone = () => {
     parameters.logger.info("parent process gone: exiting");
     if (parameters.onGone) parameters.onGone();
@@ -51,6 +53,7 @@ export function exitWithParent(parameters: { logger: Logger; onGone?: () => void
     process.stdin.on("data", () => undefined);
     process.stdin.on("close", gone);
   }
+  if (!parameters.watchParent) return;
   const parent = process.ppid;
   const timer = setInterval(() => {
     if (process.ppid !== parent) {

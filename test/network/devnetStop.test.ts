@@ -4,7 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
+import { generatePrivateKey } from "viem/accounts";
+import { createKeystore } from "../../src/identity/index.ts";
 import { mycelBin, repositoryRoot, temporaryHome } from "../helpers.ts";
 
 /** Everything must be down within this long of the signal. */
@@ -69,6 +72,18 @@ function startDevnetTree(command: string, args: string[], home: string) {
   return { child: child as ChildProcess, up, exited, output: () => output };
 }
 
+/** Polls `read` until `pattern` matches (a file another process writes); returns the first group. */
+async function waitForLine(read: () => string, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = pattern.exec(read());
+    if (match?.[1]) return match[1];
+    if (Date.now() > deadline)
+      throw new Error(`no line matching ${pattern} within ${timeoutMs} ms:\n${read()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 async function gatewayAnswers(url: string): Promise<boolean> {
   try {
     return (await fetch(`${url}/health`, { signal: AbortSignal.timeout(1_000) })).ok;
@@ -113,6 +128,42 @@ describe("stopping a devnet (real processes)", () => {
       assert.equal(await gatewayAnswers(url), false);
     } finally {
       devnet.child.kill("SIGKILL");
+    }
+  });
+
+  it("a gateway whose starting shell exits keeps running (only the devnet stops with its parent)", async () => {
+    await createKeystore({
+      home: directory.home,
+      name: "nohup",
+      password: "a password",
+      privateKey: generatePrivateKey(),
+    });
+    const pidFile = `${directory.home}/gateway.pid`;
+    const log = `${directory.home}/gateway.log`;
+    // The shell starts the gateway in the background and exits at once, as `nohup mycel gateway &` and a logout do.
+    execFileSync(
+      "sh",
+      [
+        "-c",
+        `"${process.execPath}" "${mycelBin}" gateway --key nohup --port 0 > "${log}" 2>&1 & echo $! > "${pidFile}"`,
+      ],
+      {
+        env: { ...process.env, MYCEL_HOME: directory.home, MYCEL_PASSWORD: "a password" },
+      },
+    );
+    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    try {
+      const url = await waitForLine(
+        () => readFileSync(log, "utf8"),
+        /OpenAI-compatible endpoint: (http:\/\/\S+)\/v1/,
+      );
+      // Well past the devnet's parent check (every 500 ms): a role must not take its new parent for a lost one.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      assert.equal(alive(pid), true, readFileSync(log, "utf8"));
+      assert.equal(await gatewayAnswers(url), true);
+    } finally {
+      process.kill(pid, "SIGTERM");
+      await goneWithin([pid], stopLimitMs);
     }
   });
 

@@ -15,7 +15,7 @@ function allowedImports(): Map<string, Set<string>> {
   const text = readFileSync(join(repositoryRoot, "docs", "ARCHITECTURE.md"), "utf8");
   const section = text.slice(text.indexOf("## Which part may import which"));
   const table = new Map<string, Set<string>>();
-  for (const match of section.matchAll(/^\| `([a-z0-9]+)` \| (.+) \|$/gm)) {
+  for (const match of section.matchAll(/^\|\s*`([a-z0-9]+)`\s*\|(.+)\|\s*$/gm)) {
     const allowed = [...(match[2] ?? "").matchAll(/`([a-z0-9]+)`/g)].map((entry) => entry[1] as string);
     table.set(match[1] as string, new Set(allowed));
   }

@@ -345,6 +345,20 @@ export async function hasVotedOnSlash(
   });
 }
 
+/** The commitment a validator posted for an epoch (hash zero when it posted none). */
+export async function getScoreCommitment(
+  connection: ChainConnection,
+  parameters: { deployments: Deployments; epoch: bigint; validator: Address },
+): Promise<{ hash: Hex; revealed: boolean }> {
+  const commitment = await connection.publicClient.readContract({
+    address: parameters.deployments.contracts.epochConsensus,
+    abi: epochConsensusAbi,
+    functionName: "getCommitment",
+    args: [parameters.epoch, parameters.validator],
+  });
+  return { hash: commitment.hash, revealed: commitment.revealed };
+}
+
 /** A validator's bonded stake (0 when not registered). */
 export async function readValidatorStake(
   connection: ChainConnection,

@@ -34,6 +34,7 @@ export {
   fundRewards,
   getEpochState,
   getProviderStanding,
+  getScoreCommitment,
   hasVotedOnSlash,
   maxScore,
   proposeSlash,

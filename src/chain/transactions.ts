@@ -43,6 +43,26 @@ export type SendContractTransactionReturnType = TransactionReport & {
   result: unknown;
 };
 
+/** The send in progress of each account on each chain: one account's transactions leave one at a time. */
+const sendingByAccount = new Map<string, Promise<unknown>>();
+
+/**
+ * Runs `send` (which hands a transaction to the node) after the account's previous send: two parts of one process
+ * that send from the same key at once (a validator's commitment and its slashing proposal) would otherwise take the
+ * same nonce, and one would fail. Only the hand-over is in turn; waiting for the receipt is not.
+ */
+async function inTurn<T>(connection: ChainConnection, account: Address, send: () => Promise<T>): Promise<T> {
+  const key = `${connection.rpcUrl}|${account.toLowerCase()}`;
+  const previous = sendingByAccount.get(key) ?? Promise.resolve();
+  const run = previous.then(send, send);
+  const settled = run.catch(() => undefined);
+  sendingByAccount.set(key, settled);
+  void settled.then(() => {
+    if (sendingByAccount.get(key) === settled) sendingByAccount.delete(key);
+  });
+  return run;
+}
+
 /** Simulates, sends and waits for one contract call; a refusal becomes a ContractRevertError with the reason in words. */
 export async function sendContractTransaction<
   const abi extends Abi,
@@ -63,9 +83,10 @@ export async function sendContractTransaction<
       args: parameters.args,
       account: wallet.account,
     };
-    const simulation = await connection.publicClient.simulateContract(call);
-    result = simulation.result;
-    hash = await wallet.writeContract(simulation.request);
+    ({ hash, result } = await inTurn(connection, wallet.account.address, async () => {
+      const simulation = await connection.publicClient.simulateContract(call);
+      return { result: simulation.result as unknown, hash: await wallet.writeContract(simulation.request) };
+    }));
   } catch (error) {
     throw toChainError(error, parameters.action);
   }
@@ -90,13 +111,15 @@ export async function deployContract(
   const wallet = requireWallet(connection);
   let hash: Hex;
   try {
-    hash = await wallet.deployContract({
-      abi: parameters.abi,
-      bytecode: parameters.bytecode,
-      args: parameters.args ?? [],
-      account: wallet.account,
-      chain: connection.chain,
-    } as Parameters<typeof wallet.deployContract>[0]);
+    hash = await inTurn(connection, wallet.account.address, () =>
+      wallet.deployContract({
+        abi: parameters.abi,
+        bytecode: parameters.bytecode,
+        args: parameters.args ?? [],
+        account: wallet.account,
+        chain: connection.chain,
+      } as Parameters<typeof wallet.deployContract>[0]),
+    );
   } catch (error) {
     throw toChainError(error, parameters.action);
   }

@@ -10,10 +10,12 @@ import {
   finalizeEpoch,
   getEpochState,
   getProviderStanding,
+  getScoreCommitment,
   readActiveProviders,
   readEpochClock,
   readValidatorStake,
   revealScores,
+  scoreCommitment,
 } from "../chain/index.ts";
 import { describeError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
@@ -75,8 +77,26 @@ export function createEpochLoop(parameters: CreateEpochLoopParameters): EpochLoo
       stored &&
       JSON.stringify(stored.scores) === JSON.stringify(scores) &&
       sameAddresses(stored.providers, providers)
-    )
+    ) {
+      // Stored before it was sent: a send that failed (or a stop in between) leaves the chain without it. Send it again.
+      const posted = await getScoreCommitment(connection, {
+        deployments,
+        epoch,
+        validator: parameters.address,
+      });
+      const expected = scoreCommitment({
+        epoch,
+        validator: parameters.address,
+        scores: stored.scores,
+        salt: stored.salt,
+      });
+      if (posted.hash === expected) return;
+      await commitScores(connection, { deployments, epoch, scores: stored.scores, salt: stored.salt });
+      logger.info("scores committed again (the last send did not reach the chain)", {
+        epoch: epoch.toString(),
+      });
       return;
+    }
     const salt = toHex(randomBytes(32));
     // Written before it is sent: a validator that restarts can still reveal what it committed.
     store.saveCommitment({ epoch, providers, scores, salt });

@@ -40,7 +40,18 @@ type ReadyProcess = {
   output: () => string;
   /** Sends `signal` (if it still runs) and resolves with its exit code. */
   stop: (signal: NodeJS.Signals) => Promise<number | null>;
+  waitForOutput: WaitForOutput;
 };
+
+/**
+ * Resolves with the first match of `pattern` in the process's output from character `from` on (default 0: all of
+ * it), as soon as that output arrives; rejects naming the pattern if the process exits or `timeoutMs` (default
+ * 30 s) passes first.
+ */
+export type WaitForOutput = (
+  pattern: RegExp,
+  options?: { from?: number; timeoutMs?: number },
+) => Promise<RegExpExecArray>;
 
 /**
  * Starts `node <args>` and resolves once its output matches `ready`; rejects if it exits first or takes
@@ -52,6 +63,7 @@ function startUntilReady(parameters: {
   ready: RegExp;
   timeoutMs: number;
 }): Promise<ReadyProcess> {
+  const command = parameters.args.join(" ");
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, parameters.args, {
       env: parameters.env,
@@ -60,14 +72,38 @@ function startUntilReady(parameters: {
     });
     let output = "";
     let settled = false;
+    let closed = false;
+    /** Called after each chunk of output and once at exit (with `true`). */
+    const watchers = new Set<(exited: boolean) => void>();
     const exited = new Promise<number | null>((resolveExit) =>
-      child.on("close", (code) => resolveExit(code)),
+      child.on("close", (code) => {
+        closed = true;
+        for (const watch of watchers) watch(true);
+        resolveExit(code);
+      }),
     );
+    const waitForOutput: WaitForOutput = (pattern, options = {}) =>
+      new Promise((resolveMatch, rejectMatch) => {
+        const timeoutMs = options.timeoutMs ?? 30_000;
+        const watch = (exitedNow: boolean) => {
+          const match = pattern.exec(output.slice(options.from ?? 0));
+          if (!match && !exitedNow) return;
+          watchers.delete(watch);
+          clearTimeout(deadline);
+          if (match) resolveMatch(match);
+          else rejectMatch(new Error(`${command} exited before printing ${pattern}:\n${output}`));
+        };
+        const deadline = setTimeout(() => {
+          watchers.delete(watch);
+          rejectMatch(new Error(`${command} did not print ${pattern} within ${timeoutMs} ms:\n${output}`));
+        }, timeoutMs);
+        watchers.add(watch);
+        watch(closed);
+      });
     const stop = async (signal: NodeJS.Signals) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
     };
-    const command = parameters.args.join(" ");
     const timer = setTimeout(() => {
       if (settled) return;
       settled = true;
@@ -76,11 +112,12 @@ function startUntilReady(parameters: {
     }, parameters.timeoutMs);
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
+      for (const watch of watchers) watch(false);
       const match = parameters.ready.exec(output);
       if (match && !settled) {
         settled = true;
         clearTimeout(timer);
-        resolvePromise({ child, match, output: () => output, stop });
+        resolvePromise({ child, match, output: () => output, stop, waitForOutput });
       }
     };
     child.stdout.on("data", onData);
@@ -101,6 +138,7 @@ export type ServeProcess = {
   output: () => string;
   /** Sends SIGTERM and resolves with the exit code. */
   stop: () => Promise<number | null>;
+  waitForOutput: WaitForOutput;
 };
 
 /** Starts `mycel <args>` and resolves when it prints its endpoint (within `timeoutMs`, default 30 s). */
@@ -119,6 +157,7 @@ export async function startMycelServer(
     child: started.child,
     output: started.output,
     stop: () => started.stop("SIGTERM"),
+    waitForOutput: started.waitForOutput,
   };
 }
 
@@ -129,6 +168,7 @@ export type RoleProcess = {
   output: () => string;
   /** Kills it (SIGKILL) and waits until it is gone. */
   stop: () => Promise<void>;
+  waitForOutput: WaitForOutput;
 };
 
 /** Starts `node <args>` and resolves with its MYCEL_READY fields; rejects if it exits or takes over 60 s. */
@@ -149,25 +189,73 @@ export async function startRole(
     stop: async () => {
       await started.stop("SIGKILL");
     },
+    waitForOutput: started.waitForOutput,
   };
 }
 
-/** Polls `check` until it returns a value (not undefined), and returns it; throws naming `what` after `timeoutMs`. */
+/** How {@link waitFor} polls: its deadline, how often it looks, and what it says about the last state on timeout. */
+export type WaitForOptions = {
+  /** Give up after this long (default 30 s). */
+  timeoutMs?: number;
+  /** Look again after this long (default 200 ms). */
+  intervalMs?: number;
+  /** Describes the state last seen, for the timeout error (what was there instead of what was awaited). */
+  describe?: () => string | Promise<string>;
+};
+
+/**
+ * Polls `check` until it returns a value (not undefined), and returns it; throws naming `what` after the deadline.
+ * Only for states nothing announces (another process, a file, a chain): await an event where there is one.
+ */
 export async function waitFor<T>(
   what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
+  check: () => T | undefined | Promise<T | undefined>,
+  options: number | WaitForOptions = {},
 ): Promise<T> {
+  const {
+    timeoutMs = 30_000,
+    intervalMs = 200,
+    describe,
+  } = typeof options === "number" ? { timeoutMs: options } : options;
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
       const value = await check();
       if (value !== undefined) return value;
+      last = undefined;
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    if (Date.now() > deadline) {
+      const seen = describe ? await Promise.resolve(describe()).catch((error) => `(${error})`) : undefined;
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ""}${seen ? `\nlast seen: ${seen}` : ""}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/**
+ * Resolves with what `promise` resolves to, or rejects naming `what` (a function: read when the time is up) if it
+ * has not settled within `timeoutMs`.
+ */
+export async function withDeadline<T>(
+  what: string | (() => string),
+  promise: Promise<T>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const awaited = typeof what === "function" ? what() : what;
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${awaited}`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }

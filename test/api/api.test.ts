@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
-import { runMycel, type ServeProcess, startMycelServer, temporaryHome } from "../helpers.ts";
+import { runMycel, type ServeProcess, startMycelServer, temporaryHome, waitFor } from "../helpers.ts";
 
 const modelName = "mycel-test-tiny-s1-f32";
 const maxBody = 64 * 1024;
@@ -392,9 +392,15 @@ describe("OpenAI-compatible API (a real `mycel serve` process, the official open
       temperature: 0,
     });
     let health = { models: [{ slots: { waiting: 0 } }] };
-    for (let attempt = 0; attempt < 50 && health.models[0]?.slots.waiting !== 1; attempt++) {
-      health = (await (await fetch(`${server.url}/health`)).json()) as typeof health;
-    }
+    // Polling: the queue is the server process's state, which only /health shows.
+    await waitFor(
+      "the second request to wait in the server's queue",
+      async () => {
+        health = (await (await fetch(`${server.url}/health`)).json()) as typeof health;
+        return health.models[0]?.slots.waiting === 1 ? true : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 10, describe: () => JSON.stringify(health) },
+    );
     assert.equal(health.models[0]?.slots.waiting, 1, "the second request waits in the queue");
     const refused = await fetch(`${server.url}/v1/chat/completions`, {
       method: "POST",
@@ -416,9 +422,7 @@ describe("OpenAI-compatible API (a real `mycel serve` process, the official open
       performance.now() - disconnectedAt < 5_000,
       "the slot was freed quickly, not after 1900 tokens",
     );
-    for (let attempt = 0; attempt < 50 && !/generation cancelled/.test(server.output()); attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await server.waitForOutput(/generation cancelled: client disconnected/, { timeoutMs: 10_000 });
     assert.match(server.output(), /generation cancelled: client disconnected/);
   });
 });

@@ -11,7 +11,7 @@ import {
   startAnvil,
 } from "../../src/chain/index.ts";
 import { InvalidInputError } from "../../src/errors/index.ts";
-import { repositoryRoot, temporaryHome } from "../helpers.ts";
+import { repositoryRoot, temporaryHome, waitFor } from "../helpers.ts";
 
 async function rpcAnswers(url: string): Promise<boolean> {
   try {
@@ -121,8 +121,15 @@ describe("chain parts", () => {
     });
     assert.equal(await rpcAnswers(rpcUrl), true);
     parent.kill("SIGKILL");
-    const deadline = Date.now() + 10_000;
-    while ((await rpcAnswers(rpcUrl)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    // Polling: anvil is the killed parent's child, not this process's, so only its RPC port tells that it is gone.
+    await waitFor(
+      "anvil to stop after its parent was killed",
+      async () => ((await rpcAnswers(rpcUrl)) ? undefined : true),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 100,
+      },
+    );
     assert.equal(await rpcAnswers(rpcUrl), false, "anvil stopped after its parent was killed");
   });
 });

@@ -74,6 +74,8 @@ describe("delta batcher", () => {
     batcher.push(2);
     batcher.push(3);
     assert.deepEqual(batches, [[1]], "items right after a batch wait");
+    // Fixed waits on purpose: the batcher's 40 ms timer is what is tested. Node runs due timers in order of their
+    // due time, so on a loaded machine the batcher's timer still fires before these waits end.
     await new Promise((resolve) => setTimeout(resolve, 60));
     assert.deepEqual(batches, [[1], [2, 3]], "then go out together within the interval");
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -88,6 +90,7 @@ describe("delta batcher", () => {
     assert.deepEqual(batches.at(-1), [8], "flush hands over what waits");
     batcher.push(9);
     batcher.cancel();
+    // A fixed wait on purpose: nothing may go out while the cancelled timer's interval passes.
     await new Promise((resolve) => setTimeout(resolve, 60));
     assert.deepEqual(batches.at(-1), [8], "cancel drops what waits");
   });

@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { ServiceUnavailableError } from "../../src/errors/index.ts";
 import { createEventStream, type EventStream, maxEventClients } from "../../src/explorer/eventStream.ts";
 import type { HistoryPoint } from "../../src/explorer/index.ts";
-import { waitFor } from "../helpers.ts";
+import { waitFor, withDeadline } from "../helpers.ts";
 
 const point: HistoryPoint = { t: 1_700_000_000_000, tokens_per_second: 12.5, requests: 3, providers: [] };
 
@@ -38,13 +38,20 @@ function bodyReader(response: Response) {
         clearTimeout(timer);
       }
     },
-    /** Reads to the end; returns the whole text. */
-    async rest() {
-      for (;;) {
-        const next = await reader.read();
-        if (next.done) return text;
-        text += decoder.decode(next.value, { stream: true });
-      }
+    /** Reads to the end (which must come within `timeoutMs`); returns the whole text. */
+    async rest(timeoutMs = 5_000) {
+      const readAll = async () => {
+        for (;;) {
+          const next = await reader.read();
+          if (next.done) return text;
+          text += decoder.decode(next.value, { stream: true });
+        }
+      };
+      return withDeadline(
+        () => `the end of the stream (so far ${JSON.stringify(text)})`,
+        readAll(),
+        timeoutMs,
+      );
     },
   };
 }
@@ -140,7 +147,8 @@ describe("explorer: event stream", () => {
       await waitFor("two clients", async () => (stream.clients() === 2 ? true : undefined), 5_000);
       leaving.abort();
       await waitFor("one client", async () => (stream.clients() === 1 ? true : undefined), 5_000);
-      // Some time for a wrongly early "close" of the request to drop the staying client too.
+      // A fixed wait on purpose: some time for a wrongly early "close" of the request to drop the staying client
+      // too (what is tested is that nothing happens).
       await new Promise((resolve) => setTimeout(resolve, 50));
       assert.equal(stream.clients(), 1, "the staying client is still counted");
       stream.publish({ type: "history", data: point });

@@ -3,6 +3,7 @@ import { afterEach, describe, it, mock } from "node:test";
 import { createNetworkHistory, defaultHistoryOptions } from "../../src/explorer/history.ts";
 import type { HistoryPoint, ProviderView } from "../../src/explorer/index.ts";
 import type { GatewayActivity } from "../../src/gateway/index.ts";
+import { withDeadline } from "../helpers.ts";
 
 /** A gateway with a provider table set by the test and activity the test emits. */
 function fakeGateway(providers: ProviderView[] = []) {
@@ -221,15 +222,22 @@ describe("explorer: network history", () => {
     const gateway = fakeGateway();
     const history = createNetworkHistory({ source: gateway, intervalMs: 20 });
     const timed: HistoryPoint[] = [];
-    history.onPoint((point) => timed.push(point));
+    let tookTwo!: () => void;
+    const twoTaken = new Promise<void>((resolve) => {
+      tookTwo = resolve;
+    });
+    history.onPoint((point) => {
+      timed.push(point);
+      if (timed.length === 2) tookTwo();
+    });
     assert.equal(gateway.listeners.size, 1, "subscribed to the gateway");
-    const deadline = Date.now() + 5_000;
-    while (timed.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    await withDeadline("two points from the 20 ms timer", twoTaken, 5_000);
     assert.ok(timed.length >= 2, `the timer took ${timed.length} points`);
 
     history.stop();
     assert.equal(gateway.listeners.size, 0, "unsubscribed from the gateway");
     const taken = history.points().length;
+    // A fixed wait on purpose: what is tested is that nothing happens while five 20 ms intervals pass.
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal(history.points().length, taken, "no points after stop()");
     const seen = timed.length;

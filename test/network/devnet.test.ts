@@ -11,7 +11,7 @@ import {
   readValidatorStake,
 } from "../../src/chain/index.ts";
 import { devPrivateKey } from "../../src/identity/index.ts";
-import { runMycel, startMycelServer, temporaryHome } from "../helpers.ts";
+import { runMycel, startMycelServer, temporaryHome, waitFor } from "../helpers.ts";
 
 type SignedReceiptJson = {
   domain: Record<string, unknown>;
@@ -129,9 +129,12 @@ describe("devnet (what `npm start` runs)", () => {
 
       assert.equal(await devnet.stop(), 0);
       stopped = true;
-      const deadline = Date.now() + 10_000;
-      while (processesMentioning(directory.home).length > 0 && Date.now() < deadline)
-        await new Promise((resolve) => setTimeout(resolve, 100));
+      // Polling: the devnet's roles are not this process's children, so no exit event reaches it.
+      await waitFor(
+        "every devnet process to exit after SIGTERM",
+        () => (processesMentioning(directory.home).length === 0 ? true : undefined),
+        { timeoutMs: 10_000, intervalMs: 100, describe: () => `pids ${processesMentioning(directory.home)}` },
+      );
       assert.deepEqual(processesMentioning(directory.home), [], "no orphan process after SIGTERM");
       await assert.rejects(fetch(rpcUrl, { method: "POST", body: "{}" }), "anvil stopped with the devnet");
     } finally {

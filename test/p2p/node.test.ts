@@ -14,22 +14,35 @@ import {
   libp2pKeyFromSecp256k1,
   type MycelNode,
 } from "../../src/p2p/index.ts";
+import { waitFor, withDeadline } from "../helpers.ts";
 
 const testProtocol = "/mycel/test-frames/1.0.0";
 
-/** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes. */
-async function waitFor<T>(
-  check: () => T | undefined | Promise<T | undefined>,
-  timeoutMs: number,
+/**
+ * Publishes with `publish` now and every `everyMs` until `arrived` resolves, and resolves with its value; fails
+ * naming `what` after `timeoutMs`, or with publish's error. Gossip meshes form in the background and nothing says
+ * when: a message published before reaches nobody, so it is sent again until it arrives.
+ */
+async function publishUntil<T>(
   what: string,
-) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await check();
-    if (value !== undefined) return value;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+  publish: () => Promise<unknown>,
+  arrived: Promise<T>,
+  options: { everyMs: number; timeoutMs: number },
+): Promise<T> {
+  let failed!: (error: unknown) => void;
+  const publishFailed = new Promise<never>((_, reject) => {
+    failed = reject;
+  });
+  const publishOnce = () => {
+    publish().catch(failed);
+  };
+  publishOnce();
+  const timer = setInterval(publishOnce, options.everyMs);
+  try {
+    return await withDeadline(what, Promise.race([arrived, publishFailed]), options.timeoutMs);
+  } finally {
+    clearInterval(timer);
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 function randomEthereumKey(): `0x${string}` {
@@ -95,18 +108,25 @@ describe("p2p nodes (real libp2p on 127.0.0.1)", () => {
   it("delivers a gossip message published by C to B (signed, from C)", async () => {
     const topic = "mycel/test/gossip";
     const received: GossipMessage[] = [];
+    let firstReceived!: (message: GossipMessage) => void;
+    const arrived = new Promise<GossipMessage>((resolve) => {
+      firstReceived = resolve;
+    });
     const unsubscribeA = nodeA.subscribe(topic, () => {});
-    const unsubscribeB = nodeB.subscribe(topic, (message) => received.push(message));
+    const unsubscribeB = nodeB.subscribe(topic, (message) => {
+      received.push(message);
+      firstReceived(received[0] as GossipMessage);
+    });
     const payload = new TextEncoder().encode(`hello ${Date.now()}`);
     try {
-      const message = await waitFor(
-        async () => {
-          await nodeC.publish(topic, payload);
-          await new Promise((resolve) => setTimeout(resolve, 250));
-          return received[0];
-        },
-        10_000,
+      const message = await publishUntil(
         "B to receive C's gossip",
+        () => nodeC.publish(topic, payload),
+        arrived,
+        {
+          everyMs: 250,
+          timeoutMs: 10_000,
+        },
       );
       assert.equal(message.from, nodeC.peerId);
       assert.equal(message.topic, topic);
@@ -122,12 +142,12 @@ describe("p2p nodes (real libp2p on 127.0.0.1)", () => {
     const modelHash = randomBytes(32).toString("hex");
     await nodeB.provideModel(modelHash);
     const providers = await waitFor(
+      "C to find B as a provider",
       async () => {
         const found = await nodeC.findModelProviders(modelHash, { timeoutMs: 3_000 });
         return found.some((provider) => provider.peerId === nodeB.peerId) ? found : undefined;
       },
-      10_000,
-      "C to find B as a provider",
+      { timeoutMs: 10_000, intervalMs: 100 },
     );
     const provider = providers.find((entry) => entry.peerId === nodeB.peerId);
     assert.ok(provider && provider.multiaddrs.length > 0, "the provider comes with addresses");
@@ -264,7 +284,16 @@ describe("bootstrap redial", () => {
     assert.ok(connected());
     await node.libp2p.hangUp(bootstrapNode.libp2p.peerId);
     assert.ok(!connected(), "disconnected");
-    await waitFor(connected, 5_000, "the redial");
+    const redialed = new Promise<void>((resolve) => {
+      const onConnect = (event: CustomEvent) => {
+        if (!bootstrapNode.libp2p.peerId.equals(event.detail)) return;
+        node.libp2p.removeEventListener("peer:connect", onConnect);
+        resolve();
+      };
+      node.libp2p.addEventListener("peer:connect", onConnect);
+    });
+    await withDeadline("the redial of the bootstrap peer", redialed, 5_000);
+    assert.ok(connected(), "connected again");
   });
 });
 
@@ -288,18 +317,22 @@ describe("a network of 16 nodes on one host", () => {
     }
     const topic = "mycel/test/network";
     const receivedBy = new Set<string>();
-    for (const node of nodes) node.subscribe(topic, () => receivedBy.add(node.peerId));
+    let allReceived!: () => void;
+    const arrived = new Promise<void>((resolve) => {
+      allReceived = resolve;
+    });
+    for (const node of nodes)
+      node.subscribe(topic, () => {
+        receivedBy.add(node.peerId);
+        if (receivedBy.size === nodes.length - 1) allReceived();
+      });
     const publisher = nodes.at(-1) as MycelNode;
     let publishes = 0;
-    await waitFor(
-      async () => {
-        publishes++;
-        await publisher.publish(topic, new TextEncoder().encode(`round ${publishes}`));
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        return receivedBy.size === nodes.length - 1 || undefined;
-      },
-      20_000,
+    await publishUntil(
       "every node to receive the gossip",
+      () => publisher.publish(topic, new TextEncoder().encode(`round ${++publishes}`)),
+      arrived,
+      { everyMs: 500, timeoutMs: 20_000 },
     );
     assert.ok(!receivedBy.has(publisher.peerId), "no echo to the publisher");
   });

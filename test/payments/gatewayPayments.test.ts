@@ -21,7 +21,7 @@ import {
 } from "../../src/protocol/index.ts";
 import { type ClientChannel, openPaymentStore, type PaymentStore } from "../../src/store/index.ts";
 import { type LocalChain, startLocalChain, type TestAccount } from "../fixtures/chain/localChain.ts";
-import { temporaryHome } from "../helpers.ts";
+import { temporaryHome, withDeadline } from "../helpers.ts";
 
 const myc = 10n ** 18n;
 const depositPerProvider = 10n * myc;
@@ -83,12 +83,27 @@ function serveSegment(channel: PayingChannel, tokens: number): bigint {
 
 /** A send function that records each frame with the store's row at the moment it was sent. */
 function capturingSender(store: PaymentStore, client: Address) {
-  const sent: { frame: VoucherFrame; row: ClientChannel | undefined }[] = [];
+  type Sent = { frame: VoucherFrame; row: ClientChannel | undefined };
+  const sent: Sent[] = [];
+  let firstSent!: (entry: Sent) => void;
+  const first = new Promise<Sent>((resolve) => {
+    firstSent = resolve;
+  });
   const send = async (frame: VoucherFrame) => {
     const row = store.channelsOf(client).find((entry) => entry.channelId === frame.channel_id.toLowerCase());
     sent.push({ frame, row });
+    firstSent(sent[0] as Sent);
   };
-  return { sent, send };
+  /** Resolves with the first voucher sent; fails if `paying` ends without sending one, or after 10 s. */
+  const firstVoucher = (paying: Promise<unknown>) => {
+    const ended = paying.then(() => {
+      throw new Error("pay() ended without sending a voucher");
+    });
+    // Handled here (pay() usually ends later, after the voucher): the race below still sees it.
+    ended.catch(() => undefined);
+    return withDeadline("the first voucher to be sent", Promise.race([first, ended]), 10_000);
+  };
+  return { sent, send, firstVoucher };
 }
 
 async function assertSignedByGateway(frame: VoucherFrame, gateway: TestAccount) {
@@ -103,7 +118,10 @@ async function assertSignedByGateway(frame: VoucherFrame, gateway: TestAccount) 
   assert.equal(signer, gateway.address, "the voucher is signed by the gateway's key");
 }
 
-/** Whether `promise` is still pending after the event loop ran a while. */
+/**
+ * Whether `promise` is still pending after the event loop ran a while: a fixed 50 ms wait on purpose, since what is
+ * tested is that nothing settles it.
+ */
 async function isPending(promise: Promise<unknown>) {
   const marker = Symbol("pending");
   return (await Promise.race([promise, sleep(50).then(() => marker)])) === marker;
@@ -289,9 +307,9 @@ describe("gateway payments on a local chain", () => {
       assert.equal(attempts, 1, "one attempt");
       assert.equal(row()?.signedAmount, signedBefore + first, "the unsent voucher is written down");
       const second = serveSegment(channelA, 2_000);
-      const { sent, send } = capturingSender(store, gateway.address);
+      const { sent, send, firstVoucher } = capturingSender(store, gateway.address);
       const paying = channelA.pay(send);
-      while (sent.length === 0) await sleep(5);
+      await firstVoucher(paying);
       const frame = (sent[0] as (typeof sent)[number]).frame;
       assert.equal(
         BigInt(frame.cumulative_amount),
@@ -326,12 +344,12 @@ describe("gateway payments on a local chain", () => {
       assert.deepEqual(await channelsOnChain(gateway), onChainBefore, "no channel opened on chain");
       assert.equal(restarted.budget.committed(), depositPerProvider * 2n, "the same deposits committed");
 
-      const { sent, send } = capturingSender(store, gateway.address);
+      const { sent, send, firstVoucher } = capturingSender(store, gateway.address);
       await channel.pay(send);
       assert.equal(sent.length, 0, "nothing new owed: nothing signed");
       const cost = serveSegment(channel, 3_000);
       const paying = channel.pay(send);
-      while (sent.length === 0) await sleep(5);
+      await firstVoucher(paying);
       const frame = (sent[0] as (typeof sent)[number]).frame;
       assert.equal(
         BigInt(frame.cumulative_amount),
@@ -399,9 +417,9 @@ describe("gateway payments on a local chain", () => {
     async function openAndSpend(payments: GatewayPayments, to: Address) {
       const channel = await payments.channelFor({ provider: to, creditWindow });
       serveSegment(channel, tokensCosting(spend));
-      const { sent, send } = capturingSender(store, gateway.address);
+      const { sent, send, firstVoucher } = capturingSender(store, gateway.address);
       const paying = channel.pay(send);
-      while (sent.length === 0) await sleep(5);
+      await firstVoucher(paying);
       const amount = BigInt((sent[0] as (typeof sent)[number]).frame.cumulative_amount);
       assert.ok(depositPerProvider - amount < depositPerProvider / 4n, "less than the headroom is left");
       channel.acknowledge(amount);
@@ -452,9 +470,9 @@ describe("gateway payments on a local chain", () => {
       const payments = createGateway(gateway, store, depositPerProvider + depositPerProvider / 2n);
       const channel = await payments.channelFor({ provider: provider.address, creditWindow });
       serveSegment(channel, tokensCosting((depositPerProvider * 9n) / 10n));
-      const { sent, send } = capturingSender(store, gateway.address);
+      const { sent, send, firstVoucher } = capturingSender(store, gateway.address);
       const paying = channel.pay(send);
-      while (sent.length === 0) await sleep(5);
+      await firstVoucher(paying);
       channel.acknowledge(BigInt((sent[0] as (typeof sent)[number]).frame.cumulative_amount));
       await paying;
 
@@ -472,7 +490,7 @@ describe("gateway payments on a local chain", () => {
       serveSegment(again, tokensCosting(depositPerProvider / 2n));
       const more = capturingSender(store, gateway.address);
       const payingMore = again.pay(more.send);
-      while (more.sent.length === 0) await sleep(5);
+      await more.firstVoucher(payingMore);
       const amount = BigInt((more.sent[0] as (typeof more.sent)[number]).frame.cumulative_amount);
       assert.equal(amount, depositPerProvider, "a voucher never exceeds the deposit");
       again.acknowledge(amount);

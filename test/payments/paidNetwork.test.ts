@@ -36,7 +36,7 @@ import {
 } from "../../src/protocol/index.ts";
 import { openPaymentStore, providerPaymentStorePath } from "../../src/store/index.ts";
 import { type LocalChain, startLocalChain } from "../fixtures/chain/localChain.ts";
-import { mycelBin, type RoleProcess, startRole, temporaryHome, waitFor } from "../helpers.ts";
+import { mycelBin, type RoleProcess, startRole, temporaryHome, waitFor, withDeadline } from "../helpers.ts";
 
 const password = "paid-network-test";
 const env = { MYCEL_PASSWORD: password };
@@ -270,8 +270,14 @@ describe("pay per token (real provider and gateway processes, real anvil)", () =
       0n,
       "nothing settled while serving",
     );
+    const exited = new Promise((resolve) => provider.child.once("exit", resolve));
     provider.child.kill("SIGTERM");
-    await waitFor("the provider to exit", async () => (provider.child.exitCode !== null ? true : undefined));
+    await withDeadline("the provider to exit after SIGTERM", exited, 30_000);
+    assert.notEqual(
+      provider.child.exitCode,
+      null,
+      "the provider exits by itself (settling first), not by the signal",
+    );
     const onChain = await getChannel(chain.deployer, {
       deployments: chain.deployments,
       channelId: channel.channel_id,
@@ -519,7 +525,12 @@ describe("pay per token (real provider and gateway processes, real anvil)", () =
       await relay.down();
       const second = await setup.sendRequests({ client: gateway.client, count: 8 });
       await setup.waitPaid(gateway.url, first + second);
-      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      // The provider tries (and fails) to settle the new vouchers: two failures from here on, so the second try
+      // started after every voucher was acknowledged.
+      await provider.waitForOutput(/settlement failed[\s\S]*settlement failed/, {
+        from: provider.output().length,
+        timeoutMs: 30_000,
+      });
       assert.equal(await settledOnChain(), first, "nothing more settles while the RPC is down");
 
       await relay.up();

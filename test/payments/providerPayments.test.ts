@@ -23,7 +23,7 @@ import {
 import { priceOfTokens, recoverVoucherSigner, signVoucher, voucherDomain } from "../../src/protocol/index.ts";
 import { openPaymentStore, type PaymentStore } from "../../src/store/index.ts";
 import { type LocalChain, startLocalChain, type TestAccount } from "../fixtures/chain/localChain.ts";
-import { temporaryHome } from "../helpers.ts";
+import { temporaryHome, waitFor } from "../helpers.ts";
 
 const myc = 10n ** 18n;
 /** Every channel's deposit. */
@@ -486,6 +486,8 @@ describe("provider payments on a local chain", () => {
       );
       assert.ok(Date.now() - startedAt >= 1_500, "after waiting a little for a voucher");
       const waiting = payments.admit({ channelId, client: client.address });
+      // A fixed wait on purpose: admit() reads the channel, then waits up to 2 s for a voucher, and says nothing when
+      // it starts waiting. The voucher is sent 100 ms into that wait, so it is the voucher that lets admit() go on.
       await sleep(100);
       await offer(channelId, paid + base + price);
       const admitted = await waiting;
@@ -610,18 +612,31 @@ describe("provider payments on a local chain", () => {
       try {
         const amount = deposit / 5n;
         await offer(channelId, amount, { to: watcher });
+        // A fixed wait on purpose: what is tested is that nothing settles while three 200 ms checks pass.
         await sleep(700);
         assert.equal(await settledOnChain(channelId), 0n, "an open channel below threshold and age waits");
         await requestChannelClose(client.connection, { ...common(), channelId });
+        // Polling, within the 5 s the test allows: the chain and the store announce nothing.
         const deadline = Date.now() + 5_000;
-        while ((await settledOnChain(channelId)) !== amount && Date.now() < deadline) await sleep(100);
+        await waitFor(
+          "the voucher to be settled on chain after the close request",
+          async () => ((await settledOnChain(channelId)) === amount ? true : undefined),
+          {
+            timeoutMs: deadline - Date.now(),
+            intervalMs: 100,
+            describe: async () => `settled ${await settledOnChain(channelId)}`,
+          },
+        );
         assert.equal(
           await settledOnChain(channelId),
           amount,
           "settled within a few seconds of the close request",
         );
-        while (store.latestVoucher(channelId)?.settledAmount !== amount && Date.now() < deadline)
-          await sleep(50);
+        await waitFor(
+          "the settlement to be recorded in the store",
+          () => (store.latestVoucher(channelId)?.settledAmount === amount ? true : undefined),
+          { timeoutMs: Math.max(0, deadline - Date.now()), intervalMs: 50 },
+        );
         assert.equal(store.latestVoucher(channelId)?.settledAmount, amount, "and recorded");
       } finally {
         await watcher.stop({ timeoutMs: 2_000 });

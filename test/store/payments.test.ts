@@ -18,6 +18,10 @@ const channel = (byte: string) => `0x${byte.repeat(32)}` as Hex;
 /** A 65-byte signature made of one repeated byte (the store does not check signatures). */
 const signature = (byte: string) => `0x${byte.repeat(65)}` as Hex;
 
+/**
+ * Lets the clock move on (a fixed wait on purpose): rows saved after it get a later millisecond timestamp, which is
+ * what the ordering assertions ("received later", "newest first") are about.
+ */
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Asserts that `action` throws a StaleVoucherError naming `latest` as the stored amount. */

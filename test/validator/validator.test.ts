@@ -47,20 +47,12 @@ import {
 } from "../../src/store/index.ts";
 import { isSlashable, startValidator, type Validator } from "../../src/validator/index.ts";
 import { type Auditor, createAuditor } from "../../src/verify/index.ts";
-import { temporaryHome } from "../helpers.ts";
+import { temporaryHome, waitFor } from "../helpers.ts";
 
 type MycelFields = { request_id: Hex; seed: number; receipts: SignedReceipt[]; evidence?: unknown };
 
-/** Polls until `check` returns a value, or fails after `timeoutMs`. */
-async function waitFor<T>(what: string, check: () => T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+/** Audits and verdicts land in stores that nothing announces: polled every 100 ms for up to 20 s. */
+const storePolling = { timeoutMs: 20_000, intervalMs: 100 };
 
 describe("validator (in process: real engines, libp2p on loopback, no chain)", () => {
   let directory: { home: string; remove: () => Promise<void> };
@@ -209,8 +201,10 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
     return { result, mycel: result.mycel as MycelFields };
   };
   const auditOf = (requestId: Hex) =>
-    waitFor(`the audit of ${requestId.slice(0, 10)}`, () =>
-      store.recentAudits(100).find((entry) => entry.requestId === requestId),
+    waitFor(
+      `the audit of ${requestId.slice(0, 10)}`,
+      () => store.recentAudits(100).find((entry) => entry.requestId === requestId),
+      storePolling,
     );
   const codes = (audit: StoredAudit) => audit.reasons.map((reason) => reason.code);
 
@@ -254,10 +248,14 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
       const cheat = await ask(cheater, "Where do mushrooms grow?");
       assert.deepEqual((fair.mycel as { audit?: unknown }).audit, { validators: [validatorNode.peerId] });
       const handedBack = (requestId: Hex) =>
-        waitFor(`the verdict on ${requestId.slice(0, 10)} at the gateway`, () => {
-          const verdicts = gatewayReceipts.auditVerdicts(requestId);
-          return verdicts.length > 0 ? verdicts : undefined;
-        });
+        waitFor(
+          `the verdict on ${requestId.slice(0, 10)} at the gateway`,
+          () => {
+            const verdicts = gatewayReceipts.auditVerdicts(requestId);
+            return verdicts.length > 0 ? verdicts : undefined;
+          },
+          storePolling,
+        );
       const [passed] = await handedBack(fair.mycel.request_id);
       const [failed] = await handedBack(cheat.mycel.request_id);
       assert.equal(passed?.verdict, "pass");
@@ -297,11 +295,15 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
         });
         const channel = createFrameChannel(stream, { maxFrameBytes: streamLimits.maxFrameBytes });
         await channel.write(frame);
+        // The gateway has handled the frame once it answers: with an error frame when it refuses it.
+        const reply = await channel.read({ timeoutMs: 10_000 });
         await channel.close().catch(() => undefined);
+        return reply as { type?: string; code?: string } | undefined;
       };
-      await forge(cheat.mycel.request_id, "pass");
-      await forge(`0x${"ab".repeat(32)}` as Hex, "pass");
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      const refusedPeer = await forge(cheat.mycel.request_id, "pass");
+      const refusedRequest = await forge(`0x${"ab".repeat(32)}` as Hex, "pass");
+      assert.equal(refusedPeer?.type, "error", "the verdict from another peer is refused");
+      assert.equal(refusedRequest?.type, "error", "the verdict on a request never sampled is refused");
       assert.deepEqual(
         gatewayReceipts.auditVerdicts(cheat.mycel.request_id).map((entry) => entry.verdict),
         ["fail"],

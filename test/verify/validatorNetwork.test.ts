@@ -218,9 +218,11 @@ describe("validators catch a cheating provider (real processes, real anvil)", ()
 
     // The validators' verdicts: every honest answer passes, the cheater's fail.
     const logs = () => validatorRoles.map((role) => role.output()).join("\n");
-    await waitLong("audits of both providers", async () =>
-      /verdict=fail/.test(logs()) && /verdict=pass/.test(logs()) ? true : undefined,
-    );
+    const audited = (verdict: RegExp) =>
+      Promise.any(validatorRoles.map((role) => role.waitForOutput(verdict, { timeoutMs: 60_000 })));
+    await Promise.all([audited(/verdict=fail/), audited(/verdict=pass/)]).catch(() => {
+      throw new Error(`no audits of both providers (verdict=fail and verdict=pass) within 60 s:\n${logs()}`);
+    });
     const failed = logs()
       .split("\n")
       .filter((line) => line.includes("audited") && line.includes("verdict=fail"));
@@ -257,8 +259,19 @@ describe("validators catch a cheating provider (real processes, real anvil)", ()
     });
     assert.equal(standing.reputation, 0, "a slash zeroes the cheater's reputation");
 
-    // The gateway reads reputation every 5 s: after that, only the honest provider answers.
-    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    // The gateway reads reputation every 5 s: once it has read the cheater's, only the honest provider answers.
+    let seen: unknown;
+    await waitFor(
+      "the gateway to read the cheater's fallen reputation",
+      async () => {
+        const body = (await (await fetch(`${gateway.ready.url}/mycel/v1/providers`)).json()) as {
+          data: { peer_id: string; reputation: number | null }[];
+        };
+        seen = body.data.map((row) => ({ peer: row.peer_id, reputation: row.reputation }));
+        return body.data.find((row) => row.peer_id === cheaterPeer)?.reputation === 0 ? true : undefined;
+      },
+      { timeoutMs: 30_000, describe: () => JSON.stringify(seen) },
+    );
     const after: string[] = [];
     for (let index = 100; index < 108; index++) after.push(await ask(index));
     assert.deepEqual(
@@ -276,8 +289,16 @@ describe("validators catch a cheating provider (real processes, real anvil)", ()
       const state = await getEpochState(chain.deployer, { deployments, epoch });
       return state.committers.length === validators.length ? true : undefined;
     });
-    // Let the validators re-commit with what they know after the slash before the epoch ends.
-    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    // Before the epoch ends, every validator commits what it knows after the slash: a zero for the cheater (from its
+    // own failed audits, or from the reputation the slash zeroed). Each commitment is logged as
+    // `scores committed epoch=0 scores=<address prefix>=<score>,...`.
+    const cheaterScoredZero = new RegExp(
+      `scores committed .*scores=(\\S*,)?${cheater.address.slice(0, 10)}=0(,|\\s|$)`,
+      "im",
+    );
+    await Promise.all(
+      validatorRoles.map((role) => role.waitForOutput(cheaterScoredZero, { timeoutMs: 60_000 })),
+    );
     const end = await chain.deployer.publicClient.readContract({
       address: deployments.contracts.epochConsensus,
       abi: epochConsensusAbi,

@@ -32,7 +32,7 @@ export {
   type ReadFrameParameters,
   type WriteFrameParameters,
 } from "./frameChannel.ts";
-export { libp2pKeyFromSecp256k1, peerIdOfSecp256k1Key } from "./keys.ts";
+export { ethereumAddressOfPeerId, libp2pKeyFromSecp256k1, peerIdOfSecp256k1Key } from "./keys.ts";
 export { modelCidFromHash, normalizeModelHash } from "./modelCid.ts";
 export {
   type CreateMycelNodeParameters,

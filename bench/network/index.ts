@@ -9,10 +9,10 @@ import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import OpenAI from "openai";
 import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import { formatTable, median, roundDown, roundUp, summarizeSamples, verdict } from "../shared/report.ts";
+import { benchSeed, type Sample, streamChat } from "../shared/streamChat.ts";
 import {
   type MycelProcess,
   onAbruptExit,
@@ -27,7 +27,6 @@ import {
 
 const rounds = 5;
 const maxTokens = 256;
-const seed = 42;
 const swarmSize = 20;
 const failoverTrials = 3;
 const failoverMaxTokens = 2000;
@@ -37,13 +36,6 @@ const password = "mycel-bench-network";
 /** Prices per 1M tokens: the cheaper provider of a failover pair is the one the gateway routes to. */
 const cheapPrice = 1_000_000_000_000n;
 const dearPrice = 2_000_000_000_000n;
-const messages: { role: "user"; content: string }[] = [
-  {
-    role: "user",
-    content:
-      "Write a short story about a mycelium network that carries messages between the trees of a forest.",
-  },
-];
 /** A short prompt for the failover streams, so that prompt + 2000 tokens fit the tiny model's 2048 context. */
 const failoverMessages: { role: "user"; content: string }[] = [
   { role: "user", content: "Tell me a long story." },
@@ -51,87 +43,6 @@ const failoverMessages: { role: "user"; content: string }[] = [
 const targets = { throughputRatio: 0.9, firstTokenOverheadMs: 10, failoverSeconds: 1 };
 /** Longest wait for the gateway to list the swarm (keeps the whole run under 3 minutes). */
 const swarmTimeoutMs = 90_000;
-
-/** One measured stream, as the client saw it. */
-type Sample = {
-  firstTokenMs: number;
-  totalMs: number;
-  completionTokens: number;
-  text: string;
-  /** performance.now() at each content chunk. */
-  chunkTimes: number[];
-  /** UTF-8 bytes of each content chunk: its token count on the byte-level test tokenizer. */
-  chunkBytes: number[];
-  mycel: MycelExtension | undefined;
-};
-
-/** The part of Mycel's `mycel` extension (on the last chunk) this bench reads. */
-type MycelExtension = {
-  providers?: string[];
-  failovers?: number;
-  receipts?: { message: { provider: string; completionTokens: number } }[];
-};
-
-const clients = new Map<string, OpenAI>();
-
-/**
- * Streams one chat completion with the openai client: greedy, seed 42, usage included. `onChunk` runs
- * synchronously as each content chunk is read (the failover section kills a provider from it).
- */
-async function streamChat(parameters: {
-  url: string;
-  model: string;
-  maxTokens: number;
-  messages?: { role: "user"; content: string }[];
-  onChunk?: (index: number) => void;
-}): Promise<Sample> {
-  let client = clients.get(parameters.url);
-  if (!client) {
-    client = new OpenAI({ baseURL: `${parameters.url}/v1`, apiKey: "none", maxRetries: 0 });
-    clients.set(parameters.url, client);
-  }
-  const started = performance.now();
-  const stream = await client.chat.completions.create({
-    model: parameters.model,
-    messages: parameters.messages ?? messages,
-    max_tokens: parameters.maxTokens,
-    temperature: 0,
-    seed,
-    stream: true,
-    stream_options: { include_usage: true },
-  });
-  let firstTokenMs: number | undefined;
-  let completionTokens: number | undefined;
-  let mycel: MycelExtension | undefined;
-  let text = "";
-  const chunkTimes: number[] = [];
-  const chunkBytes: number[] = [];
-  for await (const chunk of stream) {
-    const content = chunk.choices[0]?.delta?.content;
-    if (content) {
-      const now = performance.now();
-      firstTokenMs ??= now - started;
-      chunkTimes.push(now);
-      chunkBytes.push(Buffer.byteLength(content));
-      text += content;
-      parameters.onChunk?.(chunkTimes.length);
-    }
-    if (chunk.usage) completionTokens = chunk.usage.completion_tokens;
-    const extension = (chunk as { mycel?: MycelExtension }).mycel;
-    if (extension) mycel = extension;
-  }
-  const totalMs = performance.now() - started;
-  if (completionTokens === undefined) throw new Error("the stream ended without a usage chunk");
-  return {
-    firstTokenMs: firstTokenMs ?? totalMs,
-    totalMs,
-    completionTokens,
-    text,
-    chunkTimes,
-    chunkBytes,
-    mycel,
-  };
-}
 
 type ListedProvider = { peer_id: string; address: string; models: { hash: string }[] };
 
@@ -223,7 +134,7 @@ async function measureRouting(parameters: {
   console.log(
     `1. gateway -> libp2p -> provider vs local engine: model ${model.name} ` +
       `(${(parameters.made.parameterCount / 1e6).toFixed(1)}M params, ${parameters.made.quant}), ` +
-      `max_tokens ${maxTokens}, temperature 0, seed ${seed}`,
+      `max_tokens ${maxTokens}, temperature 0, seed ${benchSeed}`,
   );
   console.log(
     "   both: 1 sequence x 1 thread in their own process, streamed with the openai client from this process",

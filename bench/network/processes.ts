@@ -113,8 +113,9 @@ export function spawnMycel(parameters: {
       keep(line);
       if (line.startsWith("MYCEL_READY ")) settle(JSON.parse(line.slice("MYCEL_READY ".length)));
       const served = /OpenAI-compatible endpoint: (http:\/\/\S+)\/v1/.exec(line);
-      // `mycel serve` prints no MYCEL_READY line; its endpoint line says it listens.
-      if (served?.[1] && parameters.args.includes("serve")) settle({ url: served[1] });
+      // `mycel serve` and `mycel devnet` print no MYCEL_READY line; their endpoint line says they listen.
+      if (served?.[1] && (parameters.args.includes("serve") || parameters.args.includes("devnet")))
+        settle({ url: served[1] });
     });
     child.on("exit", (code, signal) => {
       clearTimeout(timer);

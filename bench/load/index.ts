@@ -1,0 +1,229 @@
+/**
+ * Load benchmark: streaming chat at rising concurrency through a devnet gateway with 3 providers (real processes,
+ * real anvil, payments and audits on), beside `mycel serve` of the same model at the same concurrency, in one run.
+ * Prints errors, aggregate tokens/s and first-token times per concurrency, and the gateway's memory before and
+ * after 500 requests. Run with `npm run bench:load`; see bench/load/README.md.
+ */
+import { rmSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { generateTestModel, openModelStore } from "../../src/model/index.ts";
+import {
+  type MycelProcess,
+  onAbruptExit,
+  residentMb,
+  spawnMycel,
+  stopAll,
+  watchOtherProcessesCpu,
+  whenReady,
+} from "../network/processes.ts";
+import { formatTable, roundDown, verdict } from "../shared/report.ts";
+import { type Sample, streamChat } from "../shared/streamChat.ts";
+
+const concurrencies = [1, 4, 16, 64] as const;
+/** Requests per concurrency level on each path: enough for every client to send at least two. */
+const requestsAt = (concurrency: number) => Math.max(8, concurrency * 2);
+const maxTokens = 128;
+/** Requests through the gateway between the two memory readings. */
+const memoryRequests = 500;
+const memoryConcurrency = 16;
+const providers = 3;
+const targets = { errors: 0, throughputRatio: 0.85 };
+
+type LevelResult = {
+  samples: Sample[];
+  errors: string[];
+  wallMs: number;
+};
+
+/** Sends `requests` streams with `concurrency` clients at once; every failure is counted, none is retried. */
+async function runLevel(parameters: {
+  url: string;
+  model: string;
+  concurrency: number;
+  requests: number;
+}): Promise<LevelResult> {
+  const samples: Sample[] = [];
+  const errors: string[] = [];
+  let next = 0;
+  const started = performance.now();
+  const client = async () => {
+    while (next < parameters.requests) {
+      next++;
+      try {
+        samples.push(await streamChat({ url: parameters.url, model: parameters.model, maxTokens }));
+      } catch (error) {
+        errors.push(error instanceof Error ? error.message : String(error));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: parameters.concurrency }, client));
+  return { samples, errors, wallMs: performance.now() - started };
+}
+
+/** The value below which `share` of the sorted values lie (nearest rank). */
+function percentile(values: readonly number[], share: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(share * sorted.length) - 1)] as number;
+}
+
+const tokensPerSecond = (result: LevelResult) =>
+  result.samples.reduce((sum, sample) => sum + sample.completionTokens, 0) / (result.wallMs / 1000);
+
+function describeErrors(result: LevelResult): string {
+  if (result.errors.length === 0) return "";
+  const counts = new Map<string, number>();
+  for (const error of result.errors)
+    counts.set(error.slice(0, 120), (counts.get(error.slice(0, 120)) ?? 0) + 1);
+  return [...counts].map(([error, count]) => `${count} x ${error}`).join("; ");
+}
+
+async function main() {
+  const runStarted = performance.now();
+  const home = await mkdtemp(join(tmpdir(), "mycel-bench-load-"));
+  onAbruptExit(() => rmSync(home, { recursive: true, force: true }));
+  try {
+    const made = generateTestModel({ size: "small" });
+    const { model } = await openModelStore({ home }).addBytes({
+      bytes: made.bytes,
+      name: made.name,
+      source: "bench/load",
+    });
+    const env = { MYCEL_LOG_LEVEL: "warn" };
+    const devnet: MycelProcess = spawnMycel({
+      name: "devnet",
+      home,
+      env,
+      args: [
+        "devnet",
+        "--providers",
+        String(providers),
+        "--model",
+        model.hash,
+        "--port",
+        "0",
+        "--rpc-port",
+        "0",
+      ],
+    });
+    const local: MycelProcess = spawnMycel({
+      name: "serve",
+      home,
+      env,
+      args: ["serve", "--model", model.hash, "--port", "0"],
+    });
+    const paths = [
+      { label: "mycel serve", url: (await whenReady(local)).url as string },
+      { label: `devnet gateway, ${providers} providers`, url: (await whenReady(devnet)).url as string },
+    ];
+    console.log(
+      `setup: ${((performance.now() - runStarted) / 1000).toFixed(1)} s; model ${model.name} ` +
+        `(${(made.parameterCount / 1e6).toFixed(1)}M params, ${made.quant}); max_tokens ${maxTokens}, greedy; ` +
+        "every process on 127.0.0.1 with its default engine settings (payments and 5% audits on in the devnet)\n",
+    );
+    // Warm-up: every provider is tried (its channel opened) and serve's sequences are made, before measuring.
+    for (const path of paths)
+      await runLevel({ url: path.url, model: model.name, concurrency: providers, requests: providers * 2 });
+    const memoryBefore = residentMb(devnet.child.pid);
+    let gatewayRequests = 0;
+    let gatewayErrors = 0;
+    const cpuWatch = watchOtherProcessesCpu();
+    const rows: string[][] = [];
+    const ratios: { concurrency: number; ratio: number; errors: number }[] = [];
+    for (const [level, concurrency] of concurrencies.entries()) {
+      const results: LevelResult[] = [];
+      // The order alternates by level, so that neither path always runs on a warmer machine.
+      const order = level % 2 === 0 ? [0, 1] : [1, 0];
+      for (const index of order) {
+        const path = paths[index] as (typeof paths)[number];
+        results[index] = await runLevel({
+          url: path.url,
+          model: model.name,
+          concurrency,
+          requests: requestsAt(concurrency),
+        });
+      }
+      const [serve, gateway] = results as [LevelResult, LevelResult];
+      gatewayRequests += requestsAt(concurrency);
+      gatewayErrors += gateway.errors.length;
+      for (const [index, result] of [serve, gateway].entries()) {
+        const firstTokens = result.samples.map((sample) => sample.firstTokenMs);
+        rows.push([
+          String(concurrency),
+          paths[index]?.label ?? "",
+          `${result.samples.length}/${requestsAt(concurrency)}`,
+          String(result.errors.length),
+          tokensPerSecond(result).toFixed(1),
+          percentile(firstTokens, 0.5).toFixed(0),
+          percentile(firstTokens, 0.99).toFixed(0),
+        ]);
+        if (result.errors.length > 0)
+          console.log(`errors at ${concurrency}, ${paths[index]?.label}: ${describeErrors(result)}`);
+      }
+      ratios.push({
+        concurrency,
+        ratio: tokensPerSecond(gateway) / tokensPerSecond(serve),
+        errors: serve.errors.length + gateway.errors.length,
+      });
+    }
+    const otherCpu = cpuWatch.stop();
+    console.log(
+      formatTable(
+        ["concurrency", "path", "answered", "errors", "tokens/s", "first token p50 (ms)", "p99 (ms)"],
+        rows,
+      ),
+    );
+    console.log(
+      "(tokens/s: completion tokens of the level over its wall time; each client sends its next request when its " +
+        `stream ends; other processes used ${otherCpu === undefined ? "?" : (otherCpu * 100).toFixed(0)}% of the CPU)\n`,
+    );
+    const rest = memoryRequests - gatewayRequests;
+    const soak = await runLevel({
+      url: paths[1]?.url as string,
+      model: model.name,
+      concurrency: memoryConcurrency,
+      requests: rest,
+    });
+    gatewayErrors += soak.errors.length;
+    if (soak.errors.length > 0)
+      console.log(`errors while reaching ${memoryRequests} requests: ${describeErrors(soak)}`);
+    const memoryAfter = residentMb(devnet.child.pid);
+    console.log(
+      formatTable(
+        ["gateway process (devnet)", "resident MB"],
+        [
+          [`after ${providers * 2} warm-up requests`, memoryBefore?.toFixed(0) ?? "-"],
+          [`after ${memoryRequests} more requests`, memoryAfter?.toFixed(0) ?? "-"],
+        ],
+      ),
+    );
+    console.log(
+      `(the last ${rest} at concurrency ${memoryConcurrency}, ${soak.errors.length} errors; the devnet process holds ` +
+        "the gateway, its stores and the explorer; the providers and the validator are their own processes)\n",
+    );
+    for (const { concurrency, errors } of ratios)
+      console.log(
+        `errors at concurrency ${concurrency} (both paths): ${errors} (target <= ${targets.errors}) ${verdict(errors <= targets.errors)}`,
+      );
+    for (const { concurrency, ratio } of ratios)
+      console.log(
+        `tokens/s gateway / serve at concurrency ${concurrency}: ${roundDown(ratio, 2).toFixed(2)} ` +
+          `(target >= ${targets.throughputRatio}) ${verdict(ratio >= targets.throughputRatio)}`,
+      );
+    console.log(
+      `gateway memory growth over ${memoryRequests} requests: ${
+        memoryBefore === undefined || memoryAfter === undefined
+          ? "-"
+          : (memoryAfter - memoryBefore).toFixed(0)
+      } MB, ${gatewayErrors} errors (no target: information)`,
+    );
+  } finally {
+    await stopAll(5_000);
+    await rm(home, { recursive: true, force: true });
+    process.stderr.write(`runtime: ${((performance.now() - runStarted) / 1000).toFixed(1)} s\n`);
+  }
+}
+
+await main();

@@ -244,11 +244,16 @@ describe("a provider among strangers (attackers as processes, real provider, gat
     const stats = JSON.parse((await done)[1] as string) as {
       opened: number;
       endings: Record<string, number>;
-      longestHeldMs: number;
+      heldUntilTimeoutMs: number[];
     };
+    const held = [...stats.heldUntilTimeoutMs].sort((a, b) => a - b);
+    const medianHeldMs = held[Math.floor(held.length / 2)];
+    const longestHeldMs = held.at(-1) ?? Number.POSITIVE_INFINITY;
     const failed = outcomes.filter((outcome) => !outcome.ok);
     t.diagnostic(
-      `gateway: ${outcomes.length} requests, ${failed.length} failed; attacker: ${JSON.stringify(stats)}`,
+      `gateway: ${outcomes.length} requests, ${failed.length} failed; attacker: ${stats.opened} streams opened, ` +
+        `endings ${JSON.stringify(stats.endings)}, held until dropped for silence: median ${medianHeldMs} ms, ` +
+        `longest ${longestHeldMs} ms`,
     );
     assert.ok(
       outcomes.length >= 10,
@@ -265,13 +270,13 @@ describe("a provider among strangers (attackers as processes, real provider, gat
       stats.opened > identities * 3,
       `the attacker had to reopen its streams (${stats.opened} opened)`,
     );
+    assert.ok(held.length > 0, `idle streams were dropped at the deadline: ${JSON.stringify(stats.endings)}`);
+    // Measured in the attacker's process, whose event loop runs 30 libp2p nodes on a shared machine and lags by
+    // seconds: what it shows is that no stream idles anywhere near the 15 s one could before (the exact deadline is
+    // checked in process, test/protocols/streamAdmission.test.ts).
     assert.ok(
-      stats.longestHeldMs < streamLimits.firstFrameTimeoutMs + 2_000,
-      `no idle stream outlived the ${streamLimits.firstFrameTimeoutMs} ms deadline by much (longest ${stats.longestHeldMs} ms)`,
-    );
-    assert.ok(
-      (stats.endings["error:frame_timeout"] ?? 0) > 0,
-      `idle streams were dropped at the deadline: ${JSON.stringify(stats.endings)}`,
+      longestHeldMs < streamLimits.firstFrameTimeoutMs + 6_000,
+      `no idle stream was held long past the ${streamLimits.firstFrameTimeoutMs} ms deadline (longest ${longestHeldMs} ms)`,
     );
     await waitPaid(paidSoFar);
   });

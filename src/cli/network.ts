@@ -29,7 +29,7 @@ export type ProviderFlags = ChainFlags & {
   threads?: number;
   contextSize?: number;
   maxQueue?: number;
-  idleTimeout?: number;
+  firstFrameTimeout?: number;
   creditTokens: number;
   settleThreshold?: bigint;
   settleInterval: number;
@@ -132,9 +132,9 @@ function addProviderCommand(program: Command): Command {
     .option("--context-size <n>", "context window per sequence, in tokens", integer("--context-size", 64))
     .option("--max-queue <n>", "requests that may wait for a sequence", integer("--max-queue", 0))
     .option(
-      "--idle-timeout <ms>",
-      "drop a stream silent for this long (default 15000)",
-      integer("--idle-timeout", 100),
+      "--first-frame-timeout <ms>",
+      "drop a new stream whose request frame has not come within this long (default 2000)",
+      integer("--first-frame-timeout", 100),
     )
     .option(
       "--credit-tokens <n>",
@@ -190,7 +190,7 @@ function addProviderCommand(program: Command): Command {
         maxAgeMs: flags.settleInterval * 1000,
         checkIntervalMs: flags.settleCheck * 1000,
       },
-      idleTimeoutMs: flags.idleTimeout,
+      firstFrameTimeoutMs: flags.firstFrameTimeout,
       shutdownLimitMs: flags.shutdownTimeout * 1000,
     });
     await printReady({

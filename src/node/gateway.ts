@@ -44,8 +44,11 @@ export type StartGatewayNodeParameters = {
   storeDirectory?: string;
   /** Serve the HTTP API and the explorer (default true; a validator's challenge gateway does not). */
   serveApi?: boolean;
-  /** The libp2p identity (default: the gateway's key; a validator's challenges use a fresh one). */
-  nodeKey?: Hex;
+  /**
+   * A running node to use (its owner stops it) instead of a new one with the gateway's key. Its key must be the
+   * gateway's: providers serve only requests whose client is the sending peer.
+   */
+  node?: MycelNode;
 };
 
 /** A gateway running in this process. */
@@ -105,12 +108,15 @@ function reputationOn(
 /** Starts a gateway (node, receipts, payments, API and explorer) in this process. */
 export async function startGatewayNode(parameters: StartGatewayNodeParameters): Promise<GatewayNode> {
   const { config, logger, chain } = parameters;
-  const node = await createMycelNode({
-    privateKey: libp2pKeyFromSecp256k1(parameters.nodeKey ?? parameters.privateKey),
-    listen: parameters.listen,
-    bootstrap: parameters.bootstrap,
-    logger: logger.child({ part: "p2p" }),
-  });
+  const ownNode = parameters.node === undefined;
+  const node =
+    parameters.node ??
+    (await createMycelNode({
+      privateKey: libp2pKeyFromSecp256k1(parameters.privateKey),
+      listen: parameters.listen,
+      bootstrap: parameters.bootstrap,
+      logger: logger.child({ part: "p2p" }),
+    }));
   const storeDirectory = parameters.storeDirectory ?? join(config.home, "gateway");
   const receipts = openReceiptStore({ path: join(storeDirectory, "receipts.sqlite") });
   const paying = chain ? await paymentsOn(parameters, chain) : undefined;
@@ -152,7 +158,7 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
       explorer?.stop();
       await server?.close();
       await gateway.stop();
-      await node.stop();
+      if (ownNode) await node.stop();
       receipts.close();
       paying?.store.close();
     },

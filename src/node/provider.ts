@@ -37,8 +37,8 @@ export type StartProviderNodeParameters = {
   /** Output tokens served on credit before a client must pay (with a chain). */
   creditTokens: number;
   settlement?: Partial<SettlementPolicy>;
-  /** Drop a stream silent this long before its request frame. */
-  idleTimeoutMs?: number;
+  /** Drop a new stream whose request frame has not come within this many ms. */
+  firstFrameTimeoutMs?: number;
   /** Longest the shutdown may take (it settles vouchers first). */
   shutdownLimitMs?: number;
 };
@@ -128,7 +128,9 @@ export async function startProviderNode(parameters: StartProviderNodeParameters)
     price: parameters.price,
     receiptDomain: chain ? deploymentReceiptDomain(chain.deployments) : undefined,
     version: parameters.version,
-    limits: parameters.idleTimeoutMs ? { idleTimeoutMs: parameters.idleTimeoutMs } : undefined,
+    limits: parameters.firstFrameTimeoutMs
+      ? { firstFrameTimeoutMs: parameters.firstFrameTimeoutMs }
+      : undefined,
     payments,
     evidence,
     logger,

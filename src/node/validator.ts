@@ -5,7 +5,7 @@
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Hex } from "viem";
-import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { privateKeyToAccount } from "viem/accounts";
 import {
   type ChainConnection,
   type Deployments,
@@ -90,7 +90,16 @@ export async function startValidatorNode(parameters: StartValidatorNodeParameter
     logger: logger.child({ part: "audit" }),
   });
   const store = openAuditStore({ path: validatorStorePath(config.home, address) });
-  // Challenges go out from their own node and key, so that providers cannot tell them from user traffic.
+  const node = await createMycelNode({
+    privateKey: libp2pKeyFromSecp256k1(privateKey),
+    listen: parameters.listen,
+    bootstrap: parameters.bootstrap,
+    logger: logger.child({ part: "p2p" }),
+  });
+  // Challenges go out from a node of the challenge key (providers serve only a request whose client is its sender),
+  // so that with a key of their own providers cannot tell them from user traffic. With the validator's own key they
+  // go out from the validator's node: two nodes of one peer id would make audit samples miss.
+  const ownChallengeKey = challengeKey.toLowerCase() !== privateKey.toLowerCase();
   const challenger = await startGatewayNode({
     config,
     privateKey: challengeKey,
@@ -107,14 +116,7 @@ export async function startValidatorNode(parameters: StartValidatorNodeParameter
     minReputation: 0,
     storeDirectory: join(config.home, "validator", address.toLowerCase(), "challenges"),
     serveApi: false,
-    // A peer id of its own, new at every start: never the validator's (which gateways dial for audits).
-    nodeKey: generatePrivateKey(),
-  });
-  const node = await createMycelNode({
-    privateKey: libp2pKeyFromSecp256k1(privateKey),
-    listen: parameters.listen,
-    bootstrap: parameters.bootstrap,
-    logger: logger.child({ part: "p2p" }),
+    node: ownChallengeKey ? undefined : node,
   });
   const models = await openModelStore({ home: config.home }).list();
   const validator = await startValidator({
@@ -134,8 +136,8 @@ export async function startValidatorNode(parameters: StartValidatorNodeParameter
     multiaddrs: node.multiaddrs(),
     async close() {
       await validator.stop();
-      await node.stop();
       await challenger.close();
+      await node.stop();
       store.close();
       await auditor.close();
     },

@@ -33,6 +33,12 @@ export const MAX_CONNECTIONS = 200;
 /** Inbound connections one host may open per second (libp2p's default of 5 is too low for many nodes on one host). */
 export const INBOUND_CONNECTIONS_PER_HOST_PER_SECOND = 100;
 
+/**
+ * Inbound connections one host (IP address) may hold open at once: beyond it, new ones are refused before their
+ * handshake. A devnet of 20 providers, gateways and validators on 127.0.0.1 needs about 30.
+ */
+export const MAX_INBOUND_CONNECTIONS_PER_HOST = 64;
+
 /** Inbound connections that may be mid-handshake at once. */
 export const MAX_INCOMING_PENDING_CONNECTIONS = 32;
 

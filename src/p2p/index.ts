@@ -40,6 +40,7 @@ export {
   type FindModelProvidersParameters,
   type GossipMessage,
   type HandleProtocolParameters,
+  type InboundStreamSource,
   type ModelProvider,
   type MycelLibp2p,
   type MycelNode,

@@ -4,7 +4,14 @@ import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
 import { type GossipSub, gossipsub, StrictSign } from "@libp2p/gossipsub";
 import { type Identify, identify } from "@libp2p/identify";
-import type { PeerId, PrivateKey, Stream } from "@libp2p/interface";
+import type {
+  Connection,
+  ConnectionGater,
+  MultiaddrConnection,
+  PeerId,
+  PrivateKey,
+  Stream,
+} from "@libp2p/interface";
 import { type KadDHT, kadDHT, passthroughMapper } from "@libp2p/kad-dht";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { type Ping, ping } from "@libp2p/ping";
@@ -26,6 +33,7 @@ import {
   GOSSIP_SAME_IP_ALLOWED,
   INBOUND_CONNECTIONS_PER_HOST_PER_SECOND,
   MAX_CONNECTIONS,
+  MAX_INBOUND_CONNECTIONS_PER_HOST,
   MAX_INCOMING_PENDING_CONNECTIONS,
   MYCEL_DHT_PROTOCOL,
   PEER_DISCOVERY_WALK_TIMEOUT_MS,
@@ -99,8 +107,19 @@ export type HandleProtocolParameters = {
   maxOutboundStreams?: number;
 };
 
-/** Serves one inbound stream of a protocol; the stream is closed (or reset, if this throws) when it settles. */
-export type ProtocolHandler = (stream: Stream, peerId: string) => Promise<void>;
+/** Where an inbound stream comes from: the address of its connection's remote end. */
+export type InboundStreamSource = {
+  /** The connection's remote multiaddr, e.g. `/ip4/203.0.113.7/tcp/4001`. */
+  remoteAddress: string;
+  /** Its IP address (or DNS name), undefined for an address without one: what per-host limits count by. */
+  remoteHost: string | undefined;
+};
+
+/**
+ * Serves one inbound stream of a protocol; the stream is closed (or reset, if this throws) when it settles. The
+ * third argument says where the stream comes from (a handler may ignore it; test networks may leave it out).
+ */
+export type ProtocolHandler = (stream: Stream, peerId: string, source?: InboundStreamSource) => Promise<void>;
 
 /** Parameters of {@link MycelNode.openStream}. */
 export type OpenStreamParameters = {
@@ -152,6 +171,32 @@ const P2P_COMPONENT_NAME = "p2p";
 
 function lastPeerIdOf(address: Multiaddr): string | undefined {
   return address.getComponents().findLast((component) => component.name === P2P_COMPONENT_NAME)?.value;
+}
+
+/** Multiaddr components that name a host. */
+const HOST_COMPONENT_NAMES = new Set(["ip4", "ip6", "dns", "dns4", "dns6"]);
+
+/** The IP address (or DNS name) of a multiaddr, if it names one. */
+function hostOf(address: Multiaddr): string | undefined {
+  return address.getComponents().find((component) => HOST_COMPONENT_NAMES.has(component.name))?.value;
+}
+
+/**
+ * Refuses an inbound connection from a host that already holds {@link MAX_INBOUND_CONNECTIONS_PER_HOST}: one machine
+ * cannot take every connection slot with throwaway identities. Loopback is not exempt (its cap is far above what a
+ * local devnet needs).
+ */
+function perHostConnectionGater(connections: () => Connection[]): ConnectionGater {
+  return {
+    denyInboundConnection(connection: MultiaddrConnection) {
+      const host = hostOf(connection.remoteAddr);
+      if (host === undefined) return false;
+      let fromHost = 0;
+      for (const open of connections())
+        if (open.direction === "inbound" && hostOf(open.remoteAddr) === host) fromHost++;
+      return fromHost >= MAX_INBOUND_CONNECTIONS_PER_HOST;
+    },
+  };
 }
 
 function withPeerId(address: Multiaddr, peerId: string): string {
@@ -213,8 +258,11 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   const listen = (parameters.listen ?? [...DEFAULT_LISTEN_ADDRESSES]).map(validateListenAddress);
   const bootstrapPeers = (parameters.bootstrap ?? []).map(parseBootstrapAddress);
 
+  // The gater counts this node's connections, known once libp2p exists (no connection arrives before).
+  let openConnections: () => Connection[] = () => [];
   const libp2p: MycelLibp2p = await createLibp2p({
     privateKey: parameters.privateKey,
+    connectionGater: perHostConnectionGater(() => openConnections()),
     addresses: { listen },
     transports: [tcp()],
     connectionEncrypters: [noise()],
@@ -244,6 +292,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     },
   });
 
+  openConnections = () => libp2p.getConnections();
   const selfPeerId = libp2p.peerId.toString();
   const logger = (parameters.logger ?? silentLogger).child({ self: selfPeerId.slice(-8) });
   const stopController = new AbortController();
@@ -457,8 +506,12 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       protocol,
       async (stream, connection) => {
         const remotePeerId = connection.remotePeer.toString();
+        const source: InboundStreamSource = {
+          remoteAddress: connection.remoteAddr.toString(),
+          remoteHost: hostOf(connection.remoteAddr),
+        };
         try {
-          await handler(stream, remotePeerId);
+          await handler(stream, remotePeerId, source);
         } catch (error) {
           logger.warn("protocol handler failed", {
             protocol,

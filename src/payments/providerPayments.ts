@@ -41,6 +41,8 @@ export type ProviderPayments = {
   creditWindow: bigint;
   /** Checks that a channel may pay for a new request (on chain, funded, this provider's, not too far behind). */
   admit(parameters: { channelId: Hex; client: Address }): Promise<ChannelCharge>;
+  /** Whether `client` has a channel this provider admitted a request on, or holds vouchers from (a paying client). */
+  isPayingClient(client: Address): boolean;
   /** Checks a voucher and stores it durably; returns the stored voucher. Throws {@link VoucherRejectedError}. */
   acceptVoucher(parameters: {
     channelId: Hex;
@@ -117,6 +119,14 @@ export function createProviderPayments(parameters: CreateProviderPaymentsParamet
     logger,
   });
 
+  // Clients that paid before (vouchers kept from earlier runs) or whose channel was admitted in this run.
+  const payingClients = new Set(store.vouchersOf(provider).map((voucher) => voucher.client.toLowerCase()));
+  const admit = async (input: { channelId: Hex; client: Address }) => {
+    const charge = await admitRequest({ ledger, ...input, creditWindow, priceOfOutput });
+    payingClients.add(input.client.toLowerCase());
+    return charge;
+  };
+
   async function acceptVoucher(input: { channelId: Hex; cumulativeAmount: bigint; signature: Hex }) {
     const { channelId, cumulativeAmount, signature } = input;
     const latest = store.latestVoucher(channelId)?.cumulativeAmount ?? 0n;
@@ -147,6 +157,7 @@ export function createProviderPayments(parameters: CreateProviderPaymentsParamet
         throw new VoucherRejectedError(error.shortMessage, { code: "voucher_stale", hint: error.hint });
       throw error;
     }
+    payingClients.add(signer.toLowerCase());
     if (cumulativeAmount > state.paid) state.paid = cumulativeAmount;
     // Everything finished before this voucher was signed is covered by it (vouchers are cumulative).
     state.grace = [];
@@ -162,7 +173,8 @@ export function createProviderPayments(parameters: CreateProviderPaymentsParamet
       credit_window: creditWindow.toString(),
     },
     creditWindow,
-    admit: (input) => admitRequest({ ledger, ...input, creditWindow, priceOfOutput }),
+    admit,
+    isPayingClient: (client) => payingClients.has(client.toLowerCase()),
     acceptVoucher,
     settleAll: settler.settleAll,
     vouchers: () => store.vouchersOf(provider),

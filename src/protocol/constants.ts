@@ -23,12 +23,22 @@ export const streamLimits = {
   maxPromptCharacters: 512 * 1024,
   /** Most messages in one chat request. */
   maxMessages: 1024,
-  /** Inference streams one peer may hold open on a provider at once. */
+  /** Inference streams one peer may have served by a provider at once. */
   maxStreamsPerPeer: 8,
-  /** Inbound inference streams a provider accepts at once, from all peers. */
+  /** Inference streams a provider serves at once, from all peers. */
   maxInboundStreams: 64,
-  /** Longest wait for a stream's request frame before the stream is dropped. */
-  idleTimeoutMs: 15_000,
+  /** Of those, how many peers the provider does not know yet (no funded channel, no request served) share. */
+  maxStrangerStreams: 16,
+  /** Inference streams one connection may have open at once (libp2p resets the ones beyond). */
+  maxStreamsPerConnection: 16,
+  /** Streams waiting for their request frame, from all peers (they take no serving capacity). */
+  maxPendingStreams: 64,
+  /** Streams one peer may have waiting for their request frame. */
+  maxPendingStreamsPerPeer: 4,
+  /** Streams of strangers from one host (IP address) waiting for their request frame. */
+  maxPendingStreamsPerHost: 16,
+  /** Longest wait for a stream's request frame before the stream is dropped (a gateway sends it at once). */
+  firstFrameTimeoutMs: 2_000,
   /** Longest a whole request may take. */
   totalTimeoutMs: 10 * 60_000,
 } as const;

@@ -24,6 +24,7 @@ export const wireErrorKinds = {
   prompt_too_long: "client_input",
   bad_signature: "client_input",
   unknown_provider: "client_input",
+  client_not_peer: "client_input",
   // Payment.
   payment_required: "payment",
   // Capacity.

@@ -1,8 +1,9 @@
 /**
- * One answer, from request frame to receipt: tokenize within the limits, open the payee session, generate with the
- * output going out as paid for, sign the receipt, keep the evidence, and wait for the voucher that pays for it.
+ * One answer, from request frame to receipt: check that the client is the peer that sends it, admit it (model
+ * known, payee session opened on its channel), only then tokenize within the limits, generate with the output going
+ * out as paid for, sign the receipt, keep the evidence, and wait for the voucher that pays for it.
  */
-import type { Address, Hex } from "viem";
+import { type Address, type Hex, isAddressEqual } from "viem";
 import {
   createDeltaBatcher,
   type Engine,
@@ -14,6 +15,7 @@ import {
 } from "../engine/index.ts";
 import { describeError, InvalidInputError, MycelError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
+import { ethereumAddressOfPeerId } from "../p2p/index.ts";
 import {
   finalVoucherWaitMs,
   openPayeeSession,
@@ -62,7 +64,34 @@ export type AnswerContext = {
   payments: ProviderPayments | undefined;
   evidence: EvidenceStore;
   logger: Logger;
+  /** Called with the client of each request answered with a receipt (it has a good record from then on). */
+  onServed?: (client: Address) => void;
 };
+
+/** A request whose `client` is not the peer that sent it: nobody may name another's channel or debts. */
+export class ClientNotPeerError extends MycelError {
+  override name = "ClientNotPeerError";
+}
+
+/**
+ * Checks that the request's client is the authenticated peer of the stream (its secp256k1 key is the client's
+ * Ethereum key): a request can only name channels of its sender, and what it leaves unpaid is its sender's own.
+ */
+function checkClientIsPeer(exchange: InferenceExchange): Address {
+  const peerAddress = ethereumAddressOfPeerId(exchange.peerId);
+  const client = exchange.request.client as Address;
+  if (peerAddress === undefined)
+    throw new ClientNotPeerError(`peer ${exchange.peerId} has no secp256k1 key, so it cannot be a client`, {
+      code: "client_not_peer",
+      hint: "the request's client must be the key of the node that sends it: run the node with its Ethereum key",
+    });
+  if (!isAddressEqual(peerAddress, client))
+    throw new ClientNotPeerError(`the request names client ${client}, but it comes from ${peerAddress}`, {
+      code: "client_not_peer",
+      hint: "the request's client must be the key of the node that sends it",
+    });
+  return peerAddress;
+}
 
 function tokenize(context: AnswerContext, model: LoadedModelInfo, request: InferenceRequest): number[] {
   if (request.kind === "chat")
@@ -75,26 +104,36 @@ function tokenize(context: AnswerContext, model: LoadedModelInfo, request: Infer
   return prompt;
 }
 
-/** Answers one request on an inference stream; throws (answered with an error frame) when it cannot start. */
-export async function answerRequest(exchange: InferenceExchange, context: AnswerContext): Promise<void> {
-  const { request: frame } = exchange;
-  const model = context.models.get(frame.request.model_hash);
-  if (!model)
-    throw new MycelError(`model ${frame.request.model_hash} is not served here`, { code: "model_not_found" });
-  const promptTokens = tokenize(context, model, frame.request);
-  const prefixTokens = frame.request.prefix_tokens ?? [];
+/** The prompt's tokens and the continuation prefix, within the provider's prompt limit. */
+function promptOf(context: AnswerContext, model: LoadedModelInfo, request: InferenceRequest) {
+  const promptTokens = tokenize(context, model, request);
+  const prefixTokens = request.prefix_tokens ?? [];
   const evaluated = [...promptTokens, ...prefixTokens];
   if (evaluated.length > context.limits.maxPromptTokens)
     throw new MycelError(
       `${evaluated.length} prompt tokens exceed this provider's limit of ${context.limits.maxPromptTokens}`,
       { code: "prompt_too_long" },
     );
+  return { promptTokens, prefixTokens, evaluated };
+}
+
+/**
+ * Answers one request on an inference stream; throws (answered with an error frame) when it cannot start. Nothing
+ * runs before admission: the client is the sending peer, the model is served here, the channel may pay; only then
+ * is the prompt tokenized.
+ */
+export async function answerRequest(exchange: InferenceExchange, context: AnswerContext): Promise<void> {
+  const { request: frame } = exchange;
+  const client = checkClientIsPeer(exchange);
+  const model = context.models.get(frame.request.model_hash);
+  if (!model)
+    throw new MycelError(`model ${frame.request.model_hash} is not served here`, { code: "model_not_found" });
   const generation = new AbortController();
   const session = await openPayeeSession<GenerationDelta>({
     payments: context.payments,
     paid: context.price.input > 0n || context.price.output > 0n,
     channelId: frame.payment?.channel_id as Hex | undefined,
-    client: frame.client as Address,
+    client,
     release: (deltas) =>
       exchange.send({
         v: wireVersion,
@@ -109,16 +148,8 @@ export async function answerRequest(exchange: InferenceExchange, context: Answer
     peerId: exchange.peerId,
   });
   try {
-    await generateAndSign({
-      exchange,
-      context,
-      model,
-      promptTokens,
-      prefixTokens,
-      evaluated,
-      session,
-      generation,
-    });
+    const prompt = promptOf(context, model, frame.request);
+    await generateAndSign({ exchange, context, model, ...prompt, session, generation });
   } finally {
     session.end();
   }
@@ -232,6 +263,7 @@ async function generateAndSign(input: {
       logger.warn("evidence not stored", { error: describeError(error) });
     }
     session.complete(message.price);
+    context.onServed?.(frame.client as Address);
     exchange.send({
       v: wireVersion,
       type: "end",

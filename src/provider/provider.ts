@@ -1,10 +1,10 @@
 /** The provider role: serves inference over `/mycel/infer/1.0.0`, signs receipts, keeps evidence, announces itself. */
-import type { Hex } from "viem";
+import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { Engine, LoadedModelInfo } from "../engine/index.ts";
 import { describeError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
-import type { MycelNode } from "../p2p/index.ts";
+import { ethereumAddressOfPeerId, type MycelNode } from "../p2p/index.ts";
 import type { ProviderPayments } from "../payments/index.ts";
 import { modelHashToBytes32, type ReceiptDomain, receiptDomain, signReceipt } from "../protocol/index.ts";
 import {
@@ -58,6 +58,36 @@ export type Provider = {
   stop(): Promise<void>;
 };
 
+/** How many clients with a good record (a request answered with a receipt) a provider remembers. */
+const rememberedClients = 10_000;
+
+/**
+ * Which peers the provider trusts with more than the strangers' share of its capacity: clients that pay (a channel
+ * admitted, vouchers held) or that were answered before. A peer id's address is remembered, not recomputed.
+ */
+function createPeerStanding(payments: ProviderPayments | undefined) {
+  const served = new Set<string>();
+  const addresses = new Map<string, Address | undefined>();
+  const addressOf = (peerId: string) => {
+    if (addresses.has(peerId)) return addresses.get(peerId);
+    if (addresses.size >= rememberedClients) addresses.clear();
+    const address = ethereumAddressOfPeerId(peerId);
+    addresses.set(peerId, address);
+    return address;
+  };
+  return {
+    onServed(client: Address) {
+      if (served.size >= rememberedClients) served.clear();
+      served.add(client.toLowerCase());
+    },
+    isTrustedPeer(peerId: string) {
+      const address = addressOf(peerId);
+      if (address === undefined) return false;
+      return served.has(address.toLowerCase()) || (payments?.isPayingClient(address) ?? false);
+    },
+  };
+}
+
 /** Deletes evidence older than the retention now and every hour. */
 function startEvidencePruning(parameters: { evidence: EvidenceStore; retentionMs: number; logger: Logger }) {
   const { evidence, retentionMs, logger } = parameters;
@@ -87,7 +117,9 @@ export async function startProvider(parameters: StartProviderParameters): Promis
     signReceipt: parameters.components?.signReceipt ?? signReceipt,
     generate: parameters.components?.generate ?? ((input) => engine.generate(input)),
   };
+  const standing = createPeerStanding(parameters.payments);
   const context = {
+    onServed: standing.onServed,
     models: new Map(parameters.models.map((model) => [modelHashToBytes32(model.hash), model])),
     engine,
     components,
@@ -102,7 +134,11 @@ export async function startProvider(parameters: StartProviderParameters): Promis
   };
   const inference = await serveInference(
     { node, logger },
-    { limits, answer: (exchange) => answerRequest(exchange, context) },
+    {
+      limits,
+      answer: (exchange) => answerRequest(exchange, context),
+      isTrustedPeer: standing.isTrustedPeer,
+    },
   );
   await serveEvidence(
     { node, logger },

@@ -76,7 +76,7 @@ describe("network (real provider and gateway processes over libp2p)", () => {
       name,
       "--price",
       String(price),
-      "--idle-timeout",
+      "--first-frame-timeout",
       "1000",
     ];
     providers.push(await startRole(providerArgs("p1", 1000), { env }));

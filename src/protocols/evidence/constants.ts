@@ -19,6 +19,6 @@ export type EvidenceLimits = {
 export const defaultEvidenceLimits: EvidenceLimits = {
   maxFrameBytes: streamLimits.maxFrameBytes,
   maxInboundStreams: 16,
-  requestTimeoutMs: streamLimits.idleTimeoutMs,
+  requestTimeoutMs: streamLimits.firstFrameTimeoutMs,
   replyTimeoutMs: 10_000,
 };

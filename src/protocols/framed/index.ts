@@ -16,7 +16,12 @@
 import type { z } from "zod";
 import { describeError, MycelError, type MycelErrorParameters } from "../../errors/index.ts";
 import { type Logger, silentLogger } from "../../log/index.ts";
-import { createFrameChannel, type FrameChannel, type MycelNode } from "../../p2p/index.ts";
+import {
+  createFrameChannel,
+  type FrameChannel,
+  type InboundStreamSource,
+  type MycelNode,
+} from "../../p2p/index.ts";
 import {
   buildErrorFrame,
   type ErrorFrame,
@@ -37,7 +42,7 @@ export type FramedComponents = { node: FramedNode; logger?: Logger };
 export type FramedServerLimits = {
   /** Largest frame either side may send, in bytes of JSON. */
   maxFrameBytes: number;
-  /** Inbound streams of this protocol one connection may hold at once. */
+  /** Inbound streams of this protocol one connection may hold at once (libp2p resets the ones beyond). */
   maxInboundStreams: number;
 };
 
@@ -93,9 +98,9 @@ export type ServeFramedParameters = {
   limits: FramedServerLimits;
   /**
    * Serves one stream. What it throws is sent to the peer as an error frame ({@link errorFrameOf}); the stream is
-   * closed after it settles either way.
+   * closed after it settles either way. `source` says where the stream comes from, when the node knows.
    */
-  serve: (channel: FrameChannel, peerId: string) => Promise<void>;
+  serve: (channel: FrameChannel, peerId: string, source: InboundStreamSource | undefined) => Promise<void>;
 };
 
 /** Serves a protocol on the node: one frame channel per inbound stream, errors answered, every stream closed. */
@@ -107,10 +112,10 @@ export async function serveFramed(
   const { protocol, limits } = parameters;
   await components.node.handleProtocol(
     protocol,
-    async (stream, peerId) => {
+    async (stream, peerId, source) => {
       const channel = createFrameChannel(stream, { maxFrameBytes: limits.maxFrameBytes });
       try {
-        await parameters.serve(channel, peerId);
+        await parameters.serve(channel, peerId, source);
       } catch (error) {
         logger.debug("request refused", {
           protocol,

@@ -9,12 +9,22 @@ export type InferenceLimits = {
   maxFrameBytes: number;
   /** Most prompt tokens (prompt + continuation prefix) a provider evaluates for one request. */
   maxPromptTokens: number;
-  /** Inference streams one peer may hold open on a provider at once. */
+  /** Inference streams one peer may have served at once. */
   maxStreamsPerPeer: number;
-  /** Inbound inference streams a provider serves at once, from all peers. */
+  /** Inference streams a provider serves at once, from all peers. */
   maxInboundStreams: number;
+  /** Of those, how many the peers a provider does not trust yet share (the rest is kept for the ones it does). */
+  maxStrangerStreams: number;
+  /** Inference streams one connection may have open at once, served or waiting (libp2p resets the ones beyond). */
+  maxStreamsPerConnection: number;
+  /** Streams waiting for their request frame, from all peers; they take no serving capacity. */
+  maxPendingStreams: number;
+  /** Streams one peer may have waiting for their request frame. */
+  maxPendingStreamsPerPeer: number;
+  /** Streams of untrusted peers from one host (IP address) waiting for their request frame. */
+  maxPendingStreamsPerHost: number;
   /** Longest wait for a stream's request frame before the stream is dropped. */
-  idleTimeoutMs: number;
+  firstFrameTimeoutMs: number;
   /** Longest a whole request may take. */
   totalTimeoutMs: number;
 };
@@ -25,7 +35,12 @@ export const defaultInferenceLimits: InferenceLimits = {
   maxPromptTokens: streamLimits.maxPromptTokens,
   maxStreamsPerPeer: streamLimits.maxStreamsPerPeer,
   maxInboundStreams: streamLimits.maxInboundStreams,
-  idleTimeoutMs: streamLimits.idleTimeoutMs,
+  maxStrangerStreams: streamLimits.maxStrangerStreams,
+  maxStreamsPerConnection: streamLimits.maxStreamsPerConnection,
+  maxPendingStreams: streamLimits.maxPendingStreams,
+  maxPendingStreamsPerPeer: streamLimits.maxPendingStreamsPerPeer,
+  maxPendingStreamsPerHost: streamLimits.maxPendingStreamsPerHost,
+  firstFrameTimeoutMs: streamLimits.firstFrameTimeoutMs,
   totalTimeoutMs: streamLimits.totalTimeoutMs,
 };
 

@@ -9,6 +9,15 @@
  * for (let frame = await call.next({ timeoutMs: 5_000 }); frame; frame = await call.next({ timeoutMs: 5_000 })) ...
  * ```
  */
+
+export {
+  createStreamAdmission,
+  type PendingStream,
+  type StreamAdmission,
+  type StreamAdmissionCounts,
+  type StreamAdmissionLimits,
+  StreamLimitError,
+} from "./admission.ts";
 export {
   type CallInferenceParameters,
   callInference,

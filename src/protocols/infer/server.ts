@@ -1,10 +1,10 @@
 /**
- * The provider's side of `/mycel/infer/1.0.0`: admits a stream within the per-peer and total limits, reads its
- * request frame, and hands the exchange to the provider's answer; what the answer throws goes back as an error frame.
+ * The provider's side of `/mycel/infer/1.0.0`: admits a stream (admission.ts), reads its request frame within a
+ * short deadline, and hands the exchange to the provider's answer; what the answer throws goes back as an error frame.
  */
-import { describeError, MycelError } from "../../errors/index.ts";
+import { describeError } from "../../errors/index.ts";
 import { silentLogger } from "../../log/index.ts";
-import type { FrameChannel } from "../../p2p/index.ts";
+import { type FrameChannel, FrameTimeoutError } from "../../p2p/index.ts";
 import {
   type CancelFrame,
   gatewayFrameSchema,
@@ -16,12 +16,8 @@ import {
   type VoucherFrame,
 } from "../../protocol/index.ts";
 import { type FramedComponents, serveFramed } from "../framed/index.ts";
-import {
-  busyRetryAfterMs,
-  defaultInferenceLimits,
-  type InferenceLimits,
-  inferenceProtocolId,
-} from "./constants.ts";
+import { createStreamAdmission, StreamLimitError } from "./admission.ts";
+import { defaultInferenceLimits, type InferenceLimits, inferenceProtocolId } from "./constants.ts";
 
 /** One request being answered: the request frame, and the stream's two directions. */
 export type InferenceExchange = {
@@ -45,19 +41,20 @@ export type ServeInferenceParameters = {
   limits?: Partial<InferenceLimits>;
   /** Answers one request; what it throws is sent as an error frame. */
   answer: (exchange: InferenceExchange) => Promise<void>;
+  /**
+   * Whether the provider trusts a peer (a funded channel, requests served before): trusted peers may use all of the
+   * serving capacity, strangers share `maxStrangerStreams` of it. Without it every peer is trusted.
+   */
+  isTrustedPeer?: (peerId: string) => boolean;
 };
 
 /** A running inference service. */
 export type InferenceService = {
-  /** Streams being served now. */
+  /** Streams being served now (their request arrived). */
   activeStreams(): number;
+  /** Streams waiting for their request frame now. */
+  pendingStreams(): number;
 };
-
-/** Refuses a stream beyond a limit: the peer may come back after {@link busyRetryAfterMs}. */
-class StreamLimitError extends MycelError {
-  override name = "StreamLimitError";
-  readonly retryAfterMs = busyRetryAfterMs;
-}
 
 function exchangeOf(channel: FrameChannel, peerId: string, request: RequestFrame): InferenceExchange {
   const broken = new AbortController();
@@ -83,47 +80,74 @@ function exchangeOf(channel: FrameChannel, peerId: string, request: RequestFrame
   };
 }
 
-/** Serves inference streams on the node. */
+/** Waits for a stream's request frame within the deadline; a pushed-out stream throws its StreamLimitError. */
+async function readRequest(
+  channel: FrameChannel,
+  parameters: { timeoutMs: number; evicted: AbortSignal },
+): Promise<RequestFrame | undefined> {
+  let first: unknown;
+  try {
+    first = await channel.read({ timeoutMs: parameters.timeoutMs, signal: parameters.evicted });
+  } catch (error) {
+    throw parameters.evicted.aborted ? parameters.evicted.reason : error;
+  }
+  return first === undefined ? undefined : parseFrame(requestFrameSchema, first);
+}
+
+/**
+ * Serves inference streams on the node: a stream waits for its request frame in the pending budget (no serving
+ * capacity taken, a short deadline), then takes a serving slot and is answered (see admission.ts).
+ */
 export async function serveInference(
   components: FramedComponents,
   parameters: ServeInferenceParameters,
 ): Promise<InferenceService> {
   const limits = { ...defaultInferenceLimits, ...parameters.limits };
   const logger = components.logger ?? silentLogger;
-  const streamsByPeer = new Map<string, number>();
-  let active = 0;
+  const admission = createStreamAdmission(limits);
+  const isTrustedPeer = parameters.isTrustedPeer ?? (() => true);
   await serveFramed(components, {
     protocol: inferenceProtocolId,
-    limits,
-    serve: async (channel, peerId) => {
-      const open = streamsByPeer.get(peerId) ?? 0;
-      if (open >= limits.maxStreamsPerPeer)
-        throw new StreamLimitError(`at most ${limits.maxStreamsPerPeer} streams per peer`, {
-          code: "too_many_streams",
-        });
-      if (active >= limits.maxInboundStreams)
-        throw new StreamLimitError(
-          `this provider serves at most ${limits.maxInboundStreams} streams at once`,
-          {
-            code: "busy",
-          },
-        );
-      streamsByPeer.set(peerId, open + 1);
-      active++;
+    limits: { maxFrameBytes: limits.maxFrameBytes, maxInboundStreams: limits.maxStreamsPerConnection },
+    serve: async (channel, peerId, source) => {
       try {
-        const first = await channel.read({ timeoutMs: limits.idleTimeoutMs });
-        if (first === undefined) return;
-        await parameters.answer(exchangeOf(channel, peerId, parseFrame(requestFrameSchema, first)));
+        const trusted = isTrustedPeer(peerId);
+        const evicted = new AbortController();
+        const leavePending = admission.admitPending({
+          peerId,
+          // Without an address (a test network), each peer counts as a host of its own.
+          host: source?.remoteHost ?? peerId,
+          trusted,
+          evict: (reason) => evicted.abort(reason),
+        });
+        let request: RequestFrame | undefined;
+        try {
+          request = await readRequest(channel, {
+            timeoutMs: limits.firstFrameTimeoutMs,
+            evicted: evicted.signal,
+          });
+        } finally {
+          leavePending();
+        }
+        if (request === undefined) return;
+        const release = admission.admitServing({ peerId, trusted });
+        try {
+          await parameters.answer(exchangeOf(channel, peerId, request));
+        } finally {
+          release();
+        }
       } catch (error) {
-        logger.warn("stream refused", { peer: peerId, error: describeError(error).split("\n")[0] });
+        // Refusals for capacity and silent streams are what a flood looks like: kept out of the warnings.
+        const quiet = error instanceof StreamLimitError || error instanceof FrameTimeoutError;
+        const fields = { peer: peerId, error: describeError(error).split("\n")[0] };
+        if (quiet) logger.debug("stream refused", fields);
+        else logger.warn("stream refused", fields);
         throw error;
-      } finally {
-        active--;
-        const left = (streamsByPeer.get(peerId) ?? 1) - 1;
-        if (left > 0) streamsByPeer.set(peerId, left);
-        else streamsByPeer.delete(peerId);
       }
     },
   });
-  return { activeStreams: () => active };
+  return {
+    activeStreams: () => admission.counts().serving,
+    pendingStreams: () => admission.counts().pending,
+  };
 }

@@ -39,6 +39,8 @@ export type StartProviderNodeParameters = {
   settlement?: Partial<SettlementPolicy>;
   /** Drop a stream silent this long before its request frame. */
   idleTimeoutMs?: number;
+  /** How long the evidence of an answer is kept (default: roleDefaults.evidenceRetentionHours). */
+  evidenceRetentionMs?: number;
   /** Longest the shutdown may take (it settles vouchers first). */
   shutdownLimitMs?: number;
 };
@@ -131,6 +133,7 @@ export async function startProviderNode(parameters: StartProviderNodeParameters)
     limits: parameters.idleTimeoutMs ? { idleTimeoutMs: parameters.idleTimeoutMs } : undefined,
     payments,
     evidence,
+    evidenceRetentionMs: parameters.evidenceRetentionMs,
     logger,
   });
   for (const multiaddr of node.multiaddrs())

@@ -29,10 +29,19 @@ export async function readJsonBody(request: IncomingMessage, maxBodyBytes: numbe
   if (Number.isFinite(declared) && declared > maxBodyBytes) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of request) {
-    size += (chunk as Buffer).length;
-    if (size > maxBodyBytes) throw tooLarge();
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of request) {
+      size += (chunk as Buffer).length;
+      if (size > maxBodyBytes) throw tooLarge();
+      chunks.push(chunk as Buffer);
+    }
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    // The client went away, or the server cut a body that took longer than its body timeout: the client's doing.
+    throw new HttpError(408, "the request body did not arrive in full (the connection closed or timed out)", {
+      code: "request_timeout",
+      hint: "send the whole request at once, within the server's body timeout",
+    });
   }
   const text = Buffer.concat(chunks).toString("utf8");
   if (!text.trim())

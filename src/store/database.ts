@@ -1,5 +1,5 @@
 /** Opening Mycel's SQLite database: durable pragmas and schema migrations tracked in `user_version`. */
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { DatabaseError } from "./errors.ts";
@@ -123,13 +123,16 @@ export function preparePrivateDatabaseFile(path: string) {
   }
   const folder = dirname(path);
   const created = mkdirSync(folder, { recursive: true, mode: privateFolderMode });
-  // Folders made now got 0700 less the umask; each of them, and the database's own folder, is set exactly.
+  // Folders made now got 0700 less the umask; each of them is set exactly.
   for (let made = folder; created !== undefined && made.length >= created.length; made = dirname(made))
     chmodSync(made, privateFolderMode);
-  chmodSync(folder, privateFolderMode);
+  // A folder that was there is tightened when it is this user's own and not a shared one (sticky, like /tmp).
+  const existing = statSync(folder);
+  if (existing.uid === process.getuid?.() && (existing.mode & 0o1000) === 0)
+    chmodSync(folder, privateFolderMode);
   closeSync(openSync(path, "a", privateFileMode));
   for (const file of [path, `${path}-wal`, `${path}-shm`])
-    if (existsSync(file)) chmodSync(file, privateFileMode);
+    if (existsSync(file) && statSync(file).uid === process.getuid?.()) chmodSync(file, privateFileMode);
 }
 
 /** Opens (creating it and its folder if needed) the database at `path`, in WAL mode with synchronous=FULL, migrated to {@link schemaVersion}. */

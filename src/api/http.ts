@@ -29,10 +29,19 @@ export async function readJsonBody(request: IncomingMessage, maxBodyBytes: numbe
   if (Number.isFinite(declared) && declared > maxBodyBytes) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of request) {
-    size += (chunk as Buffer).length;
-    if (size > maxBodyBytes) throw tooLarge();
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of request) {
+      size += (chunk as Buffer).length;
+      if (size > maxBodyBytes) throw tooLarge();
+      chunks.push(chunk as Buffer);
+    }
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    // The client went away, or the server cut a body that took longer than its body timeout: the client's doing.
+    throw new HttpError(408, "the request body did not arrive in full (the connection closed or timed out)", {
+      code: "request_timeout",
+      hint: "send the whole request at once, within the server's body timeout",
+    });
   }
   const text = Buffer.concat(chunks).toString("utf8");
   if (!text.trim())
@@ -92,9 +101,49 @@ export function guardRequest(
       },
     );
   const { method } = parameters;
-  if (method !== "GET" && method !== "HEAD" && !isSameOrigin(request.headers.origin, request.headers.host))
-    throw new HttpError(403, `requests from the web page at ${request.headers.origin} are refused`, {
-      code: "cross_origin_refused",
-      hint: "call the API from a program, or from the explorer this server serves; other web pages may not use it",
+  if (method !== "GET" && method !== "HEAD") refuseForeignPages(request);
+}
+
+/**
+ * Refuses a request a web page of another origin made (403): its Origin header names another origin, or the
+ * browser's Sec-Fetch-Site says it came from another site (also sent where no Origin is, as by `fetch` in
+ * no-cors mode). Programs (curl, SDKs) send neither, and pages this server serves are same-origin.
+ */
+export function refuseForeignPages(request: IncomingMessage) {
+  const fetchSite = request.headers["sec-fetch-site"];
+  const foreign =
+    !isSameOrigin(request.headers.origin, request.headers.host) ||
+    fetchSite === "cross-site" ||
+    fetchSite === "same-site";
+  if (foreign)
+    throw new HttpError(
+      403,
+      `requests from the web page at ${request.headers.origin ?? `another ${fetchSite}`} are refused`,
+      {
+        code: "cross_origin_refused",
+        hint: "call the API from a program, or from the explorer this server serves; other web pages may not use it",
+      },
+    );
+}
+
+/** The path of a request's URL, percent-decoded; 400 when it cannot be (`%`, `%zz`, an unclosed `[` host). */
+export function requestPath(request: IncomingMessage): { path: string; query: URLSearchParams } {
+  const malformed = (what: string) =>
+    new HttpError(400, `the request URL is malformed (${what}): ${JSON.stringify(request.url ?? "")}`, {
+      code: "invalid_url",
+      hint: "send a path such as /v1/models, with any %-escapes complete (%25 for a literal %)",
     });
+  let url: URL;
+  try {
+    url = new URL(request.url ?? "/", "http://localhost");
+  } catch {
+    throw malformed("not a URL");
+  }
+  const path = url.pathname.replace(/\/+$/, "") || "/";
+  try {
+    decodeURIComponent(path);
+  } catch {
+    throw malformed("a broken %-escape");
+  }
+  return { path, query: url.searchParams };
 }

@@ -16,6 +16,8 @@ export {
   isLoopbackHostHeader,
   isSameOrigin,
   readJsonBody,
+  refuseForeignPages,
+  requestPath,
   sendJson,
 } from "./http.ts";
 export { HttpError, type OpenAiErrorBody, type OpenAiErrorResponse, toOpenAiError } from "./openaiErrors.ts";
@@ -28,7 +30,9 @@ export {
 } from "./schemas.ts";
 export {
   type ApiServer,
+  defaultHttpLimits,
   defaultMaxBodyBytes,
+  type HttpLimits,
   type StartApiServerParameters,
   startApiServer,
 } from "./server.ts";

@@ -6,7 +6,7 @@ import { MycelError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import { type ApiModelInfo, createEngineBackend, type InferenceBackend } from "./backend.ts";
 import { type CompletionContext, handleChatCompletion, handleCompletion } from "./completions.ts";
-import { guardRequest, isLoopbackHost, sendJson } from "./http.ts";
+import { guardRequest, isLoopbackHost, requestPath, sendJson } from "./http.ts";
 import { HttpError, toOpenAiError } from "./openaiErrors.ts";
 
 /** Parameters of {@link startApiServer}. */
@@ -20,8 +20,36 @@ export type StartApiServerParameters = {
   port?: number;
   /** Largest accepted request body, in bytes (default 1 MiB). */
   maxBodyBytes?: number;
+  /** Timeouts and the connection cap (defaults: {@link defaultHttpLimits}). */
+  limits?: Partial<HttpLimits>;
   logger?: Logger;
 };
+
+/** What one client may hold of the server: time to send a request, idle keep-alive, and open connections. */
+export type HttpLimits = {
+  /** The request line and headers must arrive within this (else 408 and the connection is closed). */
+  headerTimeoutMs: number;
+  /**
+   * The whole request, headers and body, must arrive within this (else 408 and the connection is closed): a body
+   * sent a byte at a time cannot hold a connection. Answers (streams included) may take as long as they need.
+   */
+  bodyTimeoutMs: number;
+  /** An idle kept-alive connection is closed after this. */
+  keepAliveTimeoutMs: number;
+  /** Connections open at once; beyond it a new one is closed at once. */
+  maxConnections: number;
+};
+
+/** Defaults of {@link HttpLimits}: headers in 10 s, the whole request in 30 s, 5 s idle, 512 connections. */
+export const defaultHttpLimits: HttpLimits = {
+  headerTimeoutMs: 10_000,
+  bodyTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 512,
+};
+
+/** How often the server looks for requests past their header or body timeout. */
+const timeoutCheckIntervalMs = 1_000;
 
 /** A running API server. */
 export type ApiServer = {
@@ -47,10 +75,9 @@ function createRouter(context: CompletionContext & { loopbackOnly: boolean }) {
     mycel: { hash: info.hash, context_length: info.contextLength, ...info.extra },
   });
   return async (request: IncomingMessage, response: ServerResponse) => {
-    const url = new URL(request.url ?? "/", "http://localhost");
-    const path = url.pathname.replace(/\/+$/, "") || "/";
     const method = request.method ?? "GET";
     guardRequest(request, { loopbackOnly: context.loopbackOnly, method });
+    const { path, query } = requestPath(request);
     const allow = (methods: string[]) => {
       if (!methods.includes(method))
         throw new HttpError(405, `${method} is not allowed on ${path}; use ${methods.join(" or ")}`, {
@@ -81,7 +108,7 @@ function createRouter(context: CompletionContext & { loopbackOnly: boolean }) {
       allow(["POST"]);
       return handleCompletion(context, request, response);
     }
-    if (await backend.route?.({ method, path, query: url.searchParams, request, response })) return;
+    if (await backend.route?.({ method, path, query, request, response })) return;
     throw new HttpError(404, `no route ${method} ${path}`, {
       code: "not_found",
       hint: "the API serves /v1/models, /v1/chat/completions, /v1/completions and /health",
@@ -137,11 +164,37 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
     logger,
     loopbackOnly: isLoopbackHost(host),
   });
-  const server = createServer((request, response) => {
-    route(request, response).catch((error: unknown) => answerFailure({ error, request, response, logger }));
+  const given = Object.entries(parameters.limits ?? {}).filter(([, value]) => value !== undefined);
+  const limits: HttpLimits = { ...defaultHttpLimits, ...Object.fromEntries(given) };
+  if (limits.bodyTimeoutMs < limits.headerTimeoutMs)
+    throw new MycelError(
+      `the body timeout (${limits.bodyTimeoutMs} ms) is shorter than the header timeout (${limits.headerTimeoutMs} ms)`,
+      { code: "invalid_setup", hint: "give a body timeout at least as long as the header timeout" },
+    );
+  const server = createServer(
+    {
+      headersTimeout: limits.headerTimeoutMs,
+      requestTimeout: limits.bodyTimeoutMs,
+      connectionsCheckingInterval: timeoutCheckIntervalMs,
+    },
+    (request, response) => {
+      route(request, response).catch((error: unknown) => answerFailure({ error, request, response, logger }));
+    },
+  );
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  server.maxConnections = limits.maxConnections;
+  let droppedSinceLog = 0;
+  let lastDropLog = 0;
+  server.on("drop", () => {
+    droppedSinceLog += 1;
+    if (Date.now() - lastDropLog < 10_000) return;
+    logger.warn("connections refused: the server holds its most connections", {
+      maxConnections: limits.maxConnections,
+      refused: droppedSinceLog,
+    });
+    lastDropLog = Date.now();
+    droppedSinceLog = 0;
   });
-  server.requestTimeout = 0;
-  server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error: NodeJS.ErrnoException) => {
       reject(

@@ -38,6 +38,8 @@ type ServeFlags = {
   contextSize?: number;
   maxQueue?: number;
   maxBody?: number;
+  bodyTimeout?: number;
+  maxConnections?: number;
 };
 
 function addServeOptions(command: Command) {
@@ -48,7 +50,17 @@ function addServeOptions(command: Command) {
     .option("--threads <n>", "llama.cpp threads per sequence", integer("--threads", 1, 256))
     .option("--context-size <n>", "context window per sequence, in tokens", integer("--context-size", 64))
     .option("--max-queue <n>", "requests that may wait before new ones get 503", integer("--max-queue", 0))
-    .option("--max-body <bytes>", "largest request body", integer("--max-body", 1024));
+    .option("--max-body <bytes>", "largest request body", integer("--max-body", 1024))
+    .option(
+      "--body-timeout <seconds>",
+      "a request (headers and body) must arrive within this, else 408 (default 30)",
+      integer("--body-timeout", 10, 3600),
+    )
+    .option(
+      "--max-connections <n>",
+      "HTTP connections open at once (default 512)",
+      integer("--max-connections", 1, 1_000_000),
+    );
 }
 
 function serveOverrides(flags: Omit<ServeFlags, "model">): ConfigOverrides {
@@ -59,7 +71,13 @@ function serveOverrides(flags: Omit<ServeFlags, "model">): ConfigOverrides {
       contextSize: flags.contextSize,
       maxQueue: flags.maxQueue,
     },
-    serve: { host: flags.host, port: flags.port, maxBodyBytes: flags.maxBody },
+    serve: {
+      host: flags.host,
+      port: flags.port,
+      maxBodyBytes: flags.maxBody,
+      bodyTimeoutMs: flags.bodyTimeout === undefined ? undefined : flags.bodyTimeout * 1000,
+      maxConnections: flags.maxConnections,
+    },
   };
 }
 

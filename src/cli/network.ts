@@ -30,6 +30,7 @@ export type ProviderFlags = ChainFlags & {
   contextSize?: number;
   maxQueue?: number;
   firstFrameTimeout?: number;
+  evidenceRetention: number;
   creditTokens: number;
   settleThreshold?: bigint;
   settleInterval: number;
@@ -50,6 +51,8 @@ export type GatewayFlags = ChainFlags & {
   validator?: string[];
   auditRate: number;
   minReputation: number;
+  bodyTimeout?: number;
+  maxConnections?: number;
   shutdownTimeout: number;
 };
 
@@ -137,6 +140,12 @@ function addProviderCommand(program: Command): Command {
       integer("--first-frame-timeout", 100),
     )
     .option(
+      "--evidence-retention <hours>",
+      "keep the evidence of each answer (it holds the conversation) this long for its client and validators",
+      integer("--evidence-retention", 1, 24 * 366),
+      roleDefaults.evidenceRetentionHours,
+    )
+    .option(
       "--credit-tokens <n>",
       "output tokens served on credit before a client must pay (with --rpc-url)",
       integer("--credit-tokens", 32, 1_000_000),
@@ -191,6 +200,7 @@ function addProviderCommand(program: Command): Command {
         checkIntervalMs: flags.settleCheck * 1000,
       },
       firstFrameTimeoutMs: flags.firstFrameTimeout,
+      evidenceRetentionMs: flags.evidenceRetention * 3600_000,
       shutdownLimitMs: flags.shutdownTimeout * 1000,
     });
     await printReady({
@@ -249,9 +259,26 @@ function addGatewayCommand(program: Command) {
       "do not route to providers whose on-chain reputation (0..1) is below this (with --rpc-url)",
       fraction("--min-reputation"),
       roleDefaults.minimumReputation,
+    )
+    .option(
+      "--body-timeout <seconds>",
+      "an API request (headers and body) must arrive within this, else 408 (default 30)",
+      integer("--body-timeout", 10, 3600),
+    )
+    .option(
+      "--max-connections <n>",
+      "API connections open at once (default 512)",
+      integer("--max-connections", 1, 1_000_000),
     );
   addShutdownOption(gateway).action(async (flags: GatewayFlags, command: Command) => {
-    const config = configFrom(command, { serve: { host: flags.host, port: flags.port } });
+    const config = configFrom(command, {
+      serve: {
+        host: flags.host,
+        port: flags.port,
+        bodyTimeoutMs: flags.bodyTimeout === undefined ? undefined : flags.bodyTimeout * 1000,
+        maxConnections: flags.maxConnections,
+      },
+    });
     const { logger, node, privateKey, chain } = await setUpRole({ config, flags, role: "gateway" });
     if (chain) logger.info("chain", { chainId: chain.deployments.chainId, rpcUrl: chain.connection.rpcUrl });
     const running = await node.startGatewayNode({

@@ -15,7 +15,22 @@ export type ServeConfig = {
   host: string;
   port: number;
   maxBodyBytes: number;
+  /** HTTP limits of the API (unset: the api part's defaults, docs/CONFIG.md). */
+  headerTimeoutMs?: number;
+  bodyTimeoutMs?: number;
+  keepAliveTimeoutMs?: number;
+  maxConnections?: number;
 };
+
+/** The HTTP limits a serve config sets (unset ones are left to the API's defaults). */
+export function httpLimitsOf(serve: ServeConfig) {
+  return {
+    headerTimeoutMs: serve.headerTimeoutMs,
+    bodyTimeoutMs: serve.bodyTimeoutMs,
+    keepAliveTimeoutMs: serve.keepAliveTimeoutMs,
+    maxConnections: serve.maxConnections,
+  };
+}
 
 /** The whole configuration. */
 export type MycelConfig = {
@@ -41,6 +56,10 @@ const fileSchema = z
         host: z.string().min(1),
         port: z.number().int().min(0).max(65535),
         maxBodyBytes: z.number().int().min(1024),
+        headerTimeoutMs: z.number().int().min(100),
+        bodyTimeoutMs: z.number().int().min(100),
+        keepAliveTimeoutMs: z.number().int().min(100),
+        maxConnections: z.number().int().min(1),
       })
       .partial()
       .strict(),

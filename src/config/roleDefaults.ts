@@ -25,6 +25,11 @@ export const roleDefaults = {
   epochCheckSeconds: 10,
   /** Share of a cheating provider's stake a slashing proposal asks for. */
   slashPercent: 10,
+  /**
+   * How long a provider keeps the evidence of an answer (it holds the conversation) for its client and the
+   * validators the client samples to; pruned every hour.
+   */
+  evidenceRetentionHours: 7 * 24,
   /** How long a role may take to stop cleanly (a provider settles its vouchers first). */
   shutdownSeconds: 15,
 } as const;

@@ -155,7 +155,7 @@ export function createReceiptViews(parameters: {
         .find((known) => known.address.toLowerCase() === entry.provider.toLowerCase());
       if (!provider)
         throw new ServiceUnavailableError(`provider ${entry.provider} is not on the network now`, {
-          hint: "the evidence stays with the provider (for 7 days); try again when it is back",
+          hint: "the evidence stays with the provider (7 days unless it set --evidence-retention); try again when it is back",
         });
       try {
         const frame = await fetchEvidence(
@@ -166,7 +166,7 @@ export function createReceiptViews(parameters: {
       } catch (error) {
         throw new ServiceUnavailableError(`provider ${entry.provider} did not hand over the evidence`, {
           details: describeError(error),
-          hint: "the provider may have restarted without its evidence store, or pruned it after 7 days",
+          hint: "the provider may have restarted without its evidence store, or pruned it after its retention (7 days by default)",
         });
       }
     }

@@ -1,7 +1,7 @@
 /** Encrypted keystores: one secp256k1 key per file under `<MYCEL_HOME>/keys/`, sealed with scrypt + AES-256-GCM. */
 import { createCipheriv, createDecipheriv, randomBytes, type ScryptOptions, scrypt } from "node:crypto";
 import { access, chmod, link, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Address, Hex } from "viem";
 import { bytesToHex, getAddress, isAddressEqual } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
@@ -261,7 +261,18 @@ async function readKeystoreFile(parameters: KeystorePathParameters) {
     const where = issue?.path.length ? issue.path.join(".") : "(root)";
     throw new InvalidKeystoreError({ path, reason: `${where}: ${issue?.message ?? "invalid"}` });
   }
+  await tightenKeystoreModes(path);
   return { path, file: parsed.data };
+}
+
+/**
+ * Makes a keystore written by an older Mycel, or copied in by hand, its owner's only again: the file 0600, its
+ * folder 0700. Best effort: a file this user may not change (read-only mount, another owner) is read as it is.
+ */
+async function tightenKeystoreModes(path: string) {
+  if (process.platform === "win32") return;
+  await chmod(path, 0o600).catch(() => undefined);
+  await chmod(dirname(path), 0o700).catch(() => undefined);
 }
 
 /** The names of the keystores in `<home>/keys/`, sorted (none when the folder does not exist). */

@@ -11,7 +11,7 @@ import {
   maxScore,
   parseTokenAmount,
 } from "../chain/index.ts";
-import type { MycelConfig } from "../config/index.ts";
+import { httpLimitsOf, type MycelConfig } from "../config/index.ts";
 import { createExplorer } from "../explorer/index.ts";
 import { type Gateway, type ReputationSource, startGateway } from "../gateway/index.ts";
 import type { Logger } from "../log/index.ts";
@@ -142,6 +142,7 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
         host: config.serve.host,
         port: config.serve.port,
         maxBodyBytes: config.serve.maxBodyBytes,
+        limits: httpLimitsOf(config.serve),
         logger: logger.child({ part: "api" }),
       })
     : undefined;

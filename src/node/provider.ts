@@ -39,6 +39,8 @@ export type StartProviderNodeParameters = {
   settlement?: Partial<SettlementPolicy>;
   /** Drop a new stream whose request frame has not come within this many ms. */
   firstFrameTimeoutMs?: number;
+  /** How long the evidence of an answer is kept (default: roleDefaults.evidenceRetentionHours). */
+  evidenceRetentionMs?: number;
   /** Longest the shutdown may take (it settles vouchers first). */
   shutdownLimitMs?: number;
 };
@@ -133,6 +135,7 @@ export async function startProviderNode(parameters: StartProviderNodeParameters)
       : undefined,
     payments,
     evidence,
+    evidenceRetentionMs: parameters.evidenceRetentionMs,
     logger,
   });
   for (const multiaddr of node.multiaddrs())

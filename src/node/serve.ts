@@ -1,6 +1,6 @@
 /** Serves models from the store on this machine alone, through the OpenAI-compatible API (`mycel serve`, `demo`). */
 import { startApiServer } from "../api/index.ts";
-import type { MycelConfig } from "../config/index.ts";
+import { httpLimitsOf, type MycelConfig } from "../config/index.ts";
 import { createEngine } from "../engine/index.ts";
 import type { Logger } from "../log/index.ts";
 import { type ModelRecord, openModelStore } from "../model/index.ts";
@@ -26,6 +26,7 @@ export async function startLocalServer(parameters: {
     host: config.serve.host,
     port: config.serve.port,
     maxBodyBytes: config.serve.maxBodyBytes,
+    limits: httpLimitsOf(config.serve),
     logger: logger.child({ role: "api" }),
   });
   if (!["127.0.0.1", "localhost", "::1"].includes(config.serve.host))

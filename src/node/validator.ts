@@ -125,6 +125,7 @@ export async function startValidatorNode(parameters: StartValidatorNodeParameter
     store,
     privateKey,
     network: validatorNetworkOf(challenger.gateway),
+    challengeKey,
     challengeModels: () => models.map((model) => ({ name: model.name, hash: model.hash })),
     chain,
     options: parameters.options,

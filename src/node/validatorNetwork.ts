@@ -1,5 +1,5 @@
 /** A gateway as a validator's view of the network: the providers it hears of, and challenges sent through it. */
-import type { Gateway } from "../gateway/index.ts";
+import { type Gateway, wireRequestOf } from "../gateway/index.ts";
 import type { ValidatorNetwork } from "../validator/index.ts";
 
 /** Adapts a gateway (the validator's own) to what the validator needs of the network. */
@@ -13,9 +13,9 @@ export function validatorNetworkOf(gateway: Gateway): ValidatorNetwork {
         .map((entry) => ({ peerId: entry.peerId, address: entry.address })),
     providerAddress: (peerId) => gateway.providers.get(peerId)?.address,
     async ask(request) {
-      const answer = await gateway.answer({
+      const asked = {
         model: request.model,
-        prompt: { kind: "chat", messages: request.messages },
+        prompt: { kind: "chat" as const, messages: request.messages },
         sampling: {
           maxTokens: request.maxTokens,
           temperature: request.temperature,
@@ -25,8 +25,9 @@ export function validatorNetworkOf(gateway: Gateway): ValidatorNetwork {
         },
         onlyProvider: request.providerPeerId,
         signal: request.signal,
-      });
-      return { receipts: answer.receipts };
+      };
+      const answer = await gateway.answer(asked);
+      return { receipts: answer.receipts, request: wireRequestOf(asked, answer.seed) };
     },
   };
 }

@@ -4,6 +4,7 @@
  */
 import { type Hex, keccak256, stringToBytes } from "viem";
 import { z } from "zod";
+import { auditSampleFrameSchema } from "./auditSample.ts";
 import { canonicalJson } from "./canonicalJson.ts";
 import { streamLimits } from "./constants.ts";
 import { inferenceRequestSchema, wireFieldSchemas } from "./frames.ts";
@@ -133,9 +134,19 @@ export function evidenceCommitment(parameters: {
   );
 }
 
-/** Anyone -> provider, on `/mycel/evidence/1.0.0`: the evidence of a request (its id is the capability). */
+/**
+ * Client or validator -> provider, on `/mycel/evidence/1.0.0`: the evidence of a request. The provider hands it to
+ * the request's client (the stream's authenticated peer is the receipt's `client`), or to whoever shows an audit
+ * sample of this request and receipt signed by that client (a validator the client chose).
+ */
 export const evidenceRequestFrameSchema = z
-  .object({ v: version, type: z.literal("evidence_request"), request_id: bytes32 })
+  .object({
+    v: version,
+    type: z.literal("evidence_request"),
+    request_id: bytes32,
+    /** The audit sample the client signed, as the validator received it. */
+    sample: auditSampleFrameSchema.optional(),
+  })
   .strict();
 
 /** Provider -> asker: the evidence, with the request and the signed receipt it belongs to. */

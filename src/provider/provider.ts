@@ -1,6 +1,7 @@
 /** The provider role: serves inference over `/mycel/infer/1.0.0`, signs receipts, keeps evidence, announces itself. */
 import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { roleDefaults } from "../config/index.ts";
 import type { Engine, LoadedModelInfo } from "../engine/index.ts";
 import { describeError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
@@ -21,7 +22,7 @@ import { answerRequest, type ProviderComponents } from "./answer.ts";
 export type ProviderPrice = { input: bigint; output: bigint };
 
 /** How long a provider keeps the evidence of its answers for validators, by default: 7 days. */
-export const defaultEvidenceRetentionMs = 7 * 24 * 3600_000;
+export const defaultEvidenceRetentionMs = roleDefaults.evidenceRetentionHours * 3600_000;
 
 /** Parameters of {@link startProvider}. */
 export type StartProviderParameters = {
@@ -88,7 +89,7 @@ function createPeerStanding(payments: ProviderPayments | undefined) {
   };
 }
 
-/** Deletes evidence older than the retention now and every hour. */
+/** Deletes evidence older than the retention now and every hour (or every retention period, when shorter). */
 function startEvidencePruning(parameters: { evidence: EvidenceStore; retentionMs: number; logger: Logger }) {
   const { evidence, retentionMs, logger } = parameters;
   const prune = () => {

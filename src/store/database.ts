@@ -1,5 +1,5 @@
 /** Opening Mycel's SQLite database: durable pragmas and schema migrations tracked in `user_version`. */
-import { mkdirSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { DatabaseError } from "./errors.ts";
@@ -106,11 +106,40 @@ const migrations: readonly string[] = [
 /** The schema version this Mycel writes. */
 export const schemaVersion = migrations.length;
 
+/** Mode of a database file and of its -wal and -shm files: read and written by its owner only. */
+export const privateFileMode = 0o600;
+/** Mode of a folder that holds databases: its owner's only. */
+export const privateFolderMode = 0o700;
+
+/**
+ * Makes the database at `path` its owner's only: its folder (and every folder created for it) 0700, the file
+ * created 0600 before SQLite opens it (SQLite gives the -wal and -shm files the database's mode), and an existing
+ * database, -wal and -shm tightened to 0600. Receipts, payments and evidence (which holds conversations) live here.
+ */
+export function preparePrivateDatabaseFile(path: string) {
+  if (process.platform === "win32") {
+    mkdirSync(dirname(path), { recursive: true });
+    return;
+  }
+  const folder = dirname(path);
+  const created = mkdirSync(folder, { recursive: true, mode: privateFolderMode });
+  // Folders made now got 0700 less the umask; each of them is set exactly.
+  for (let made = folder; created !== undefined && made.length >= created.length; made = dirname(made))
+    chmodSync(made, privateFolderMode);
+  // A folder that was there is tightened when it is this user's own and not a shared one (sticky, like /tmp).
+  const existing = statSync(folder);
+  if (existing.uid === process.getuid?.() && (existing.mode & 0o1000) === 0)
+    chmodSync(folder, privateFolderMode);
+  closeSync(openSync(path, "a", privateFileMode));
+  for (const file of [path, `${path}-wal`, `${path}-shm`])
+    if (existsSync(file) && statSync(file).uid === process.getuid?.()) chmodSync(file, privateFileMode);
+}
+
 /** Opens (creating it and its folder if needed) the database at `path`, in WAL mode with synchronous=FULL, migrated to {@link schemaVersion}. */
 export function openDatabase(path: string): Database.Database {
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   let db: Database.Database;
   try {
+    if (path !== ":memory:") preparePrivateDatabaseFile(path);
     db = new Database(path);
   } catch (cause) {
     throw new DatabaseError(`cannot open the database at ${path}`, {

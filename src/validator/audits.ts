@@ -5,7 +5,13 @@
 import { getAddress, type Hex } from "viem";
 import { describeError, InvalidInputError, ModelNotFoundError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { AuditInput, EvidenceFrame, InferenceRequest, SignedReceipt } from "../protocol/index.ts";
+import type {
+  AuditInput,
+  AuditSampleFrame,
+  EvidenceFrame,
+  InferenceRequest,
+  SignedReceipt,
+} from "../protocol/index.ts";
 import { type FramedComponents, fetchEvidence } from "../protocols/index.ts";
 import type { AuditStore } from "../store/index.ts";
 import type { Auditor, AuditVerdict } from "../verify/index.ts";
@@ -18,6 +24,8 @@ export type AuditSample = {
   /** The request as the gateway sent it (challenges take it from the evidence). */
   request?: InferenceRequest;
   receipt: SignedReceipt;
+  /** The sample signed by the receipt's client, shown to the provider to be handed the evidence. */
+  signedSample: AuditSampleFrame;
   source: "sample" | "challenge";
   /** The gateway peer that sent the sample: the verdict goes back to it. */
   fromPeer?: string;
@@ -51,6 +59,7 @@ export function createSampleAuditor(parameters: CreateSampleAuditorParameters): 
         return await fetchEvidence(parameters.components, {
           providerPeerId: sample.providerPeerId,
           requestId: sample.requestId,
+          sample: sample.signedSample,
         });
       } catch (error) {
         lastError = describeError(error);

@@ -6,6 +6,7 @@ import { randomInt } from "node:crypto";
 import type { Hex } from "viem";
 import { describeError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
+import { hashRequest, signAuditSample } from "../protocol/index.ts";
 import type { AuditVerdict } from "../verify/index.ts";
 import type { AuditQueue } from "./auditQueue.ts";
 import type { AuditSample, SampleAuditor } from "./audits.ts";
@@ -34,6 +35,8 @@ export type CreateChallengerParameters = {
   /** Models challenges may ask for: those this validator can audit (its store's), by name and hash. */
   models: () => { name: string; hash: string }[];
   queue: AuditQueue;
+  /** The challenge gateway's key (its answers' client): signs each challenge's audit sample. */
+  challengeKey: Hex;
   auditSample: (sample: AuditSample) => ReturnType<SampleAuditor>;
   logger: Logger;
 };
@@ -51,27 +54,41 @@ export function createChallenger(parameters: CreateChallengerParameters): Challe
     if (!model) return undefined;
     const target = pick(network.providersOf(`0x${model.hash}`));
     if (!target) return undefined;
-    let receipts: Awaited<ReturnType<ValidatorNetwork["ask"]>>["receipts"];
+    let answered: Awaited<ReturnType<ValidatorNetwork["ask"]>>;
     try {
-      ({ receipts } = await network.ask({
+      answered = await network.ask({
         model,
         messages: [{ role: "user", content: pick(challengePrompts) as string }],
         maxTokens: 16 + randomInt(0, 48),
         temperature: pick([0, 0.7, 1]) as number,
         providerPeerId: target.peerId,
         signal: AbortSignal.timeout(challengeTimeoutMs),
-      }));
+      });
     } catch (error) {
       logger.info("challenge request failed", { provider: target.address, error: describeError(error) });
       return undefined;
     }
+    const { receipts, request } = answered;
     const receipt = receipts[receipts.length - 1];
     if (!receipt) return undefined;
+    if (hashRequest(request) !== receipt.message.requestHash) {
+      logger.info("challenge answer is not for the request sent (a failover?): not audited", {
+        provider: target.address,
+      });
+      return undefined;
+    }
+    const requestId = receipt.message.requestId as Hex;
+    // The provider hands evidence to the receipt's client only, or to the holder of a sample it signed.
+    const signedSample = await signAuditSample({
+      privateKey: parameters.challengeKey,
+      sample: { request_id: requestId, provider_peer_id: target.peerId, request, receipt },
+    });
     return parameters.queue.enqueue(() =>
       parameters.auditSample({
-        requestId: receipt.message.requestId as Hex,
+        requestId,
         providerPeerId: target.peerId,
         receipt,
+        signedSample,
         source: "challenge",
       }),
     );

@@ -1,5 +1,5 @@
 /** What a validator needs of the network: the providers it hears of, and a way to ask them like any user would. */
-import type { SignedReceipt } from "../protocol/index.ts";
+import type { InferenceRequest, SignedReceipt } from "../protocol/index.ts";
 
 /** A request a validator sends as a challenge, routed to one provider only. */
 export type ChallengeRequest = {
@@ -23,6 +23,6 @@ export type ValidatorNetwork = {
   providersOf(modelHash: string): { peerId: string; address: string }[];
   /** The address a provider announced itself with, or undefined when it is not known. */
   providerAddress(peerId: string): string | undefined;
-  /** Sends a request to one provider; resolves with the answer's receipts. */
-  ask(request: ChallengeRequest): Promise<{ receipts: SignedReceipt[] }>;
+  /** Sends a request to one provider; resolves with the answer's receipts and the wire request it sent. */
+  ask(request: ChallengeRequest): Promise<{ receipts: SignedReceipt[]; request: InferenceRequest }>;
 };

@@ -54,6 +54,12 @@ export type StartValidatorParameters = {
   privateKey: Hex;
   /** The providers it hears of, and a way to challenge them (a gateway of its own; see network.ts). */
   network: ValidatorNetwork;
+  /**
+   * The key the challenge gateway (`network`) pays and asks with, the client of its answers' receipts: the
+   * validator signs the audit sample of each challenge with it, as a provider hands evidence only to the client or
+   * to the holder of a sample the client signed.
+   */
+  challengeKey: Hex;
   /** Models challenges may ask for: those in this validator's store, by name (as the gateway lists them). */
   challengeModels?: () => { name: string; hash: string }[];
   chain?: ValidatorChain;
@@ -122,6 +128,7 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
             providerPeerId: sample.provider_peer_id,
             request: sample.request,
             receipt: sample.receipt as SignedReceipt,
+            signedSample: sample,
             source: "sample",
             fromPeer: peerId,
           }),
@@ -133,6 +140,7 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
   const challenge = createChallenger({
     network,
     models: parameters.challengeModels ?? (() => []),
+    challengeKey: parameters.challengeKey,
     queue,
     auditSample,
     logger,

@@ -3,8 +3,14 @@ import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { HttpError } from "../../src/api/index.ts";
 import { ServiceUnavailableError } from "../../src/errors/index.ts";
-import { createEventStream, type EventStream, maxEventClients } from "../../src/explorer/eventStream.ts";
+import {
+  createEventStream,
+  type EventStream,
+  maxEventClients,
+  maxEventClientsPerAddress,
+} from "../../src/explorer/eventStream.ts";
 import type { HistoryPoint } from "../../src/explorer/index.ts";
 import { waitFor, withDeadline } from "../helpers.ts";
 
@@ -56,9 +62,12 @@ function bodyReader(response: Response) {
   };
 }
 
-/** Request and response stand-ins that count as one open stream each (no sockets). */
-function fakeClient() {
-  const request = new EventEmitter() as unknown as IncomingMessage;
+/** Request and response stand-ins that count as one open stream each (no sockets), from `remoteAddress`. */
+function fakeClient(parameters: { remoteAddress?: string; headers?: Record<string, string> } = {}) {
+  const request = Object.assign(new EventEmitter(), {
+    headers: { host: "127.0.0.1:8080", ...parameters.headers },
+    socket: { remoteAddress: parameters.remoteAddress ?? "127.0.0.1" },
+  }) as unknown as IncomingMessage;
   const written: string[] = [];
   const response = Object.assign(new EventEmitter(), {
     ended: false,
@@ -183,13 +192,16 @@ describe("explorer: event stream", () => {
   it(`refuses a stream beyond ${maxEventClients} with ServiceUnavailableError, until one closes`, () => {
     const own = createEventStream();
     try {
-      const clients = Array.from({ length: maxEventClients }, () => fakeClient());
+      // From many addresses: one address may hold only maxEventClientsPerAddress of them.
+      const clients = Array.from({ length: maxEventClients }, (_, index) =>
+        fakeClient({ remoteAddress: `10.0.0.${index}` }),
+      );
       for (const client of clients) own.attach(client.request, client.asResponse);
       assert.equal(own.clients(), maxEventClients);
       assert.deepEqual(clients[0]?.written, ["retry: 3000\n\n"]);
       assert.equal(clients[0]?.response.status, 200);
 
-      const extra = fakeClient();
+      const extra = fakeClient({ remoteAddress: "10.0.1.1" });
       assert.throws(
         () => own.attach(extra.request, extra.asResponse),
         (error: unknown) => {
@@ -220,6 +232,62 @@ describe("explorer: event stream", () => {
       assert.equal(extra.response.ended, true);
       assert.equal(clients[2]?.response.ended, true);
       assert.equal(clients[0]?.response.ended, false, "a closed one is not ended again");
+    } finally {
+      own.close();
+    }
+  });
+
+  it(`refuses one address a stream beyond ${maxEventClientsPerAddress}, and other addresses still get theirs`, () => {
+    const own = createEventStream();
+    try {
+      const page = Array.from({ length: maxEventClientsPerAddress }, () =>
+        fakeClient({ remoteAddress: "10.0.0.9" }),
+      );
+      for (const client of page) own.attach(client.request, client.asResponse);
+      const greedy = fakeClient({ remoteAddress: "10.0.0.9" });
+      assert.throws(
+        () => own.attach(greedy.request, greedy.asResponse),
+        (error: unknown) =>
+          error instanceof ServiceUnavailableError &&
+          error.shortMessage.includes(`${maxEventClientsPerAddress} event streams are open from 10.0.0.9`),
+      );
+      assert.deepEqual(greedy.written, [], "nothing written to the refused one");
+      const other = fakeClient({ remoteAddress: "10.0.0.10" });
+      own.attach(other.request, other.asResponse);
+      assert.equal(own.clients(), maxEventClientsPerAddress + 1);
+      page[0]?.response.emit("close");
+      own.attach(greedy.request, greedy.asResponse);
+      assert.equal(own.clients(), maxEventClientsPerAddress + 1, "a closed stream frees its address's place");
+    } finally {
+      own.close();
+    }
+  });
+
+  it("refuses web pages of other origins with 403, and takes this server's own page and programs", () => {
+    const own = createEventStream();
+    try {
+      const foreignHeaders: Record<string, string>[] = [
+        { origin: "https://evil.example" },
+        { "sec-fetch-site": "cross-site" },
+      ];
+      for (const headers of foreignHeaders) {
+        const foreign = fakeClient({ headers });
+        assert.throws(
+          () => own.attach(foreign.request, foreign.asResponse),
+          (error: unknown) => error instanceof HttpError && error.status === 403,
+          JSON.stringify(headers),
+        );
+        assert.equal(foreign.response.status, 0);
+      }
+      const ownHeaders: Record<string, string>[] = [
+        {},
+        { origin: "http://127.0.0.1:8080", "sec-fetch-site": "same-origin" },
+      ];
+      for (const headers of ownHeaders) {
+        const welcome = fakeClient({ headers });
+        own.attach(welcome.request, welcome.asResponse);
+        assert.equal(welcome.response.status, 200, JSON.stringify(headers));
+      }
     } finally {
       own.close();
     }

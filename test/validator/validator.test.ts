@@ -157,6 +157,7 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
       store,
       privateKey: validatorKey,
       network: validatorNetworkOf(challenger),
+      challengeKey: challengerKey,
       challengeModels: () => [model],
       options: { challengeIntervalMs: 0, epochCheckMs: 3_600_000 },
     });

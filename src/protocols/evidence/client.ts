@@ -1,7 +1,12 @@
 /** The asker's side of `/mycel/evidence/1.0.0`: fetch an answer's evidence from the provider that served it. */
 import type { Hex } from "viem";
 import { describeError, MycelError } from "../../errors/index.ts";
-import { type EvidenceFrame, evidenceFrameSchema, wireVersion } from "../../protocol/index.ts";
+import {
+  type AuditSampleFrame,
+  type EvidenceFrame,
+  evidenceFrameSchema,
+  wireVersion,
+} from "../../protocol/index.ts";
 import { type FramedComponents, readReply, withFramedStream } from "../framed/index.ts";
 import { defaultEvidenceLimits, type EvidenceLimits, evidenceProtocolId } from "./constants.ts";
 
@@ -14,6 +19,11 @@ export class EvidenceUnavailableError extends MycelError {
 export type FetchEvidenceParameters = {
   providerPeerId: string;
   requestId: Hex;
+  /**
+   * The audit sample the request's client signed, shown by a validator: the provider hands evidence only to the
+   * client itself (the stream's peer) or to the holder of such a sample.
+   */
+  sample?: AuditSampleFrame;
   /** Longest wait to open the stream, and then for the evidence (default 10 s). */
   timeoutMs?: number;
   limits?: Partial<EvidenceLimits>;
@@ -36,7 +46,12 @@ export async function fetchEvidence(
         openTimeoutMs: timeoutMs,
       },
       async (channel) => {
-        await channel.write({ v: wireVersion, type: "evidence_request", request_id: parameters.requestId });
+        await channel.write({
+          v: wireVersion,
+          type: "evidence_request",
+          request_id: parameters.requestId,
+          ...(parameters.sample ? { sample: parameters.sample } : {}),
+        });
         return readReply(channel, evidenceFrameSchema, { protocol: evidenceProtocolId, timeoutMs });
       },
     );

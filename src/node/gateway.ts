@@ -10,6 +10,7 @@ import {
   getTokenInfo,
   maxScore,
   parseTokenAmount,
+  readChainBinding,
 } from "../chain/index.ts";
 import type { MycelConfig } from "../config/index.ts";
 import { createExplorer } from "../explorer/index.ts";
@@ -63,10 +64,13 @@ async function paymentsOn(
   chain: NonNullable<StartGatewayNodeParameters["chain"]>,
 ): Promise<{ payments: GatewayPayments; store: PaymentStore }> {
   const token = await getTokenInfo(chain.connection, chain.deployments.contracts.token);
+  // Channels are bound to this chain: those of a chain that was reset (a devnet restarted) are never reused.
+  const binding = await readChainBinding(chain.connection, { deployments: chain.deployments });
   const store = openPaymentStore({
     path: parameters.storeDirectory
       ? join(parameters.storeDirectory, "payments.sqlite")
       : gatewayPaymentStorePath(parameters.config.home),
+    chain: binding.key,
   });
   const payments = createGatewayPayments({
     connection: chain.connection,
@@ -79,6 +83,7 @@ async function paymentsOn(
   });
   parameters.logger.info("paying providers", {
     chainId: chain.deployments.chainId,
+    genesis: binding.genesisHash,
     deposit: `${chain.deposit} ${token.symbol}`,
     budget: `${chain.budget} ${token.symbol}`,
   });

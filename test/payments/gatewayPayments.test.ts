@@ -39,7 +39,7 @@ const common = () => ({ deployments: chain.deployments });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function openStore(name: string): PaymentStore {
-  const store = openPaymentStore({ path: join(directory.home, `${name}.db`) });
+  const store = openPaymentStore({ path: join(directory.home, `${name}.db`), chain: "test-chain" });
   stores.push(store);
   return store;
 }

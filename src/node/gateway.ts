@@ -36,6 +36,8 @@ export type StartGatewayNodeParameters = {
   listen?: string[];
   bootstrap?: string[];
   stallMs?: number;
+  /** The wait for a provider with room (see the gateway part's StartGatewayParameters.queue). */
+  queue?: { maxWaiting?: number; timeoutMs?: number };
   /** The chain to pay on, with the deposit per provider and the budget in whole tokens. */
   chain?: { connection: ChainConnection; deployments: Deployments; deposit: string; budget: string };
   audit?: { rate: number; validators: string[] };
@@ -127,6 +129,7 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
     receiptDomain: chain ? deploymentReceiptDomain(chain.deployments) : undefined,
     payments: paying?.payments,
     timeouts: parameters.stallMs ? { stallMs: parameters.stallMs } : undefined,
+    queue: parameters.queue,
     audit: parameters.audit,
     reputation: chain ? reputationOn(chain, parameters.minReputation) : undefined,
   });

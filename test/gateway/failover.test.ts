@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import type { Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import type { BackendGenerateParameters } from "../../src/api/index.ts";
 import { InvalidInputError, PaymentRequiredError, ServiceUnavailableError } from "../../src/errors/index.ts";
@@ -20,6 +21,7 @@ import {
   type KnownProvider,
 } from "../../src/gateway/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
+import type { GatewayPayments, PayingChannel } from "../../src/payments/index.ts";
 import { receiptDomain } from "../../src/protocol/index.ts";
 import { openReceiptStore, type ReceiptStore } from "../../src/store/index.ts";
 import { createMemoryNetwork } from "../fixtures/memoryNetwork.ts";
@@ -32,6 +34,12 @@ import {
 import { temporaryHome } from "../helpers.ts";
 
 const gatewayKey = generatePrivateKey();
+/** How the paid scripted providers say they are paid (the fake payments below pay on it). */
+const paidOn = {
+  chain_id: 31337,
+  payment_channels: "0x00000000000000000000000000000000000000c4",
+  credit_window: "1000000",
+};
 const timeouts = { firstTokenMs: 2_000, stallMs: 300, banMs: 30_000 };
 
 function request(overrides: Partial<BackendGenerateParameters> = {}): BackendGenerateParameters {
@@ -64,6 +72,8 @@ describe("gateway failover (in process, scripted providers)", () => {
       receipts?: (store: ReceiptStore) => ReceiptStore;
       capacity?: { parallelism: number; max_queue: number };
       queue?: { maxWaiting?: number; timeoutMs?: number };
+      /** Paid providers (price and payment in their announcements) and the gateway's payments. */
+      paid?: { payments: GatewayPayments; price: { input: string; output: string } };
     } = {},
   ) {
     const network = createMemoryNetwork();
@@ -76,6 +86,8 @@ describe("gateway failover (in process, scripted providers)", () => {
           peerId: `provider-${count}-${index}`,
           scripts: script,
           capacity: options.capacity,
+          price: options.paid?.price,
+          payment: options.paid ? paidOn : undefined,
         }),
       );
     const node = network.node(`gateway-${count}`);
@@ -91,7 +103,7 @@ describe("gateway failover (in process, scripted providers)", () => {
       domain: receiptDomain(),
       timeouts,
       maxAttempts: 4,
-      payments: undefined,
+      payments: options.paid?.payments,
       reputation: undefined,
       receipts,
       sampler: createAuditSampler({
@@ -399,6 +411,90 @@ describe("gateway failover (in process, scripted providers)", () => {
         if (known[0] && original) known[0].announcement = original;
       }
       assert.equal((await first).text, "abc");
+    });
+  });
+
+  describe("a provider that does not know the gateway's channel", () => {
+    /**
+     * Payments that hand out channels by number (a unit test of failover alone: the channels are not on a chain, and
+     * their vouchers go nowhere); `chainKnows` says what the chain would answer for a forgotten channel.
+     */
+    function fakePayments(chainKnows: boolean) {
+      const opened: Hex[] = [];
+      const forgotten: Hex[] = [];
+      const byProvider = new Map<string, PayingChannel>();
+      const channel = (provider: Hex): PayingChannel => {
+        const channelId = `0x${(opened.length + 1).toString(16).padStart(64, "0")}` as Hex;
+        opened.push(channelId);
+        return {
+          channelId,
+          provider,
+          startSegment: () => ({ addOutput() {}, complete() {}, abandon() {} }),
+          due: () => false,
+          pay: async () => undefined,
+          acknowledge() {},
+        };
+      };
+      const payments: GatewayPayments = {
+        canPay: (payment) => payment?.chain_id === paidOn.chain_id,
+        async channelFor(input) {
+          const current = byProvider.get(input.provider) ?? channel(input.provider);
+          byProvider.set(input.provider, current);
+          return current;
+        },
+        channels: () => [],
+        async forgetIfUnknown(input) {
+          if (!chainKnows) {
+            forgotten.push(input.channelId);
+            for (const [provider, entry] of byProvider)
+              if (entry.channelId === input.channelId) byProvider.delete(provider);
+          }
+          return !chainKnows;
+        },
+        budget: { limit: 0n, depositPerProvider: 0n, committed: () => 0n },
+        stop: async () => undefined,
+      };
+      return { payments, opened, forgotten };
+    }
+    const price = { input: "1000", output: "1000" };
+
+    it("forgets a channel the chain does not know either, and asks the same provider again on a new one, blaming nobody", async () => {
+      const fake = fakePayments(false);
+      const { providers, known, context } = await setUp(
+        [
+          [
+            { kind: "error", code: "unknown_channel" },
+            { kind: "honest", tokens: [4, 5], text: "ok" },
+          ],
+        ],
+        { paid: { payments: fake.payments, price } },
+      );
+      const answer = await answerWithFailover(request(), context);
+      assert.equal(answer.text, "ok");
+      assert.deepEqual(answer.providers, [providers[0]?.address], "the same provider answered");
+      assert.equal(answer.failovers, 0);
+      assert.equal(fake.opened.length, 2, "a new channel was opened");
+      assert.deepEqual(fake.forgotten, [fake.opened[0]], "the unknown one was forgotten");
+      assert.deepEqual(
+        providers[0]?.requests.map((received) => received.payment?.channel_id),
+        fake.opened,
+        "asked first on the old channel, then on the new one",
+      );
+      assert.equal(known[0]?.failures, 0, "nobody blamed");
+      assert.equal(known[0]?.bannedUntil, 0);
+    });
+
+    it("blames the provider when the chain knows the channel it says it does not know", async () => {
+      const fake = fakePayments(true);
+      const { known, context } = await setUp(
+        [[{ kind: "error", code: "unknown_channel" }], [{ kind: "honest", tokens: [4, 5], text: "ok" }]],
+        { paid: { payments: fake.payments, price } },
+      );
+      const answer = await answerWithFailover(request(), context);
+      assert.equal(answer.failovers, 1, "failed over to the other provider");
+      assert.equal(fake.opened.length, 2, "one channel per provider, none reopened");
+      assert.deepEqual(fake.forgotten, [], "nothing forgotten");
+      assert.equal(known[0]?.failures, 1, "the provider that was wrong is blamed");
     });
   });
 });

@@ -25,9 +25,15 @@ export function hasRoom(provider: KnownProvider, now = Date.now()): boolean {
   return provider.inFlight < capacityOf(provider) && provider.busyUntil <= now;
 }
 
-/** A provider refused for being full: it rests until then (not a failure: no ban, no count against it). */
+/**
+ * A provider refused for being full: it rests for what it asked, at least a rest that doubles with each refusal
+ * in a row (so one that is always "busy" costs a request little), within {@link busyRestMs}. Not a failure: no
+ * ban, no count against it.
+ */
 export function restBusyProvider(provider: KnownProvider, retryAfterMs: number | undefined): void {
-  const rest = Math.min(Math.max(retryAfterMs ?? busyRestMs.min, busyRestMs.min), busyRestMs.max);
+  const floor = busyRestMs.min * 2 ** Math.min(provider.busyStreak, 16);
+  const rest = Math.min(Math.max(retryAfterMs ?? 0, floor), busyRestMs.max);
+  provider.busyStreak++;
   provider.busyUntil = Date.now() + rest;
 }
 

@@ -330,6 +330,7 @@ async function attemptWith(input: {
   context.settling.add(settled);
   void settled.finally(() => context.settling.delete(settled));
   provider.successes++;
+  provider.busyStreak = 0;
   state.segments.push({ provider, request, receipt });
   recordReceipts(context, state);
   // Sampled for audit after the answer: the provider cannot know beforehand which answers are checked.

@@ -2,12 +2,14 @@
 export { type ActivityFeed, createActivityFeed, type GatewayActivity } from "./activity.ts";
 export { type CreateGatewayBackendParameters, createGatewayBackend, mycelFieldsOf } from "./backend.ts";
 export {
+  busyRestMs,
   type CapacityPick,
   type CapacityQueue,
   type CreateCapacityQueueParameters,
   capacityOf,
   createCapacityQueue,
   hasRoom,
+  restBusyProvider,
 } from "./capacity.ts";
 export { type Catalog, createCatalog } from "./catalog.ts";
 export {

@@ -157,6 +157,7 @@ function known(parameters: {
     inFlight: 0,
     bannedUntil: 0,
     busyUntil: 0,
+    busyStreak: 0,
     untrusted: false,
     reputation: 1,
   };

@@ -103,6 +103,8 @@ type RequestState = {
   startedAt: number;
   /** When the request arrived (ms since the epoch): its wait for capacity is bounded from there. */
   arrivedAt: number;
+  /** When an answer already streaming first had to wait for capacity again (its own deadline runs from there). */
+  resumedAt: number | undefined;
   /** Providers whose unknown channel was replaced during this request (each gets one retry). */
   reopened: Set<string>;
   warnings: string[];
@@ -162,6 +164,7 @@ export async function answerWithFailover(
     started: false,
     startedAt: performance.now(),
     arrivedAt: Date.now(),
+    resumedAt: undefined,
     reopened: new Set(),
     warnings: [],
   };
@@ -175,7 +178,8 @@ export async function answerWithFailover(
       return answerOf(state, { finishReason: "length", promptTokens: 0, failovers: attempt });
     const provider = await context.queue.take({
       pick: () => pickProvider({ parameters, context, state, attempt }),
-      arrivedAt: state.arrivedAt,
+      // An answer already streaming (its provider failed late) gets a whole deadline from its first wait.
+      arrivedAt: state.started ? (state.resumedAt ??= Date.now()) : state.arrivedAt,
       signal: parameters.signal,
       model: parameters.model.name,
     });

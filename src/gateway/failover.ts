@@ -176,10 +176,11 @@ export async function answerWithFailover(
     // A provider died after its last token but before its receipt: the answer is complete, unsigned.
     if (remaining !== undefined && remaining <= 0)
       return answerOf(state, { finishReason: "length", promptTokens: 0, failovers: attempt });
+    // An answer already streaming (its provider failed late) gets a whole deadline from its first wait.
+    if (state.started) state.resumedAt ??= Date.now();
     const provider = await context.queue.take({
       pick: () => pickProvider({ parameters, context, state, attempt }),
-      // An answer already streaming (its provider failed late) gets a whole deadline from its first wait.
-      arrivedAt: state.started ? (state.resumedAt ??= Date.now()) : state.arrivedAt,
+      arrivedAt: state.resumedAt ?? state.arrivedAt,
       signal: parameters.signal,
       model: parameters.model.name,
     });

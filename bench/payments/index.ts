@@ -471,8 +471,14 @@ async function measureVouchers(parameters: { root: string; chain: Chain }) {
     provider,
     amount: parseEther("1000"),
   });
-  const store = openPaymentStore({ path: join(parameters.root, "vouchers", "payments.sqlite") });
-  const writeStore = openPaymentStore({ path: join(parameters.root, "vouchers-write", "payments.sqlite") });
+  const store = openPaymentStore({
+    path: join(parameters.root, "vouchers", "payments.sqlite"),
+    chain: "bench",
+  });
+  const writeStore = openPaymentStore({
+    path: join(parameters.root, "vouchers-write", "payments.sqlite"),
+    chain: "bench",
+  });
   try {
     const payments = createProviderPayments({
       connection: withSigner(chain.deployer, providerKey),

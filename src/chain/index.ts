@@ -8,6 +8,7 @@
  * const deployments = await deployMycel(connection, { parameters: devnetDeployParameters });
  */
 export { type AnvilProcess, resolveAnvilBinary, type StartAnvilParameters, startAnvil } from "./anvil.ts";
+export { type ChainBinding, readChainBinding } from "./binding.ts";
 export {
   type ChannelRecord,
   deploymentVoucherDomain,

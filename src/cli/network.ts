@@ -46,6 +46,8 @@ export type GatewayFlags = ChainFlags & {
   bootstrap?: string[];
   key: string;
   stallTimeout?: number;
+  queueLength: number;
+  queueTimeout: number;
   deposit: string;
   budget: string;
   validator?: string[];
@@ -234,6 +236,18 @@ function addGatewayCommand(program: Command) {
       integer("--stall-timeout", 100),
     )
     .option(
+      "--queue-length <n>",
+      "requests held while every provider of their model is at capacity; one more gets 503 with Retry-After",
+      integer("--queue-length", 0),
+      roleDefaults.gatewayQueueLength,
+    )
+    .option(
+      "--queue-timeout <ms>",
+      "the longest a request waits for a provider with room (from its arrival) before 503 with Retry-After",
+      integer("--queue-timeout", 1),
+      roleDefaults.gatewayQueueTimeoutMs,
+    )
+    .option(
       "--deposit <tokens>",
       "deposited in each provider's payment channel, and added when it runs low (with --rpc-url)",
       roleDefaults.gatewayDeposit,
@@ -289,6 +303,7 @@ function addGatewayCommand(program: Command) {
       listen: flags.listen,
       bootstrap: flags.bootstrap,
       stallMs: flags.stallTimeout,
+      queue: { maxWaiting: flags.queueLength, timeoutMs: flags.queueTimeout },
       audit: { rate: flags.auditRate, validators: flags.validator ?? [] },
       minReputation: flags.minReputation,
     });

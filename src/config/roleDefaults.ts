@@ -17,6 +17,12 @@ export const roleDefaults = {
   gatewayBudget: "100",
   /** Share of answers a gateway sends to a validator for audit (docs/VERIFICATION.md derives it). */
   auditRate: 0.05,
+  /** Requests a gateway holds while every provider of their model is at capacity; one more gets 503. */
+  gatewayQueueLength: 256,
+  /** The longest a request waits in a gateway for a provider with room before it gets 503 (ms from arrival). */
+  gatewayQueueTimeoutMs: 30_000,
+  /** A validator that failed to take an audit sample is not sent samples for this long (then tried again). */
+  validatorRestSeconds: 60,
   /** On-chain reputation (0..1) below which a gateway stops routing to a provider. */
   minimumReputation: 0.5,
   /** How often a validator sends a challenge request. */

@@ -13,7 +13,8 @@ export function describeProvider(provider: KnownProvider, now = Date.now()): Pro
   const banned = provider.bannedUntil > now;
   const expired = announcement.expires_at <= now;
   const load = announcement.capacity.busy / announcement.capacity.parallelism;
-  const busy = load >= 1 || provider.inFlight >= announcement.capacity.parallelism;
+  const busy =
+    load >= 1 || provider.inFlight >= announcement.capacity.parallelism || provider.busyUntil > now;
   return {
     peer_id: provider.peerId,
     address: provider.address,

@@ -30,6 +30,7 @@ import {
 import { type FramedComponents, fetchEvidence } from "../protocols/index.ts";
 import type { ReceiptStore } from "../store/index.ts";
 import type { ActivityFeed } from "./activity.ts";
+import { type CapacityPick, type CapacityQueue, hasRoom, restBusyProvider } from "./capacity.ts";
 import { classifyFailure, SegmentFailedError } from "./failures.ts";
 import type { KnownProvider, ProviderTable } from "./providerTable.ts";
 import type { ReputationSource } from "./reputation.ts";
@@ -80,6 +81,8 @@ export type FailoverContext = {
   activity: ActivityFeed;
   /** Payments for receipts still being settled (the answer does not wait for them). */
   settling: Set<Promise<void>>;
+  /** Where requests wait while every provider of their model is at capacity. */
+  queue: CapacityQueue;
   logger: Logger;
 };
 
@@ -98,6 +101,12 @@ type RequestState = {
   lastFailure: unknown;
   started: boolean;
   startedAt: number;
+  /** When the request arrived (ms since the epoch): its wait for capacity is bounded from there. */
+  arrivedAt: number;
+  /** When an answer already streaming first had to wait for capacity again (its own deadline runs from there). */
+  resumedAt: number | undefined;
+  /** Providers whose unknown channel was replaced during this request (each gets one retry). */
+  reopened: Set<string>;
   warnings: string[];
 };
 
@@ -154,36 +163,50 @@ export async function answerWithFailover(
     lastFailure: undefined,
     started: false,
     startedAt: performance.now(),
+    arrivedAt: Date.now(),
+    resumedAt: undefined,
+    reopened: new Set(),
     warnings: [],
   };
-  for (let attempt = 0; attempt < context.maxAttempts; attempt++) {
+  // `attempt` counts failures; a busy refusal is none (the wait for capacity is bounded by the queue's deadline).
+  for (let attempt = 0; attempt < context.maxAttempts; ) {
     if (parameters.signal.aborted) break;
-    const provider = pickProvider({ parameters, context, state, attempt });
-    if (!provider) break;
-    state.tried.add(provider.peerId);
     const { maxTokens } = parameters.sampling;
     const remaining = maxTokens === undefined ? undefined : maxTokens - state.outputTokens.length;
     // A provider died after its last token but before its receipt: the answer is complete, unsigned.
     if (remaining !== undefined && remaining <= 0)
       return answerOf(state, { finishReason: "length", promptTokens: 0, failovers: attempt });
+    // An answer already streaming (its provider failed late) gets a whole deadline from its first wait.
+    if (state.started) state.resumedAt ??= Date.now();
+    const provider = await context.queue.take({
+      pick: () => pickProvider({ parameters, context, state, attempt }),
+      arrivedAt: state.resumedAt ?? state.arrivedAt,
+      signal: parameters.signal,
+      model: parameters.model.name,
+    });
+    if (!provider) break;
+    state.tried.add(provider.peerId);
     const request: InferenceRequest = {
       ...base,
       ...(state.outputTokens.length > 0 ? { prefix_tokens: [...state.outputTokens] } : {}),
       ...(remaining === undefined ? {} : { max_tokens: remaining }),
     };
-    provider.inFlight++;
     const before = { tokens: state.outputTokens.length, text: state.text.length };
+    let failed = true;
     try {
       return await attemptWith({ parameters, context, state, provider, request, attempt });
     } catch (error) {
       if (parameters.signal.aborted) break;
-      sortOutFailure({ error, parameters, context, state, provider, before });
-      // The first failover goes straight to the next provider; later ones back off, more each time.
-      if (attempt > 0)
-        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** (attempt - 1), 400)));
+      failed = sortOutFailure({ error, parameters, context, state, provider, before }) === "failed";
     } finally {
       provider.inFlight--;
+      context.queue.release();
     }
+    if (!failed) continue;
+    // The first failover goes straight to the next provider; later ones back off, more each time.
+    if (attempt > 0)
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** (attempt - 1), 400)));
+    attempt++;
   }
   if (parameters.signal.aborted)
     return {
@@ -193,13 +216,13 @@ export async function answerWithFailover(
   throw noProviderLeft(parameters, context, state);
 }
 
-/** The best provider not tried yet; undefined when none is left. */
+/** The best provider not tried yet with room; "full" when those left have none now; undefined when none is left. */
 function pickProvider(input: {
   parameters: BackendGenerateParameters;
   context: FailoverContext;
   state: RequestState;
   attempt: number;
-}): KnownProvider | undefined {
+}): CapacityPick {
   const { parameters, context, state } = input;
   const payable = (provider: KnownProvider) => {
     const payment = provider.announcement.payment;
@@ -209,11 +232,14 @@ function pickProvider(input: {
   const serving = context.table
     .serving(state.modelHash)
     .filter((entry) => parameters.onlyProvider === undefined || entry.peerId === parameters.onlyProvider);
-  const provider = rankProviders({
+  const ranked = rankProviders({
     candidates: serving.filter(payable),
     exclude: state.tried,
     minimumReputation: context.reputation?.minimum,
-  })[0];
+  });
+  const now = Date.now();
+  const provider = ranked.find((entry) => hasRoom(entry, now));
+  if (!provider && ranked.length > 0) return "full";
   if (!provider && input.attempt === 0 && serving.length > 0 && !serving.some(payable))
     throw new PaymentRequiredError(
       `every provider of model "${parameters.model.name}" is paid on a chain this gateway does not pay on`,
@@ -258,25 +284,30 @@ async function attemptWith(input: {
   attempt: number;
 }): Promise<GatewayAnswer> {
   const { parameters, context, state, provider, request } = input;
-  const paying = await channelFor(context, provider);
-  const segment = await runSegment(context.components, {
+  const segment = await runPaidSegment({
+    context,
+    state,
     provider,
-    requestId: state.requestId,
-    client: context.client,
-    request,
-    paying,
-    timeouts: context.timeouts,
-    signal: parameters.signal,
-    onTokens: (tokens, piece) => {
-      if (!state.started) {
-        state.started = true;
-        parameters.onStart?.();
-      }
-      state.outputTokens.push(...tokens);
-      state.text += piece;
-      context.activity.emit({ type: "tokens", provider: provider.address, count: tokens.length });
-      if (piece) parameters.onText?.(piece);
-    },
+    run: (paying) =>
+      runSegment(context.components, {
+        provider,
+        requestId: state.requestId,
+        client: context.client,
+        request,
+        paying,
+        timeouts: context.timeouts,
+        signal: parameters.signal,
+        onTokens: (tokens, piece) => {
+          if (!state.started) {
+            state.started = true;
+            parameters.onStart?.();
+          }
+          state.outputTokens.push(...tokens);
+          state.text += piece;
+          context.activity.emit({ type: "tokens", provider: provider.address, count: tokens.length });
+          if (piece) parameters.onText?.(piece);
+        },
+      }),
   });
   let receipt: SignedReceipt;
   try {
@@ -304,21 +335,25 @@ async function attemptWith(input: {
   context.settling.add(settled);
   void settled.finally(() => context.settling.delete(settled));
   provider.successes++;
+  provider.busyStreak = 0;
   state.segments.push({ provider, request, receipt });
   recordReceipts(context, state);
   // Sampled for audit after the answer: the provider cannot know beforehand which answers are checked.
-  const auditedBy = state.segments
-    .map((entry, index) =>
-      context.sampler.maybeSample({
-        requestId: state.requestId,
-        segment: index,
-        providerPeerId: entry.provider.peerId,
-        request: entry.request,
-        receipt: entry.receipt,
-        force: parameters.requestAudit === true,
-      }),
+  // The answer names the validators that took its samples (one that cannot be reached is replaced).
+  const auditedBy = (
+    await Promise.all(
+      state.segments.map((entry, index) =>
+        context.sampler.maybeSample({
+          requestId: state.requestId,
+          segment: index,
+          providerPeerId: entry.provider.peerId,
+          request: entry.request,
+          receipt: entry.receipt,
+          force: parameters.requestAudit === true,
+        }),
+      ),
     )
-    .filter((peer): peer is string => peer !== undefined);
+  ).filter((peer): peer is string => peer !== undefined);
   context.activity.emit({ type: "completed", requestId: state.requestId });
   const evidence = parameters.includeEvidence ? await collectEvidence(context, state.segments) : undefined;
   context.logger.info("request completed", {
@@ -337,6 +372,45 @@ async function attemptWith(input: {
     ...(evidence === undefined ? {} : { evidence }),
     ...(auditedBy.length > 0 ? { audit: { validators: [...new Set(auditedBy)] } } : {}),
   };
+}
+
+/**
+ * Runs a segment on the provider's channel. A provider that does not know the channel (`unknown_channel`: a chain
+ * reset, a channel closed meanwhile) is asked once more on a new channel when the chain does not know it either;
+ * when the chain knows it, the provider is wrong and the refusal stands (a failure of that provider).
+ */
+async function runPaidSegment(input: {
+  context: FailoverContext;
+  state: RequestState;
+  provider: KnownProvider;
+  run: (paying: PayingChannel | undefined) => ReturnType<typeof runSegment>;
+}) {
+  const { context, state, provider } = input;
+  const paying = await channelFor(context, provider);
+  try {
+    return await input.run(paying);
+  } catch (error) {
+    const unknownChannel = error instanceof SegmentFailedError && error.code === "unknown_channel";
+    if (!unknownChannel || !paying || !context.payments || state.reopened.has(provider.peerId)) throw error;
+    state.reopened.add(provider.peerId);
+    let forgotten: boolean;
+    try {
+      forgotten = await context.payments.forgetIfUnknown({ channelId: paying.channelId });
+    } catch (chainError) {
+      throw new ServiceUnavailableError("the gateway cannot check its payment channel on the chain", {
+        details: `provider ${provider.address} does not know channel ${paying.channelId}; ${describeError(chainError)}`,
+        hint: "check the gateway's chain RPC (--rpc-url), then retry",
+        retryAfterSeconds: 2,
+        cause: chainError,
+      });
+    }
+    if (!forgotten) throw error;
+    context.logger.info("the provider's channel was unknown to the chain: retrying on a new channel", {
+      provider: provider.address,
+      channel: paying.channelId,
+    });
+    return input.run(await channelFor(context, provider));
+  }
 }
 
 /** Stores every segment's receipt; a store that fails spoils nothing the client holds: it becomes a warning. */
@@ -367,7 +441,10 @@ function recordReceipts(context: FailoverContext, state: RequestState) {
   }
 }
 
-/** What a failed attempt means: thrown on for the client's input, payment and this gateway's own failures. */
+/**
+ * What a failed attempt means: thrown on for the client's input, payment and this gateway's own failures; "busy"
+ * for a provider that is full (no failure: it rests until its retry-after and may be asked again); "failed" else.
+ */
 function sortOutFailure(input: {
   error: unknown;
   parameters: BackendGenerateParameters;
@@ -375,10 +452,20 @@ function sortOutFailure(input: {
   state: RequestState;
   provider: KnownProvider;
   before: { tokens: number; text: number };
-}) {
+}): "busy" | "failed" {
   const { error, context, state, provider, before } = input;
   const kind = classifyFailure(error);
   if (kind === "client_input" || kind === "payment") throw error;
+  // Refused before any token: nothing to undo, nobody to blame.
+  if (kind === "provider_busy" && state.outputTokens.length === before.tokens) {
+    restBusyProvider(provider, error instanceof SegmentFailedError ? error.retryAfterMs : undefined);
+    state.tried.delete(provider.peerId);
+    context.logger.debug("provider is full: asking another or waiting", {
+      peer: provider.peerId,
+      restMs: provider.busyUntil - Date.now(),
+    });
+    return "busy";
+  }
   if (kind === "gateway_failed") {
     context.logger.error("request failed on this gateway (no provider is blamed)", {
       peer: provider.peerId,
@@ -406,7 +493,7 @@ function sortOutFailure(input: {
     if (input.parameters.onText && state.text.length > before.text) throw error;
     state.outputTokens.length = before.tokens;
     state.text = state.text.slice(0, before.text);
-    return;
+    return "failed";
   }
   // A busy provider says when to come back; a dead or stalled one sits out the whole ban.
   const retryAfterMs = error instanceof SegmentFailedError ? error.retryAfterMs : undefined;
@@ -417,6 +504,7 @@ function sortOutFailure(input: {
     tokensSoFar: state.outputTokens.length,
     error: describeError(error).split("\n")[0],
   });
+  return "failed";
 }
 
 /** Why no provider could answer. */

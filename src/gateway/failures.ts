@@ -22,12 +22,19 @@ export class SegmentFailedError extends MycelError {
   }
 }
 
+/** A provider refused for being full (wire kind `busy`): not a failure, it rests until `retryAfterMs`. */
+export class ProviderBusyError extends SegmentFailedError {
+  override name = "ProviderBusyError";
+}
+
 /** Whose fault a failed attempt was, and so what the gateway does next. */
 export type FailureKind =
   /** The client's request is wrong: answer 400, blame nobody. */
   | "client_input"
   /** Payment is refused or the budget is spent: answer 402, blame nobody. */
   | "payment"
+  /** The provider is full: not its fault; leave it alone until its retry-after and ask another (or wait). */
+  | "provider_busy"
   /** The provider died, stalled or refused: sit it out for a while and fail over. */
   | "provider_failed"
   /** The provider broke the protocol or its receipt: never route to it again, and fail over. */
@@ -40,6 +47,7 @@ export function classifyFailure(error: unknown): FailureKind {
   if (error instanceof InvalidInputError) return "client_input";
   if (error instanceof PaymentRequiredError) return "payment";
   if (error instanceof ReceiptRejectedError || error instanceof ProtocolError) return "provider_cheated";
+  if (error instanceof ProviderBusyError) return "provider_busy";
   if (error instanceof SegmentFailedError) return "provider_failed";
   return "gateway_failed";
 }

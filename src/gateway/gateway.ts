@@ -15,6 +15,7 @@ import { serveVerdicts } from "../protocols/index.ts";
 import type { ReceiptStore } from "../store/index.ts";
 import { createActivityFeed, type GatewayActivity } from "./activity.ts";
 import { createGatewayBackend } from "./backend.ts";
+import { createCapacityQueue } from "./capacity.ts";
 import { type Catalog, createCatalog } from "./catalog.ts";
 import { answerWithFailover, type GatewayAnswer } from "./failover.ts";
 import { createProviderTable, type ProviderTable } from "./providerTable.ts";
@@ -44,6 +45,11 @@ export type StartGatewayParameters = {
   audit?: { rate: number; validators: string[] };
   /** On-chain reputation and the least a provider needs to be routed to. */
   reputation?: ReputationSource;
+  /**
+   * The wait for a provider with room while all are at capacity: how many requests may wait and for how long from
+   * their arrival (defaults roleDefaults.gatewayQueueLength and gatewayQueueTimeoutMs).
+   */
+  queue?: { maxWaiting?: number; timeoutMs?: number };
   logger?: Logger;
   /** A number in [0, 1) for audit sampling (default Math.random). */
   random?: () => number;
@@ -127,6 +133,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     sampler,
     activity,
     settling,
+    queue: createCapacityQueue(parameters.queue),
     logger,
   };
   const answer = (request: BackendGenerateParameters) => answerWithFailover(request, context);

@@ -1,6 +1,16 @@
 /** The gateway role: the OpenAI-compatible API backed by providers on the network. */
 export { type ActivityFeed, createActivityFeed, type GatewayActivity } from "./activity.ts";
 export { type CreateGatewayBackendParameters, createGatewayBackend, mycelFieldsOf } from "./backend.ts";
+export {
+  busyRestMs,
+  type CapacityPick,
+  type CapacityQueue,
+  type CreateCapacityQueueParameters,
+  capacityOf,
+  createCapacityQueue,
+  hasRoom,
+  restBusyProvider,
+} from "./capacity.ts";
 export { type Catalog, createCatalog } from "./catalog.ts";
 export {
   type AnsweredEvidence,
@@ -9,7 +19,7 @@ export {
   type GatewayAnswer,
   wireRequestOf,
 } from "./failover.ts";
-export { classifyFailure, type FailureKind, SegmentFailedError } from "./failures.ts";
+export { classifyFailure, type FailureKind, ProviderBusyError, SegmentFailedError } from "./failures.ts";
 export { defaultMaxAttempts, type Gateway, type StartGatewayParameters, startGateway } from "./gateway.ts";
 export {
   decodingRate,

@@ -20,6 +20,10 @@ export type KnownProvider = {
   inFlight: number;
   /** Not routed to before this time (temporary ban after failures). */
   bannedUntil: number;
+  /** Said it is full: not sent more before this time (not a failure, no ban). */
+  busyUntil: number;
+  /** Busy refusals since it last served a request: each rest is longer (a provider always "busy" is left alone). */
+  busyStreak: number;
   /** Caught cheating (a forged or mismatched receipt): never routed to again. */
   untrusted: boolean;
   /** On-chain reputation in [0, 1] (EpochConsensus); undefined until validators have scored the provider. */
@@ -64,6 +68,8 @@ export function createProviderTable(parameters: {
       failures: 0,
       inFlight: 0,
       bannedUntil: 0,
+      busyUntil: 0,
+      busyStreak: 0,
       untrusted: untrustedAddresses.has(announcement.address),
       reputation: undefined,
     };

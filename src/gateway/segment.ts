@@ -8,7 +8,7 @@ import { describeError, InvalidInputError, PaymentRequiredError } from "../error
 import { openPayerSession, type PayerSession, type PayingChannel } from "../payments/index.ts";
 import { type EndFrame, type InferenceRequest, ProtocolError } from "../protocol/index.ts";
 import { callInference, type FramedComponents, type InferenceCall, WireError } from "../protocols/index.ts";
-import { SegmentFailedError } from "./failures.ts";
+import { ProviderBusyError, SegmentFailedError } from "./failures.ts";
 import { recordLatency, recordThroughput } from "./measurements.ts";
 import type { KnownProvider } from "./providerTable.ts";
 
@@ -62,6 +62,11 @@ function failureOf(error: WireError, provider: KnownProvider): Error {
     return new PaymentRequiredError(`provider ${provider.address} stopped: ${error.peerMessage}`, {
       hint: "check the gateway's payment channel and budget (`mycel channel list`, GET /mycel/v1/usage)",
     });
+  if (error.kind === "busy")
+    return new ProviderBusyError(`provider ${provider.peerId} is full: ${error.peerMessage}`, {
+      code: error.code,
+      retryAfterMs: error.retryAfterMs,
+    });
   return new SegmentFailedError(`provider ${provider.peerId} refused: ${error.peerMessage}`, {
     code: error.code,
     retryAfterMs: error.retryAfterMs,
@@ -83,6 +88,7 @@ async function open(components: FramedComponents, parameters: RunSegmentParamete
       signal: parameters.signal,
     });
   } catch (cause) {
+    if (cause instanceof WireError) throw failureOf(cause, provider);
     throw new SegmentFailedError(`cannot reach provider ${provider.peerId}`, {
       cause,
       details: describeError(cause),

@@ -10,6 +10,7 @@ import {
   getTokenInfo,
   maxScore,
   parseTokenAmount,
+  readChainBinding,
 } from "../chain/index.ts";
 import { httpLimitsOf, type MycelConfig } from "../config/index.ts";
 import { createExplorer } from "../explorer/index.ts";
@@ -35,6 +36,8 @@ export type StartGatewayNodeParameters = {
   listen?: string[];
   bootstrap?: string[];
   stallMs?: number;
+  /** The wait for a provider with room (see the gateway part's StartGatewayParameters.queue). */
+  queue?: { maxWaiting?: number; timeoutMs?: number };
   /** The chain to pay on, with the deposit per provider and the budget in whole tokens. */
   chain?: { connection: ChainConnection; deployments: Deployments; deposit: string; budget: string };
   audit?: { rate: number; validators: string[] };
@@ -66,10 +69,13 @@ async function paymentsOn(
   chain: NonNullable<StartGatewayNodeParameters["chain"]>,
 ): Promise<{ payments: GatewayPayments; store: PaymentStore }> {
   const token = await getTokenInfo(chain.connection, chain.deployments.contracts.token);
+  // Channels are bound to this chain: those of a chain that was reset (a devnet restarted) are never reused.
+  const binding = await readChainBinding(chain.connection, { deployments: chain.deployments });
   const store = openPaymentStore({
     path: parameters.storeDirectory
       ? join(parameters.storeDirectory, "payments.sqlite")
       : gatewayPaymentStorePath(parameters.config.home),
+    chain: binding.key,
   });
   const payments = createGatewayPayments({
     connection: chain.connection,
@@ -82,6 +88,7 @@ async function paymentsOn(
   });
   parameters.logger.info("paying providers", {
     chainId: chain.deployments.chainId,
+    genesis: binding.genesisHash,
     deposit: `${chain.deposit} ${token.symbol}`,
     budget: `${chain.budget} ${token.symbol}`,
   });
@@ -128,6 +135,7 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
     receiptDomain: chain ? deploymentReceiptDomain(chain.deployments) : undefined,
     payments: paying?.payments,
     timeouts: parameters.stallMs ? { stallMs: parameters.stallMs } : undefined,
+    queue: parameters.queue,
     audit: parameters.audit,
     reputation: chain ? reputationOn(chain, parameters.minReputation) : undefined,
   });

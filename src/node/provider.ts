@@ -6,6 +6,7 @@ import {
   type Deployments,
   deploymentReceiptDomain,
   getProviderRecord,
+  readChainBinding,
 } from "../chain/index.ts";
 import { type MycelConfig, roleDefaults } from "../config/index.ts";
 import { createEngine } from "../engine/index.ts";
@@ -104,8 +105,12 @@ export async function startProviderNode(parameters: StartProviderNodeParameters)
     bootstrap: parameters.bootstrap,
     logger: logger.child({ part: "p2p" }),
   });
+  // Vouchers are bound to this chain: those of a chain that was reset are never settled on or counted for this one.
   const paymentStore = chain
-    ? openPaymentStore({ path: providerPaymentStorePath(config.home, address) })
+    ? openPaymentStore({
+        path: providerPaymentStorePath(config.home, address),
+        chain: (await readChainBinding(chain.connection, { deployments: chain.deployments })).key,
+      })
     : undefined;
   const payments =
     chain && paymentStore

@@ -12,6 +12,7 @@ import {
   getTokenBalance,
   getTokenInfo,
   listChannels,
+  readChainBinding,
   type TokenInfo,
 } from "../chain/index.ts";
 import {
@@ -21,12 +22,15 @@ import {
   providerPaymentStorePath,
 } from "../store/index.ts";
 
-/** The payments this machine's gateway and provider stores hold for `account` (opened only if they exist). */
-export function readLocalPayments(home: string, account: Address) {
+/**
+ * The payments this machine's gateway and provider stores hold for `account` on the chain `chain` (a
+ * `ChainBinding.key`), opened only if they exist.
+ */
+export function readLocalPayments(home: string, account: Address, chain: string) {
   /** Reads a store only if it exists (a command that shows things creates nothing). */
   const read = <T>(path: string, use: (store: PaymentStore) => T[]): T[] => {
     if (!existsSync(path)) return [];
-    const store = openPaymentStore({ path });
+    const store = openPaymentStore({ path, chain });
     try {
       return use(store);
     } finally {
@@ -57,7 +61,8 @@ export async function listChannelRows(parameters: {
   home: string;
 }): Promise<ChannelRow[]> {
   const { asClient, asProvider } = await listChannels(parameters.connection, parameters);
-  const local = readLocalPayments(parameters.home, parameters.account);
+  const binding = await readChainBinding(parameters.connection, { deployments: parameters.deployments });
+  const local = readLocalPayments(parameters.home, parameters.account, binding.key);
   return [
     ...asClient.map((entry) => ({
       ...entry,
@@ -99,13 +104,14 @@ export async function readWallet(parameters: {
 }): Promise<Wallet> {
   const { connection, deployments, account } = parameters;
   const token = await getTokenInfo(connection, deployments.contracts.token);
-  const [ether, tokens, channels, record] = await Promise.all([
+  const [ether, tokens, channels, record, binding] = await Promise.all([
     connection.publicClient.getBalance({ address: account }),
     getTokenBalance(connection, { token: token.address, owner: account }),
     listChannels(connection, { deployments, account }),
     getProviderRecord(connection, { deployments, provider: account }),
+    readChainBinding(connection, { deployments }),
   ]);
-  const local = readLocalPayments(parameters.home, account);
+  const local = readLocalPayments(parameters.home, account, binding.key);
   const live = channels.asClient.filter((entry) => entry.state !== "closed");
   // Unsettled: what the vouchers held here promise beyond what the chain has paid out on their channels.
   const settledOnChain = new Map(

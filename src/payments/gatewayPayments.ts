@@ -5,13 +5,15 @@
 import { type Address, getAddress, type Hex, isAddressEqual } from "viem";
 import {
   type ChainConnection,
+  type ChannelRecord,
+  ContractRevertError,
   type Deployments,
   deploymentVoucherDomain,
   getChannel,
   openChannel,
   topUpChannel,
 } from "../chain/index.ts";
-import { PaymentRequiredError } from "../errors/index.ts";
+import { describeError, PaymentRequiredError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import type { Announcement } from "../protocol/index.ts";
 import type { ClientChannel, PaymentStore } from "../store/index.ts";
@@ -43,12 +45,43 @@ export type GatewayPayments = {
   canPay(payment: Announcement["payment"]): boolean;
   /** The provider's channel, opened or topped up first if needed (within the budget). */
   channelFor(parameters: { provider: Address; creditWindow: bigint }): Promise<PayingChannel>;
-  /** Every channel of this gateway's key, newest first. */
+  /** Every channel of this gateway's key on this chain, newest first. */
   channels(): ClientChannel[];
+  /**
+   * A provider said it does not know `channelId`: asks the chain. When the chain does not know it either, the
+   * channel is forgotten (the next `channelFor` opens a new one) and this resolves true; when the chain knows it,
+   * the provider is wrong and this resolves false. Throws when the chain cannot be read.
+   */
+  forgetIfUnknown(parameters: { channelId: Hex }): Promise<boolean>;
   budget: { limit: bigint; depositPerProvider: bigint; committed(): bigint };
   /** Waits (bounded) for vouchers in flight. */
   stop(): Promise<void>;
 };
+
+/**
+ * The channel as the chain holds it; "unknown" when the chain has no such channel, or holds another's under its id
+ * (channel ids repeat on a fresh chain). Throws when the chain cannot be read.
+ */
+async function channelOnChain(parameters: {
+  connection: ChainConnection;
+  deployments: Deployments;
+  client: Address;
+  entry: ChannelEntry;
+}): Promise<ChannelRecord | "unknown"> {
+  const { entry } = parameters;
+  try {
+    const record = await getChannel(parameters.connection, {
+      deployments: parameters.deployments,
+      channelId: entry.channelId,
+    });
+    const ours =
+      isAddressEqual(record.client, parameters.client) && isAddressEqual(record.provider, entry.row.provider);
+    return ours ? record : "unknown";
+  } catch (error) {
+    if (error instanceof ContractRevertError && error.errorName === "UnknownChannel") return "unknown";
+    throw error;
+  }
+}
 
 /** Creates the gateway's payment side. */
 export function createGatewayPayments(parameters: CreateGatewayPaymentsParameters): GatewayPayments {
@@ -72,14 +105,15 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
   function committed(): bigint {
     return store
       .channelsOf(client)
-      .filter((row) => row.state !== "closed")
+      .filter((row) => row.state === "open" || row.state === "closing")
       .reduce((sum, row) => sum + row.deposit, 0n);
   }
 
   const entryOf = (row: ClientChannel): ChannelEntry =>
     createPayingChannel({ row, store, privateKey: parameters.privateKey, domain, running: queues, logger });
 
-  // Channels opened in earlier runs are used again.
+  // Channels opened in earlier runs on this chain are used again (the store shows only this chain's channels: those
+  // of a chain that was reset, and those stored before channels were bound to their chain, are never reused).
   for (const row of store.channelsOf(client)) {
     const key = row.provider.toLowerCase();
     if (row.state === "open" && !byProvider.has(key)) byProvider.set(key, entryOf(row));
@@ -89,11 +123,21 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
     const amount = parameters.depositPerProvider;
     if (entry && !checkedOnChain.has(entry.channelId)) {
       // Once per run: the channel may have been closed from the command line meanwhile.
-      const record = await getChannel(connection, { deployments, channelId: entry.channelId }).catch(
-        () => undefined,
-      );
-      checkedOnChain.add(entry.channelId);
-      if (record && record.state !== "open") {
+      const record = await channelOnChain({ connection, deployments, client, entry }).catch((error) => {
+        logger.warn(
+          "cannot read a payment channel from the chain: using it as stored, reading it again later",
+          {
+            channel: entry?.channelId,
+            error: describeError(error),
+          },
+        );
+        return undefined;
+      });
+      if (record) checkedOnChain.add(entry.channelId);
+      if (record === "unknown") {
+        forget(entry, "the chain does not know this channel");
+        entry = undefined;
+      } else if (record && record.state !== "open") {
         store.updateChannel({ channelId: entry.channelId, state: record.state });
         byProvider.delete(provider.toLowerCase());
         entry = undefined;
@@ -145,6 +189,17 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
     return created;
   }
 
+  function forget(entry: ChannelEntry, reason: string) {
+    logger.warn("forgetting a payment channel: a new one is opened", {
+      provider: entry.row.provider,
+      channel: entry.channelId,
+      reason,
+    });
+    store.updateChannel({ channelId: entry.channelId, state: "unknown" });
+    const key = entry.row.provider.toLowerCase();
+    if (byProvider.get(key) === entry) byProvider.delete(key);
+  }
+
   function budgetExhausted(limit: bigint) {
     return new PaymentRequiredError(`the gateway's payment budget of ${limit} is spent`, {
       details: `${committed()} is deposited in channels`,
@@ -178,6 +233,17 @@ export function createGatewayPayments(parameters: CreateGatewayPaymentsParameter
       }
     },
     channels: () => store.channelsOf(client),
+    async forgetIfUnknown(input) {
+      const entry = [...byProvider.values()].find(
+        (candidate) => candidate.channelId.toLowerCase() === input.channelId.toLowerCase(),
+      );
+      // Already forgotten (by a concurrent request): the next channelFor opens a new one.
+      if (!entry) return true;
+      const record = await channelOnChain({ connection, deployments, client, entry });
+      if (record !== "unknown") return false;
+      forget(entry, "neither the provider nor the chain knows it");
+      return true;
+    },
     budget: { limit: parameters.budget, depositPerProvider: parameters.depositPerProvider, committed },
     async stop() {
       await Promise.race([

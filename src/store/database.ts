@@ -101,6 +101,42 @@ const migrations: readonly string[] = [
      received_at INTEGER NOT NULL,
      PRIMARY KEY (request_id, segment, validator)
    ) STRICT;`,
+  // Channels are bound to their chain (chain id, PaymentChannels, genesis hash): channel ids repeat on a fresh
+  // chain. Rows from before have no binding ('') and are never used again on any chain.
+  `CREATE TABLE received_vouchers_bound (
+     chain TEXT NOT NULL,
+     channel_id TEXT NOT NULL,
+     provider TEXT NOT NULL,
+     client TEXT NOT NULL,
+     cumulative_amount TEXT NOT NULL,
+     signature TEXT NOT NULL,
+     received_at INTEGER NOT NULL,
+     settled_amount TEXT NOT NULL,
+     unsettled_since INTEGER,
+     settled_at INTEGER,
+     forfeited_amount TEXT NOT NULL DEFAULT '0',
+     PRIMARY KEY (chain, channel_id)
+   ) STRICT;
+   INSERT INTO received_vouchers_bound SELECT '', * FROM received_vouchers;
+   DROP TABLE received_vouchers;
+   ALTER TABLE received_vouchers_bound RENAME TO received_vouchers;
+   CREATE INDEX received_vouchers_by_provider ON received_vouchers (chain, provider, unsettled_since);
+   CREATE TABLE client_channels_bound (
+     chain TEXT NOT NULL,
+     channel_id TEXT NOT NULL,
+     client TEXT NOT NULL,
+     provider TEXT NOT NULL,
+     deposit TEXT NOT NULL,
+     signed_amount TEXT NOT NULL,
+     acknowledged_amount TEXT NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('open', 'closing', 'closed', 'unknown')),
+     opened_at INTEGER NOT NULL,
+     PRIMARY KEY (chain, channel_id)
+   ) STRICT;
+   INSERT INTO client_channels_bound SELECT '', * FROM client_channels;
+   DROP TABLE client_channels;
+   ALTER TABLE client_channels_bound RENAME TO client_channels;
+   CREATE INDEX client_channels_by_client ON client_channels (chain, client, provider, state);`,
 ];
 
 /** The schema version this Mycel writes. */

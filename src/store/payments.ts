@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import type Database from "better-sqlite3";
 import { type Address, getAddress, type Hex } from "viem";
+import { InvalidInputError } from "../errors/index.ts";
 import { openDatabase } from "./database.ts";
 import { StaleVoucherError } from "./errors.ts";
 
@@ -45,7 +46,8 @@ export type ClientChannel = {
   signedAmount: bigint;
   /** The highest voucher the provider confirmed it stored. */
   acknowledgedAmount: bigint;
-  state: "open" | "closing" | "closed";
+  /** `unknown`: the chain it was bound to does not know it (it is never used again). */
+  state: "open" | "closing" | "closed" | "unknown";
   openedAt: number;
 };
 
@@ -147,18 +149,42 @@ function raisedSettled(stored: VoucherRow, settledAmount: bigint): bigint {
   return before > settledAmount ? before : settledAmount;
 }
 
-/** Opens (creating if needed) the payment store in the SQLite file at `path`. */
-export function openPaymentStore(parameters: { path: string }): PaymentStore {
+/** Parameters of {@link openPaymentStore}. */
+export type OpenPaymentStoreParameters = {
+  path: string;
+  /**
+   * The chain binding (`ChainBinding.key` of the chain part) every row read or written belongs to: channel ids
+   * repeat on a fresh chain, so rows of another chain (and rows from before bindings, which have none) are
+   * invisible through this store and never settled, counted or reused.
+   */
+  chain: string;
+};
+
+/** A string as an SQL literal (quotes doubled). */
+function sqlString(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** Opens (creating if needed) the payment store in the SQLite file at `path`, seeing only the rows of `chain`. */
+export function openPaymentStore(parameters: OpenPaymentStoreParameters): PaymentStore {
   const { path } = parameters;
+  const chain = parameters.chain.toLowerCase();
+  if (chain === "")
+    throw new InvalidInputError("a payment store needs the chain its channels are bound to", {
+      hint: "pass the key of readChainBinding(connection, { deployments })",
+    });
   const db: Database.Database = openDatabase(path);
+  const ofChain = `chain = ${sqlString(chain)}`;
   const selectVoucher = db.prepare<[string], VoucherRow>(
-    "SELECT * FROM received_vouchers WHERE channel_id = ?",
+    `SELECT * FROM received_vouchers WHERE chain = ${sqlString(chain)} AND channel_id = ?`,
   );
   const upsertVoucher = db.prepare(
     `INSERT INTO received_vouchers
-       (channel_id, provider, client, cumulative_amount, signature, received_at, settled_amount, unsettled_since)
-     VALUES (@channel_id, @provider, @client, @cumulative_amount, @signature, @received_at, '0', @received_at)
-     ON CONFLICT (channel_id) DO UPDATE SET
+         (chain, channel_id, provider, client, cumulative_amount, signature, received_at, settled_amount,
+        unsettled_since)
+     VALUES (${sqlString(chain)}, @channel_id, @provider, @client, @cumulative_amount, @signature, @received_at,
+       '0', @received_at)
+     ON CONFLICT (chain, channel_id) DO UPDATE SET
        cumulative_amount = excluded.cumulative_amount,
        signature = excluded.signature,
        received_at = excluded.received_at,
@@ -166,35 +192,38 @@ export function openPaymentStore(parameters: { path: string }): PaymentStore {
   );
   const updateSettled = db.prepare(
     `UPDATE received_vouchers SET settled_amount = @settled_amount, settled_at = @settled_at,
-       unsettled_since = @unsettled_since WHERE channel_id = @channel_id`,
+       unsettled_since = @unsettled_since WHERE ${ofChain} AND channel_id = @channel_id`,
   );
   const selectVouchersOf = db.prepare<[string], VoucherRow>(
-    "SELECT * FROM received_vouchers WHERE provider = ? ORDER BY received_at, channel_id",
+    `SELECT * FROM received_vouchers WHERE ${ofChain} AND provider = ? ORDER BY received_at, channel_id`,
   );
   const selectUnsettled = db.prepare<[string], VoucherRow>(
-    "SELECT * FROM received_vouchers WHERE provider = ? AND unsettled_since IS NOT NULL ORDER BY unsettled_since",
+    `SELECT * FROM received_vouchers WHERE ${ofChain} AND provider = ? AND unsettled_since IS NOT NULL
+     ORDER BY unsettled_since`,
   );
   const insertChannel = db.prepare(
     `INSERT INTO client_channels
-       (channel_id, client, provider, deposit, signed_amount, acknowledged_amount, state, opened_at)
-     VALUES (@channel_id, @client, @provider, @deposit, '0', '0', @state, @opened_at)`,
+       (chain, channel_id, client, provider, deposit, signed_amount, acknowledged_amount, state, opened_at)
+     VALUES (${sqlString(chain)}, @channel_id, @client, @provider, @deposit, '0', '0', @state, @opened_at)`,
   );
   const selectChannel = db.prepare<[string], ChannelRow>(
-    "SELECT * FROM client_channels WHERE channel_id = ?",
+    `SELECT * FROM client_channels WHERE ${ofChain} AND channel_id = ?`,
   );
   const selectChannelsOf = db.prepare<[string], ChannelRow>(
-    "SELECT * FROM client_channels WHERE client = ? ORDER BY opened_at DESC, channel_id",
+    `SELECT * FROM client_channels WHERE ${ofChain} AND client = ? ORDER BY opened_at DESC, channel_id`,
   );
-  const setSigned = db.prepare("UPDATE client_channels SET signed_amount = ? WHERE channel_id = ?");
+  const setSigned = db.prepare(
+    `UPDATE client_channels SET signed_amount = ? WHERE ${ofChain} AND channel_id = ?`,
+  );
   const setAcknowledged = db.prepare(
-    "UPDATE client_channels SET acknowledged_amount = ? WHERE channel_id = ?",
+    `UPDATE client_channels SET acknowledged_amount = ? WHERE ${ofChain} AND channel_id = ?`,
   );
-  const setDeposit = db.prepare("UPDATE client_channels SET deposit = ? WHERE channel_id = ?");
-  const setState = db.prepare("UPDATE client_channels SET state = ? WHERE channel_id = ?");
+  const setDeposit = db.prepare(`UPDATE client_channels SET deposit = ? WHERE ${ofChain} AND channel_id = ?`);
+  const setState = db.prepare(`UPDATE client_channels SET state = ? WHERE ${ofChain} AND channel_id = ?`);
 
   const forfeit = db.prepare(
     `UPDATE received_vouchers SET settled_amount = @settled_amount, settled_at = @settled_at,
-       unsettled_since = NULL, forfeited_amount = @forfeited_amount WHERE channel_id = @channel_id`,
+       unsettled_since = NULL, forfeited_amount = @forfeited_amount WHERE ${ofChain} AND channel_id = @channel_id`,
   );
   const save = db.transaction(
     (row: Omit<VoucherRow, "settled_amount" | "unsettled_since" | "settled_at" | "forfeited_amount">) => {

@@ -93,6 +93,8 @@ export type ReceiptStore = {
   receiptsWithAudits(requestId: Hex): SearchedReceipt[];
   /** Records that a segment was sent to a validator for audit. */
   markSampled(parameters: { requestId: Hex; segment: number; validatorPeer: string }): void;
+  /** Forgets that a segment was sent to `validatorPeer` (it could not take it): it may be sent to another. */
+  unmarkSampled(parameters: { requestId: Hex; segment: number; validatorPeer: string }): void;
   /** Which validator peer a segment was sent to, if any. */
   sampledTo(parameters: { requestId: Hex; segment: number }): string | undefined;
   /** Stores a validator's verdict; false when the same validator's verdict on it was already stored. */
@@ -255,6 +257,9 @@ export function openReceiptStore(parameters: OpenReceiptStoreParameters): Receip
   const insertSample = db.prepare(
     `INSERT INTO audit_samples (request_id, segment, validator_peer, sent_at) VALUES (?, ?, ?, ?)
      ON CONFLICT (request_id, segment) DO NOTHING`,
+  );
+  const deleteSample = db.prepare(
+    "DELETE FROM audit_samples WHERE request_id = ? AND segment = ? AND validator_peer = ?",
   );
   const selectSample = db.prepare<[string, number], { validator_peer: string }>(
     "SELECT validator_peer FROM audit_samples WHERE request_id = ? AND segment = ?",
@@ -461,6 +466,9 @@ export function openReceiptStore(parameters: OpenReceiptStoreParameters): Receip
       if (!Number.isSafeInteger(sample.segment) || sample.segment < 0)
         throw invalid("segment", `invalid segment ${sample.segment}`, "a segment is an integer 0, 1, 2...");
       insertSample.run(checkRequestId(sample.requestId), sample.segment, sample.validatorPeer, Date.now());
+    },
+    unmarkSampled(sample) {
+      deleteSample.run(checkRequestId(sample.requestId), sample.segment, sample.validatorPeer);
     },
     sampledTo(sample) {
       return selectSample.get(checkRequestId(sample.requestId), sample.segment)?.validator_peer;

@@ -6,6 +6,7 @@ import {
   getChannel,
   getProviderRecord,
   openChannel,
+  readChainBinding,
   settleVoucher,
   writeDeployments,
 } from "../../src/chain/index.ts";
@@ -210,7 +211,8 @@ describe("chain commands of the CLI (real anvil)", () => {
       domain: deploymentVoucherDomain(chain.deployments),
       message: { channelId, cumulativeAmount: paid },
     });
-    const gatewayStore = openPaymentStore({ path: gatewayPaymentStorePath(directory.home) });
+    const { key: boundTo } = await readChainBinding(chain.deployer, { deployments: chain.deployments });
+    const gatewayStore = openPaymentStore({ path: gatewayPaymentStorePath(directory.home), chain: boundTo });
     gatewayStore.addChannel({
       channelId,
       client: client.address,
@@ -222,6 +224,7 @@ describe("chain commands of the CLI (real anvil)", () => {
     gatewayStore.close();
     const providerStore = openPaymentStore({
       path: providerPaymentStorePath(directory.home, provider.address),
+      chain: boundTo,
     });
     providerStore.saveVoucher({
       channelId,

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import type { Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import type { BackendGenerateParameters } from "../../src/api/index.ts";
 import { InvalidInputError, PaymentRequiredError, ServiceUnavailableError } from "../../src/errors/index.ts";
@@ -14,11 +15,13 @@ import {
   answerWithFailover,
   createActivityFeed,
   createAuditSampler,
+  createCapacityQueue,
   createProviderTable,
   type FailoverContext,
   type KnownProvider,
 } from "../../src/gateway/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
+import type { GatewayPayments, PayingChannel } from "../../src/payments/index.ts";
 import { receiptDomain } from "../../src/protocol/index.ts";
 import { openReceiptStore, type ReceiptStore } from "../../src/store/index.ts";
 import { createMemoryNetwork } from "../fixtures/memoryNetwork.ts";
@@ -31,6 +34,12 @@ import {
 import { temporaryHome } from "../helpers.ts";
 
 const gatewayKey = generatePrivateKey();
+/** How the paid scripted providers say they are paid (the fake payments below pay on it). */
+const paidOn = {
+  chain_id: 31337,
+  payment_channels: "0x00000000000000000000000000000000000000c4",
+  credit_window: "1000000",
+};
 const timeouts = { firstTokenMs: 2_000, stallMs: 300, banMs: 30_000 };
 
 function request(overrides: Partial<BackendGenerateParameters> = {}): BackendGenerateParameters {
@@ -59,14 +68,27 @@ describe("gateway failover (in process, scripted providers)", () => {
   /** A gateway's failover context over fresh providers running `scripts` (one list per provider, in routing order). */
   async function setUp(
     scripts: Script[][],
-    options: { receipts?: (store: ReceiptStore) => ReceiptStore } = {},
+    options: {
+      receipts?: (store: ReceiptStore) => ReceiptStore;
+      capacity?: { parallelism: number; max_queue: number };
+      queue?: { maxWaiting?: number; timeoutMs?: number };
+      /** Paid providers (price and payment in their announcements) and the gateway's payments. */
+      paid?: { payments: GatewayPayments; price: { input: string; output: string } };
+    } = {},
   ) {
     const network = createMemoryNetwork();
     count++;
     const providers: ScriptedProvider[] = [];
     for (const [index, script] of scripts.entries())
       providers.push(
-        await startScriptedProvider({ network, peerId: `provider-${count}-${index}`, scripts: script }),
+        await startScriptedProvider({
+          network,
+          peerId: `provider-${count}-${index}`,
+          scripts: script,
+          capacity: options.capacity,
+          price: options.paid?.price,
+          payment: options.paid ? paidOn : undefined,
+        }),
       );
     const node = network.node(`gateway-${count}`);
     const table = createProviderTable({ node, logger: silentLogger });
@@ -81,7 +103,7 @@ describe("gateway failover (in process, scripted providers)", () => {
       domain: receiptDomain(),
       timeouts,
       maxAttempts: 4,
-      payments: undefined,
+      payments: options.paid?.payments,
       reputation: undefined,
       receipts,
       sampler: createAuditSampler({
@@ -94,12 +116,13 @@ describe("gateway failover (in process, scripted providers)", () => {
       }),
       activity: createActivityFeed({ logger: silentLogger }),
       settling: new Set(),
+      queue: createCapacityQueue(options.queue),
       logger: silentLogger,
     };
     return { providers, known, context, stored };
   }
 
-  it("fails over from a busy provider, which sits out only as long as it asked", async () => {
+  it("asks another provider when one is busy: not a failure, no ban, it rests only as long as it asked", async () => {
     const { providers, known, context } = await setUp([
       [{ kind: "error", code: "busy", retryAfterMs: 700 }],
       [{ kind: "honest", tokens: [10, 11], text: "hi" }],
@@ -107,14 +130,15 @@ describe("gateway failover (in process, scripted providers)", () => {
     const before = Date.now();
     const answer = await answerWithFailover(request(), context);
     assert.deepEqual(answer.providers, [providers[1]?.address]);
-    assert.equal(answer.failovers, 1);
+    assert.equal(answer.failovers, 0, "a busy refusal is no failover");
     assert.equal(answer.text, "hi");
     const [busy, served] = known as [KnownProvider, KnownProvider];
-    assert.equal(busy.failures, 1);
+    assert.equal(busy.failures, 0, "busy is not a failure");
+    assert.equal(busy.bannedUntil, 0, "and not banned");
     assert.equal(busy.untrusted, false);
     assert.ok(
-      busy.bannedUntil > before && busy.bannedUntil <= Date.now() + 700,
-      "banned for its retry-after only",
+      busy.busyUntil > before + 600 && busy.busyUntil <= Date.now() + 700,
+      "resting for its retry-after",
     );
     assert.equal(served.successes, 1);
   });
@@ -252,5 +276,225 @@ describe("gateway failover (in process, scripted providers)", () => {
       known.map((provider) => provider.failures),
       [1, 1],
     );
+  });
+
+  describe("waiting for capacity (the gateway's queue)", () => {
+    /** A request whose message names it, so the order providers receive requests in can be read back. */
+    const named = (name: string, signal = new AbortController().signal) =>
+      request({ prompt: { kind: "chat", messages: [{ role: "user", content: name }] }, signal });
+    const nameOf = (received: ScriptedProvider["requests"][number]) =>
+      received.request.messages?.[0]?.content;
+    const slow: Script = { kind: "honest", tokens: [1, 2, 3], text: "abc", delayMs: 40 };
+
+    it("holds requests beyond every provider's capacity and serves them all in arrival order, blaming nobody", async () => {
+      const { providers, known, context } = await setUp([[slow], [slow]], {
+        capacity: { parallelism: 1, max_queue: 0 },
+      });
+      let most = 0;
+      const watch = setInterval(() => {
+        for (const provider of known) most = Math.max(most, provider.inFlight);
+      }, 5);
+      const names = Array.from({ length: 8 }, (_, index) => `request-${index}`);
+      try {
+        const answers = await Promise.all(names.map((name) => answerWithFailover(named(name), context)));
+        assert.deepEqual(
+          answers.map((answer) => answer.text),
+          names.map(() => "abc"),
+          "every request answered",
+        );
+      } finally {
+        clearInterval(watch);
+      }
+      assert.equal(most, 1, "never more than a provider's announced capacity in flight on it");
+      assert.deepEqual(
+        known.map((provider) => provider.failures),
+        [0, 0],
+        "nobody blamed",
+      );
+      const served = providers
+        .flatMap((provider) =>
+          provider.requests.map((received, index) => ({ name: nameOf(received), index })),
+        )
+        .sort((a, b) => a.index - b.index);
+      // Two at a time in arrival order: the k-th pair holds requests 2k and 2k+1.
+      for (const [position, entry] of served.entries())
+        assert.ok(
+          Math.floor(Number(entry.name?.split("-")[1]) / 2) === entry.index,
+          `request ${entry.name} served in turn ${entry.index} (position ${position})`,
+        );
+      assert.equal(context.queue.stats().waiting, 0, "nobody left waiting");
+    });
+
+    it("waits for a busy provider's rest to end when it is the only one, then is served by it", async () => {
+      const { providers, known, context } = await setUp([
+        [{ kind: "error", code: "too_many_streams", retryAfterMs: 300 }, slow],
+      ]);
+      const started = Date.now();
+      const answer = await answerWithFailover(request(), context);
+      assert.equal(answer.text, "abc");
+      assert.ok(Date.now() - started >= 250, "waited for the rest the provider asked");
+      assert.equal(providers[0]?.requests.length, 2, "asked again after its rest");
+      assert.equal(known[0]?.failures, 0, "busy is not a failure");
+      assert.equal(known[0]?.bannedUntil, 0, "and not a ban");
+    });
+
+    it("answers 503 with Retry-After when a request's deadline passes in the queue, and when the queue is full", async () => {
+      const hog: Script = { kind: "honest", tokens: [1, 2, 3, 4, 5, 6], text: "hog", delayMs: 100 };
+      const { known, context } = await setUp([[hog]], {
+        capacity: { parallelism: 1, max_queue: 0 },
+        queue: { maxWaiting: 1, timeoutMs: 150 },
+      });
+      const first = answerWithFailover(named("first"), context);
+      const waiting = answerWithFailover(named("waiting"), context);
+      const refusedFull = await answerWithFailover(named("third"), context).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      assert.ok(
+        refusedFull instanceof ServiceUnavailableError,
+        `queue full: 503, got ${String(refusedFull)}`,
+      );
+      assert.equal(refusedFull.code, "queue_full");
+      assert.equal(refusedFull.retryAfterSeconds, 1, "with Retry-After");
+      await assert.rejects(waiting, (error) => {
+        assert.ok(error instanceof ServiceUnavailableError, "past the deadline: 503");
+        assert.equal(error.code, "queue_timeout");
+        assert.equal(error.retryAfterSeconds, 1);
+        assert.match(error.message, /scripted-model/);
+        return true;
+      });
+      assert.equal((await first).text, "hog", "the request being served is not disturbed");
+      assert.equal(known[0]?.failures, 0, "nobody blamed");
+    });
+
+    it("lets a client that goes away leave the queue: it is cancelled, and the next one takes its turn", async () => {
+      const { providers, context } = await setUp([[slow]], { capacity: { parallelism: 1, max_queue: 0 } });
+      const first = answerWithFailover(named("first"), context);
+      const leaving = new AbortController();
+      const gone = answerWithFailover(named("gone"), context);
+      const left = answerWithFailover(named("left", leaving.signal), context);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(context.queue.stats().waiting, 2, "two wait behind the first");
+      leaving.abort();
+      assert.equal((await left).finishReason, "cancelled");
+      assert.equal(context.queue.stats().waiting, 1, "the one that left is out of the queue");
+      assert.equal((await first).text, "abc");
+      assert.equal((await gone).text, "abc");
+      assert.deepEqual(
+        providers[0]?.requests.map(nameOf),
+        ["first", "gone"],
+        "the provider never got the cancelled one",
+      );
+    });
+
+    it("still answers a payment refusal at once while others wait for capacity", async () => {
+      const { known, context } = await setUp([[slow]], { capacity: { parallelism: 1, max_queue: 0 } });
+      const first = answerWithFailover(named("first"), context);
+      const started = Date.now();
+      // Every provider is paid on a chain this gateway does not pay on: 402 at once, no wait.
+      const announcement = known[0]?.announcement;
+      assert.ok(announcement);
+      const unpayable = structuredClone(announcement);
+      unpayable.price = { input: "1", output: "1" };
+      unpayable.payment = {
+        chain_id: 999,
+        payment_channels: "0x0000000000000000000000000000000000000001",
+        credit_window: "1",
+      } as never;
+      unpayable.issued_at += 1;
+      const original = known[0]?.announcement;
+      context.table.accept(unpayable);
+      try {
+        await assert.rejects(answerWithFailover(named("unpaid"), context), PaymentRequiredError);
+        assert.ok(Date.now() - started < 100, "refused at once, not after the queue's deadline");
+      } finally {
+        if (known[0] && original) known[0].announcement = original;
+      }
+      assert.equal((await first).text, "abc");
+    });
+  });
+
+  describe("a provider that does not know the gateway's channel", () => {
+    /**
+     * Payments that hand out channels by number (a unit test of failover alone: the channels are not on a chain, and
+     * their vouchers go nowhere); `chainKnows` says what the chain would answer for a forgotten channel.
+     */
+    function fakePayments(chainKnows: boolean) {
+      const opened: Hex[] = [];
+      const forgotten: Hex[] = [];
+      const byProvider = new Map<string, PayingChannel>();
+      const channel = (provider: Hex): PayingChannel => {
+        const channelId = `0x${(opened.length + 1).toString(16).padStart(64, "0")}` as Hex;
+        opened.push(channelId);
+        return {
+          channelId,
+          provider,
+          startSegment: () => ({ addOutput() {}, complete() {}, abandon() {} }),
+          due: () => false,
+          pay: async () => undefined,
+          acknowledge() {},
+        };
+      };
+      const payments: GatewayPayments = {
+        canPay: (payment) => payment?.chain_id === paidOn.chain_id,
+        async channelFor(input) {
+          const current = byProvider.get(input.provider) ?? channel(input.provider);
+          byProvider.set(input.provider, current);
+          return current;
+        },
+        channels: () => [],
+        async forgetIfUnknown(input) {
+          if (!chainKnows) {
+            forgotten.push(input.channelId);
+            for (const [provider, entry] of byProvider)
+              if (entry.channelId === input.channelId) byProvider.delete(provider);
+          }
+          return !chainKnows;
+        },
+        budget: { limit: 0n, depositPerProvider: 0n, committed: () => 0n },
+        stop: async () => undefined,
+      };
+      return { payments, opened, forgotten };
+    }
+    const price = { input: "1000", output: "1000" };
+
+    it("forgets a channel the chain does not know either, and asks the same provider again on a new one, blaming nobody", async () => {
+      const fake = fakePayments(false);
+      const { providers, known, context } = await setUp(
+        [
+          [
+            { kind: "error", code: "unknown_channel" },
+            { kind: "honest", tokens: [4, 5], text: "ok" },
+          ],
+        ],
+        { paid: { payments: fake.payments, price } },
+      );
+      const answer = await answerWithFailover(request(), context);
+      assert.equal(answer.text, "ok");
+      assert.deepEqual(answer.providers, [providers[0]?.address], "the same provider answered");
+      assert.equal(answer.failovers, 0);
+      assert.equal(fake.opened.length, 2, "a new channel was opened");
+      assert.deepEqual(fake.forgotten, [fake.opened[0]], "the unknown one was forgotten");
+      assert.deepEqual(
+        providers[0]?.requests.map((received) => received.payment?.channel_id),
+        fake.opened,
+        "asked first on the old channel, then on the new one",
+      );
+      assert.equal(known[0]?.failures, 0, "nobody blamed");
+      assert.equal(known[0]?.bannedUntil, 0);
+    });
+
+    it("blames the provider when the chain knows the channel it says it does not know", async () => {
+      const fake = fakePayments(true);
+      const { known, context } = await setUp(
+        [[{ kind: "error", code: "unknown_channel" }], [{ kind: "honest", tokens: [4, 5], text: "ok" }]],
+        { paid: { payments: fake.payments, price } },
+      );
+      const answer = await answerWithFailover(request(), context);
+      assert.equal(answer.failovers, 1, "failed over to the other provider");
+      assert.equal(fake.opened.length, 2, "one channel per provider, none reopened");
+      assert.deepEqual(fake.forgotten, [], "nothing forgotten");
+      assert.equal(known[0]?.failures, 1, "the provider that was wrong is blamed");
+    });
   });
 });

@@ -156,6 +156,8 @@ function known(parameters: {
     failures: parameters.failures ?? 0,
     inFlight: 0,
     bannedUntil: 0,
+    busyUntil: 0,
+    busyStreak: 0,
     untrusted: false,
     reputation: 1,
   };

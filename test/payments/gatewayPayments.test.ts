@@ -39,7 +39,7 @@ const common = () => ({ deployments: chain.deployments });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function openStore(name: string): PaymentStore {
-  const store = openPaymentStore({ path: join(directory.home, `${name}.db`) });
+  const store = openPaymentStore({ path: join(directory.home, `${name}.db`), chain: "test-chain" });
   stores.push(store);
   return store;
 }
@@ -508,6 +508,57 @@ describe("gateway payments on a local chain", () => {
         "still not topped up",
       );
       assert.equal(getAddress(provider.address), provider.address, "the provider's address is checksummed");
+    });
+  });
+
+  describe("channels the chain does not know", () => {
+    it("does not reuse a stored channel the chain does not know, and forgets one a provider does not know only when the chain agrees", async () => {
+      const gateway = await chain.account("gateway-unknown-channel");
+      const provider = await chain.account("provider-unknown-channel");
+      const store = openStore("unknown-channel");
+      // As a chain reset leaves it: a channel in the store (same chain binding) that this chain never opened.
+      const ghost = `0x${"9c".repeat(32)}` as Hex;
+      store.addChannel({
+        channelId: ghost,
+        client: gateway.address,
+        provider: provider.address,
+        deposit: depositPerProvider,
+        state: "open",
+      });
+      const payments = createGateway(gateway, store, 5n * depositPerProvider);
+      const channel = await payments.channelFor({ provider: provider.address, creditWindow });
+      assert.notEqual(channel.channelId.toLowerCase(), ghost, "a new channel, not the ghost");
+      assert.equal(
+        (await getChannel(chain.deployer, { ...common(), channelId: channel.channelId })).client,
+        gateway.address,
+        "opened on this chain",
+      );
+      const rows = new Map(store.channelsOf(gateway.address).map((row) => [row.channelId, row.state]));
+      assert.equal(rows.get(ghost), "unknown", "the ghost is marked unknown");
+      assert.equal(payments.budget.committed(), depositPerProvider, "and not counted against the budget");
+
+      assert.equal(
+        await payments.forgetIfUnknown({ channelId: channel.channelId }),
+        false,
+        "a provider saying it does not know a channel the chain knows is wrong: the channel is kept",
+      );
+      const same = await payments.channelFor({ provider: provider.address, creditWindow });
+      assert.equal(same.channelId, channel.channelId, "still used");
+
+      // A chain reset while the gateway runs: a provider says it does not know the channel, and neither does the chain.
+      const otherStore = openStore("unknown-channel-running");
+      otherStore.addChannel({
+        channelId: ghost,
+        client: gateway.address,
+        provider: provider.address,
+        deposit: depositPerProvider,
+        state: "open",
+      });
+      const running = createGateway(gateway, otherStore, 5n * depositPerProvider);
+      assert.equal(await running.forgetIfUnknown({ channelId: ghost }), true, "forgotten");
+      assert.equal(otherStore.channelsOf(gateway.address)[0]?.state, "unknown");
+      const reopened = await running.channelFor({ provider: provider.address, creditWindow });
+      assert.notEqual(reopened.channelId.toLowerCase(), ghost, "the next request gets a new channel");
     });
   });
 });

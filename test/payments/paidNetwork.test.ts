@@ -16,6 +16,7 @@ import {
   getTokenBalance,
   listChannels,
   openChannel,
+  readChainBinding,
   requestChannelClose,
   withSigner,
   writeDeployments,
@@ -227,8 +228,12 @@ describe("pay per token (real provider and gateway processes, real anvil)", () =
           ? channel
           : undefined;
       });
+    const { key: boundTo } = await readChainBinding(chain.deployer, { deployments: chain.deployments });
     const providerStore = () =>
-      openPaymentStore({ path: providerPaymentStorePath(directory.home, addresses.provider) });
+      openPaymentStore({
+        path: providerPaymentStorePath(directory.home, addresses.provider),
+        chain: boundTo,
+      });
     return {
       home: directory.home,
       keys,

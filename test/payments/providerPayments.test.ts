@@ -168,7 +168,7 @@ describe("provider payments on a local chain", () => {
     otherProvider = await chain.account("other-provider");
     mallory = await chain.account("mallory");
     directory = await temporaryHome("mycel-provider-payments-");
-    store = openPaymentStore({ path: join(directory.home, "mycel.db") });
+    store = openPaymentStore({ path: join(directory.home, "mycel.db"), chain: "test-chain" });
     payments = create();
   });
   after(async () => {

@@ -3,9 +3,11 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
+import Database from "better-sqlite3";
 import { type Address, getAddress, type Hex } from "viem";
 import { MycelError } from "../../src/errors/index.ts";
 import { openPaymentStore, type PaymentStore, StaleVoucherError } from "../../src/store/index.ts";
+import { undoChainBinding } from "../fixtures/legacyPaymentTables.ts";
 import { repositoryRoot, temporaryHome } from "../helpers.ts";
 
 const provider = getAddress("0x1111111111111111111111111111111111111111");
@@ -47,7 +49,7 @@ describe("payment store", () => {
   before(async () => {
     directory = await temporaryHome("mycel-payments-");
     path = join(directory.home, "nested", "mycel.db");
-    store = openPaymentStore({ path });
+    store = openPaymentStore({ path, chain: "test-chain" });
   });
   after(async () => {
     store?.close();
@@ -253,7 +255,7 @@ describe("payment store", () => {
       const others = store.vouchersOf(otherProvider);
       store.close();
       store.close();
-      store = openPaymentStore({ path });
+      store = openPaymentStore({ path, chain: "test-chain" });
       assert.equal(store.path, path, "the store's path");
       assert.deepEqual(store.vouchersOf(provider), vouchers, "the provider's vouchers survive a reopen");
       assert.deepEqual(store.vouchersOf(otherProvider), others, "the other provider's vouchers survive");
@@ -407,7 +409,7 @@ describe("payment store", () => {
       const storeModule = pathToFileURL(join(repositoryRoot, "src", "store", "index.ts")).href;
       const script = `
         import { openPaymentStore } from ${JSON.stringify(storeModule)};
-        const store = openPaymentStore({ path: ${JSON.stringify(crashPath)} });
+        const store = openPaymentStore({ path: ${JSON.stringify(crashPath)}, chain: "test-chain" });
         store.saveVoucher({ channelId: "${channel("c7")}", provider: "${provider}", client: "${client}",
           cumulativeAmount: 77n, signature: "${signature("77")}" });
         store.addChannel({ channelId: "${channel("c8")}", client: "${client}", provider: "${provider}",
@@ -421,7 +423,7 @@ describe("payment store", () => {
         timeout: 20_000,
       });
       assert.equal(child.signal, "SIGKILL", `the writer was killed (${child.stderr})`);
-      const reopened = openPaymentStore({ path: crashPath });
+      const reopened = openPaymentStore({ path: crashPath, chain: "test-chain" });
       try {
         assert.equal(reopened.latestVoucher(channel("c7"))?.cumulativeAmount, 77n, "the voucher survived");
         assert.equal(reopened.channelsOf(client)[0]?.signedAmount, 80n, "the signed amount survived");
@@ -435,10 +437,104 @@ describe("payment store", () => {
       const channels = store.channelsOf(client);
       const others = store.channelsOf(otherClient);
       store.close();
-      store = openPaymentStore({ path });
+      store = openPaymentStore({ path, chain: "test-chain" });
       assert.deepEqual(store.channelsOf(client), channels, "the client's channels survive a reopen");
       assert.deepEqual(store.channelsOf(otherClient), others, "the other client's channels survive");
       assert.equal(store.latestVoucher(channel("a1"))?.cumulativeAmount, 300n, "the vouchers survive too");
+    });
+  });
+
+  describe("channels bound to their chain", () => {
+    const sameId = channel("b7");
+
+    it("keeps the rows of each chain apart, under the same channel id", () => {
+      const bound = join(directory.home, "bound.db");
+      const first = openPaymentStore({ path: bound, chain: "31337:0xcontract:0xgenesis-one" });
+      first.addChannel({ channelId: sameId, client, provider, deposit: 100n, state: "open" });
+      first.recordSigned({ channelId: sameId, amount: 90n });
+      first.saveVoucher({
+        channelId: sameId,
+        provider,
+        client,
+        cumulativeAmount: 90n,
+        signature: signature("90"),
+      });
+      first.close();
+      const second = openPaymentStore({ path: bound, chain: "31337:0xcontract:0xgenesis-two" });
+      try {
+        assert.deepEqual(second.channelsOf(client), [], "another chain's channel is not seen");
+        assert.equal(second.latestVoucher(sameId), undefined, "nor its voucher");
+        assert.deepEqual(second.unsettledVouchers(provider), [], "which is never settled here");
+        const row = second.addChannel({ channelId: sameId, client, provider, deposit: 5n, state: "open" });
+        assert.equal(row.signedAmount, 0n, "the same id on this chain starts from nothing");
+        const voucher = second.saveVoucher({
+          channelId: sameId,
+          provider,
+          client,
+          cumulativeAmount: 3n,
+          signature: signature("03"),
+        });
+        assert.equal(
+          voucher.cumulativeAmount,
+          3n,
+          "a lower voucher than the other chain's is not stale here",
+        );
+      } finally {
+        second.close();
+      }
+      const again = openPaymentStore({ path: bound, chain: "31337:0xcontract:0xgenesis-one" });
+      try {
+        assert.equal(again.channelsOf(client)[0]?.signedAmount, 90n, "the first chain's row is unchanged");
+        assert.equal(again.latestVoucher(sameId)?.cumulativeAmount, 90n, "and its voucher too");
+      } finally {
+        again.close();
+      }
+    });
+
+    it("upgrades a store from before bindings: its rows are bound to no chain and never seen", () => {
+      const legacyPath = join(directory.home, "legacy.db");
+      openPaymentStore({ path: legacyPath, chain: "any" }).close();
+      const raw = new Database(legacyPath);
+      undoChainBinding(raw);
+      raw
+        .prepare(
+          `INSERT INTO client_channels VALUES ('${sameId}', '${client}', '${provider}', '100', '40', '40', 'open', 1)`,
+        )
+        .run();
+      raw
+        .prepare(
+          `INSERT INTO received_vouchers (channel_id, provider, client, cumulative_amount, signature, received_at,
+             settled_amount, unsettled_since) VALUES ('${sameId}', '${provider}', '${client}', '40', '0x', 1, '0', 1)`,
+        )
+        .run();
+      raw.close();
+      const upgraded = openPaymentStore({ path: legacyPath, chain: "31337:0xcontract:0xgenesis" });
+      try {
+        assert.deepEqual(upgraded.channelsOf(client), [], "an unbound channel is not reused");
+        assert.deepEqual(upgraded.unsettledVouchers(provider), [], "an unbound voucher is not settled");
+        upgraded.addChannel({ channelId: sameId, client, provider, deposit: 1n, state: "open" });
+        assert.equal(upgraded.channelsOf(client).length, 1, "a channel of this chain under the same id");
+      } finally {
+        upgraded.close();
+      }
+      const check = new Database(legacyPath, { readonly: true });
+      try {
+        const rows = check.prepare("SELECT chain, signed_amount FROM client_channels ORDER BY chain").all();
+        assert.deepEqual(
+          rows,
+          [
+            { chain: "", signed_amount: "40" },
+            { chain: "31337:0xcontract:0xgenesis", signed_amount: "0" },
+          ],
+          "the old row is kept (unbound) beside the new one",
+        );
+      } finally {
+        check.close();
+      }
+    });
+
+    it("refuses a store without a chain", () => {
+      assert.throws(() => openPaymentStore({ path: join(directory.home, "none.db"), chain: "" }), /chain/);
     });
   });
 });

@@ -11,6 +11,7 @@ import {
   type StoredAuditVerdict,
   schemaVersion,
 } from "../../src/store/index.ts";
+import { undoChainBinding } from "../fixtures/legacyPaymentTables.ts";
 import { temporaryHome } from "../helpers.ts";
 
 const requestAlpha = `0xa1${"00".repeat(31)}` as Hex;
@@ -481,7 +482,7 @@ describe("receipt store: schema version 5", () => {
     const path = join(directory.home, "fresh.db");
     openReceiptStore({ path }).close();
     const { version, names } = objectsOf(path);
-    assert.equal(schemaVersion, 5);
+    assert.equal(schemaVersion, 6);
     assert.equal(version, schemaVersion);
     for (const name of ["audit_samples", "audit_verdicts", "receipts_by_time", "receipts"])
       assert.ok(names.includes(name), `${name} exists`);
@@ -499,8 +500,9 @@ describe("receipt store: schema version 5", () => {
       createdAt: 1234,
     });
     store.close();
-    // Undo migration 5: what is left is what the first four migrations made.
+    // Undo migrations 6 and 5: what is left is what the first four migrations made.
     const raw = new Database(path);
+    undoChainBinding(raw);
     raw.exec("DROP TABLE audit_samples; DROP TABLE audit_verdicts; DROP INDEX receipts_by_time;");
     raw.pragma("user_version = 4");
     raw.close();

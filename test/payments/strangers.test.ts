@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import { type Hex, parseEther } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { fundDevAccounts, writeDeployments } from "../../src/chain/index.ts";
+import { fundDevAccounts, readChainBinding, writeDeployments } from "../../src/chain/index.ts";
 import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import { streamLimits } from "../../src/protocol/index.ts";
@@ -151,8 +151,12 @@ describe("a provider among strangers (attackers as processes, real provider, gat
         : undefined;
     });
   /** The latest voucher the provider stored for the channel. */
-  const storedVoucher = (channelId: Hex) => {
-    const store = openPaymentStore({ path: providerPaymentStorePath(home.home, providerAddress) });
+  const storedVoucher = async (channelId: Hex) => {
+    const { key: boundTo } = await readChainBinding(chain.deployer, { deployments: chain.deployments });
+    const store = openPaymentStore({
+      path: providerPaymentStorePath(home.home, providerAddress),
+      chain: boundTo,
+    });
     try {
       return store.latestVoucher(channelId);
     } finally {
@@ -167,7 +171,7 @@ describe("a provider among strangers (attackers as processes, real provider, gat
       paidSoFar += paid;
     }
     const channel = await waitPaid(paidSoFar);
-    const before = storedVoucher(channel.channel_id);
+    const before = await storedVoucher(channel.channel_id);
     assert.equal(before?.cumulativeAmount, paidSoFar, "the provider holds the gateway's voucher");
 
     const rider = await startRole([
@@ -188,7 +192,7 @@ describe("a provider among strangers (attackers as processes, real provider, gat
     assert.equal(asItself?.ended, "error", "an error frame");
     assert.equal(asItself?.code, "payment_required", "the channel is not its own");
     assert.match(String(asItself?.message), /belongs to/, "and it is told whose it is");
-    assert.deepEqual(storedVoucher(channel.channel_id), before, "the stored vouchers are unchanged");
+    assert.deepEqual(await storedVoucher(channel.channel_id), before, "the stored vouchers are unchanged");
 
     // Nothing was left owed on the gateway's channel: its next requests are served at once (no 402), and what it
     // pays is exactly what its receipts say.
@@ -200,7 +204,7 @@ describe("a provider among strangers (attackers as processes, real provider, gat
     paidSoFar += more;
     await waitPaid(paidSoFar);
     assert.equal(
-      storedVoucher(channel.channel_id)?.cumulativeAmount,
+      (await storedVoucher(channel.channel_id))?.cumulativeAmount,
       paidSoFar,
       "paid: exactly the receipts",
     );

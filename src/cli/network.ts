@@ -50,6 +50,8 @@ export type GatewayFlags = ChainFlags & {
   validator?: string[];
   auditRate: number;
   minReputation: number;
+  maxPrice: bigint;
+  allowUnstaked?: boolean;
   shutdownTimeout: number;
 };
 
@@ -249,6 +251,16 @@ function addGatewayCommand(program: Command) {
       "do not route to providers whose on-chain reputation (0..1) is below this (with --rpc-url)",
       fraction("--min-reputation"),
       roleDefaults.minimumReputation,
+    )
+    .option(
+      "--max-price <n>",
+      "never pay more than this per 1M tokens, input or output, in the token's smallest unit; providers above it are not routed to",
+      price,
+      roleDefaults.maxPricePerMillion,
+    )
+    .option(
+      "--allow-unstaked",
+      "also route to providers not staked on chain, or whose on-chain offer differs from their announced price (with --rpc-url; off: nothing is at risk for them)",
     );
   addShutdownOption(gateway).action(async (flags: GatewayFlags, command: Command) => {
     const config = configFrom(command, { serve: { host: flags.host, port: flags.port } });
@@ -264,6 +276,8 @@ function addGatewayCommand(program: Command) {
       stallMs: flags.stallTimeout,
       audit: { rate: flags.auditRate, validators: flags.validator ?? [] },
       minReputation: flags.minReputation,
+      maxPricePerMillion: flags.maxPrice,
+      allowUnstaked: flags.allowUnstaked === true,
     });
     if ((flags.validator ?? []).length === 0 && flags.auditRate > 0)
       logger.info("no --validator given: answers are not sent for audit");

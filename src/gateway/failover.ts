@@ -30,6 +30,14 @@ import {
 import { type FramedComponents, fetchEvidence } from "../protocols/index.ts";
 import type { ReceiptStore } from "../store/index.ts";
 import type { ActivityFeed } from "./activity.ts";
+import {
+  defaultRoutingPolicy,
+  describeUnroutable,
+  effectiveCeiling,
+  isRoutable,
+  type RoutingPolicy,
+  unroutableReason,
+} from "./eligibility.ts";
 import { classifyFailure, SegmentFailedError } from "./failures.ts";
 import type { KnownProvider, ProviderTable } from "./providerTable.ts";
 import type { ReputationSource } from "./reputation.ts";
@@ -75,6 +83,8 @@ export type FailoverContext = {
   maxAttempts: number;
   payments: GatewayPayments | undefined;
   reputation: ReputationSource | undefined;
+  /** Stake and price ceiling required of providers (default: no stake checked, the default ceiling). */
+  policy?: RoutingPolicy;
   receipts: ReceiptStore;
   sampler: AuditSampler;
   activity: ActivityFeed;
@@ -209,8 +219,16 @@ function pickProvider(input: {
   const serving = context.table
     .serving(state.modelHash)
     .filter((entry) => parameters.onlyProvider === undefined || entry.peerId === parameters.onlyProvider);
+  const policy = context.policy ?? defaultRoutingPolicy;
+  const eligible = (entry: KnownProvider) =>
+    isRoutable(entry, {
+      modelHash: state.modelHash,
+      policy,
+      maxPricePerMillion: parameters.maxPricePerMillion,
+    });
+  if (input.attempt === 0) refuseAboveCeiling({ parameters, policy, serving, modelHash: state.modelHash });
   const provider = rankProviders({
-    candidates: serving.filter(payable),
+    candidates: serving.filter(eligible).filter(payable),
     exclude: state.tried,
     minimumReputation: context.reputation?.minimum,
   })[0];
@@ -225,6 +243,39 @@ function pickProvider(input: {
       },
     );
   return provider;
+}
+
+/** Refuses a request whose price ceiling leaves out every provider that would otherwise serve it (402, nothing paid). */
+function refuseAboveCeiling(input: {
+  parameters: BackendGenerateParameters;
+  policy: RoutingPolicy;
+  serving: readonly KnownProvider[];
+  modelHash: Hex;
+}) {
+  const { parameters, policy, serving, modelHash } = input;
+  const requested = parameters.maxPricePerMillion;
+  if (requested === undefined || requested >= policy.maxPricePerMillion) return;
+  const underGatewayCeiling = serving.filter((entry) => isRoutable(entry, { modelHash, policy }));
+  if (underGatewayCeiling.length === 0) return;
+  const ceiling = effectiveCeiling(policy, requested);
+  if (
+    underGatewayCeiling.some((entry) => isRoutable(entry, { modelHash, policy, maxPricePerMillion: ceiling }))
+  )
+    return;
+  let cheapest = policy.maxPricePerMillion;
+  for (const entry of underGatewayCeiling) {
+    const asked = [BigInt(entry.announcement.price.input), BigInt(entry.announcement.price.output)];
+    const dearer = (asked[0] ?? 0n) > (asked[1] ?? 0n) ? (asked[0] ?? 0n) : (asked[1] ?? 0n);
+    if (dearer < cheapest) cheapest = dearer;
+  }
+  throw new PaymentRequiredError(
+    `every provider of model "${parameters.model.name}" charges more than this request's price ceiling (mycel.max_price ${ceiling} per 1M tokens)`,
+    {
+      code: "price_ceiling_too_low",
+      details: `the cheapest asks ${cheapest} per 1M tokens (input or output); this gateway's ceiling is ${policy.maxPricePerMillion}`,
+      hint: `raise mycel.max_price to at least ${cheapest} (at most the gateway's --max-price ${policy.maxPricePerMillion}), or leave it out`,
+    },
+  );
 }
 
 /** The channel that pays `provider`, opened or topped up if needed; undefined for a provider that serves unpaid. */
@@ -258,6 +309,11 @@ async function attemptWith(input: {
   attempt: number;
 }): Promise<GatewayAnswer> {
   const { parameters, context, state, provider, request } = input;
+  // The price it was picked at: a provider that announces a new price mid-answer is paid the old one or nothing.
+  const pricePerMillion = {
+    input: BigInt(provider.announcement.price.input),
+    output: BigInt(provider.announcement.price.output),
+  };
   const paying = await channelFor(context, provider);
   const segment = await runSegment(context.components, {
     provider,
@@ -265,6 +321,7 @@ async function attemptWith(input: {
     client: context.client,
     request,
     paying,
+    outputPricePerMillion: pricePerMillion.output,
     timeouts: context.timeouts,
     signal: parameters.signal,
     onTokens: (tokens, piece) => {
@@ -287,10 +344,11 @@ async function attemptWith(input: {
       provider: provider.address,
       request,
       outputTokens: segment.tokens,
-      pricePerMillion: {
-        input: BigInt(provider.announcement.price.input),
-        output: BigInt(provider.announcement.price.output),
-      },
+      pricePerMillion,
+      maxPricePerMillion: effectiveCeiling(
+        context.policy ?? defaultRoutingPolicy,
+        parameters.maxPricePerMillion,
+      ),
       domain: context.domain,
     });
   } catch (error) {
@@ -428,16 +486,31 @@ function noProviderLeft(
   const name = parameters.model.name;
   const minimum = context.reputation?.minimum;
   const served = context.table.serving(state.modelHash);
+  const policy = context.policy ?? defaultRoutingPolicy;
+  const reasons = served
+    .map((entry) =>
+      unroutableReason(entry, {
+        modelHash: state.modelHash,
+        policy,
+        maxPricePerMillion: parameters.maxPricePerMillion,
+      }),
+    )
+    .filter((reason) => reason !== undefined);
   const reputable = served.filter((entry) => reputationOf(entry) >= (minimum ?? 0));
   return new ServiceUnavailableError(
     served.length === 0
       ? `no provider serves model "${name}" now`
-      : reputable.length === 0
-        ? `every provider of model "${name}" has an on-chain reputation below ${minimum} (validators caught them cheating)`
-        : `every provider of model "${name}" failed (${state.tried.size} tried)`,
+      : reasons.length === served.length
+        ? `no provider of model "${name}" may be routed to: ${[...new Set(reasons.map(describeUnroutable))].join("; ")}`
+        : reputable.length === 0
+          ? `every provider of model "${name}" has an on-chain reputation below ${minimum} (validators caught them cheating)`
+          : `every provider of model "${name}" failed (${state.tried.size} tried)`,
     {
       details: state.lastFailure ? describeError(state.lastFailure) : undefined,
-      hint: `retry shortly, or start another provider with \`mycel provider --model ${name}\``,
+      hint:
+        reasons.length === served.length && served.length > 0
+          ? "stake a provider of it on chain (`mycel provider stake`), raise the price ceiling (--max-price, mycel.max_price), or start the gateway with --allow-unstaked"
+          : `retry shortly, or start another provider with \`mycel provider --model ${name}\``,
       retryAfterSeconds: 2,
     },
   );

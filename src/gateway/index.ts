@@ -3,6 +3,16 @@ export { type ActivityFeed, createActivityFeed, type GatewayActivity } from "./a
 export { type CreateGatewayBackendParameters, createGatewayBackend, mycelFieldsOf } from "./backend.ts";
 export { type Catalog, createCatalog } from "./catalog.ts";
 export {
+  defaultRoutingPolicy,
+  describeUnroutable,
+  effectiveCeiling,
+  isRoutable,
+  type RoutableParameters,
+  type RoutingPolicy,
+  type UnroutableReason,
+  unroutableReason,
+} from "./eligibility.ts";
+export {
   type AnsweredEvidence,
   answerWithFailover,
   type FailoverContext,
@@ -19,7 +29,18 @@ export {
   recordThroughput,
   type SegmentTiming,
 } from "./measurements.ts";
-export { createProviderTable, type KnownProvider, type ProviderTable } from "./providerTable.ts";
+export {
+  createProviderTable,
+  type KnownProvider,
+  type ProviderRegistration,
+  type ProviderTable,
+} from "./providerTable.ts";
+export {
+  defaultRegistrationRefreshMs,
+  type RegistrationSource,
+  type RegistrationWatch,
+  watchRegistrations,
+} from "./registrations.ts";
 export {
   defaultMinimumReputation,
   defaultReputationRefreshMs,
@@ -40,7 +61,9 @@ export {
   type GatewayTimeouts,
   type RunSegmentParameters,
   runSegment,
+  type SegmentCaps,
   type SegmentResult,
+  segmentCapsOf,
 } from "./segment.ts";
 export { type CreateVerdictKeeperParameters, createVerdictKeeper, type VerdictKeeper } from "./verdicts.ts";
 export { ReceiptRejectedError, type VerifyReceiptParameters, verifyReceipt } from "./verifyReceipt.ts";

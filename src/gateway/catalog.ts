@@ -1,7 +1,7 @@
 /** The models the network serves now, as the gateway's provider table knows them: listed, and found by name or hash. */
 import type { ApiModelInfo } from "../api/index.ts";
 import { describeAvailable, ModelNotFoundError } from "../errors/index.ts";
-import { defaultRoutingPolicy, isRoutable, type RoutingPolicy } from "./eligibility.ts";
+import { defaultRoutingPolicy, type RoutingPolicy, unroutableReason } from "./eligibility.ts";
 import type { KnownProvider, ProviderTable } from "./providerTable.ts";
 
 /** The network's live models. */
@@ -23,12 +23,14 @@ function smallest(values: readonly bigint[]): bigint {
 export function createCatalog(parameters: { table: ProviderTable; policy?: RoutingPolicy }): Catalog {
   const { table } = parameters;
   const policy = parameters.policy ?? defaultRoutingPolicy;
-  function models(): ApiModelInfo[] {
+  /** The models of providers routable now (and, with `pending`, of those whose registration is still being read). */
+  function collect(pending: boolean): ApiModelInfo[] {
     const now = Date.now();
     const byHash = new Map<string, { name: string; contextSize: number; providers: KnownProvider[] }>();
     for (const provider of table.all()) {
       for (const model of provider.announcement.models) {
-        if (!isRoutable(provider, { modelHash: model.hash, policy, now })) continue;
+        const reason = unroutableReason(provider, { modelHash: model.hash, policy, now });
+        if (reason !== undefined && !(pending && reason === "not_checked")) continue;
         const entry = byHash.get(model.hash) ?? {
           name: model.name,
           contextSize: model.context_size,
@@ -56,8 +58,12 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
     });
   }
 
+  const models = () => collect(false);
+
   function find(nameOrHash: string): ApiModelInfo {
-    const served = models();
+    // A provider heard of a moment ago is found (its registration is read within milliseconds; the request waits
+    // for it), though not listed: routing still requires what the policy requires.
+    const served = collect(true);
     const query = nameOrHash.replace(/^(sha256:|0x)/i, "").toLowerCase();
     const byHash = served.filter(
       (model) =>

@@ -153,12 +153,6 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     settling,
     logger,
   };
-  const answer = async (request: BackendGenerateParameters) => {
-    // A provider seen a moment ago is routed to once the chain has been read for it, not before.
-    await registrations?.firstReads(firstRegistrationReadWaitMs);
-    return answerWithFailover(request, context);
-  };
-  const liveProviders = () => table.all().filter((provider) => provider.announcement.expires_at > Date.now());
   const routableProviders = (modelHash?: string) =>
     table
       .all()
@@ -167,6 +161,14 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
           isRoutable(provider, { modelHash: hash, policy }),
         ),
       );
+  const answer = async (request: BackendGenerateParameters) => {
+    // A provider seen a moment ago is routed to once the chain has been read for it, not before: a request for a
+    // model no provider may serve yet waits (briefly) for those reads.
+    if (registrations && routableProviders(modelHashToBytes32(request.model.hash)).length === 0)
+      await registrations.firstReads(firstRegistrationReadWaitMs);
+    return answerWithFailover(request, context);
+  };
+  const liveProviders = () => table.all().filter((provider) => provider.announcement.expires_at > Date.now());
   const backend = createGatewayBackend({
     catalog,
     answer,

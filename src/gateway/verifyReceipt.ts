@@ -93,6 +93,9 @@ export async function verifyReceipt(parameters: VerifyReceiptParameters): Promis
     reject(`price ${message.price} is not the announced ${expectedPrice}`);
   const ceiling = parameters.maxPricePerMillion;
   if (ceiling !== undefined) {
+    const { input, output } = parameters.pricePerMillion;
+    if (input > ceiling || output > ceiling)
+      reject(`prices ${input} / ${output} per 1M tokens are above the price ceiling ${ceiling}`);
     const mostAllowed = priceOfTokens({
       promptTokens: promptIds.length,
       completionTokens: parameters.outputTokens.length,

@@ -198,9 +198,15 @@ describe("routing policy and segment caps (in process, scripted providers)", () 
       const [unstaked, mismatched, staked] = known as [KnownProvider, KnownProvider, KnownProvider];
       const catalog = createCatalog({ table, policy: stakedPolicy });
       assert.deepEqual(catalog.models(), [], "nothing is listed before any registration is read");
-      assert.throws(() => catalog.find(scriptedModel.name), /--allow-unstaked/);
+      assert.equal(
+        catalog.find(scriptedModel.name).hash,
+        scriptedModel.hash.slice(2),
+        "found while registrations are being read (the request then waits for them)",
+      );
       unstaked.registration = null;
       mismatched.registration = { ...matching(mismatched), offers: [] };
+      staked.registration = null;
+      assert.throws(() => catalog.find(scriptedModel.name), /--allow-unstaked/, "404 naming the fix");
       staked.registration = matching(staked);
       assert.equal(catalog.models().length, 1);
       assert.equal(catalog.models()[0]?.extra?.providers, 1, "only the staked provider counts");

@@ -50,7 +50,8 @@ export type GatewayFlags = ChainFlags & {
   validator?: string[];
   auditRate: number;
   minReputation: number;
-  maxPrice: bigint;
+  /** Parsed by `price` when given; the default is its decimal string (help output cannot show a bigint). */
+  maxPrice: bigint | string;
   allowUnstaked?: boolean;
   shutdownTimeout: number;
 };
@@ -255,8 +256,8 @@ function addGatewayCommand(program: Command) {
     .option(
       "--max-price <n>",
       "never pay more than this per 1M tokens, input or output, in the token's smallest unit; providers above it are not routed to",
-      price,
-      roleDefaults.maxPricePerMillion,
+      (value: string): bigint | string => price(value),
+      roleDefaults.maxPricePerMillion.toString(),
     )
     .option(
       "--allow-unstaked",
@@ -276,7 +277,7 @@ function addGatewayCommand(program: Command) {
       stallMs: flags.stallTimeout,
       audit: { rate: flags.auditRate, validators: flags.validator ?? [] },
       minReputation: flags.minReputation,
-      maxPricePerMillion: flags.maxPrice,
+      maxPricePerMillion: BigInt(flags.maxPrice),
       allowUnstaked: flags.allowUnstaked === true,
     });
     if ((flags.validator ?? []).length === 0 && flags.auditRate > 0)

@@ -5,6 +5,7 @@
  * without stake at risk.
  */
 import { roleDefaults } from "../config/index.ts";
+import { PaymentRequiredError } from "../errors/index.ts";
 import type { KnownProvider } from "./providerTable.ts";
 
 /** What a gateway requires of a provider before it routes to it. */
@@ -109,4 +110,49 @@ export function describeUnroutable(reason: UnroutableReason): string {
     above_ceiling: "its price is above the price ceiling",
   };
   return words[reason];
+}
+
+/** Why none of `providers` may serve the model, in words; undefined when one may (or there are none). */
+export function whyNoneRoutable(providers: readonly KnownProvider[], parameters: RoutableParameters) {
+  const reasons = providers.map((provider) => unroutableReason(provider, parameters));
+  if (providers.length === 0 || reasons.some((reason) => reason === undefined)) return undefined;
+  return [...new Set(reasons.map((reason) => describeUnroutable(reason as UnroutableReason)))].join("; ");
+}
+
+/**
+ * Throws a 402 naming the ceiling and the fix when a request's own price ceiling (`mycel.max_price`) leaves out
+ * every provider that the gateway's policy would otherwise route it to: nothing is sent, nothing paid.
+ */
+export function refuseAboveCeiling(parameters: {
+  modelName: string;
+  modelHash: string;
+  requested: bigint | undefined;
+  policy: RoutingPolicy;
+  serving: readonly KnownProvider[];
+}): void {
+  const { modelHash, policy, requested } = parameters;
+  if (requested === undefined || requested >= policy.maxPricePerMillion) return;
+  const underGatewayCeiling = parameters.serving.filter((entry) => isRoutable(entry, { modelHash, policy }));
+  if (underGatewayCeiling.length === 0) return;
+  if (
+    underGatewayCeiling.some((entry) =>
+      isRoutable(entry, { modelHash, policy, maxPricePerMillion: requested }),
+    )
+  )
+    return;
+  let cheapest = policy.maxPricePerMillion;
+  for (const entry of underGatewayCeiling) {
+    const input = BigInt(entry.announcement.price.input);
+    const output = BigInt(entry.announcement.price.output);
+    const dearer = input > output ? input : output;
+    if (dearer < cheapest) cheapest = dearer;
+  }
+  throw new PaymentRequiredError(
+    `every provider of model "${parameters.modelName}" charges more than this request's price ceiling (mycel.max_price ${requested} per 1M tokens)`,
+    {
+      code: "price_ceiling_too_low",
+      details: `the cheapest asks ${cheapest} per 1M tokens (input or output); this gateway's ceiling is ${policy.maxPricePerMillion}`,
+      hint: `raise mycel.max_price to at least ${cheapest} (at most the gateway's --max-price ${policy.maxPricePerMillion}), or leave it out`,
+    },
+  );
 }

@@ -32,11 +32,11 @@ import type { ReceiptStore } from "../store/index.ts";
 import type { ActivityFeed } from "./activity.ts";
 import {
   defaultRoutingPolicy,
-  describeUnroutable,
   effectiveCeiling,
   isRoutable,
   type RoutingPolicy,
-  unroutableReason,
+  refuseAboveCeiling,
+  whyNoneRoutable,
 } from "./eligibility.ts";
 import { classifyFailure, SegmentFailedError } from "./failures.ts";
 import type { KnownProvider, ProviderTable } from "./providerTable.ts";
@@ -226,7 +226,14 @@ function pickProvider(input: {
       policy,
       maxPricePerMillion: parameters.maxPricePerMillion,
     });
-  if (input.attempt === 0) refuseAboveCeiling({ parameters, policy, serving, modelHash: state.modelHash });
+  if (input.attempt === 0)
+    refuseAboveCeiling({
+      modelName: parameters.model.name,
+      modelHash: state.modelHash,
+      requested: parameters.maxPricePerMillion,
+      policy,
+      serving,
+    });
   const provider = rankProviders({
     candidates: serving.filter(eligible).filter(payable),
     exclude: state.tried,
@@ -243,39 +250,6 @@ function pickProvider(input: {
       },
     );
   return provider;
-}
-
-/** Refuses a request whose price ceiling leaves out every provider that would otherwise serve it (402, nothing paid). */
-function refuseAboveCeiling(input: {
-  parameters: BackendGenerateParameters;
-  policy: RoutingPolicy;
-  serving: readonly KnownProvider[];
-  modelHash: Hex;
-}) {
-  const { parameters, policy, serving, modelHash } = input;
-  const requested = parameters.maxPricePerMillion;
-  if (requested === undefined || requested >= policy.maxPricePerMillion) return;
-  const underGatewayCeiling = serving.filter((entry) => isRoutable(entry, { modelHash, policy }));
-  if (underGatewayCeiling.length === 0) return;
-  const ceiling = effectiveCeiling(policy, requested);
-  if (
-    underGatewayCeiling.some((entry) => isRoutable(entry, { modelHash, policy, maxPricePerMillion: ceiling }))
-  )
-    return;
-  let cheapest = policy.maxPricePerMillion;
-  for (const entry of underGatewayCeiling) {
-    const asked = [BigInt(entry.announcement.price.input), BigInt(entry.announcement.price.output)];
-    const dearer = (asked[0] ?? 0n) > (asked[1] ?? 0n) ? (asked[0] ?? 0n) : (asked[1] ?? 0n);
-    if (dearer < cheapest) cheapest = dearer;
-  }
-  throw new PaymentRequiredError(
-    `every provider of model "${parameters.model.name}" charges more than this request's price ceiling (mycel.max_price ${ceiling} per 1M tokens)`,
-    {
-      code: "price_ceiling_too_low",
-      details: `the cheapest asks ${cheapest} per 1M tokens (input or output); this gateway's ceiling is ${policy.maxPricePerMillion}`,
-      hint: `raise mycel.max_price to at least ${cheapest} (at most the gateway's --max-price ${policy.maxPricePerMillion}), or leave it out`,
-    },
-  );
 }
 
 /** The channel that pays `provider`, opened or topped up if needed; undefined for a provider that serves unpaid. */
@@ -486,31 +460,25 @@ function noProviderLeft(
   const name = parameters.model.name;
   const minimum = context.reputation?.minimum;
   const served = context.table.serving(state.modelHash);
-  const policy = context.policy ?? defaultRoutingPolicy;
-  const reasons = served
-    .map((entry) =>
-      unroutableReason(entry, {
-        modelHash: state.modelHash,
-        policy,
-        maxPricePerMillion: parameters.maxPricePerMillion,
-      }),
-    )
-    .filter((reason) => reason !== undefined);
+  const unroutable = whyNoneRoutable(served, {
+    modelHash: state.modelHash,
+    policy: context.policy ?? defaultRoutingPolicy,
+    maxPricePerMillion: parameters.maxPricePerMillion,
+  });
   const reputable = served.filter((entry) => reputationOf(entry) >= (minimum ?? 0));
   return new ServiceUnavailableError(
     served.length === 0
       ? `no provider serves model "${name}" now`
-      : reasons.length === served.length
-        ? `no provider of model "${name}" may be routed to: ${[...new Set(reasons.map(describeUnroutable))].join("; ")}`
+      : unroutable
+        ? `no provider of model "${name}" may be routed to: ${unroutable}`
         : reputable.length === 0
           ? `every provider of model "${name}" has an on-chain reputation below ${minimum} (validators caught them cheating)`
           : `every provider of model "${name}" failed (${state.tried.size} tried)`,
     {
       details: state.lastFailure ? describeError(state.lastFailure) : undefined,
-      hint:
-        reasons.length === served.length && served.length > 0
-          ? "stake a provider of it on chain (`mycel provider stake`), raise the price ceiling (--max-price, mycel.max_price), or start the gateway with --allow-unstaked"
-          : `retry shortly, or start another provider with \`mycel provider --model ${name}\``,
+      hint: unroutable
+        ? "stake a provider of it on chain (`mycel provider stake`), raise the price ceiling (--max-price, mycel.max_price), or start the gateway with --allow-unstaked"
+        : `retry shortly, or start another provider with \`mycel provider --model ${name}\``,
       retryAfterSeconds: 2,
     },
   );

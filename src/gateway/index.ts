@@ -9,8 +9,10 @@ export {
   isRoutable,
   type RoutableParameters,
   type RoutingPolicy,
+  refuseAboveCeiling,
   type UnroutableReason,
   unroutableReason,
+  whyNoneRoutable,
 } from "./eligibility.ts";
 export {
   type AnsweredEvidence,

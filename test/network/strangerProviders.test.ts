@@ -308,11 +308,9 @@ describe("strangers selling inference: stake, price ceiling and segment caps (re
       BigInt(tokenFlood.voucher) > 0n,
       "the gateway did pay as tokens arrived (so the bound is meaningful)",
     );
-    // The text flooder: cut at its first chunk; the stream took a few MB at most of the ~90 MB it meant to send.
-    assert.ok(
-      textFlood.bytesWritten < 8 * 1024 * 1024,
-      `the text flood was cut (${textFlood.bytesWritten} of ${textFlood.bytesWanted} bytes taken)`,
-    );
+    // The text flooder pushes ~90 MB at the gateway (libp2p buffers it on the sender's side; the gateway's receive
+    // window and its reset at the first chunk keep it out): the gateway's memory must grow far less (checked below).
+    assert.ok(textFlood.chunks >= 1, "the text flooder got its flood going");
     const usage = await json<UsageBody>("/mycel/v1/usage");
     for (const [label, most] of [
       ["flood-tokens", 16n * tokenPrice],

@@ -212,7 +212,18 @@ async function startPair(parameters: {
     name: `gateway (${mode.label})`,
     home,
     env,
-    args: ["gateway", "--key", "gateway", "--port", "0", "--bootstrap", bootstrap, ...chainArgs],
+    // The benchmark's provider is not registered on chain: the gateway is told to route to it anyway.
+    args: [
+      "gateway",
+      "--key",
+      "gateway",
+      "--port",
+      "0",
+      "--bootstrap",
+      bootstrap,
+      ...chainArgs,
+      ...(parameters.chain ? ["--allow-unstaked"] : []),
+    ],
   });
   const gatewayUrl = (await whenReady(gateway)).url as string;
   await requireServing(gatewayUrl, parameters.modelHash);

@@ -44,6 +44,8 @@ export type BackendGenerateParameters = {
   includeEvidence?: boolean;
   /** Gateways: send the answer to a validator for audit (request option `mycel.audit`). */
   requestAudit?: boolean;
+  /** Gateways: pay at most this per 1M tokens, input or output (request option `mycel.max_price`; only lowers the gateway's). */
+  maxPricePerMillion?: bigint;
   /** Gateways: route only to this provider (a peer id); validators' challenges use it. */
   onlyProvider?: string;
   signal: AbortSignal;

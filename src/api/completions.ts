@@ -183,6 +183,7 @@ async function runGeneration(context: CompletionContext, generation: Generation)
       sampling: samplingOf(body, generation.maxTokensDefault),
       includeEvidence: body.mycel?.include_evidence === true,
       requestAudit: body.mycel?.audit === true,
+      ...(body.mycel?.max_price == null ? {} : { maxPricePerMillion: BigInt(body.mycel.max_price) }),
       signal: controller.signal,
       // Headers and the role chunk go out as soon as a sequence is free, before the prompt is evaluated.
       onStart: writer.stream ? writer.startStream : undefined,

@@ -51,6 +51,17 @@ const samplingFields = {
       include_evidence: z.boolean().optional(),
       /** Gateways: send this answer to a validator for audit (besides the random sample); `mycel.audit` says to whom. */
       audit: z.boolean().optional(),
+      /**
+       * Gateways: the most this request pays per 1M tokens, input or output, in the token's smallest unit (a decimal
+       * string, or a safe integer); it can only lower the gateway's --max-price.
+       */
+      max_price: z
+        .union([
+          z.string().regex(/^(0|[1-9][0-9]{0,77})$/, { message: "must be a decimal integer string" }),
+          z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+        ])
+        .nullable()
+        .optional(),
     })
     .strict()
     .nullable()

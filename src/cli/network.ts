@@ -55,6 +55,9 @@ export type GatewayFlags = ChainFlags & {
   minReputation: number;
   bodyTimeout?: number;
   maxConnections?: number;
+  /** Parsed by `price` when given; the default is its decimal string (help output cannot show a bigint). */
+  maxPrice: bigint | string;
+  allowUnstaked?: boolean;
   shutdownTimeout: number;
 };
 
@@ -283,6 +286,16 @@ function addGatewayCommand(program: Command) {
       "--max-connections <n>",
       "API connections open at once (default 512)",
       integer("--max-connections", 1, 1_000_000),
+    )
+    .option(
+      "--max-price <n>",
+      "never pay more than this per 1M tokens, input or output, in the token's smallest unit; providers above it are not routed to",
+      (value: string): bigint | string => price(value),
+      roleDefaults.maxPricePerMillion.toString(),
+    )
+    .option(
+      "--allow-unstaked",
+      "also route to providers not staked on chain, or whose on-chain offer differs from their announced price (with --rpc-url; off: nothing is at risk for them)",
     );
   addShutdownOption(gateway).action(async (flags: GatewayFlags, command: Command) => {
     const config = configFrom(command, {
@@ -306,6 +319,8 @@ function addGatewayCommand(program: Command) {
       queue: { maxWaiting: flags.queueLength, timeoutMs: flags.queueTimeout },
       audit: { rate: flags.auditRate, validators: flags.validator ?? [] },
       minReputation: flags.minReputation,
+      maxPricePerMillion: BigInt(flags.maxPrice),
+      allowUnstaked: flags.allowUnstaked === true,
     });
     if ((flags.validator ?? []).length === 0 && flags.auditRate > 0)
       logger.info("no --validator given: answers are not sent for audit");

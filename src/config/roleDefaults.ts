@@ -5,6 +5,11 @@
 export const roleDefaults = {
   /** Price per 1M tokens, in the payment token's smallest unit (1e12 = 0.000001 of an 18-decimal token). */
   pricePerMillion: 1_000_000_000_000n,
+  /**
+   * The most a gateway pays per 1M tokens, input or output (`--max-price`): 1000 times the default price, far above
+   * the devnet's (at most 32 times it). Providers above it are never routed to.
+   */
+  maxPricePerMillion: 1_000_000_000_000_000n,
   /** Output tokens a provider serves on credit before a client must pay. */
   creditTokens: 512,
   /** A provider settles whatever has been unsettled this long. */

@@ -2,13 +2,39 @@
  * Views of the gateway itself: its providers as it sees them, its payment channels and budget, and its spending by
  * model and provider (GET /mycel/v1/usage). Built from the gateway's parts; the explorer is their only owner.
  */
-import type { Gateway, KnownProvider } from "../gateway/index.ts";
+import {
+  describeUnroutable,
+  type Gateway,
+  type KnownProvider,
+  type RoutingPolicy,
+  unroutableReason,
+} from "../gateway/index.ts";
 import type { GatewayPayments } from "../payments/index.ts";
 import type { ReceiptSpending } from "../store/index.ts";
 import type { GatewayPaymentsSummary, ProviderView } from "./types.ts";
 
-/** One provider as the gateway sees it now. */
-export function describeProvider(provider: KnownProvider, now = Date.now()): ProviderView {
+/** Why the gateway routes to a provider for none of its models, in words; null when it routes to it for one. */
+function notRoutedBecause(
+  provider: KnownProvider,
+  policy: RoutingPolicy | undefined,
+  now: number,
+): string | null {
+  if (!policy) return null;
+  const reasons = provider.announcement.models.map((model) =>
+    unroutableReason(provider, { modelHash: model.hash, policy, now }),
+  );
+  const first = reasons[0];
+  return reasons.some((reason) => reason === undefined) || first === undefined
+    ? null
+    : describeUnroutable(first);
+}
+
+/** One provider as the gateway sees it now (with why it is not routed to, given the gateway's policy). */
+export function describeProvider(
+  provider: KnownProvider,
+  now = Date.now(),
+  policy: RoutingPolicy | undefined = undefined,
+): ProviderView {
   const { announcement } = provider;
   const banned = provider.bannedUntil > now;
   const expired = announcement.expires_at <= now;
@@ -40,15 +66,18 @@ export function describeProvider(provider: KnownProvider, now = Date.now()): Pro
             ? "busy"
             : "online",
     reputation: provider.reputation ?? null,
+    not_routed: notRoutedBecause(provider, policy, now),
     announced_at: announcement.issued_at,
     expires_at: announcement.expires_at,
   };
 }
 
 /** Every provider the gateway knows, as it sees them now. */
-export function describeProviders(gateway: Pick<Gateway, "providers">): ProviderView[] {
+export function describeProviders(
+  gateway: Pick<Gateway, "providers"> & Partial<Pick<Gateway, "policy">>,
+): ProviderView[] {
   const now = Date.now();
-  return gateway.providers.all().map((provider) => describeProvider(provider, now));
+  return gateway.providers.all().map((provider) => describeProvider(provider, now, gateway.policy));
 }
 
 /** The gateway's channels and budget; null when it does not pay. */

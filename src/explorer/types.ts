@@ -43,6 +43,11 @@ export type ProviderView = {
   status: ProviderStatus;
   /** On-chain reputation 0..1; null until validators have scored the provider (routing counts that as 1). */
   reputation: number | null;
+  /**
+   * Why the gateway does not route to it for any model it announces (not staked on chain, an announced price that
+   * differs from its on-chain offer, above the price ceiling...); null when it routes to it.
+   */
+  not_routed?: string | null;
   announced_at: number;
   expires_at: number;
 };

@@ -1,11 +1,12 @@
 /** The models the network serves now, as the gateway's provider table knows them: listed, and found by name or hash. */
 import type { ApiModelInfo } from "../api/index.ts";
 import { describeAvailable, ModelNotFoundError } from "../errors/index.ts";
+import { defaultRoutingPolicy, type RoutingPolicy, unroutableReason } from "./eligibility.ts";
 import type { KnownProvider, ProviderTable } from "./providerTable.ts";
 
 /** The network's live models. */
 export type Catalog = {
-  /** Every model at least one live, trusted provider announces, with its provider count and lowest prices. */
+  /** Every model at least one routable provider serves (eligibility.ts), with its provider count and lowest prices. */
   models(): ApiModelInfo[];
   /** A model by hash, unique hash prefix (6+ hex digits) or name; throws ModelNotFoundError naming what is served. */
   find(nameOrHash: string): ApiModelInfo;
@@ -18,15 +19,18 @@ function smallest(values: readonly bigint[]): bigint {
   return result;
 }
 
-/** Lists and finds models from the provider table. */
-export function createCatalog(parameters: { table: ProviderTable }): Catalog {
+/** Lists and finds models from the provider table: only what some provider the gateway would route to serves. */
+export function createCatalog(parameters: { table: ProviderTable; policy?: RoutingPolicy }): Catalog {
   const { table } = parameters;
-  function models(): ApiModelInfo[] {
+  const policy = parameters.policy ?? defaultRoutingPolicy;
+  /** The models of providers routable now (and, with `pending`, of those whose registration is still being read). */
+  function collect(pending: boolean): ApiModelInfo[] {
     const now = Date.now();
     const byHash = new Map<string, { name: string; contextSize: number; providers: KnownProvider[] }>();
     for (const provider of table.all()) {
-      if (provider.announcement.expires_at <= now || provider.untrusted) continue;
       for (const model of provider.announcement.models) {
+        const reason = unroutableReason(provider, { modelHash: model.hash, policy, now });
+        if (reason !== undefined && !(pending && reason === "not_checked")) continue;
         const entry = byHash.get(model.hash) ?? {
           name: model.name,
           contextSize: model.context_size,
@@ -54,8 +58,12 @@ export function createCatalog(parameters: { table: ProviderTable }): Catalog {
     });
   }
 
+  const models = () => collect(false);
+
   function find(nameOrHash: string): ApiModelInfo {
-    const served = models();
+    // A provider heard of a moment ago is found (its registration is read within milliseconds; the request waits
+    // for it), though not listed: routing still requires what the policy requires.
+    const served = collect(true);
     const query = nameOrHash.replace(/^(sha256:|0x)/i, "").toLowerCase();
     const byHash = served.filter(
       (model) =>
@@ -72,10 +80,19 @@ export function createCatalog(parameters: { table: ProviderTable }): Catalog {
       names: served.map((model) => model.name),
       label: "served on the network now",
     });
+    const unroutable = table
+      .all()
+      .some((provider) =>
+        provider.announcement.models.some(
+          (model) => model.name === nameOrHash || model.hash.slice(2) === query,
+        ),
+      );
     throw new ModelNotFoundError(nameOrHash, {
-      hint: available
-        ? `no provider on the network serves it; ${available} (GET /v1/models lists them)`
-        : "no provider on the network serves any model yet: start one with `mycel provider --model <name|hash>` (see `mycel model list`), or check the gateway's --bootstrap",
+      hint: unroutable
+        ? "only providers this gateway does not route to announce it (not staked on chain with an offer matching their price, or above --max-price): GET /mycel/v1/providers lists them; --allow-unstaked routes to unstaked ones"
+        : available
+          ? `no provider on the network serves it; ${available} (GET /v1/models lists them)`
+          : "no provider on the network serves any model yet: start one with `mycel provider --model <name|hash>` (see `mycel model list`), or check the gateway's --bootstrap",
     });
   }
 

@@ -31,6 +31,14 @@ import { type FramedComponents, fetchEvidence } from "../protocols/index.ts";
 import type { ReceiptStore } from "../store/index.ts";
 import type { ActivityFeed } from "./activity.ts";
 import { type CapacityPick, type CapacityQueue, hasRoom, restBusyProvider } from "./capacity.ts";
+import {
+  defaultRoutingPolicy,
+  effectiveCeiling,
+  isRoutable,
+  type RoutingPolicy,
+  refuseAboveCeiling,
+  whyNoneRoutable,
+} from "./eligibility.ts";
 import { classifyFailure, SegmentFailedError } from "./failures.ts";
 import type { KnownProvider, ProviderTable } from "./providerTable.ts";
 import type { ReputationSource } from "./reputation.ts";
@@ -76,6 +84,8 @@ export type FailoverContext = {
   maxAttempts: number;
   payments: GatewayPayments | undefined;
   reputation: ReputationSource | undefined;
+  /** Stake and price ceiling required of providers (default: no stake checked, the default ceiling). */
+  policy?: RoutingPolicy;
   receipts: ReceiptStore;
   sampler: AuditSampler;
   activity: ActivityFeed;
@@ -232,8 +242,23 @@ function pickProvider(input: {
   const serving = context.table
     .serving(state.modelHash)
     .filter((entry) => parameters.onlyProvider === undefined || entry.peerId === parameters.onlyProvider);
+  const policy = context.policy ?? defaultRoutingPolicy;
+  const eligible = (entry: KnownProvider) =>
+    isRoutable(entry, {
+      modelHash: state.modelHash,
+      policy,
+      maxPricePerMillion: parameters.maxPricePerMillion,
+    });
+  if (input.attempt === 0)
+    refuseAboveCeiling({
+      modelName: parameters.model.name,
+      modelHash: state.modelHash,
+      requested: parameters.maxPricePerMillion,
+      policy,
+      serving,
+    });
   const ranked = rankProviders({
-    candidates: serving.filter(payable),
+    candidates: serving.filter(eligible).filter(payable),
     exclude: state.tried,
     minimumReputation: context.reputation?.minimum,
   });
@@ -284,6 +309,11 @@ async function attemptWith(input: {
   attempt: number;
 }): Promise<GatewayAnswer> {
   const { parameters, context, state, provider, request } = input;
+  // The price it was picked at: a provider that announces a new price mid-answer is paid the old one or nothing.
+  const pricePerMillion = {
+    input: BigInt(provider.announcement.price.input),
+    output: BigInt(provider.announcement.price.output),
+  };
   const segment = await runPaidSegment({
     context,
     state,
@@ -295,6 +325,7 @@ async function attemptWith(input: {
         client: context.client,
         request,
         paying,
+        outputPricePerMillion: pricePerMillion.output,
         timeouts: context.timeouts,
         signal: parameters.signal,
         onTokens: (tokens, piece) => {
@@ -318,10 +349,11 @@ async function attemptWith(input: {
       provider: provider.address,
       request,
       outputTokens: segment.tokens,
-      pricePerMillion: {
-        input: BigInt(provider.announcement.price.input),
-        output: BigInt(provider.announcement.price.output),
-      },
+      pricePerMillion,
+      maxPricePerMillion: effectiveCeiling(
+        context.policy ?? defaultRoutingPolicy,
+        parameters.maxPricePerMillion,
+      ),
       domain: context.domain,
     });
   } catch (error) {
@@ -516,16 +548,25 @@ function noProviderLeft(
   const name = parameters.model.name;
   const minimum = context.reputation?.minimum;
   const served = context.table.serving(state.modelHash);
+  const unroutable = whyNoneRoutable(served, {
+    modelHash: state.modelHash,
+    policy: context.policy ?? defaultRoutingPolicy,
+    maxPricePerMillion: parameters.maxPricePerMillion,
+  });
   const reputable = served.filter((entry) => reputationOf(entry) >= (minimum ?? 0));
   return new ServiceUnavailableError(
     served.length === 0
       ? `no provider serves model "${name}" now`
-      : reputable.length === 0
-        ? `every provider of model "${name}" has an on-chain reputation below ${minimum} (validators caught them cheating)`
-        : `every provider of model "${name}" failed (${state.tried.size} tried)`,
+      : unroutable
+        ? `no provider of model "${name}" may be routed to: ${unroutable}`
+        : reputable.length === 0
+          ? `every provider of model "${name}" has an on-chain reputation below ${minimum} (validators caught them cheating)`
+          : `every provider of model "${name}" failed (${state.tried.size} tried)`,
     {
       details: state.lastFailure ? describeError(state.lastFailure) : undefined,
-      hint: `retry shortly, or start another provider with \`mycel provider --model ${name}\``,
+      hint: unroutable
+        ? "stake a provider of it on chain (`mycel provider stake`), raise the price ceiling (--max-price, mycel.max_price), or start the gateway with --allow-unstaked"
+        : `retry shortly, or start another provider with \`mycel provider --model ${name}\``,
       retryAfterSeconds: 2,
     },
   );

@@ -17,8 +17,10 @@ import { createActivityFeed, type GatewayActivity } from "./activity.ts";
 import { createGatewayBackend } from "./backend.ts";
 import { createCapacityQueue } from "./capacity.ts";
 import { type Catalog, createCatalog } from "./catalog.ts";
+import { defaultRoutingPolicy, isRoutable, type RoutingPolicy } from "./eligibility.ts";
 import { answerWithFailover, type GatewayAnswer } from "./failover.ts";
 import { createProviderTable, type ProviderTable } from "./providerTable.ts";
+import { type RegistrationSource, watchRegistrations } from "./registrations.ts";
 import { type ReputationSource, watchReputation } from "./reputation.ts";
 import { createAuditSampler } from "./sampling.ts";
 import { defaultGatewayTimeouts, type GatewayTimeouts } from "./segment.ts";
@@ -28,6 +30,8 @@ import { createVerdictKeeper } from "./verdicts.ts";
 export const defaultMaxAttempts = 4;
 /** How long waitForProviders looks again between checks. */
 const providerCheckIntervalMs = 50;
+/** How long a request waits for the first on-chain reads of providers just discovered (usually a few ms). */
+const firstRegistrationReadWaitMs = 3_000;
 
 /** Parameters of {@link startGateway}. */
 export type StartGatewayParameters = {
@@ -50,6 +54,15 @@ export type StartGatewayParameters = {
    * their arrival (defaults roleDefaults.gatewayQueueLength and gatewayQueueTimeoutMs).
    */
   queue?: { maxWaiting?: number; timeoutMs?: number };
+  /**
+   * On-chain registrations (stake, peer id, offers): when given, only providers staked with an offer matching their
+   * announcement are routed to, unless `allowUnstaked`.
+   */
+  registrations?: RegistrationSource;
+  /** Route also to providers that are not staked on chain, or whose offer differs from their announcement. */
+  allowUnstaked?: boolean;
+  /** The most paid per 1M tokens, input or output (default roleDefaults.maxPricePerMillion). */
+  maxPricePerMillion?: bigint;
   logger?: Logger;
   /** A number in [0, 1) for audit sampling (default Math.random). */
   random?: () => number;
@@ -67,13 +80,17 @@ export type Gateway = {
   audit: { rate: number; validators: string[] };
   /** The least on-chain reputation a provider needs to be routed to (0 without a chain). */
   minimumReputation: number;
+  /** Stake and price ceiling required of providers. */
+  policy: RoutingPolicy;
   /** Answers a request over the network (the backend's generate, with typed results). */
   answer(parameters: BackendGenerateParameters): Promise<GatewayAnswer>;
   /** Reads every known provider's on-chain reputation now (also done periodically). */
   refreshReputation(): Promise<void>;
+  /** Reads every known provider's on-chain registration now (also done periodically). */
+  refreshRegistrations(): Promise<void>;
   /** Calls `listener` with each {@link GatewayActivity}; returns the unsubscribe function. */
   subscribe(listener: (activity: GatewayActivity) => void): () => void;
-  /** Resolves once `count` providers (of `modelHash` if given) are known; rejects after `timeoutMs` or on `signal`. */
+  /** Resolves once `count` routable providers (of `modelHash` if given) are known; rejects after `timeoutMs` or on `signal`. */
   waitForProviders(parameters: {
     count: number;
     modelHash?: string;
@@ -94,7 +111,13 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     logger,
     untrustedAddresses: new Set(receipts.untrustedProviders().map((entry) => entry.address)),
   });
-  const catalog = createCatalog({ table });
+  const policy: RoutingPolicy = {
+    requireStake: parameters.registrations !== undefined && parameters.allowUnstaked !== true,
+    maxPricePerMillion: parameters.maxPricePerMillion ?? defaultRoutingPolicy.maxPricePerMillion,
+  };
+  const registrations =
+    parameters.registrations && watchRegistrations({ table, source: parameters.registrations, logger });
+  const catalog = createCatalog({ table, policy });
   const audit = parameters.audit ?? { rate: 0, validators: [] };
   const sampler = createAuditSampler({
     node,
@@ -129,6 +152,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     maxAttempts: parameters.maxAttempts ?? defaultMaxAttempts,
     payments: parameters.payments,
     reputation: parameters.reputation,
+    policy,
     receipts,
     sampler,
     activity,
@@ -136,7 +160,21 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     queue: createCapacityQueue(parameters.queue),
     logger,
   };
-  const answer = (request: BackendGenerateParameters) => answerWithFailover(request, context);
+  const routableProviders = (modelHash?: string) =>
+    table
+      .all()
+      .filter((provider) =>
+        (modelHash ? [modelHash] : provider.announcement.models.map((model) => model.hash)).some((hash) =>
+          isRoutable(provider, { modelHash: hash, policy }),
+        ),
+      );
+  const answer = async (request: BackendGenerateParameters) => {
+    // A provider seen a moment ago is routed to once the chain has been read for it, not before: a request for a
+    // model no provider may serve yet waits (briefly) for those reads.
+    if (registrations && routableProviders(modelHashToBytes32(request.model.hash)).length === 0)
+      await registrations.firstReads(firstRegistrationReadWaitMs);
+    return answerWithFailover(request, context);
+  };
   const liveProviders = () => table.all().filter((provider) => provider.announcement.expires_at > Date.now());
   const backend = createGatewayBackend({
     catalog,
@@ -160,20 +198,22 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     payments: parameters.payments,
     audit,
     minimumReputation: parameters.reputation?.minimum ?? 0,
+    policy,
     answer,
     refreshReputation: async () => reputation?.refresh(),
+    refreshRegistrations: async () => registrations?.refresh(),
     subscribe: activity.subscribe,
     async waitForProviders(input) {
       const count = () =>
-        input.modelHash ? table.serving(modelHashToBytes32(input.modelHash)).length : liveProviders().length;
+        routableProviders(input.modelHash ? modelHashToBytes32(input.modelHash) : undefined).length;
       const deadline = Date.now() + input.timeoutMs;
       while (count() < input.count) {
         input.signal?.throwIfAborted();
         if (Date.now() > deadline)
           throw new ServiceUnavailableError(
-            `only ${count()} of ${input.count} providers appeared in ${input.timeoutMs} ms`,
+            `only ${count()} of ${input.count} routable providers appeared in ${input.timeoutMs} ms`,
             {
-              hint: "check that the providers run and that --bootstrap points at one of them",
+              hint: "check that the providers run, that --bootstrap points at one of them, and that they are staked on chain with an offer matching their price (GET /mycel/v1/providers)",
             },
           );
         await new Promise((resolve) => setTimeout(resolve, providerCheckIntervalMs));
@@ -182,6 +222,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     async stop() {
       activity.clear();
       reputation?.stop();
+      registrations?.stop();
       table.stop();
       await Promise.allSettled([...settling]);
       await sampler.drain();

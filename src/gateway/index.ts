@@ -13,6 +13,18 @@ export {
 } from "./capacity.ts";
 export { type Catalog, createCatalog } from "./catalog.ts";
 export {
+  defaultRoutingPolicy,
+  describeUnroutable,
+  effectiveCeiling,
+  isRoutable,
+  type RoutableParameters,
+  type RoutingPolicy,
+  refuseAboveCeiling,
+  type UnroutableReason,
+  unroutableReason,
+  whyNoneRoutable,
+} from "./eligibility.ts";
+export {
   type AnsweredEvidence,
   answerWithFailover,
   type FailoverContext,
@@ -29,7 +41,18 @@ export {
   recordThroughput,
   type SegmentTiming,
 } from "./measurements.ts";
-export { createProviderTable, type KnownProvider, type ProviderTable } from "./providerTable.ts";
+export {
+  createProviderTable,
+  type KnownProvider,
+  type ProviderRegistration,
+  type ProviderTable,
+} from "./providerTable.ts";
+export {
+  defaultRegistrationRefreshMs,
+  type RegistrationSource,
+  type RegistrationWatch,
+  watchRegistrations,
+} from "./registrations.ts";
 export {
   defaultMinimumReputation,
   defaultReputationRefreshMs,
@@ -50,7 +73,9 @@ export {
   type GatewayTimeouts,
   type RunSegmentParameters,
   runSegment,
+  type SegmentCaps,
   type SegmentResult,
+  segmentCapsOf,
 } from "./segment.ts";
 export { type CreateVerdictKeeperParameters, createVerdictKeeper, type VerdictKeeper } from "./verdicts.ts";
 export { ReceiptRejectedError, type VerifyReceiptParameters, verifyReceipt } from "./verifyReceipt.ts";

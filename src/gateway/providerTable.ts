@@ -5,6 +5,14 @@ import type { Logger } from "../log/index.ts";
 import type { MycelNode } from "../p2p/index.ts";
 import { type Announcement, announcementTopic, verifyAnnouncement } from "../protocol/index.ts";
 
+/** A provider's record in ProviderRegistry, as routing checks it. */
+export type ProviderRegistration = {
+  /** Registered with at least the minimum stake. */
+  active: boolean;
+  peerId: string;
+  offers: readonly { modelHash: string; inputPricePerMillion: bigint; outputPricePerMillion: bigint }[];
+};
+
 /** A provider as the gateway sees it. */
 export type KnownProvider = {
   announcement: Announcement;
@@ -28,6 +36,8 @@ export type KnownProvider = {
   untrusted: boolean;
   /** On-chain reputation in [0, 1] (EpochConsensus); undefined until validators have scored the provider. */
   reputation: number | undefined;
+  /** Its on-chain registration as last read: undefined until read, null when it is not registered. */
+  registration?: ProviderRegistration | null;
 };
 
 /** The table of providers a gateway routes among. */
@@ -38,6 +48,8 @@ export type ProviderTable = {
   serving(modelHash: string, now?: number): KnownProvider[];
   /** Learns from a verified announcement (also used for providers found another way). */
   accept(announcement: Announcement): KnownProvider;
+  /** Calls `listener` with each provider seen for the first time; returns the unsubscribe function. */
+  onDiscovered(listener: (provider: KnownProvider) => void): () => void;
   stop(): void;
 };
 
@@ -51,6 +63,7 @@ export function createProviderTable(parameters: {
   const { node, logger } = parameters;
   const untrustedAddresses = parameters.untrustedAddresses ?? new Set<string>();
   const providers = new Map<string, KnownProvider>();
+  const discoveryListeners = new Set<(provider: KnownProvider) => void>();
 
   function accept(announcement: Announcement): KnownProvider {
     const existing = providers.get(announcement.peer_id);
@@ -74,6 +87,7 @@ export function createProviderTable(parameters: {
       reputation: undefined,
     };
     providers.set(announcement.peer_id, entry);
+    for (const listener of discoveryListeners) listener(entry);
     node.addPeerAddresses(announcement.peer_id, announcement.multiaddrs).catch(() => undefined);
     logger.info("provider discovered", {
       peer: announcement.peer_id,
@@ -109,6 +123,10 @@ export function createProviderTable(parameters: {
       );
     },
     accept,
+    onDiscovered(listener) {
+      discoveryListeners.add(listener);
+      return () => discoveryListeners.delete(listener);
+    },
     stop: unsubscribe,
   };
 }

@@ -6,7 +6,14 @@
 import type { Hex } from "viem";
 import { describeError, InvalidInputError, PaymentRequiredError } from "../errors/index.ts";
 import { openPayerSession, type PayerSession, type PayingChannel } from "../payments/index.ts";
-import { type EndFrame, type InferenceRequest, ProtocolError } from "../protocol/index.ts";
+import {
+  type ChunkFrame,
+  type EndFrame,
+  type InferenceRequest,
+  ProtocolError,
+  segmentLimits,
+  streamLimits,
+} from "../protocol/index.ts";
 import { callInference, type FramedComponents, type InferenceCall, WireError } from "../protocols/index.ts";
 import { ProviderBusyError, SegmentFailedError } from "./failures.ts";
 import { recordLatency, recordThroughput } from "./measurements.ts";
@@ -38,6 +45,8 @@ export type RunSegmentParameters = {
   request: InferenceRequest;
   /** The channel that pays this provider; undefined for a provider that serves unpaid. */
   paying: PayingChannel | undefined;
+  /** Its output price per 1M tokens as it was when the provider was picked (default: its announcement's now). */
+  outputPricePerMillion?: bigint;
   timeouts: GatewayTimeouts;
   signal: AbortSignal;
   /** Tokens as they arrive, with the text they completed. */
@@ -53,6 +62,63 @@ export type SegmentResult = {
   tokens: number[];
   settle: (price: bigint | undefined) => Promise<void>;
 };
+
+/** What one segment may bring: a provider that sends more broke the protocol (docs/PROTOCOL.md). */
+export type SegmentCaps = {
+  /** Output tokens: the request's max_tokens, or what the model's context leaves after the continuation prefix. */
+  maxTokens: number;
+  /** Frames of any kind. */
+  maxFrames: number;
+  /** UTF-8 bytes of chunk text for a number of output tokens so far. */
+  maxTextBytes: (tokens: number) => number;
+};
+
+/** The caps of a segment of `request` served by `provider`. */
+export function segmentCapsOf(parameters: {
+  request: InferenceRequest;
+  provider: KnownProvider;
+}): SegmentCaps {
+  const { request, provider } = parameters;
+  const model = provider.announcement.models.find((entry) => entry.hash === request.model_hash);
+  const prefix = request.prefix_tokens?.length ?? 0;
+  const contextLeft = Math.max(1, (model?.context_size ?? streamLimits.maxPromptTokens) - prefix);
+  const maxTokens = request.max_tokens ?? contextLeft;
+  return {
+    maxTokens,
+    maxFrames: 2 * maxTokens + segmentLimits.framesSlack,
+    maxTextBytes: (tokens) =>
+      Math.min(
+        segmentLimits.maxSegmentTextBytes,
+        tokens * segmentLimits.maxTextBytesPerToken + segmentLimits.textBytesSlack,
+      ),
+  };
+}
+
+/** Counts what a segment brought; throws ProtocolError once it brings more than its caps. */
+function guardSegment(caps: SegmentCaps, provider: KnownProvider) {
+  let frames = 0;
+  let tokens = 0;
+  let textBytes = 0;
+  const exceeded = (what: string) =>
+    new ProtocolError(`provider ${provider.peerId} sent more than a segment may bring: ${what}`, {
+      code: "segment_cap_exceeded",
+      hint: "the provider is no longer routed to; the answer continues on another provider",
+    });
+  return {
+    frame() {
+      frames++;
+      if (frames > caps.maxFrames) throw exceeded(`over ${caps.maxFrames} frames`);
+    },
+    chunk(frame: ChunkFrame) {
+      tokens += frame.tokens.length;
+      if (tokens > caps.maxTokens) throw exceeded(`${tokens} tokens for at most ${caps.maxTokens}`);
+      textBytes += Buffer.byteLength(frame.text);
+      const allowed = caps.maxTextBytes(tokens);
+      if (textBytes > allowed)
+        throw exceeded(`${textBytes} bytes of text for ${tokens} tokens (at most ${allowed})`);
+    },
+  };
+}
 
 /** What a provider's error frame means for the request. */
 function failureOf(error: WireError, provider: KnownProvider): Error {
@@ -103,13 +169,16 @@ export async function runSegment(
 ): Promise<SegmentResult> {
   const { provider, signal, timeouts } = parameters;
   const startedAt = performance.now();
+  const caps = segmentCapsOf({ request: parameters.request, provider });
+  const guard = guardSegment(caps, provider);
   const call = await open(components, parameters);
   signal.addEventListener("abort", call.cancel, { once: true });
   const payer: PayerSession | undefined =
     parameters.paying &&
     openPayerSession({
       channel: parameters.paying,
-      outputPricePerMillion: BigInt(provider.announcement.price.output),
+      outputPricePerMillion: parameters.outputPricePerMillion ?? BigInt(provider.announcement.price.output),
+      maxOutputTokens: caps.maxTokens,
       sendVoucher: call.sendVoucher,
     });
   payer?.begin();
@@ -133,6 +202,14 @@ export async function runSegment(
       }
       if (frame === undefined)
         throw new SegmentFailedError(`provider ${provider.peerId} closed the stream without a receipt`);
+      try {
+        guard.frame();
+        if (frame.type === "chunk") guard.chunk(frame);
+      } catch (error) {
+        // Cut at once: the stream is reset, nothing more is read or buffered, and the excess is neither shown nor paid.
+        call.abort(error as Error);
+        throw error;
+      }
       if (frame.type === "chunk") {
         if (!firstChunk) {
           firstChunk = { at: performance.now(), tokens: frame.tokens.length };

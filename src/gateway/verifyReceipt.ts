@@ -35,7 +35,10 @@ export type VerifyReceiptParameters = {
   request: InferenceRequest;
   /** Output tokens this provider streamed in this segment. */
   outputTokens: readonly number[];
+  /** The provider's prices per 1M tokens when it was picked: the receipt must charge exactly these. */
   pricePerMillion: { input: bigint; output: bigint };
+  /** The request's price ceiling per 1M tokens: a receipt that charges more than it allows is never paid. */
+  maxPricePerMillion?: bigint;
   domain: ReceiptDomain;
   now?: number;
 };
@@ -88,6 +91,19 @@ export async function verifyReceipt(parameters: VerifyReceiptParameters): Promis
   });
   if (BigInt(message.price) !== expectedPrice)
     reject(`price ${message.price} is not the announced ${expectedPrice}`);
+  const ceiling = parameters.maxPricePerMillion;
+  if (ceiling !== undefined) {
+    const { input, output } = parameters.pricePerMillion;
+    if (input > ceiling || output > ceiling)
+      reject(`prices ${input} / ${output} per 1M tokens are above the price ceiling ${ceiling}`);
+    const mostAllowed = priceOfTokens({
+      promptTokens: promptIds.length,
+      completionTokens: parameters.outputTokens.length,
+      pricePerMillion: { input: ceiling, output: ceiling },
+    });
+    if (BigInt(message.price) > mostAllowed)
+      reject(`price ${message.price} is above the ${mostAllowed} the price ceiling allows`);
+  }
   const nowSeconds = Math.floor((parameters.now ?? Date.now()) / 1000);
   if (Math.abs(Number(message.timestamp) - nowSeconds) > announcementTiming.maxSkewMs / 1000)
     reject("timestamp is off by more than the tolerated clock skew");

@@ -6,6 +6,7 @@ import {
   type ChainConnection,
   type Deployments,
   deploymentReceiptDomain,
+  getProviderRecord,
   getProviderStanding,
   getTokenInfo,
   maxScore,
@@ -14,7 +15,12 @@ import {
 } from "../chain/index.ts";
 import { httpLimitsOf, type MycelConfig } from "../config/index.ts";
 import { createExplorer } from "../explorer/index.ts";
-import { type Gateway, type ReputationSource, startGateway } from "../gateway/index.ts";
+import {
+  type Gateway,
+  type RegistrationSource,
+  type ReputationSource,
+  startGateway,
+} from "../gateway/index.ts";
 import type { Logger } from "../log/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, type MycelNode } from "../p2p/index.ts";
 import { createGatewayPayments, type GatewayPayments } from "../payments/index.ts";
@@ -27,6 +33,8 @@ import {
 
 /** How often a gateway reads its providers' on-chain reputation. */
 const reputationRefreshMs = 5_000;
+/** How often a gateway reads its providers' on-chain registrations (stake, peer id, offers). */
+const registrationRefreshMs = 10_000;
 
 /** Parameters of {@link startGatewayNode}. */
 export type StartGatewayNodeParameters = {
@@ -43,6 +51,10 @@ export type StartGatewayNodeParameters = {
   audit?: { rate: number; validators: string[] };
   /** Routing leaves out providers whose on-chain reputation is below this (with a chain). */
   minReputation: number;
+  /** Route also to providers not staked on chain, or whose on-chain offer differs from their announcement. */
+  allowUnstaked?: boolean;
+  /** The most paid per 1M tokens, input or output (default roleDefaults.maxPricePerMillion). */
+  maxPricePerMillion?: bigint;
   /** Where the gateway's receipts and channels live (default: MYCEL_HOME/gateway). */
   storeDirectory?: string;
   /** Serve the HTTP API and the explorer (default true; a validator's challenge gateway does not). */
@@ -112,6 +124,19 @@ function reputationOn(
   };
 }
 
+function registrationsOn(chain: {
+  connection: ChainConnection;
+  deployments: Deployments;
+}): RegistrationSource {
+  return {
+    refreshMs: registrationRefreshMs,
+    read: async (provider) => {
+      const record = await getProviderRecord(chain.connection, { deployments: chain.deployments, provider });
+      return record && { active: record.active, peerId: record.peerId, offers: record.offers };
+    },
+  };
+}
+
 /** Starts a gateway (node, receipts, payments, API and explorer) in this process. */
 export async function startGatewayNode(parameters: StartGatewayNodeParameters): Promise<GatewayNode> {
   const { config, logger, chain } = parameters;
@@ -138,7 +163,14 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
     queue: parameters.queue,
     audit: parameters.audit,
     reputation: chain ? reputationOn(chain, parameters.minReputation) : undefined,
+    registrations: chain ? registrationsOn(chain) : undefined,
+    allowUnstaked: parameters.allowUnstaked,
+    maxPricePerMillion: parameters.maxPricePerMillion,
   });
+  if (chain && parameters.allowUnstaked)
+    logger.warn(
+      "routing to providers without stake on chain too (--allow-unstaked): nothing is at risk for them",
+    );
   const serveApi = parameters.serveApi !== false;
   // The explorer is mounted on the gateway's API: the one place where the HTTP wiring meets it.
   const explorer = serveApi

@@ -1,5 +1,5 @@
 /** A gateway as a validator's view of the network: the providers it hears of, and challenges sent through it. */
-import { type Gateway, wireRequestOf } from "../gateway/index.ts";
+import { type Gateway, isRoutable, wireRequestOf } from "../gateway/index.ts";
 import type { ValidatorNetwork } from "../validator/index.ts";
 
 /** Adapts a gateway (the validator's own) to what the validator needs of the network. */
@@ -9,7 +9,7 @@ export function validatorNetworkOf(gateway: Gateway): ValidatorNetwork {
     providersOf: (modelHash) =>
       gateway.providers
         .serving(modelHash)
-        .filter((entry) => !entry.untrusted)
+        .filter((entry) => isRoutable(entry, { modelHash, policy: gateway.policy }))
         .map((entry) => ({ peerId: entry.peerId, address: entry.address })),
     providerAddress: (peerId) => gateway.providers.get(peerId)?.address,
     async ask(request) {

@@ -17,6 +17,8 @@ export type OpenPayerSessionParameters = {
   channel: PayingChannel;
   /** The provider's output price per 1M tokens, from its announcement: what its output is metered at. */
   outputPricePerMillion: bigint;
+  /** The most output tokens this segment may be paid for (the request's max_tokens): never metered beyond. */
+  maxOutputTokens?: number;
   /** Sends a voucher frame on the stream. */
   sendVoucher: (frame: VoucherFrame) => Promise<void>;
 };
@@ -26,7 +28,7 @@ export type PayerSession = {
   channelId: PayingChannel["channelId"];
   /** The request went out: anything still owed (a voucher lost with an earlier stream) is paid now. */
   begin(): void;
-  /** Output tokens arrived: metered, and a voucher goes out if one is due. */
+  /** Output tokens arrived: metered (never beyond `maxOutputTokens`), and a voucher goes out if one is due. */
   outputReceived(tokens: number): void;
   /** The provider stored a voucher. */
   acknowledged(frame: PaidFrame): void;
@@ -49,6 +51,8 @@ export type PayerSession = {
 export function openPayerSession(parameters: OpenPayerSessionParameters): PayerSession {
   const { channel, sendVoucher } = parameters;
   const bill: SegmentBill = channel.startSegment({ outputPricePerMillion: parameters.outputPricePerMillion });
+  let metered = 0;
+  const cap = parameters.maxOutputTokens ?? Number.POSITIVE_INFINITY;
   const payIfDue = () => {
     if (channel.due()) void channel.pay(sendVoucher);
   };
@@ -56,7 +60,9 @@ export function openPayerSession(parameters: OpenPayerSessionParameters): PayerS
     channelId: channel.channelId,
     begin: payIfDue,
     outputReceived(tokens) {
-      bill.addOutput(tokens);
+      const counted = Math.max(0, Math.min(tokens, cap - metered));
+      metered += counted;
+      if (counted > 0) bill.addOutput(counted);
       payIfDue();
     },
     acknowledged(frame) {

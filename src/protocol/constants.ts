@@ -43,6 +43,21 @@ export const streamLimits = {
   totalTimeoutMs: 10 * 60_000,
 } as const;
 
+/**
+ * What a gateway accepts on one inference segment (docs/PROTOCOL.md): a provider that sends more broke the protocol.
+ * Tokens are capped by the request's `max_tokens` (else the model's context size); text by these.
+ */
+export const segmentLimits = {
+  /** Chunk text, in UTF-8 bytes per output token so far (a token's piece is a few bytes; invalid UTF-8 at most triples it). */
+  maxTextBytesPerToken: 256,
+  /** Text a chunk may carry beyond that (held-back text of a stop sequence or an unfinished character). */
+  textBytesSlack: 4096,
+  /** Text of one segment, in UTF-8 bytes, whatever its tokens. */
+  maxSegmentTextBytes: 16 * 1024 * 1024,
+  /** Frames beyond one per output token (acknowledgements, the end frame). */
+  framesSlack: 64,
+} as const;
+
 /** How long a provider's announcement stays valid, and how often it is repeated. */
 export const announcementTiming = {
   intervalMs: 5_000,

@@ -26,6 +26,7 @@ export {
   auditProtocolId,
   evidenceProtocolId,
   inferenceProtocolId,
+  segmentLimits,
   streamLimits,
   verdictProtocolId,
   wireVersion,

@@ -99,6 +99,25 @@ describe("gateway: receipt verification", () => {
     assert.equal(receipt.message.provider, provider);
   });
 
+  it("rejects a receipt that charges more than the request's price ceiling allows, even at the announced price", async () => {
+    const end = await endFrame({});
+    const atCeiling = {
+      end,
+      requestId,
+      client,
+      provider,
+      request,
+      outputTokens: output,
+      domain: receiptDomain(),
+    };
+    const highest = prices.input > prices.output ? prices.input : prices.output;
+    await verifyReceipt({ ...atCeiling, pricePerMillion: prices, maxPricePerMillion: highest });
+    await assert.rejects(
+      verifyReceipt({ ...atCeiling, pricePerMillion: prices, maxPricePerMillion: highest - 1n }),
+      (error: unknown) => error instanceof ReceiptRejectedError && /price ceiling/.test(error.message),
+    );
+  });
+
   it("rejects a forged signature and every mismatched field", async () => {
     const cases: [string, Promise<EndFrame>, RegExp, number[]?][] = [
       ["signed by another key", endFrame({ key: generatePrivateKey() }), /signed by 0x/],

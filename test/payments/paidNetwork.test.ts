@@ -179,6 +179,8 @@ describe("pay per token (real provider and gateway processes, real anvil)", () =
           "1",
           "--budget",
           "10",
+          // These providers are not registered on chain (this file tests payments, not stake).
+          "--allow-unstaked",
           "--bootstrap",
           parameters.provider.ready.multiaddrs?.[0] ?? "",
           ...chainArgs(parameters.rpcUrl ?? chain.anvil.rpcUrl),

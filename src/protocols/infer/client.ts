@@ -30,6 +30,8 @@ export type InferenceCall = {
   cancel(): void;
   /** Closes this side; the provider's last frames can still be read. */
   close(): Promise<void>;
+  /** Resets the stream at once: nothing more is read or buffered (a provider that broke the protocol). */
+  abort(reason: Error): void;
 };
 
 /** Parameters of {@link callInference}. */
@@ -61,6 +63,7 @@ function callOf(channel: FrameChannel): InferenceCall {
         .catch(() => channel.abort(new Error("cancelled")));
     },
     close: () => channel.close(),
+    abort: (reason) => channel.abort(reason),
   };
 }
 

@@ -93,6 +93,8 @@ describe("a chain reset under the gateway and provider (real processes, two anvi
         "1",
         "--budget",
         "10",
+        // The provider is not staked: what is tested here is not whom the gateway may route to.
+        "--allow-unstaked",
         "--bootstrap",
         provider.ready.multiaddrs?.[0] ?? "",
         ...chainArgs,

@@ -104,6 +104,8 @@ describe("a provider among strangers (attackers as processes, real provider, gat
         "1",
         "--budget",
         "10",
+        // The provider is not staked: what is tested here is not whom the gateway may route to.
+        "--allow-unstaked",
         "--bootstrap",
         providerMultiaddr(),
         ...chainArgs,

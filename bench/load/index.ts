@@ -29,6 +29,8 @@ const maxTokens = 128;
 const memoryRequests = 500;
 const memoryConcurrency = 16;
 const providers = 3;
+/** Sequences per provider (each of its own process). */
+const providerParallelism = 1;
 const targets = { errors: 0, throughputRatio: 0.85 };
 
 type LevelResult = {
@@ -92,10 +94,11 @@ async function main() {
       source: "bench/load",
     });
     const env = { MYCEL_LOG_LEVEL: "warn" };
+    // One sequence per provider: the network's 3 sequences and serve's 2 (its default here) share the same cores.
     const devnet: MycelProcess = spawnMycel({
       name: "devnet",
       home,
-      env,
+      env: { ...env, MYCEL_PARALLELISM: String(providerParallelism) },
       args: [
         "devnet",
         "--providers",
@@ -121,7 +124,8 @@ async function main() {
     console.log(
       `setup: ${((performance.now() - runStarted) / 1000).toFixed(1)} s; model ${model.name} ` +
         `(${(made.parameterCount / 1e6).toFixed(1)}M params, ${made.quant}); max_tokens ${maxTokens}, greedy; ` +
-        "every process on 127.0.0.1 with its default engine settings (payments and 5% audits on in the devnet)\n",
+        `every process on 127.0.0.1; serve with its default engine settings, the devnet's providers with ` +
+        `${providerParallelism} sequence each (payments and 5% audits on in the devnet)\n`,
     );
     // Warm-up: every provider is tried (its channel opened) and serve's sequences are made, before measuring.
     for (const path of paths)
@@ -177,7 +181,7 @@ async function main() {
     );
     console.log(
       "(tokens/s: completion tokens of the level over its wall time; each client sends its next request when its " +
-        `stream ends; other processes used ${otherCpu === undefined ? "?" : (otherCpu * 100).toFixed(0)}% of the CPU)\n`,
+        `stream ends; processes other than the bench's used ${otherCpu === undefined ? "?" : (otherCpu * 100).toFixed(0)}% of the CPU)\n`,
     );
     const rest = memoryRequests - gatewayRequests;
     const soak = await runLevel({

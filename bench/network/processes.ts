@@ -3,7 +3,7 @@
  * for error reports, and every one of them killed when the bench ends, whichever way it ends.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -192,19 +192,49 @@ export function processCpuMs(pid: number): number | undefined {
 
 /** CPU time of all cores (ms) spent outside idle, from the kernel's counters. */
 
+/** The given processes and all their descendants, from /proc (just the given ones where there is no /proc). */
+function withDescendants(roots: readonly number[]): number[] {
+  const children = new Map<number, number[]>();
+  let entries: string[] = [];
+  try {
+    entries = readdirSync("/proc").filter((name) => /^\d+$/.test(name));
+  } catch {
+    return [...roots];
+  }
+  for (const name of entries) {
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(parent, [...(children.get(parent) ?? []), Number(name)]);
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  const found = new Set<number>();
+  const visit = (pid: number) => {
+    if (found.has(pid)) return;
+    found.add(pid);
+    for (const child of children.get(pid) ?? []) visit(child);
+  };
+  for (const root of roots) visit(root);
+  return [...found];
+}
+
 /**
  * Starts watching the machine; `stop()` returns the share of all cores' time used by processes other than the
- * bench and its `mycel` children. Call `sample()` just before killing a child, so that its time is kept.
+ * bench, its `mycel` children and theirs. Call `sample()` just before killing a child, so that its time is kept.
  */
 export function watchOtherProcessesCpu() {
   const started = performance.now();
   const busyAtStart = machineBusyMs();
   const baseline = new Map<number, number>();
   const latest = new Map<number, number>();
-  const pids = () => [
-    process.pid,
-    ...[...running].flatMap((entry) => (entry.child.pid === undefined ? [] : [entry.child.pid])),
-  ];
+  // The bench, its children, and their children (a devnet's providers, validator and anvil).
+  const pids = () =>
+    withDescendants([
+      process.pid,
+      ...[...running].flatMap((entry) => (entry.child.pid === undefined ? [] : [entry.child.pid])),
+    ]);
   for (const pid of pids()) {
     const used = processCpuMs(pid);
     if (used !== undefined) baseline.set(pid, used);

@@ -25,7 +25,7 @@ export const roleDefaults = {
   /** Requests a gateway holds while every provider of their model is at capacity; one more gets 503. */
   gatewayQueueLength: 256,
   /** The longest a request waits in a gateway for a provider with room before it gets 503 (ms from arrival). */
-  gatewayQueueTimeoutMs: 30_000,
+  gatewayQueueTimeoutMs: 120_000,
   /** A validator that failed to take an audit sample is not sent samples for this long (then tried again). */
   validatorRestSeconds: 60,
   /** On-chain reputation (0..1) below which a gateway stops routing to a provider. */

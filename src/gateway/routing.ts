@@ -61,8 +61,16 @@ export function rankProviders(parameters: {
   );
   const scored = usable.map((provider) => ({
     provider,
+    idle: hasIdleSequence(provider),
     score: scoreProvider({ provider, candidates: usable }),
   }));
-  scored.sort((a, b) => b.score - a.score);
+  // A provider with a sequence free for this gateway's request comes before any that would queue it, whatever their
+  // price: piling requests on the cheapest provider while others sit idle made answers wait behind each other.
+  scored.sort((a, b) => Number(b.idle) - Number(a.idle) || b.score - a.score);
   return scored.map((entry) => entry.provider);
+}
+
+/** Whether a provider has a sequence free for one more of this gateway's requests (fewer in flight than it runs at once). */
+export function hasIdleSequence(provider: Pick<KnownProvider, "inFlight" | "announcement">): boolean {
+  return provider.inFlight < provider.announcement.capacity.parallelism;
 }

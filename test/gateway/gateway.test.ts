@@ -193,6 +193,23 @@ describe("gateway: routing", () => {
     );
   });
 
+  it("sends a request to a provider with a free sequence before a cheaper one where it would queue", () => {
+    const cheap = known({ peerId: "cheap", price: 100 });
+    const dear = known({ peerId: "dear", price: 300 });
+    cheap.inFlight = 2;
+    assert.deepEqual(
+      rankProviders({ candidates: [cheap, dear] }).map((entry) => entry.peerId),
+      ["dear", "cheap"],
+      "the cheap one runs 2 at once and has 2 of this gateway's requests",
+    );
+    dear.inFlight = 2;
+    assert.deepEqual(
+      rankProviders({ candidates: [cheap, dear] }).map((entry) => entry.peerId),
+      ["cheap", "dear"],
+      "both would queue it: the price decides again",
+    );
+  });
+
   it("prefers fast and reliable providers, and tries untried ones", () => {
     const slow = known({ peerId: "slow", price: 100, latencyMs: 900, successes: 5 });
     const fast = known({ peerId: "fast", price: 100, latencyMs: 20, successes: 5 });

@@ -4,7 +4,7 @@
  * Prints errors, aggregate tokens/s and first-token times per concurrency, and the gateway's memory before and
  * after 500 requests. Run with `npm run bench:load`; see bench/load/README.md.
  */
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,11 +12,13 @@ import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import {
   type MycelProcess,
   onAbruptExit,
+  processCpuMs,
   residentMb,
   spawnMycel,
   stopAll,
   watchOtherProcessesCpu,
   whenReady,
+  withDescendants,
 } from "../network/processes.ts";
 import { formatTable, roundDown, verdict } from "../shared/report.ts";
 import { type Sample, streamChat } from "../shared/streamChat.ts";
@@ -62,6 +64,33 @@ async function runLevel(parameters: {
   };
   await Promise.all(Array.from({ length: parameters.concurrency }, client));
   return { samples, errors, wallMs: performance.now() - started };
+}
+
+/** The part of a devnet a process is: the gateway (the devnet process itself), a provider, the validator or anvil. */
+function roleOf(pid: number, devnetPid: number): string {
+  if (pid === devnetPid) return "gateway";
+  let command = "";
+  try {
+    command = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+  } catch {
+    return "other";
+  }
+  if (/\banvil\b/.test(command)) return "anvil";
+  if (/ provider /.test(command)) return "providers";
+  if (/ validator /.test(command)) return "validator";
+  return "other";
+}
+
+const devnetRoles = ["gateway", "providers", "validator", "anvil", "other"] as const;
+
+/** CPU time (ms) each part of the devnet has used so far. */
+function devnetCpuMs(devnetPid: number): Map<string, number> {
+  const used = new Map<string, number>(devnetRoles.map((role) => [role, 0]));
+  for (const pid of withDescendants([devnetPid])) {
+    const role = roleOf(pid, devnetPid);
+    used.set(role, (used.get(role) ?? 0) + (processCpuMs(pid) ?? 0));
+  }
+  return used;
 }
 
 /** The value below which `share` of the sorted values lie (nearest rank). */
@@ -135,6 +164,8 @@ async function main() {
     let gatewayErrors = 0;
     const cpuWatch = watchOtherProcessesCpu();
     const rows: string[][] = [];
+    const cpuRows: string[][] = [];
+    const devnetPid = devnet.child.pid ?? -1;
     const ratios: { concurrency: number; ratio: number; errors: number }[] = [];
     for (const [level, concurrency] of concurrencies.entries()) {
       const results: LevelResult[] = [];
@@ -142,12 +173,26 @@ async function main() {
       const order = level % 2 === 0 ? [0, 1] : [1, 0];
       for (const index of order) {
         const path = paths[index] as (typeof paths)[number];
+        const cpuBefore = index === 1 ? devnetCpuMs(devnetPid) : undefined;
         results[index] = await runLevel({
           url: path.url,
           model: model.name,
           concurrency,
           requests: requestsAt(concurrency),
         });
+        if (cpuBefore) {
+          const cpuAfter = devnetCpuMs(devnetPid);
+          const tokens = (results[index] as LevelResult).samples.reduce(
+            (sum, sample) => sum + sample.completionTokens,
+            0,
+          );
+          cpuRows.push([
+            String(concurrency),
+            ...devnetRoles.map((role) =>
+              (((cpuAfter.get(role) ?? 0) - (cpuBefore.get(role) ?? 0)) / (tokens / 1000)).toFixed(0),
+            ),
+          ]);
+        }
       }
       const [serve, gateway] = results as [LevelResult, LevelResult];
       gatewayRequests += requestsAt(concurrency);
@@ -182,6 +227,13 @@ async function main() {
     console.log(
       "(tokens/s: completion tokens of the level over its wall time; each client sends its next request when its " +
         `stream ends; processes other than the bench's used ${otherCpu === undefined ? "?" : (otherCpu * 100).toFixed(0)}% of the CPU)\n`,
+    );
+    console.log(
+      formatTable(["concurrency", ...devnetRoles.map((role) => `${role} CPU ms / 1k tokens`)], cpuRows),
+    );
+    console.log(
+      "(CPU time, user + system, each part of the devnet used during the gateway's level, per 1,000 completion " +
+        "tokens; the gateway is the devnet process itself)\n",
     );
     const rest = memoryRequests - gatewayRequests;
     const soak = await runLevel({

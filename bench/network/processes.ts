@@ -193,7 +193,7 @@ export function processCpuMs(pid: number): number | undefined {
 /** CPU time of all cores (ms) spent outside idle, from the kernel's counters. */
 
 /** The given processes and all their descendants, from /proc (just the given ones where there is no /proc). */
-function withDescendants(roots: readonly number[]): number[] {
+export function withDescendants(roots: readonly number[]): number[] {
   const children = new Map<number, number[]>();
   let entries: string[] = [];
   try {

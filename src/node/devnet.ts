@@ -193,6 +193,10 @@ export async function startDevnet(parameters: StartDevnetParameters): Promise<De
         "devnet-challenger",
         "--challenge-interval",
         "60",
+        // The validator shares the machine with the providers: audits on as many threads as a provider's sequence
+        // (1 on 2 cores), not on every core, where llama.cpp's spinning threads starved the providers.
+        "--threads",
+        String(config.engine.threadsPerSequence),
         "--shutdown-timeout",
         String(roleShutdownSeconds),
         ...bootstrap.flatMap((address) => ["--bootstrap", address]),

@@ -9,6 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
+import { devnetAuditRate } from "../../src/node/devnet.ts";
 import {
   type MycelProcess,
   onAbruptExit,
@@ -154,7 +155,7 @@ async function main() {
       `setup: ${((performance.now() - runStarted) / 1000).toFixed(1)} s; model ${model.name} ` +
         `(${(made.parameterCount / 1e6).toFixed(1)}M params, ${made.quant}); max_tokens ${maxTokens}, greedy; ` +
         `every process on 127.0.0.1; serve with its default engine settings, the devnet's providers with ` +
-        `${providerParallelism} sequence each (payments and 5% audits on in the devnet)\n`,
+        `${providerParallelism} sequence each (payments on, ${devnetAuditRate * 100}% of answers audited)\n`,
     );
     // Warm-up: every provider is tried (its channel opened) and serve's sequences are made, before measuring.
     for (const path of paths)

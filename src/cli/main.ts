@@ -5,7 +5,7 @@ import { describeError, MycelError } from "../errors/index.ts";
 import type { ModelRecord, TestModelQuant, TestModelSize } from "../model/index.ts";
 import { addChainCommands } from "./chain.ts";
 import { addNetworkCommands } from "./network.ts";
-import { configFrom, integer } from "./options.ts";
+import { addHttpLimitOptions, configFrom, type HttpLimitFlags, httpLimitsOf, integer } from "./options.ts";
 import { printTable } from "./output.ts";
 import { exitWithParent, stopOnSignal } from "./process.ts";
 import { addVerifyCommands } from "./verify.ts";
@@ -29,7 +29,7 @@ function describeModel(model: ModelRecord) {
   return `${model.name}  sha256:${model.hash}  (${model.architecture}, ${formatCount(model.parameterCount)} params, ${model.quantization}, ${formatSize(model.sizeBytes)})`;
 }
 
-type ServeFlags = {
+type ServeFlags = HttpLimitFlags & {
   model: string[];
   host?: string;
   port?: number;
@@ -38,29 +38,17 @@ type ServeFlags = {
   contextSize?: number;
   maxQueue?: number;
   maxBody?: number;
-  bodyTimeout?: number;
-  maxConnections?: number;
 };
 
 function addServeOptions(command: Command) {
-  return command
+  return addHttpLimitOptions(command)
     .option("--host <address>", "address to listen on (default 127.0.0.1: this machine only)")
     .option("--port <n>", "port to listen on (default 8080; 0 picks a free one)", integer("--port", 0, 65535))
     .option("--parallelism <n>", "requests generated at once per model", integer("--parallelism", 1, 64))
     .option("--threads <n>", "llama.cpp threads per sequence", integer("--threads", 1, 256))
     .option("--context-size <n>", "context window per sequence, in tokens", integer("--context-size", 64))
     .option("--max-queue <n>", "requests that may wait before new ones get 503", integer("--max-queue", 0))
-    .option("--max-body <bytes>", "largest request body", integer("--max-body", 1024))
-    .option(
-      "--body-timeout <seconds>",
-      "a request (headers and body) must arrive within this, else 408 (default 30)",
-      integer("--body-timeout", 10, 3600),
-    )
-    .option(
-      "--max-connections <n>",
-      "HTTP connections open at once (default 512)",
-      integer("--max-connections", 1, 1_000_000),
-    );
+    .option("--max-body <bytes>", "largest request body", integer("--max-body", 1024));
 }
 
 function serveOverrides(flags: Omit<ServeFlags, "model">): ConfigOverrides {
@@ -75,8 +63,7 @@ function serveOverrides(flags: Omit<ServeFlags, "model">): ConfigOverrides {
       host: flags.host,
       port: flags.port,
       maxBodyBytes: flags.maxBody,
-      bodyTimeoutMs: flags.bodyTimeout === undefined ? undefined : flags.bodyTimeout * 1000,
-      maxConnections: flags.maxConnections,
+      ...httpLimitsOf(flags),
     },
   };
 }

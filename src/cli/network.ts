@@ -5,12 +5,15 @@ import { MycelError } from "../errors/index.ts";
 import { createLogger } from "../log/index.ts";
 import {
   addChainOptions,
+  addHttpLimitOptions,
   addPeerOptions,
   addShutdownOption,
   type ChainFlags,
   collect,
   configFrom,
   fraction,
+  type HttpLimitFlags,
+  httpLimitsOf,
   integer,
   price,
 } from "./options.ts";
@@ -39,27 +42,26 @@ export type ProviderFlags = ChainFlags & {
 };
 
 /** Flags of `mycel gateway`. */
-export type GatewayFlags = ChainFlags & {
-  host?: string;
-  port?: number;
-  listen?: string[];
-  bootstrap?: string[];
-  key: string;
-  stallTimeout?: number;
-  queueLength: number;
-  queueTimeout: number;
-  deposit: string;
-  budget: string;
-  validator?: string[];
-  auditRate: number;
-  minReputation: number;
-  bodyTimeout?: number;
-  maxConnections?: number;
-  /** Parsed by `price` when given; the default is its decimal string (help output cannot show a bigint). */
-  maxPrice: bigint | string;
-  allowUnstaked?: boolean;
-  shutdownTimeout: number;
-};
+export type GatewayFlags = ChainFlags &
+  HttpLimitFlags & {
+    host?: string;
+    port?: number;
+    listen?: string[];
+    bootstrap?: string[];
+    key: string;
+    stallTimeout?: number;
+    queueLength: number;
+    queueTimeout: number;
+    deposit: string;
+    budget: string;
+    validator?: string[];
+    auditRate: number;
+    minReputation: number;
+    /** Parsed by `price` when given; the default is its decimal string (help output cannot show a bigint). */
+    maxPrice: bigint | string;
+    allowUnstaked?: boolean;
+    shutdownTimeout: number;
+  };
 
 /** Flags of `mycel validator`. */
 export type ValidatorFlags = ChainFlags & {
@@ -278,16 +280,6 @@ function addGatewayCommand(program: Command) {
       roleDefaults.minimumReputation,
     )
     .option(
-      "--body-timeout <seconds>",
-      "an API request (headers and body) must arrive within this, else 408 (default 30)",
-      integer("--body-timeout", 10, 3600),
-    )
-    .option(
-      "--max-connections <n>",
-      "API connections open at once (default 512)",
-      integer("--max-connections", 1, 1_000_000),
-    )
-    .option(
       "--max-price <n>",
       "never pay more than this per 1M tokens, input or output, in the token's smallest unit; providers above it are not routed to",
       (value: string): bigint | string => price(value),
@@ -297,13 +289,12 @@ function addGatewayCommand(program: Command) {
       "--allow-unstaked",
       "also route to providers not staked on chain, or whose on-chain offer differs from their announced price (with --rpc-url; off: nothing is at risk for them)",
     );
-  addShutdownOption(gateway).action(async (flags: GatewayFlags, command: Command) => {
+  addShutdownOption(addHttpLimitOptions(gateway)).action(async (flags: GatewayFlags, command: Command) => {
     const config = configFrom(command, {
       serve: {
         host: flags.host,
         port: flags.port,
-        bodyTimeoutMs: flags.bodyTimeout === undefined ? undefined : flags.bodyTimeout * 1000,
-        maxConnections: flags.maxConnections,
+        ...httpLimitsOf(flags),
       },
     });
     const { logger, node, privateKey, chain } = await setUpRole({ config, flags, role: "gateway" });

@@ -95,3 +95,29 @@ export function addShutdownOption(command: Command): Command {
     roleDefaults.shutdownSeconds,
   );
 }
+
+/** The flags of the HTTP limits an API server takes (`mycel serve`, `mycel gateway`). */
+export type HttpLimitFlags = { bodyTimeout?: number; maxConnections?: number };
+
+/** --body-timeout and --max-connections: the API server's request deadline and connection cap. */
+export function addHttpLimitOptions(command: Command): Command {
+  return command
+    .option(
+      "--body-timeout <seconds>",
+      "an API request (headers and body) must arrive within this, else 408 (default 30)",
+      integer("--body-timeout", 10, 3600),
+    )
+    .option(
+      "--max-connections <n>",
+      "API connections open at once (default 512)",
+      integer("--max-connections", 1, 1_000_000),
+    );
+}
+
+/** The server settings of {@link addHttpLimitOptions}' flags, for the config. */
+export function httpLimitsOf(flags: HttpLimitFlags): { bodyTimeoutMs?: number; maxConnections?: number } {
+  return {
+    bodyTimeoutMs: flags.bodyTimeout === undefined ? undefined : flags.bodyTimeout * 1000,
+    maxConnections: flags.maxConnections,
+  };
+}

@@ -193,6 +193,37 @@ export async function startRole(
   };
 }
 
+/**
+ * The arguments of `node <args>` for a paying gateway in a test: key "gateway" of `home`, a free port, 1 token
+ * deposited per channel within a budget of 10, bootstrapping through `bootstrap`, on the chain `chainArgs` name
+ * (`--rpc-url`, `--deployments`). `allowUnstaked` when the test's providers are not staked on chain.
+ */
+export function paidGatewayArgs(parameters: {
+  home: string;
+  bootstrap: string;
+  chainArgs: readonly string[];
+  allowUnstaked?: boolean;
+}): string[] {
+  return [
+    mycelBin,
+    "--home",
+    parameters.home,
+    "gateway",
+    "--key",
+    "gateway",
+    "--port",
+    "0",
+    "--deposit",
+    "1",
+    "--budget",
+    "10",
+    ...(parameters.allowUnstaked ? ["--allow-unstaked"] : []),
+    "--bootstrap",
+    parameters.bootstrap,
+    ...parameters.chainArgs,
+  ];
+}
+
 /** How {@link waitFor} polls: its deadline, how often it looks, and what it says about the last state on timeout. */
 export type WaitForOptions = {
   /** Give up after this long (default 30 s). */

@@ -17,7 +17,15 @@ import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import { peerIdOfSecp256k1Key } from "../../src/p2p/index.ts";
 import { modelHashToBytes32 } from "../../src/protocol/index.ts";
 import { type LocalChain, startLocalChain, type TestAccount } from "../fixtures/chain/localChain.ts";
-import { mycelBin, type RoleProcess, repositoryRoot, startRole, temporaryHome, waitFor } from "../helpers.ts";
+import {
+  mycelBin,
+  paidGatewayArgs,
+  type RoleProcess,
+  repositoryRoot,
+  startRole,
+  temporaryHome,
+  waitFor,
+} from "../helpers.ts";
 
 const password = "stranger-providers-test";
 const env = { MYCEL_PASSWORD: password };
@@ -150,26 +158,11 @@ describe("strangers selling inference: stake, price ceiling and segment caps (re
     ]);
     roles.push(...strangers);
     gateway = await startRole(
-      [
-        mycelBin,
-        "--home",
-        directory.home,
-        "gateway",
-        "--key",
-        "gateway",
-        "--port",
-        "0",
-        "--deposit",
-        "1",
-        "--budget",
-        "10",
-        "--bootstrap",
+      paidGatewayArgs({
+        home: directory.home,
         bootstrap,
-        "--rpc-url",
-        chain.anvil.rpcUrl,
-        "--deployments",
-        deploymentsPath,
-      ],
+        chainArgs: ["--rpc-url", chain.anvil.rpcUrl, "--deployments", deploymentsPath],
+      }),
       { env },
     );
     roles.push(gateway);

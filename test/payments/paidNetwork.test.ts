@@ -37,7 +37,15 @@ import {
 } from "../../src/protocol/index.ts";
 import { openPaymentStore, providerPaymentStorePath } from "../../src/store/index.ts";
 import { type LocalChain, startLocalChain } from "../fixtures/chain/localChain.ts";
-import { mycelBin, type RoleProcess, startRole, temporaryHome, waitFor, withDeadline } from "../helpers.ts";
+import {
+  mycelBin,
+  paidGatewayArgs,
+  type RoleProcess,
+  startRole,
+  temporaryHome,
+  waitFor,
+  withDeadline,
+} from "../helpers.ts";
 
 const password = "paid-network-test";
 const env = { MYCEL_PASSWORD: password };
@@ -166,25 +174,13 @@ describe("pay per token (real provider and gateway processes, real anvil)", () =
     };
     const startGateway = async (parameters: { provider: RoleProcess; rpcUrl?: string }) => {
       const role = await startRole(
-        [
-          mycelBin,
-          "--home",
-          directory.home,
-          "gateway",
-          "--key",
-          "gateway",
-          "--port",
-          "0",
-          "--deposit",
-          "1",
-          "--budget",
-          "10",
+        paidGatewayArgs({
+          home: directory.home,
+          bootstrap: parameters.provider.ready.multiaddrs?.[0] ?? "",
+          chainArgs: chainArgs(parameters.rpcUrl ?? chain.anvil.rpcUrl),
           // These providers are not registered on chain (this file tests payments, not stake).
-          "--allow-unstaked",
-          "--bootstrap",
-          parameters.provider.ready.multiaddrs?.[0] ?? "",
-          ...chainArgs(parameters.rpcUrl ?? chain.anvil.rpcUrl),
-        ],
+          allowUnstaked: true,
+        }),
         { env },
       );
       roles.push(role);

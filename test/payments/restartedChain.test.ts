@@ -26,7 +26,14 @@ import {
   providerPaymentStorePath,
 } from "../../src/store/index.ts";
 import { type LocalChain, startLocalChain } from "../fixtures/chain/localChain.ts";
-import { mycelBin, type RoleProcess, startRole, temporaryHome, waitFor } from "../helpers.ts";
+import {
+  mycelBin,
+  paidGatewayArgs,
+  type RoleProcess,
+  startRole,
+  temporaryHome,
+  waitFor,
+} from "../helpers.ts";
 
 const password = "restarted-chain-test";
 const env = { MYCEL_PASSWORD: password };
@@ -80,25 +87,13 @@ describe("a chain reset under the gateway and provider (real processes, two anvi
     );
     roles.push(provider);
     const gateway = await startRole(
-      [
-        mycelBin,
-        "--home",
-        directory.home,
-        "gateway",
-        "--key",
-        "gateway",
-        "--port",
-        "0",
-        "--deposit",
-        "1",
-        "--budget",
-        "10",
+      paidGatewayArgs({
+        home: directory.home,
+        bootstrap: provider.ready.multiaddrs?.[0] ?? "",
+        chainArgs,
         // The provider is not staked: what is tested here is not whom the gateway may route to.
-        "--allow-unstaked",
-        "--bootstrap",
-        provider.ready.multiaddrs?.[0] ?? "",
-        ...chainArgs,
-      ],
+        allowUnstaked: true,
+      }),
       { env },
     );
     roles.push(gateway);

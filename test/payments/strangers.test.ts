@@ -16,7 +16,15 @@ import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import { streamLimits } from "../../src/protocol/index.ts";
 import { openPaymentStore, providerPaymentStorePath } from "../../src/store/index.ts";
 import { type LocalChain, startLocalChain } from "../fixtures/chain/localChain.ts";
-import { mycelBin, type RoleProcess, repositoryRoot, startRole, temporaryHome, waitFor } from "../helpers.ts";
+import {
+  mycelBin,
+  paidGatewayArgs,
+  type RoleProcess,
+  repositoryRoot,
+  startRole,
+  temporaryHome,
+  waitFor,
+} from "../helpers.ts";
 
 const password = "strangers-test";
 const env = { MYCEL_PASSWORD: password };
@@ -91,25 +99,13 @@ describe("a provider among strangers (attackers as processes, real provider, gat
     );
     roles.push(provider);
     gateway = await startRole(
-      [
-        mycelBin,
-        "--home",
-        home.home,
-        "gateway",
-        "--key",
-        "gateway",
-        "--port",
-        "0",
-        "--deposit",
-        "1",
-        "--budget",
-        "10",
+      paidGatewayArgs({
+        home: home.home,
+        bootstrap: providerMultiaddr(),
+        chainArgs,
         // The provider is not staked: what is tested here is not whom the gateway may route to.
-        "--allow-unstaked",
-        "--bootstrap",
-        providerMultiaddr(),
-        ...chainArgs,
-      ],
+        allowUnstaked: true,
+      }),
       { env },
     );
     roles.push(gateway);

@@ -72,6 +72,22 @@ export type RouteParameters = {
   query: URLSearchParams;
   request: IncomingMessage;
   response: ServerResponse;
+  /** The API key the request came with, when the server checks keys and the path needs one. */
+  caller?: ApiCaller;
+};
+
+/** The API key a request was admitted with: its public id and name (never the key). */
+export type ApiCaller = { keyId: string; name: string };
+
+/** Who may use the API: checks each request's key before it is routed, and counts what each key used. */
+export type ApiAccess = {
+  /**
+   * Admits a request to a path under /v1/ or /mycel/ (throws an HttpError: 401, or for a request that spends, 429
+   * past the key's rate and 402 past its budget). Returns the caller, or undefined when no key is needed now.
+   */
+  admit(parameters: { request: IncomingMessage; spends: boolean }): ApiCaller | undefined;
+  /** Counts a finished completion against its caller: tokens, and what the answer cost (its `mycel` fields). */
+  recordAnswer(parameters: { caller: ApiCaller; result: BackendGenerateResult }): void;
 };
 
 /** Where the OpenAI-compatible API gets its models and answers. */

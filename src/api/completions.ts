@@ -6,7 +6,14 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createDeltaBatcher, streamBatchIntervalMs } from "../engine/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { ApiModelInfo, ApiPrompt, BackendGenerateResult, InferenceBackend } from "./backend.ts";
+import type {
+  ApiAccess,
+  ApiCaller,
+  ApiModelInfo,
+  ApiPrompt,
+  BackendGenerateResult,
+  InferenceBackend,
+} from "./backend.ts";
 import { readJsonBody, sendJson } from "./http.ts";
 import { toOpenAiError } from "./openaiErrors.ts";
 import {
@@ -40,7 +47,24 @@ export type CompletionContext = {
   backend: InferenceBackend;
   maxBodyBytes: number;
   logger: Logger;
+  /** Counts what the caller's answers used (with `caller`). */
+  access?: ApiAccess;
+  /** The API key this request came with. */
+  caller?: ApiCaller;
 };
+
+/** Counts an answer against the request's key; a failure to count is logged, the answer still goes out. */
+function recordAnswerOf(context: CompletionContext, result: BackendGenerateResult) {
+  if (!context.access || !context.caller) return;
+  try {
+    context.access.recordAnswer({ caller: context.caller, result });
+  } catch (error) {
+    context.logger.error("an answer could not be counted against its API key", {
+      key: context.caller.keyId,
+      error: error instanceof Error ? error.message : String(error),
+    });
+  }
+}
 
 function completionId(prefix: string) {
   return `${prefix}-${randomBytes(12).toString("hex")}`;
@@ -203,6 +227,7 @@ async function runGeneration(context: CompletionContext, generation: Generation)
     return;
   }
   response.off("close", onClose);
+  recordAnswerOf(context, result);
   writer.texts.flush();
   if (result.finishReason === "cancelled") {
     logger.info("generation cancelled: client disconnected", {

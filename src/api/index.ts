@@ -1,5 +1,7 @@
 /** The api part: the OpenAI-compatible HTTP server, its backends and its error mapping. */
 export {
+  type ApiAccess,
+  type ApiCaller,
   type ApiModelInfo,
   type ApiPrompt,
   type ApiSampling,

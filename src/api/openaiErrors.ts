@@ -22,10 +22,17 @@ export class HttpError extends MycelError {
   override name = "HttpError";
   readonly status: number;
   readonly type: string;
-  constructor(status: number, message: string, parameters: { code: string; type?: string; hint?: string }) {
+  /** Headers the response carries (Retry-After, WWW-Authenticate). */
+  readonly headers: Record<string, string>;
+  constructor(
+    status: number,
+    message: string,
+    parameters: { code: string; type?: string; hint?: string; headers?: Record<string, string> },
+  ) {
     super(message, { code: parameters.code, hint: parameters.hint });
     this.status = status;
     this.type = parameters.type ?? "invalid_request_error";
+    this.headers = parameters.headers ?? {};
   }
 }
 
@@ -45,7 +52,11 @@ function withHint(error: MycelError) {
 /** Turns any thrown value into the OpenAI-shaped response a client should get. */
 export function toOpenAiError(error: unknown): OpenAiErrorResponse {
   if (error instanceof HttpError) {
-    return { status: error.status, body: body(withHint(error), error.type, error.code), headers: {} };
+    return {
+      status: error.status,
+      body: body(withHint(error), error.type, error.code),
+      headers: error.headers,
+    };
   }
   if (error instanceof ModelNotFoundError) {
     return {

@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import type { Engine } from "../engine/index.ts";
 import { MycelError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
-import { type ApiModelInfo, createEngineBackend, type InferenceBackend } from "./backend.ts";
+import { type ApiAccess, type ApiModelInfo, createEngineBackend, type InferenceBackend } from "./backend.ts";
 import { type CompletionContext, handleChatCompletion, handleCompletion } from "./completions.ts";
 import { guardRequest, isLoopbackHost, requestPath, sendJson } from "./http.ts";
 import { HttpError, toOpenAiError } from "./openaiErrors.ts";
@@ -22,6 +22,8 @@ export type StartApiServerParameters = {
   maxBodyBytes?: number;
   /** Timeouts and the connection cap (defaults: {@link defaultHttpLimits}). */
   limits?: Partial<HttpLimits>;
+  /** Checks API keys on /v1/ and /mycel/ (absent: every request is let in, as on loopback without keys). */
+  access?: ApiAccess;
   logger?: Logger;
 };
 
@@ -78,6 +80,13 @@ function createRouter(context: CompletionContext & { loopbackOnly: boolean }) {
     const method = request.method ?? "GET";
     guardRequest(request, { loopbackOnly: context.loopbackOnly, method });
     const { path, query } = requestPath(request);
+    // The API and the explorer's views need a key when the server checks keys; /health and the web app's files not.
+    const spends = path === "/v1/chat/completions" || path === "/v1/completions";
+    const caller =
+      context.access && (path.startsWith("/v1/") || path.startsWith("/mycel/"))
+        ? context.access.admit({ request, spends: spends && method === "POST" })
+        : undefined;
+    const completion = { ...context, caller };
     const allow = (methods: string[]) => {
       if (!methods.includes(method))
         throw new HttpError(405, `${method} is not allowed on ${path}; use ${methods.join(" or ")}`, {
@@ -102,13 +111,13 @@ function createRouter(context: CompletionContext & { loopbackOnly: boolean }) {
     }
     if (path === "/v1/chat/completions") {
       allow(["POST"]);
-      return handleChatCompletion(context, request, response);
+      return handleChatCompletion(completion, request, response);
     }
     if (path === "/v1/completions") {
       allow(["POST"]);
-      return handleCompletion(context, request, response);
+      return handleCompletion(completion, request, response);
     }
-    if (await backend.route?.({ method, path, query, request, response })) return;
+    if (await backend.route?.({ method, path, query, request, response, caller })) return;
     throw new HttpError(404, `no route ${method} ${path}`, {
       code: "not_found",
       hint: "the API serves /v1/models, /v1/chat/completions, /v1/completions and /health",
@@ -162,6 +171,7 @@ export async function startApiServer(parameters: StartApiServerParameters): Prom
     backend,
     maxBodyBytes: parameters.maxBodyBytes ?? defaultMaxBodyBytes,
     logger,
+    access: parameters.access,
     loopbackOnly: isLoopbackHost(host),
   });
   const given = Object.entries(parameters.limits ?? {}).filter(([, value]) => value !== undefined);

@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { type MycelConfig, roleDefaults } from "../config/index.ts";
 import { MycelError } from "../errors/index.ts";
 import { createLogger } from "../log/index.ts";
+import { addGatewayKeyCommands } from "./gatewayKeys.ts";
 import {
   addChainOptions,
   addHttpLimitOptions,
@@ -60,6 +61,7 @@ export type GatewayFlags = ChainFlags &
     /** Parsed by `price` when given; the default is its decimal string (help output cannot show a bigint). */
     maxPrice: bigint | string;
     allowUnstaked?: boolean;
+    insecureNoAuth?: boolean;
     shutdownTimeout: number;
   };
 
@@ -288,7 +290,12 @@ function addGatewayCommand(program: Command) {
     .option(
       "--allow-unstaked",
       "also route to providers not staked on chain, or whose on-chain offer differs from their announced price (with --rpc-url; off: nothing is at risk for them)",
+    )
+    .option(
+      "--insecure-no-auth",
+      "with a --host beyond loopback, start without API keys: anyone who reaches the port spends your funds (warned on every start)",
     );
+  addGatewayKeyCommands(gateway);
   addShutdownOption(addHttpLimitOptions(gateway)).action(async (flags: GatewayFlags, command: Command) => {
     const config = configFrom(command, {
       serve: {
@@ -312,6 +319,7 @@ function addGatewayCommand(program: Command) {
       minReputation: flags.minReputation,
       maxPricePerMillion: BigInt(flags.maxPrice),
       allowUnstaked: flags.allowUnstaked === true,
+      insecureNoAuth: flags.insecureNoAuth === true,
     });
     if ((flags.validator ?? []).length === 0 && flags.auditRate > 0)
       logger.info("no --validator given: answers are not sent for audit");

@@ -3,7 +3,7 @@
  * under /mycel/v1/, live updates as server-sent events, and the built web app at "/". This file wires the views
  * (networkViews.ts, receiptViews.ts, gatewayViews.ts) to their routes and keeps the live feed going.
  */
-import { type RouteParameters, sendJson } from "../api/index.ts";
+import { type ApiCaller, type RouteParameters, sendJson } from "../api/index.ts";
 import { describeError, InvalidInputError } from "../errors/index.ts";
 import type { Gateway } from "../gateway/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
@@ -27,6 +27,8 @@ export type CreateExplorerParameters = {
   history?: { intervalMs?: number; capacity?: number };
   /** How often open pages get the provider table (default 2 s). */
   providersEveryMs?: number;
+  /** The API keys' usage (`keys` of /mycel/v1/usage): the caller's key, or every key when no key was needed. */
+  keyUsage?: (caller: ApiCaller | undefined) => unknown[];
   logger?: Logger;
 };
 
@@ -78,7 +80,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
       });
   });
 
-  const jsonRoutes: Record<string, () => unknown> = {
+  const jsonRoutes: Record<string, (caller: ApiCaller | undefined) => unknown> = {
     "/mycel/v1/explorer": network.info,
     "/mycel/v1/providers": async () => ({ object: "list", data: await network.providers() }),
     "/mycel/v1/network/history": () => ({
@@ -89,7 +91,10 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
     "/mycel/v1/registry": network.registry,
     "/mycel/v1/payments": network.payments,
     "/mycel/v1/validators": network.validators,
-    "/mycel/v1/usage": () => describeUsage(gateway),
+    "/mycel/v1/usage": (caller) => ({
+      ...describeUsage(gateway),
+      ...(parameters.keyUsage ? { keys: parameters.keyUsage(caller) } : {}),
+    }),
   };
 
   return {
@@ -100,7 +105,7 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
       if (method !== "GET") return false;
       const json = jsonRoutes[path];
       if (json) {
-        sendJson(response, 200, await json(), viewHeaders);
+        sendJson(response, 200, await json(input.caller), viewHeaders);
         return true;
       }
       if (path === "/mycel/v1/events") {

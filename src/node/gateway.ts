@@ -1,7 +1,8 @@
 /** Starts a gateway in this process: its libp2p node, stores, payments, reputation reading, the API and the explorer. */
 import { join } from "node:path";
 import type { Hex } from "viem";
-import { startApiServer } from "../api/index.ts";
+import { isLoopbackHost, startApiServer } from "../api/index.ts";
+import { createKeyAccess, type KeyAccess } from "../apikeys/index.ts";
 import {
   type ChainConnection,
   type Deployments,
@@ -14,6 +15,7 @@ import {
   readChainBinding,
 } from "../chain/index.ts";
 import { httpLimitsOf, type MycelConfig } from "../config/index.ts";
+import { MycelError } from "../errors/index.ts";
 import { createExplorer } from "../explorer/index.ts";
 import {
   type Gateway,
@@ -25,7 +27,10 @@ import type { Logger } from "../log/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, type MycelNode } from "../p2p/index.ts";
 import { createGatewayPayments, type GatewayPayments } from "../payments/index.ts";
 import {
+  type ApiKeyStore,
+  apiKeyStorePath,
   gatewayPaymentStorePath,
+  openApiKeyStore,
   openPaymentStore,
   openReceiptStore,
   type PaymentStore,
@@ -59,6 +64,8 @@ export type StartGatewayNodeParameters = {
   storeDirectory?: string;
   /** Serve the HTTP API and the explorer (default true; a validator's challenge gateway does not). */
   serveApi?: boolean;
+  /** Serve beyond loopback without API keys: anyone who reaches the port spends the gateway's funds. */
+  insecureNoAuth?: boolean;
   /**
    * A running node to use (its owner stops it) instead of a new one with the gateway's key. Its key must be the
    * gateway's: providers serve only requests whose client is the sending peer.
@@ -137,9 +144,42 @@ function registrationsOn(chain: {
   };
 }
 
+/**
+ * Who may use the API. Beyond loopback every request needs an API key, and the gateway refuses to start while it has
+ * none (unless `insecureNoAuth`). On loopback a key is needed only while an active key exists.
+ */
+function openAccess(
+  parameters: StartGatewayNodeParameters,
+): { store: ApiKeyStore; access: KeyAccess } | undefined {
+  const { config, logger } = parameters;
+  const host = config.serve.host;
+  if (parameters.serveApi === false) return undefined;
+  if (!isLoopbackHost(host) && parameters.insecureNoAuth) {
+    logger.warn(
+      "the API listens beyond this machine with no API keys (--insecure-no-auth): anyone who can reach it spends your funds",
+      { host },
+    );
+    return undefined;
+  }
+  const store = openApiKeyStore({
+    path: apiKeyStorePath({ home: config.home, storeDirectory: parameters.storeDirectory }),
+  });
+  const required = !isLoopbackHost(host);
+  if (required && !store.list().some((key) => key.revokedAt === undefined)) {
+    store.close();
+    throw new MycelError(`a gateway listening on ${host} needs API keys, and it has none`, {
+      code: "api_keys_required",
+      hint: "create one with `mycel gateway keys create --name <name>` (give it to the key's user), or listen on 127.0.0.1; --insecure-no-auth lets anyone who reaches the port spend your funds",
+    });
+  }
+  if (required) logger.info("every request needs an API key (Authorization: Bearer <key>)", { host });
+  return { store, access: createKeyAccess({ store, required, logger: logger.child({ part: "keys" }) }) };
+}
+
 /** Starts a gateway (node, receipts, payments, API and explorer) in this process. */
 export async function startGatewayNode(parameters: StartGatewayNodeParameters): Promise<GatewayNode> {
   const { config, logger, chain } = parameters;
+  const keys = openAccess(parameters);
   const ownNode = parameters.node === undefined;
   const node =
     parameters.node ??
@@ -174,7 +214,13 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
   const serveApi = parameters.serveApi !== false;
   // The explorer is mounted on the gateway's API: the one place where the HTTP wiring meets it.
   const explorer = serveApi
-    ? createExplorer({ gateway, node, chain, logger: logger.child({ part: "explorer" }) })
+    ? createExplorer({
+        gateway,
+        node,
+        chain,
+        keyUsage: keys?.access.usage,
+        logger: logger.child({ part: "explorer" }),
+      })
     : undefined;
   const server = explorer
     ? await startApiServer({
@@ -183,13 +229,10 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
         port: config.serve.port,
         maxBodyBytes: config.serve.maxBodyBytes,
         limits: httpLimitsOf(config.serve),
+        access: keys?.access,
         logger: logger.child({ part: "api" }),
       })
     : undefined;
-  if (server && !["127.0.0.1", "localhost", "::1"].includes(config.serve.host))
-    logger.warn("the API listens beyond this machine: anyone who can reach it spends your funds", {
-      host: config.serve.host,
-    });
   return {
     url: server?.url ?? "",
     peerId: node.peerId,
@@ -202,6 +245,7 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
       if (ownNode) await node.stop();
       receipts.close();
       paying?.store.close();
+      keys?.store.close();
     },
   };
 }

@@ -137,6 +137,22 @@ const migrations: readonly string[] = [
    DROP TABLE client_channels;
    ALTER TABLE client_channels_bound RENAME TO client_channels;
    CREATE INDEX client_channels_by_client ON client_channels (chain, client, provider, state);`,
+  // A gateway's API keys: only a key's SHA-256 is kept, with its budget, rate and what it used and spent.
+  `CREATE TABLE api_keys (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     key_hash TEXT NOT NULL UNIQUE,
+     prefix TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     budget TEXT,
+     rate_per_minute INTEGER,
+     revoked_at INTEGER,
+     requests INTEGER NOT NULL DEFAULT 0,
+     prompt_tokens INTEGER NOT NULL DEFAULT 0,
+     completion_tokens INTEGER NOT NULL DEFAULT 0,
+     spent TEXT NOT NULL DEFAULT '0'
+   ) STRICT;
+   CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;`,
 ];
 
 /** The schema version this Mycel writes. */

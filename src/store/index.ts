@@ -1,4 +1,5 @@
 /** The store part: SQLite persistence (receipts, untrusted providers, vouchers and channels, evidence, audits). */
+export { type ApiKeyStore, apiKeyStorePath, openApiKeyStore, type StoredApiKey } from "./apiKeys.ts";
 export {
   type AuditStore,
   openAuditStore,

@@ -482,7 +482,7 @@ describe("receipt store: schema version 5", () => {
     const path = join(directory.home, "fresh.db");
     openReceiptStore({ path }).close();
     const { version, names } = objectsOf(path);
-    assert.equal(schemaVersion, 6);
+    assert.equal(schemaVersion, 7);
     assert.equal(version, schemaVersion);
     for (const name of ["audit_samples", "audit_verdicts", "receipts_by_time", "receipts"])
       assert.ok(names.includes(name), `${name} exists`);

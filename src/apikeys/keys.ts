@@ -41,7 +41,7 @@ export function checkKeyName(name: string): string {
 
 /** A budget in whole tokens (`5`, `0.25`, `5 MYC`) in the token's smallest unit. */
 export function parseBudget(text: string): bigint {
-  const amount = text.trim().replace(/\s*[A-Za-z]+$/, "");
+  const amount = text.trim().replace(/\s*MYC$/i, "");
   if (!/^(0|[1-9][0-9]*)(\.[0-9]+)?$/.test(amount) || (amount.split(".")[1] ?? "").length > tokenDecimals)
     throw new InvalidInputError(`"${text}" is not a budget`, {
       code: "invalid_amount",

@@ -28,10 +28,15 @@ export function addGatewayKeyCommands(gateway: Command) {
     .action(async (flags: { name: string; budget?: string; rate?: number }, command: Command) => {
       const config = configFrom(command);
       const apikeys = await import("../apikeys/index.ts");
+      // Commander gives `--budget` to `mycel gateway` (whose own --budget it also is) unless the program parses
+      // options positionally: given on the command line, it is this key's budget.
+      const budget =
+        flags.budget ??
+        (gateway.getOptionValueSource("budget") === "cli" ? String(gateway.opts().budget) : undefined);
       const { key, stored } = apikeys.createApiKey({
         home: config.home,
         name: flags.name,
-        budget: flags.budget === undefined ? undefined : apikeys.parseBudget(flags.budget),
+        budget: budget === undefined ? undefined : apikeys.parseBudget(budget),
         ratePerMinute: flags.rate,
       });
       console.log(key);

@@ -1,4 +1,5 @@
 /** Talking to the gateway: one JSON fetch helper and the shapes of the responses types.ts does not cover. */
+import { announceKeyNeeded, authHeaders } from "./apiKey.ts";
 
 /** A request to the gateway failed: `message` is the server's own error message when it sent one. */
 export class ApiError extends Error {
@@ -27,6 +28,7 @@ export function errorOf(body: unknown): { message: string; code: string | null }
 
 /** Turns a failed response into an {@link ApiError} with the server's message (or the HTTP status). */
 export async function responseError(response: Response): Promise<ApiError> {
+  if (response.status === 401) announceKeyNeeded();
   let body: unknown;
   try {
     body = await response.json();
@@ -47,7 +49,10 @@ export async function responseError(response: Response): Promise<ApiError> {
 export async function getJson<T>(path: string, parameters: { signal?: AbortSignal } = {}): Promise<T> {
   let response: Response;
   try {
-    response = await fetch(path, { headers: { accept: "application/json" }, signal: parameters.signal });
+    response = await fetch(path, {
+      headers: { accept: "application/json", ...authHeaders() },
+      signal: parameters.signal,
+    });
   } catch (cause) {
     if (cause instanceof DOMException && cause.name === "AbortError") throw cause;
     throw new ApiError(

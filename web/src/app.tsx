@@ -1,6 +1,7 @@
 /** The app shell: skip link, header (name, navigation, gateway, live state) and the page for the current route. */
-import { useEffect, useRef } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { ExplorerInfo } from "../../src/explorer/types.ts";
+import { onKeyNeeded, saveApiKey, storedApiKey, wasKeyNeeded } from "./apiKey.ts";
 import { Hex } from "./components/Hex.tsx";
 import { ErrorAlert } from "./components/Status.tsx";
 import { type EventHub, EventHubContext, type LiveState, useLiveState } from "./events.ts";
@@ -41,6 +42,54 @@ function LiveIndicator() {
       <span class="live-dot" aria-hidden="true" />
       {liveLabels[state]}
     </span>
+  );
+}
+
+/** The form that asks for an API key once the gateway refused a request for want of one. */
+function ApiKeyForm() {
+  const [needed, setNeeded] = useState(wasKeyNeeded());
+  const [value, setValue] = useState("");
+  useEffect(() => {
+    setNeeded(wasKeyNeeded());
+    return onKeyNeeded(() => setNeeded(true));
+  }, []);
+  if (!needed) return null;
+  const refused = storedApiKey() !== undefined;
+  return (
+    <div class="banner">
+      <form
+        class="key-form"
+        aria-labelledby="key-form-title"
+        onSubmit={(event) => {
+          event.preventDefault();
+          saveApiKey(value);
+          // Everything loads again with the key, the live feed included.
+          window.location.reload();
+        }}
+      >
+        <h2 id="key-form-title">This gateway needs an API key</h2>
+        <p>
+          {refused
+            ? "The gateway refused the key this tab holds (wrong or revoked): enter another. "
+            : "Enter the key the gateway's operator gave you (mycel_sk_...). "}
+          It is kept in this tab only and sent with each request, never in a URL.
+        </p>
+        <label>
+          API key{" "}
+          <input
+            type="password"
+            class="key-input"
+            name="api-key"
+            autoComplete="off"
+            spellcheck={false}
+            required
+            value={value}
+            onInput={(event) => setValue((event.target as HTMLInputElement).value)}
+          />
+        </label>{" "}
+        <button type="submit">Use this key</button>
+      </form>
+    </div>
   );
 }
 
@@ -125,6 +174,7 @@ export function App(props: { hub: EventHub }) {
             </ul>
           </nav>
         </header>
+        <ApiKeyForm />
         {info.error && (
           <div class="banner">
             <ErrorAlert

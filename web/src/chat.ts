@@ -3,7 +3,9 @@
  * fetch and a stream reader, hands each piece of text on as it arrives, and returns the `mycel` trailer (request
  * id, providers, receipts, audit) that rides on the last event before `[DONE]`.
  */
+
 import { ApiError, errorOf, responseError, type SignedReceiptJson } from "./api.ts";
+import { authHeaders } from "./apiKey.ts";
 
 /** One message of a conversation. */
 export type ChatMessage = { role: "system" | "user" | "assistant"; content: string };
@@ -102,7 +104,7 @@ export async function streamChat(parameters: StreamChatParameters): Promise<Stre
   try {
     response = await fetch("/v1/chat/completions", {
       method: "POST",
-      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      headers: { "content-type": "application/json", accept: "text/event-stream", ...authHeaders() },
       body: JSON.stringify({
         model: parameters.model,
         messages: parameters.messages,

@@ -1,11 +1,13 @@
 /**
- * The explorer's live feed: one EventSource on /mycel/v1/events for the whole app, which pages subscribe to by
- * event type. EventSource reconnects by itself; when the browser gives up (the server answered with an error) the
- * hub opens a new one after a pause. The connection state is shown in the header.
+ * The explorer's live feed: one stream of server-sent events on /mycel/v1/events for the whole app, which pages
+ * subscribe to by event type. It is read with fetch, not EventSource, so that it carries the API key as an
+ * Authorization header (EventSource sends no headers, and a key in the URL would end up in logs). When the stream
+ * ends or fails, the hub opens a new one after a pause. The connection state is shown in the header.
  */
 import { createContext } from "preact";
 import { useContext, useEffect, useRef, useState } from "preact/hooks";
 import type { ExplorerEvent } from "../../src/explorer/types.ts";
+import { announceKeyNeeded, authHeaders } from "./apiKey.ts";
 
 /** The type names of the explorer's events. */
 export type ExplorerEventType = ExplorerEvent["type"];
@@ -26,14 +28,31 @@ export type EventHub = {
 
 const eventTypes: readonly ExplorerEventType[] = ["providers", "history", "receipt", "audit"];
 
+/** One event of a server-sent event stream: its type, data, and any `retry:` the server asked for. */
+function parseEventBlock(block: string): { event: string; data: string; retryMs?: number } {
+  let event = "message";
+  const data: string[] = [];
+  let retryMs: number | undefined;
+  for (const line of block.split(/\r?\n/)) {
+    if (line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") event = value;
+    else if (field === "data") data.push(value);
+    else if (field === "retry" && /^\d+$/.test(value)) retryMs = Number(value);
+  }
+  return { event, data: data.join("\n"), retryMs };
+}
+
 /** Opens the live feed at `url` (default /mycel/v1/events). */
 export function createEventHub(parameters: { url?: string; retryMs?: number } = {}): EventHub {
   const url = parameters.url ?? "/mycel/v1/events";
-  const retryMs = parameters.retryMs ?? 5000;
+  let retryMs = parameters.retryMs ?? 5000;
   const listeners = new Map<ExplorerEventType, Set<(data: never) => void>>();
   const stateListeners = new Set<(state: LiveState) => void>();
   let state: LiveState = "connecting";
-  let source: EventSource | undefined;
+  let controller: AbortController | undefined;
   let retry: number | undefined;
   let closed = false;
 
@@ -43,7 +62,11 @@ export function createEventHub(parameters: { url?: string; retryMs?: number } = 
     for (const listener of stateListeners) listener(next);
   };
 
-  const dispatch = (type: ExplorerEventType, event: MessageEvent<string>) => {
+  const dispatch = (block: string) => {
+    const event = parseEventBlock(block);
+    if (event.retryMs !== undefined) retryMs = event.retryMs;
+    const type = event.event as ExplorerEventType;
+    if (!eventTypes.includes(type) || !event.data) return;
     let data: unknown;
     try {
       data = JSON.parse(event.data);
@@ -53,25 +76,44 @@ export function createEventHub(parameters: { url?: string; retryMs?: number } = 
     for (const listener of listeners.get(type) ?? []) (listener as (data: unknown) => void)(data);
   };
 
+  const read = async (current: AbortController) => {
+    const response = await fetch(url, {
+      headers: { accept: "text/event-stream", ...authHeaders() },
+      cache: "no-store",
+      signal: current.signal,
+    });
+    if (response.status === 401) announceKeyNeeded();
+    if (!response.ok || !response.body) throw new Error(`the live feed answered ${response.status}`);
+    setState("connected");
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffered = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffered += value;
+      for (let end = buffered.search(/\r?\n\r?\n/); end >= 0; end = buffered.search(/\r?\n\r?\n/)) {
+        const separator = /\r?\n\r?\n/.exec(buffered.slice(end))?.[0].length ?? 2;
+        dispatch(buffered.slice(0, end));
+        buffered = buffered.slice(end + separator);
+      }
+    }
+  };
+
   const open = () => {
     if (closed) return;
-    if (typeof EventSource === "undefined") {
+    if (typeof fetch === "undefined" || typeof TextDecoderStream === "undefined") {
       setState("unavailable");
       return;
     }
-    const current = new EventSource(url);
-    source = current;
-    current.onopen = () => setState("connected");
-    current.onerror = () => {
-      if (current.readyState === EventSource.CLOSED) {
-        // The browser does not retry after an HTTP error: try again later with a fresh EventSource.
-        current.close();
+    const current = new AbortController();
+    controller = current;
+    read(current)
+      .catch(() => undefined)
+      .then(() => {
+        if (closed || current.signal.aborted) return;
         setState("reconnecting");
         retry = window.setTimeout(open, retryMs);
-      } else setState("reconnecting");
-    };
-    for (const type of eventTypes)
-      current.addEventListener(type, (event) => dispatch(type, event as MessageEvent<string>));
+      });
   };
   open();
 
@@ -94,7 +136,7 @@ export function createEventHub(parameters: { url?: string; retryMs?: number } = 
     close() {
       closed = true;
       window.clearTimeout(retry);
-      source?.close();
+      controller?.abort();
     },
   };
 }

@@ -500,7 +500,7 @@ describe("receipt store: schema version 5", () => {
       createdAt: 1234,
     });
     store.close();
-    // Undo migrations 6 and 5: what is left is what the first four migrations made.
+    // Undo migrations 7, 6 and 5: what is left is what the first four migrations made.
     const raw = new Database(path);
     undoChainBinding(raw);
     raw.exec("DROP TABLE audit_samples; DROP TABLE audit_verdicts; DROP INDEX receipts_by_time;");

@@ -535,8 +535,20 @@ function sortOutFailure(input: {
     peer: provider.peerId,
     tokensSoFar: state.outputTokens.length,
     error: describeError(error).split("\n")[0],
+    ...causesOf(error),
   });
   return "failed";
+}
+
+/** The messages of an error's causes (a dial failure's own reason), for the log: `{}` when it has none. */
+function causesOf(error: unknown): { cause?: string } {
+  const messages: string[] = [];
+  let cause = error instanceof Error ? error.cause : undefined;
+  while (cause !== undefined && messages.length < 4) {
+    messages.push(describeError(cause).split("\n")[0] ?? "");
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return messages.length === 0 ? {} : { cause: messages.join(" <- ") };
 }
 
 /** Why no provider could answer. */

@@ -2,6 +2,7 @@
 import type { Hex } from "viem";
 import type { Logger } from "../log/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, type RelayServiceParameters } from "../p2p/index.ts";
+import { announcementTopic } from "../protocol/index.ts";
 
 /** Parameters of {@link startRelayNode}. */
 export type StartRelayNodeParameters = {
@@ -35,6 +36,9 @@ export async function startRelayNode(parameters: StartRelayNodeParameters): Prom
     upnp: parameters.upnp,
     logger: logger.child({ part: "p2p" }),
   });
+  // In the announcement mesh: gossip never runs over relayed connections, so two nodes behind NATs (a home provider,
+  // a home gateway) hear each other's announcements only through public nodes that forward them, such as this one.
+  const leaveMesh = node.subscribe(announcementTopic, () => undefined);
   logger.info("relaying", {
     addresses: node.multiaddrs(),
     maxReservations: parameters.relay.maxReservations,
@@ -44,6 +48,9 @@ export async function startRelayNode(parameters: StartRelayNodeParameters): Prom
   return {
     peerId: node.peerId,
     multiaddrs: node.multiaddrs(),
-    close: () => node.stop(),
+    close: async () => {
+      leaveMesh();
+      await node.stop();
+    },
   };
 }

@@ -366,7 +366,8 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       ping: ping(),
       dht: kadDHT({
         protocol: MYCEL_DHT_PROTOCOL,
-        clientMode: false,
+        // A node reachable only through relays answers no DHT query (see followDhtMode below).
+        clientMode: listenNone,
         peerInfoMapper: passthroughMapper,
         kBucketSize: DHT_K_BUCKET_SIZE,
       }),
@@ -700,8 +701,30 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     }
   };
 
+  // A node that can be reached only through relays is a DHT client: were it a server, the DHT servers it connects to
+  // would hand its relayed addresses out and every peer's queries would dial it through a relay, over connections the
+  // DHT may not use, so each query would open another relayed connection (a dial storm that also starves inference).
+  const followDhtMode = () => {
+    if (stopController.signal.aborted) return;
+    const reachable = libp2p.services.reachability.current().status === "public";
+    const relayedOnly = !reachable && (listenNone || libp2p.getMultiaddrs().some(isRelayedAddress));
+    const wanted = relayedOnly ? "client" : "server";
+    if (libp2p.services.dht.getMode() === wanted) return;
+    libp2p.services.dht
+      .setMode(wanted)
+      .then(() => logger.info("DHT mode", { mode: wanted, reachable, relayedOnly }))
+      .catch((error) =>
+        logger.warn("could not change the DHT mode", { mode: wanted, error: describeError(error) }),
+      );
+  };
+  libp2p.addEventListener("self:peer:update", followDhtMode);
+  const stopFollowingReachability = libp2p.services.reachability.onChange(followDhtMode);
+  followDhtMode();
+
   const stop = () => {
     stopping ??= (async () => {
+      libp2p.removeEventListener("self:peer:update", followDhtMode);
+      stopFollowingReachability();
       clearInterval(maintenanceTimer);
       stopController.abort(new Error("the p2p node is stopping"));
       subscribers.clear();

@@ -27,7 +27,7 @@ describe("a provider reachable only through a relay (real relay, provider and ga
   const longRequest = () => ({
     model: modelName,
     messages: [{ role: "user" as const, content: "Tell me a long story about relays." }],
-    max_tokens: 400,
+    max_tokens: 900,
     temperature: 0,
     seed: 1,
   });
@@ -124,7 +124,10 @@ describe("a provider reachable only through a relay (real relay, provider and ga
 
   after(async () => {
     if (process.env.RELAY_TEST_DEBUG)
-      for (const role of roles) console.log(`---- ${role.ready.role}\n${role.output().slice(-6000)}`);
+      for (const role of roles)
+        console.log(
+          `---- ${role.ready.role}\n${role.output().slice(-(Number(process.env.RELAY_TEST_DEBUG_CHARS) || 6000))}`,
+        );
     await Promise.all(roles.map((role) => role.stop()));
     await directory.remove();
   });
@@ -141,9 +144,7 @@ describe("a provider reachable only through a relay (real relay, provider and ga
     await hidden.waitForOutput(/reachability.*private/, { timeoutMs: 5_000 });
   });
 
-  it("serves a gateway through the relay: the gateway's connection to it is relayed (no hole punch on loopback)", {
-    todo: "flaky here: the gateway's first relayed dial of the hidden provider is sometimes closed during opening ('Remote closed connection during opening'), the provider is then sat out and the request served directly; cause not found yet",
-  }, async () => {
+  it("serves a gateway through the relay: the gateway's connection to it is relayed (no hole punch on loopback)", async () => {
     const answer = await client.chat.completions.create({
       model: modelName,
       messages: [{ role: "user", content: "Hello through a relay" }],
@@ -159,10 +160,8 @@ describe("a provider reachable only through a relay (real relay, provider and ga
     assert.equal(other?.connection, "direct");
   });
 
-  it("the relay's data limit reached mid-stream loses no token: the answer fails over and equals the greedy run", {
-    todo: "flaky here: the gateway's first relayed dial of the hidden provider is sometimes closed during opening ('Remote closed connection during opening'), the provider is then sat out and the request served directly; cause not found yet",
-  }, async () => {
-    // Each streamed token is a frame of about 80 bytes on the wire: 400 of them cross the relay's 24 KiB.
+  it("the relay's data limit reached mid-stream loses no token: the answer fails over and equals the greedy run", async () => {
+    // Streamed tokens travel in frames of tens of bytes each: 900 of them cross the relay's 24 KiB whatever the batching.
     const stream = await client.chat.completions.create({ ...longRequest(), stream: true });
     let text = "";
     let mycel: MycelFields | undefined;
@@ -172,11 +171,9 @@ describe("a provider reachable only through a relay (real relay, provider and ga
     }
     assert.ok(mycel, "the last event carries mycel fields");
     assert.ok(mycel.failovers >= 1, "the relay's reset made the gateway fail over");
-    assert.equal(
-      mycel.receipts[0]?.message.provider,
-      hidden.ready.address,
-      "it began on the hidden provider",
-    );
+    // The cut segment has no receipt (the relay reset its stream): the hidden provider's log shows it began there.
+    await hidden.waitForOutput(/request cancelled/, { timeoutMs: 5_000 });
+    assert.notEqual(mycel.receipts.at(-1)?.message.provider, hidden.ready.address, "it ended elsewhere");
     assert.equal(text, baseline, "no token missing or repeated");
   });
 });

@@ -232,7 +232,7 @@ export async function handleChatCompletion(
   response: ServerResponse,
 ) {
   const body = parseRequest(chatCompletionRequestSchema, await readJsonBody(request, context.maxBodyBytes));
-  const model = context.backend.findModel(body.model);
+  const model = await context.backend.findModel(body.model);
   const messages = body.messages.map((message) => ({
     role: message.role === "developer" ? "system" : message.role,
     content: messageText(message.content),
@@ -258,7 +258,7 @@ export async function handleCompletion(
     completionRequestSchema,
     await readJsonBody(request, context.maxBodyBytes),
   );
-  const model = context.backend.findModel(body.model);
+  const model = await context.backend.findModel(body.model);
   const prompt =
     typeof body.prompt === "string" || typeof body.prompt[0] === "string"
       ? typeof body.prompt === "string"

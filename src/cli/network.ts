@@ -96,6 +96,14 @@ async function setUpRole(parameters: {
   return { logger, node, privateKey, chain };
 }
 
+/** Where a role joins the network: its --bootstrap flags, else the bootstrap list of its chain's deployments file. */
+function bootstrapOf(
+  flags: { bootstrap?: string[] },
+  chain: { deployments: { bootstrap?: string[] } } | undefined,
+): string[] | undefined {
+  return flags.bootstrap?.length ? flags.bootstrap : chain?.deployments.bootstrap;
+}
+
 /** Prints the machine-readable line that `mycel devnet` (and tests) wait for. */
 async function printReady(fields: Record<string, unknown>) {
   const { readyLine } = await import("../node/index.ts");
@@ -198,7 +206,7 @@ function addProviderCommand(program: Command): Command {
       version: program.version() ?? "0",
       logger,
       listen: flags.listen,
-      bootstrap: flags.bootstrap,
+      bootstrap: bootstrapOf(flags, chain),
       chain,
       creditTokens: flags.creditTokens,
       settlement: {
@@ -305,7 +313,7 @@ function addGatewayCommand(program: Command) {
       chain: chain ? { ...chain, deposit: flags.deposit, budget: flags.budget } : undefined,
       logger,
       listen: flags.listen,
-      bootstrap: flags.bootstrap,
+      bootstrap: bootstrapOf(flags, chain),
       stallMs: flags.stallTimeout,
       queue: { maxWaiting: flags.queueLength, timeoutMs: flags.queueTimeout },
       audit: { rate: flags.auditRate, validators: flags.validator ?? [] },
@@ -386,7 +394,7 @@ function addValidatorCommand(program: Command) {
       challengeKey,
       logger,
       listen: flags.listen,
-      bootstrap: flags.bootstrap,
+      bootstrap: bootstrapOf(flags, chain),
       chain,
       stake: flags.stake,
       threads: flags.threads,

@@ -24,8 +24,8 @@ const findPeerTimeoutMs = 5_000;
 const findModelProvidersTimeoutMs = 3_000;
 /** Providers taken from one model search at most. */
 const modelProvidersLimit = 20;
-/** A provider whose lookup failed is not looked up again before this long. */
-const retryLookupAfterMs = 10_000;
+/** A staked provider whose lookup failed is looked up again after this long, doubled on each failure up to the sweep. */
+const firstRetryAfterMs = 1_000;
 
 /** A provider with stake now, as the chain lists it. */
 export type StakedProviderRecord = {
@@ -78,10 +78,14 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
   const stopController = new AbortController();
   const queue: { peerId: string; find: boolean }[] = [];
   const queued = new Set<string>();
-  const failedAt = new Map<string, number>();
+  /** Staked providers whose lookup failed: how many times in a row, and the retry waiting. */
+  const failures = new Map<string, { count: number; retry: NodeJS.Timeout | undefined }>();
   let running = 0;
   /** The registrations the last sweep read, by address: a provider found through it is routable at once. */
   let sweptRegistrations = new Map<string, ProviderRegistration>();
+  /** The peer ids the last sweep listed: only those are retried. */
+  let stakedPeerIds = new Set<string>();
+  const retryCeilingMs = staked?.refreshMs ?? defaultStakedProvidersRefreshMs;
 
   const isFresh = (peerId: string) => {
     const known = table.get(peerId);
@@ -108,11 +112,11 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
       if (!next) break;
       running++;
       lookUp(next.peerId, next.find)
-        .then(() => failedAt.delete(next.peerId))
+        .then(() => failures.delete(next.peerId))
         .catch((error) => {
-          failedAt.set(next.peerId, Date.now());
-          if (!stopController.signal.aborted)
-            logger.debug("provider lookup failed", { peer: next.peerId, error: describeError(error) });
+          if (stopController.signal.aborted) return;
+          logger.debug("provider lookup failed", { peer: next.peerId, error: describeError(error) });
+          if (next.find) retryLater(next.peerId);
         })
         .finally(() => {
           running--;
@@ -122,11 +126,25 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
     }
   };
 
+  /** A staked provider not found (the DHT still converging, the peer busy): asked again soon, then less often. */
+  const retryLater = (peerId: string) => {
+    const failure = failures.get(peerId) ?? { count: 0, retry: undefined };
+    failure.count++;
+    failures.set(peerId, failure);
+    const delayMs = Math.min(firstRetryAfterMs * 2 ** (failure.count - 1), retryCeilingMs);
+    clearTimeout(failure.retry);
+    failure.retry = setTimeout(() => {
+      failure.retry = undefined;
+      if (stakedPeerIds.has(peerId) && !isFresh(peerId)) enqueue(peerId, true);
+    }, delayMs);
+    failure.retry.unref();
+  };
+
   const enqueue = (peerId: string, find: boolean) => {
     if (peerId === node.peerId || queued.has(peerId) || stopController.signal.aborted) return;
     if (queued.size >= maxQueuedLookups) return;
-    const failed = failedAt.get(peerId);
-    if (find && failed !== undefined && Date.now() - failed < retryLookupAfterMs) return;
+    // A retry is already due: the sweep does not add another.
+    if (find && failures.get(peerId)?.retry !== undefined) return;
     queued.add(peerId);
     queue.push({ peerId, find });
     drain();
@@ -165,6 +183,7 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
     sweeping ??= (async () => {
       try {
         const records = await staked.list();
+        stakedPeerIds = new Set(records.map((record) => record.peerId));
         sweptRegistrations = new Map(
           records.map((record) => [record.address.toLowerCase(), record.registration]),
         );
@@ -202,6 +221,8 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
       unsubscribeIdentify();
       queue.length = 0;
       queued.clear();
+      for (const failure of failures.values()) clearTimeout(failure.retry);
+      failures.clear();
     },
   };
 }

@@ -1,23 +1,24 @@
 /**
  * Network benchmark: what the Mycel network costs over serving a model locally, in one run with real processes
  * on 127.0.0.1. (1) a stream through gateway -> libp2p -> provider vs the same model from `mycel serve`;
- * (2) seconds until a gateway sees 20 providers started at once; (3) failover: a provider killed mid-stream,
+ * (2) discovery: seconds from spawning a gateway with only --rpc-url and --deployments until it lists N = 20 and
+ * N = 100 staked providers (bench/network/discovery.ts); (3) failover: a provider killed mid-stream,
  * seconds until the client gets the next token from another one. Run with `npm run bench:network`;
  * see bench/network/README.md.
  */
 import { rmSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import { formatTable, median, roundDown, roundUp, summarizeSamples, verdict } from "../shared/report.ts";
 import { benchSeed, type Sample, streamChat } from "../shared/streamChat.ts";
+import { discoveryVerdicts, runDiscoveryBench } from "./discovery.ts";
 import {
   type MycelProcess,
   onAbruptExit,
   processCpuMs,
-  residentMb,
   spawnMycel,
   stopAll,
   stopProcesses,
@@ -27,7 +28,6 @@ import {
 
 const rounds = 5;
 const maxTokens = 256;
-const swarmSize = 20;
 const failoverTrials = 3;
 const failoverMaxTokens = 2000;
 /** Content chunks the client reads before the serving provider is killed. */
@@ -41,8 +41,6 @@ const failoverMessages: { role: "user"; content: string }[] = [
   { role: "user", content: "Tell me a long story." },
 ];
 const targets = { throughputRatio: 0.9, firstTokenOverheadMs: 10, failoverSeconds: 1 };
-/** Longest wait for the gateway to list the swarm (keeps the whole run under 3 minutes). */
-const swarmTimeoutMs = 90_000;
 
 type ListedProvider = { peer_id: string; address: string; models: { hash: string }[] };
 
@@ -103,8 +101,6 @@ function describeOtherCpu(share: number | undefined) {
     (share > 0.05 ? ": noisier than on an idle machine" : "")
   );
 }
-
-const seconds = (ms: number | undefined) => (ms === undefined ? "-" : (ms / 1000).toFixed(2));
 
 type Model = Awaited<ReturnType<ReturnType<typeof openModelStore>["addBytes"]>>["model"];
 
@@ -199,71 +195,6 @@ async function measureRouting(parameters: {
   );
   console.log(`${describeOtherCpu(otherCpu)}\n`);
   return { throughputRatio, firstTokenOverheadMs };
-}
-
-/** Section 2: spawns the swarm at once; seconds until the gateway lists all of it. */
-async function measureDiscovery(parameters: {
-  home: string;
-  model: Model;
-  seedAddress: string;
-  gatewayUrl: string;
-}) {
-  console.log(
-    `2. discovery: ${swarmSize} provider processes of ${parameters.model.name} (--parallelism 1) spawned at ` +
-      "once, each bootstrapping to the seed provider (the gateway too)",
-  );
-  const cpuWatch = watchOtherProcessesCpu();
-  const started = performance.now();
-  const swarm: MycelProcess[] = [];
-  for (let index = 1; index <= swarmSize; index++)
-    swarm.push(
-      startProvider({
-        home: parameters.home,
-        name: `swarm ${index}`,
-        key: `swarm-${index}`,
-        args: ["--model", parameters.model.hash, "--bootstrap", parameters.seedAddress],
-      }),
-    );
-  try {
-    const ready = Promise.all(swarm.map(whenReady));
-    ready.catch(() => undefined);
-    const { reachedAt, seen } = await waitForServing({
-      gatewayUrl: parameters.gatewayUrl,
-      modelHash: parameters.model.hash,
-      count: swarmSize,
-      timeoutMs: swarmTimeoutMs,
-      since: started,
-    });
-    if (seen >= swarmSize) await ready;
-    cpuWatch.sample();
-    const memory = swarm.map((entry) => residentMb(entry.child.pid) ?? Number.NaN);
-    const otherCpu = cpuWatch.stop();
-    const readyMs = swarm.map((entry) => (entry.readyAt ?? Number.NaN) - started).sort((a, b) => a - b);
-    const seenAllMs = reachedAt.get(swarmSize);
-    const notReached = `not within ${swarmTimeoutMs / 1000} s (${seen} seen)`;
-    console.log(
-      formatTable(
-        ["milestone", "seconds after spawning"],
-        [
-          ["first provider process ready (MYCEL_READY)", seconds(readyMs[0])],
-          ["median provider process ready", seconds(median(readyMs))],
-          ["last provider process ready", seconds(readyMs[readyMs.length - 1])],
-          ["gateway lists 1 provider", seconds(reachedAt.get(1))],
-          [`gateway lists ${swarmSize / 2} providers`, seconds(reachedAt.get(swarmSize / 2))],
-          [`gateway lists ${swarmSize} providers`, seenAllMs === undefined ? notReached : seconds(seenAllMs)],
-        ],
-      ),
-    );
-    const totalMb = memory.reduce((sum, value) => sum + value, 0);
-    console.log(
-      "(GET /mycel/v1/providers polled every 50 ms; resident memory per provider process: " +
-        `median ${median(memory).toFixed(0)} MB, all ${swarmSize} ${(totalMb / 1024).toFixed(1)} GB)`,
-    );
-    console.log(`${describeOtherCpu(otherCpu)}\n`);
-    return seenAllMs === undefined ? notReached : `${roundUp(seenAllMs / 1000, 1).toFixed(1)} s`;
-  } finally {
-    await stopProcesses(swarm, 0);
-  }
 }
 
 /** Section 3: per trial, a pair of providers of its own model; the cheaper is killed mid-stream. */
@@ -410,14 +341,12 @@ async function main() {
       (await store.addBytes({ bytes: made.bytes, name: made.name, source: "bench/network" })).model;
     const smallMade = generateTestModel({ size: "small" });
     const small = await addModel(smallMade);
-    const swarmModel = await addModel(generateTestModel({ size: "tiny", seed: 1 }));
     const failoverModels: Model[] = [];
     for (let trial = 0; trial < failoverTrials; trial++)
       failoverModels.push(await addModel(generateTestModel({ size: "tiny", seed: 2 + trial })));
     const keyNames = [
       "gateway",
       "seed",
-      ...Array.from({ length: swarmSize }, (_, index) => `swarm-${index + 1}`),
       ...failoverModels.flatMap((_, trial) => [`failover-${trial + 1}-cheap`, `failover-${trial + 1}-dear`]),
     ];
     await Promise.all(
@@ -469,7 +398,9 @@ async function main() {
       providerAddress: (seedReady.address as string).toLowerCase(),
     });
     await stopProcesses([local]);
-    const discovery = await measureDiscovery({ home, model: swarmModel, seedAddress, gatewayUrl });
+    const discoveryHome = join(home, "discovery");
+    await mkdir(discoveryHome, { recursive: true });
+    const discovery = await runDiscoveryBench({ home: discoveryHome, heading: "2. discovery" });
     const worstFailoverSeconds = await measureFailover({
       home,
       models: failoverModels,
@@ -486,10 +417,7 @@ async function main() {
         `(target <= ${targets.firstTokenOverheadMs} ms) ` +
         verdict(routing.firstTokenOverheadMs <= targets.firstTokenOverheadMs),
     );
-    console.log(
-      `seconds until the gateway sees ${swarmSize} providers started at once: ${discovery} ` +
-        "(no target: information)",
-    );
+    for (const line of discoveryVerdicts(discovery)) console.log(line);
     console.log(
       `failover, provider killed -> next token from the other (worst of ${failoverTrials}): ` +
         `${roundUp(worstFailoverSeconds, 2).toFixed(2)} s (target <= ${targets.failoverSeconds} s) ` +

@@ -13,7 +13,7 @@ const mycelBin = join(resolve(import.meta.dirname, "..", ".."), "bin", "mycel.js
 /** Output lines kept per process, for the error report when one fails. */
 const keptLines = 40;
 /** Longest wait for a process to print its ready line. */
-const readyTimeoutMs = 90_000;
+const defaultReadyTimeoutMs = 90_000;
 
 /** A running `mycel` process. */
 export type MycelProcess = {
@@ -70,17 +70,23 @@ function installExitHandlers() {
 }
 
 /**
- * Spawns `node bin/mycel.js --home <home> <args>`. Provider and gateway processes also get
- * MYCEL_EXIT_WITH_PARENT=1 and a stdin pipe, so they exit by themselves if the bench is killed outright.
+ * Spawns `node bin/mycel.js --home <home> <args>` (or `node <nodeArgs>`, a bench helper that prints MYCEL_READY).
+ * Provider and gateway processes also get MYCEL_EXIT_WITH_PARENT=1 and a stdin pipe, so they exit by themselves if
+ * the bench is killed outright.
  */
 export function spawnMycel(parameters: {
   name: string;
   home: string;
   args: string[];
   env?: Record<string, string>;
+  nodeArgs?: string[];
+  /** Longest wait for its ready line (default 90 s). */
+  readyTimeoutMs?: number;
 }): MycelProcess {
+  const readyTimeoutMs = parameters.readyTimeoutMs ?? defaultReadyTimeoutMs;
   installExitHandlers();
-  const child = spawn(process.execPath, [mycelBin, "--home", parameters.home, ...parameters.args], {
+  const argv = parameters.nodeArgs ?? [mycelBin, "--home", parameters.home, ...parameters.args];
+  const child = spawn(process.execPath, argv, {
     env: { ...process.env, MYCEL_HOME: parameters.home, MYCEL_EXIT_WITH_PARENT: "1", ...parameters.env },
     stdio: ["pipe", "pipe", "pipe"],
   });

@@ -93,8 +93,8 @@ export type ApiAccess = {
 /** Where the OpenAI-compatible API gets its models and answers. */
 export type InferenceBackend = {
   listModels(): ApiModelInfo[];
-  /** Finds a model by name or hash; throws ModelNotFoundError naming the fix. */
-  findModel(nameOrHash: string): ApiModelInfo;
+  /** Finds a model by name or hash (a backend may search before it answers); throws ModelNotFoundError naming the fix. */
+  findModel(nameOrHash: string): ApiModelInfo | Promise<ApiModelInfo>;
   generate(parameters: BackendGenerateParameters): Promise<BackendGenerateResult>;
   /** The body of GET /health. */
   health(): Record<string, unknown>;

@@ -257,7 +257,7 @@ export async function handleChatCompletion(
   response: ServerResponse,
 ) {
   const body = parseRequest(chatCompletionRequestSchema, await readJsonBody(request, context.maxBodyBytes));
-  const model = context.backend.findModel(body.model);
+  const model = await context.backend.findModel(body.model);
   const messages = body.messages.map((message) => ({
     role: message.role === "developer" ? "system" : message.role,
     content: messageText(message.content),
@@ -283,7 +283,7 @@ export async function handleCompletion(
     completionRequestSchema,
     await readJsonBody(request, context.maxBodyBytes),
   );
-  const model = context.backend.findModel(body.model);
+  const model = await context.backend.findModel(body.model);
   const prompt =
     typeof body.prompt === "string" || typeof body.prompt[0] === "string"
       ? typeof body.prompt === "string"

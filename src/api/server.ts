@@ -106,7 +106,7 @@ function createRouter(context: CompletionContext & { loopbackOnly: boolean }) {
       return sendJson(
         response,
         200,
-        modelObject(backend.findModel(decodeURIComponent(path.slice("/v1/models/".length)))),
+        modelObject(await backend.findModel(decodeURIComponent(path.slice("/v1/models/".length)))),
       );
     }
     if (path === "/v1/chat/completions") {

@@ -1,6 +1,8 @@
 /** deployments.json: which chain and which contract addresses a node uses. */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { peerIdFromString } from "@libp2p/peer-id";
+import { multiaddr } from "@multiformats/multiaddr";
 import { type Address, getAddress } from "viem";
 import { z } from "zod";
 import { type ReceiptDomain, receiptDomain } from "../protocol/index.ts";
@@ -12,6 +14,37 @@ const address = z
   .transform((value) => getAddress(value));
 const uintString = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, "must be a decimal integer string");
 
+/** Bootstrap addresses a deployment may carry at most. */
+export const maxDeploymentBootstrapAddresses = 64;
+
+/**
+ * Why `address` cannot be a bootstrap address (a multiaddr ending in /p2p/<peer id>), or undefined when it can.
+ */
+export function bootstrapAddressProblem(address: string): string | undefined {
+  let components: { name: string; value?: string }[];
+  try {
+    components = multiaddr(address).getComponents();
+  } catch {
+    return "is not a multiaddr (write it like /ip4/203.0.113.7/tcp/4001/p2p/16Uiu2HAm…)";
+  }
+  const peerId = components.findLast((component) => component.name === "p2p")?.value;
+  if (peerId === undefined) return "has no /p2p/<peer id> (append the node's peer id)";
+  try {
+    peerIdFromString(peerId);
+  } catch {
+    return `names "${peerId}", which is not a peer id`;
+  }
+  return undefined;
+}
+
+const bootstrapAddress = z
+  .string()
+  .max(512)
+  .superRefine((value, context) => {
+    const problem = bootstrapAddressProblem(value);
+    if (problem) context.addIssue({ code: "custom", message: `"${value}" ${problem}` });
+  });
+
 /** The schema of deployments.json. */
 export const deploymentsSchema = z.object({
   chainId: z.number().int().positive(),
@@ -20,6 +53,8 @@ export const deploymentsSchema = z.object({
   deployer: address,
   blockNumber: uintString,
   deployedAt: z.string(),
+  /** Multiaddrs (each with /p2p/<peer id>) a node dials first when it is given no --bootstrap; absent in old files. */
+  bootstrap: z.array(bootstrapAddress).max(maxDeploymentBootstrapAddresses).optional(),
   contracts: z.object({
     token: address,
     modelRegistry: address,
@@ -50,6 +85,8 @@ export type Deployments = {
   deployer: Address;
   blockNumber: string;
   deployedAt: string;
+  /** Where a node joins the network when it is given no --bootstrap: multiaddrs, each with /p2p/<peer id>. */
+  bootstrap?: string[];
   contracts: {
     token: Address;
     modelRegistry: Address;
@@ -92,6 +129,28 @@ export function readDeployments(path: string): Deployments {
     });
   }
   return parsed.data;
+}
+
+/**
+ * Checks bootstrap addresses for a deployments file: each a multiaddr with /p2p/<peer id>, no more than
+ * {@link maxDeploymentBootstrapAddresses}; returns them without duplicates, or throws ChainError naming the bad one.
+ */
+export function validateBootstrapAddresses(addresses: readonly string[]): string[] {
+  const unique = [...new Set(addresses)];
+  for (const address of unique) {
+    const problem = bootstrapAddressProblem(address);
+    if (problem)
+      throw new ChainError(`bootstrap address "${address}" ${problem}`, {
+        code: "invalid_bootstrap",
+        hint: "give each --bootstrap as a node's full multiaddr, e.g. /ip4/203.0.113.7/tcp/4001/p2p/16Uiu2HAm… (a provider prints its multiaddrs when it starts)",
+      });
+  }
+  if (unique.length > maxDeploymentBootstrapAddresses)
+    throw new ChainError(`${unique.length} bootstrap addresses: at most ${maxDeploymentBootstrapAddresses}`, {
+      code: "invalid_bootstrap",
+      hint: "list a few well-connected staked nodes: any one of them is enough to join",
+    });
+  return unique;
 }
 
 /** Writes a deployments file atomically (temp file, then rename). */

@@ -60,11 +60,14 @@ export {
   fundDevAccounts,
 } from "./deploy.ts";
 export {
+  bootstrapAddressProblem,
   type Deployments,
   defaultDeploymentsPath,
   deploymentReceiptDomain,
   deploymentsSchema,
+  maxDeploymentBootstrapAddresses,
   readDeployments,
+  validateBootstrapAddresses,
   writeDeployments,
 } from "./deployments.ts";
 export { ChainError, ContractRevertError, describeRevertReason, toChainError } from "./errors.ts";
@@ -86,10 +89,12 @@ export {
 export {
   addProviderStake,
   getProviderRecord,
+  listStakedProviders,
   type ProviderOffer,
   type ProviderRecord,
   registerProvider,
   requestProviderUnbond,
+  type StakedProvider,
   withdrawProviderStake,
 } from "./providers.ts";
 export {

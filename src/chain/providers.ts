@@ -127,3 +127,50 @@ export async function getProviderRecord(
     throw toChainError(error, `reading provider ${parameters.provider}`);
   }
 }
+
+/** A provider with stake now, as discovery needs it: where to find it (peer id) and what it offers. */
+export type StakedProvider = { address: Address; peerId: string; offers: ProviderOffer[] };
+
+/** How many getProvider reads {@link listStakedProviders} has in flight at once. */
+const stakedProviderReadConcurrency = 16;
+
+/** Reads every provider with stake now (ProviderRegistry.activeProviders), with its peer id and offers. */
+export async function listStakedProviders(
+  connection: ChainConnection,
+  parameters: { deployments: Deployments },
+): Promise<StakedProvider[]> {
+  const address = parameters.deployments.contracts.providerRegistry;
+  try {
+    const active = await connection.publicClient.readContract({
+      address,
+      abi: providerRegistryAbi,
+      functionName: "activeProviders",
+    });
+    const result: StakedProvider[] = [];
+    for (let start = 0; start < active.length; start += stakedProviderReadConcurrency) {
+      const batch = active.slice(start, start + stakedProviderReadConcurrency);
+      const records = await Promise.all(
+        batch.map((provider) =>
+          connection.publicClient.readContract({
+            address,
+            abi: providerRegistryAbi,
+            functionName: "getProvider",
+            args: [provider],
+          }),
+        ),
+      );
+      records.forEach((record, index) => {
+        const provider = batch[index];
+        if (provider)
+          result.push({
+            address: provider,
+            peerId: record.peerId,
+            offers: record.offers.map((offer) => ({ ...offer })),
+          });
+      });
+    }
+    return result;
+  } catch (error) {
+    throw toChainError(error, "listing the staked providers");
+  }
+}

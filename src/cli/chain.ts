@@ -91,9 +91,14 @@ function addChainDeployCommands(program: Command) {
       "use minutes instead of days for unbonding, epochs and challenges (local testing)",
     )
     .option("--force", "overwrite an existing deployments file")
+    .option(
+      "--bootstrap <multiaddr...>",
+      "nodes (each a multiaddr with /p2p/<peer id>) where others join the network first, kept in deployments.json",
+    )
     .action(
       async (
         flags: {
+          bootstrap?: string[];
           rpcUrl: string;
           key: string;
           token?: Address;
@@ -106,9 +111,15 @@ function addChainDeployCommands(program: Command) {
       ) => {
         const config = configFrom(command);
         const node = await import("../node/index.ts");
-        const { connectChain, defaultDeploymentsPath, deployMycel, writeDeployments } = await import(
-          "../chain/index.ts"
-        );
+        const {
+          connectChain,
+          defaultDeploymentsPath,
+          deployMycel,
+          validateBootstrapAddresses,
+          writeDeployments,
+        } = await import("../chain/index.ts");
+        // Checked before anything is sent: a bad address costs no gas.
+        const bootstrap = validateBootstrapAddresses(flags.bootstrap ?? []);
         const out = flags.out ?? defaultDeploymentsPath(config.home);
         if (existsSync(out) && !flags.force)
           throw new MycelError(`${out} exists already`, {
@@ -125,8 +136,9 @@ function addChainDeployCommands(program: Command) {
           parameters: settings,
           onTransaction: printTransaction,
         });
-        writeDeployments(out, deployments);
+        writeDeployments(out, bootstrap.length > 0 ? { ...deployments, bootstrap } : deployments);
         console.log(`\ndeployments written to ${out}`);
+        if (bootstrap.length > 0) console.log(`  bootstrap         ${bootstrap.join(" ")}`);
         for (const [name, value] of Object.entries(deployments.contracts))
           console.log(`  ${name.padEnd(17)} ${value}`);
       },

@@ -106,6 +106,14 @@ async function setUpRole(parameters: {
   return { logger, node, privateKey, chain };
 }
 
+/** Where a role joins the network: its --bootstrap flags, else the bootstrap list of its chain's deployments file. */
+function bootstrapOf(
+  flags: { bootstrap?: string[] },
+  chain: { deployments: { bootstrap?: string[] } } | undefined,
+): string[] | undefined {
+  return flags.bootstrap?.length ? flags.bootstrap : chain?.deployments.bootstrap;
+}
+
 /** Prints the machine-readable line that `mycel devnet` (and tests) wait for. */
 async function printReady(fields: Record<string, unknown>) {
   const { readyLine } = await import("../node/index.ts");
@@ -209,7 +217,7 @@ function addProviderCommand(program: Command): Command {
         version: program.version() ?? "0",
         logger,
         listen: flags.listen,
-        bootstrap: flags.bootstrap,
+        bootstrap: bootstrapOf(flags, chain),
         relay: relayServiceOf(flags, "when-reachable"),
         upnp: flags.upnp === true,
         chain,
@@ -326,7 +334,7 @@ function addGatewayCommand(program: Command) {
         chain: chain ? { ...chain, deposit: flags.deposit, budget: flags.budget } : undefined,
         logger,
         listen: flags.listen,
-        bootstrap: flags.bootstrap,
+        bootstrap: bootstrapOf(flags, chain),
         upnp: flags.upnp === true,
         stallMs: flags.stallTimeout,
         queue: { maxWaiting: flags.queueLength, timeoutMs: flags.queueTimeout },
@@ -411,7 +419,7 @@ function addValidatorCommand(program: Command) {
         challengeKey,
         logger,
         listen: flags.listen,
-        bootstrap: flags.bootstrap,
+        bootstrap: bootstrapOf(flags, chain),
         relay: relayServiceOf(flags, "when-reachable"),
         upnp: flags.upnp === true,
         chain,

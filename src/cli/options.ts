@@ -80,7 +80,7 @@ export function addPeerOptions(command: Command): Command {
     )
     .option(
       "--bootstrap <multiaddr>",
-      "peer to join the network through, with /p2p/<id> (repeatable)",
+      "peer to join the network through, with /p2p/<id> (repeatable; default: the deployments file's bootstrap list)",
       collect,
     )
     .option("--key <name>", "keystore name (see `mycel init`)", "default");

@@ -22,6 +22,8 @@ export function mycelFieldsOf(answer: GatewayAnswer): Record<string, unknown> {
 /** Parameters of {@link createGatewayBackend}. */
 export type CreateGatewayBackendParameters = {
   catalog: Catalog;
+  /** Finds a model (default: the catalog's find); may search the network before it gives up. */
+  findModel?: InferenceBackend["findModel"];
   answer: (parameters: Parameters<InferenceBackend["generate"]>[0]) => Promise<GatewayAnswer>;
   health: () => Record<string, unknown>;
 };
@@ -30,7 +32,7 @@ export type CreateGatewayBackendParameters = {
 export function createGatewayBackend(parameters: CreateGatewayBackendParameters): InferenceBackend {
   return {
     listModels: parameters.catalog.models,
-    findModel: parameters.catalog.find,
+    findModel: parameters.findModel ?? parameters.catalog.find,
     health: parameters.health,
     async generate(request): Promise<BackendGenerateResult> {
       const answer = await parameters.answer(request);

@@ -6,7 +6,7 @@
 import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { BackendGenerateParameters, InferenceBackend } from "../api/index.ts";
-import { describeError, ServiceUnavailableError } from "../errors/index.ts";
+import { describeError, ModelNotFoundError, ServiceUnavailableError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import type { MycelNode } from "../p2p/index.ts";
 import type { GatewayPayments } from "../payments/index.ts";
@@ -17,6 +17,7 @@ import { createActivityFeed, type GatewayActivity } from "./activity.ts";
 import { createGatewayBackend } from "./backend.ts";
 import { createCapacityQueue } from "./capacity.ts";
 import { type Catalog, createCatalog } from "./catalog.ts";
+import { type StakedProviderSource, startDiscovery } from "./discovery.ts";
 import { defaultRoutingPolicy, isRoutable, type RoutingPolicy } from "./eligibility.ts";
 import { answerWithFailover, type GatewayAnswer } from "./failover.ts";
 import { createProviderTable, type ProviderTable } from "./providerTable.ts";
@@ -59,6 +60,11 @@ export type StartGatewayParameters = {
    * announcement are routed to, unless `allowUnstaked`.
    */
   registrations?: RegistrationSource;
+  /**
+   * The providers staked on chain: when given, each is looked up on the DHT by its peer id and asked for its
+   * announcement, so that the gateway finds the network with no bootstrap address of a provider.
+   */
+  staked?: StakedProviderSource;
   /** Route also to providers that are not staked on chain, or whose offer differs from their announcement. */
   allowUnstaked?: boolean;
   /** The most paid per 1M tokens, input or output (default roleDefaults.maxPricePerMillion). */
@@ -118,6 +124,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
   const registrations =
     parameters.registrations && watchRegistrations({ table, source: parameters.registrations, logger });
   const catalog = createCatalog({ table, policy });
+  const discovery = startDiscovery({ node, table, staked: parameters.staked, logger });
   const audit = parameters.audit ?? { rate: 0, validators: [] };
   const sampler = createAuditSampler({
     node,
@@ -178,6 +185,17 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
   const liveProviders = () => table.all().filter((provider) => provider.announcement.expires_at > Date.now());
   const backend = createGatewayBackend({
     catalog,
+    findModel: async (nameOrHash) => {
+      try {
+        return catalog.find(nameOrHash);
+      } catch (error) {
+        // A model named by its hash that no known provider serves: its providers' records on the DHT may name one.
+        const hash = /^(?:sha256:|0x)?([0-9a-fA-F]{64})$/.exec(nameOrHash)?.[1];
+        if (!(error instanceof ModelNotFoundError) || hash === undefined) throw error;
+        await discovery.findModel(hash);
+        return catalog.find(nameOrHash);
+      }
+    },
     answer,
     health: () => ({
       status: "ok",
@@ -220,6 +238,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
       }
     },
     async stop() {
+      discovery.stop();
       activity.clear();
       reputation?.stop();
       registrations?.stop();

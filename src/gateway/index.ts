@@ -13,6 +13,15 @@ export {
 } from "./capacity.ts";
 export { type Catalog, createCatalog } from "./catalog.ts";
 export {
+  type Discovery,
+  type DiscoveryNode,
+  defaultStakedProvidersRefreshMs,
+  type StakedProviderRecord,
+  type StakedProviderSource,
+  type StartDiscoveryParameters,
+  startDiscovery,
+} from "./discovery.ts";
+export {
   defaultRoutingPolicy,
   describeUnroutable,
   effectiveCeiling,

@@ -48,6 +48,11 @@ export type ProviderTable = {
   serving(modelHash: string, now?: number): KnownProvider[];
   /** Learns from a verified announcement (also used for providers found another way). */
   accept(announcement: Announcement): KnownProvider;
+  /**
+   * Checks an announcement received from `from` (the authenticated peer that sent it, on gossip or a stream)
+   * exactly as gossiped ones are checked, and learns from it; rejects with ProtocolError when it fails a check.
+   */
+  verifyAndAccept(value: unknown, from: string): Promise<KnownProvider>;
   /** Calls `listener` with each provider seen for the first time; returns the unsubscribe function. */
   onDiscovered(listener: (provider: KnownProvider) => void): () => void;
   stop(): void;
@@ -97,6 +102,9 @@ export function createProviderTable(parameters: {
     return entry;
   }
 
+  const verifyAndAccept = async (value: unknown, from: string) =>
+    accept(await verifyAnnouncement({ value, from }));
+
   const unsubscribe = node.subscribe(announcementTopic, (message) => {
     let value: unknown;
     try {
@@ -105,11 +113,9 @@ export function createProviderTable(parameters: {
       logger.debug("announcement is not JSON", { from: message.from });
       return;
     }
-    verifyAnnouncement({ value, from: message.from })
-      .then(accept)
-      .catch((error) =>
-        logger.debug("announcement refused", { from: message.from, error: describeError(error) }),
-      );
+    verifyAndAccept(value, message.from).catch((error) =>
+      logger.debug("announcement refused", { from: message.from, error: describeError(error) }),
+    );
   });
 
   return {
@@ -123,6 +129,7 @@ export function createProviderTable(parameters: {
       );
     },
     accept,
+    verifyAndAccept,
     onDiscovered(listener) {
       discoveryListeners.add(listener);
       return () => discoveryListeners.delete(listener);

@@ -10,6 +10,8 @@ import type { KnownProvider, ProviderRegistration, ProviderTable } from "./provi
 
 /** How often registrations are read again by default. */
 export const defaultRegistrationRefreshMs = 10_000;
+/** Registrations read at once during a refresh (one after another, 100 providers took 100 round trips). */
+const refreshConcurrency = 16;
 
 /** Where registrations come from: the chain, read by the composition root. */
 export type RegistrationSource = {
@@ -56,7 +58,9 @@ export function watchRegistrations(parameters: {
   let refreshing: Promise<void> | undefined;
   const refresh = () => {
     refreshing ??= (async () => {
-      for (const entry of table.all()) await read(entry);
+      const entries = table.all();
+      for (let start = 0; start < entries.length; start += refreshConcurrency)
+        await Promise.all(entries.slice(start, start + refreshConcurrency).map(read));
     })().finally(() => {
       refreshing = undefined;
     });

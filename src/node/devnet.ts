@@ -4,7 +4,13 @@
  * own, `ended` says which, so that the caller stops the rest.
  */
 import type { Hex } from "viem";
-import { type AnvilProcess, startAnvil, withSigner } from "../chain/index.ts";
+import {
+  type AnvilProcess,
+  maxDeploymentBootstrapAddresses,
+  startAnvil,
+  withSigner,
+  writeDeployments,
+} from "../chain/index.ts";
 import { type MycelConfig, roleDefaults } from "../config/index.ts";
 import { describeError } from "../errors/index.ts";
 import { defaultMinimumReputation } from "../gateway/index.ts";
@@ -205,6 +211,12 @@ export async function startDevnet(parameters: StartDevnetParameters): Promise<De
     });
     parts.roles.push(validatorRole);
     const validator = step(await validatorRole.ready);
+    // Its nodes listen now: another gateway (or provider) on this machine joins with just --rpc-url and --deployments.
+    const joinAt = [...providers, validator]
+      .map((entry) => entry.multiaddrs[0])
+      .filter((entry): entry is string => entry !== undefined)
+      .slice(0, maxDeploymentBootstrapAddresses);
+    writeDeployments(chain.deploymentsPath, { ...chain.deployments, bootstrap: joinAt });
     const gatewayNode = await startGatewayNode({
       config,
       privateKey: gatewayKey,

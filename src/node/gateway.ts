@@ -10,6 +10,7 @@ import {
   getProviderRecord,
   getProviderStanding,
   getTokenInfo,
+  listStakedProviders,
   maxScore,
   parseTokenAmount,
   readChainBinding,
@@ -21,6 +22,7 @@ import {
   type Gateway,
   type RegistrationSource,
   type ReputationSource,
+  type StakedProviderSource,
   startGateway,
 } from "../gateway/index.ts";
 import type { Logger } from "../log/index.ts";
@@ -178,6 +180,20 @@ function openAccess(
   return { store, access: createKeyAccess({ store, required, logger: logger.child({ part: "keys" }) }) };
 }
 
+function stakedProvidersOn(chain: {
+  connection: ChainConnection;
+  deployments: Deployments;
+}): StakedProviderSource {
+  return {
+    list: async () =>
+      (await listStakedProviders(chain.connection, { deployments: chain.deployments })).map((provider) => ({
+        address: provider.address,
+        peerId: provider.peerId,
+        registration: { active: true, peerId: provider.peerId, offers: provider.offers },
+      })),
+  };
+}
+
 /** Starts a gateway (node, receipts, payments, API and explorer) in this process. */
 export async function startGatewayNode(parameters: StartGatewayNodeParameters): Promise<GatewayNode> {
   const { config, logger, chain } = parameters;
@@ -207,6 +223,7 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
     audit: parameters.audit,
     reputation: chain ? reputationOn(chain, parameters.minReputation) : undefined,
     registrations: chain ? registrationsOn(chain) : undefined,
+    staked: chain ? stakedProvidersOn(chain) : undefined,
     allowUnstaked: parameters.allowUnstaked,
     maxPricePerMillion: parameters.maxPricePerMillion,
   });

@@ -179,6 +179,17 @@ export type InboundStreamSource = {
  */
 export type ProtocolHandler = (stream: Stream, peerId: string, source?: InboundStreamSource) => Promise<void>;
 
+/** Parameters of {@link MycelNode.findPeer}. */
+export type FindPeerParameters = {
+  /** Aborts the search with an error. */
+  signal?: AbortSignal;
+  /** Give up after this many ms and return no address; default 10 s. */
+  timeoutMs?: number;
+};
+
+/** A peer whose connection finished identify: who it is and which protocols it serves. */
+export type IdentifiedPeer = { peerId: string; protocols: string[] };
+
 /** Parameters of {@link MycelNode.openStream}. */
 export type OpenStreamParameters = {
   signal?: AbortSignal;
@@ -205,6 +216,15 @@ export type MycelNode = {
     modelHashHex: string,
     parameters?: FindModelProvidersParameters,
   ): Promise<ModelProvider[]>;
+  /**
+   * A peer's current addresses (each ending in `/p2p/<peer id>`): from this node's peer store when known, else
+   * looked up on the DHT (peer routing). They are remembered for dialling. Empty when not found in time.
+   */
+  findPeer(peerId: string, parameters?: FindPeerParameters): Promise<string[]>;
+  /** Whether this node holds an open connection to the peer now. */
+  isConnected(peerId: string): boolean;
+  /** Calls `listener` whenever a connected peer has been identified (once per connection); returns the unsubscribe function. */
+  onPeerIdentified(listener: (peer: IdentifiedPeer) => void): () => void;
   /** Serves a stream protocol: `handler` runs once per inbound stream. */
   handleProtocol(
     protocol: string,
@@ -621,6 +641,44 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     return [...found.values()];
   };
 
+  const findPeer = async (peerId: string, findParameters: FindPeerParameters = {}) => {
+    const target = parsePeerId(peerId);
+    if (target.equals(libp2p.peerId)) return multiaddrs();
+    const signals = [
+      stopController.signal,
+      AbortSignal.timeout(findParameters.timeoutMs ?? FIND_PROVIDERS_TIMEOUT_MS),
+    ];
+    if (findParameters.signal) signals.push(findParameters.signal);
+    try {
+      const found = await libp2p.peerRouting.findPeer(target, { signal: anySignal(signals) });
+      return found.multiaddrs.map((address) => withPeerId(address, peerId));
+    } catch (error) {
+      if (findParameters.signal?.aborted) throw findParameters.signal.reason;
+      logger.debug("peer not found", { remotePeer: peerId, error: describeError(error) });
+      return [];
+    }
+  };
+
+  const isConnected = (peerId: string) => {
+    try {
+      return libp2p.getConnections(peerIdFromString(peerId)).length > 0;
+    } catch {
+      return false;
+    }
+  };
+
+  const onPeerIdentified = (listener: (peer: IdentifiedPeer) => void) => {
+    const onIdentify = (event: CustomEvent<{ peerId: PeerId; protocols: string[] }>) => {
+      try {
+        listener({ peerId: event.detail.peerId.toString(), protocols: event.detail.protocols });
+      } catch (error) {
+        logger.warn("peer:identify listener threw", { error: describeError(error) });
+      }
+    };
+    libp2p.addEventListener("peer:identify", onIdentify);
+    return () => libp2p.removeEventListener("peer:identify", onIdentify);
+  };
+
   const handleProtocol = async (
     protocol: string,
     handler: ProtocolHandler,
@@ -742,6 +800,9 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     subscribe,
     provideModel,
     findModelProviders,
+    findPeer,
+    isConnected,
+    onPeerIdentified,
     handleProtocol,
     addPeerAddresses,
     openStream,

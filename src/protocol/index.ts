@@ -21,6 +21,7 @@ export {
 } from "./auditSample.ts";
 export { canonicalJson } from "./canonicalJson.ts";
 export {
+  announcementProtocolId,
   announcementTiming,
   announcementTopic,
   auditProtocolId,

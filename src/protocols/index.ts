@@ -3,6 +3,7 @@
  * (`constants.ts`), a server and a client, all on one frame-stream skeleton (`framed/`) and one table of wire
  * error codes (protocol/wireErrors.ts) that both sides use.
  */
+export * from "./announcement/index.ts";
 export * from "./audit/index.ts";
 export * from "./evidence/index.ts";
 export * from "./framed/index.ts";

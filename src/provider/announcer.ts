@@ -1,6 +1,7 @@
 /**
  * A provider's announcements: signed (models, prices, capacity, addresses, payment terms) and published on gossipsub
- * every few seconds, at once when a new peer joins the topic, and each model provided on the DHT.
+ * every few seconds, at once when a new peer joins the topic, handed to any peer that asks on
+ * `/mycel/announcement/1.0.0` (a gateway that just connected), and each model provided on the DHT.
  */
 import type { Hex } from "viem";
 import type { Engine, LoadedModelInfo } from "../engine/index.ts";
@@ -9,11 +10,13 @@ import type { Logger } from "../log/index.ts";
 import type { MycelNode } from "../p2p/index.ts";
 import type { ProviderPayments } from "../payments/index.ts";
 import {
+  type Announcement,
   announcementTiming,
   announcementTopic,
   modelHashToBytes32,
   signAnnouncement,
 } from "../protocol/index.ts";
+import { serveAnnouncement } from "../protocols/index.ts";
 
 /** Parameters of {@link startAnnouncer}. */
 export type StartAnnouncerParameters = {
@@ -32,6 +35,8 @@ export type StartAnnouncerParameters = {
 export type Announcer = {
   /** Publishes an announcement now. */
   announce(): Promise<void>;
+  /** The announcement last signed (what `/mycel/announcement/1.0.0` hands out), undefined before the first. */
+  latest(): Announcement | undefined;
   stop(): void;
 };
 
@@ -51,6 +56,7 @@ export function reachableAddresses(addresses: string[]): string[] {
 export async function startAnnouncer(parameters: StartAnnouncerParameters): Promise<Announcer> {
   const { node, engine, models, logger } = parameters;
   let announcedAddresses = "";
+  let latest: Announcement | undefined;
   async function announce() {
     const now = Date.now();
     const multiaddrs = reachableAddresses(node.multiaddrs()).slice(0, 16);
@@ -79,6 +85,7 @@ export async function startAnnouncer(parameters: StartAnnouncerParameters): Prom
         expires_at: now + announcementTiming.ttlMs,
       },
     });
+    latest = announcement;
     await node.publish(announcementTopic, new TextEncoder().encode(JSON.stringify(announcement)));
   }
   const provideModels = () => {
@@ -91,6 +98,8 @@ export async function startAnnouncer(parameters: StartAnnouncerParameters): Prom
   };
   provideModels();
   await announce().catch((error) => logger.warn("announcement failed", { error: describeError(error) }));
+  // A peer that connects asks for the latest announcement at once instead of waiting for the next one on gossip.
+  await serveAnnouncement({ node, logger }, { latest: () => latest });
   // Providers subscribe to the topic too, so that gossipsub relays announcements through them: a gateway hears
   // providers it is not connected to. What they receive is ignored.
   const unsubscribe = node.subscribe(announcementTopic, () => undefined);
@@ -130,6 +139,7 @@ export async function startAnnouncer(parameters: StartAnnouncerParameters): Prom
   timer.unref();
   return {
     announce,
+    latest: () => latest,
     stop() {
       clearInterval(timer);
       clearTimeout(announceSoon);

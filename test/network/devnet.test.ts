@@ -4,14 +4,17 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { privateKeyToAccount } from "viem/accounts";
 import {
+  anvilDeployerKey,
   connectChain,
+  fundDevAccounts,
   getModelEntry,
   getProviderRecord,
+  listStakedProviders,
   readDeployments,
   readValidatorStake,
 } from "../../src/chain/index.ts";
-import { devPrivateKey } from "../../src/identity/index.ts";
-import { runMycel, startMycelServer, temporaryHome, waitFor } from "../helpers.ts";
+import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
+import { mycelBin, runMycel, startMycelServer, startRole, temporaryHome, waitFor } from "../helpers.ts";
 
 type SignedReceiptJson = {
   domain: Record<string, unknown>;
@@ -25,6 +28,85 @@ function processesMentioning(text: string): number[] {
     .filter((line) => line.includes(text) && !line.includes("node --test"))
     .map((line) => Number(line.trim().split(/\s+/)[0]))
     .filter((pid) => pid !== process.pid);
+}
+
+type ListedProvider = { peer_id: string; not_routed: string | null; status: string };
+
+/**
+ * A second gateway, in a home of its own, given only the devnet's RPC URL and deployments file: it finds every
+ * staked provider (peer ids on chain, addresses from the DHT and the deployments' bootstrap list) and answers.
+ */
+async function joinWithOnlyTheChain(parameters: {
+  rpcUrl: string;
+  deploymentsPath: string;
+  example: string;
+}) {
+  const deployments = readDeployments(parameters.deploymentsPath);
+  assert.equal(
+    deployments.bootstrap?.length,
+    3,
+    "the devnet wrote its providers and validator as bootstrap nodes",
+  );
+  const deployer = await connectChain({
+    rpcUrl: parameters.rpcUrl,
+    privateKey: anvilDeployerKey,
+    deployments,
+  });
+  const staked = await listStakedProviders(deployer, { deployments });
+  assert.equal(staked.length, 2);
+  const privateKey = devPrivateKey("devnet-test-second-gateway");
+  await fundDevAccounts(deployer, { deployments, accounts: [privateKeyToAccount(privateKey).address] });
+  const home = await temporaryHome("mycel-second-gateway-");
+  const password = "second-gateway";
+  await createKeystore({ home: home.home, name: "default", password, privateKey });
+  const gateway = await startRole(
+    [
+      mycelBin,
+      "--home",
+      home.home,
+      "gateway",
+      "--port",
+      "0",
+      "--rpc-url",
+      parameters.rpcUrl,
+      "--deployments",
+      parameters.deploymentsPath,
+    ],
+    { env: { MYCEL_PASSWORD: password } },
+  );
+  try {
+    const url = gateway.ready.url as string;
+    const listed = await waitFor(
+      "the second gateway to list every staked provider as routable",
+      async () => {
+        const response = await fetch(`${url}/mycel/v1/providers`);
+        const providers = ((await response.json()) as { data: ListedProvider[] }).data;
+        const routable = providers.filter((entry) => entry.not_routed === null && entry.status === "online");
+        return routable.length === staked.length ? routable : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 100, describe: () => gateway.output().slice(-2000) },
+    );
+    assert.deepEqual(
+      listed.map((entry) => entry.peer_id).sort(),
+      staked.map((entry) => entry.peerId).sort(),
+      "exactly the peers staked on chain",
+    );
+    const response = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: parameters.example,
+    });
+    assert.equal(response.status, 200, await response.clone().text());
+    const body = (await response.json()) as {
+      mycel: { receipts: unknown[] };
+      usage: { completion_tokens: number };
+    };
+    assert.ok(body.usage.completion_tokens > 0);
+    assert.equal(body.mycel.receipts.length, 1);
+  } finally {
+    await gateway.stop();
+    await home.remove();
+  }
 }
 
 describe("devnet (what `npm start` runs)", () => {
@@ -97,6 +179,11 @@ describe("devnet (what `npm start` runs)", () => {
         modelHash: receipt.message.modelHash as `0x${string}`,
       });
       assert.equal(model?.name, JSON.parse(example).model, "the served model is registered");
+      await joinWithOnlyTheChain({
+        rpcUrl,
+        deploymentsPath: join(directory.home, "deployments.json"),
+        example,
+      });
       const validatorStake = await readValidatorStake(connection, {
         deployments,
         validator: privateKeyToAccount(devPrivateKey("devnet-validator")).address,

@@ -1,0 +1,108 @@
+/**
+ * A swarm of lightweight providers in one process, for bench/network/discovery.ts: each is a real Mycel libp2p node
+ * (TCP, Noise, Yamux, the Kademlia DHT, gossipsub) with its own secp256k1 key, running the real announcer: signed
+ * announcements on gossip, served on `/mycel/announcement/1.0.0`, and the model provided on the DHT. They load no
+ * model and serve no inference, and they do not subscribe to the announcement topic: a real provider does, to relay
+ * the others' announcements, but 100 nodes in one process each checking every other's signed gossip need more CPU
+ * than a small machine has (every node verifies every announcement: N² signatures per interval). A gateway still
+ * gets each one's own announcements, on gossip and on request. Run by the bench as a child process:
+ *
+ *     node --import tsx bench/network/lightProviders.ts '{"count":100,"keyPrefix":"x","modelHash":"…","price":"…"}'
+ *
+ * It prints `MYCEL_READY {"multiaddrs":[…],"peerIds":[…]}` once every node announced, and exits when its stdin
+ * closes (the bench ended, whichever way) or on SIGTERM.
+ */
+import type { Engine, LoadedModelInfo } from "../../src/engine/index.ts";
+import { devPrivateKey } from "../../src/identity/index.ts";
+import { silentLogger } from "../../src/log/index.ts";
+import { createMycelNode, libp2pKeyFromSecp256k1, type MycelNode } from "../../src/p2p/index.ts";
+import { announcementTopic } from "../../src/protocol/index.ts";
+import { type Announcer, startAnnouncer } from "../../src/provider/index.ts";
+
+/** What the bench asks for. */
+export type LightSwarmRequest = {
+  count: number;
+  /** Node i's key is devPrivateKey(`${keyPrefix}-${i}`), so the bench can stake it on chain beforehand. */
+  keyPrefix: string;
+  modelHash: string;
+  modelName: string;
+  /** Price per 1M tokens, input and output. */
+  price: string;
+};
+
+/** The key of light provider `index` (1-based) of a swarm (bench/network/discovery.ts stakes the same keys). */
+function lightProviderKey(keyPrefix: string, index: number) {
+  return devPrivateKey(`${keyPrefix}-${index}`);
+}
+
+/** Nodes started at once while the swarm starts (each start costs key and handshake work). */
+const startBatch = 10;
+/** How often a light node re-dials its seeds and, with few peers, walks the DHT for more (a real node: 5 s). */
+const maintenanceIntervalMs = 60_000;
+/** Nodes every later node bootstraps through. */
+const seedCount = 3;
+
+async function main() {
+  const request = JSON.parse(process.argv[2] ?? "{}") as LightSwarmRequest;
+  // The engine parts the announcer reads: capacity figures of an idle provider of one sequence.
+  const engine = {
+    stats: () => ({ total: 1, busy: 0, waiting: 0, maxWaiting: 8 }),
+    options: { parallelism: 1, maxQueue: 8 },
+  } as unknown as Pick<Engine, "stats" | "options">;
+  const model = {
+    hash: request.modelHash,
+    name: request.modelName,
+    contextSize: 2048,
+  } as LoadedModelInfo;
+  const nodes: MycelNode[] = [];
+  const announcers: Announcer[] = [];
+  const stopAll = async () => {
+    for (const announcer of announcers) announcer.stop();
+    await Promise.allSettled(nodes.map((node) => node.stop()));
+    process.exit(0);
+  };
+  process.stdin.on("close", () => void stopAll());
+  process.stdin.resume();
+  process.once("SIGTERM", () => void stopAll());
+  const startOne = async (index: number) => {
+    const privateKey = lightProviderKey(request.keyPrefix, index);
+    const seeds = nodes.slice(0, seedCount).flatMap((node) => node.multiaddrs().slice(0, 1));
+    // Few maintenance rounds: the swarm is all on this machine and stays put (each round may walk the DHT).
+    const node = await createMycelNode({
+      privateKey: libp2pKeyFromSecp256k1(privateKey),
+      bootstrap: seeds,
+      bootstrapRedialIntervalMs: maintenanceIntervalMs,
+    });
+    nodes.push(node);
+    announcers.push(
+      await startAnnouncer({
+        node,
+        engine,
+        models: [model],
+        privateKey,
+        price: { input: BigInt(request.price), output: BigInt(request.price) },
+        payments: undefined,
+        version: "bench-light",
+        logger: silentLogger,
+      }),
+    );
+    // Publish only: relaying the others' announcements is what does not fit in one process (see above).
+    node.libp2p.services.pubsub.unsubscribe(announcementTopic);
+  };
+  // The seeds first, one by one, so that the rest have somewhere to bootstrap.
+  for (let index = 1; index <= Math.min(seedCount, request.count); index++) await startOne(index);
+  for (let first = seedCount + 1; first <= request.count; first += startBatch) {
+    const batch: Promise<void>[] = [];
+    for (let index = first; index < first + startBatch && index <= request.count; index++)
+      batch.push(startOne(index));
+    await Promise.all(batch);
+  }
+  console.log(
+    `MYCEL_READY ${JSON.stringify({
+      multiaddrs: nodes.slice(0, seedCount).flatMap((node) => node.multiaddrs().slice(0, 1)),
+      peerIds: nodes.map((node) => node.peerId),
+    })}`,
+  );
+}
+
+await main();

@@ -155,6 +155,8 @@ export type MycelNode = {
   addPeerAddresses(peerId: string, multiaddrs: string[]): Promise<void>;
   /** Opens a stream of `protocol` to a peer, dialling it at its known addresses if not connected. */
   openStream(peerId: string, protocol: string, parameters?: OpenStreamParameters): Promise<Stream>;
+  /** Connects to a peer at its known addresses; resolves at once when connected (throws PeerDialError). */
+  connect(peerId: string, parameters?: OpenStreamParameters): Promise<void>;
   /** Stops the node: closes every connection and stream; safe to call twice. */
   stop(): Promise<void>;
 };
@@ -573,6 +575,18 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     }
   };
 
+  const connect = async (peerId: string, connectParameters: OpenStreamParameters = {}) => {
+    const target = parsePeerId(peerId);
+    if (target.equals(libp2p.peerId) || libp2p.getConnections(target).length > 0) return;
+    const { signal } = connectParameters;
+    try {
+      await libp2p.dial(target, { signal });
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      throw new PeerDialError({ peerId, cause: error });
+    }
+  };
+
   const stop = () => {
     stopping ??= (async () => {
       clearInterval(maintenanceTimer);
@@ -595,6 +609,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     handleProtocol,
     addPeerAddresses,
     openStream,
+    connect,
     stop,
   };
 }

@@ -45,6 +45,7 @@ import type { ReputationSource } from "./reputation.ts";
 import { rankProviders, reputationOf } from "./routing.ts";
 import type { AuditSampler } from "./sampling.ts";
 import { type GatewayTimeouts, runSegment } from "./segment.ts";
+import type { Standby } from "./standby.ts";
 import { verifyReceipt } from "./verifyReceipt.ts";
 
 /** Evidence as the API returns it: with the request in its wire form, so that it is a whole audit input but the receipt. */
@@ -93,6 +94,8 @@ export type FailoverContext = {
   settling: Set<Promise<void>>;
   /** Where requests wait while every provider of their model is at capacity. */
   queue: CapacityQueue;
+  /** Makes the provider a request would fail over to ready while it streams (none: nothing is prepared). */
+  standby?: Standby;
   logger: Logger;
 };
 
@@ -278,6 +281,43 @@ function pickProvider(input: {
   return provider;
 }
 
+/**
+ * Makes the provider this request would fail over to now ready (see standby.ts): connected, and for a paid provider
+ * with a funded channel, as long as the budget keeps room for one more deposit after it (a standby never takes the
+ * last of the budget).
+ */
+function prepareStandby(input: {
+  parameters: BackendGenerateParameters;
+  context: FailoverContext;
+  state: RequestState;
+}): void {
+  const { context } = input;
+  if (!context.standby) return;
+  let next: CapacityPick;
+  try {
+    next = pickProvider({ ...input, attempt: 1 });
+  } catch {
+    return;
+  }
+  if (!next || next === "full") return;
+  const payment = next.announcement.payment;
+  const payments = context.payments;
+  const provider = next;
+  const fund =
+    payment && payments && !isFree(provider) && payments.canPay(payment)
+      ? async () => {
+          // Opening or topping up takes a deposit: only while another one would still fit.
+          const { limit, depositPerProvider, committed } = payments.budget;
+          if (committed() + 2n * depositPerProvider > limit) return;
+          await payments.channelFor({
+            provider: provider.address as Hex,
+            creditWindow: BigInt(payment.credit_window),
+          });
+        }
+      : undefined;
+  void context.standby.prepare(provider, fund);
+}
+
 /** The channel that pays `provider`, opened or topped up if needed; undefined for a provider that serves unpaid. */
 async function channelFor(
   context: FailoverContext,
@@ -309,6 +349,7 @@ async function attemptWith(input: {
   attempt: number;
 }): Promise<GatewayAnswer> {
   const { parameters, context, state, provider, request } = input;
+  let standbyAsked = false;
   // The price it was picked at: a provider that announces a new price mid-answer is paid the old one or nothing.
   const pricePerMillion = {
     input: BigInt(provider.announcement.price.input),
@@ -329,6 +370,11 @@ async function attemptWith(input: {
         timeouts: context.timeouts,
         signal: parameters.signal,
         onTokens: (tokens, piece) => {
+          // Once this segment streams, the provider it would fail over to gets ready (off its first token's path).
+          if (!standbyAsked) {
+            standbyAsked = true;
+            prepareStandby({ parameters, context, state });
+          }
           if (!state.started) {
             state.started = true;
             parameters.onStart?.();

@@ -25,6 +25,7 @@ import { type RegistrationSource, watchRegistrations } from "./registrations.ts"
 import { type ReputationSource, watchReputation } from "./reputation.ts";
 import { createAuditSampler } from "./sampling.ts";
 import { defaultGatewayTimeouts, type GatewayTimeouts } from "./segment.ts";
+import { createStandby } from "./standby.ts";
 import { createVerdictKeeper } from "./verdicts.ts";
 
 /** Providers tried for one request before giving up, by default. */
@@ -33,6 +34,8 @@ export const defaultMaxAttempts = 4;
 const providerCheckIntervalMs = 50;
 /** How long a request waits for the first on-chain reads of providers just discovered (usually a few ms). */
 const firstRegistrationReadWaitMs = 3_000;
+/** Longest a standby provider's dial may take (a failover to it then dials again). */
+const standbyConnectTimeoutMs = 10_000;
 
 /** Parameters of {@link startGateway}. */
 export type StartGatewayParameters = {
@@ -165,6 +168,10 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     activity,
     settling,
     queue: createCapacityQueue(parameters.queue),
+    standby: createStandby({
+      connect: (peerId) => node.connect(peerId, { signal: AbortSignal.timeout(standbyConnectTimeoutMs) }),
+      logger,
+    }),
     logger,
   };
   const routableProviders = (modelHash?: string) =>

@@ -86,5 +86,6 @@ export {
   type SegmentResult,
   segmentCapsOf,
 } from "./segment.ts";
+export { type CreateStandbyParameters, createStandby, type Standby, standbyRetryMs } from "./standby.ts";
 export { type CreateVerdictKeeperParameters, createVerdictKeeper, type VerdictKeeper } from "./verdicts.ts";
 export { ReceiptRejectedError, type VerifyReceiptParameters, verifyReceipt } from "./verifyReceipt.ts";

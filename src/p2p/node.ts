@@ -239,6 +239,8 @@ export type MycelNode = {
   reachability(): Reachability;
   /** How this node is connected to a peer now: `direct`, `relayed` (only through a relay), or null. */
   connectionKind(peerId: string): ConnectionKind;
+  /** Connects to a peer at its known addresses; resolves at once when connected (throws PeerDialError). */
+  connect(peerId: string, parameters?: OpenStreamParameters): Promise<void>;
   /** Stops the node: closes every connection and stream; safe to call twice. */
   stop(): Promise<void>;
 };
@@ -778,6 +780,17 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   libp2p.addEventListener("self:peer:update", followDhtMode);
   const stopFollowingReachability = libp2p.services.reachability.onChange(followDhtMode);
   followDhtMode();
+  const connect = async (peerId: string, connectParameters: OpenStreamParameters = {}) => {
+    const target = parsePeerId(peerId);
+    if (target.equals(libp2p.peerId) || libp2p.getConnections(target).length > 0) return;
+    const { signal } = connectParameters;
+    try {
+      await libp2p.dial(target, { signal });
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      throw new PeerDialError({ peerId, cause: error });
+    }
+  };
 
   const stop = () => {
     stopping ??= (async () => {
@@ -808,6 +821,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     openStream,
     reachability: () => libp2p.services.reachability.current(),
     connectionKind: (peerId: string) => connectionKindOf(libp2p.getConnections(parsePeerId(peerId))),
+    connect,
     stop,
   };
 }

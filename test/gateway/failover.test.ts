@@ -17,8 +17,10 @@ import {
   createAuditSampler,
   createCapacityQueue,
   createProviderTable,
+  createStandby,
   type FailoverContext,
   type KnownProvider,
+  type Standby,
 } from "../../src/gateway/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
 import type { GatewayPayments, PayingChannel } from "../../src/payments/index.ts";
@@ -74,6 +76,7 @@ describe("gateway failover (in process, scripted providers)", () => {
       queue?: { maxWaiting?: number; timeoutMs?: number };
       /** Paid providers (price and payment in their announcements) and the gateway's payments. */
       paid?: { payments: GatewayPayments; price: { input: string; output: string } };
+      standby?: Standby;
     } = {},
   ) {
     const network = createMemoryNetwork();
@@ -117,6 +120,7 @@ describe("gateway failover (in process, scripted providers)", () => {
       activity: createActivityFeed({ logger: silentLogger }),
       settling: new Set(),
       queue: createCapacityQueue(options.queue),
+      standby: options.standby,
       logger: silentLogger,
     };
     return { providers, known, context, stored };
@@ -495,6 +499,116 @@ describe("gateway failover (in process, scripted providers)", () => {
       assert.equal(fake.opened.length, 2, "one channel per provider, none reopened");
       assert.deepEqual(fake.forgotten, [], "nothing forgotten");
       assert.equal(known[0]?.failures, 1, "the provider that was wrong is blamed");
+    });
+  });
+
+  describe("the standby: the provider a request would fail over to, made ready while it streams", () => {
+    /** Paid providers' payments that record which providers got a channel, with a budget of `limit`. */
+    function recordingPayments(budget: { limit: bigint; depositPerProvider: bigint; committed: bigint }) {
+      const funded: string[] = [];
+      const payments: GatewayPayments = {
+        canPay: (payment) => payment?.chain_id === paidOn.chain_id,
+        async channelFor(input) {
+          funded.push(input.provider);
+          return {
+            channelId: `0x${"c1".repeat(32)}`,
+            provider: input.provider,
+            startSegment: () => ({ addOutput() {}, complete() {}, abandon() {} }),
+            due: () => false,
+            pay: async () => undefined,
+            acknowledge() {},
+          };
+        },
+        channels: () => [],
+        forgetIfUnknown: async () => false,
+        budget: { ...budget, committed: () => budget.committed },
+        stop: async () => undefined,
+      };
+      return { payments, funded };
+    }
+    const price = { input: "1000", output: "1000" };
+
+    it("connects to the next provider and funds its channel while the first streams, so the failover finds it ready", async () => {
+      const fake = recordingPayments({ limit: 100n, depositPerProvider: 10n, committed: 0n });
+      // What the standby did, and how many requests the next provider had received by then.
+      const events: { step: string; peer: string; requestsThen: number }[] = [];
+      let providers: ScriptedProvider[] = [];
+      const requestsOf = (peer: string) =>
+        providers.find((provider) => provider.node.peerId === peer)?.requests.length ?? -1;
+      const standby = createStandby({
+        connect: async (peer) => {
+          events.push({ step: "connect", peer, requestsThen: requestsOf(peer) });
+        },
+        logger: silentLogger,
+      });
+      const setup = await setUp(
+        [
+          // Streams three tokens, then stalls without a receipt: the request fails over.
+          [{ kind: "honest", tokens: [1, 2, 3], text: "abc", delayMs: 20, hang: true }],
+          [{ kind: "honest", tokens: [4, 5], text: "de" }],
+        ],
+        { paid: { payments: fake.payments, price }, standby },
+      );
+      providers = setup.providers;
+      const [first, next] = providers as [ScriptedProvider, ScriptedProvider];
+      const answer = await answerWithFailover(request(), setup.context);
+      assert.equal(answer.failovers, 1);
+      assert.deepEqual(answer.providers, [next.address]);
+      assert.deepEqual(
+        events.filter((event) => event.step === "connect"),
+        [{ step: "connect", peer: next.node.peerId, requestsThen: 0 }],
+        "connected to the next provider (only), before it was asked anything",
+      );
+      assert.deepEqual(
+        fake.funded.map((provider) => provider.toLowerCase()),
+        [first.address, next.address, next.address].map((address) => address.toLowerCase()),
+        "the first provider's channel, the next one's as standby while the first streamed, then for its segment",
+      );
+    });
+
+    it("funds no standby channel that would leave the budget no room for another deposit", async () => {
+      const fake = recordingPayments({ limit: 25n, depositPerProvider: 10n, committed: 10n });
+      const connected: string[] = [];
+      const standby = createStandby({
+        connect: async (peer) => {
+          connected.push(peer);
+        },
+        logger: silentLogger,
+      });
+      const { providers, context } = await setUp(
+        [
+          [{ kind: "honest", tokens: [1, 2, 3], text: "abc", delayMs: 20 }],
+          [{ kind: "honest", tokens: [4, 5], text: "de" }],
+        ],
+        { paid: { payments: fake.payments, price }, standby },
+      );
+      const answer = await answerWithFailover(request(), context);
+      assert.equal(answer.failovers, 0);
+      assert.deepEqual(connected, [providers[1]?.node.peerId], "still connected to it");
+      assert.deepEqual(fake.funded, [providers[0]?.address], "only the serving provider's channel");
+    });
+
+    it("does not dial a provider again while it is being made ready, nor for a while after that failed", async () => {
+      let dials = 0;
+      let release: () => void = () => undefined;
+      const standby = createStandby({
+        connect: () => {
+          dials++;
+          return new Promise((_, reject) => {
+            release = () => reject(new Error("unreachable"));
+          });
+        },
+        logger: silentLogger,
+      });
+      const { known } = await setUp([[{ kind: "honest", tokens: [1], text: "a" }]]);
+      const provider = known[0] as KnownProvider;
+      const first = standby.prepare(provider);
+      await standby.prepare(provider);
+      assert.equal(dials, 1, "one dial while the first is under way");
+      release();
+      await first;
+      await standby.prepare(provider);
+      assert.equal(dials, 1, "none right after it failed");
     });
   });
 });

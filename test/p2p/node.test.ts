@@ -105,6 +105,25 @@ describe("p2p nodes (real libp2p on 127.0.0.1)", () => {
     );
   });
 
+  it("connects to a peer at its known addresses once, and fails for a peer it cannot reach", async () => {
+    const nodeD = await createMycelNode({ privateKey: libp2pKeyFromSecp256k1(randomEthereumKey()) });
+    nodes.push(nodeD);
+    const connectionsToA = () =>
+      nodeD.libp2p.getConnections().filter((connection) => connection.remotePeer.toString() === nodeA.peerId);
+    assert.equal(connectionsToA().length, 0);
+    await nodeD.addPeerAddresses(nodeA.peerId, nodeA.multiaddrs());
+    await nodeD.connect(nodeA.peerId);
+    assert.equal(connectionsToA().length, 1, "connected");
+    await nodeD.connect(nodeA.peerId);
+    assert.equal(connectionsToA().length, 1, "connected already: no second connection");
+    const stranger = await createMycelNode({ privateKey: libp2pKeyFromSecp256k1(randomEthereumKey()) });
+    const strangerPeerId = stranger.peerId;
+    const strangerAddresses = stranger.multiaddrs();
+    await stranger.stop();
+    await nodeD.addPeerAddresses(strangerPeerId, strangerAddresses);
+    await assert.rejects(nodeD.connect(strangerPeerId, { signal: AbortSignal.timeout(5_000) }));
+  });
+
   it("delivers a gossip message published by C to B (signed, from C)", async () => {
     const topic = "mycel/test/gossip";
     const received: GossipMessage[] = [];

@@ -104,6 +104,9 @@ function costOf(mycel: Record<string, unknown>): bigint {
     const price = (receipt as { message?: { price?: unknown } } | null)?.message?.price;
     if (typeof price === "string" && /^[0-9]{1,78}$/.test(price)) cost += BigInt(price);
   }
+  // Output paid for in segments that ended without a receipt (a provider failed, or the client went away).
+  const unreceipted = mycel.unreceipted_cost;
+  if (typeof unreceipted === "string" && /^[0-9]{1,78}$/.test(unreceipted)) cost += BigInt(unreceipted);
   return cost;
 }
 

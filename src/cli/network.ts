@@ -23,7 +23,7 @@ import {
   type RelayFlags,
   relayServiceOf,
 } from "./options.ts";
-import { exitWithParent, stopOnSignal } from "./process.ts";
+import { exitWithParent, stopOnSignal, survivePeerStreamErrors } from "./process.ts";
 
 /** Flags of `mycel provider`. */
 export type ProviderFlags = ChainFlags &
@@ -98,6 +98,7 @@ async function setUpRole(parameters: {
   const { config, flags } = parameters;
   const logger = createLogger().child({ role: parameters.role });
   exitWithParent({ logger });
+  survivePeerStreamErrors({ logger });
   const node = await import("../node/index.ts");
   const privateKey = await node.loadKey({ home: config.home, name: flags.key });
   const chain = node.chainRequested(flags)
@@ -471,6 +472,7 @@ function addRelayCommand(program: Command) {
     const config = configFrom(command);
     const logger = createLogger().child({ role: "relay" });
     exitWithParent({ logger });
+    survivePeerStreamErrors({ logger });
     const node = await import("../node/index.ts");
     const privateKey = await node.loadKey({ home: config.home, name: flags.key });
     const { offer: _always, ...limits } = relayServiceOf(flags, "always");
@@ -559,6 +561,7 @@ function addDevnetCommand(program: Command) {
         ),
       });
       exitWithParent({ logger, watchParent: true, onGone: () => void shutdown.stop("parent gone") });
+      survivePeerStreamErrors({ logger });
       printDevnet(await devnet);
     });
 }

@@ -63,3 +63,18 @@ export function exitWithParent(parameters: { logger: Logger; onGone?: () => void
   }, parentCheckIntervalMs);
   timer.unref();
 }
+
+/**
+ * Keeps a role running when libp2p rejects a promise nobody awaits with a stream-state error (its connection monitor
+ * aborts a connection already closing, and yamux refuses to write the reset): logged, not fatal, since one peer's
+ * dying connection must not take the node down. Any other unhandled rejection still ends the process, as by default.
+ */
+export function survivePeerStreamErrors(parameters: { logger: Logger }) {
+  process.on("unhandledRejection", (reason) => {
+    if (reason instanceof Error && reason.name === "StreamStateError") {
+      parameters.logger.warn("a libp2p stream error went unhandled: ignored", { error: reason.message });
+      return;
+    }
+    throw reason;
+  });
+}

@@ -5,7 +5,11 @@ import type { GatewayAnswer } from "./failover.ts";
 
 /** The `mycel` object of an API response: the answer's request id, seed, providers and receipts. */
 export function mycelFieldsOf(answer: GatewayAnswer): Record<string, unknown> {
-  if (answer.finishReason === "cancelled") return { request_id: answer.requestId };
+  const unreceipted =
+    answer.unreceiptedCost === undefined ? {} : { unreceipted_cost: answer.unreceiptedCost.toString() };
+  // Nobody reads a cancelled answer's fields but the API key's meter: what it cost so far.
+  if (answer.finishReason === "cancelled")
+    return { request_id: answer.requestId, receipts: answer.receipts, ...unreceipted };
   return {
     request_id: answer.requestId,
     model_hash: answer.modelHash,
@@ -13,6 +17,7 @@ export function mycelFieldsOf(answer: GatewayAnswer): Record<string, unknown> {
     providers: answer.providers,
     failovers: answer.failovers,
     receipts: answer.receipts,
+    ...unreceipted,
     ...(answer.evidence === undefined ? {} : { evidence: answer.evidence }),
     ...(answer.audit === undefined ? {} : { audit: answer.audit }),
     ...(answer.warnings === undefined ? {} : { warnings: answer.warnings }),

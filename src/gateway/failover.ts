@@ -69,6 +69,8 @@ export type GatewayAnswer = {
   evidence?: AnsweredEvidence | AnsweredEvidence[] | { error: string };
   /** The validators (peer ids) the answer went to for audit. */
   audit?: { validators: string[] };
+  /** Output paid for by voucher in segments that ended without a receipt (see RequestState), when any. */
+  unreceiptedCost?: bigint;
   /** What went wrong on this gateway's side without spoiling the answer (a receipt it could not store). */
   warnings?: string[];
   totalMs: number;
@@ -94,6 +96,8 @@ export type FailoverContext = {
   settling: Set<Promise<void>>;
   /** Where requests wait while every provider of their model is at capacity. */
   queue: CapacityQueue;
+  /** How this gateway is connected to a peer now (tests may leave it out: then only announced addresses tell). */
+  connectionKind?: (peerId: string) => "direct" | "relayed" | null;
   /** Makes the provider a request would fail over to ready while it streams (none: nothing is prepared). */
   standby?: Standby;
   logger: Logger;
@@ -121,6 +125,15 @@ type RequestState = {
   /** Providers whose unknown channel was replaced during this request (each gets one retry). */
   reopened: Set<string>;
   warnings: string[];
+  /**
+   * Output of segments that ended without a receipt (a provider failed, or the client went away), at their
+   * providers' output prices: it was metered and paid for by voucher as it arrived, so an API key is charged it.
+   */
+  unreceiptedCost: bigint;
+  /** Per provider reached through a relay: how often its cut stream was resumed on it (see sortOutFailure). */
+  relayResumes: Map<string, number>;
+  /** Whether the provider of the segment running now was reached through a relay when it started. */
+  viaRelay: boolean;
 };
 
 /** A provider that charges nothing is never paid (it asks for no channel). */
@@ -180,6 +193,9 @@ export async function answerWithFailover(
     resumedAt: undefined,
     reopened: new Set(),
     warnings: [],
+    unreceiptedCost: 0n,
+    relayResumes: new Map(),
+    viaRelay: false,
   };
   // `attempt` counts failures; a busy refusal is none (the wait for capacity is bounded by the queue's deadline).
   for (let attempt = 0; attempt < context.maxAttempts; ) {
@@ -205,10 +221,14 @@ export async function answerWithFailover(
       ...(remaining === undefined ? {} : { max_tokens: remaining }),
     };
     const before = { tokens: state.outputTokens.length, text: state.text.length };
+    state.viaRelay =
+      context.connectionKind?.(provider.peerId) === "relayed" ||
+      provider.announcement.multiaddrs.some((address) => address.includes("/p2p-circuit"));
     let failed = true;
     try {
       return await attemptWith({ parameters, context, state, provider, request, attempt });
     } catch (error) {
+      state.unreceiptedCost += meteredOutputCost(provider, state.outputTokens.length - before.tokens);
       if (parameters.signal.aborted) break;
       failed = sortOutFailure({ error, parameters, context, state, provider, before }) === "failed";
     } finally {
@@ -551,6 +571,26 @@ function sortOutFailure(input: {
     });
     throw error;
   }
+  // A stream through a relay cut after it made progress (the relay's data or time limit, or the relay restarting) is
+  // the relay's doing, not the provider's: resume the answer on the same provider over a new relayed connection (each
+  // has a fresh limit), a few times a request, without blaming it. A dead provider makes no progress, so it is failed.
+  const resumes = state.relayResumes.get(provider.peerId) ?? 0;
+  if (
+    kind === "provider_failed" &&
+    state.viaRelay &&
+    state.outputTokens.length > before.tokens &&
+    resumes < maxRelayResumesPerRequest
+  ) {
+    state.relayResumes.set(provider.peerId, resumes + 1);
+    state.tried.delete(provider.peerId);
+    context.logger.info("a stream through a relay was cut: resuming it on the same provider", {
+      peer: provider.peerId,
+      tokensSoFar: state.outputTokens.length,
+      resumes: resumes + 1,
+      error: describeError(error).split("\n")[0],
+    });
+    return "busy";
+  }
   state.lastFailure = error;
   provider.failures++;
   if (kind === "provider_cheated") {
@@ -631,6 +671,16 @@ function noProviderLeft(
 }
 
 /** The answer so far, with the receipts of the segments that produced it. */
+/** How often one request resumes a cut relayed stream on the same provider before that provider counts as failed. */
+export const maxRelayResumesPerRequest = 4;
+
+/** What `tokens` of a provider's output cost at its announced output price (rounded up), the way vouchers meter it. */
+function meteredOutputCost(provider: KnownProvider, tokens: number): bigint {
+  if (tokens <= 0) return 0n;
+  const perMillion = BigInt(provider.announcement.price.output);
+  return (BigInt(tokens) * perMillion + 999_999n) / 1_000_000n;
+}
+
 function answerOf(
   state: RequestState,
   input: { finishReason: "stop" | "length"; promptTokens: number; failovers: number },
@@ -649,6 +699,7 @@ function answerOf(
     providers: state.segments.map((entry) => entry.provider.address),
     failovers: input.failovers,
     receipts: state.segments.map((entry) => entry.receipt),
+    ...(state.unreceiptedCost > 0n ? { unreceiptedCost: state.unreceiptedCost } : {}),
     ...(state.warnings.length > 0 ? { warnings: [...state.warnings] } : {}),
     totalMs: performance.now() - state.startedAt,
   };

@@ -168,6 +168,7 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
     activity,
     settling,
     queue: createCapacityQueue(parameters.queue),
+    connectionKind: (peerId: string) => node.connectionKind(peerId),
     standby: createStandby({
       connect: (peerId) => node.connect(peerId, { signal: AbortSignal.timeout(standbyConnectTimeoutMs) }),
       logger,

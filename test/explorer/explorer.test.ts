@@ -271,9 +271,11 @@ describe("explorer on a devnet", () => {
       assert.equal(evidence.evidence[0]?.outputTokens.length, list.data[0]?.completion_tokens);
 
       const payments = await getJson<PaymentsView>(`${url}/mycel/v1/payments`);
-      assert.equal(payments.gateway?.channels.length, 1, "the first paid answer opened one channel");
+      // The first paid answer opened a channel to its provider, and maybe one to the standby it would fail over to.
+      const opened = payments.gateway?.channels.length ?? 0;
+      assert.ok(opened >= 1 && opened <= 2, `the first paid answer opened ${opened} channels, not 1 or 2`);
       const mine = payments.channels.filter((channel) => channel.mine);
-      assert.equal(mine.length, 1);
+      assert.equal(mine.length, opened);
       assert.equal(payments.providers.length, 2);
     });
 

@@ -24,6 +24,7 @@ import {
   watchOtherProcessesCpu,
   whenReady,
 } from "./processes.ts";
+import { measureRelay } from "./relay.ts";
 
 const rounds = 5;
 const maxTokens = 256;
@@ -503,3 +504,5 @@ async function main() {
 }
 
 await main();
+// 4. Through a relay and after the DCUtR upgrade, beside direct (network namespaces; skipped without root).
+await measureRelay({ section: "4" });

@@ -70,17 +70,21 @@ function installExitHandlers() {
 }
 
 /**
- * Spawns `node bin/mycel.js --home <home> <args>`. Provider and gateway processes also get
- * MYCEL_EXIT_WITH_PARENT=1 and a stdin pipe, so they exit by themselves if the bench is killed outright.
+ * Spawns `node bin/mycel.js --home <home> <args>` (inside a network namespace with `ip netns exec`, which
+ * execs it, when `namespace` is given). Provider and gateway processes also get MYCEL_EXIT_WITH_PARENT=1 and
+ * a stdin pipe, so they exit by themselves if the bench is killed outright.
  */
 export function spawnMycel(parameters: {
   name: string;
   home: string;
   args: string[];
   env?: Record<string, string>;
+  namespace?: string;
 }): MycelProcess {
   installExitHandlers();
-  const child = spawn(process.execPath, [mycelBin, "--home", parameters.home, ...parameters.args], {
+  const command = [process.execPath, mycelBin, "--home", parameters.home, ...parameters.args];
+  if (parameters.namespace) command.unshift("ip", "netns", "exec", parameters.namespace);
+  const child = spawn(command[0] as string, command.slice(1), {
     env: { ...process.env, MYCEL_HOME: parameters.home, MYCEL_EXIT_WITH_PARENT: "1", ...parameters.env },
     stdio: ["pipe", "pipe", "pipe"],
   });

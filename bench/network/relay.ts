@@ -291,7 +291,9 @@ async function startNodes(parameters: {
       `/ip4/192.168.1.2/tcp/4001/p2p/${peerId}`,
     ]),
     relayed: gateway("relayed", ns.h2, "/ip4/192.168.2.2/tcp/4001"),
-    upgraded: gateway("upgraded", ns.up, `/ip4/${net}.2/tcp/4001`),
+    // A public gateway announces its address, as an operator of a server does: DCUtR sends the announced
+    // addresses at once, where a listened-on public one would wait for AutoNAT's confirmation.
+    upgraded: gateway("upgraded", ns.up, `/ip4/${net}.2/tcp/4001`, ["--announce", `/ip4/${net}.2/tcp/4001`]),
   };
   const namespaceOf: Record<PathName, string> = { direct: ns.r1, relayed: ns.h2, upgraded: ns.up };
   const urls = {} as Record<PathName, string>;

@@ -2,7 +2,8 @@
  * Network benchmark: what the Mycel network costs over serving a model locally, in one run with real processes
  * on 127.0.0.1. (1) a stream through gateway -> libp2p -> provider vs the same model from `mycel serve`;
  * (2) seconds until a gateway sees 20 providers started at once; (3) failover: a provider killed mid-stream,
- * seconds until the client gets the next token from another one. Run with `npm run bench:network`;
+ * seconds until the client gets the next token from another one; (4) through a relay and after the DCUtR
+ * upgrade, beside direct (bench/network/relay.ts, in network namespaces). Run with `npm run bench:network`;
  * see bench/network/README.md.
  */
 import { rmSync } from "node:fs";

@@ -41,6 +41,19 @@ export const roleDefaults = {
    * validators the client samples to; pruned every hour.
    */
   evidenceRetentionHours: 7 * 24,
+  /**
+   * Relay reservations a relay holds at once (`--max-reservations`): each lets one node that is not reachable be
+   * dialled through this relay. libp2p's default is 15.
+   */
+  relayMaxReservations: 128,
+  /**
+   * Bytes one relayed connection may carry, both directions together (`--relay-data-limit`): the relay resets it
+   * beyond. 16 MiB holds a long streamed answer with its payment frames (libp2p's default, 128 KiB, does not);
+   * a connection upgraded to a direct one by hole punching carries the rest.
+   */
+  relayDataLimitBytes: 16 * 1024 * 1024,
+  /** Seconds one relayed connection may stay open (`--relay-duration-limit`); libp2p's default is 120. */
+  relayDurationLimitSeconds: 600,
   /** How long a role may take to stop cleanly (a provider settles its vouchers first). */
   shutdownSeconds: 15,
 } as const;

@@ -65,3 +65,37 @@ export const TARGET_PEER_COUNT = 8;
 
 /** How long one DHT walk for more peers may take, in ms. */
 export const PEER_DISCOVERY_WALK_TIMEOUT_MS = 10_000;
+
+/** How many relays a node that is not publicly reachable reserves a slot on (each gives it one `/p2p-circuit` address). */
+export const RELAY_RESERVATIONS_WANTED = 2;
+
+/** The `--listen` value of a node that listens on nothing: it is reachable only through relays (and dials out). */
+export const LISTEN_NONE = "none";
+
+/**
+ * Relayed connections a relay carries at once, from all peers, and from one host (IP address): each carries up to
+ * its data limit within its duration limit, so these bound what strangers can make a relay carry.
+ */
+export const RELAY_MAX_CIRCUITS = 256;
+export const RELAY_MAX_CIRCUITS_PER_HOST = 32;
+
+/** Relay reservations one host (IP address) may hold at once: many identities on one machine take no more slots. */
+export const RELAY_MAX_RESERVATIONS_PER_HOST = 4;
+
+/** How long a relay reservation lasts before the reserving node must refresh it, in ms (libp2p's default: 2 h). */
+export const RELAY_RESERVATION_TTL_MS = 2 * 60 * 60 * 1000;
+
+/** How long a relay's hop handshake (reserve or connect) may take, in ms. */
+export const RELAY_HOP_TIMEOUT_MS = 10_000;
+
+/**
+ * How long a node whose only public candidates are addresses it listens on waits for AutoNAT to confirm one before
+ * it calls itself not reachable (and reserves relay slots), in ms.
+ */
+export const REACHABILITY_DECISION_MS = 60_000;
+
+/** How often a node re-reads its addresses for reachability (AutoNAT confirmations also trigger it at once), in ms. */
+export const REACHABILITY_CHECK_INTERVAL_MS = 5_000;
+
+/** How long a node that listens on nothing waits at start for its first relayed address, in ms. */
+export const RELAY_FIRST_ADDRESS_WAIT_MS = 10_000;

@@ -48,4 +48,13 @@ export {
   type OpenStreamParameters,
   type ProtocolHandler,
   type ProvideModelParameters,
+  type RelayOffer,
+  type RelayServiceParameters,
 } from "./node.ts";
+export {
+  type ConnectionKind,
+  isRelayedAddress,
+  judgeReachability,
+  type Reachability,
+  type ReachabilityStatus,
+} from "./reachability.ts";

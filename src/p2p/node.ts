@@ -2,6 +2,15 @@ import "./polyfills.ts";
 import { setMaxListeners } from "node:events";
 import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
+import { autoNATv2 } from "@libp2p/autonat-v2";
+import {
+  type CircuitRelayService,
+  circuitRelayServer,
+  circuitRelayTransport,
+  RELAY_V2_HOP_CODEC,
+  RELAY_V2_STOP_CODEC,
+} from "@libp2p/circuit-relay-v2";
+import { dcutr } from "@libp2p/dcutr";
 import { type GossipSub, gossipsub, StrictSign } from "@libp2p/gossipsub";
 import { type Identify, identify } from "@libp2p/identify";
 import type {
@@ -16,6 +25,7 @@ import { type KadDHT, kadDHT, passthroughMapper } from "@libp2p/kad-dht";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { type Ping, ping } from "@libp2p/ping";
 import { tcp } from "@libp2p/tcp";
+import { uPnPNAT } from "@libp2p/upnp-nat";
 import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
 import { createLibp2p, type Libp2p } from "libp2p";
 import { describeError, InvalidInputError } from "../errors/index.ts";
@@ -32,17 +42,31 @@ import {
   GOSSIP_HEARTBEAT_INTERVAL_MS,
   GOSSIP_SAME_IP_ALLOWED,
   INBOUND_CONNECTIONS_PER_HOST_PER_SECOND,
+  LISTEN_NONE,
   MAX_CONNECTIONS,
   MAX_INBOUND_CONNECTIONS_PER_HOST,
   MAX_INCOMING_PENDING_CONNECTIONS,
   MYCEL_DHT_PROTOCOL,
   PEER_DISCOVERY_WALK_TIMEOUT_MS,
   PROVIDE_TIMEOUT_MS,
+  RELAY_FIRST_ADDRESS_WAIT_MS,
+  RELAY_HOP_TIMEOUT_MS,
+  RELAY_MAX_CIRCUITS_PER_HOST,
+  RELAY_RESERVATION_TTL_MS,
   STREAM_CLOSE_TIMEOUT_MS,
   TARGET_PEER_COUNT,
 } from "./constants.ts";
 import { ModelProvideError, PeerDialError } from "./errors.ts";
 import { modelCidFromHash, normalizeModelHash } from "./modelCid.ts";
+import {
+  type ConnectionKind,
+  connectionKindOf,
+  isRelayedAddress,
+  type Reachability,
+  type ReachabilityService,
+  reachabilityService,
+  relayGater,
+} from "./reachability.ts";
 
 /** The libp2p services every Mycel node runs. */
 export type MycelServices = {
@@ -50,6 +74,29 @@ export type MycelServices = {
   ping: Ping;
   dht: KadDHT;
   pubsub: GossipSub;
+  /** AutoNAT v2: asks peers to dial this node's addresses back, and dials back for them. */
+  autoNAT: unknown;
+  /** DCUtR: upgrades relayed connections to direct ones by hole punching. */
+  dcutr: unknown;
+  reachability: ReachabilityService;
+  /** The circuit relay v2 server, when this node may relay for others. */
+  relay?: CircuitRelayService;
+  /** UPnP port mapping on the router, when asked for. */
+  upnp?: unknown;
+};
+
+/** When a node relays for others: always (the relay role), once it is publicly reachable, or never. */
+export type RelayOffer = "always" | "when-reachable" | "never";
+
+/** The circuit relay v2 service of a node and its limits (defaults: roleDefaults' relay settings). */
+export type RelayServiceParameters = {
+  offer: RelayOffer;
+  /** Reservations held at once. */
+  maxReservations: number;
+  /** Bytes one relayed connection may carry, both directions together. */
+  dataLimitBytes: number;
+  /** Seconds one relayed connection may stay open. */
+  durationLimitSeconds: number;
 };
 
 /** The underlying libp2p node of a {@link MycelNode}, for what the Mycel surface does not cover. */
@@ -59,8 +106,17 @@ export type MycelLibp2p = Libp2p<MycelServices>;
 export type CreateMycelNodeParameters = {
   /** The node's identity; build it from the wallet key with `libp2pKeyFromSecp256k1`. */
   privateKey: PrivateKey;
-  /** Multiaddrs to listen on; default `/ip4/127.0.0.1/tcp/0`. */
+  /**
+   * Multiaddrs to listen on; default `/ip4/127.0.0.1/tcp/0`. `["none"]` listens on nothing: the node dials out and
+   * is reachable only through relays (it reserves slots on relays among its peers).
+   */
   listen?: string[];
+  /** Addresses to announce instead of the ones it listens on (a port forward, a DNS name); they count as reachable. */
+  announce?: string[];
+  /** Whether and how this node relays for others (default: never). */
+  relay?: RelayServiceParameters;
+  /** Map the listening port on the router with UPnP (default off). */
+  upnp?: boolean;
   /** Multiaddrs (each ending in `/p2p/<peer id>`) dialled at start and re-dialled whenever disconnected. */
   bootstrap?: string[];
   /** How often disconnected bootstrap peers are re-dialled (and more peers sought if few), in ms; default 5 s. */
@@ -101,6 +157,8 @@ export type FindModelProvidersParameters = {
 
 /** Limits of a protocol registered with {@link MycelNode.handleProtocol}. */
 export type HandleProtocolParameters = {
+  /** Serve it over relayed (limited) connections too (docs/PROTOCOL.md says which protocols may); default false. */
+  runOnLimitedConnection?: boolean;
   /** Concurrent inbound streams per connection; default 32. */
   maxInboundStreams?: number;
   /** Concurrent outbound streams per connection; default 64. */
@@ -124,6 +182,8 @@ export type ProtocolHandler = (stream: Stream, peerId: string, source?: InboundS
 /** Parameters of {@link MycelNode.openStream}. */
 export type OpenStreamParameters = {
   signal?: AbortSignal;
+  /** Open it over a relayed (limited) connection too, when that is the only one; default false. */
+  runOnLimitedConnection?: boolean;
 };
 
 /** A running Mycel P2P node: gossip, model discovery over the DHT, and request streams. */
@@ -155,6 +215,10 @@ export type MycelNode = {
   addPeerAddresses(peerId: string, multiaddrs: string[]): Promise<void>;
   /** Opens a stream of `protocol` to a peer, dialling it at its known addresses if not connected. */
   openStream(peerId: string, protocol: string, parameters?: OpenStreamParameters): Promise<Stream>;
+  /** Whether this node is publicly reachable (AutoNAT v2), and its confirmed public addresses. */
+  reachability(): Reachability;
+  /** How this node is connected to a peer now: `direct`, `relayed` (only through a relay), or null. */
+  connectionKind(peerId: string): ConnectionKind;
   /** Stops the node: closes every connection and stream; safe to call twice. */
   stop(): Promise<void>;
 };
@@ -241,6 +305,11 @@ function parseBootstrapAddress(address: string): BootstrapPeer {
 }
 
 function validateListenAddress(address: string): string {
+  if (address === LISTEN_NONE)
+    throw new InvalidInputError(`listen address "${LISTEN_NONE}" cannot be given with other addresses`, {
+      hint: `give --listen ${LISTEN_NONE} alone (reachable only through relays), or only multiaddrs`,
+      param: "listen",
+    });
   try {
     return multiaddr(address).toString();
   } catch (error) {
@@ -255,16 +324,36 @@ function validateListenAddress(address: string): string {
 /** Creates and starts a Mycel P2P node (TCP, Noise, Yamux, Kademlia DHT, Gossipsub) and dials its bootstrap peers. */
 // biome-ignore lint/complexity/noExcessiveLinesPerFunction: the node is one closure over its libp2p instance; each method (publish, subscribe, provide, open streams) is a short function over it, not a role
 export async function createMycelNode(parameters: CreateMycelNodeParameters): Promise<MycelNode> {
-  const listen = (parameters.listen ?? [...DEFAULT_LISTEN_ADDRESSES]).map(validateListenAddress);
+  const listenNone = parameters.listen?.length === 1 && parameters.listen[0] === LISTEN_NONE;
+  const listen = listenNone
+    ? []
+    : (parameters.listen ?? [...DEFAULT_LISTEN_ADDRESSES]).map(validateListenAddress);
+  const announce = (parameters.announce ?? []).map(validateListenAddress);
+  const relay = parameters.relay ?? { offer: "never" };
   const bootstrapPeers = (parameters.bootstrap ?? []).map(parseBootstrapAddress);
 
   // The gater counts this node's connections, known once libp2p exists (no connection arrives before).
-  let openConnections: () => Connection[] = () => [];
-  const libp2p: MycelLibp2p = await createLibp2p({
+  let openConnections: (peerId?: PeerId) => Connection[] = () => [];
+  // The relay's rules read the node's reachability and reservations, known once libp2p exists.
+  let offersRelay = () => relay.offer === "always";
+  let relayReservations: () => Iterable<{ peerId: string; addr: Multiaddr }> = () => [];
+  const nodeLogger = parameters.logger ?? silentLogger;
+  const libp2p = (await createLibp2p({
     privateKey: parameters.privateKey,
-    connectionGater: perHostConnectionGater(() => openConnections()),
-    addresses: { listen },
-    transports: [tcp()],
+    connectionGater: {
+      ...perHostConnectionGater(() => openConnections()),
+      ...relayGater({
+        connections: (peerId) => openConnections(peerId),
+        reservations: () => relayReservations(),
+        offersRelay: () => offersRelay(),
+        hostOf,
+        hopProtocol: RELAY_V2_HOP_CODEC,
+        stopProtocol: RELAY_V2_STOP_CODEC,
+        logger: nodeLogger,
+      }),
+    },
+    addresses: { listen, announce },
+    transports: [tcp(), circuitRelayTransport()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: {
@@ -289,12 +378,41 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
         floodPublish: true,
         scoreParams: { IPColocationFactorWhitelist: new Set(GOSSIP_SAME_IP_ALLOWED) },
       }),
+      autoNAT: autoNATv2(),
+      dcutr: dcutr(),
+      reachability: reachabilityService({ logger: nodeLogger.child({ part: "reachability" }) }),
+      ...(relay.offer === "never"
+        ? {}
+        : {
+            relay: circuitRelayServer({
+              hopTimeout: RELAY_HOP_TIMEOUT_MS,
+              maxInboundHopStreams: RELAY_MAX_CIRCUITS_PER_HOST,
+              reservations: {
+                maxReservations: relay.maxReservations,
+                reservationTtl: RELAY_RESERVATION_TTL_MS,
+                applyDefaultLimit: true,
+                defaultDataLimit: BigInt(relay.dataLimitBytes),
+                // libp2p's relay server counts this in ms.
+                defaultDurationLimit: relay.durationLimitSeconds * 1000,
+              },
+            }),
+          }),
+      ...(parameters.upnp ? { upnp: uPnPNAT({ portMappingDescription: "mycel" }) } : {}),
     },
-  });
+  })) as MycelLibp2p;
 
-  openConnections = () => libp2p.getConnections();
+  openConnections = (peerId) => libp2p.getConnections(peerId);
+  const relayService = libp2p.services.relay;
+  if (relayService)
+    relayReservations = () =>
+      [...relayService.reservations.entries()].map(([peerId, reservation]) => ({
+        peerId: peerId.toString(),
+        addr: reservation.addr,
+      }));
+  if (relay.offer === "when-reachable")
+    offersRelay = () => libp2p.services.reachability.current().status === "public";
   const selfPeerId = libp2p.peerId.toString();
-  const logger = (parameters.logger ?? silentLogger).child({ self: selfPeerId.slice(-8) });
+  const logger = nodeLogger.child({ self: selfPeerId.slice(-8) });
   const stopController = new AbortController();
   // Every pending dial, query and read listens on this signal.
   setMaxListeners(Number.POSITIVE_INFINITY, stopController.signal);
@@ -409,6 +527,8 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   };
   await dialBootstrapPeers();
   void discoverPeers();
+  // A node that listens on nothing has no address until a relay gives it one: wait a little for the first.
+  if (listenNone && bootstrapPeers.length > 0) await firstRelayedAddress(libp2p, RELAY_FIRST_ADDRESS_WAIT_MS);
   const maintenanceTimer = setInterval(() => {
     void maintainConnections();
   }, parameters.bootstrapRedialIntervalMs ?? BOOTSTRAP_REDIAL_INTERVAL_MS);
@@ -535,6 +655,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       {
         maxInboundStreams: handleParameters.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
         maxOutboundStreams: handleParameters.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS,
+        runOnLimitedConnection: handleParameters.runOnLimitedConnection === true,
       },
     );
   };
@@ -566,7 +687,10 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     const target = parsePeerId(peerId);
     const { signal } = openParameters;
     try {
-      return await libp2p.dialProtocol(target, protocol, { signal });
+      return await libp2p.dialProtocol(target, protocol, {
+        signal,
+        runOnLimitedConnection: openParameters.runOnLimitedConnection === true,
+      });
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       throw new PeerDialError({ peerId, protocol, cause: error });
@@ -595,6 +719,26 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     handleProtocol,
     addPeerAddresses,
     openStream,
+    reachability: () => libp2p.services.reachability.current(),
+    connectionKind: (peerId: string) => connectionKindOf(libp2p.getConnections(parsePeerId(peerId))),
     stop,
   };
+}
+
+/** Resolves once the node has a relayed address, or after `waitMs` (it keeps trying in the background). */
+async function firstRelayedAddress(libp2p: MycelLibp2p, waitMs: number): Promise<void> {
+  const hasOne = () => libp2p.getMultiaddrs().some(isRelayedAddress);
+  if (hasOne()) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      libp2p.removeEventListener("self:peer:update", onUpdate);
+      resolve();
+    };
+    const onUpdate = () => {
+      if (hasOne()) done();
+    };
+    const timer = setTimeout(done, waitMs);
+    libp2p.addEventListener("self:peer:update", onUpdate);
+  });
 }

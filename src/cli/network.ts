@@ -1,4 +1,4 @@
-/** The network roles of `mycel`: init, provider, gateway, validator and devnet. Flags in, node/ does the work. */
+/** The network roles of `mycel`: init, provider, gateway, validator, relay and devnet. Flags in, node/ does the work. */
 import type { Command } from "commander";
 import { type MycelConfig, roleDefaults } from "../config/index.ts";
 import { MycelError } from "../errors/index.ts";
@@ -7,7 +7,10 @@ import {
   addChainOptions,
   addHttpLimitOptions,
   addPeerOptions,
+  addRelayOptions,
+  addRelayServiceOptions,
   addShutdownOption,
+  addUpnpOption,
   type ChainFlags,
   collect,
   configFrom,
@@ -16,30 +19,33 @@ import {
   httpLimitsOf,
   integer,
   price,
+  type RelayFlags,
+  relayServiceOf,
 } from "./options.ts";
 import { exitWithParent, stopOnSignal } from "./process.ts";
 
 /** Flags of `mycel provider`. */
-export type ProviderFlags = ChainFlags & {
-  model?: string[];
-  price?: bigint;
-  priceInput?: bigint;
-  priceOutput?: bigint;
-  listen?: string[];
-  bootstrap?: string[];
-  key: string;
-  parallelism?: number;
-  threads?: number;
-  contextSize?: number;
-  maxQueue?: number;
-  firstFrameTimeout?: number;
-  evidenceRetention: number;
-  creditTokens: number;
-  settleThreshold?: bigint;
-  settleInterval: number;
-  settleCheck: number;
-  shutdownTimeout: number;
-};
+export type ProviderFlags = ChainFlags &
+  RelayFlags & {
+    model?: string[];
+    price?: bigint;
+    priceInput?: bigint;
+    priceOutput?: bigint;
+    listen?: string[];
+    bootstrap?: string[];
+    key: string;
+    parallelism?: number;
+    threads?: number;
+    contextSize?: number;
+    maxQueue?: number;
+    firstFrameTimeout?: number;
+    evidenceRetention: number;
+    creditTokens: number;
+    settleThreshold?: bigint;
+    settleInterval: number;
+    settleCheck: number;
+    shutdownTimeout: number;
+  };
 
 /** Flags of `mycel gateway`. */
 export type GatewayFlags = ChainFlags &
@@ -48,6 +54,7 @@ export type GatewayFlags = ChainFlags &
     port?: number;
     listen?: string[];
     bootstrap?: string[];
+    upnp?: boolean;
     key: string;
     stallTimeout?: number;
     queueLength: number;
@@ -64,20 +71,21 @@ export type GatewayFlags = ChainFlags &
   };
 
 /** Flags of `mycel validator`. */
-export type ValidatorFlags = ChainFlags & {
-  listen?: string[];
-  bootstrap?: string[];
-  key: string;
-  challengeKey?: string;
-  stake?: string;
-  threads?: number;
-  challengeInterval: number;
-  epochCheck: number;
-  slashPercent: number;
-  deposit: string;
-  budget: string;
-  shutdownTimeout: number;
-};
+export type ValidatorFlags = ChainFlags &
+  RelayFlags & {
+    listen?: string[];
+    bootstrap?: string[];
+    key: string;
+    challengeKey?: string;
+    stake?: string;
+    threads?: number;
+    challengeInterval: number;
+    epochCheck: number;
+    slashPercent: number;
+    deposit: string;
+    budget: string;
+    shutdownTimeout: number;
+  };
 
 /** What every role command does first: its logger, exiting with its parent, its key, and its chain if asked. */
 async function setUpRole(parameters: {
@@ -175,49 +183,53 @@ function addProviderCommand(program: Command): Command {
       integer("--settle-check", 1, 3600),
       roleDefaults.settleCheckSeconds,
     );
-  addShutdownOption(addChainOptions(provider)).action(async (flags: ProviderFlags, command: Command) => {
-    const config = configFrom(command, {
-      engine: {
-        parallelism: flags.parallelism,
-        threadsPerSequence: flags.threads,
-        contextSize: flags.contextSize,
-        maxQueue: flags.maxQueue,
-      },
-    });
-    if (!flags.model?.length)
-      throw new MycelError("name the models to serve", {
-        hint: "run `mycel provider --model <name|hash>` (see `mycel model list`)",
+  addShutdownOption(addRelayServiceOptions(addChainOptions(provider))).action(
+    async (flags: ProviderFlags, command: Command) => {
+      const config = configFrom(command, {
+        engine: {
+          parallelism: flags.parallelism,
+          threadsPerSequence: flags.threads,
+          contextSize: flags.contextSize,
+          maxQueue: flags.maxQueue,
+        },
       });
-    const { logger, node, privateKey, chain } = await setUpRole({ config, flags, role: "provider" });
-    const fallback = flags.price ?? roleDefaults.pricePerMillion;
-    const running = await node.startProviderNode({
-      config,
-      privateKey,
-      models: flags.model,
-      price: { input: flags.priceInput ?? fallback, output: flags.priceOutput ?? fallback },
-      version: program.version() ?? "0",
-      logger,
-      listen: flags.listen,
-      bootstrap: flags.bootstrap,
-      chain,
-      creditTokens: flags.creditTokens,
-      settlement: {
-        ...(flags.settleThreshold === undefined ? {} : { thresholdAmount: flags.settleThreshold }),
-        maxAgeMs: flags.settleInterval * 1000,
-        checkIntervalMs: flags.settleCheck * 1000,
-      },
-      firstFrameTimeoutMs: flags.firstFrameTimeout,
-      evidenceRetentionMs: flags.evidenceRetention * 3600_000,
-      shutdownLimitMs: flags.shutdownTimeout * 1000,
-    });
-    await printReady({
-      role: "provider",
-      peerId: running.peerId,
-      address: running.address,
-      multiaddrs: running.multiaddrs,
-    });
-    stopOnSignal({ logger, close: running.close, limitMs: flags.shutdownTimeout * 1000 });
-  });
+      if (!flags.model?.length)
+        throw new MycelError("name the models to serve", {
+          hint: "run `mycel provider --model <name|hash>` (see `mycel model list`)",
+        });
+      const { logger, node, privateKey, chain } = await setUpRole({ config, flags, role: "provider" });
+      const fallback = flags.price ?? roleDefaults.pricePerMillion;
+      const running = await node.startProviderNode({
+        config,
+        privateKey,
+        models: flags.model,
+        price: { input: flags.priceInput ?? fallback, output: flags.priceOutput ?? fallback },
+        version: program.version() ?? "0",
+        logger,
+        listen: flags.listen,
+        bootstrap: flags.bootstrap,
+        relay: relayServiceOf(flags, "when-reachable"),
+        upnp: flags.upnp === true,
+        chain,
+        creditTokens: flags.creditTokens,
+        settlement: {
+          ...(flags.settleThreshold === undefined ? {} : { thresholdAmount: flags.settleThreshold }),
+          maxAgeMs: flags.settleInterval * 1000,
+          checkIntervalMs: flags.settleCheck * 1000,
+        },
+        firstFrameTimeoutMs: flags.firstFrameTimeout,
+        evidenceRetentionMs: flags.evidenceRetention * 3600_000,
+        shutdownLimitMs: flags.shutdownTimeout * 1000,
+      });
+      await printReady({
+        role: "provider",
+        peerId: running.peerId,
+        address: running.address,
+        multiaddrs: running.multiaddrs,
+      });
+      stopOnSignal({ logger, close: running.close, limitMs: flags.shutdownTimeout * 1000 });
+    },
+  );
   return provider;
 }
 
@@ -289,38 +301,42 @@ function addGatewayCommand(program: Command) {
       "--allow-unstaked",
       "also route to providers not staked on chain, or whose on-chain offer differs from their announced price (with --rpc-url; off: nothing is at risk for them)",
     );
-  addShutdownOption(addHttpLimitOptions(gateway)).action(async (flags: GatewayFlags, command: Command) => {
-    const config = configFrom(command, {
-      serve: {
-        host: flags.host,
-        port: flags.port,
-        ...httpLimitsOf(flags),
-      },
-    });
-    const { logger, node, privateKey, chain } = await setUpRole({ config, flags, role: "gateway" });
-    if (chain) logger.info("chain", { chainId: chain.deployments.chainId, rpcUrl: chain.connection.rpcUrl });
-    const running = await node.startGatewayNode({
-      config,
-      privateKey,
-      chain: chain ? { ...chain, deposit: flags.deposit, budget: flags.budget } : undefined,
-      logger,
-      listen: flags.listen,
-      bootstrap: flags.bootstrap,
-      stallMs: flags.stallTimeout,
-      queue: { maxWaiting: flags.queueLength, timeoutMs: flags.queueTimeout },
-      audit: { rate: flags.auditRate, validators: flags.validator ?? [] },
-      minReputation: flags.minReputation,
-      maxPricePerMillion: BigInt(flags.maxPrice),
-      allowUnstaked: flags.allowUnstaked === true,
-    });
-    if ((flags.validator ?? []).length === 0 && flags.auditRate > 0)
-      logger.info("no --validator given: answers are not sent for audit");
-    await printReady({ role: "gateway", url: running.url, peerId: running.peerId });
-    console.log(
-      `Mycel gateway\n  Explorer (web app): ${running.url}/\n  OpenAI-compatible endpoint: ${running.url}/v1\n  Receipts: ${running.url}/mycel/v1/receipts/<request id>`,
-    );
-    stopOnSignal({ logger, close: running.close, limitMs: flags.shutdownTimeout * 1000 });
-  });
+  addShutdownOption(addUpnpOption(addHttpLimitOptions(gateway))).action(
+    async (flags: GatewayFlags, command: Command) => {
+      const config = configFrom(command, {
+        serve: {
+          host: flags.host,
+          port: flags.port,
+          ...httpLimitsOf(flags),
+        },
+      });
+      const { logger, node, privateKey, chain } = await setUpRole({ config, flags, role: "gateway" });
+      if (chain)
+        logger.info("chain", { chainId: chain.deployments.chainId, rpcUrl: chain.connection.rpcUrl });
+      const running = await node.startGatewayNode({
+        config,
+        privateKey,
+        chain: chain ? { ...chain, deposit: flags.deposit, budget: flags.budget } : undefined,
+        logger,
+        listen: flags.listen,
+        bootstrap: flags.bootstrap,
+        upnp: flags.upnp === true,
+        stallMs: flags.stallTimeout,
+        queue: { maxWaiting: flags.queueLength, timeoutMs: flags.queueTimeout },
+        audit: { rate: flags.auditRate, validators: flags.validator ?? [] },
+        minReputation: flags.minReputation,
+        maxPricePerMillion: BigInt(flags.maxPrice),
+        allowUnstaked: flags.allowUnstaked === true,
+      });
+      if ((flags.validator ?? []).length === 0 && flags.auditRate > 0)
+        logger.info("no --validator given: answers are not sent for audit");
+      await printReady({ role: "gateway", url: running.url, peerId: running.peerId });
+      console.log(
+        `Mycel gateway\n  Explorer (web app): ${running.url}/\n  OpenAI-compatible endpoint: ${running.url}/v1\n  Receipts: ${running.url}/mycel/v1/receipts/<request id>`,
+      );
+      stopOnSignal({ logger, close: running.close, limitMs: flags.shutdownTimeout * 1000 });
+    },
+  );
 }
 
 function addValidatorCommand(program: Command) {
@@ -370,40 +386,88 @@ function addValidatorCommand(program: Command) {
       roleDefaults.gatewayDeposit,
     )
     .option("--budget <tokens>", "the most deposited for challenge requests", roleDefaults.gatewayBudget);
-  addShutdownOption(validator).action(async (flags: ValidatorFlags, command: Command) => {
+  addShutdownOption(addRelayServiceOptions(validator)).action(
+    async (flags: ValidatorFlags, command: Command) => {
+      const config = configFrom(command);
+      const { logger, node, privateKey, chain } = await setUpRole({ config, flags, role: "validator" });
+      const challengeKey = flags.challengeKey
+        ? await node.loadKey({ home: config.home, name: flags.challengeKey })
+        : undefined;
+      if (!flags.challengeKey && flags.challengeInterval > 0)
+        logger.warn(
+          "challenges are sent with the validator's own key: give --challenge-key so providers cannot tell them apart",
+        );
+      const running = await node.startValidatorNode({
+        config,
+        privateKey,
+        challengeKey,
+        logger,
+        listen: flags.listen,
+        bootstrap: flags.bootstrap,
+        relay: relayServiceOf(flags, "when-reachable"),
+        upnp: flags.upnp === true,
+        chain,
+        stake: flags.stake,
+        threads: flags.threads,
+        options: {
+          challengeIntervalMs: flags.challengeInterval * 1000,
+          epochCheckMs: flags.epochCheck * 1000,
+          slashBps: flags.slashPercent * 100,
+        },
+        challengeDeposit: flags.deposit,
+        challengeBudget: flags.budget,
+      });
+      await printReady({
+        role: "validator",
+        peerId: running.peerId,
+        address: running.address,
+        multiaddrs: running.multiaddrs,
+      });
+      stopOnSignal({ logger, close: running.close, limitMs: flags.shutdownTimeout * 1000 });
+    },
+  );
+}
+
+/** Flags of `mycel relay`. */
+export type RelayCommandFlags = RelayFlags & {
+  listen?: string[];
+  announce?: string[];
+  bootstrap?: string[];
+  key: string;
+  shutdownTimeout: number;
+};
+
+function addRelayCommand(program: Command) {
+  const relay = addRelayOptions(
+    addPeerOptions(
+      program
+        .command("relay")
+        .description(
+          "relay for providers and gateways that cannot be dialled (behind NAT): circuit relay v2 with limits, no model and no chain",
+        ),
+    ).option(
+      "--announce <multiaddr>",
+      "address to announce instead of the listen addresses, e.g. /ip4/<public ip>/tcp/4001 or /dns4/relay.example.org/tcp/4001 (repeatable)",
+      collect,
+    ),
+  );
+  addShutdownOption(relay).action(async (flags: RelayCommandFlags, command: Command) => {
     const config = configFrom(command);
-    const { logger, node, privateKey, chain } = await setUpRole({ config, flags, role: "validator" });
-    const challengeKey = flags.challengeKey
-      ? await node.loadKey({ home: config.home, name: flags.challengeKey })
-      : undefined;
-    if (!flags.challengeKey && flags.challengeInterval > 0)
-      logger.warn(
-        "challenges are sent with the validator's own key: give --challenge-key so providers cannot tell them apart",
-      );
-    const running = await node.startValidatorNode({
-      config,
+    const logger = createLogger().child({ role: "relay" });
+    exitWithParent({ logger });
+    const node = await import("../node/index.ts");
+    const privateKey = await node.loadKey({ home: config.home, name: flags.key });
+    const { offer: _always, ...limits } = relayServiceOf(flags, "always");
+    const running = await node.startRelayNode({
       privateKey,
-      challengeKey,
       logger,
       listen: flags.listen,
+      announce: flags.announce,
       bootstrap: flags.bootstrap,
-      chain,
-      stake: flags.stake,
-      threads: flags.threads,
-      options: {
-        challengeIntervalMs: flags.challengeInterval * 1000,
-        epochCheckMs: flags.epochCheck * 1000,
-        slashBps: flags.slashPercent * 100,
-      },
-      challengeDeposit: flags.deposit,
-      challengeBudget: flags.budget,
+      relay: limits,
+      upnp: flags.upnp === true,
     });
-    await printReady({
-      role: "validator",
-      peerId: running.peerId,
-      address: running.address,
-      multiaddrs: running.multiaddrs,
-    });
+    await printReady({ role: "relay", peerId: running.peerId, multiaddrs: running.multiaddrs });
     stopOnSignal({ logger, close: running.close, limitMs: flags.shutdownTimeout * 1000 });
   });
 }
@@ -483,12 +547,13 @@ function addDevnetCommand(program: Command) {
     });
 }
 
-/** Adds init, provider, gateway, validator and devnet; returns the provider command (chain subcommands hang off it). */
+/** Adds init, provider, gateway, validator, relay and devnet; returns the provider command (chain subcommands hang off it). */
 export function addNetworkCommands(program: Command): { provider: Command } {
   addInitCommand(program);
   const provider = addProviderCommand(program);
   addGatewayCommand(program);
   addValidatorCommand(program);
+  addRelayCommand(program);
   addDevnetCommand(program);
   return { provider };
 }

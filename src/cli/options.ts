@@ -75,7 +75,7 @@ export function addPeerOptions(command: Command): Command {
   return command
     .option(
       "--listen <multiaddr>",
-      "libp2p address to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)",
+      "libp2p address to listen on (repeatable; default /ip4/127.0.0.1/tcp/0; `none`: listen on nothing, reachable only through relays)",
       collect,
     )
     .option(
@@ -119,5 +119,68 @@ export function httpLimitsOf(flags: HttpLimitFlags): { bodyTimeoutMs?: number; m
   return {
     bodyTimeoutMs: flags.bodyTimeout === undefined ? undefined : flags.bodyTimeout * 1000,
     maxConnections: flags.maxConnections,
+  };
+}
+
+/** The flags of a node's relay service and NAT traversal (`mycel relay`, and providers and validators). */
+export type RelayFlags = {
+  /** False with --no-relay-service. */
+  relayService?: boolean;
+  maxReservations: number;
+  relayDataLimit: number;
+  relayDurationLimit: number;
+  upnp?: boolean;
+};
+
+/** --upnp: map the listening port on the router (opt-in). */
+export function addUpnpOption(command: Command): Command {
+  return command.option(
+    "--upnp",
+    "ask the router to forward a port to this node with UPnP (off by default; AutoNAT then confirms it)",
+  );
+}
+
+/** The relay limits (--max-reservations, --relay-data-limit, --relay-duration-limit) and --upnp. */
+export function addRelayOptions(command: Command): Command {
+  return addUpnpOption(
+    command
+      .option(
+        "--max-reservations <n>",
+        "relay: nodes that may hold a reservation (be dialled through this node) at once",
+        integer("--max-reservations", 1, 10_000),
+        roleDefaults.relayMaxReservations,
+      )
+      .option(
+        "--relay-data-limit <bytes>",
+        "relay: bytes one relayed connection may carry (both ways) before the relay resets it",
+        integer("--relay-data-limit", 1024, 2 ** 40),
+        roleDefaults.relayDataLimitBytes,
+      )
+      .option(
+        "--relay-duration-limit <seconds>",
+        "relay: seconds one relayed connection may stay open",
+        integer("--relay-duration-limit", 1, 86_400),
+        roleDefaults.relayDurationLimitSeconds,
+      ),
+  );
+}
+
+/** --no-relay-service beside the relay options: for roles that relay once they are publicly reachable. */
+export function addRelayServiceOptions(command: Command): Command {
+  return addRelayOptions(
+    command.option(
+      "--no-relay-service",
+      "never relay for nodes that are not reachable (by default a provider or validator does, once AutoNAT finds it publicly reachable)",
+    ),
+  );
+}
+
+/** The relay service a role's flags ask for: `offer` unless --no-relay-service. */
+export function relayServiceOf(flags: RelayFlags, offer: "always" | "when-reachable") {
+  return {
+    offer: flags.relayService === false ? ("never" as const) : offer,
+    maxReservations: flags.maxReservations,
+    dataLimitBytes: flags.relayDataLimit,
+    durationLimitSeconds: flags.relayDurationLimit,
   };
 }

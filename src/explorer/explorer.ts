@@ -19,7 +19,7 @@ import { defaultExplorerDirectory, serveExplorerFile } from "./staticFiles.ts";
 export type CreateExplorerParameters = {
   gateway: Gateway;
   /** The gateway's node: evidence is fetched from providers through it. */
-  node: Pick<MycelNode, "openStream" | "handleProtocol">;
+  node: Pick<MycelNode, "openStream" | "handleProtocol"> & Partial<Pick<MycelNode, "connectionKind">>;
   /** The chain the gateway pays on: stake, registry, channels and validators come from it. */
   chain?: ExplorerChain;
   /** The built web app (default web/dist of this checkout). */
@@ -48,7 +48,22 @@ export function createExplorer(parameters: CreateExplorerParameters): Explorer {
     source: { describeProviders: () => describeProviders(gateway), subscribe: gateway.subscribe },
     ...parameters.history,
   });
-  const network = createNetworkViews({ gateway, chain: parameters.chain, history, logger });
+  const { connectionKind } = parameters.node;
+  const network = createNetworkViews({
+    gateway,
+    chain: parameters.chain,
+    history,
+    connectionOf: connectionKind
+      ? (peerId) => {
+          try {
+            return connectionKind(peerId);
+          } catch {
+            return null;
+          }
+        }
+      : undefined,
+    logger,
+  });
   const receipts = createReceiptViews({ gateway, node: parameters.node });
   const events = createEventStream();
 

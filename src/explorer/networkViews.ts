@@ -88,9 +88,12 @@ export function createNetworkViews(parameters: {
   gateway: Gateway;
   chain: ExplorerChain | undefined;
   history: { intervalMs: number; capacity: number };
+  /** How the gateway is connected to a peer now (null: not connected, or no node to ask). */
+  connectionOf?: (peerId: string) => ExplorerProvider["connection"];
   logger: Logger;
 }) {
   const { gateway, chain, logger } = parameters;
+  const connectionOf = parameters.connectionOf ?? (() => null);
   const reads = chainReads(chain, gateway);
 
   async function providers(): Promise<ExplorerProvider[]> {
@@ -103,6 +106,7 @@ export function createNetworkViews(parameters: {
     return describeProviders(gateway).map((provider) => ({
       ...provider,
       stake: stakeOf?.get(provider.address.toLowerCase())?.toString() ?? null,
+      connection: connectionOf(provider.peer_id),
     }));
   }
 

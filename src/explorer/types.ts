@@ -52,8 +52,15 @@ export type ProviderView = {
   expires_at: number;
 };
 
-/** One provider as GET /mycel/v1/providers lists it: the gateway's view and its stake on the ProviderRegistry (null without a chain). */
-export type ExplorerProvider = ProviderView & { stake: string | null };
+/**
+ * One provider as GET /mycel/v1/providers lists it: the gateway's view, its stake on the ProviderRegistry (null
+ * without a chain), and how the gateway is connected to it now: `direct`, `relayed` (only through a relay: the
+ * provider is not reachable and no hole punch has upgraded the connection yet), or null (no connection open).
+ */
+export type ExplorerProvider = ProviderView & {
+  stake: string | null;
+  connection: "direct" | "relayed" | null;
+};
 
 /** One sample of the network, taken every `interval_ms`. */
 export type HistoryPoint = {

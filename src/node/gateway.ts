@@ -43,6 +43,8 @@ export type StartGatewayNodeParameters = {
   logger: Logger;
   listen?: string[];
   bootstrap?: string[];
+  /** Map its port on the router with UPnP (default off). */
+  upnp?: boolean;
   stallMs?: number;
   /** The wait for a provider with room (see the gateway part's StartGatewayParameters.queue). */
   queue?: { maxWaiting?: number; timeoutMs?: number };
@@ -147,6 +149,7 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
       privateKey: libp2pKeyFromSecp256k1(parameters.privateKey),
       listen: parameters.listen,
       bootstrap: parameters.bootstrap,
+      upnp: parameters.upnp,
       logger: logger.child({ part: "p2p" }),
     }));
   const storeDirectory = parameters.storeDirectory ?? join(config.home, "gateway");

@@ -21,6 +21,7 @@ import type { Devnet, StartDevnetParameters } from "./devnet.ts";
 import type { GatewayNode, StartGatewayNodeParameters } from "./gateway.ts";
 import type { ChosenKey } from "./keys.ts";
 import type { ProviderNode, StartProviderNodeParameters } from "./provider.ts";
+import type { RelayNode, StartRelayNodeParameters } from "./relay.ts";
 import type { LocalServer } from "./serve.ts";
 import type { StartValidatorNodeParameters, ValidatorNode } from "./validator.ts";
 import type { ChannelRow, Wallet } from "./wallet.ts";
@@ -38,6 +39,7 @@ export type { DevnetChain } from "./devnetChain.ts";
 export type { GatewayNode, StartGatewayNodeParameters } from "./gateway.ts";
 export type { ChosenKey } from "./keys.ts";
 export type { ProviderNode, StartProviderNodeParameters } from "./provider.ts";
+export type { RelayNode, StartRelayNodeParameters } from "./relay.ts";
 export type { RoleProcess, RoleReady } from "./roleProcess.ts";
 export type { LocalServer } from "./serve.ts";
 export type { StartValidatorNodeParameters, ValidatorNode } from "./validator.ts";
@@ -52,6 +54,11 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
 /** Starts a provider (engine, node, payments, evidence) in this process. */
 export async function startProviderNode(parameters: StartProviderNodeParameters): Promise<ProviderNode> {
   return (await import("./provider.ts")).startProviderNode(parameters);
+}
+
+/** Starts a relay (no model, no chain) that relays for nodes that are not reachable. */
+export async function startRelayNode(parameters: StartRelayNodeParameters): Promise<RelayNode> {
+  return (await import("./relay.ts")).startRelayNode(parameters);
 }
 
 /** Starts a validator (auditor, challenge gateway, node, store) in this process. */

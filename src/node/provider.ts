@@ -12,7 +12,7 @@ import { type MycelConfig, roleDefaults } from "../config/index.ts";
 import { createEngine } from "../engine/index.ts";
 import type { Logger } from "../log/index.ts";
 import { openModelStore } from "../model/index.ts";
-import { createMycelNode, libp2pKeyFromSecp256k1 } from "../p2p/index.ts";
+import { createMycelNode, libp2pKeyFromSecp256k1, type RelayServiceParameters } from "../p2p/index.ts";
 import { createProviderPayments, type SettlementPolicy } from "../payments/index.ts";
 import { type ProviderPrice, startProvider } from "../provider/index.ts";
 import {
@@ -33,6 +33,10 @@ export type StartProviderNodeParameters = {
   logger: Logger;
   listen?: string[];
   bootstrap?: string[];
+  /** Whether and how it relays for nodes that are not reachable (default: never). */
+  relay?: RelayServiceParameters;
+  /** Map its port on the router with UPnP (default off). */
+  upnp?: boolean;
   /** The chain it is paid on (channels, settlement) and registered on. */
   chain?: { connection: ChainConnection; deployments: Deployments };
   /** Output tokens served on credit before a client must pay (with a chain). */
@@ -103,6 +107,8 @@ export async function startProviderNode(parameters: StartProviderNodeParameters)
     privateKey: libp2pKeyFromSecp256k1(privateKey),
     listen: parameters.listen,
     bootstrap: parameters.bootstrap,
+    relay: parameters.relay,
+    upnp: parameters.upnp,
     logger: logger.child({ part: "p2p" }),
   });
   // Vouchers are bound to this chain: those of a chain that was reset are never settled on or counted for this one.

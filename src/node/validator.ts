@@ -18,7 +18,7 @@ import {
 import type { MycelConfig } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { openModelStore } from "../model/index.ts";
-import { createMycelNode, libp2pKeyFromSecp256k1 } from "../p2p/index.ts";
+import { createMycelNode, libp2pKeyFromSecp256k1, type RelayServiceParameters } from "../p2p/index.ts";
 import { openAuditStore, validatorStorePath } from "../store/index.ts";
 import { startValidator, type ValidatorOptions } from "../validator/index.ts";
 import { createAuditor } from "../verify/index.ts";
@@ -34,6 +34,10 @@ export type StartValidatorNodeParameters = {
   logger: Logger;
   listen?: string[];
   bootstrap?: string[];
+  /** Whether and how it relays for nodes that are not reachable (default: never). */
+  relay?: RelayServiceParameters;
+  /** Map its port on the router with UPnP (default off). */
+  upnp?: boolean;
   chain?: { connection: ChainConnection; deployments: Deployments };
   /** Register as a validator with this stake (whole tokens) first, if not registered. */
   stake?: string;
@@ -94,6 +98,8 @@ export async function startValidatorNode(parameters: StartValidatorNodeParameter
     privateKey: libp2pKeyFromSecp256k1(privateKey),
     listen: parameters.listen,
     bootstrap: parameters.bootstrap,
+    relay: parameters.relay,
+    upnp: parameters.upnp,
     logger: logger.child({ part: "p2p" }),
   });
   // Challenges go out from a node of the challenge key (providers serve only a request whose client is its sender),

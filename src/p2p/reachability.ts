@@ -116,7 +116,6 @@ export function reachabilityService(init: ReachabilityInit) {
   return (components: ReachabilityComponents) => createReachability(components, init);
 }
 
-// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one closure over the service's state; each piece (judge, reserve, watch upgrades) is a short function
 function createReachability(components: ReachabilityComponents, init: ReachabilityInit) {
   const logger = init.logger;
   const listeners = new Set<(reachability: Reachability) => void>();

@@ -50,14 +50,17 @@ export function reachableAddresses(addresses: string[]): string[] {
 /** Provides the models on the DHT, publishes the first announcement, and keeps announcing; resolves once the first is out. */
 export async function startAnnouncer(parameters: StartAnnouncerParameters): Promise<Announcer> {
   const { node, engine, models, logger } = parameters;
+  let announcedAddresses = "";
   async function announce() {
     const now = Date.now();
+    const multiaddrs = reachableAddresses(node.multiaddrs()).slice(0, 16);
+    announcedAddresses = multiaddrs.join(" ");
     const stats = models.map((model) => engine.stats(model.hash));
     const announcement = await signAnnouncement({
       privateKey: parameters.privateKey,
       announcement: {
         peer_id: node.peerId,
-        multiaddrs: reachableAddresses(node.multiaddrs()).slice(0, 16),
+        multiaddrs,
         models: models.map((model) => ({
           hash: modelHashToBytes32(model.hash),
           name: model.name,
@@ -91,11 +94,10 @@ export async function startAnnouncer(parameters: StartAnnouncerParameters): Prom
   // Providers subscribe to the topic too, so that gossipsub relays announcements through them: a gateway hears
   // providers it is not connected to. What they receive is ignored.
   const unsubscribe = node.subscribe(announcementTopic, () => undefined);
-  // A peer that just joined the topic (a new gateway) hears from us soon, not at the next interval.
+  // A peer that just joined the topic (a new gateway) hears from us soon, not at the next interval; so does everyone
+  // when this node's addresses change (a relay reservation made or lost, an address AutoNAT confirmed).
   let announceSoon: NodeJS.Timeout | undefined;
-  const onSubscriptionChange = (event: Event) => {
-    const detail = (event as CustomEvent<{ subscriptions: { topic: string; subscribe: boolean }[] }>).detail;
-    if (!detail.subscriptions.some((entry) => entry.topic === announcementTopic && entry.subscribe)) return;
+  const scheduleAnnouncement = () => {
     if (announceSoon) return;
     announceSoon = setTimeout(() => {
       announce()
@@ -107,7 +109,18 @@ export async function startAnnouncer(parameters: StartAnnouncerParameters): Prom
         });
     }, 300);
   };
+  const onSubscriptionChange = (event: Event) => {
+    const detail = (event as CustomEvent<{ subscriptions: { topic: string; subscribe: boolean }[] }>).detail;
+    if (detail.subscriptions.some((entry) => entry.topic === announcementTopic && entry.subscribe))
+      scheduleAnnouncement();
+  };
+  const onAddressesChange = () => {
+    if (reachableAddresses(node.multiaddrs()).slice(0, 16).join(" ") === announcedAddresses) return;
+    logger.debug("addresses changed: announcing them", { addresses: node.multiaddrs() });
+    scheduleAnnouncement();
+  };
   node.libp2p.services.pubsub.addEventListener("subscription-change", onSubscriptionChange);
+  node.libp2p.addEventListener("self:peer:update", onAddressesChange);
   let announcements = 0;
   const timer = setInterval(() => {
     announcements++;
@@ -121,6 +134,7 @@ export async function startAnnouncer(parameters: StartAnnouncerParameters): Prom
       clearInterval(timer);
       clearTimeout(announceSoon);
       node.libp2p.services.pubsub.removeEventListener("subscription-change", onSubscriptionChange);
+      node.libp2p.removeEventListener("self:peer:update", onAddressesChange);
       unsubscribe();
     },
   };

@@ -1,7 +1,12 @@
 /** The gateway's side of `/mycel/audit/1.0.0`: hand a validator a signed sample. */
 import { type AuditSampleFrame, auditAcceptedFrameSchema } from "../../protocol/index.ts";
 import { type FramedComponents, readReply, withFramedStream } from "../framed/index.ts";
-import { type AuditSampleLimits, auditProtocolId, defaultAuditSampleLimits } from "./constants.ts";
+import {
+  type AuditSampleLimits,
+  auditProtocolId,
+  auditRunsOnLimitedConnection,
+  defaultAuditSampleLimits,
+} from "./constants.ts";
 
 /** Parameters of {@link sendAuditSample}. */
 export type SendAuditSampleParameters = {
@@ -21,6 +26,7 @@ export async function sendAuditSample(
     {
       peerId: parameters.validatorPeerId,
       protocol: auditProtocolId,
+      runOnLimitedConnection: auditRunsOnLimitedConnection,
       maxFrameBytes: limits.maxFrameBytes,
       openTimeoutMs: limits.replyTimeoutMs,
     },

@@ -22,3 +22,6 @@ export const defaultAuditSampleLimits: AuditSampleLimits = {
   sampleTimeoutMs: 15_000,
   replyTimeoutMs: 10_000,
 };
+
+/** Whether this protocol runs over relayed (limited) connections: yes, so a validator at home takes samples through a relay (one bounded sample, one reply) (docs/PROTOCOL.md, "Relays"). */
+export const auditRunsOnLimitedConnection = true;

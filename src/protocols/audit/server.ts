@@ -6,7 +6,12 @@ import {
   wireVersion,
 } from "../../protocol/index.ts";
 import { type FramedComponents, serveFramed } from "../framed/index.ts";
-import { type AuditSampleLimits, auditProtocolId, defaultAuditSampleLimits } from "./constants.ts";
+import {
+  type AuditSampleLimits,
+  auditProtocolId,
+  auditRunsOnLimitedConnection,
+  defaultAuditSampleLimits,
+} from "./constants.ts";
 
 /** Parameters of {@link serveAuditSamples}. */
 export type ServeAuditSamplesParameters = {
@@ -26,6 +31,7 @@ export async function serveAuditSamples(
   const limits = { ...defaultAuditSampleLimits, ...parameters.limits };
   await serveFramed(components, {
     protocol: auditProtocolId,
+    runOnLimitedConnection: auditRunsOnLimitedConnection,
     limits,
     serve: async (channel, peerId) => {
       const value = await channel.read({ timeoutMs: limits.sampleTimeoutMs });

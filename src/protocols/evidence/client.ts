@@ -8,7 +8,12 @@ import {
   wireVersion,
 } from "../../protocol/index.ts";
 import { type FramedComponents, readReply, withFramedStream } from "../framed/index.ts";
-import { defaultEvidenceLimits, type EvidenceLimits, evidenceProtocolId } from "./constants.ts";
+import {
+  defaultEvidenceLimits,
+  type EvidenceLimits,
+  evidenceProtocolId,
+  evidenceRunsOnLimitedConnection,
+} from "./constants.ts";
 
 /** The provider did not hand over evidence (unreachable, refused, or it has none). */
 export class EvidenceUnavailableError extends MycelError {
@@ -42,6 +47,7 @@ export async function fetchEvidence(
       {
         peerId: parameters.providerPeerId,
         protocol: evidenceProtocolId,
+        runOnLimitedConnection: evidenceRunsOnLimitedConnection,
         maxFrameBytes: limits.maxFrameBytes,
         openTimeoutMs: timeoutMs,
       },

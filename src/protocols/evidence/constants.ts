@@ -22,3 +22,6 @@ export const defaultEvidenceLimits: EvidenceLimits = {
   requestTimeoutMs: streamLimits.firstFrameTimeoutMs,
   replyTimeoutMs: 10_000,
 };
+
+/** Whether this protocol runs over relayed (limited) connections: yes, so a provider reachable only through a relay is audited like any other (one request, one bounded reply) (docs/PROTOCOL.md, "Relays"). */
+export const evidenceRunsOnLimitedConnection = true;

@@ -12,7 +12,12 @@ import {
   wireVersion,
 } from "../../protocol/index.ts";
 import { type FramedComponents, serveFramed } from "../framed/index.ts";
-import { defaultEvidenceLimits, type EvidenceLimits, evidenceProtocolId } from "./constants.ts";
+import {
+  defaultEvidenceLimits,
+  type EvidenceLimits,
+  evidenceProtocolId,
+  evidenceRunsOnLimitedConnection,
+} from "./constants.ts";
 
 /** Evidence kept for one request, as the provider hands it out. */
 export type KeptEvidence = Omit<EvidenceFrame, "v" | "type">;
@@ -73,6 +78,7 @@ export async function serveEvidence(
   const keptHours = Math.round(parameters.retentionMs / 3600_000);
   await serveFramed(components, {
     protocol: evidenceProtocolId,
+    runOnLimitedConnection: evidenceRunsOnLimitedConnection,
     limits,
     serve: async (channel, peerId) => {
       const value = await channel.read({ timeoutMs: limits.requestTimeoutMs });

@@ -96,6 +96,8 @@ export function errorFrameOf(error: unknown): ErrorFrame {
 export type ServeFramedParameters = {
   protocol: string;
   limits: FramedServerLimits;
+  /** Serve it over relayed (limited) connections too (docs/PROTOCOL.md, "Relays"); default false. */
+  runOnLimitedConnection?: boolean;
   /**
    * Serves one stream. What it throws is sent to the peer as an error frame ({@link errorFrameOf}); the stream is
    * closed after it settles either way. `source` says where the stream comes from, when the node knows.
@@ -127,7 +129,10 @@ export async function serveFramed(
         await channel.close().catch(() => undefined);
       }
     },
-    { maxInboundStreams: limits.maxInboundStreams },
+    {
+      maxInboundStreams: limits.maxInboundStreams,
+      runOnLimitedConnection: parameters.runOnLimitedConnection,
+    },
   );
 }
 
@@ -140,6 +145,8 @@ export type WithFramedStreamParameters = {
   openTimeoutMs: number;
   /** Aborts opening the stream. */
   signal?: AbortSignal;
+  /** Open it over a relayed (limited) connection when that is the only one; default false. */
+  runOnLimitedConnection?: boolean;
 };
 
 /** Opens a stream of a protocol to a peer, hands its channel to `use`, and closes it when `use` settles. */
@@ -164,6 +171,7 @@ export async function openFramedChannel(
   const timeout = AbortSignal.timeout(parameters.openTimeoutMs);
   const stream = await components.node.openStream(parameters.peerId, parameters.protocol, {
     signal: parameters.signal ? AbortSignal.any([parameters.signal, timeout]) : timeout,
+    runOnLimitedConnection: parameters.runOnLimitedConnection,
   });
   return createFrameChannel(stream, { maxFrameBytes: parameters.maxFrameBytes });
 }

@@ -12,7 +12,7 @@ import {
   wireVersion,
 } from "../../protocol/index.ts";
 import { type FramedComponents, openFramedChannel, WireError } from "../framed/index.ts";
-import { defaultInferenceLimits, inferenceProtocolId } from "./constants.ts";
+import { defaultInferenceLimits, inferenceProtocolId, inferRunsOnLimitedConnection } from "./constants.ts";
 
 /** What the provider sends on an inference stream, but errors (those throw {@link WireError}). */
 export type InferenceReply = ChunkFrame | PaidFrame | EndFrame;
@@ -75,6 +75,7 @@ export async function callInference(
   const channel = await openFramedChannel(components, {
     peerId: parameters.providerPeerId,
     protocol: inferenceProtocolId,
+    runOnLimitedConnection: inferRunsOnLimitedConnection,
     maxFrameBytes: parameters.maxFrameBytes ?? defaultInferenceLimits.maxFrameBytes,
     openTimeoutMs: parameters.openTimeoutMs,
     signal: parameters.signal,

@@ -49,3 +49,6 @@ export const maxTokensPerChunk = 32;
 
 /** How long a busy provider asks a refused peer to wait before asking again. */
 export const busyRetryAfterMs = 1_000;
+
+/** Whether this protocol runs over relayed (limited) connections: yes, the inference stream must: a provider at home is reached through a relay until hole punching upgrades the connection, and the relay's limits end a stream the gateway then fails over (docs/PROTOCOL.md, "Relays"). */
+export const inferRunsOnLimitedConnection = true;

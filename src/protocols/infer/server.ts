@@ -17,7 +17,12 @@ import {
 } from "../../protocol/index.ts";
 import { type FramedComponents, serveFramed } from "../framed/index.ts";
 import { createStreamAdmission, StreamLimitError } from "./admission.ts";
-import { defaultInferenceLimits, type InferenceLimits, inferenceProtocolId } from "./constants.ts";
+import {
+  defaultInferenceLimits,
+  type InferenceLimits,
+  inferenceProtocolId,
+  inferRunsOnLimitedConnection,
+} from "./constants.ts";
 
 /** One request being answered: the request frame, and the stream's two directions. */
 export type InferenceExchange = {
@@ -108,6 +113,7 @@ export async function serveInference(
   const isTrustedPeer = parameters.isTrustedPeer ?? (() => true);
   await serveFramed(components, {
     protocol: inferenceProtocolId,
+    runOnLimitedConnection: inferRunsOnLimitedConnection,
     limits: { maxFrameBytes: limits.maxFrameBytes, maxInboundStreams: limits.maxStreamsPerConnection },
     serve: async (channel, peerId, source) => {
       try {

@@ -1,7 +1,12 @@
 /** The validator's side of `/mycel/verdict/1.0.0`: hand a signed verdict to the gateway that sent the sample. */
 import type { AuditVerdictFrame } from "../../protocol/index.ts";
 import { type FramedComponents, withFramedStream } from "../framed/index.ts";
-import { defaultVerdictLimits, type VerdictLimits, verdictProtocolId } from "./constants.ts";
+import {
+  defaultVerdictLimits,
+  type VerdictLimits,
+  verdictProtocolId,
+  verdictRunsOnLimitedConnection,
+} from "./constants.ts";
 
 /** Parameters of {@link sendVerdict}. */
 export type SendVerdictParameters = {
@@ -21,6 +26,7 @@ export async function sendVerdict(
     {
       peerId: parameters.gatewayPeerId,
       protocol: verdictProtocolId,
+      runOnLimitedConnection: verdictRunsOnLimitedConnection,
       maxFrameBytes: limits.maxFrameBytes,
       openTimeoutMs: limits.openTimeoutMs,
     },

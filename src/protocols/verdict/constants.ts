@@ -22,3 +22,6 @@ export const defaultVerdictLimits: VerdictLimits = {
   verdictTimeoutMs: 10_000,
   openTimeoutMs: 10_000,
 };
+
+/** Whether this protocol runs over relayed (limited) connections: yes, so a gateway at home hears its verdicts through a relay (one bounded frame) (docs/PROTOCOL.md, "Relays"). */
+export const verdictRunsOnLimitedConnection = true;

@@ -1,7 +1,12 @@
 /** The gateway's side of `/mycel/verdict/1.0.0`: one signed verdict in, nothing out. */
 import { type AuditVerdictFrame, auditVerdictFrameSchema, parseFrame } from "../../protocol/index.ts";
 import { type FramedComponents, serveFramed } from "../framed/index.ts";
-import { defaultVerdictLimits, type VerdictLimits, verdictProtocolId } from "./constants.ts";
+import {
+  defaultVerdictLimits,
+  type VerdictLimits,
+  verdictProtocolId,
+  verdictRunsOnLimitedConnection,
+} from "./constants.ts";
 
 /** Parameters of {@link serveVerdicts}. */
 export type ServeVerdictsParameters = {
@@ -18,6 +23,7 @@ export async function serveVerdicts(
   const limits = { ...defaultVerdictLimits, ...parameters.limits };
   await serveFramed(components, {
     protocol: verdictProtocolId,
+    runOnLimitedConnection: verdictRunsOnLimitedConnection,
     limits,
     serve: async (channel, peerId) => {
       const value = await channel.read({ timeoutMs: limits.verdictTimeoutMs });

@@ -1,6 +1,7 @@
 /** Starts a relay in this process: a libp2p node that relays for nodes that are not reachable, with no model and no chain. */
 import type { Hex } from "viem";
 import type { Logger } from "../log/index.ts";
+import { announcementTopic } from "../protocol/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, type RelayServiceParameters } from "../p2p/index.ts";
 
 /** Parameters of {@link startRelayNode}. */
@@ -35,6 +36,9 @@ export async function startRelayNode(parameters: StartRelayNodeParameters): Prom
     upnp: parameters.upnp,
     logger: logger.child({ part: "p2p" }),
   });
+  // Gossip flows only over direct connections and through peers subscribed to the topic: nodes behind NAT
+  // are connected directly only to their relays, so a relay joins the announcement topic to carry it.
+  const unsubscribe = node.subscribe(announcementTopic, () => undefined);
   logger.info("relaying", {
     addresses: node.multiaddrs(),
     maxReservations: parameters.relay.maxReservations,
@@ -44,6 +48,9 @@ export async function startRelayNode(parameters: StartRelayNodeParameters): Prom
   return {
     peerId: node.peerId,
     multiaddrs: node.multiaddrs(),
-    close: () => node.stop(),
+    close: async () => {
+      unsubscribe();
+      await node.stop();
+    },
   };
 }

@@ -47,6 +47,7 @@ const slowestFirst = [
   "test/network/strangerProviders.test.ts",
   "test/network/gatewayQueue.test.ts",
   "test/network/devnet.test.ts",
+  "test/network/relay.test.ts",
   "test/security/httpEdges.test.ts",
   "test/security/evidencePrivacy.test.ts",
   "test/payments/restartedChain.test.ts",

@@ -380,7 +380,10 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       }),
       autoNAT: autoNATv2(),
       dcutr: dcutr(),
-      reachability: reachabilityService({ logger: nodeLogger.child({ part: "reachability" }) }),
+      reachability: reachabilityService({
+        logger: nodeLogger.child({ part: "reachability" }),
+        listens: listen.length > 0,
+      }),
       ...(relay.offer === "never"
         ? {}
         : {

@@ -65,6 +65,8 @@ export type ReachabilityComponents = {
 /** Settings of {@link reachabilityService}. */
 export type ReachabilityInit = {
   logger: Logger;
+  /** Whether the node was asked to listen on any address: until its listeners are up, it does not judge. */
+  listens: boolean;
   /** Relay slots to reserve once the node finds it is not reachable (default {@link RELAY_RESERVATIONS_WANTED}). */
   relayReservations?: number;
   /** How long listening on public addresses may wait for AutoNAT before the node calls itself private. */
@@ -142,6 +144,8 @@ function createReachability(components: ReachabilityComponents, init: Reachabili
   };
 
   const check = () => {
+    // Listeners start after the services do: no verdict (and no relay slot) before they are up.
+    if (init.listens && transportAddresses().length === 0) return;
     const next = judgeReachability({
       addresses: components.addressManager.getAddressesWithMetadata(),
       decided: Date.now() - startedAt >= (init.decisionMs ?? REACHABILITY_DECISION_MS),
@@ -175,6 +179,7 @@ function createReachability(components: ReachabilityComponents, init: Reachabili
     afterStart() {
       components.events.addEventListener("self:peer:update", onPeerUpdate);
       components.events.addEventListener("connection:open", onConnectionOpen);
+      components.events.addEventListener("transport:listening", onPeerUpdate);
       timer = setInterval(check, init.checkIntervalMs ?? REACHABILITY_CHECK_INTERVAL_MS);
       timer.unref();
       check();
@@ -183,6 +188,7 @@ function createReachability(components: ReachabilityComponents, init: Reachabili
       clearInterval(timer);
       components.events.removeEventListener("self:peer:update", onPeerUpdate);
       components.events.removeEventListener("connection:open", onConnectionOpen);
+      components.events.removeEventListener("transport:listening", onPeerUpdate);
       listeners.clear();
     },
     current: () => current,

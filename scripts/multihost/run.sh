@@ -58,8 +58,8 @@ DISCOVERY_TIMEOUT_S=60
 READY_TIMEOUT_S=60
 # The relay's cap on the bytes of one relayed connection (both directions together), and an answer that
 # needs more than that on its own: the tiny model's byte-level tokens cost several wire bytes each.
-RELAY_DATA_LIMIT=65536
-LONG_MAX_TOKENS=1800
+RELAY_DATA_LIMIT=32768
+LONG_MAX_TOKENS=800
 START_TIME=$SECONDS
 
 say() { printf '[multihost %3ds] %s\n' "$((SECONDS - START_TIME))" "$*"; }

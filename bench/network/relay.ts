@@ -8,7 +8,8 @@
  * Namespaces (mycel-rb-<pid>-*), nothing routes out of them:
  *   net     the "internet" bridge, 11.78.<x>.0/24 (public-looking: libp2p's DCUtR dials only public addresses)
  *   relay   11.78.<x>.1    `mycel relay` (limits raised so that they never cut a measured stream)
- *   up      11.78.<x>.2    gateway "upgraded": public, so the provider's DCUtR dials it directly
+ *   up      11.78.<x>.2    gateway "upgraded": public (AutoNAT confirms it), so the provider's DCUtR dials it
+ *                          directly
  *   r1      11.78.<x>.11   NAT router of home 1 (MASQUERADE), 192.168.1.1 on the home LAN; gateway "direct"
  *                          runs here and dials the provider's LAN address
  *   h1      192.168.1.2    the provider (`--parallelism 1 --threads 1`)
@@ -248,6 +249,16 @@ async function waitForConnection(parameters: {
   );
 }
 
+/** Waits until a process printed a line matching `pattern` (among its last lines), at most {@link waitMs}. */
+async function waitForLine(entry: MycelProcess, pattern: RegExp) {
+  const deadline = performance.now() + waitMs;
+  while (!pattern.test(entry.tail())) {
+    if (performance.now() > deadline || !entry.alive())
+      throw new Error(`${entry.name} printed no line matching ${pattern}:\n${entry.tail()}`);
+    await new Promise((resolveWait) => setTimeout(resolveWait, 200));
+  }
+}
+
 /** Starts the relay, the provider at home and the three gateways; resolves when every path is as named. */
 async function startNodes(parameters: {
   home: string;
@@ -265,7 +276,15 @@ async function startNodes(parameters: {
     return entry;
   };
   const relay = start("relay", ns.relay, [
-    ...["relay", "--listen", `/ip4/${net}.1/tcp/4001`],
+    ...[
+      "relay",
+      "--key",
+      "relay",
+      "--listen",
+      `/ip4/${net}.1/tcp/4001`,
+      "--announce",
+      `/ip4/${net}.1/tcp/4001`,
+    ],
     ...["--relay-data-limit", relayDataLimit, "--relay-duration-limit", relayDurationLimitSeconds],
   ]);
   const relayReady = await whenReady(relay);
@@ -291,14 +310,17 @@ async function startNodes(parameters: {
       `/ip4/192.168.1.2/tcp/4001/p2p/${peerId}`,
     ]),
     relayed: gateway("relayed", ns.h2, "/ip4/192.168.2.2/tcp/4001"),
-    // A public gateway announces its address, as an operator of a server does: DCUtR sends the announced
-    // addresses at once, where a listened-on public one would wait for AutoNAT's confirmation.
-    upgraded: gateway("upgraded", ns.up, `/ip4/${net}.2/tcp/4001`, ["--announce", `/ip4/${net}.2/tcp/4001`]),
+    upgraded: gateway("upgraded", ns.up, `/ip4/${net}.2/tcp/4001`),
   };
   const namespaceOf: Record<PathName, string> = { direct: ns.r1, relayed: ns.h2, upgraded: ns.up };
   const urls = {} as Record<PathName, string>;
   for (const name of ["direct", "relayed", "upgraded"] as const)
     urls[name] = (await whenReady(gateways[name])).url as string;
+  // DCUtR sends only confirmed public addresses: the public gateway dials the provider once AutoNAT (the relay
+  // dialling it back) has confirmed its address, or the relayed connection would stay relayed.
+  await waitForLine(gateways.upgraded, /reachability .*status=public/).catch((error) => {
+    throw new Error(`${error.message}\n--- relay ---\n${relay.tail()}\n--- provider ---\n${provider.tail()}`);
+  });
   return { peerId, gateways, urls, namespaceOf };
 }
 
@@ -331,7 +353,7 @@ export async function measureRelay(parameters: { section?: string } = {}): Promi
       source: "bench/network/relay",
     });
     await Promise.all(
-      ["provider", "gateway-direct", "gateway-relayed", "gateway-upgraded"].map((name) =>
+      ["relay", "provider", "gateway-direct", "gateway-relayed", "gateway-upgraded"].map((name) =>
         createKeystore({ home, name, password, privateKey: devPrivateKey(`bench-relay:${name}`) }),
       ),
     );
@@ -350,7 +372,13 @@ export async function measureRelay(parameters: { section?: string } = {}): Promi
       });
     // One warm-up stream per path: it dials (through the relay for two of them) and lets DCUtR act.
     const texts = new Set<string>();
-    for (const path of paths) texts.add((await path.client.stream(model.name)).text);
+    for (const path of paths) {
+      const sample = await path.client.stream(model.name);
+      process.stderr.write(
+        `   warm-up ${path.name}: ${sample.completionTokens} tokens in ${sample.totalMs.toFixed(0)} ms\n`,
+      );
+      texts.add(sample.text);
+    }
     const expected: Record<PathName, "direct" | "relayed"> = {
       direct: "direct",
       relayed: "relayed",
@@ -378,7 +406,11 @@ export async function measureRelay(parameters: { section?: string } = {}): Promi
       // A different order every round, so that no path always runs first or last.
       const order = [0, 1, 2].map((offset) => (round + offset) % 3);
       for (const index of round % 2 === 0 ? order : order.reverse()) {
-        const sample = await (paths[index] as (typeof paths)[number]).client.stream(model.name);
+        const path = paths[index] as (typeof paths)[number];
+        const sample = await path.client.stream(model.name);
+        process.stderr.write(
+          `   round ${round + 1} ${path.name}: ${sample.completionTokens} tokens in ${sample.totalMs.toFixed(0)} ms\n`,
+        );
         samples[index]?.push(sample);
         texts.add(sample.text);
       }

@@ -1,8 +1,8 @@
 /** Starts a relay in this process: a libp2p node that relays for nodes that are not reachable, with no model and no chain. */
 import type { Hex } from "viem";
 import type { Logger } from "../log/index.ts";
-import { announcementTopic } from "../protocol/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, type RelayServiceParameters } from "../p2p/index.ts";
+import { announcementTopic } from "../protocol/index.ts";
 
 /** Parameters of {@link startRelayNode}. */
 export type StartRelayNodeParameters = {

@@ -3,7 +3,8 @@
  * on 127.0.0.1. (1) a stream through gateway -> libp2p -> provider vs the same model from `mycel serve`;
  * (2) discovery: seconds from spawning a gateway with only --rpc-url and --deployments until it lists N = 20 and
  * N = 100 staked providers (bench/network/discovery.ts); (3) failover: a provider killed mid-stream,
- * seconds until the client gets the next token from another one. Run with `npm run bench:network`;
+ * seconds until the client gets the next token from another one; (4) through a relay and after the DCUtR
+ * upgrade, beside direct (bench/network/relay.ts, in network namespaces). Run with `npm run bench:network`;
  * see bench/network/README.md.
  */
 import { rmSync } from "node:fs";
@@ -25,6 +26,7 @@ import {
   watchOtherProcessesCpu,
   whenReady,
 } from "./processes.ts";
+import { measureRelay } from "./relay.ts";
 
 const rounds = 5;
 const maxTokens = 256;
@@ -471,3 +473,5 @@ async function main() {
 }
 
 await main();
+// 4. Through a relay and after the DCUtR upgrade, beside direct (network namespaces; skipped without root).
+await measureRelay({ section: "4" });

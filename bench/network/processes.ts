@@ -70,9 +70,10 @@ function installExitHandlers() {
 }
 
 /**
- * Spawns `node bin/mycel.js --home <home> <args>` (or `node <nodeArgs>`, a bench helper that prints MYCEL_READY).
- * Provider and gateway processes also get MYCEL_EXIT_WITH_PARENT=1 and a stdin pipe, so they exit by themselves if
- * the bench is killed outright.
+ * Spawns `node bin/mycel.js --home <home> <args>` (or `node <nodeArgs>`, a bench helper that prints MYCEL_READY),
+ * inside a network namespace with `ip netns exec` (which execs it) when `namespace` is given. Provider and gateway
+ * processes also get MYCEL_EXIT_WITH_PARENT=1 and a stdin pipe, so they exit by themselves if the bench is killed
+ * outright.
  */
 export function spawnMycel(parameters: {
   name: string;
@@ -82,11 +83,16 @@ export function spawnMycel(parameters: {
   nodeArgs?: string[];
   /** Longest wait for its ready line (default 90 s). */
   readyTimeoutMs?: number;
+  namespace?: string;
 }): MycelProcess {
   const readyTimeoutMs = parameters.readyTimeoutMs ?? defaultReadyTimeoutMs;
   installExitHandlers();
-  const argv = parameters.nodeArgs ?? [mycelBin, "--home", parameters.home, ...parameters.args];
-  const child = spawn(process.execPath, argv, {
+  const command = [
+    process.execPath,
+    ...(parameters.nodeArgs ?? [mycelBin, "--home", parameters.home, ...parameters.args]),
+  ];
+  if (parameters.namespace) command.unshift("ip", "netns", "exec", parameters.namespace);
+  const child = spawn(command[0] as string, command.slice(1), {
     env: { ...process.env, MYCEL_HOME: parameters.home, MYCEL_EXIT_WITH_PARENT: "1", ...parameters.env },
     stdio: ["pipe", "pipe", "pipe"],
   });

@@ -73,7 +73,19 @@ export function createProviderTable(parameters: {
   function accept(announcement: Announcement): KnownProvider {
     const existing = providers.get(announcement.peer_id);
     if (existing) {
-      if (announcement.issued_at >= existing.announcement.issued_at) existing.announcement = announcement;
+      if (announcement.issued_at < existing.announcement.issued_at) return existing;
+      const moved = announcement.multiaddrs.join(" ") !== existing.announcement.multiaddrs.join(" ");
+      existing.announcement = announcement;
+      if (moved) {
+        // New addresses (a relay reservation made, an address confirmed): dial them, and a provider that could not
+        // be reached at its old ones gets another chance at once.
+        node.addPeerAddresses(announcement.peer_id, announcement.multiaddrs).catch(() => undefined);
+        existing.bannedUntil = 0;
+        logger.debug("provider addresses changed", {
+          peer: announcement.peer_id,
+          multiaddrs: announcement.multiaddrs,
+        });
+      }
       return existing;
     }
     const entry: KnownProvider = {

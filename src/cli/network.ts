@@ -56,6 +56,7 @@ export type GatewayFlags = ChainFlags &
     listen?: string[];
     bootstrap?: string[];
     upnp?: boolean;
+    announce?: string[];
     key: string;
     stallTimeout?: number;
     queueLength: number;
@@ -221,6 +222,7 @@ function addProviderCommand(program: Command): Command {
         bootstrap: bootstrapOf(flags, chain),
         relay: relayServiceOf(flags, "when-reachable"),
         upnp: flags.upnp === true,
+        announce: flags.announce,
         chain,
         creditTokens: flags.creditTokens,
         settlement: {
@@ -337,6 +339,7 @@ function addGatewayCommand(program: Command) {
         listen: flags.listen,
         bootstrap: bootstrapOf(flags, chain),
         upnp: flags.upnp === true,
+        announce: flags.announce,
         stallMs: flags.stallTimeout,
         queue: { maxWaiting: flags.queueLength, timeoutMs: flags.queueTimeout },
         audit: { rate: flags.auditRate, validators: flags.validator ?? [] },
@@ -423,6 +426,7 @@ function addValidatorCommand(program: Command) {
         bootstrap: bootstrapOf(flags, chain),
         relay: relayServiceOf(flags, "when-reachable"),
         upnp: flags.upnp === true,
+        announce: flags.announce,
         chain,
         stake: flags.stake,
         threads: flags.threads,
@@ -462,10 +466,6 @@ function addRelayCommand(program: Command) {
         .description(
           "relay for providers and gateways that cannot be dialled (behind NAT): circuit relay v2 with limits, no model and no chain",
         ),
-    ).option(
-      "--announce <multiaddr>",
-      "address to announce instead of the listen addresses, e.g. /ip4/<public ip>/tcp/4001 or /dns4/relay.example.org/tcp/4001 (repeatable)",
-      collect,
     ),
   );
   addShutdownOption(relay).action(async (flags: RelayCommandFlags, command: Command) => {

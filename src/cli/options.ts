@@ -130,14 +130,21 @@ export type RelayFlags = {
   relayDataLimit: number;
   relayDurationLimit: number;
   upnp?: boolean;
+  announce?: string[];
 };
 
-/** --upnp: map the listening port on the router (opt-in). */
+/** --upnp (map the listening port on the router, opt-in) and --announce (a public address forwarded by hand). */
 export function addUpnpOption(command: Command): Command {
-  return command.option(
-    "--upnp",
-    "ask the router to forward a port to this node with UPnP (off by default; AutoNAT then confirms it)",
-  );
+  return command
+    .option(
+      "--upnp",
+      "ask the router to forward a port to this node with UPnP (off by default; AutoNAT then confirms it)",
+    )
+    .option(
+      "--announce <multiaddr>",
+      "address to announce instead of the listen addresses (it counts as publicly reachable), e.g. /ip4/<public ip>/tcp/4001 for a port you forwarded, or /dns4/node.example.org/tcp/4001 (repeatable)",
+      collect,
+    );
 }
 
 /** The relay limits (--max-reservations, --relay-data-limit, --relay-duration-limit) and --upnp. */

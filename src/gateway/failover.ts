@@ -280,11 +280,18 @@ function pickProvider(input: {
       policy,
       serving,
     });
-  const ranked = rankProviders({
-    candidates: serving.filter(eligible).filter(payable),
-    exclude: state.tried,
-    minimumReputation: context.reputation?.minimum,
-  });
+  const rank = (now?: number) =>
+    rankProviders({
+      candidates: serving.filter(eligible).filter(payable),
+      exclude: state.tried,
+      minimumReputation: context.reputation?.minimum,
+      now,
+    });
+  // When every provider left is resting after a failure (a dial that timed out before its relay address was
+  // known, a stream a relay cut), they get another try rather than none: a model must not go dark because its
+  // last providers failed once. An untrusted provider never does.
+  let ranked = rank();
+  if (ranked.length === 0) ranked = rank(Number.POSITIVE_INFINITY);
   const now = Date.now();
   const provider = ranked.find((entry) => hasRoom(entry, now));
   if (!provider && ranked.length > 0) return "full";
@@ -672,7 +679,7 @@ function noProviderLeft(
 
 /** The answer so far, with the receipts of the segments that produced it. */
 /** How often one request resumes a cut relayed stream on the same provider before that provider counts as failed. */
-export const maxRelayResumesPerRequest = 4;
+export const maxRelayResumesPerRequest = 8;
 
 /** What `tokens` of a provider's output cost at its announced output price (rounded up), the way vouchers meter it. */
 function meteredOutputCost(provider: KnownProvider, tokens: number): bigint {

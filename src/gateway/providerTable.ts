@@ -79,7 +79,10 @@ export function createProviderTable(parameters: {
       if (moved) {
         // New addresses (a relay reservation made, an address confirmed): dial them, and a provider that could not
         // be reached at its old ones gets another chance at once.
-        node.addPeerAddresses(announcement.peer_id, announcement.multiaddrs).catch(() => undefined);
+        // Replaced, not merged: an old private address would otherwise be dialled first, in vain, until it times out.
+        node
+          .addPeerAddresses(announcement.peer_id, announcement.multiaddrs, { replace: true })
+          .catch(() => undefined);
         existing.bannedUntil = 0;
         logger.debug("provider addresses changed", {
           peer: announcement.peer_id,

@@ -52,6 +52,8 @@ export type StartGatewayNodeParameters = {
   bootstrap?: string[];
   /** Map its port on the router with UPnP (default off). */
   upnp?: boolean;
+  /** Addresses to announce instead of the listen addresses (a forwarded port, a DNS name): they count as reachable. */
+  announce?: string[];
   stallMs?: number;
   /** The wait for a provider with room (see the gateway part's StartGatewayParameters.queue). */
   queue?: { maxWaiting?: number; timeoutMs?: number };
@@ -206,6 +208,7 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
       listen: parameters.listen,
       bootstrap: parameters.bootstrap,
       upnp: parameters.upnp,
+      announce: parameters.announce,
       logger: logger.child({ part: "p2p" }),
     }));
   const storeDirectory = parameters.storeDirectory ?? join(config.home, "gateway");

@@ -37,6 +37,8 @@ export type StartProviderNodeParameters = {
   relay?: RelayServiceParameters;
   /** Map its port on the router with UPnP (default off). */
   upnp?: boolean;
+  /** Addresses to announce instead of the listen addresses (a forwarded port, a DNS name): they count as reachable. */
+  announce?: string[];
   /** The chain it is paid on (channels, settlement) and registered on. */
   chain?: { connection: ChainConnection; deployments: Deployments };
   /** Output tokens served on credit before a client must pay (with a chain). */
@@ -109,6 +111,7 @@ export async function startProviderNode(parameters: StartProviderNodeParameters)
     bootstrap: parameters.bootstrap,
     relay: parameters.relay,
     upnp: parameters.upnp,
+    announce: parameters.announce,
     logger: logger.child({ part: "p2p" }),
   });
   // Vouchers are bound to this chain: those of a chain that was reset are never settled on or counted for this one.

@@ -38,6 +38,8 @@ export type StartValidatorNodeParameters = {
   relay?: RelayServiceParameters;
   /** Map its port on the router with UPnP (default off). */
   upnp?: boolean;
+  /** Addresses to announce instead of the listen addresses (a forwarded port, a DNS name): they count as reachable. */
+  announce?: string[];
   chain?: { connection: ChainConnection; deployments: Deployments };
   /** Register as a validator with this stake (whole tokens) first, if not registered. */
   stake?: string;
@@ -100,6 +102,7 @@ export async function startValidatorNode(parameters: StartValidatorNodeParameter
     bootstrap: parameters.bootstrap,
     relay: parameters.relay,
     upnp: parameters.upnp,
+    announce: parameters.announce,
     logger: logger.child({ part: "p2p" }),
   });
   // Challenges go out from a node of the challenge key (providers serve only a request whose client is its sender),

@@ -231,8 +231,11 @@ export type MycelNode = {
     handler: ProtocolHandler,
     parameters?: HandleProtocolParameters,
   ): Promise<void>;
-  /** Remembers addresses of a peer (e.g. from a signed announcement) so {@link MycelNode.openStream} can dial it. */
-  addPeerAddresses(peerId: string, multiaddrs: string[]): Promise<void>;
+  /**
+   * Remembers addresses of a peer (e.g. from a signed announcement) so {@link MycelNode.openStream} can dial it;
+   * with `replace`, they replace the addresses known so far (the peer moved, e.g. behind a relay).
+   */
+  addPeerAddresses(peerId: string, multiaddrs: string[], options?: { replace?: boolean }): Promise<void>;
   /** Opens a stream of `protocol` to a peer, dialling it at its known addresses if not connected. */
   openStream(peerId: string, protocol: string, parameters?: OpenStreamParameters): Promise<Stream>;
   /** Whether this node is publicly reachable (AutoNAT v2), and its confirmed public addresses. */
@@ -724,7 +727,11 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     );
   };
 
-  const addPeerAddresses = async (peerId: string, addresses: string[]) => {
+  const addPeerAddresses = async (
+    peerId: string,
+    addresses: string[],
+    options: { replace?: boolean } = {},
+  ) => {
     const target = parsePeerId(peerId);
     if (target.equals(libp2p.peerId)) return;
     const usable: Multiaddr[] = [];
@@ -744,7 +751,8 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       usable.push(addressPeerId === undefined ? parsed : parsed.decapsulate(`/p2p/${addressPeerId}`));
     }
     if (usable.length === 0) return;
-    await libp2p.peerStore.merge(target, { multiaddrs: usable });
+    if (options.replace) await libp2p.peerStore.patch(target, { multiaddrs: usable });
+    else await libp2p.peerStore.merge(target, { multiaddrs: usable });
   };
 
   const openStream = async (peerId: string, protocol: string, openParameters: OpenStreamParameters = {}) => {

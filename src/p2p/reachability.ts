@@ -144,8 +144,12 @@ function createReachability(components: ReachabilityComponents, init: Reachabili
   };
 
   const check = () => {
-    // Listeners start after the services do: no verdict (and no relay slot) before they are up.
-    if (init.listens && transportAddresses().length === 0) return;
+    // Listeners start after the services do: no verdict (and no relay slot) before they are up. Addresses the
+    // operator announces stand in for them (libp2p then lists those alone).
+    const announced = components.addressManager
+      .getAddressesWithMetadata()
+      .some((address) => address.type === "announce");
+    if (init.listens && !announced && transportAddresses().length === 0) return;
     const next = judgeReachability({
       addresses: components.addressManager.getAddressesWithMetadata(),
       decided: Date.now() - startedAt >= (init.decisionMs ?? REACHABILITY_DECISION_MS),

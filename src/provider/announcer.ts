@@ -45,11 +45,23 @@ const announcementsPerDhtRefresh = 12;
 /** At most one extra announcement per this many ms however many peers join the topic. */
 const joinAnnouncementSpacingMs = 1_000;
 
-/** Addresses worth announcing: loopback ones only when there is nothing else (a devnet on one machine). */
+/** Private IPv4 ranges (RFC 1918, CGNAT, link-local): not dialable from the internet. */
+const privateAddressPattern =
+  /^\/ip4\/(10\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.|100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\.|169\.254\.)|^\/ip6\/f[cde]/;
+
+/**
+ * Addresses worth announcing: loopback ones only when there is nothing else (a devnet on one machine); and once the
+ * node has relayed addresses (it is behind a NAT), not its private ones, which peers beyond its LAN would dial in
+ * vain (a dropped connection attempt costs them the dial timeout before they try the relay).
+ */
 export function reachableAddresses(addresses: string[]): string[] {
   const isLoopback = (address: string) => /^\/ip4\/127\.|^\/ip6\/::1\//.test(address);
   const others = addresses.filter((address) => !isLoopback(address));
-  return others.length > 0 ? others : addresses;
+  const candidates = others.length > 0 ? others : addresses;
+  if (!candidates.some((address) => address.includes("/p2p-circuit"))) return candidates;
+  return candidates.filter(
+    (address) => address.includes("/p2p-circuit") || !privateAddressPattern.test(address),
+  );
 }
 
 /** Provides the models on the DHT, publishes the first announcement, and keeps announcing; resolves once the first is out. */

@@ -134,6 +134,8 @@ type RequestState = {
   relayResumes: Map<string, number>;
   /** Whether the provider of the segment running now was reached through a relay when it started. */
   viaRelay: boolean;
+  /** The provider a cut relayed stream resumes on: asked first by the next pick. */
+  resumeOn: string | undefined;
 };
 
 /** A provider that charges nothing is never paid (it asks for no channel). */
@@ -196,6 +198,7 @@ export async function answerWithFailover(
     unreceiptedCost: 0n,
     relayResumes: new Map(),
     viaRelay: false,
+    resumeOn: undefined,
   };
   // `attempt` counts failures; a busy refusal is none (the wait for capacity is bounded by the queue's deadline).
   for (let attempt = 0; attempt < context.maxAttempts; ) {
@@ -293,7 +296,12 @@ function pickProvider(input: {
   let ranked = rank();
   if (ranked.length === 0) ranked = rank(Number.POSITIVE_INFINITY);
   const now = Date.now();
-  const provider = ranked.find((entry) => hasRoom(entry, now));
+  // A cut relayed stream goes back to its own provider (it holds the answer's context) when it has room.
+  const resumeOn = state.resumeOn;
+  state.resumeOn = undefined;
+  const provider =
+    ranked.find((entry) => entry.peerId === resumeOn && hasRoom(entry, now)) ??
+    ranked.find((entry) => hasRoom(entry, now));
   if (!provider && ranked.length > 0) return "full";
   if (!provider && input.attempt === 0 && serving.length > 0 && !serving.some(payable))
     throw new PaymentRequiredError(
@@ -590,6 +598,7 @@ function sortOutFailure(input: {
   ) {
     state.relayResumes.set(provider.peerId, resumes + 1);
     state.tried.delete(provider.peerId);
+    state.resumeOn = provider.peerId;
     context.logger.info("a stream through a relay was cut: resuming it on the same provider", {
       peer: provider.peerId,
       tokensSoFar: state.outputTokens.length,

@@ -77,6 +77,8 @@ describe("gateway failover (in process, scripted providers)", () => {
       /** Paid providers (price and payment in their announcements) and the gateway's payments. */
       paid?: { payments: GatewayPayments; price: { input: string; output: string } };
       standby?: Standby;
+      /** Every provider is reached through a relay (the gateway's connection to each is limited). */
+      relayed?: boolean;
     } = {},
   ) {
     const network = createMemoryNetwork();
@@ -121,6 +123,7 @@ describe("gateway failover (in process, scripted providers)", () => {
       settling: new Set(),
       queue: createCapacityQueue(options.queue),
       standby: options.standby,
+      ...(options.relayed ? { connectionKind: () => "relayed" as const } : {}),
       logger: silentLogger,
     };
     return { providers, known, context, stored };
@@ -163,6 +166,36 @@ describe("gateway failover (in process, scripted providers)", () => {
       "a stalled provider sits out the whole ban",
     );
     assert.equal(known[0]?.untrusted, false);
+  });
+
+  it("resumes a stream a relay cut on the same provider, from the tokens so far, without blaming it", async () => {
+    const { providers, known, context } = await setUp(
+      [
+        [
+          { kind: "honest", tokens: [10, 11], text: "ab", hang: true },
+          { kind: "honest", tokens: [12], text: "c" },
+        ],
+        [{ kind: "honest", tokens: [99], text: "z" }],
+      ],
+      { relayed: true },
+    );
+    const answer = await answerWithFailover(request(), context);
+    assert.equal(answer.text, "abc", "no token lost or repeated");
+    assert.deepEqual(answer.providers, [providers[0]?.address], "resumed on the same provider");
+    assert.deepEqual(providers[0]?.requests[1]?.request.prefix_tokens, [10, 11], "continued, not restarted");
+    assert.equal(providers[1]?.requests.length, 0, "the other provider was not needed");
+    assert.equal(known[0]?.failures, 0, "a cut relayed stream is not the provider's failure");
+    assert.equal(known[0]?.bannedUntil, 0);
+  });
+
+  it("gives providers resting after a failure another try when no other is left (never an untrusted one)", async () => {
+    const { providers, known, context } = await setUp([[{ kind: "honest", tokens: [10], text: "a" }]]);
+    const resting = known[0] as KnownProvider;
+    resting.bannedUntil = Date.now() + 60_000;
+    const answer = await answerWithFailover(request(), context);
+    assert.deepEqual(answer.providers, [providers[0]?.address]);
+    resting.untrusted = true;
+    await assert.rejects(answerWithFailover(request(), context), ServiceUnavailableError);
   });
 
   it("never routes again to a provider whose receipt is forged, remembers it, and drops its tokens", async () => {

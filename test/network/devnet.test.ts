@@ -201,7 +201,10 @@ describe("devnet (what `npm start` runs)", () => {
       assert.equal(wallet.code, 0, wallet.stderr);
       assert.ok(wallet.stdout.startsWith(`${gatewayAddress} on chain 31337`), wallet.stdout);
       // One channel to the provider that answered, and maybe one to the standby it would have failed over to.
-      assert.match(wallet.stdout, /as a client\s+(1 open channel\(s\), 10|2 open channel\(s\), 20) MYC deposited/);
+      assert.match(
+        wallet.stdout,
+        /as a client\s+(1 open channel\(s\), 10|2 open channel\(s\), 20) MYC deposited/,
+      );
       assert.match(
         wallet.stderr,
         /no key named "default": showing the devnet's gateway key "devnet-gateway"/,

@@ -212,9 +212,14 @@ describe("devnet (what `npm start` runs)", () => {
       const channels = await runMycel(["channel", "list", "--json"], { home: directory.home });
       assert.equal(channels.code, 0, channels.stderr);
       const rows = JSON.parse(channels.stdout) as { role: string; counterparty: string }[];
-      assert.deepEqual(
-        rows.map((row) => [row.role, row.counterparty]),
-        [["client", receipt.message.provider]],
+      // The channel that paid for the answer, and maybe the standby's (the provider it would have failed over to).
+      assert.ok(rows.length >= 1 && rows.length <= 2, `${rows.length} channels`);
+      assert.ok(
+        rows.every((row) => row.role === "client"),
+        "the gateway is the client of every channel it opened",
+      );
+      assert.ok(
+        rows.some((row) => row.counterparty === receipt.message.provider),
         "the channel the gateway opened to pay for the answer",
       );
 

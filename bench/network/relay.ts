@@ -8,7 +8,7 @@
  * Namespaces (mycel-rb-<pid>-*), nothing routes out of them:
  *   net     the "internet" bridge, 11.78.<x>.0/24 (public-looking: libp2p's DCUtR dials only public addresses)
  *   relay   11.78.<x>.1    `mycel relay` (limits raised so that they never cut a measured stream)
- *   up      11.78.<x>.2    gateway "upgraded": public (AutoNAT confirms it), so the provider's DCUtR dials it
+ *   up      11.78.<x>.2    gateway "upgraded": public (it announces its address), so the provider's DCUtR dials it
  *                          directly
  *   r1      11.78.<x>.11   NAT router of home 1 (MASQUERADE), 192.168.1.1 on the home LAN; gateway "direct"
  *                          runs here and dials the provider's LAN address
@@ -310,7 +310,8 @@ async function startNodes(parameters: {
       `/ip4/192.168.1.2/tcp/4001/p2p/${peerId}`,
     ]),
     relayed: gateway("relayed", ns.h2, "/ip4/192.168.2.2/tcp/4001"),
-    upgraded: gateway("upgraded", ns.up, `/ip4/${net}.2/tcp/4001`),
+    // Announced: AutoNAT v2 wants dial-backs from 4 different /8 networks, more than these namespaces hold.
+    upgraded: gateway("upgraded", ns.up, `/ip4/${net}.2/tcp/4001`, ["--announce", `/ip4/${net}.2/tcp/4001`]),
   };
   const namespaceOf: Record<PathName, string> = { direct: ns.r1, relayed: ns.h2, upgraded: ns.up };
   const urls = {} as Record<PathName, string>;
@@ -466,6 +467,10 @@ export async function measureRelay(parameters: { section?: string } = {}): Promi
         verdict(upgradedRatio >= targets.upgradedRatio),
     );
     return { relayedRatio, upgradedRatio };
+  } catch (error) {
+    // What the nodes said is what explains a failed path.
+    for (const entry of started) console.error(`--- last output of ${entry.name} ---\n${entry.tail()}`);
+    throw error;
   } finally {
     for (const client of clients) client.stop();
     await stopProcesses(started);

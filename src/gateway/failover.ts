@@ -589,12 +589,13 @@ function sortOutFailure(input: {
   // A stream through a relay cut after it made progress (the relay's data or time limit, or the relay restarting) is
   // the relay's doing, not the provider's: resume the answer on the same provider over a new relayed connection (each
   // has a fresh limit), a few times a request, without blaming it. A dead provider makes no progress, so it is failed.
+  // A relayed connection that broke before the stream began (closed while opening) gets one new dial the same way.
   const resumes = state.relayResumes.get(provider.peerId) ?? 0;
+  const progressed = state.outputTokens.length > before.tokens;
   if (
     kind === "provider_failed" &&
     state.viaRelay &&
-    state.outputTokens.length > before.tokens &&
-    resumes < maxRelayResumesPerRequest
+    (progressed ? resumes < maxRelayResumesPerRequest : resumes === 0)
   ) {
     state.relayResumes.set(provider.peerId, resumes + 1);
     state.tried.delete(provider.peerId);

@@ -26,6 +26,8 @@ const findModelProvidersTimeoutMs = 3_000;
 const modelProvidersLimit = 20;
 /** A staked provider whose lookup failed is looked up again after this long, doubled on each failure up to the sweep. */
 const firstRetryAfterMs = 1_000;
+/** Retries at {@link firstRetryAfterMs} before the delay starts doubling. */
+const steadyRetries = 5;
 
 /** A provider with stake now, as the chain lists it. */
 export type StakedProviderRecord = {
@@ -131,7 +133,12 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
     const failure = failures.get(peerId) ?? { count: 0, retry: undefined };
     failure.count++;
     failures.set(peerId, failure);
-    const delayMs = Math.min(firstRetryAfterMs * 2 ** (failure.count - 1), retryCeilingMs);
+    // Every second for the first few tries (a gateway just started: its DHT routing table is still filling), then
+    // less and less often.
+    const delayMs = Math.min(
+      firstRetryAfterMs * 2 ** Math.max(0, failure.count - steadyRetries),
+      retryCeilingMs,
+    );
     clearTimeout(failure.retry);
     failure.retry = setTimeout(() => {
       failure.retry = undefined;

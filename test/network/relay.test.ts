@@ -177,11 +177,9 @@ describe("a provider reachable only through a relay (real relay, provider and ga
     await gateway?.waitForOutput(/stream through a relay was cut: resuming it on the same provider/, {
       timeoutMs: 5_000,
     });
-    assert.equal(
-      mycel.receipts.at(-1)?.message.provider,
-      hidden.ready.address,
-      "it ended on the hidden provider",
-    );
+    // Every receipt is the hidden provider's (a cut that falls after the last token leaves that segment unsigned).
+    for (const receipt of mycel.receipts)
+      assert.equal(receipt.message.provider, hidden.ready.address, "resumed on the hidden provider");
     assert.equal(text, baseline, "no token missing or repeated");
   });
 });

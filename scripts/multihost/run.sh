@@ -658,7 +658,8 @@ if ((long_status == 0 && reference_status == 0)); then
   # itself. After a cut the provider evaluates the tokens so far
   # again; a prefix longer than the exact-replay window (PROTOCOL.md) is evaluated in one batch, whose numerics
   # may flip a near-tie, so beyond the first cut the continuation may differ from the uncut answer.
-  first_cut="$(grep -m1 -o "stream through a relay was cut.*tokensSoFar=[0-9]*" "${LOG[ngw]}" | grep -o "[0-9]*$")"
+  # The first cut after the stream made progress (a relayed dial closed while opening is logged with 0 tokens).
+  first_cut="$(grep -o "stream through a relay was cut.*tokensSoFar=[0-9]*" "${LOG[ngw]}" | grep -o "[0-9]*$" | grep -m1 -v "^0$")"
   first_cut="${first_cut:-$LONG_MAX_TOKENS}"
   verdict="$(node -e "
     const [a, b] = process.argv.slice(1, 3).map((t) => JSON.parse(t));

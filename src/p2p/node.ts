@@ -288,6 +288,38 @@ function perHostConnectionGater(connections: () => Connection[]): ConnectionGate
   };
 }
 
+/**
+ * Refuses to dial a peer through a relay unless this node's own protocols are reaching it ({@link withRelayedDialWanted}).
+ * The DHT, gossip and AutoNAT never run over a relayed (limited) connection, and libp2p never reuses one for a dial,
+ * so without this rule every DHT query naming a peer reachable only through a relay would open another relayed
+ * connection that its protocol cannot use: a dial storm that fills the relay's and the peer's connection slots.
+ */
+function relayedDialGater(wanted: ReadonlyMap<string, number>): ConnectionGater {
+  return {
+    denyDialMultiaddr(address: Multiaddr) {
+      if (!isRelayedAddress(address)) return false;
+      const target = lastPeerIdOf(address);
+      return target === undefined || !wanted.has(target);
+    },
+  };
+}
+
+/** Runs `dial` with dials of `peerId` through a relay allowed (see {@link relayedDialGater}). */
+async function withRelayedDialWanted<T>(
+  wanted: Map<string, number>,
+  peerId: string,
+  dial: () => Promise<T>,
+): Promise<T> {
+  wanted.set(peerId, (wanted.get(peerId) ?? 0) + 1);
+  try {
+    return await dial();
+  } finally {
+    const left = (wanted.get(peerId) ?? 1) - 1;
+    if (left > 0) wanted.set(peerId, left);
+    else wanted.delete(peerId);
+  }
+}
+
 function withPeerId(address: Multiaddr, peerId: string): string {
   return lastPeerIdOf(address) === undefined
     ? address.encapsulate(`/p2p/${peerId}`).toString()
@@ -363,10 +395,13 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   let offersRelay = () => relay.offer === "always";
   let relayReservations: () => Iterable<{ peerId: string; addr: Multiaddr }> = () => [];
   const nodeLogger = parameters.logger ?? silentLogger;
+  // Peers this node's own protocols are reaching right now: only they may be dialled through a relay.
+  const relayedDialsWanted = new Map<string, number>();
   const libp2p = (await createLibp2p({
     privateKey: parameters.privateKey,
     connectionGater: {
       ...perHostConnectionGater(() => openConnections()),
+      ...relayedDialGater(relayedDialsWanted),
       ...relayGater({
         connections: (peerId) => openConnections(peerId),
         reservations: () => relayReservations(),
@@ -758,11 +793,30 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   const openStream = async (peerId: string, protocol: string, openParameters: OpenStreamParameters = {}) => {
     const target = parsePeerId(peerId);
     const { signal } = openParameters;
+    const limitedAllowed = openParameters.runOnLimitedConnection === true;
     try {
-      return await libp2p.dialProtocol(target, protocol, {
-        signal,
-        runOnLimitedConnection: openParameters.runOnLimitedConnection === true,
-      });
+      if (!limitedAllowed) return await libp2p.dialProtocol(target, protocol, { signal });
+      // libp2p never reuses a limited (relayed) connection for a dial, so every stream would cost a new relayed
+      // connection: open it on the newest relayed one when no direct connection exists, and dial afresh only when
+      // that fails (a connection that reached its relay's limit is closed; a new one gets a fresh limit).
+      const open = libp2p.getConnections(target).filter((connection) => connection.status === "open");
+      const relayed = open.filter((connection) => connection.limits != null);
+      const newest = relayed.length > 0 && relayed.length === open.length ? relayed.at(-1) : undefined;
+      if (newest !== undefined) {
+        try {
+          return await newest.newStream(protocol, { signal, runOnLimitedConnection: true });
+        } catch (error) {
+          if (signal?.aborted) throw error;
+          logger.debug("stream on a relayed connection failed: dialling a new one", {
+            remotePeer: peerId,
+            protocol,
+            error: describeError(error),
+          });
+        }
+      }
+      return await withRelayedDialWanted(relayedDialsWanted, peerId, () =>
+        libp2p.dialProtocol(target, protocol, { signal, runOnLimitedConnection: true }),
+      );
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       throw new PeerDialError({ peerId, protocol, cause: error });
@@ -793,7 +847,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     if (target.equals(libp2p.peerId) || libp2p.getConnections(target).length > 0) return;
     const { signal } = connectParameters;
     try {
-      await libp2p.dial(target, { signal });
+      await withRelayedDialWanted(relayedDialsWanted, peerId, () => libp2p.dial(target, { signal }));
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       throw new PeerDialError({ peerId, cause: error });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { peerIdFromPrivateKey } from "@libp2p/peer-id";
+import { peerIdFromPrivateKey, peerIdFromString } from "@libp2p/peer-id";
 import { multiaddr } from "@multiformats/multiaddr";
 import { roleDefaults } from "../../src/config/index.ts";
 import { InvalidInputError } from "../../src/errors/index.ts";
@@ -145,6 +145,37 @@ describe("reachability, relays and hole punching (in process, loopback)", () => 
   it("refuses a protocol that may not run limited over a relayed connection", async () => {
     await hidden.handleProtocol("/mycel/test-direct-only/1.0.0", async () => undefined);
     await assert.rejects(dialer.openStream(hidden.peerId, "/mycel/test-direct-only/1.0.0"));
+  });
+
+  it("streams share one relayed connection, and nothing but the node's own protocols dials through a relay", async () => {
+    const hiddenId = peerIdFromString(hidden.peerId);
+    const before = dialer.libp2p.getConnections(hiddenId).map((connection) => connection.id);
+    assert.equal(before.length, 1, "one relayed connection after the first stream");
+    for (let round = 0; round < 4; round++) {
+      const channel = createFrameChannel(
+        await dialer.openStream(hidden.peerId, echoProtocol, { runOnLimitedConnection: true }),
+      );
+      await channel.write({ round });
+      assert.deepEqual(await channel.read({ timeoutMs: 10_000 }), { round });
+      await channel.close();
+    }
+    assert.deepEqual(
+      dialer.libp2p.getConnections(hiddenId).map((connection) => connection.id),
+      before,
+      "every stream ran on the same relayed connection",
+    );
+    // A dial that is not one of the node's protocols (the DHT's, gossip's) may not open a relayed connection: those
+    // protocols cannot run on it, so each such dial would only cost the relay and the peer a connection.
+    await dialer.libp2p.hangUp(hiddenId);
+    await assert.rejects(dialer.libp2p.dial(hiddenId), /denied|no valid addresses/i);
+    assert.equal(dialer.libp2p.getConnections(hiddenId).length, 0);
+    const channel = createFrameChannel(
+      await dialer.openStream(hidden.peerId, echoProtocol, { runOnLimitedConnection: true }),
+    );
+    await channel.write({ again: true });
+    assert.deepEqual(await channel.read({ timeoutMs: 10_000 }), { again: true });
+    await channel.close();
+    assert.equal(dialer.connectionKind(hidden.peerId), "relayed");
   });
 
   it("the relay resets a relayed connection past its data limit", async () => {

@@ -99,3 +99,9 @@ export const REACHABILITY_CHECK_INTERVAL_MS = 5_000;
 
 /** How long a node that listens on nothing waits at start for its first relayed address, in ms. */
 export const RELAY_FIRST_ADDRESS_WAIT_MS = 10_000;
+
+/** A relayed connection with less of its relay's data limit left than this gets no new stream (a new one is dialled). */
+export const RELAYED_STREAM_MIN_BYTES_LEFT = 32n * 1024n;
+
+/** A relayed connection with less of its relay's time limit left than this gets no new stream (a new one is dialled). */
+export const RELAYED_STREAM_MIN_SECONDS_LEFT = 30;

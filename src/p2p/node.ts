@@ -53,6 +53,8 @@ import {
   RELAY_HOP_TIMEOUT_MS,
   RELAY_MAX_CIRCUITS_PER_HOST,
   RELAY_RESERVATION_TTL_MS,
+  RELAYED_STREAM_MIN_BYTES_LEFT,
+  RELAYED_STREAM_MIN_SECONDS_LEFT,
   STREAM_CLOSE_TIMEOUT_MS,
   TARGET_PEER_COUNT,
 } from "./constants.ts";
@@ -302,6 +304,17 @@ function relayedDialGater(wanted: ReadonlyMap<string, number>): ConnectionGater 
       return target === undefined || !wanted.has(target);
     },
   };
+}
+
+/**
+ * Whether a relayed connection has enough of its relay's data and time limits left for another stream: one with less
+ * would likely be cut mid-answer (a resume), where a new relayed connection costs one round trip through the relay.
+ */
+function hasRoomForAStream(connection: Connection): boolean {
+  const limits = connection.limits;
+  if (limits === undefined) return true;
+  if (limits.bytes !== undefined && limits.bytes < RELAYED_STREAM_MIN_BYTES_LEFT) return false;
+  return limits.seconds === undefined || limits.seconds >= RELAYED_STREAM_MIN_SECONDS_LEFT;
 }
 
 /** Runs `dial` with dials of `peerId` through a relay allowed (see {@link relayedDialGater}). */
@@ -797,11 +810,14 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     try {
       if (!limitedAllowed) return await libp2p.dialProtocol(target, protocol, { signal });
       // libp2p never reuses a limited (relayed) connection for a dial, so every stream would cost a new relayed
-      // connection: open it on the newest relayed one when no direct connection exists, and dial afresh only when
-      // that fails (a connection that reached its relay's limit is closed; a new one gets a fresh limit).
+      // connection: open it on the newest relayed one with room left when no direct connection exists, and dial
+      // afresh otherwise or when that fails (a new relayed connection gets a fresh limit).
       const open = libp2p.getConnections(target).filter((connection) => connection.status === "open");
       const relayed = open.filter((connection) => connection.limits != null);
-      const newest = relayed.length > 0 && relayed.length === open.length ? relayed.at(-1) : undefined;
+      const newest =
+        relayed.length > 0 && relayed.length === open.length
+          ? relayed.filter(hasRoomForAStream).at(-1)
+          : undefined;
       if (newest !== undefined) {
         try {
           return await newest.newStream(protocol, { signal, runOnLimitedConnection: true });

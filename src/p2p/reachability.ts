@@ -38,6 +38,18 @@ export function isRelayedAddress(address: Multiaddr): boolean {
   return address.getComponents().some((component) => component.name === CIRCUIT_COMPONENT_NAME);
 }
 
+/**
+ * Whether an address names a host that peers beyond its network cannot dial: a private (RFC 1918, CGNAT, link-local,
+ * unique local) or loopback IP, or one of the ranges reserved for documentation. Not a multiaddr: false.
+ */
+export function isPrivateAddress(address: string | Multiaddr): boolean {
+  try {
+    return isPrivate(typeof address === "string" ? multiaddr(address) : address);
+  } catch {
+    return false;
+  }
+}
+
 /** Whether a connection is relayed: its remote address goes through a relay, or libp2p set limits on it. */
 export function isRelayedConnection(connection: Pick<Connection, "remoteAddr" | "limits">): boolean {
   return connection.limits !== undefined || isRelayedAddress(connection.remoteAddr);

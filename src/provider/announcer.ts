@@ -7,7 +7,7 @@ import type { Hex } from "viem";
 import type { Engine, LoadedModelInfo } from "../engine/index.ts";
 import { describeError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { MycelNode } from "../p2p/index.ts";
+import { isPrivateAddress, type MycelNode } from "../p2p/index.ts";
 import type { ProviderPayments } from "../payments/index.ts";
 import {
   type Announcement,
@@ -45,10 +45,6 @@ const announcementsPerDhtRefresh = 12;
 /** At most one extra announcement per this many ms however many peers join the topic. */
 const joinAnnouncementSpacingMs = 1_000;
 
-/** Private IPv4 ranges (RFC 1918, CGNAT, link-local): not dialable from the internet. */
-const privateAddressPattern =
-  /^\/ip4\/(10\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.|100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\.|169\.254\.)|^\/ip6\/f[cde]/;
-
 /**
  * Addresses worth announcing: loopback ones only when there is nothing else (a devnet on one machine); and once the
  * node has relayed addresses (it is behind a NAT), not its private ones, which peers beyond its LAN would dial in
@@ -59,9 +55,7 @@ export function reachableAddresses(addresses: string[]): string[] {
   const others = addresses.filter((address) => !isLoopback(address));
   const candidates = others.length > 0 ? others : addresses;
   if (!candidates.some((address) => address.includes("/p2p-circuit"))) return candidates;
-  return candidates.filter(
-    (address) => address.includes("/p2p-circuit") || !privateAddressPattern.test(address),
-  );
+  return candidates.filter((address) => address.includes("/p2p-circuit") || !isPrivateAddress(address));
 }
 
 /** Provides the models on the DHT, publishes the first announcement, and keeps announcing; resolves once the first is out. */

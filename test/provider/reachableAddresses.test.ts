@@ -22,6 +22,9 @@ describe("the addresses a provider announces", () => {
       "/ip4/10.1.2.3/tcp/4001",
       "/ip4/172.20.0.5/tcp/4001",
       "/ip4/100.64.0.9/tcp/4001",
+      "/ip6/fd00::5/tcp/4001",
+      // A documentation range (RFC 5737): no host on the internet has it.
+      "/ip4/203.0.113.7/tcp/4001",
       "/ip4/81.2.69.142/tcp/4001",
       relayed,
     ]);

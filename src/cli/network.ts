@@ -116,6 +116,19 @@ function bootstrapOf(
   return flags.bootstrap?.length ? flags.bootstrap : chain?.deployments.bootstrap;
 }
 
+/** The peer options every role that joins the network shares: where it listens and announces, and its first peers. */
+function peerNodeOptionsOf(
+  flags: { listen?: string[]; bootstrap?: string[]; upnp?: boolean; announce?: string[] },
+  chain: { deployments: { bootstrap?: string[] } } | undefined,
+) {
+  return {
+    listen: flags.listen,
+    bootstrap: bootstrapOf(flags, chain),
+    upnp: flags.upnp === true,
+    announce: flags.announce,
+  };
+}
+
 /** Prints the machine-readable line that `mycel devnet` (and tests) wait for. */
 async function printReady(fields: Record<string, unknown>) {
   const { readyLine } = await import("../node/index.ts");
@@ -218,11 +231,8 @@ function addProviderCommand(program: Command): Command {
         price: { input: flags.priceInput ?? fallback, output: flags.priceOutput ?? fallback },
         version: program.version() ?? "0",
         logger,
-        listen: flags.listen,
-        bootstrap: bootstrapOf(flags, chain),
+        ...peerNodeOptionsOf(flags, chain),
         relay: relayServiceOf(flags, "when-reachable"),
-        upnp: flags.upnp === true,
-        announce: flags.announce,
         chain,
         creditTokens: flags.creditTokens,
         settlement: {
@@ -336,10 +346,7 @@ function addGatewayCommand(program: Command) {
         privateKey,
         chain: chain ? { ...chain, deposit: flags.deposit, budget: flags.budget } : undefined,
         logger,
-        listen: flags.listen,
-        bootstrap: bootstrapOf(flags, chain),
-        upnp: flags.upnp === true,
-        announce: flags.announce,
+        ...peerNodeOptionsOf(flags, chain),
         stallMs: flags.stallTimeout,
         queue: { maxWaiting: flags.queueLength, timeoutMs: flags.queueTimeout },
         audit: { rate: flags.auditRate, validators: flags.validator ?? [] },
@@ -422,11 +429,8 @@ function addValidatorCommand(program: Command) {
         privateKey,
         challengeKey,
         logger,
-        listen: flags.listen,
-        bootstrap: bootstrapOf(flags, chain),
+        ...peerNodeOptionsOf(flags, chain),
         relay: relayServiceOf(flags, "when-reachable"),
-        upnp: flags.upnp === true,
-        announce: flags.announce,
         chain,
         stake: flags.stake,
         threads: flags.threads,
@@ -479,11 +483,8 @@ function addRelayCommand(program: Command) {
     const running = await node.startRelayNode({
       privateKey,
       logger,
-      listen: flags.listen,
-      announce: flags.announce,
-      bootstrap: flags.bootstrap,
+      ...peerNodeOptionsOf(flags, undefined),
       relay: limits,
-      upnp: flags.upnp === true,
     });
     await printReady({ role: "relay", peerId: running.peerId, multiaddrs: running.multiaddrs });
     stopOnSignal({ logger, close: running.close, limitMs: flags.shutdownTimeout * 1000 });

@@ -57,6 +57,7 @@ export {
   type ConnectionKind,
   isPrivateAddress,
   isRelayedAddress,
+  joinsFromBehindNat,
   judgeReachability,
   type Reachability,
   type ReachabilityStatus,

@@ -1,5 +1,6 @@
 import "./polyfills.ts";
 import { setMaxListeners } from "node:events";
+import { networkInterfaces } from "node:os";
 import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
 import { autoNATv2 } from "@libp2p/autonat-v2";
@@ -64,6 +65,7 @@ import {
   type ConnectionKind,
   connectionKindOf,
   isRelayedAddress,
+  joinsFromBehindNat,
   type Reachability,
   type ReachabilityService,
   reachabilityService,
@@ -401,6 +403,18 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   const announce = (parameters.announce ?? []).map(validateListenAddress);
   const relay = parameters.relay ?? { offer: "never" };
   const bootstrapPeers = (parameters.bootstrap ?? []).map(parseBootstrapAddress);
+  // Behind a NAT, the DHT runs as a client until AutoNAT finds the node reachable: as a server for even a moment it
+  // would enter its peers' routing tables, and their queries would dial it in vain (its LAN address) or through a
+  // relay, whose connections the DHT cannot use.
+  const behindNat = joinsFromBehindNat({
+    listenNone,
+    listen,
+    announce,
+    bootstrap: bootstrapPeers.map((peer) => peer.address),
+    interfaceAddresses: Object.values(networkInterfaces()).flatMap((entries) =>
+      (entries ?? []).map((entry) => entry.address),
+    ),
+  });
 
   // The gater counts this node's connections, known once libp2p exists (no connection arrives before).
   let openConnections: (peerId?: PeerId) => Connection[] = () => [];
@@ -439,8 +453,8 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       ping: ping(),
       dht: kadDHT({
         protocol: MYCEL_DHT_PROTOCOL,
-        // A node reachable only through relays answers no DHT query (see followDhtMode below).
-        clientMode: listenNone,
+        // A node behind a NAT answers no DHT query (see followDhtMode below).
+        clientMode: behindNat,
         peerInfoMapper: passthroughMapper,
         kBucketSize: DHT_K_BUCKET_SIZE,
       }),
@@ -845,7 +859,7 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   const followDhtMode = () => {
     if (stopController.signal.aborted) return;
     const reachable = libp2p.services.reachability.current().status === "public";
-    const relayedOnly = !reachable && (listenNone || libp2p.getMultiaddrs().some(isRelayedAddress));
+    const relayedOnly = !reachable && (behindNat || libp2p.getMultiaddrs().some(isRelayedAddress));
     const wanted = relayedOnly ? "client" : "server";
     if (libp2p.services.dht.getMode() === wanted) return;
     libp2p.services.dht

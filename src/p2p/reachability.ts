@@ -50,6 +50,47 @@ export function isPrivateAddress(address: string | Multiaddr): boolean {
   }
 }
 
+/** Parameters of {@link joinsFromBehindNat}. */
+export type JoinsFromBehindNatParameters = {
+  /** The node listens on nothing (reachable only through relays). */
+  listenNone: boolean;
+  /** Its listen multiaddrs. */
+  listen: readonly string[];
+  /** Addresses it announces by hand (a forwarded port). */
+  announce: readonly string[];
+  /** Its bootstrap peers' addresses. */
+  bootstrap: readonly Multiaddr[];
+  /** The machine's interface addresses (what a wildcard listen address binds). */
+  interfaceAddresses: readonly string[];
+};
+
+/**
+ * Whether a node is, by its own configuration, joining peers beyond its network from behind a NAT: it listens on
+ * nothing, or only on private addresses (a wildcard counts as the machine's interface addresses), announces none by
+ * hand, and has a bootstrap peer with a public address. Such a node stays a DHT client until AutoNAT finds it
+ * reachable. A node on loopback or a LAN with private bootstrap peers (a devnet, a lab) is not behind a NAT here.
+ */
+export function joinsFromBehindNat(parameters: JoinsFromBehindNatParameters): boolean {
+  if (parameters.listenNone) return true;
+  if (parameters.announce.length > 0) return false;
+  if (!parameters.bootstrap.some((address) => !isPrivateAddress(address))) return false;
+  const hosts: string[] = [];
+  for (const address of parameters.listen) {
+    let host: string | undefined;
+    try {
+      host = multiaddr(address)
+        .getComponents()
+        .find((component) => component.name === "ip4" || component.name === "ip6")?.value;
+    } catch {
+      host = undefined;
+    }
+    if (host === undefined) return false;
+    if (host === "0.0.0.0" || host === "::") hosts.push(...parameters.interfaceAddresses);
+    else hosts.push(host);
+  }
+  return hosts.every((host) => isPrivateAddress(host.includes(":") ? `/ip6/${host}` : `/ip4/${host}`));
+}
+
 /** Whether a connection is relayed: its remote address goes through a relay, or libp2p set limits on it. */
 export function isRelayedConnection(connection: Pick<Connection, "remoteAddr" | "limits">): boolean {
   return connection.limits !== undefined || isRelayedAddress(connection.remoteAddr);

@@ -8,6 +8,7 @@ import { InvalidInputError } from "../../src/errors/index.ts";
 import {
   createFrameChannel,
   createMycelNode,
+  joinsFromBehindNat,
   judgeReachability,
   libp2pKeyFromSecp256k1,
   type MycelNode,
@@ -76,6 +77,30 @@ describe("reachability, relays and hole punching (in process, loopback)", () => 
     await assert.rejects(
       createMycelNode({ privateKey: randomKey(), listen: ["none", "/ip4/127.0.0.1/tcp/0"] }),
       InvalidInputError,
+    );
+  });
+
+  it("a node joining public peers from private addresses is behind a NAT (a DHT client until found reachable)", () => {
+    const publicPeer = [multiaddr("/ip4/81.2.69.142/tcp/4001/p2p/16Uiu2HAmRelay")];
+    const localPeer = [multiaddr("/ip4/127.0.0.1/tcp/4001/p2p/16Uiu2HAmRelay")];
+    const base = { listenNone: false, announce: [], interfaceAddresses: ["127.0.0.1", "192.168.1.2"] };
+    const behind = (listen: string[], bootstrap = publicPeer, more = {}) =>
+      joinsFromBehindNat({ ...base, listen, bootstrap, ...more });
+    assert.equal(behind(["/ip4/192.168.1.2/tcp/4001"]), true);
+    assert.equal(behind(["/ip4/0.0.0.0/tcp/4001"]), true, "a wildcard binds only private interfaces");
+    assert.equal(behind([], publicPeer, { listenNone: true }), true);
+    // A devnet or a LAN: its bootstrap peers are private too.
+    assert.equal(behind(["/ip4/127.0.0.1/tcp/0"], localPeer), false);
+    assert.equal(behind(["/ip4/192.168.1.2/tcp/4001"], []), false);
+    // A public address to listen on, on an interface, or announced by hand.
+    assert.equal(behind(["/ip4/81.2.69.143/tcp/4001"]), false);
+    assert.equal(
+      behind(["/ip4/0.0.0.0/tcp/4001"], publicPeer, { interfaceAddresses: ["10.0.0.2", "81.2.69.143"] }),
+      false,
+    );
+    assert.equal(
+      behind(["/ip4/192.168.1.2/tcp/4001"], publicPeer, { announce: ["/ip4/81.2.69.143/tcp/4001"] }),
+      false,
     );
   });
 

@@ -59,8 +59,10 @@ BUDGET_S="${MYCEL_MH_BUDGET_S:-280}"
 DISCOVERY_TIMEOUT_S=60
 READY_TIMEOUT_S=60
 # The relay's cap on the bytes of one relayed connection (both directions together), and an answer that
-# needs more than that on its own: the tiny model's byte-level tokens cost several wire bytes each.
-RELAY_DATA_LIMIT=16384
+# needs more than that on its own: the tiny model's byte-level tokens cost several wire bytes each. Large enough for a
+# short chat and a new relayed connection's own traffic (identify both ways): at 16 KiB, a 16-token chat on a fresh
+# connection was now and then cut between its last token and its receipt.
+RELAY_DATA_LIMIT=24576
 LONG_MAX_TOKENS=1200
 START_TIME=$SECONDS
 

@@ -2,10 +2,12 @@
  * A swarm of lightweight providers in one process, for bench/network/discovery.ts: each is a real Mycel libp2p node
  * (TCP, Noise, Yamux, the Kademlia DHT, gossipsub) with its own secp256k1 key, running the real announcer: signed
  * announcements on gossip, served on `/mycel/announcement/1.0.0`, and the model provided on the DHT. They load no
- * model and serve no inference, and they do not subscribe to the announcement topic: a real provider does, to relay
- * the others' announcements, but 100 nodes in one process each checking every other's signed gossip need more CPU
- * than a small machine has (every node verifies every announcement: N² signatures per interval). A gateway still
- * gets each one's own announcements, on gossip and on request. Run by the bench as a child process:
+ * model and serve no inference. Only the first 3 (the others' seeds, and the deployments' bootstrap peers) subscribe to
+ * the announcement topic and keep the verified announcements they hear, as real providers and relays do, so that they
+ * serve snapshots (`/mycel/announcements/1.0.0`) to a starting gateway; the others publish only: 100 nodes in one
+ * process each checking every other's signed gossip need more CPU than a small machine has (N² signatures per
+ * interval). A gateway still gets each one's own announcements, on gossip and on request. Run by the bench as a child
+ * process:
  *
  *     node --import tsx bench/network/lightProviders.ts '{"count":100,"keyPrefix":"x","modelHash":"…","price":"…"}'
  *
@@ -66,6 +68,7 @@ async function main() {
   process.once("SIGTERM", () => void stopAll());
   const startOne = async (index: number) => {
     const privateKey = lightProviderKey(request.keyPrefix, index);
+    const isSeed = index <= seedCount;
     const seeds = nodes.slice(0, seedCount).flatMap((node) => node.multiaddrs().slice(0, 1));
     // Few maintenance rounds: the swarm is all on this machine and stays put (each round may walk the DHT).
     const node = await createMycelNode({
@@ -83,11 +86,12 @@ async function main() {
         price: { input: BigInt(request.price), output: BigInt(request.price) },
         payments: undefined,
         version: "bench-light",
+        keepOthers: isSeed,
         logger: silentLogger,
       }),
     );
     // Publish only: relaying the others' announcements is what does not fit in one process (see above).
-    node.libp2p.services.pubsub.unsubscribe(announcementTopic);
+    if (!isSeed) node.libp2p.services.pubsub.unsubscribe(announcementTopic);
   };
   // The seeds first, one by one, so that the rest have somewhere to bootstrap.
   for (let index = 1; index <= Math.min(seedCount, request.count); index++) await startOne(index);

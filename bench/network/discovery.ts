@@ -156,6 +156,7 @@ async function timeOneGateway(parameters: {
       if (seen > 0) trial.firstMs ??= now - since;
       if (seen >= parameters.count) {
         trial.allMs = now - since;
+        if (process.env.MYCEL_BENCH_VERBOSE) console.error(gateway.tail());
         return trial;
       }
       if (now - since > listTimeoutMs) {

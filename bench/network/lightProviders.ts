@@ -101,6 +101,16 @@ async function main() {
       batch.push(startOne(index));
     await Promise.all(batch);
   }
+  // Every node connected to every seed (some dials made while dozens of nodes start at once are dropped, and a light
+  // node re-dials its seeds only once a minute): its announcements reach the seeds on gossip from the start.
+  const seedIds = nodes.slice(0, seedCount).map((node) => node.peerId);
+  await Promise.all(
+    nodes.slice(seedCount).flatMap((node) =>
+      seedIds
+        .filter((seedId) => !node.isConnected(seedId))
+        .map((seedId) => node.connect(seedId, { signal: AbortSignal.timeout(10_000) }).catch(() => undefined)),
+    ),
+  );
   console.log(
     `MYCEL_READY ${JSON.stringify({
       multiaddrs: nodes.slice(0, seedCount).flatMap((node) => node.multiaddrs().slice(0, 1)),

@@ -5,7 +5,7 @@
  * checks every one itself and trusts the server for nothing.
  */
 import { z } from "zod";
-import { ServiceUnavailableError } from "../../errors/index.ts";
+import { MycelError } from "../../errors/index.ts";
 import { type Announcement, announcementSnapshotProtocolId, wireVersion } from "../../protocol/index.ts";
 import { type FramedComponents, readReply, serveFramed, withFramedStream } from "../framed/index.ts";
 import {
@@ -81,9 +81,13 @@ export async function serveAnnouncementSnapshot(
       const now = Date.now();
       const last = lastServed.get(peerId);
       if (last !== undefined && now - last < limits.minIntervalPerPeerMs)
-        throw new ServiceUnavailableError("a snapshot was served to this peer moments ago", {
-          retryAfterSeconds: Math.ceil((limits.minIntervalPerPeerMs - (now - last)) / 1000),
-        });
+        throw Object.assign(
+          new MycelError("a snapshot was served to this peer moments ago", {
+            code: "busy",
+            hint: "ask again later, or ask another peer",
+          }),
+          { retryAfterMs: limits.minIntervalPerPeerMs - (now - last) },
+        );
       lastServed.delete(peerId);
       lastServed.set(peerId, now);
       // Insertion order is age order: drop the oldest first.

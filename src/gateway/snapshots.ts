@@ -104,13 +104,19 @@ export function startSnapshots(parameters: StartSnapshotsParameters): Snapshots 
 
   const ask = async (peerId: string) => {
     try {
+      const askedAt = performance.now();
       const snapshot = await fetchAnnouncementSnapshot({ node, logger }, { peerId, signal });
+      const received = performance.now();
       const taking = intake.then(() => takeIn(snapshot.announcements, snapshot.beyondCap));
       intake = taking.then(
         () => undefined,
         () => undefined,
       );
-      const outcome = await taking;
+      const outcome = {
+        ...(await taking),
+        receivedInMs: Math.round(received - askedAt),
+        takenInMs: Math.round(performance.now() - received),
+      };
       const log = outcome.forged > 0 || outcome.beyondCap > 0 ? logger.warn : logger.info;
       log.call(
         logger,

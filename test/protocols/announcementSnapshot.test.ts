@@ -152,6 +152,8 @@ describe("announcement snapshots", () => {
 
   it("a keeper holds each peer's latest verified announcement, up to its cap", async () => {
     let deliver: ((message: GossipMessage) => void) | undefined;
+    const refused: string[] = [];
+    const logger = createLogger({ level: "debug", format: "json", write: (line) => refused.push(line) });
     const keeper = keepAnnouncements(
       {
         node: {
@@ -160,30 +162,43 @@ describe("announcement snapshots", () => {
             return () => undefined;
           },
         },
+        logger,
       },
       { maxHeld: 2 },
     );
     const send = (value: unknown, from: string) =>
       deliver?.({ from, data: new TextEncoder().encode(JSON.stringify(value)) } as GossipMessage);
-    const [first, second, third] = await Promise.all(
+    const [first, second, third] = (await Promise.all(
       ["k1", "k2", "k3"].map((label) => announcementOf(label)),
-    );
-    const forged = { ...(first as Announcement), price: { input: "0", output: "0" } };
-    send(forged, forged.peer_id);
+    )) as [Announcement, Announcement, Announcement];
+    const tampered = (announcement: Announcement) => ({
+      ...announcement,
+      price: { input: "0", output: "0" },
+    });
+    /** Resolves once `count` announcements were refused (each check is asynchronous); 10 s at most. */
+    const refusals = async (count: number) => {
+      for (let tries = 0; refused.length < count && tries < 1_000; tries++)
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(refused.length, count, refused.join("\n"));
+    };
+    send(tampered(first), first.peer_id);
     send(first, "someone-else");
-    send(first, first?.peer_id as string);
-    send(second, second?.peer_id as string);
-    send(third, third?.peer_id as string);
-    // Verification is asynchronous: wait until the two it has room for are in.
-    for (let tries = 0; keeper.held().length < 2 && tries < 100; tries++)
+    send(first, first.peer_id);
+    send(second, second.peer_id);
+    await refusals(2);
+    for (let tries = 0; keeper.held().length < 2 && tries < 1_000; tries++)
       await new Promise((resolve) => setTimeout(resolve, 10));
+    // Full: the third peer's valid announcement is not held; the tampered one sent after it marks when it was checked.
+    send(third, third.peer_id);
+    send(tampered(second), "someone-else");
+    await refusals(3);
     const held = keeper.held();
     assert.deepEqual(
       held.map((entry) => entry.peer_id).sort(),
-      [first?.peer_id, second?.peer_id].sort(),
+      [first.peer_id, second.peer_id].sort(),
       "the forged one, the one from another publisher and the one beyond the cap are not held",
     );
-    assert.equal(held.find((entry) => entry.peer_id === first?.peer_id)?.price.input, "1");
+    assert.equal(held.find((entry) => entry.peer_id === first.peer_id)?.price.input, "1");
   });
 
   it("a gateway keeps valid staked entries and drops forged, expired and unstaked ones", async () => {
@@ -237,7 +252,7 @@ describe("announcement snapshots", () => {
       await snapshots.firstTakenWithin(5_000);
       node.identified("honest");
       node.identified("hostile");
-      for (let tries = 0; !table.get(fromHonest?.peer_id as string) && tries < 200; tries++)
+      for (let tries = 0; !table.get(fromHonest?.peer_id as string) && tries < 1_000; tries++)
         await new Promise((resolve) => setTimeout(resolve, 10));
       assert.ok(listed);
       const kept = table

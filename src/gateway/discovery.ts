@@ -59,6 +59,7 @@ export type DiscoveryNode = Pick<
   | "isConnected"
   | "openStream"
   | "handleProtocol"
+  | "connectionKind"
 >;
 
 /** A running discovery. */

@@ -31,7 +31,7 @@ export function settleable(): { promise: Promise<void>; settle: () => void } {
 
 /** Parameters of {@link startSnapshots}. */
 export type StartSnapshotsParameters = {
-  node: Pick<MycelNode, "peerId" | "onPeerIdentified" | "openStream" | "handleProtocol">;
+  node: Pick<MycelNode, "peerId" | "onPeerIdentified" | "openStream" | "handleProtocol" | "connectionKind">;
   table: ProviderTable;
   /** Absent for a gateway that reads no chain: every verified entry is kept, as gossip's are. */
   stakedAs: StakedLookup | undefined;
@@ -137,6 +137,9 @@ export function startSnapshots(parameters: StartSnapshotsParameters): Snapshots 
   const unsubscribe = node.onPeerIdentified((peer) => {
     if (signal.aborted || asked.size >= maxSnapshotPeers || asked.has(peer.peerId)) return;
     if (!peer.protocols.includes(announcementSnapshotProtocolId)) return;
+    // Not through a relay: a snapshot (up to 4 MiB) would spend the relayed connection's data limit (a few KiB to
+    // MiB) that the peer's inference streams need. A direct connection later (DCUtR) is identified again.
+    if (node.connectionKind(peer.peerId) !== "direct") return;
     asked.add(peer.peerId);
     void ask(peer.peerId);
   });

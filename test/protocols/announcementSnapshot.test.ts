@@ -65,6 +65,7 @@ function gatewayNode(network: ReturnType<typeof createMemoryNetwork>, peerId: st
   const listeners = new Set<(peer: IdentifiedPeer) => void>();
   return {
     ...node,
+    connectionKind: () => "direct" as const,
     onPeerIdentified(listener: (peer: IdentifiedPeer) => void) {
       listeners.add(listener);
       return () => listeners.delete(listener);

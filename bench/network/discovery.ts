@@ -48,6 +48,8 @@ const trials = Number(process.env.MYCEL_BENCH_DISCOVERY_TRIALS ?? 3);
 export const discoveryTargetSeconds = 5;
 /** Longest wait for one gateway to list the swarm. */
 const listTimeoutMs = 60_000;
+/** Light providers per swarm process. */
+const swarmPartSize = 25;
 /** Longest wait for a swarm of light providers to start. */
 const swarmReadyTimeoutMs = 300_000;
 const password = "mycel-bench-discovery";
@@ -156,6 +158,7 @@ async function timeOneGateway(parameters: {
       if (seen > 0) trial.firstMs ??= now - since;
       if (seen >= parameters.count) {
         trial.allMs = now - since;
+        if (process.env.MYCEL_BENCH_VERBOSE) console.error(gateway.tail());
         return trial;
       }
       if (now - since > listTimeoutMs) {
@@ -177,26 +180,42 @@ async function measureSize(chain: Chain, parameters: { home: string; count: numb
   const modelHash = `0x${createHash("sha256").update(keyPrefix).digest("hex")}` as Hex;
   const setupStarted = performance.now();
   await stakeSwarm(chain, { keyPrefix, count: parameters.count, modelHash });
-  const swarm = spawnMycel({
-    name: `light providers (${parameters.count})`,
-    home: parameters.home,
-    args: [],
-    nodeArgs: [
-      "--import",
-      "tsx",
-      lightProvidersScript,
-      JSON.stringify({
-        count: parameters.count,
-        keyPrefix,
-        modelHash: modelHash.slice(2),
-        modelName: `bench-discovery-${parameters.count}`,
-        price: price.toString(),
-      }),
-    ],
-    readyTimeoutMs: swarmReadyTimeoutMs,
-  });
+  // The swarm in processes of at most `swarmPartSize` nodes (one event loop lags behind 100 nodes' DHT and gossip
+  // traffic): the first runs the seeds, the others bootstrap through them, one after another; the last one waits
+  // until the seeds hold every node's announcement.
+  const parts: ReturnType<typeof spawnMycel>[] = [];
+  const startPart = async (first: number, seeds: string[] | undefined) => {
+    const count = Math.min(swarmPartSize, parameters.count - first + 1);
+    const part = spawnMycel({
+      name: `light providers ${first}-${first + count - 1} of ${parameters.count}`,
+      home: parameters.home,
+      args: [],
+      nodeArgs: [
+        "--import",
+        "tsx",
+        lightProvidersScript,
+        JSON.stringify({
+          count,
+          first,
+          seeds,
+          awaitSeedsHold: first + count - 1 === parameters.count ? parameters.count : undefined,
+          keyPrefix,
+          modelHash: modelHash.slice(2),
+          modelName: `bench-discovery-${parameters.count}`,
+          price: price.toString(),
+        }),
+      ],
+      readyTimeoutMs: swarmReadyTimeoutMs,
+    });
+    parts.push(part);
+    return whenReady(part);
+  };
   try {
-    const ready = await whenReady(swarm);
+    let ready = await startPart(1, undefined);
+    const seeds = ready.multiaddrs as string[];
+    for (let first = swarmPartSize + 1; first <= parameters.count; first += swarmPartSize)
+      ready = await startPart(first, seeds);
+    ready.multiaddrs = seeds;
     // What `mycel devnet` does for its nodes: the deployment names where to join.
     const deploymentsPath = join(parameters.home, `deployments-${parameters.count}.json`);
     writeDeployments(deploymentsPath, {
@@ -206,7 +225,8 @@ async function measureSize(chain: Chain, parameters: { home: string; count: numb
     });
     console.log(
       `   N=${parameters.count}: staked and started in ${((performance.now() - setupStarted) / 1000).toFixed(1)} s ` +
-        `(bootstrap list: ${(ready.multiaddrs as string[]).length} of them)`,
+        `(bootstrap list: ${(ready.multiaddrs as string[]).length} of them, holding ` +
+        `${JSON.stringify(ready.seedsHold)} announcements; ${parts.length} swarm process(es))`,
     );
     const cpuWatch = watchOtherProcessesCpu();
     const results: Trial[] = [];
@@ -223,7 +243,7 @@ async function measureSize(chain: Chain, parameters: { home: string; count: numb
       );
     return { results, otherCpu: cpuWatch.stop() };
   } finally {
-    await stopProcesses([swarm]);
+    await stopProcesses(parts);
   }
 }
 

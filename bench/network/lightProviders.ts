@@ -2,10 +2,12 @@
  * A swarm of lightweight providers in one process, for bench/network/discovery.ts: each is a real Mycel libp2p node
  * (TCP, Noise, Yamux, the Kademlia DHT, gossipsub) with its own secp256k1 key, running the real announcer: signed
  * announcements on gossip, served on `/mycel/announcement/1.0.0`, and the model provided on the DHT. They load no
- * model and serve no inference, and they do not subscribe to the announcement topic: a real provider does, to relay
- * the others' announcements, but 100 nodes in one process each checking every other's signed gossip need more CPU
- * than a small machine has (every node verifies every announcement: N² signatures per interval). A gateway still
- * gets each one's own announcements, on gossip and on request. Run by the bench as a child process:
+ * model and serve no inference. Only the first 3 (the others' seeds, and the deployments' bootstrap peers) subscribe to
+ * the announcement topic and keep the verified announcements they hear, as real providers and relays do, so that they
+ * serve snapshots (`/mycel/announcements/1.0.0`) to a starting gateway; the others publish only: 100 nodes in one
+ * process each checking every other's signed gossip need more CPU than a small machine has (N² signatures per
+ * interval). A gateway still gets each one's own announcements, on gossip and on request. Run by the bench as a child
+ * process:
  *
  *     node --import tsx bench/network/lightProviders.ts '{"count":100,"keyPrefix":"x","modelHash":"…","price":"…"}'
  *
@@ -17,11 +19,19 @@ import { devPrivateKey } from "../../src/identity/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, type MycelNode } from "../../src/p2p/index.ts";
 import { announcementTopic } from "../../src/protocol/index.ts";
+import { fetchAnnouncementSnapshot } from "../../src/protocols/index.ts";
 import { type Announcer, startAnnouncer } from "../../src/provider/index.ts";
 
 /** What the bench asks for. */
 export type LightSwarmRequest = {
+  /** Nodes this process starts: indices `first` to `first + count - 1`. */
   count: number;
+  /** Index of this process's first node (1-based; default 1). Node 1 to 3 are the seeds. */
+  first?: number;
+  /** The seeds' multiaddrs, when another process runs them (this process's nodes bootstrap through them). */
+  seeds?: string[];
+  /** Wait until every seed holds this many announcements (the whole swarm's) before saying ready. */
+  awaitSeedsHold?: number;
   /** Node i's key is devPrivateKey(`${keyPrefix}-${i}`), so the bench can stake it on chain beforehand. */
   keyPrefix: string;
   modelHash: string;
@@ -66,7 +76,8 @@ async function main() {
   process.once("SIGTERM", () => void stopAll());
   const startOne = async (index: number) => {
     const privateKey = lightProviderKey(request.keyPrefix, index);
-    const seeds = nodes.slice(0, seedCount).flatMap((node) => node.multiaddrs().slice(0, 1));
+    const isSeed = index <= seedCount;
+    const seeds = request.seeds ?? nodes.slice(0, seedCount).flatMap((node) => node.multiaddrs().slice(0, 1));
     // Few maintenance rounds: the swarm is all on this machine and stays put (each round may walk the DHT).
     const node = await createMycelNode({
       privateKey: libp2pKeyFromSecp256k1(privateKey),
@@ -83,26 +94,73 @@ async function main() {
         price: { input: BigInt(request.price), output: BigInt(request.price) },
         payments: undefined,
         version: "bench-light",
+        keepOthers: isSeed,
         logger: silentLogger,
       }),
     );
     // Publish only: relaying the others' announcements is what does not fit in one process (see above).
-    node.libp2p.services.pubsub.unsubscribe(announcementTopic);
+    if (!isSeed) node.libp2p.services.pubsub.unsubscribe(announcementTopic);
   };
+  const first = request.first ?? 1;
+  const last = first + request.count - 1;
   // The seeds first, one by one, so that the rest have somewhere to bootstrap.
-  for (let index = 1; index <= Math.min(seedCount, request.count); index++) await startOne(index);
-  for (let first = seedCount + 1; first <= request.count; first += startBatch) {
+  let next = first;
+  for (; next <= Math.min(seedCount, last); next++) await startOne(next);
+  for (; next <= last; next += startBatch) {
     const batch: Promise<void>[] = [];
-    for (let index = first; index < first + startBatch && index <= request.count; index++)
-      batch.push(startOne(index));
+    for (let index = next; index < next + startBatch && index <= last; index++) batch.push(startOne(index));
     await Promise.all(batch);
   }
+  const seeds = request.seeds ?? nodes.slice(0, seedCount).flatMap((node) => node.multiaddrs().slice(0, 1));
+  const seedIds = seeds.map((address) => address.split("/p2p/")[1] as string);
+  // Every node connected to every seed (some dials made while dozens of nodes start at once are dropped, and a light
+  // node re-dials its seeds only once a minute): its announcements reach the seeds on gossip from the start.
+  await Promise.all(
+    nodes.flatMap((node) =>
+      seedIds
+        .filter((seedId) => seedId !== node.peerId && !node.isConnected(seedId))
+        .map((seedId) =>
+          node.connect(seedId, { signal: AbortSignal.timeout(10_000) }).catch(() => undefined),
+        ),
+    ),
+  );
+  const held = request.awaitSeedsHold
+    ? await seedsHolding(nodes, seedIds, request.awaitSeedsHold)
+    : undefined;
   console.log(
     `MYCEL_READY ${JSON.stringify({
-      multiaddrs: nodes.slice(0, seedCount).flatMap((node) => node.multiaddrs().slice(0, 1)),
+      multiaddrs: seeds,
       peerIds: nodes.map((node) => node.peerId),
+      seedsHold: held,
     })}`,
   );
+}
+
+/** Longest wait for the seeds to hold the whole swarm's announcements. */
+const seedsHoldTimeoutMs = 60_000;
+
+/**
+ * Asks each seed for its snapshot (each time from another node of this process: a seed answers one peer once per
+ * 10 s) until every seed holds `total` announcements, as bootstrap nodes that have followed the topic for a while do.
+ */
+async function seedsHolding(nodes: MycelNode[], seedIds: string[], total: number): Promise<number[]> {
+  const deadline = Date.now() + seedsHoldTimeoutMs;
+  const held = seedIds.map(() => 0);
+  let asker = 0;
+  while (Date.now() < deadline) {
+    await Promise.all(
+      seedIds.map(async (seedId, index) => {
+        if ((held[index] ?? 0) >= total) return;
+        const node = nodes[asker++ % nodes.length] as MycelNode;
+        if (node.peerId === seedId) return;
+        const snapshot = await fetchAnnouncementSnapshot({ node }, { peerId: seedId }).catch(() => undefined);
+        held[index] = snapshot?.announcements.length ?? 0;
+      }),
+    );
+    if (held.every((count) => count >= total)) break;
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+  return held;
 }
 
 await main();

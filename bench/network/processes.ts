@@ -11,7 +11,7 @@ import { machineBusyMs } from "../shared/report.ts";
 
 const mycelBin = join(resolve(import.meta.dirname, "..", ".."), "bin", "mycel.js");
 /** Output lines kept per process, for the error report when one fails. */
-const keptLines = 40;
+const keptLines = Number(process.env.MYCEL_BENCH_KEPT_LINES ?? 40);
 /** Longest wait for a process to print its ready line. */
 const defaultReadyTimeoutMs = 90_000;
 

@@ -2,7 +2,9 @@
  * How a gateway finds providers with no address given: the staked providers' peer ids from the chain, their current
  * addresses from the DHT (peer routing), models no known provider serves from the DHT's provider records, and each
  * provider's latest announcement asked for as soon as it is connected (`/mycel/announcement/1.0.0`), checked exactly
- * as gossiped ones are. Gossip keeps the table fresh afterwards.
+ * as gossiped ones are. Before all that, the first peers (the bootstrap peers) are asked for every announcement they
+ * hold (`/mycel/announcements/1.0.0`, snapshots.ts): the DHT only looks up the staked providers no snapshot carried.
+ * Gossip keeps the table fresh afterwards.
  */
 import type { Hex } from "viem";
 import { describeError } from "../errors/index.ts";
@@ -11,6 +13,7 @@ import type { MycelNode } from "../p2p/index.ts";
 import { announcementProtocolId, modelHashToBytes32 } from "../protocol/index.ts";
 import { fetchAnnouncement } from "../protocols/index.ts";
 import type { ProviderRegistration, ProviderTable } from "./providerTable.ts";
+import { type StakedLookup, settleable, startSnapshots } from "./snapshots.ts";
 
 /** How often the staked providers are listed again by default. */
 export const defaultStakedProvidersRefreshMs = 30_000;
@@ -28,6 +31,8 @@ const modelProvidersLimit = 20;
 const firstRetryAfterMs = 1_000;
 /** Retries at {@link firstRetryAfterMs} before the delay starts doubling. */
 const steadyRetries = 5;
+/** The first listing's DHT lookups wait this long at most for the first announcement snapshot (which may make them moot). */
+const snapshotGraceMs = 2_000;
 
 /** A provider with stake now, as the chain lists it. */
 export type StakedProviderRecord = {
@@ -54,6 +59,7 @@ export type DiscoveryNode = Pick<
   | "isConnected"
   | "openStream"
   | "handleProtocol"
+  | "connectionKind"
 >;
 
 /** A running discovery. */
@@ -74,6 +80,18 @@ export type StartDiscoveryParameters = {
   logger: Logger;
 };
 
+/** A snapshot entry's registration, from the chain's first listing (awaited) and the latest since. */
+function stakedLookup(
+  listed: Promise<void>,
+  registrations: () => Map<string, ProviderRegistration>,
+): StakedLookup {
+  return async (address, peerId) => {
+    await listed;
+    const registration = registrations().get(address.toLowerCase());
+    return registration?.active && registration.peerId === peerId ? registration : null;
+  };
+}
+
 /** Starts discovery: announcements asked on every connection, staked providers listed now and periodically. */
 export function startDiscovery(parameters: StartDiscoveryParameters): Discovery {
   const { node, table, staked, logger } = parameters;
@@ -88,6 +106,17 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
   /** The peer ids the last sweep listed: only those are retried. */
   let stakedPeerIds = new Set<string>();
   const retryCeilingMs = staked?.refreshMs ?? defaultStakedProvidersRefreshMs;
+  /** Settles once the chain was listed a first time (or could not be). */
+  const firstListed = settleable();
+  const snapshots = startSnapshots({
+    node,
+    table,
+    logger,
+    signal: stopController.signal,
+    stakedAs: staked && stakedLookup(firstListed.promise, () => sweptRegistrations),
+  });
+  // The first listing's lookups wait for the first snapshot, briefly: most of them it makes moot.
+  let snapshotGrace: Promise<void> | undefined = snapshots.firstTakenWithin(snapshotGraceMs);
 
   const isFresh = (peerId: string) => {
     const known = table.get(peerId);
@@ -97,6 +126,8 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
   /** Asks a peer for its announcement (looking it up on the DHT first when `find`) and learns from it. */
   const lookUp = async (peerId: string, find: boolean) => {
     const { signal } = stopController;
+    // Learnt meanwhile (a snapshot, gossip): nothing to look up.
+    if (find && isFresh(peerId)) return;
     if (find && !node.isConnected(peerId)) {
       const addresses = await node.findPeer(peerId, { timeoutMs: findPeerTimeoutMs, signal });
       if (addresses.length === 0) throw new Error("not found on the DHT");
@@ -194,6 +225,9 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
         sweptRegistrations = new Map(
           records.map((record) => [record.address.toLowerCase(), record.registration]),
         );
+        firstListed.settle();
+        if (snapshotGrace) await snapshotGrace;
+        snapshotGrace = undefined;
         for (const record of records) if (!isFresh(record.peerId)) enqueue(record.peerId, true);
         // Models staked providers offer that no known provider serves: their DHT records may name providers
         // that are not found by peer id (a moved provider, one staked under another id).
@@ -207,6 +241,8 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
       } catch (error) {
         if (!stopController.signal.aborted)
           logger.warn("cannot list the staked providers", { error: describeError(error) });
+      } finally {
+        firstListed.settle();
       }
     })().finally(() => {
       sweeping = undefined;
@@ -226,6 +262,7 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
       clearInterval(timer);
       stopController.abort(new Error("the gateway is stopping"));
       unsubscribeIdentify();
+      snapshots.stop();
       queue.length = 0;
       queued.clear();
       for (const failure of failures.values()) clearTimeout(failure.retry);

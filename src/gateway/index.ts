@@ -86,6 +86,14 @@ export {
   type SegmentResult,
   segmentCapsOf,
 } from "./segment.ts";
+export {
+  maxSnapshotPeers,
+  type SnapshotOutcome,
+  type Snapshots,
+  type StakedLookup,
+  type StartSnapshotsParameters,
+  startSnapshots,
+} from "./snapshots.ts";
 export { type CreateStandbyParameters, createStandby, type Standby, standbyRetryMs } from "./standby.ts";
 export { type CreateVerdictKeeperParameters, createVerdictKeeper, type VerdictKeeper } from "./verdicts.ts";
 export { ReceiptRejectedError, type VerifyReceiptParameters, verifyReceipt } from "./verifyReceipt.ts";

@@ -49,10 +49,11 @@ export type ProviderTable = {
   /** Learns from a verified announcement (also used for providers found another way). */
   accept(announcement: Announcement): KnownProvider;
   /**
-   * Checks an announcement received from `from` (the authenticated peer that sent it, on gossip or a stream)
-   * exactly as gossiped ones are checked, and learns from it; rejects with ProtocolError when it fails a check.
+   * Checks an announcement received from `from` (the authenticated peer that sent it, on gossip or a stream; undefined
+   * for one relayed in a snapshot) exactly as gossiped ones are checked, and learns from it; rejects with
+   * ProtocolError when it fails a check.
    */
-  verifyAndAccept(value: unknown, from: string): Promise<KnownProvider>;
+  verifyAndAccept(value: unknown, from: string | undefined): Promise<KnownProvider>;
   /** Calls `listener` with each provider seen for the first time; returns the unsubscribe function. */
   onDiscovered(listener: (provider: KnownProvider) => void): () => void;
   stop(): void;
@@ -117,7 +118,7 @@ export function createProviderTable(parameters: {
     return entry;
   }
 
-  const verifyAndAccept = async (value: unknown, from: string) =>
+  const verifyAndAccept = async (value: unknown, from: string | undefined) =>
     accept(await verifyAnnouncement({ value, from }));
 
   const unsubscribe = node.subscribe(announcementTopic, (message) => {

@@ -1,8 +1,9 @@
 /** Starts a relay in this process: a libp2p node that relays for nodes that are not reachable, with no model and no chain. */
 import type { Hex } from "viem";
+import { describeError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
 import { createMycelNode, libp2pKeyFromSecp256k1, type RelayServiceParameters } from "../p2p/index.ts";
-import { announcementTopic } from "../protocol/index.ts";
+import { keepAnnouncements, serveAnnouncementSnapshot } from "../protocols/index.ts";
 
 /** Parameters of {@link startRelayNode}. */
 export type StartRelayNodeParameters = {
@@ -38,7 +39,12 @@ export async function startRelayNode(parameters: StartRelayNodeParameters): Prom
   });
   // In the announcement mesh: gossip never runs over relayed connections, so two nodes behind NATs (a home provider,
   // a home gateway) hear each other's announcements only through public nodes that forward them, such as this one.
-  const leaveMesh = node.subscribe(announcementTopic, () => undefined);
+  // It keeps the verified ones and hands them to a starting gateway that asks (`/mycel/announcements/1.0.0`).
+  const keeper = keepAnnouncements({ node, logger });
+  const leaveMesh = keeper.stop;
+  await serveAnnouncementSnapshot({ node, logger }, { held: keeper.held }).catch((error) =>
+    logger.warn("cannot serve announcement snapshots", { error: describeError(error) }),
+  );
   logger.info("relaying", {
     addresses: node.multiaddrs(),
     maxReservations: parameters.relay.maxReservations,

@@ -90,14 +90,19 @@ export async function signAnnouncement(parameters: {
 /** Parameters of {@link verifyAnnouncement}. */
 export type VerifyAnnouncementParameters = {
   value: unknown;
-  /** The peer that published it (gossipsub's signed `from`): it must be the announced peer. */
-  from: string;
+  /**
+   * The peer that published it (gossipsub's signed `from`, or a stream's authenticated peer): it must be the announced
+   * peer. `undefined` for one relayed by another peer in a snapshot (`/mycel/announcements/1.0.0`): then only the
+   * peer binding ties `peer_id` to `address`, and a gateway routes to it only once the chain's registration of
+   * `address` names the same peer id.
+   */
+  from: string | undefined;
   now?: number;
 };
 
 /**
  * Checks an announcement: schema, the address's signature over it, the peer binding, that its publisher is
- * the announced peer, and its validity window. Returns it with a checksummed address, or throws
+ * the announced peer (unless it was relayed in a snapshot), and its validity window. Returns it with a checksummed address, or throws
  * {@link ProtocolError}.
  */
 export async function verifyAnnouncement(parameters: VerifyAnnouncementParameters): Promise<Announcement> {
@@ -110,7 +115,7 @@ export async function verifyAnnouncement(parameters: VerifyAnnouncementParameter
   }
   const announcement = parsed.data;
   const now = parameters.now ?? Date.now();
-  if (announcement.peer_id !== parameters.from)
+  if (parameters.from !== undefined && announcement.peer_id !== parameters.from)
     throw new ProtocolError("announcement published by another peer than it names", {
       code: "peer_mismatch",
     });

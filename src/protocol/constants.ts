@@ -10,6 +10,8 @@ export const auditProtocolId = "/mycel/audit/1.0.0";
 export const verdictProtocolId = "/mycel/verdict/1.0.0";
 /** The libp2p protocol on which a provider hands its latest signed announcement to a peer that just connected. */
 export const announcementProtocolId = "/mycel/announcement/1.0.0";
+/** The libp2p protocol on which a node hands every current verified announcement it holds to a peer (a gateway starting). */
+export const announcementSnapshotProtocolId = "/mycel/announcements/1.0.0";
 /** The gossipsub topic of provider announcements. */
 export const announcementTopic = "mycel/announce/1";
 /** The version carried in every frame (`v`) and announcement. */

@@ -22,6 +22,7 @@ export {
 export { canonicalJson } from "./canonicalJson.ts";
 export {
   announcementProtocolId,
+  announcementSnapshotProtocolId,
   announcementTiming,
   announcementTopic,
   auditProtocolId,

@@ -16,7 +16,7 @@ import {
   modelHashToBytes32,
   signAnnouncement,
 } from "../protocol/index.ts";
-import { serveAnnouncement } from "../protocols/index.ts";
+import { keepAnnouncements, serveAnnouncement, serveAnnouncementSnapshot } from "../protocols/index.ts";
 
 /** Parameters of {@link startAnnouncer}. */
 export type StartAnnouncerParameters = {
@@ -28,6 +28,12 @@ export type StartAnnouncerParameters = {
   payments: ProviderPayments | undefined;
   version: string;
   intervalMs?: number;
+  /**
+   * Keep the other providers' verified announcements heard on gossip and serve them as snapshots
+   * (`/mycel/announcements/1.0.0`, for gateways that start with this node as a bootstrap peer); default true. False:
+   * the node still relays them, unchecked (gossipsub checks their senders' signatures either way).
+   */
+  keepOthers?: boolean;
   logger: Logger;
 };
 
@@ -56,6 +62,22 @@ export function reachableAddresses(addresses: string[]): string[] {
   const candidates = others.length > 0 ? others : addresses;
   if (!candidates.some((address) => address.includes("/p2p-circuit"))) return candidates;
   return candidates.filter((address) => address.includes("/p2p-circuit") || !isPrivateAddress(address));
+}
+
+/** Keeps the verified announcements heard on gossip and serves them as snapshots; returns the unsubscribe function. */
+function keepAndServeAnnouncements(
+  components: { node: MycelNode; logger: Logger },
+  own: () => Announcement | undefined,
+): () => void {
+  const keeper = keepAnnouncements(components);
+  const held = () => {
+    const latest = own();
+    return latest ? [latest, ...keeper.held()] : keeper.held();
+  };
+  void serveAnnouncementSnapshot(components, { held }).catch((error) =>
+    components.logger.warn("cannot serve announcement snapshots", { error: describeError(error) }),
+  );
+  return keeper.stop;
 }
 
 /** Provides the models on the DHT, publishes the first announcement, and keeps announcing; resolves once the first is out. */
@@ -107,8 +129,11 @@ export async function startAnnouncer(parameters: StartAnnouncerParameters): Prom
   // A peer that connects asks for the latest announcement at once instead of waiting for the next one on gossip.
   await serveAnnouncement({ node, logger }, { latest: () => latest });
   // Providers subscribe to the topic too, so that gossipsub relays announcements through them: a gateway hears
-  // providers it is not connected to. What they receive is ignored.
-  const unsubscribe = node.subscribe(announcementTopic, () => undefined);
+  // providers it is not connected to. What they receive they verify and keep, for the gateways that ask for all of it.
+  const unsubscribe =
+    parameters.keepOthers === false
+      ? node.subscribe(announcementTopic, () => undefined)
+      : keepAndServeAnnouncements({ node, logger }, () => latest);
   // A peer that just joined the topic (a new gateway) hears from us soon, not at the next interval; so does everyone
   // when this node's addresses change (a relay reservation made or lost, an address AutoNAT confirmed).
   let announceSoon: NodeJS.Timeout | undefined;

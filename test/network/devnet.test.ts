@@ -34,7 +34,8 @@ type ListedProvider = { peer_id: string; not_routed: string | null; status: stri
 
 /**
  * A second gateway, in a home of its own, given only the devnet's RPC URL and deployments file: it finds every
- * staked provider (peer ids on chain, addresses from the DHT and the deployments' bootstrap list) and answers.
+ * staked provider (peer ids on chain; announcements from a bootstrap peer's snapshot, else addresses from the DHT
+ * and the deployments' bootstrap list) and answers.
  */
 async function joinWithOnlyTheChain(parameters: {
   rpcUrl: string;
@@ -90,6 +91,17 @@ async function joinWithOnlyTheChain(parameters: {
       listed.map((entry) => entry.peer_id).sort(),
       staked.map((entry) => entry.peerId).sort(),
       "exactly the peers staked on chain",
+    );
+    // A bootstrap peer handed it every staked provider's announcement in one snapshot (/mycel/announcements/1.0.0).
+    await waitFor(
+      "a snapshot carrying every staked provider",
+      async () =>
+        [
+          ...gateway
+            .output()
+            .matchAll(/announcement snapshot .*?accepted=(\d+) known=(\d+) unstaked=0 refused=0 forged=0/g),
+        ].some((match) => Number(match[1]) + Number(match[2]) === staked.length) || undefined,
+      { timeoutMs: 5_000, intervalMs: 100, describe: () => gateway.output().slice(-2000) },
     );
     const response = await fetch(`${url}/v1/chat/completions`, {
       method: "POST",

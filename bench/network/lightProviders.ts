@@ -83,6 +83,9 @@ async function main() {
       privateKey: libp2pKeyFromSecp256k1(privateKey),
       bootstrap: seeds,
       bootstrapRedialIntervalMs: maintenanceIntervalMs,
+      // The whole swarm and the gateway share one host here, where a real network's 100 providers sit on 100 hosts:
+      // the seeds take that many connections from 127.0.0.1 (the default per-host cap, 64, refused the last ones).
+      ...(isSeed ? { maxInboundConnectionsPerHost: 1024 } : {}),
     });
     nodes.push(node);
     announcers.push(

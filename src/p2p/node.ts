@@ -125,6 +125,11 @@ export type CreateMycelNodeParameters = {
   bootstrap?: string[];
   /** How often disconnected bootstrap peers are re-dialled (and more peers sought if few), in ms; default 5 s. */
   bootstrapRedialIntervalMs?: number;
+  /**
+   * Inbound connections one host may hold; default {@link MAX_INBOUND_CONNECTIONS_PER_HOST}. Only a simulation of many
+   * hosts on one machine (the discovery bench's seeds) needs more.
+   */
+  maxInboundConnectionsPerHost?: number;
   logger?: Logger;
 };
 
@@ -275,11 +280,12 @@ function hostOf(address: Multiaddr): string | undefined {
 }
 
 /**
- * Refuses an inbound connection from a host that already holds {@link MAX_INBOUND_CONNECTIONS_PER_HOST}: one machine
+ * Refuses an inbound connection from a host that already holds `maxPerHost` (by default
+ * {@link MAX_INBOUND_CONNECTIONS_PER_HOST}): one machine
  * cannot take every connection slot with throwaway identities. Loopback is not exempt (its cap is far above what a
  * local devnet needs).
  */
-function perHostConnectionGater(connections: () => Connection[]): ConnectionGater {
+function perHostConnectionGater(connections: () => Connection[], maxPerHost: number): ConnectionGater {
   return {
     denyInboundConnection(connection: MultiaddrConnection) {
       const host = hostOf(connection.remoteAddr);
@@ -287,7 +293,7 @@ function perHostConnectionGater(connections: () => Connection[]): ConnectionGate
       let fromHost = 0;
       for (const open of connections())
         if (open.direction === "inbound" && hostOf(open.remoteAddr) === host) fromHost++;
-      return fromHost >= MAX_INBOUND_CONNECTIONS_PER_HOST;
+      return fromHost >= maxPerHost;
     },
   };
 }
@@ -427,7 +433,10 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   const libp2p = (await createLibp2p({
     privateKey: parameters.privateKey,
     connectionGater: {
-      ...perHostConnectionGater(() => openConnections()),
+      ...perHostConnectionGater(
+        () => openConnections(),
+        parameters.maxInboundConnectionsPerHost ?? MAX_INBOUND_CONNECTIONS_PER_HOST,
+      ),
       ...relayedDialGater(relayedDialsWanted),
       ...relayGater({
         connections: (peerId) => openConnections(peerId),

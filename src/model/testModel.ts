@@ -30,15 +30,45 @@ const shapes: Record<TestModelSize, Shape> = {
 /** The quantization each size uses when none is given. */
 export const defaultTestModelQuant: Record<TestModelSize, TestModelQuant> = { tiny: "f32", small: "q8_0" };
 
-/** Value of the constant bias channel (dimension 0) in every token embedding. */
-const biasChannelValue = 8;
-/** Output weight on the bias channel: + for text tokens, - for everything else. */
-const printableBias = 0.6;
 /**
- * Output weight on the bias channel of the end-of-turn token (whose other weights are zero) in the BPE families:
- * tuned so that sampled answers (temperature 1) end after some tens of tokens, as a real model's do.
+ * How the output layer shapes a test model's noise. Dimension 0 of the residual stream is a constant "bias
+ * channel" (see generateTestModel); its output weights favour text tokens and, in the BPE families, the
+ * end-of-turn token.
  */
-const endOfTurnBias = 3;
+type OutputTuning = {
+  /** Value of the bias channel in every token embedding. */
+  biasChannelValue: number;
+  /** Output weight on the bias channel: + for text tokens, - for everything else. */
+  printableBias: number;
+  /** Output weight on the bias channel of the end-of-turn token, whose other output weights are zero. */
+  endOfTurnBias: number;
+  /** Half width of the output weights, in units of sqrt(3 / embedding). */
+  outputWidth: number;
+  /** Whether the final norm keeps the bias channel exactly (weight 1) rather than scaling it at random. */
+  exactOutputNorm: boolean;
+};
+
+/** The byte-level models' tuning: fixed forever, since tests pin their bytes. */
+const byteLevelTuning: OutputTuning = {
+  biasChannelValue: 8,
+  printableBias: 0.6,
+  endOfTurnBias: 0,
+  outputWidth: 3,
+  exactOutputNorm: false,
+};
+
+/**
+ * The BPE families' tuning. A large bias channel holds its share of the final norm nearly constant and the other
+ * logits spread moderately (std ~1.4), so the end-of-turn token's probability hardly varies with seed or context:
+ * sampled at temperature 1, answers end after a median of 15-45 tokens, as a chat model's short answers do.
+ */
+const bpeTuning: OutputTuning = {
+  biasChannelValue: 32,
+  printableBias: 0.6,
+  endOfTurnBias: 1.25,
+  outputWidth: 6,
+  exactOutputNorm: true,
+};
 
 const fileTypeOf: Record<TestModelQuant, number> = { f32: 0, f16: 1, q8_0: 7 };
 
@@ -130,6 +160,7 @@ export function generateTestModel(parameters: GenerateTestModelParameters = {}):
   const shape = shapes[size];
   const name = testModelName({ size, seed, quant, tokenizer });
   const spec = testTokenizerSpec(tokenizer);
+  const tuning = tokenizer === "bytes" ? byteLevelTuning : bpeTuning;
   const vocabularySize = spec.tokens.length;
   const headDimension = shape.embedding / shape.heads;
   const kvDimension = headDimension * shape.kvHeads;
@@ -154,7 +185,7 @@ export function generateTestModel(parameters: GenerateTestModelParameters = {}):
     });
     parameterCount += values.length;
   };
-  const addNorm = (tensorName: string) => {
+  const addNorm = (tensorName: string, adjust: (values: Float32Array) => void = () => {}) => {
     const values = uniformValues({
       seed,
       name: tensorName,
@@ -162,6 +193,7 @@ export function generateTestModel(parameters: GenerateTestModelParameters = {}):
       center: 1,
       halfWidth: 0.1,
     });
+    adjust(values);
     tensors.push({
       name: tensorName,
       dims: [shape.embedding],
@@ -173,8 +205,8 @@ export function generateTestModel(parameters: GenerateTestModelParameters = {}):
   const fanIn = (n: number) => Math.sqrt(3 / n);
 
   // Dimension 0 of the residual stream is a constant "bias channel": every token embedding holds
-  // biasChannelValue there, no layer reads it (input column 0 is zero) or writes it (output row 0 is
-  // zero), and the output layer uses it to favour printable ASCII. The noise then reads like text
+  // tuning.biasChannelValue there, no layer reads it (input column 0 is zero) or writes it (output row 0 is
+  // zero), and the output layer uses it to favour text tokens (printable ASCII). The noise then reads like text
   // and is valid UTF-8, while every token keeps a non-zero probability.
   const readsNoBiasChannel = (columns: number) => (values: Float32Array) => {
     for (let index = 0; index < values.length; index += columns) values[index] = 0;
@@ -182,7 +214,7 @@ export function generateTestModel(parameters: GenerateTestModelParameters = {}):
   const writesNoBiasChannel = (columns: number) => (values: Float32Array) => values.fill(0, 0, columns);
   const embedding = shape.embedding;
   addMatrix("token_embd.weight", embedding, vocabularySize, Math.sqrt(3), (values) => {
-    for (let index = 0; index < values.length; index += embedding) values[index] = biasChannelValue;
+    for (let index = 0; index < values.length; index += embedding) values[index] = tuning.biasChannelValue;
   });
   for (let layer = 0; layer < shape.layers; layer++) {
     const prefix = `blk.${layer}`;
@@ -221,16 +253,18 @@ export function generateTestModel(parameters: GenerateTestModelParameters = {}):
       writesNoBiasChannel(shape.feedForward),
     );
   }
-  addNorm("output_norm.weight");
-  addMatrix("output.weight", embedding, vocabularySize, 3 * fanIn(embedding), (values) => {
+  addNorm("output_norm.weight", (values) => {
+    if (tuning.exactOutputNorm) values[0] = 1;
+  });
+  addMatrix("output.weight", embedding, vocabularySize, tuning.outputWidth * fanIn(embedding), (values) => {
     for (let token = 0; token < vocabularySize; token++) {
-      values[token * embedding] = spec.isTextToken(token) ? printableBias : -printableBias;
+      values[token * embedding] = spec.isTextToken(token) ? tuning.printableBias : -tuning.printableBias;
     }
     // The end-of-turn token's logit is its bias alone, so that its probability barely depends on the context.
     if (spec.endOfTurnId !== undefined) {
       const row = spec.endOfTurnId * embedding;
       values.fill(0, row, row + embedding);
-      values[row] = endOfTurnBias;
+      values[row] = tuning.endOfTurnBias;
     }
   });
 

@@ -7,6 +7,14 @@ export {
 } from "./download.ts";
 export { type EncodeGgufParameters, encodeGguf, type GgufMetadataEntry, type GgufTensor } from "./gguf.ts";
 export {
+  type ChatTemplateReport,
+  guessTemplateFamily,
+  type ModelReport,
+  readModelReport,
+  type SpecialToken,
+  templateSupportsTools,
+} from "./modelReport.ts";
+export {
   type AddModelParameters,
   type AddModelReturnType,
   type ModelRecord,

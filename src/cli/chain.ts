@@ -285,11 +285,12 @@ type RegistryEntry = Awaited<ReturnType<typeof registryEntry>>;
 async function registryEntry(parameters: { home: string; query: string; flags: ChainFlags }) {
   const node = await import("../node/index.ts");
   const { getModelLineage } = await import("../chain/index.ts");
+  // The model first: a name that is nowhere gets "not found", not a complaint about the chain.
+  const { hash, record } = await node.resolveModelHash({ home: parameters.home, query: parameters.query });
   const { connection, deployments } = await node.openChain({
     home: parameters.home,
     location: parameters.flags,
   });
-  const { hash, record } = await node.resolveModelHash({ home: parameters.home, query: parameters.query });
   const lineage = await getModelLineage(connection, { deployments, modelHash: hash });
   if (!lineage)
     throw new MycelError(`model ${hash} is not registered on chain ${deployments.chainId}`, {

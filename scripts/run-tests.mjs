@@ -48,6 +48,7 @@ const slowestFirst = [
   "test/network/gatewayQueue.test.ts",
   "test/network/devnet.test.ts",
   "test/api/apiKeys.test.ts",
+  "test/model/bpeTestModels.test.ts",
   "test/network/relay.test.ts",
   "test/security/httpEdges.test.ts",
   "test/security/evidencePrivacy.test.ts",

@@ -230,40 +230,97 @@ function addModelChainCommands(model: Command) {
   addChainOptions(
     model
       .command("info")
-      .description("show a model's registry entry and its lineage tree")
-      .argument("<model>", "name, hash or prefix in the local store, or a full sha256")
+      .description(
+        "show a model file's tokenizer, special tokens and chat template, and its registry entry and lineage tree",
+      )
+      .argument("<model>", "name, hash or prefix in the local store, a GGUF file's path, or a full sha256")
       .option("--json", "print JSON"),
   ).action(async (query: string, flags: ChainFlags & { json?: boolean }, command: Command) => {
     const config = configFrom(command);
-    const node = await import("../node/index.ts");
-    const { formatLineage, getModelEntry, getModelLineage } = await import("../chain/index.ts");
-    const { connection, deployments } = await node.openChain({ home: config.home, location: flags });
-    const { hash, record } = await node.resolveModelHash({ home: config.home, query });
-    const lineage = await getModelLineage(connection, { deployments, modelHash: hash });
-    if (!lineage)
-      throw new MycelError(`model ${hash} is not registered on chain ${deployments.chainId}`, {
-        code: "model_not_registered",
-        hint: `register it with \`mycel model register ${record?.name ?? hash}\``,
-      });
-    if (flags.json) return printJson(lineage);
-    console.log(`${lineage.name}  ${lineage.modelHash}`);
-    console.log(`  license:    ${lineage.license}`);
-    console.log(`  publisher:  ${lineage.publisher}`);
-    console.log(
-      `  registered: ${lineage.registeredAt.toISOString()}${lineage.deprecated ? "  (deprecated)" : ""}`,
-    );
-    if (lineage.metadataUri) console.log(`  metadata:   ${lineage.metadataUri}`);
-    console.log(`  local store: ${record ? `yes (${record.name})` : "no"}`);
-    console.log("\nlineage:");
-    for (const line of formatLineage(lineage)) console.log(`  ${line}`);
-    if (lineage.children.length === 0) return;
-    console.log("\nderived models:");
-    for (const child of lineage.children) {
-      const entry = await getModelEntry(connection, { deployments, modelHash: child });
-      const relation = entry?.parents.find((parent) => parent.modelHash === hash)?.relation;
-      console.log(`  ${relation ?? "?"}: ${entry?.name ?? "?"} ${child}`);
+    const info = await import("./modelInfo.ts");
+    const local = await info.findLocalModel({ home: config.home, query });
+    if (!local) {
+      // Only a hash: the registry is all there is to show, and its errors are the command's.
+      const registry = await registryEntry({ home: config.home, query, flags });
+      if (flags.json)
+        return printJson({
+          model: { hash: registry.lineage.modelHash },
+          file: null,
+          registry: registry.lineage,
+        });
+      return printRegistryEntry(registry);
     }
+    let registry: RegistryEntry | undefined;
+    let registryNote: string | undefined;
+    if (!info.isChainConfigured({ home: config.home, flags }))
+      registryNote = "no chain configured (run `mycel devnet`, or pass --rpc-url and --deployments)";
+    else {
+      try {
+        registry = await registryEntry({
+          home: config.home,
+          query: local.hash ?? (await info.sha256OfFile(local.path)),
+          flags,
+        });
+      } catch (error) {
+        registryNote = error instanceof MycelError ? error.message : String(error);
+      }
+    }
+    if (flags.json)
+      return printJson({
+        model: { name: local.name ?? null, hash: local.hash ?? null, path: local.path },
+        file: local.report,
+        registry: registry?.lineage ?? null,
+        ...(registryNote ? { registryNote } : {}),
+      });
+    for (const line of info.formatModelReport(local)) console.log(line);
+    if (registryNote) return console.log(`\nregistry: ${registryNote}`);
+    console.log("\nregistry:");
+    if (registry) await printRegistryEntry(registry);
   });
+}
+
+type RegistryEntry = Awaited<ReturnType<typeof registryEntry>>;
+
+/** A model's registry entry and lineage; throws when the chain is unreachable or the model is not registered. */
+async function registryEntry(parameters: { home: string; query: string; flags: ChainFlags }) {
+  const node = await import("../node/index.ts");
+  const { getModelLineage } = await import("../chain/index.ts");
+  // The model first: a name that is nowhere gets "not found", not a complaint about the chain.
+  const { hash, record } = await node.resolveModelHash({ home: parameters.home, query: parameters.query });
+  const { connection, deployments } = await node.openChain({
+    home: parameters.home,
+    location: parameters.flags,
+  });
+  const lineage = await getModelLineage(connection, { deployments, modelHash: hash });
+  if (!lineage)
+    throw new MycelError(`model ${hash} is not registered on chain ${deployments.chainId}`, {
+      code: "model_not_registered",
+      hint: `register it with \`mycel model register ${record?.name ?? hash}\``,
+    });
+  return { lineage, localName: record?.name, connection, deployments };
+}
+
+async function printRegistryEntry(entry: RegistryEntry) {
+  const { formatLineage, getModelEntry } = await import("../chain/index.ts");
+  const { connection, deployments, localName, lineage } = entry;
+  const hash = lineage.modelHash;
+  console.log(`${lineage.name}  ${lineage.modelHash}`);
+  console.log(`  license:    ${lineage.license}`);
+  console.log(`  publisher:  ${lineage.publisher}`);
+  console.log(
+    `  registered: ${lineage.registeredAt.toISOString()}${lineage.deprecated ? "  (deprecated)" : ""}`,
+  );
+  if (lineage.metadataUri) console.log(`  metadata:   ${lineage.metadataUri}`);
+  console.log(`  local store: ${localName ? `yes (${localName})` : "no"}`);
+  console.log("\nlineage:");
+  for (const line of formatLineage(lineage)) console.log(`  ${line}`);
+  if (lineage.children.length === 0) return;
+  console.log("\nderived models:");
+  for (const child of lineage.children) {
+    const childEntry = await getModelEntry(connection, { deployments, modelHash: child });
+    const relation = childEntry?.parents.find((parent) => parent.modelHash === hash)?.relation;
+    console.log(`  ${relation ?? "?"}: ${childEntry?.name ?? "?"} ${child}`);
+  }
 }
 
 function addProviderStakeCommands(provider: Command) {

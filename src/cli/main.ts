@@ -2,7 +2,7 @@
 import { Command, Option } from "commander";
 import { type ConfigOverrides, roleDefaults } from "../config/index.ts";
 import { describeError, MycelError } from "../errors/index.ts";
-import type { ModelRecord, TestModelQuant, TestModelSize } from "../model/index.ts";
+import type { ModelRecord, TestModelQuant, TestModelSize, TestModelTokenizer } from "../model/index.ts";
 import { addChainCommands } from "./chain.ts";
 import { addNetworkCommands } from "./network.ts";
 import { addHttpLimitOptions, configFrom, type HttpLimitFlags, httpLimitsOf, integer } from "./options.ts";
@@ -181,7 +181,7 @@ function addModelCommands(program: Command): Command {
   model
     .command("make-test")
     .description(
-      "write a deterministic test model (random weights, byte-level tokenizer, chat template) and add it",
+      "write a deterministic test model (random weights, a test tokenizer, chat template) and add it",
     )
     .addOption(
       new Option("--size <size>", "tiny (~115K params) or small (~27.5M params)")
@@ -196,8 +196,19 @@ function addModelCommands(program: Command): Command {
         "q8_0",
       ]),
     )
+    .addOption(
+      new Option(
+        "--tokenizer <family>",
+        "bytes (byte-level, ChatML), gpt2 (GPT-2 BPE, ChatML with tools) or llama3 (GPT-2 BPE, Llama 3 template)",
+      )
+        .choices(["bytes", "gpt2", "llama3"])
+        .default("bytes"),
+    )
     .action(
-      async (flags: { size: TestModelSize; seed: number; quant?: TestModelQuant }, command: Command) => {
+      async (
+        flags: { size: TestModelSize; seed: number; quant?: TestModelQuant; tokenizer: TestModelTokenizer },
+        command: Command,
+      ) => {
         const { defaultTestModelQuant, generateTestModel, openModelStore } = await import(
           "../model/index.ts"
         );
@@ -206,11 +217,13 @@ function addModelCommands(program: Command): Command {
           size: flags.size,
           seed: flags.seed,
           quant: flags.quant ?? defaultTestModelQuant[flags.size],
+          tokenizer: flags.tokenizer,
         });
+        const family = made.tokenizer === "bytes" ? "" : ` --tokenizer ${made.tokenizer}`;
         const { model: added, alreadyPresent } = await store.addBytes({
           bytes: made.bytes,
           name: made.name,
-          source: `make-test --size ${made.size} --seed ${made.seed} --quant ${made.quant}`,
+          source: `make-test --size ${made.size} --seed ${made.seed} --quant ${made.quant}${family}`,
         });
         console.log(`${alreadyPresent ? "already in the store" : "made"}: ${added.name}`);
         console.log(`sha256: ${added.hash}`);

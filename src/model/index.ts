@@ -7,6 +7,14 @@ export {
 } from "./download.ts";
 export { type EncodeGgufParameters, encodeGguf, type GgufMetadataEntry, type GgufTensor } from "./gguf.ts";
 export {
+  type ChatTemplateReport,
+  guessTemplateFamily,
+  type ModelReport,
+  readModelReport,
+  type SpecialToken,
+  templateSupportsTools,
+} from "./modelReport.ts";
+export {
   type AddModelParameters,
   type AddModelReturnType,
   type ModelRecord,
@@ -21,6 +29,12 @@ export {
   generateTestModel,
   type TestModelQuant,
   type TestModelSize,
-  testModelChatTemplate,
   testModelName,
 } from "./testModel.ts";
+export {
+  chatmlToolsChatTemplate,
+  llama3ChatTemplate,
+  type TestModelTokenizer,
+  testModelChatTemplate,
+  testModelTokenizers,
+} from "./testTokenizers.ts";

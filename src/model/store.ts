@@ -76,13 +76,12 @@ async function checkGgufHeader(path: string) {
   }
 }
 
-/** Reads the metadata of a GGUF file; throws {@link InvalidModelFileError} when it is not one. */
-export async function readModelMetadata(path: string) {
+/** Reads a GGUF file's header, metadata and tensor infos (no weights); throws {@link InvalidModelFileError}. */
+export async function readGgufInfo(path: string): Promise<Awaited<ReturnType<typeof readGgufFileInfo>>> {
   await checkGgufHeader(path);
-  let info: Awaited<ReturnType<typeof readGgufFileInfo>>;
   try {
     const { readGgufFileInfo } = await import("node-llama-cpp");
-    info = await readGgufFileInfo(path, { readTensorInfo: true, logWarnings: false });
+    return await readGgufFileInfo(path, { readTensorInfo: true, logWarnings: false });
   } catch (cause) {
     throw new InvalidModelFileError(`${path} is not a readable GGUF file`, {
       code: "not_gguf",
@@ -90,6 +89,11 @@ export async function readModelMetadata(path: string) {
       cause,
     });
   }
+}
+
+/** Reads the metadata of a GGUF file; throws {@link InvalidModelFileError} when it is not one. */
+export async function readModelMetadata(path: string) {
+  const info = await readGgufInfo(path);
   const general = info.metadata.general ?? {};
   const tensorTypes = new Map<number, number>();
   let parameterCount = 0;

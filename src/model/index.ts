@@ -21,6 +21,12 @@ export {
   generateTestModel,
   type TestModelQuant,
   type TestModelSize,
-  testModelChatTemplate,
   testModelName,
 } from "./testModel.ts";
+export {
+  chatmlToolsChatTemplate,
+  llama3ChatTemplate,
+  type TestModelTokenizer,
+  testModelChatTemplate,
+  testModelTokenizers,
+} from "./testTokenizers.ts";

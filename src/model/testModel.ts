@@ -1,4 +1,4 @@
-/** Deterministic test models: llama-architecture GGUF files with seeded random weights and a byte-level tokenizer. */
+/** Deterministic test models: llama-architecture GGUF files with seeded random weights and a test tokenizer. */
 import {
   encodeGguf,
   encodeTensorData,
@@ -6,6 +6,7 @@ import {
   type GgufMetadataEntry,
   type GgufTensor,
 } from "./gguf.ts";
+import { type TestModelTokenizer, testTokenizerSpec } from "./testTokenizers.ts";
 
 /** The sizes of test model: `tiny` (~115k params) for tests, `small` (~27.5M params) for benchmarks. */
 export type TestModelSize = "tiny" | "small";
@@ -29,36 +30,17 @@ const shapes: Record<TestModelSize, Shape> = {
 /** The quantization each size uses when none is given. */
 export const defaultTestModelQuant: Record<TestModelSize, TestModelQuant> = { tiny: "f32", small: "q8_0" };
 
-/** The ChatML template stored in every test model (`tokenizer.chat_template`). */
-export const testModelChatTemplate =
-  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
 /** Value of the constant bias channel (dimension 0) in every token embedding. */
 const biasChannelValue = 8;
-/** Output weight on the bias channel: + for text bytes, - for everything else. */
+/** Output weight on the bias channel: + for text tokens, - for everything else. */
 const printableBias = 0.6;
+/**
+ * Output weight on the bias channel of the end-of-turn token (whose other weights are zero) in the BPE families:
+ * tuned so that sampled answers (temperature 1) end after some tens of tokens, as a real model's do.
+ */
+const endOfTurnBias = 3;
 
-/** Printable ASCII and newline: the bytes the test models favour. */
-function isTextByte(token: number) {
-  return token === 10 || (token >= 32 && token <= 126);
-}
-
-const specialTokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] as const;
 const fileTypeOf: Record<TestModelQuant, number> = { f32: 0, f16: 1, q8_0: 7 };
-
-/** GPT-2's reversible byte -> printable-unicode mapping, so that every byte is one token. */
-function byteLevelVocabulary(): string[] {
-  const printable: number[] = [];
-  for (let b = 33; b <= 126; b++) printable.push(b);
-  for (let b = 161; b <= 172; b++) printable.push(b);
-  for (let b = 174; b <= 255; b++) printable.push(b);
-  const tokens: string[] = new Array(256);
-  let next = 0;
-  for (let b = 0; b < 256; b++) {
-    tokens[b] = printable.includes(b) ? String.fromCodePoint(b) : String.fromCodePoint(256 + next++);
-  }
-  return tokens;
-}
 
 /** A small, fast, seedable PRNG (sfc32), seeded through splitmix32 so that nearby seeds diverge. */
 function createRandom(seed: number): () => number {
@@ -107,7 +89,13 @@ function uniformValues(parameters: {
 }
 
 /** Parameters of {@link generateTestModel}. */
-export type GenerateTestModelParameters = { size?: TestModelSize; seed?: number; quant?: TestModelQuant };
+export type GenerateTestModelParameters = {
+  size?: TestModelSize;
+  seed?: number;
+  quant?: TestModelQuant;
+  /** The tokenizer and chat template family (default `bytes`: the original test models, names and bytes unchanged). */
+  tokenizer?: TestModelTokenizer;
+};
 
 /** Return type of {@link generateTestModel}. */
 export type GenerateTestModelReturnType = {
@@ -117,11 +105,18 @@ export type GenerateTestModelReturnType = {
   size: TestModelSize;
   seed: number;
   quant: TestModelQuant;
+  tokenizer: TestModelTokenizer;
 };
 
 /** The store name of the test model made with these arguments. */
-export function testModelName(parameters: { size: TestModelSize; seed: number; quant: TestModelQuant }) {
-  return `mycel-test-${parameters.size}-s${parameters.seed}-${parameters.quant}`;
+export function testModelName(parameters: {
+  size: TestModelSize;
+  seed: number;
+  quant: TestModelQuant;
+  tokenizer?: TestModelTokenizer;
+}) {
+  const family = parameters.tokenizer && parameters.tokenizer !== "bytes" ? `-${parameters.tokenizer}` : "";
+  return `mycel-test-${parameters.size}${family}-s${parameters.seed}-${parameters.quant}`;
 }
 
 /** Generates a test model: same arguments, same bytes. The weights for a seed are the same in every quant. */
@@ -129,12 +124,13 @@ export function generateTestModel(parameters: GenerateTestModelParameters = {}):
   const size = parameters.size ?? "tiny";
   const seed = parameters.seed ?? 1;
   const quant = parameters.quant ?? defaultTestModelQuant[size];
+  const tokenizer = parameters.tokenizer ?? "bytes";
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
     throw new RangeError("seed must be an integer in [0, 2^32)");
   const shape = shapes[size];
-  const name = testModelName({ size, seed, quant });
-  const tokens = [...byteLevelVocabulary(), ...specialTokens];
-  const vocabularySize = tokens.length;
+  const name = testModelName({ size, seed, quant, tokenizer });
+  const spec = testTokenizerSpec(tokenizer);
+  const vocabularySize = spec.tokens.length;
   const headDimension = shape.embedding / shape.heads;
   const kvDimension = headDimension * shape.kvHeads;
 
@@ -228,7 +224,13 @@ export function generateTestModel(parameters: GenerateTestModelParameters = {}):
   addNorm("output_norm.weight");
   addMatrix("output.weight", embedding, vocabularySize, 3 * fanIn(embedding), (values) => {
     for (let token = 0; token < vocabularySize; token++) {
-      values[token * embedding] = isTextByte(token) ? printableBias : -printableBias;
+      values[token * embedding] = spec.isTextToken(token) ? printableBias : -printableBias;
+    }
+    // The end-of-turn token's logit is its bias alone, so that its probability barely depends on the context.
+    if (spec.endOfTurnId !== undefined) {
+      const row = spec.endOfTurnId * embedding;
+      values.fill(0, row, row + embedding);
+      values[row] = endOfTurnBias;
     }
   });
 
@@ -255,19 +257,20 @@ export function generateTestModel(parameters: GenerateTestModelParameters = {}):
     { key: "llama.attention.layer_norm_rms_epsilon", type: "float32", value: 1e-5 },
     { key: "llama.vocab_size", type: "uint32", value: vocabularySize },
     { key: "tokenizer.ggml.model", type: "string", value: "gpt2" },
-    { key: "tokenizer.ggml.pre", type: "string", value: "gpt-2" },
-    { key: "tokenizer.ggml.tokens", type: "array", itemType: "string", value: tokens },
-    {
-      key: "tokenizer.ggml.token_type",
-      type: "array",
-      itemType: "int32",
-      value: tokens.map((_, index) => (index < 256 ? 1 : 3)),
-    },
-    { key: "tokenizer.ggml.merges", type: "array", itemType: "string", value: [] },
-    { key: "tokenizer.ggml.bos_token_id", type: "uint32", value: 256 },
-    { key: "tokenizer.ggml.eos_token_id", type: "uint32", value: 258 },
-    { key: "tokenizer.ggml.add_bos_token", type: "bool", value: false },
-    { key: "tokenizer.chat_template", type: "string", value: testModelChatTemplate },
+    { key: "tokenizer.ggml.pre", type: "string", value: spec.pre },
+    { key: "tokenizer.ggml.tokens", type: "array", itemType: "string", value: spec.tokens },
+    { key: "tokenizer.ggml.token_type", type: "array", itemType: "int32", value: spec.tokenTypes },
+    { key: "tokenizer.ggml.merges", type: "array", itemType: "string", value: spec.merges },
+    { key: "tokenizer.ggml.bos_token_id", type: "uint32", value: spec.bosId },
+    { key: "tokenizer.ggml.eos_token_id", type: "uint32", value: spec.eosId },
+    ...(spec.eotId === undefined
+      ? []
+      : [{ key: "tokenizer.ggml.eot_token_id", type: "uint32" as const, value: spec.eotId }]),
+    ...(spec.paddingId === undefined
+      ? []
+      : [{ key: "tokenizer.ggml.padding_token_id", type: "uint32" as const, value: spec.paddingId }]),
+    { key: "tokenizer.ggml.add_bos_token", type: "bool", value: spec.addBos },
+    { key: "tokenizer.chat_template", type: "string", value: spec.chatTemplate },
   ];
-  return { name, bytes: encodeGguf({ metadata, tensors }), parameterCount, size, seed, quant };
+  return { name, bytes: encodeGguf({ metadata, tensors }), parameterCount, size, seed, quant, tokenizer };
 }

@@ -174,7 +174,10 @@ export function renderChatPrompt(parameters: RenderChatPromptParameters): Render
     parameters.messages.map((message) => ({ role: message.role, content: message.content })),
     sentinels.protect,
   );
-  const tools = parameters.tools && parameters.tools.length > 0 ? mapStrings(parameters.tools, sentinels.protect) : undefined;
+  const tools =
+    parameters.tools && parameters.tools.length > 0
+      ? mapStrings(parameters.tools, sentinels.protect)
+      : undefined;
   let rendered: string;
   try {
     rendered = template.render({

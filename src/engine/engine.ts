@@ -369,7 +369,11 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     return info;
   }
 
-  function tokenizeChat(input: { modelHash: string; messages: readonly ChatMessage[]; tools?: readonly unknown[] }) {
+  function tokenizeChat(input: {
+    modelHash: string;
+    messages: readonly ChatMessage[];
+    tools?: readonly unknown[];
+  }) {
     const { model, info, vocabulary } = get(input.modelHash);
     const { segments } = renderChatPrompt({
       template: info.chatTemplate,

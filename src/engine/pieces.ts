@@ -42,7 +42,8 @@ function gpt2ByteDecoder(): Map<number, number> {
   const table = new Map<number, number>();
   let next = 0;
   for (let byte = 0; byte < 256; byte++) {
-    const printable = (byte >= 33 && byte <= 126) || (byte >= 161 && byte <= 172) || (byte >= 174 && byte <= 255);
+    const printable =
+      (byte >= 33 && byte <= 126) || (byte >= 161 && byte <= 172) || (byte >= 174 && byte <= 255);
     table.set(printable ? byte : 256 + next++, byte);
   }
   gpt2ByteOf = table;

@@ -228,7 +228,8 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
 
   const candidates = expectedPromptTokens(engine, model, input);
   const matches = (tokens: number[]) =>
-    tokens.length === input.promptTokens.length && tokens.every((token, index) => input.promptTokens[index] === token);
+    tokens.length === input.promptTokens.length &&
+    tokens.every((token, index) => input.promptTokens[index] === token);
   const expected = candidates[0] ?? [];
   if (!candidates.some(matches)) {
     const firstDifference = expected.findIndex((token, index) => input.promptTokens[index] !== token);

@@ -13,7 +13,10 @@ const byteOf = (token: number) => Uint8Array.of(token);
 /** Pieces given as hex byte groups: "f09f98|e696" -> tokens 0, 1 with those bytes. */
 function hexPieces(spec: string) {
   const pieces = spec.split("|").map((group) => Uint8Array.from(Buffer.from(group, "hex")));
-  return { tokens: pieces.map((_, index) => index), bytesOf: (token: number) => pieces[token] ?? new Uint8Array() };
+  return {
+    tokens: pieces.map((_, index) => index),
+    bytesOf: (token: number) => pieces[token] ?? new Uint8Array(),
+  };
 }
 
 function streamed(tokens: readonly number[], bytesOf: (token: number) => Uint8Array) {

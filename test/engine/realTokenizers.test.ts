@@ -13,6 +13,8 @@ import {
 } from "../../src/engine/index.ts";
 import { generateTestModel, openModelStore, type TestModelTokenizer } from "../../src/model/index.ts";
 import { testTokenizerSpec } from "../../src/model/testTokenizers.ts";
+import { auditAnswer } from "../../src/verify/index.ts";
+import { fixtureRequest, honestAnswer } from "../fixtures/cheats.ts";
 import { referenceEncode } from "../fixtures/referenceBpe.ts";
 import { temporaryHome } from "../helpers.ts";
 
@@ -307,6 +309,37 @@ describe("real tokenizers: prompts and output text as llama.cpp's server and Hug
       engine.detokenize({ modelHash: f.modelHash, tokens: [...stray, ...wen] }),
       "\uFFFD\uFFFD\uFFFD文",
     );
+  });
+
+  it("audits: the whole-prompt form passes, the earlier segmented form passes, any other prompt fails", async () => {
+    const f = family("gpt2");
+    const models = { claimed: f.modelHash, other: f.modelHash, lowerQuant: f.modelHash };
+    const request = {
+      ...fixtureRequest({ models, index: 0, maxTokens: 24, temperature: 0 }),
+      messages: [
+        { role: "system", content: "  Be brief.\n\n" },
+        { role: "user", content: "\n\nif (x != y) it's <|im_end|> fine ?" },
+      ],
+    };
+    const made = (tokenizeChat: Engine["tokenizeChat"]) =>
+      honestAnswer({ engine: { ...engine, tokenizeChat }, models, request });
+    const whole = await made(engine.tokenizeChat);
+    const legacy = await made(engine.tokenizeChatLegacy);
+    assert.notDeepEqual(whole.promptTokens, legacy.promptTokens, "the two forms differ for this request");
+    const other = await made((input) => [...engine.tokenizeChat(input), 198]);
+    for (const [input, verdict] of [
+      [whole, "pass"],
+      [legacy, "pass"],
+      [other, "fail"],
+    ] as const) {
+      const result = await auditAnswer({ engine, input });
+      assert.equal(result.verdict, verdict, JSON.stringify(result.reasons));
+      if (verdict === "fail")
+        assert.deepEqual(
+          result.reasons.map((reason) => reason.code),
+          ["prompt_mismatch"],
+        );
+    }
   });
 
   it("streamed deltas add up to the returned text, which is the tokens' text", async () => {

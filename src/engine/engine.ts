@@ -16,9 +16,16 @@ import {
   MycelError,
 } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
-import { type ChatMessage, renderChatPrompt } from "./chatPrompt.ts";
+import {
+  type ChatMessage,
+  type PromptSegment,
+  renderChatPrompt,
+  renderLegacyChatPrompt,
+  type SpecialToken,
+} from "./chatPrompt.ts";
+import { createPieceTable, type PieceTable, type PieceVocabularyType } from "./pieces.ts";
 import { createSlotPool, type SlotPool } from "./slots.ts";
-import { createIncrementalDecoder, createStopMatcher } from "./textStream.ts";
+import { createIncrementalDecoder, createStopMatcher, decodeTokens } from "./textStream.ts";
 
 /** How the engine uses the machine. */
 /** What the engine reports about a loaded model. */
@@ -129,10 +136,20 @@ export type Engine = {
   models(): LoadedModelInfo[];
   /** Finds a loaded model by name, hash or unique hash prefix. */
   findModel(nameOrHash: string): LoadedModelInfo;
-  /** Applies the model's chat template and tokenizes; content can never inject special tokens. */
-  tokenizeChat(parameters: { modelHash: string; messages: readonly ChatMessage[] }): number[];
+  /**
+   * Renders the model's chat template with the messages (and tools) and tokenizes the whole prompt once, special
+   * tokens recognised only where the template put them: content can never inject special tokens.
+   */
+  tokenizeChat(parameters: {
+    modelHash: string;
+    messages: readonly ChatMessage[];
+    tools?: readonly unknown[];
+  }): number[];
+  /** The prompt as Mycel tokenized it before whole-prompt tokenization (template text and contents apart); audits accept it. */
+  tokenizeChatLegacy(parameters: { modelHash: string; messages: readonly ChatMessage[] }): number[];
   /** Tokenizes plain text (special-token strings stay text). */
   tokenizeText(parameters: { modelHash: string; text: string }): number[];
+  /** The text of tokens: each token's piece as it is, UTF-8 assembled across tokens (invalid bytes as U+FFFD). */
   detokenize(parameters: { modelHash: string; tokens: readonly number[] }): string;
   /** Whether `token` ends generation (an end-of-generation token of the model). */
   isEndOfGeneration(parameters: { modelHash: string; token: number }): boolean;
@@ -148,7 +165,41 @@ type LoadedModel = {
   model: LlamaModel;
   contexts: LlamaContext[];
   pool: SlotPool<LlamaContextSequence>;
+  vocabulary: ModelVocabulary;
 };
+
+/** What prompts and output text need of a model's vocabulary. */
+type ModelVocabulary = {
+  /** Control and unknown tokens with text: special only where a template writes them. */
+  specialTokens: SpecialToken[];
+  pieces: PieceTable;
+};
+
+const pieceVocabularyTypes: readonly string[] = ["bpe", "spm", "wpm", "ugm"];
+
+/** Reads the model's special tokens and builds its piece table (from the GGUF vocabulary and llama.cpp's attributes). */
+function vocabularyOf(model: LlamaModel): ModelVocabulary {
+  const texts: readonly string[] = model.fileInfo.metadata.tokenizer?.ggml?.tokens ?? [];
+  const attributesOf = (token: number) => model.getTokenAttributes(token as Token);
+  const specialTokens: SpecialToken[] = [];
+  for (let id = 0; id < texts.length; id++) {
+    const text = texts[id];
+    if (!text) continue;
+    const attributes = attributesOf(id);
+    if (attributes.control || attributes.unknown)
+      specialTokens.push({ id, text, lstrip: attributes.lstrip, rstrip: attributes.rstrip });
+  }
+  const type = String(model.vocabularyType);
+  const pieces: PieceTable = pieceVocabularyTypes.includes(type)
+    ? createPieceTable({
+        vocabularyType: type as PieceVocabularyType,
+        tokenText: (token) => texts[token],
+        attributes: attributesOf,
+      })
+    : // A vocabulary Mycel cannot spell (RWKV and others): llama.cpp's text, each token on its own.
+      { bytesOf: (token) => new TextEncoder().encode(model.detokenize([token as Token], false)) };
+  return { specialTokens, pieces };
+}
 
 let sharedLlama: Promise<Llama> | undefined;
 
@@ -306,7 +357,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       maxWaiting: options.maxQueue,
       retryAfterSeconds: 1,
     });
-    loaded.set(input.hash, { info, model, contexts, pool });
+    loaded.set(input.hash, { info, model, contexts, pool, vocabulary: vocabularyOf(model) });
     logger.info("model loaded", {
       model: info.name,
       hash: info.hash,
@@ -318,17 +369,35 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     return info;
   }
 
-  function tokenizeChat(input: { modelHash: string; messages: readonly ChatMessage[] }) {
-    const { model, info } = get(input.modelHash);
-    const bos = model.tokens.bosString ?? "";
-    const eos = model.tokens.eosString ?? "";
-    const segments = renderChatPrompt({
+  function tokenizeChat(input: {
+    modelHash: string;
+    messages: readonly ChatMessage[];
+    tools?: readonly unknown[];
+  }) {
+    const { model, info, vocabulary } = get(input.modelHash);
+    const { segments } = renderChatPrompt({
       template: info.chatTemplate,
       messages: input.messages,
-      bosToken: bos,
-      eosToken: eos,
+      tools: input.tools,
+      bosToken: model.tokens.bosString ?? "",
+      eosToken: model.tokens.eosString ?? "",
+      specialTokens: vocabulary.specialTokens,
     });
-    return segments.flatMap((segment) => model.tokenize(segment.text, segment.special));
+    // Text between special tokens is tokenized on its own, as llama.cpp tokenizes each fragment of a prompt
+    // it has partitioned at special tokens (user-defined tokens are still matched inside, as there).
+    return segments.flatMap((segment: PromptSegment) =>
+      "token" in segment ? [segment.token] : model.tokenize(segment.text, false),
+    );
+  }
+
+  function tokenizeChatLegacy(input: { modelHash: string; messages: readonly ChatMessage[] }) {
+    const { model, info } = get(input.modelHash);
+    return renderLegacyChatPrompt({
+      template: info.chatTemplate,
+      messages: input.messages,
+      bosToken: model.tokens.bosString ?? "",
+      eosToken: model.tokens.eosString ?? "",
+    }).flatMap((segment) => model.tokenize(segment.text, segment.special));
   }
 
   function checkFits(info: LoadedModelInfo, promptTokens: number, maxTokens: number) {
@@ -360,9 +429,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     let text = "";
     let finishReason: FinishReason = "length";
     let firstTokenMs: number | undefined;
-    const decoder = createIncrementalDecoder((pending, lastTokens) =>
-      model.detokenize(asTokens(pending), false, asTokens(lastTokens)),
-    );
+    const decoder = createIncrementalDecoder(entry.vocabulary.pieces.bytesOf);
     const stopMatcher = createStopMatcher(input.stop ?? []);
     // A continuation's text goes on from the prefix: held-back bytes and partial stop matches carry over.
     for (const token of prefixTokens) stopMatcher.push(decoder.push(token));
@@ -570,8 +637,9 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     models: () => [...loaded.values()].map((entry) => entry.info),
     findModel,
     tokenizeChat,
+    tokenizeChatLegacy,
     tokenizeText: (input) => get(input.modelHash).model.tokenize(input.text, false),
-    detokenize: (input) => get(input.modelHash).model.detokenize(asTokens(input.tokens), false),
+    detokenize: (input) => decodeTokens(input.tokens, get(input.modelHash).vocabulary.pieces.bytesOf),
     isEndOfGeneration: (input) => get(input.modelHash).model.isEogToken(input.token as Token),
     generate,
     evaluate,

@@ -2,9 +2,15 @@
 export { defaultEngineOptions, type EngineOptions } from "../config/index.ts";
 export {
   type ChatMessage,
+  createSentinels,
   fallbackChatTemplate,
   type PromptSegment,
+  type RenderChatPromptParameters,
+  type RenderedChatPrompt,
   renderChatPrompt,
+  renderLegacyChatPrompt,
+  type SpecialToken,
+  splitAtSpecialTokens,
 } from "./chatPrompt.ts";
 export {
   createEngine,
@@ -24,12 +30,20 @@ export {
   type TopLogits,
   topLogitsCount,
 } from "./engine.ts";
+export {
+  createPieceTable,
+  decodeByteLevelText,
+  type PieceTable,
+  type PieceTokenAttributes,
+  type PieceVocabularyType,
+} from "./pieces.ts";
 export { createSlotPool, type SlotLease, type SlotPool } from "./slots.ts";
 export {
   createDeltaBatcher,
   createIncrementalDecoder,
   createStopMatcher,
   type DeltaBatcher,
+  decodeTokens,
   type IncrementalDecoder,
   type StopMatcher,
   streamBatchIntervalMs,

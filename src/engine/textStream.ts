@@ -1,36 +1,40 @@
 /** Streaming text helpers: incremental detokenization and stop-sequence matching. Pure code. */
 
-/** Turns tokens into text deltas, holding back bytes of an incomplete UTF-8 character (up to 4 tokens). */
+/** Turns tokens into text deltas, holding back only the bytes of a character that is not complete yet. */
 export type IncrementalDecoder = {
   push(token: number): string;
   flush(): string;
 };
 
-/** Creates an {@link IncrementalDecoder} over a detokenize function (`lastTokens` gives context to SPM tokenizers). */
-export function createIncrementalDecoder(
-  detokenize: (tokens: readonly number[], lastTokens: readonly number[]) => string,
-): IncrementalDecoder {
-  let pending: number[] = [];
-  let context: number[] = [];
-  const decodePending = () => {
-    const text = detokenize(pending, context);
-    context = [...context, ...pending].slice(-8);
-    pending = [];
-    return text;
-  };
+/** Decodes UTF-8 as WHATWG does: an invalid byte sequence becomes one U+FFFD, a leading BOM stays text. */
+function utf8Decoder() {
+  return new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+}
+
+/**
+ * Creates an {@link IncrementalDecoder} over each token's piece bytes. Bytes are assembled across token
+ * boundaries: at most 3 bytes (a valid prefix of a character) wait for the next token; bytes that cannot
+ * begin or continue a character become U+FFFD at once, and a valid character after them survives. The deltas
+ * always add up to {@link decodeTokens} of the same tokens.
+ */
+export function createIncrementalDecoder(bytesOf: (token: number) => Uint8Array): IncrementalDecoder {
+  const decoder = utf8Decoder();
   return {
-    push(token) {
-      pending.push(token);
-      const text = detokenize(pending, context);
-      if (text.endsWith("\uFFFD") && pending.length < 4) return "";
-      context = [...context, ...pending].slice(-8);
-      pending = [];
-      return text;
-    },
-    flush() {
-      return pending.length > 0 ? decodePending() : "";
-    },
+    push: (token) => decoder.decode(bytesOf(token), { stream: true }),
+    flush: () => decoder.decode(),
   };
+}
+
+/** The text of tokens: their piece bytes joined, decoded as UTF-8 (invalid bytes as U+FFFD). */
+export function decodeTokens(tokens: readonly number[], bytesOf: (token: number) => Uint8Array): string {
+  const pieces = tokens.map(bytesOf);
+  const bytes = new Uint8Array(pieces.reduce((total, piece) => total + piece.length, 0));
+  let offset = 0;
+  for (const piece of pieces) {
+    bytes.set(piece, offset);
+    offset += piece.length;
+  }
+  return utf8Decoder().decode(bytes);
 }
 
 /** Finds stop sequences in streamed text. Text that might begin a stop sequence is held back until it is decided. */

@@ -75,16 +75,28 @@ function round(value: number, digits = 4): number {
   return Math.round(value * scale) / scale;
 }
 
-/** The prompt tokens the request should have produced: chat template + tokenization (+ a continuation prefix). */
-function expectedPromptTokens(engine: Engine, model: LoadedModelInfo, input: AuditInput): number[] {
+/**
+ * The prompt tokens the request may have produced: chat template + tokenization (+ a continuation prefix). A chat
+ * prompt is the whole rendered template tokenized once; the form Mycel made before (template text and message
+ * contents tokenized apart) is accepted too, so that answers and receipts made before the change stay auditable.
+ */
+function expectedPromptTokens(engine: Engine, model: LoadedModelInfo, input: AuditInput): number[][] {
   const { request } = input;
-  let tokens: number[];
-  if (request.kind === "chat")
-    tokens = engine.tokenizeChat({ modelHash: model.hash, messages: request.messages ?? [] });
-  else if (typeof request.prompt === "string")
-    tokens = engine.tokenizeText({ modelHash: model.hash, text: request.prompt });
-  else tokens = [...(request.prompt ?? [])];
-  return [...tokens, ...(request.prefix_tokens ?? [])];
+  const prefix = request.prefix_tokens ?? [];
+  if (request.kind === "chat") {
+    const messages = request.messages ?? [];
+    const whole = engine.tokenizeChat({ modelHash: model.hash, messages });
+    const legacy = engine.tokenizeChatLegacy({ modelHash: model.hash, messages });
+    return [
+      [...whole, ...prefix],
+      [...legacy, ...prefix],
+    ];
+  }
+  const tokens =
+    typeof request.prompt === "string"
+      ? engine.tokenizeText({ modelHash: model.hash, text: request.prompt })
+      : [...(request.prompt ?? [])];
+  return [[...tokens, ...prefix]];
 }
 
 async function checkReceipt(input: AuditInput, receipt: SignedReceipt, reasons: AuditReason[]) {
@@ -214,11 +226,12 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
   const reasons: AuditReason[] = [];
   const { request } = input;
 
-  const expected = expectedPromptTokens(engine, model, input);
-  const promptMatches =
-    expected.length === input.promptTokens.length &&
-    expected.every((token, index) => input.promptTokens[index] === token);
-  if (!promptMatches) {
+  const candidates = expectedPromptTokens(engine, model, input);
+  const matches = (tokens: number[]) =>
+    tokens.length === input.promptTokens.length &&
+    tokens.every((token, index) => input.promptTokens[index] === token);
+  const expected = candidates[0] ?? [];
+  if (!candidates.some(matches)) {
     const firstDifference = expected.findIndex((token, index) => input.promptTokens[index] !== token);
     reasons.push({
       code: "prompt_mismatch",

@@ -1,31 +1,88 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { createDeltaBatcher, createIncrementalDecoder, createStopMatcher } from "../../src/engine/index.ts";
+import {
+  createDeltaBatcher,
+  createIncrementalDecoder,
+  createStopMatcher,
+  decodeTokens,
+} from "../../src/engine/index.ts";
 
-/** A byte-level detokenizer like the test models': token = byte. */
-const decodeBytes = (tokens: readonly number[]) => Buffer.from(tokens).toString("utf8");
+/** A byte-level vocabulary like the test models': token = byte. */
+const byteOf = (token: number) => Uint8Array.of(token);
+
+/** Pieces given as hex byte groups: "f09f98|e696" -> tokens 0, 1 with those bytes. */
+function hexPieces(spec: string) {
+  const pieces = spec.split("|").map((group) => Uint8Array.from(Buffer.from(group, "hex")));
+  return {
+    tokens: pieces.map((_, index) => index),
+    bytesOf: (token: number) => pieces[token] ?? new Uint8Array(),
+  };
+}
+
+function streamed(tokens: readonly number[], bytesOf: (token: number) => Uint8Array) {
+  const decoder = createIncrementalDecoder(bytesOf);
+  const deltas = tokens.map((token) => decoder.push(token));
+  return { deltas, text: deltas.join("") + decoder.flush() };
+}
 
 describe("incremental decoder", () => {
   it("holds back an incomplete UTF-8 character until it is complete", () => {
-    const decoder = createIncrementalDecoder(decodeBytes);
+    const decoder = createIncrementalDecoder(byteOf);
     const bytes = [...Buffer.from("a€b")];
     const out = bytes.map((byte) => decoder.push(byte));
     assert.deepEqual(out, ["a", "", "", "€", "b"]);
     assert.equal(decoder.flush(), "");
   });
 
-  it("gives up holding after 4 tokens so invalid bytes cannot stall the stream", () => {
-    const decoder = createIncrementalDecoder(decodeBytes);
-    const out = [0xe2, 0xe2, 0xe2, 0xe2].map((byte) => decoder.push(byte));
-    assert.equal(out.slice(0, 3).join(""), "");
-    assert.ok(out[3]?.includes("\uFFFD"));
+  it("turns invalid bytes into U+FFFD at once, so they cannot stall the stream", () => {
+    const decoder = createIncrementalDecoder(byteOf);
+    const out = [0xe2, 0xe2, 0xe2, 0x41].map((byte) => decoder.push(byte));
+    assert.deepEqual(out, ["", "\uFFFD", "\uFFFD", "\uFFFDA"]);
+    assert.equal(decoder.flush(), "");
   });
 
-  it("concatenated deltas equal the text decoded at once", () => {
+  it("keeps a valid character that follows stray bytes (文 after f09f98|f09f98|f09f|e696|87)", () => {
+    const { tokens, bytesOf } = hexPieces("f09f98|f09f98|f09f|e696|87");
+    const { deltas, text } = streamed(tokens, bytesOf);
+    assert.equal(text, "\uFFFD\uFFFD\uFFFD文");
+    assert.equal(deltas.at(-1), "文", "the character comes out with the token that completes it");
+    assert.equal(decodeTokens(tokens, bytesOf), text, "streamed and whole give the same text");
+  });
+
+  it("assembles characters split across tokens, and a truncated one at the end becomes U+FFFD", () => {
+    const { tokens, bytesOf } = hexPieces("48c3|a9e4b8|96f09f|8d84|20f0|9f");
+    assert.equal(streamed(tokens, bytesOf).text, "Hé世🍄 \uFFFD");
+    assert.equal(decodeTokens(tokens, bytesOf), "Hé世🍄 \uFFFD");
+  });
+
+  it("keeps a leading byte-order mark and empty pieces add nothing", () => {
+    const { tokens, bytesOf } = hexPieces("efbbbf41||42");
+    assert.equal(streamed(tokens, bytesOf).text, "\uFEFFAB");
+    assert.equal(decodeTokens(tokens, bytesOf), "\uFEFFAB");
+  });
+
+  it("concatenated deltas equal the text decoded at once, for every split of bytes", () => {
     const text = "Grüße, 世界! 🍄 mycel";
-    const decoder = createIncrementalDecoder(decodeBytes);
-    const streamed = [...Buffer.from(text)].map((byte) => decoder.push(byte)).join("") + decoder.flush();
-    assert.equal(streamed, text);
+    const bytes = [...Buffer.from(text)];
+    assert.equal(streamed(bytes, byteOf).text, text);
+    // Random groupings of the bytes, with stray bytes mixed in: streamed == whole, always.
+    let state = 7;
+    const random = () => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state / 2 ** 32;
+    };
+    for (let round = 0; round < 200; round++) {
+      const groups: number[][] = [];
+      for (const byte of bytes) {
+        if (groups.length === 0 || random() < 0.4) groups.push([]);
+        groups.at(-1)?.push(byte);
+        if (random() < 0.05) groups.at(-1)?.push(0x80 + Math.floor(random() * 0x7f));
+      }
+      const pieces = groups.map((group) => Uint8Array.from(group));
+      const tokens = pieces.map((_, index) => index);
+      const bytesOf = (token: number) => pieces[token] ?? new Uint8Array();
+      assert.equal(streamed(tokens, bytesOf).text, decodeTokens(tokens, bytesOf));
+    }
   });
 });
 

@@ -46,6 +46,7 @@ const slowestFirst = [
   "test/payments/strangers.test.ts",
   "test/network/strangerProviders.test.ts",
   "test/network/gatewayQueue.test.ts",
+  "test/network/realTokenizerModels.test.ts",
   "test/network/devnet.test.ts",
   "test/api/apiKeys.test.ts",
   "test/model/bpeTestModels.test.ts",

@@ -131,8 +131,11 @@ describe("devnet (what `npm start` runs)", () => {
   });
 
   it("starts providers and a validator in their own processes and a gateway, serves its printed example, and stops with no orphan", async () => {
+    // A devnet's start (chain, 2 providers, a validator, a gateway that lists both) takes ~20 s alone and more
+    // beside other tests: the same allowance as the other devnet tests.
     const devnet = await startMycelServer(["devnet", "--providers", "2", "--port", "0", "--rpc-port", "0"], {
       home: directory.home,
+      timeoutMs: 120_000,
     });
     let stopped = false;
     try {

@@ -220,7 +220,45 @@ describe("test models with GPT-2's BPE tokenizer (gpt2: ChatML with tools, llama
       }
       lengths.sort((a, b) => a - b);
       const median = lengths[lengths.length / 2] ?? 0;
-      assert.ok(median >= 4 && median <= 120, `${tokenizer}: median answer ${median} tokens (${lengths})`);
+      assert.ok(median >= 4 && median <= 200, `${tokenizer}: median answer ${median} tokens (${lengths})`);
+    }
+  });
+
+  it("greedy answers (temperature 0) have text and most end on the end-of-turn token before max_tokens", async () => {
+    const questions = [
+      "Tell me about mycelium.",
+      "What is 2+2?",
+      "Hi",
+      "Write a haiku about rain.",
+      "Say goodbye.",
+    ];
+    const render = {
+      gpt2: (question: string) => `<|im_start|>user\n${question}<|im_end|>\n<|im_start|>assistant\n`,
+      llama3: (question: string) =>
+        `<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n${question}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n`,
+    };
+    const endOfTurn = { gpt2: 50258, llama3: 50261 };
+    for (const tokenizer of ["gpt2", "llama3"] as const) {
+      const { model, hash } = models.get(tokenizer) ?? assert.fail(tokenizer);
+      const lengths: number[] = [];
+      for (const question of questions) {
+        const promptTokens = [...model.tokenize(render[tokenizer](question), true)];
+        const answer = await engine.generate({
+          modelHash: hash,
+          promptTokens,
+          maxTokens: 300,
+          temperature: 0,
+        });
+        const text = answer.tokens.filter((token) => token !== endOfTurn[tokenizer]);
+        assert.ok(text.length >= 1, `${tokenizer} "${question}": no text token (${answer.tokens})`);
+        const ended = answer.finishReason === "stop" && answer.tokens.at(-1) === endOfTurn[tokenizer];
+        lengths.push(ended ? answer.tokens.length : -1);
+      }
+      const ended = lengths.filter((length) => length > 0).length;
+      assert.ok(
+        ended >= 4,
+        `${tokenizer}: ${ended} of 5 greedy answers ended (lengths ${lengths}; -1: max_tokens)`,
+      );
     }
   });
 });

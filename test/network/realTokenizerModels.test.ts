@@ -4,8 +4,8 @@
  * libp2p; usage and evidence carry the whole-prompt tokenization; the answer's evidence passes `mycel audit`, and
  * a q8_0 answer claimed as f16 fails it.
  *
- * The BPE families' greedy answers end at once (their end-of-turn token is every step's most likely token; see
- * docs/MODELS.md), so the answers here are sampled with a fixed seed, which is as deterministic as greedy.
+ * The answers here are sampled with a fixed seed, which is as deterministic as greedy (docs/MODELS.md says how
+ * greedy and sampled answers of these families end).
  */
 import assert from "node:assert/strict";
 import { mkdir, writeFile } from "node:fs/promises";

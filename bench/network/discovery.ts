@@ -61,6 +61,9 @@ function lightProviderKey(keyPrefix: string, index: number): Hex {
   return devPrivateKey(`${keyPrefix}-${index}`);
 }
 
+/** The keystore entry of trial `trial`'s gateway. */
+const gatewayKeyName = (trial: number) => `gateway-${trial}`;
+
 type ListedProvider = { peer_id: string; not_routed: string | null; models: { hash: string }[] };
 
 /** Providers of `modelHash` (0x, 64 hex digits) the gateway lists as routable now. */
@@ -124,6 +127,8 @@ async function timeOneGateway(parameters: {
   modelHash: string;
   count: number;
   name: string;
+  /** The keystore entry the gateway runs with. */
+  key: string;
 }): Promise<Trial> {
   const gateway = spawnMycel({
     name: parameters.name,
@@ -132,7 +137,7 @@ async function timeOneGateway(parameters: {
     args: [
       "gateway",
       "--key",
-      "gateway",
+      parameters.key,
       "--port",
       "0",
       "--rpc-url",
@@ -233,6 +238,7 @@ async function measureSize(chain: Chain, parameters: { home: string; count: numb
     for (let trial = 1; trial <= trials; trial++)
       results.push(
         await timeOneGateway({
+          key: gatewayKeyName(trial),
           home: parameters.home,
           rpcUrl: chain.rpcUrl,
           deploymentsPath,
@@ -258,12 +264,15 @@ export async function runDiscoveryBench(parameters: { home: string; heading: str
   try {
     const deployer = await connectChain({ rpcUrl: anvil.rpcUrl, privateKey: anvilDeployerKey });
     const deployments = await deployMycel(deployer, { parameters: devnetDeployParameters });
-    await createKeystore({
-      home: parameters.home,
-      name: "gateway",
-      password,
-      privateKey: devPrivateKey("bench-discovery:gateway"),
-    });
+    // A key per trial: each trial is a gateway the network has not seen (a snapshot server answers one peer once
+    // per 10 s, so the same gateway restarted at once would be refused it and learn the swarm from gossip instead).
+    for (let trial = 1; trial <= trials; trial++)
+      await createKeystore({
+        home: parameters.home,
+        name: gatewayKeyName(trial),
+        password,
+        privateKey: devPrivateKey(`bench-discovery:gateway-${trial}`),
+      });
     const chain: Chain = { rpcUrl: anvil.rpcUrl, deployments, deployer };
     const rows: string[][] = [];
     const worst = new Map<number, number | undefined>();

@@ -86,6 +86,10 @@ async function main() {
       // The whole swarm and the gateway share one host here, where a real network's 100 providers sit on 100 hosts:
       // the seeds take that many connections from 127.0.0.1 (the default per-host cap, 64, refused the last ones).
       ...(isSeed ? { maxInboundConnectionsPerHost: 1024 } : {}),
+      // Only the seeds serve the DHT: N servers on one machine keep each other's routing tables busy (every query,
+      // provide and refresh parses peer records, each decompressing a secp256k1 key), which 100 hosts would spread
+      // over 100 CPUs. The others still provide the model on it, through the seeds.
+      dhtClientOnly: !isSeed,
     });
     nodes.push(node);
     announcers.push(

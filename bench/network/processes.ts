@@ -3,7 +3,7 @@
  * for error reports, and every one of them killed when the bench ends, whichever way it ends.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { appendFileSync, readdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -97,14 +97,20 @@ export function spawnMycel(parameters: {
     stdio: ["pipe", "pipe", "pipe"],
   });
   const lines: string[] = [];
+  const spawnedAt = performance.now();
+  // MYCEL_BENCH_LOG_DIR=<dir>: every output line also goes to <dir>/<name>.log, behind ms since the spawn.
+  const logDir = process.env.MYCEL_BENCH_LOG_DIR;
+  const logFile = logDir && join(logDir, `${parameters.name.replace(/[^\w.-]+/g, "_")}.log`);
   const keep = (line: string) => {
     lines.push(line);
     if (lines.length > keptLines) lines.shift();
+    if (logFile)
+      appendFileSync(logFile, `${(performance.now() - spawnedAt).toFixed(0).padStart(6)} ${line}\n`);
   };
   const entry: MycelProcess = {
     name: parameters.name,
     child,
-    spawnedAt: performance.now(),
+    spawnedAt,
     readyAt: undefined,
     ready: Promise.resolve({}),
     tail: () => lines.join("\n"),

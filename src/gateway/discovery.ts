@@ -92,6 +92,17 @@ function stakedLookup(
   };
 }
 
+/** Lists the staked providers, logging how many and how long it took (the chain read a starting gateway waits on). */
+async function listLogged(staked: StakedProviderSource, logger: Logger) {
+  const started = performance.now();
+  const records = await staked.list();
+  logger.debug("staked providers listed", {
+    count: records.length,
+    ms: Math.round(performance.now() - started),
+  });
+  return records;
+}
+
 /** Starts discovery: announcements asked on every connection, staked providers listed now and periodically. */
 export function startDiscovery(parameters: StartDiscoveryParameters): Discovery {
   const { node, table, staked, logger } = parameters;
@@ -220,7 +231,7 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
     if (!staked) return Promise.resolve();
     sweeping ??= (async () => {
       try {
-        const records = await staked.list();
+        const records = await listLogged(staked, logger);
         stakedPeerIds = new Set(records.map((record) => record.peerId));
         sweptRegistrations = new Map(
           records.map((record) => [record.address.toLowerCase(), record.registration]),

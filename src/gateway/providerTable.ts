@@ -126,11 +126,12 @@ export function createProviderTable(parameters: {
     try {
       value = JSON.parse(new TextDecoder().decode(message.data));
     } catch {
-      logger.debug("announcement is not JSON", { from: message.from });
+      logger.debug("announcement is not JSON", { relayedBy: message.relayedBy });
       return;
     }
-    verifyAndAccept(value, message.from).catch((error) =>
-      logger.debug("announcement refused", { from: message.from, error: describeError(error) }),
+    // Gossip names no author (unsigned by libp2p): the announcement's own signatures bind it to its peer id.
+    verifyAndAccept(value, undefined).catch((error) =>
+      logger.debug("announcement refused", { relayedBy: message.relayedBy, error: describeError(error) }),
     );
   });
 

@@ -12,7 +12,7 @@ import {
   RELAY_V2_STOP_CODEC,
 } from "@libp2p/circuit-relay-v2";
 import { dcutr } from "@libp2p/dcutr";
-import { type GossipSub, gossipsub, StrictSign } from "@libp2p/gossipsub";
+import { type GossipSub, gossipsub, StrictNoSign } from "@libp2p/gossipsub";
 import { type Identify, identify } from "@libp2p/identify";
 import type {
   Connection,
@@ -130,6 +130,12 @@ export type CreateMycelNodeParameters = {
    * hosts on one machine (the discovery bench's seeds) needs more.
    */
   maxInboundConnectionsPerHost?: number;
+  /**
+   * Run the DHT as a client only: the node queries it and writes provider records, but answers no query and enters no
+   * routing table. Default false (a server unless reachable only through relays). Only a simulation of many hosts on
+   * one machine (the discovery bench's light nodes) needs it, to keep their DHT traffic off the machine's CPU.
+   */
+  dhtClientOnly?: boolean;
   logger?: Logger;
 };
 
@@ -137,8 +143,11 @@ export type CreateMycelNodeParameters = {
 export type GossipMessage = {
   /** The topic it was published on. */
   topic: string;
-  /** The peer id of the signer (the publisher), as a string. */
-  from: string;
+  /**
+   * The peer that handed this node the message (gossipsub's propagation source), as a string: not necessarily its
+   * author. Gossip is not signed by libp2p (StrictNoSign): Mycel's payloads carry their author's own signature.
+   */
+  relayedBy: string;
   data: Uint8Array;
 };
 
@@ -214,7 +223,10 @@ export type MycelNode = {
   libp2p: MycelLibp2p;
   /** The addresses this node can be dialled at, each ending in `/p2p/<peer id>`. */
   multiaddrs(): string[];
-  /** Publishes signed data on a gossip topic (delivered to subscribers on other nodes, not this one). */
+  /**
+   * Publishes data on a gossip topic (delivered to subscribers on other nodes, not this one); unsigned by libp2p, so
+   * the payload must carry its own signature. Publishing the same bytes again while gossip remembers them is a no-op.
+   */
   publish(topic: string, data: Uint8Array): Promise<void>;
   /** Calls `onMessage` for each message on `topic` from other nodes; returns the unsubscribe function. */
   subscribe(topic: string, onMessage: (message: GossipMessage) => void): () => void;
@@ -232,7 +244,10 @@ export type MycelNode = {
   findPeer(peerId: string, parameters?: FindPeerParameters): Promise<string[]>;
   /** Whether this node holds an open connection to the peer now. */
   isConnected(peerId: string): boolean;
-  /** Calls `listener` whenever a connected peer has been identified (once per connection); returns the unsubscribe function. */
+  /**
+   * Calls `listener` whenever a connected peer has been identified (once per connection), and soon for each peer already
+   * connected and identified when it is added; returns the unsubscribe function.
+   */
   onPeerIdentified(listener: (peer: IdentifiedPeer) => void): () => void;
   /** Serves a stream protocol: `handler` runs once per inbound stream. */
   handleProtocol(
@@ -463,14 +478,17 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       dht: kadDHT({
         protocol: MYCEL_DHT_PROTOCOL,
         // A node behind a NAT answers no DHT query (see followDhtMode below).
-        clientMode: behindNat,
+        clientMode: behindNat || parameters.dhtClientOnly === true,
         peerInfoMapper: passthroughMapper,
         kBucketSize: DHT_K_BUCKET_SIZE,
       }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
-        globalSignaturePolicy: StrictSign,
+        // Unsigned gossip: every Mycel payload on gossip is signed by its author (an announcement by the provider's key,
+        // bound to its peer id), so a libp2p signature would cost every node on the topic a second check of each
+        // message (docs/PROTOCOL.md "Announcements"). Message ids are then the payload's SHA-256.
+        globalSignaturePolicy: StrictNoSign,
         heartbeatInterval: GOSSIP_HEARTBEAT_INTERVAL_MS,
         floodPublish: true,
         scoreParams: { IPColocationFactorWhitelist: new Set(GOSSIP_SAME_IP_ALLOWED) },
@@ -520,14 +538,13 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
 
   // Gossip: one libp2p listener fans messages out to this node's subscribers, by topic.
   const subscribers = new Map<string, Set<(message: GossipMessage) => void>>();
-  libp2p.services.pubsub.addEventListener("message", (event) => {
-    const message = event.detail;
-    if (message.type !== "signed") return;
+  libp2p.services.pubsub.addEventListener("gossipsub:message", (event) => {
+    const { msg: message, propagationSource } = event.detail;
     const handlers = subscribers.get(message.topic);
     if (!handlers) return;
     const delivered: GossipMessage = {
       topic: message.topic,
-      from: message.from.toString(),
+      relayedBy: propagationSource.toString(),
       data: message.data,
     };
     for (const handler of [...handlers]) {
@@ -639,7 +656,13 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   const multiaddrs = () => libp2p.getMultiaddrs().map((address) => withPeerId(address, selfPeerId));
 
   const publish = async (topic: string, data: Uint8Array) => {
-    await libp2p.services.pubsub.publish(topic, data);
+    try {
+      await libp2p.services.pubsub.publish(topic, data);
+    } catch (error) {
+      // Message ids are the payload's hash: the same bytes again are already on the topic, which is what was asked.
+      if (error instanceof Error && error.message === "PublishError.Duplicate") return;
+      throw error;
+    }
   };
 
   const subscribe = (topic: string, onMessage: (message: GossipMessage) => void) => {
@@ -752,7 +775,21 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       }
     };
     libp2p.addEventListener("peer:identify", onIdentify);
-    return () => libp2p.removeEventListener("peer:identify", onIdentify);
+    let unsubscribed = false;
+    // The peers identified before the listener came (the bootstrap peers, dialled as the node started) count too.
+    const connected = new Set(libp2p.getConnections().map((connection) => connection.remotePeer.toString()));
+    for (const peerIdText of connected)
+      libp2p.peerStore
+        .get(parsePeerId(peerIdText))
+        .then((peer) => {
+          if (unsubscribed || peer.protocols.length === 0) return;
+          listener({ peerId: peerIdText, protocols: peer.protocols });
+        })
+        .catch(() => undefined);
+    return () => {
+      unsubscribed = true;
+      libp2p.removeEventListener("peer:identify", onIdentify);
+    };
   };
 
   const handleProtocol = async (
@@ -868,12 +905,13 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
   const followDhtMode = () => {
     if (stopController.signal.aborted) return;
     const reachable = libp2p.services.reachability.current().status === "public";
-    const relayedOnly = !reachable && (behindNat || libp2p.getMultiaddrs().some(isRelayedAddress));
-    const wanted = relayedOnly ? "client" : "server";
+    const reachableOnlyThroughRelays =
+      !reachable && (behindNat || libp2p.getMultiaddrs().some(isRelayedAddress));
+    const wanted = parameters.dhtClientOnly || reachableOnlyThroughRelays ? "client" : "server";
     if (libp2p.services.dht.getMode() === wanted) return;
     libp2p.services.dht
       .setMode(wanted)
-      .then(() => logger.info("DHT mode", { mode: wanted, reachable, relayedOnly }))
+      .then(() => logger.info("DHT mode", { mode: wanted, reachable, reachableOnlyThroughRelays }))
       .catch((error) =>
         logger.warn("could not change the DHT mode", { mode: wanted, error: describeError(error) }),
       );

@@ -12,8 +12,11 @@ export const verdictProtocolId = "/mycel/verdict/1.0.0";
 export const announcementProtocolId = "/mycel/announcement/1.0.0";
 /** The libp2p protocol on which a node hands every current verified announcement it holds to a peer (a gateway starting). */
 export const announcementSnapshotProtocolId = "/mycel/announcements/1.0.0";
-/** The gossipsub topic of provider announcements. */
-export const announcementTopic = "mycel/announce/1";
+/**
+ * The gossipsub topic of provider announcements. Version 2: messages unsigned by libp2p (StrictNoSign), each announcement
+ * signed by its provider; version-1 nodes (libp2p-signed gossip) refuse them, and the new name keeps them apart.
+ */
+export const announcementTopic = "mycel/announce/2";
 /** The version carried in every frame (`v`) and announcement. */
 export const wireVersion = 1;
 

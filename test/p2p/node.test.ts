@@ -124,7 +124,30 @@ describe("p2p nodes (real libp2p on 127.0.0.1)", () => {
     await assert.rejects(nodeD.connect(strangerPeerId, { signal: AbortSignal.timeout(5_000) }));
   });
 
-  it("delivers a gossip message published by C to B (signed, from C)", async () => {
+  it("tells a listener added late about the peers already connected and identified", async () => {
+    // B bootstrapped through A when it started, long before this listener.
+    for (let tries = 0; !nodeB.isConnected(nodeA.peerId) && tries < 100; tries++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    const seen = new Map<string, string[]>();
+    let unsubscribe = () => {};
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no replay of A within 5 s")), 5_000);
+      unsubscribe = nodeB.onPeerIdentified((peer) => {
+        seen.set(peer.peerId, peer.protocols);
+        if (peer.peerId === nodeA.peerId) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    unsubscribe();
+    assert.ok(
+      seen.get(nodeA.peerId)?.some((protocol) => protocol.startsWith("/ipfs/id/")),
+      "A's protocols, as identify learnt them",
+    );
+  });
+
+  it("delivers a gossip message published by C to B (unsigned by libp2p, relayed by a peer of B)", async () => {
     const topic = "mycel/test/gossip";
     const received: GossipMessage[] = [];
     let firstReceived!: (message: GossipMessage) => void;
@@ -136,20 +159,29 @@ describe("p2p nodes (real libp2p on 127.0.0.1)", () => {
       received.push(message);
       firstReceived(received[0] as GossipMessage);
     });
-    const payload = new TextEncoder().encode(`hello ${Date.now()}`);
+    // Each try publishes other bytes: gossip's message ids are the payload's hash, and the same bytes again are a no-op.
+    const published: string[] = [];
     try {
       const message = await publishUntil(
         "B to receive C's gossip",
-        () => nodeC.publish(topic, payload),
+        () => {
+          published.push(`hello ${Date.now()} #${published.length}`);
+          return nodeC.publish(topic, new TextEncoder().encode(published.at(-1)));
+        },
         arrived,
         {
           everyMs: 250,
           timeoutMs: 10_000,
         },
       );
-      assert.equal(message.from, nodeC.peerId);
+      assert.ok(
+        [nodeA.peerId, nodeC.peerId].includes(message.relayedBy),
+        `relayed by C or A, not ${message.relayedBy}`,
+      );
       assert.equal(message.topic, topic);
-      assert.deepEqual(Uint8Array.from(message.data), payload);
+      assert.ok(published.includes(new TextDecoder().decode(message.data)), "the bytes C published");
+      // The same bytes again: already on the topic, so publishing them resolves and sends nothing.
+      await nodeC.publish(topic, new TextEncoder().encode(published.at(-1)));
     } finally {
       unsubscribeB();
       unsubscribeA();

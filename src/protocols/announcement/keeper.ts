@@ -50,20 +50,26 @@ export function keepAnnouncements(
     latest.set(announcement.peer_id, announcement);
   };
   const unsubscribe = components.node.subscribe(announcementTopic, (message) => {
-    // Half the signature checks: a peer's new announcement is checked only once the one held has less than
-    // `refreshWithinMs` left (every other one, at one per 5 s and 20 s of validity); the one served stays fresh enough.
-    const known = latest.get(message.from);
-    if (known && known.expires_at - Date.now() > refreshWithinMs) return;
     let value: unknown;
     try {
       value = JSON.parse(new TextDecoder().decode(message.data));
     } catch {
       return;
     }
-    verifyAnnouncement({ value, from: message.from })
+    // Half the signature checks: a peer's new announcement is checked only once the one held has less than
+    // `refreshWithinMs` left (every other one, at one per 5 s and 20 s of validity); the one served stays fresh enough.
+    // The peer id is the one the message claims: a forged message naming a peer whose announcement is held is
+    // skipped unchecked, which keeps the held one (nothing a forger could want).
+    const claimed = (value as { peer_id?: unknown } | null)?.peer_id;
+    const known = typeof claimed === "string" ? latest.get(claimed) : undefined;
+    if (known && known.expires_at - Date.now() > refreshWithinMs) return;
+    verifyAnnouncement({ value, from: undefined })
       .then(keep)
       .catch((error) =>
-        logger.debug("announcement refused", { from: message.from, error: describeError(error) }),
+        logger.debug("announcement refused", {
+          relayedBy: message.relayedBy,
+          error: describeError(error),
+        }),
       );
   });
   return {

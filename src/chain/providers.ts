@@ -131,8 +131,8 @@ export async function getProviderRecord(
 /** A provider with stake now, as discovery needs it: where to find it (peer id) and what it offers. */
 export type StakedProvider = { address: Address; peerId: string; offers: ProviderOffer[] };
 
-/** How many getProvider reads {@link listStakedProviders} has in flight at once. */
-const stakedProviderReadConcurrency = 16;
+/** Providers read per getProviders call by {@link listStakedProviders} (each costs an eth_call a few SLOADs per offer). */
+const stakedProvidersPerCall = 50;
 
 /** Reads every provider with stake now (ProviderRegistry.activeProviders), with its peer id and offers. */
 export async function listStakedProviders(
@@ -146,29 +146,32 @@ export async function listStakedProviders(
       abi: providerRegistryAbi,
       functionName: "activeProviders",
     });
+    // A page of registrations per call, the pages at once: one round trip after activeProviders for up to 50 providers.
+    const pages: (typeof active)[] = [];
+    for (let start = 0; start < active.length; start += stakedProvidersPerCall)
+      pages.push(active.slice(start, start + stakedProvidersPerCall));
+    const records = await Promise.all(
+      pages.map((page) =>
+        connection.publicClient.readContract({
+          address,
+          abi: providerRegistryAbi,
+          functionName: "getProviders",
+          args: [page],
+        }),
+      ),
+    );
     const result: StakedProvider[] = [];
-    for (let start = 0; start < active.length; start += stakedProviderReadConcurrency) {
-      const batch = active.slice(start, start + stakedProviderReadConcurrency);
-      const records = await Promise.all(
-        batch.map((provider) =>
-          connection.publicClient.readContract({
-            address,
-            abi: providerRegistryAbi,
-            functionName: "getProvider",
-            args: [provider],
-          }),
-        ),
-      );
-      records.forEach((record, index) => {
-        const provider = batch[index];
-        if (provider)
+    pages.forEach((page, pageIndex) =>
+      page.forEach((provider, index) => {
+        const record = records[pageIndex]?.[index];
+        if (record)
           result.push({
             address: provider,
             peerId: record.peerId,
             offers: record.offers.map((offer) => ({ ...offer })),
           });
-      });
-    }
+      }),
+    );
     return result;
   } catch (error) {
     throw toChainError(error, "listing the staked providers");

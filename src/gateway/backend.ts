@@ -5,8 +5,12 @@ import type { GatewayAnswer } from "./failover.ts";
 
 /** The `mycel` object of an API response: the answer's request id, seed, providers and receipts. */
 export function mycelFieldsOf(answer: GatewayAnswer): Record<string, unknown> {
-  const unreceipted =
-    answer.unreceiptedCost === undefined ? {} : { unreceipted_cost: answer.unreceiptedCost.toString() };
+  const unreceipted = {
+    ...(answer.unreceiptedCost === undefined ? {} : { unreceipted_cost: answer.unreceiptedCost.toString() }),
+    ...(answer.unreceiptedProviders === undefined
+      ? {}
+      : { unreceipted_providers: answer.unreceiptedProviders }),
+  };
   // Nobody reads a cancelled answer's fields but the API key's meter: what it cost so far.
   if (answer.finishReason === "cancelled")
     return { request_id: answer.requestId, receipts: answer.receipts, ...unreceipted };

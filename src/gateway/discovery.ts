@@ -144,9 +144,10 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
       if (addresses.length === 0) throw new Error("not found on the DHT");
     }
     const value = await fetchAnnouncement({ node, logger }, { peerId, signal });
-    const entry = await table.verifyAndAccept(value, peerId);
-    const swept = sweptRegistrations.get(entry.address.toLowerCase());
-    // The chain was read for it moments ago: routable now, not after its first registration read.
+    const claimed = (value as { address?: unknown } | null)?.address;
+    const swept = typeof claimed === "string" ? sweptRegistrations.get(claimed.toLowerCase()) : undefined;
+    // The chain was read for it moments ago: routable now, with no registration read of its own.
+    const entry = await table.verifyAndAccept(value, peerId, swept);
     if (entry.registration === undefined && swept) entry.registration = swept;
   };
 
@@ -237,6 +238,11 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
           records.map((record) => [record.address.toLowerCase(), record.registration]),
         );
         firstListed.settle();
+        // Providers learnt before this listing (from gossip) are routable now too, without a read of their own.
+        for (const entry of table.all()) {
+          const listed = sweptRegistrations.get(entry.address.toLowerCase());
+          if (entry.registration === undefined && listed) entry.registration = listed;
+        }
         if (snapshotGrace) await snapshotGrace;
         snapshotGrace = undefined;
         for (const record of records) if (!isFresh(record.peerId)) enqueue(record.peerId, true);

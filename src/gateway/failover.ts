@@ -71,6 +71,8 @@ export type GatewayAnswer = {
   audit?: { validators: string[] };
   /** Output paid for by voucher in segments that ended without a receipt (see RequestState), when any. */
   unreceiptedCost?: bigint;
+  /** The providers (addresses, in order) of output that came without a receipt, when any. */
+  unreceiptedProviders?: string[];
   /** What went wrong on this gateway's side without spoiling the answer (a receipt it could not store). */
   warnings?: string[];
   totalMs: number;
@@ -130,6 +132,8 @@ type RequestState = {
    * providers' output prices: it was metered and paid for by voucher as it arrived, so an API key is charged it.
    */
   unreceiptedCost: bigint;
+  /** The providers of that output (addresses, in order, each once). */
+  unreceiptedProviders: string[];
   /** Per provider reached through a relay: how often its cut stream was resumed on it (see sortOutFailure). */
   relayResumes: Map<string, number>;
   /** Whether the provider of the segment running now was reached through a relay when it started. */
@@ -196,6 +200,7 @@ export async function answerWithFailover(
     reopened: new Set(),
     warnings: [],
     unreceiptedCost: 0n,
+    unreceiptedProviders: [],
     relayResumes: new Map(),
     viaRelay: false,
     resumeOn: undefined,
@@ -205,9 +210,15 @@ export async function answerWithFailover(
     if (parameters.signal.aborted) break;
     const { maxTokens } = parameters.sampling;
     const remaining = maxTokens === undefined ? undefined : maxTokens - state.outputTokens.length;
-    // A provider died after its last token but before its receipt: the answer is complete, unsigned.
-    if (remaining !== undefined && remaining <= 0)
+    // A provider died (or its relay cut the stream) after its last token but before its receipt: the answer is
+    // complete, unsigned; without the receipt the prompt's token count is unknown.
+    if (remaining !== undefined && remaining <= 0) {
+      state.warnings.push(
+        `the receipt of the last segment was lost (its stream ended after the last token, before the receipt): ` +
+          `its output is counted in unreceipted_cost and usage.prompt_tokens is unknown (0)`,
+      );
       return answerOf(state, { finishReason: "length", promptTokens: 0, failovers: attempt });
+    }
     // An answer already streaming (its provider failed late) gets a whole deadline from its first wait.
     if (state.started) state.resumedAt ??= Date.now();
     const provider = await context.queue.take({
@@ -232,6 +243,8 @@ export async function answerWithFailover(
       return await attemptWith({ parameters, context, state, provider, request, attempt });
     } catch (error) {
       state.unreceiptedCost += meteredOutputCost(provider, state.outputTokens.length - before.tokens);
+      if (state.outputTokens.length > before.tokens && state.unreceiptedProviders.at(-1) !== provider.address)
+        state.unreceiptedProviders.push(provider.address);
       if (parameters.signal.aborted) break;
       failed = sortOutFailure({ error, parameters, context, state, provider, before }) === "failed";
     } finally {
@@ -717,6 +730,9 @@ function answerOf(
     failovers: input.failovers,
     receipts: state.segments.map((entry) => entry.receipt),
     ...(state.unreceiptedCost > 0n ? { unreceiptedCost: state.unreceiptedCost } : {}),
+    ...(state.unreceiptedProviders.length > 0
+      ? { unreceiptedProviders: [...state.unreceiptedProviders] }
+      : {}),
     ...(state.warnings.length > 0 ? { warnings: [...state.warnings] } : {}),
     totalMs: performance.now() - state.startedAt,
   };

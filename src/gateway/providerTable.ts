@@ -46,14 +46,21 @@ export type ProviderTable = {
   get(peerId: string): KnownProvider | undefined;
   /** Providers with an unexpired announcement that serve this model hash (0x bytes32). */
   serving(modelHash: string, now?: number): KnownProvider[];
-  /** Learns from a verified announcement (also used for providers found another way). */
-  accept(announcement: Announcement): KnownProvider;
   /**
-   * Checks an announcement received from `from` (the authenticated peer that sent it, on gossip or a stream; undefined
-   * for one relayed in a snapshot) exactly as gossiped ones are checked, and learns from it; rejects with
-   * ProtocolError when it fails a check.
+   * Learns from a verified announcement (also used for providers found another way). `registration`, when the chain
+   * was read for the provider moments ago, is its registration from the start (no read of its own is then needed).
    */
-  verifyAndAccept(value: unknown, from: string | undefined): Promise<KnownProvider>;
+  accept(announcement: Announcement, registration?: ProviderRegistration): KnownProvider;
+  /**
+   * Checks an announcement received from `from` (the authenticated peer that must be its author, on a stream;
+   * undefined for one heard on gossip or relayed in a snapshot) exactly as gossiped ones are checked, and learns from
+   * it (with `registration`, as accept does); rejects with ProtocolError when it fails a check.
+   */
+  verifyAndAccept(
+    value: unknown,
+    from: string | undefined,
+    registration?: ProviderRegistration,
+  ): Promise<KnownProvider>;
   /** Calls `listener` with each provider seen for the first time; returns the unsubscribe function. */
   onDiscovered(listener: (provider: KnownProvider) => void): () => void;
   stop(): void;
@@ -71,7 +78,7 @@ export function createProviderTable(parameters: {
   const providers = new Map<string, KnownProvider>();
   const discoveryListeners = new Set<(provider: KnownProvider) => void>();
 
-  function accept(announcement: Announcement): KnownProvider {
+  function accept(announcement: Announcement, registration?: ProviderRegistration): KnownProvider {
     const existing = providers.get(announcement.peer_id);
     if (existing) {
       if (announcement.issued_at < existing.announcement.issued_at) return existing;
@@ -106,6 +113,7 @@ export function createProviderTable(parameters: {
       busyStreak: 0,
       untrusted: untrustedAddresses.has(announcement.address),
       reputation: undefined,
+      ...(registration ? { registration } : {}),
     };
     providers.set(announcement.peer_id, entry);
     for (const listener of discoveryListeners) listener(entry);
@@ -118,8 +126,11 @@ export function createProviderTable(parameters: {
     return entry;
   }
 
-  const verifyAndAccept = async (value: unknown, from: string | undefined) =>
-    accept(await verifyAnnouncement({ value, from }));
+  const verifyAndAccept = async (
+    value: unknown,
+    from: string | undefined,
+    registration?: ProviderRegistration,
+  ) => accept(await verifyAnnouncement({ value, from }), registration);
 
   const unsubscribe = node.subscribe(announcementTopic, (message) => {
     let value: unknown;

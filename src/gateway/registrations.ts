@@ -48,9 +48,30 @@ export function watchRegistrations(parameters: {
       logger.debug("registration not read", { provider: entry.address, error: describeError(error) });
     }
   };
+  // First reads run `refreshConcurrency` at a time; one whose provider got its registration meanwhile (a gateway's
+  // discovery lists every staked provider at start) is skipped, so a hundred providers heard at once cost no burst of
+  // hundreds of chain reads.
+  let firstReadsRunning = 0;
+  const firstReadTurns: (() => void)[] = [];
+  const turn = async () => {
+    if (firstReadsRunning >= refreshConcurrency)
+      await new Promise<void>((resolve) => firstReadTurns.push(resolve));
+    firstReadsRunning++;
+  };
+  const endTurn = () => {
+    firstReadsRunning--;
+    firstReadTurns.shift()?.();
+  };
   const readFirst = (entry: KnownProvider) => {
     if (entry.registration !== undefined || firstReads.has(entry.peerId)) return;
-    const pending = read(entry).finally(() => firstReads.delete(entry.peerId));
+    const pending = (async () => {
+      await turn();
+      try {
+        if (entry.registration === undefined) await read(entry);
+      } finally {
+        endTurn();
+      }
+    })().finally(() => firstReads.delete(entry.peerId));
     firstReads.set(entry.peerId, pending);
   };
   const unsubscribe = table.onDiscovered(readFirst);

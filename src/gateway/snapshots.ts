@@ -90,8 +90,8 @@ export function startSnapshots(parameters: StartSnapshotsParameters): Snapshots 
         continue;
       }
       try {
-        const entry = await table.verifyAndAccept(value, undefined);
-        // The chain was read for it moments ago: routable now, not after its first registration read.
+        // The chain was read for it moments ago: routable now, with no registration read of its own.
+        const entry = await table.verifyAndAccept(value, undefined, registration || undefined);
         if (entry.registration === undefined && registration) entry.registration = registration;
         outcome.accepted++;
       } catch (error) {

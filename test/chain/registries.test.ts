@@ -11,6 +11,7 @@ import {
   getTokenBalance,
   isSpdxExpression,
   type LineageNode,
+  listStakedProviders,
   type ModelEntry,
   type ModelParent,
   type ModelRelation,
@@ -1113,6 +1114,31 @@ describe("chain registries (real anvil)", () => {
       p2State.stake += topUp;
       await assertMatchesReference();
       assert.deepEqual(sorted(await read<Address[]>("activeProviders")), sorted([p1.address, p2.address]));
+    });
+
+    it("getProviders reads many registrations in one call, in order; listStakedProviders lists the active ones", async () => {
+      type Record = { peerId: string; stake: bigint; offers: readonly ProviderOffer[] };
+      const addresses = [p2.address, p1.address, p3.address];
+      const records = await read<Record[]>("getProviders", [addresses]);
+      assert.equal(records.length, 3);
+      for (const [index, address] of addresses.entries()) {
+        const single = await read<Record>("getProvider", [address]);
+        assert.equal(records[index]?.peerId, single.peerId, `record ${index} is ${address}'s`);
+        assert.equal(records[index]?.stake, single.stake);
+        assert.deepEqual(records[index]?.offers, single.offers);
+      }
+      assert.deepEqual(await read<Record[]>("getProviders", [[]]), []);
+      await assert.rejects(read("getProviders", [[p1.address, outsider.address]]), /NotRegistered/);
+      const listed = await listStakedProviders(chain.deployer, { deployments: chain.deployments });
+      assert.deepEqual(
+        sorted(listed.map((entry) => entry.address)),
+        sorted(await read<Address[]>("activeProviders")),
+      );
+      for (const entry of listed) {
+        const expected = expectedRecord(entry.address);
+        assert.equal(entry.peerId, expected?.peerId);
+        assert.deepEqual(entry.offers, expected?.offers);
+      }
     });
 
     it("only the consensus contract slashes; the owner sets it once", async () => {

@@ -159,6 +159,12 @@ describe("gateway failover (in process, scripted providers)", () => {
     const answer = await answerWithFailover(request(), context);
     assert.equal(answer.text, "abc", "the tokens of the stalled provider are kept");
     assert.equal(answer.usage.completionTokens, 3);
+    assert.deepEqual(answer.providers, [providers[1]?.address], "one per receipt");
+    assert.deepEqual(
+      answer.unreceiptedProviders,
+      [providers[0]?.address],
+      "the stalled one's output had none",
+    );
     assert.deepEqual(providers[1]?.requests[0]?.request.prefix_tokens, [10, 11], "continued, not restarted");
     assert.equal(providers[1]?.requests[0]?.request.max_tokens, 6);
     assert.ok(
@@ -166,6 +172,23 @@ describe("gateway failover (in process, scripted providers)", () => {
       "a stalled provider sits out the whole ban",
     );
     assert.equal(known[0]?.untrusted, false);
+  });
+
+  it("says whose receipt was lost when a provider stops after the last token: no failover, a warning, usage kept", async () => {
+    const { providers, context } = await setUp([
+      [{ kind: "honest", tokens: [10, 11], text: "ab", hang: true }],
+      [{ kind: "honest", tokens: [99], text: "z" }],
+    ]);
+    const answer = await answerWithFailover(
+      request({ sampling: { ...request().sampling, maxTokens: 2 } }),
+      context,
+    );
+    assert.equal(answer.text, "ab", "complete: nothing asked of another provider");
+    assert.equal(providers[1]?.requests.length, 0);
+    assert.equal(answer.usage.completionTokens, 2);
+    assert.deepEqual(answer.receipts, []);
+    assert.deepEqual(answer.unreceiptedProviders, [providers[0]?.address]);
+    assert.match(answer.warnings?.join("\n") ?? "", /receipt of the last segment was lost/);
   });
 
   it("resumes a stream a relay cut on the same provider, from the tokens so far, without blaming it", async () => {

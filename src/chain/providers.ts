@@ -160,19 +160,20 @@ export async function listStakedProviders(
         }),
       ),
     );
-    const result: StakedProvider[] = [];
-    pages.forEach((page, pageIndex) =>
-      page.forEach((provider, index) => {
+    return pages.flatMap((page, pageIndex) =>
+      page.flatMap((provider, index) => {
         const record = records[pageIndex]?.[index];
-        if (record)
-          result.push({
-            address: provider,
-            peerId: record.peerId,
-            offers: record.offers.map((offer) => ({ ...offer })),
-          });
+        return record
+          ? [
+              {
+                address: provider,
+                peerId: record.peerId,
+                offers: record.offers.map((offer) => ({ ...offer })),
+              },
+            ]
+          : [];
       }),
     );
-    return result;
   } catch (error) {
     throw toChainError(error, "listing the staked providers");
   }

@@ -103,6 +103,20 @@ async function listLogged(staked: StakedProviderSource, logger: Logger) {
   return records;
 }
 
+/** Providers learnt before a listing (from gossip) are routable at once too, without a registration read of their own. */
+function fillRegistrations(table: ProviderTable, listed: Map<string, ProviderRegistration>) {
+  for (const entry of table.all()) {
+    const registration = listed.get(entry.address.toLowerCase());
+    if (entry.registration === undefined && registration) entry.registration = registration;
+  }
+}
+
+/** The listed registration of the address an (unchecked) announcement claims, if any. */
+function listedRegistrationOf(value: unknown, listed: Map<string, ProviderRegistration>) {
+  const claimed = (value as { address?: unknown } | null)?.address;
+  return typeof claimed === "string" ? listed.get(claimed.toLowerCase()) : undefined;
+}
+
 /** Starts discovery: announcements asked on every connection, staked providers listed now and periodically. */
 export function startDiscovery(parameters: StartDiscoveryParameters): Discovery {
   const { node, table, staked, logger } = parameters;
@@ -144,11 +158,9 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
       if (addresses.length === 0) throw new Error("not found on the DHT");
     }
     const value = await fetchAnnouncement({ node, logger }, { peerId, signal });
-    const claimed = (value as { address?: unknown } | null)?.address;
-    const swept = typeof claimed === "string" ? sweptRegistrations.get(claimed.toLowerCase()) : undefined;
     // The chain was read for it moments ago: routable now, with no registration read of its own.
-    const entry = await table.verifyAndAccept(value, peerId, swept);
-    if (entry.registration === undefined && swept) entry.registration = swept;
+    await table.verifyAndAccept(value, peerId, listedRegistrationOf(value, sweptRegistrations));
+    fillRegistrations(table, sweptRegistrations);
   };
 
   const drain = () => {
@@ -238,11 +250,7 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
           records.map((record) => [record.address.toLowerCase(), record.registration]),
         );
         firstListed.settle();
-        // Providers learnt before this listing (from gossip) are routable now too, without a read of their own.
-        for (const entry of table.all()) {
-          const listed = sweptRegistrations.get(entry.address.toLowerCase());
-          if (entry.registration === undefined && listed) entry.registration = listed;
-        }
+        fillRegistrations(table, sweptRegistrations);
         if (snapshotGrace) await snapshotGrace;
         snapshotGrace = undefined;
         for (const record of records) if (!isFresh(record.peerId)) enqueue(record.peerId, true);

@@ -114,7 +114,7 @@ export function createEngineBackend(engine: Engine): InferenceBackend {
     if (prompt.kind === "chat")
       return engine.tokenizeChat({ modelHash: model.hash, messages: prompt.messages });
     if (typeof prompt.prompt === "string")
-      return engine.tokenizeText({ modelHash: model.hash, text: prompt.prompt });
+      return engine.tokenizeCompletion({ modelHash: model.hash, text: prompt.prompt });
     const vocabularySize = engine.findModel(model.hash).vocabularySize;
     const outOfVocabulary = prompt.prompt.find((token) => token >= vocabularySize);
     if (outOfVocabulary !== undefined) {

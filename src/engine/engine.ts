@@ -149,6 +149,12 @@ export type Engine = {
   tokenizeChatLegacy(parameters: { modelHash: string; messages: readonly ChatMessage[] }): number[];
   /** Tokenizes plain text (special-token strings stay text). */
   tokenizeText(parameters: { modelHash: string; text: string }): number[];
+  /**
+   * Tokenizes a text-completion prompt (`/v1/completions`) as llama.cpp's server does: the whole text with its
+   * special-token strings recognised (the caller writes the raw prompt, template tokens included), BOS first when
+   * the model asks for it (`add_bos_token`) and EOS last when it asks for that.
+   */
+  tokenizeCompletion(parameters: { modelHash: string; text: string }): number[];
   /** The text of tokens: each token's piece as it is, UTF-8 assembled across tokens (invalid bytes as U+FFFD). */
   detokenize(parameters: { modelHash: string; tokens: readonly number[] }): string;
   /** Whether `token` ends generation (an end-of-generation token of the model). */
@@ -159,6 +165,16 @@ export type Engine = {
   stats(modelHash: string): { total: number; busy: number; waiting: number; maxWaiting: number };
   close(): Promise<void>;
 };
+
+/** A text-completion prompt's tokens, as llama.cpp's server makes them (see Engine.tokenizeCompletion). */
+function completionTokens(model: LlamaModel, text: string): number[] {
+  const { bos, eos } = model.tokens;
+  return [
+    ...(model.tokens.shouldPrependBosToken && bos !== null ? [bos] : []),
+    ...model.tokenize(text, true),
+    ...(model.tokens.shouldAppendEosToken && eos !== null ? [eos] : []),
+  ];
+}
 
 type LoadedModel = {
   info: LoadedModelInfo;
@@ -639,6 +655,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     tokenizeChat,
     tokenizeChatLegacy,
     tokenizeText: (input) => get(input.modelHash).model.tokenize(input.text, false),
+    tokenizeCompletion: (input) => completionTokens(get(input.modelHash).model, input.text),
     detokenize: (input) => decodeTokens(input.tokens, get(input.modelHash).vocabulary.pieces.bytesOf),
     isEndOfGeneration: (input) => get(input.modelHash).model.isEogToken(input.token as Token),
     generate,

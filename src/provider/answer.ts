@@ -54,7 +54,7 @@ export type ProviderComponents = {
 export type AnswerContext = {
   /** Served models by 0x bytes32 hash. */
   models: ReadonlyMap<string, LoadedModelInfo>;
-  engine: Pick<Engine, "tokenizeChat" | "tokenizeText">;
+  engine: Pick<Engine, "tokenizeChat" | "tokenizeCompletion">;
   components: ProviderComponents;
   privateKey: Hex;
   address: Address;
@@ -97,7 +97,8 @@ function tokenize(context: AnswerContext, model: LoadedModelInfo, request: Infer
   if (request.kind === "chat")
     return context.engine.tokenizeChat({ modelHash: model.hash, messages: request.messages ?? [] });
   const prompt = request.prompt ?? "";
-  if (typeof prompt === "string") return context.engine.tokenizeText({ modelHash: model.hash, text: prompt });
+  if (typeof prompt === "string")
+    return context.engine.tokenizeCompletion({ modelHash: model.hash, text: prompt });
   const outside = prompt.find((token) => token >= model.vocabularySize);
   if (outside !== undefined)
     throw new InvalidInputError(`token ${outside} is outside the vocabulary`, { param: "prompt" });

@@ -77,8 +77,9 @@ function round(value: number, digits = 4): number {
 
 /**
  * The prompt tokens the request may have produced: chat template + tokenization (+ a continuation prefix). A chat
- * prompt is the whole rendered template tokenized once; the form Mycel made before (template text and message
- * contents tokenized apart) is accepted too, so that answers and receipts made before the change stay auditable.
+ * prompt is the whole rendered template tokenized once, a text prompt as llama.cpp's server tokenizes it; the forms
+ * Mycel made before (template text and message contents tokenized apart; text with no BOS and special-token
+ * strings as text) are accepted too, so that answers and receipts made before the change stay auditable.
  */
 function expectedPromptTokens(engine: Engine, model: LoadedModelInfo, input: AuditInput): number[][] {
   const { request } = input;
@@ -92,11 +93,15 @@ function expectedPromptTokens(engine: Engine, model: LoadedModelInfo, input: Aud
       [...legacy, ...prefix],
     ];
   }
-  const tokens =
-    typeof request.prompt === "string"
-      ? engine.tokenizeText({ modelHash: model.hash, text: request.prompt })
-      : [...(request.prompt ?? [])];
-  return [[...tokens, ...prefix]];
+  if (typeof request.prompt !== "string") return [[...(request.prompt ?? []), ...prefix]];
+  // A text prompt as llama.cpp's server tokenizes it (BOS when the model asks, special tokens parsed), or as Mycel
+  // did before (plain text, no BOS): receipts made before the change stay auditable.
+  const completion = engine.tokenizeCompletion({ modelHash: model.hash, text: request.prompt });
+  const legacy = engine.tokenizeText({ modelHash: model.hash, text: request.prompt });
+  return [
+    [...completion, ...prefix],
+    [...legacy, ...prefix],
+  ];
 }
 
 async function checkReceipt(input: AuditInput, receipt: SignedReceipt, reasons: AuditReason[]) {

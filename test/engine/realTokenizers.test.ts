@@ -342,6 +342,56 @@ describe("real tokenizers: prompts and output text as llama.cpp's server and Hug
     }
   });
 
+  it("tokenizes a completion prompt as llama.cpp's server: BOS when the model asks, special-token strings parsed", () => {
+    const llama3 = family("llama3");
+    const idOf = (f: Family, text: string) => f.specials.find((special) => special.text === text)?.id;
+    const raw = "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>";
+    const ids = engine.tokenizeCompletion({ modelHash: llama3.modelHash, text: raw });
+    assert.equal(ids[0], idOf(llama3, "<|begin_of_text|>"), "llama3 asks for BOS (add_bos_token)");
+    assert.equal(ids[1], idOf(llama3, "<|start_header_id|>"), "a special-token string is the special token");
+    assert.equal(ids.at(-1), idOf(llama3, "<|eot_id|>"));
+    assert.deepEqual(
+      ids.slice(3, -1),
+      [idOf(llama3, "<|end_header_id|>"), ...referenceEncode("\n\nHi there", "llama-bpe")],
+      "the text between them as the reference splits it",
+    );
+    const gpt2 = family("gpt2");
+    const text = "Once upon a time <|im_end|> the end";
+    const gpt2Ids = engine.tokenizeCompletion({ modelHash: gpt2.modelHash, text });
+    assert.deepEqual(
+      gpt2Ids,
+      [...gpt2Encode("Once upon a time "), idOf(gpt2, "<|im_end|>"), ...gpt2Encode(" the end")],
+      "no BOS for GPT-2 (add_bos_token false); <|im_end|> is the special token",
+    );
+    assert.notDeepEqual(
+      gpt2Ids,
+      engine.tokenizeText({ modelHash: gpt2.modelHash, text }),
+      "unlike plain text",
+    );
+  });
+
+  it("audits a text prompt: llama.cpp's form passes, the earlier plain-text form passes, any other prompt fails", async () => {
+    const f = family("llama3");
+    const models = { claimed: f.modelHash, other: f.modelHash, lowerQuant: f.modelHash };
+    const { messages: _none, ...chat } = fixtureRequest({ models, index: 1, maxTokens: 16, temperature: 0 });
+    const request = { ...chat, kind: "text" as const, prompt: "Story: <|eot_id|> the fungus" };
+    const made = (tokens: number[]) =>
+      honestAnswer({ engine: { ...engine, tokenizeChat: () => tokens }, models, request });
+    const text = { modelHash: f.modelHash, text: request.prompt };
+    const current = await made(engine.tokenizeCompletion(text));
+    const legacy = await made(engine.tokenizeText(text));
+    assert.notDeepEqual(current.promptTokens, legacy.promptTokens, "the two forms differ for this prompt");
+    const other = await made([...engine.tokenizeCompletion(text), 198]);
+    for (const [input, verdict] of [
+      [current, "pass"],
+      [legacy, "pass"],
+      [other, "fail"],
+    ] as const) {
+      const result = await auditAnswer({ engine, input });
+      assert.equal(result.verdict, verdict, JSON.stringify(result.reasons));
+    }
+  });
+
   it("streamed deltas add up to the returned text, which is the tokens' text", async () => {
     for (const tokenizer of ["gpt2", "llama3"] as const) {
       const f = family(tokenizer);

@@ -272,6 +272,35 @@ describe("real-tokenizer models end to end (mycel serve, a gateway and a provide
     assert.equal(run.verdict?.verdict, "pass", run.stdout);
   });
 
+  it("a gateway and a provider, llama3: a text completion is tokenized as llama.cpp's server does it, and audits", async () => {
+    const prompt = "<|start_header_id|>user<|end_header_id|>\n\nName a fungus.<|eot_id|>";
+    const answer = (await network.completions.create({
+      model: model("llama3").name,
+      prompt,
+      max_tokens: 24,
+      temperature: 1,
+      seed: 14,
+      mycel: { include_evidence: true },
+    } as OpenAI.CompletionCreateParamsNonStreaming)) as OpenAI.Completion & {
+      mycel: { evidence?: Evidence; receipts?: SignedReceipt[] };
+    };
+    const expected = engine.tokenizeCompletion({ modelHash: model("llama3").hash, text: prompt });
+    assert.equal(
+      answer.usage?.prompt_tokens,
+      expected.length,
+      "BOS first, the special-token strings as tokens",
+    );
+    const receipt = answer.mycel.receipts?.[0] as SignedReceipt;
+    assert.equal(
+      receipt.message.promptHash,
+      hashTokenIds(expected),
+      "the receipt signs llama.cpp's token ids",
+    );
+    const run = await audit("gateway-llama3-completion", answer);
+    assert.equal(run.code, 0, `exit 0: ${run.stdout}${run.stderr}`);
+    assert.equal(run.verdict?.verdict, "pass", run.stdout);
+  });
+
   it("a gpt2 answer made by the q8_0 weights and claimed as f16 fails mycel audit", async () => {
     const cheatModels = {
       claimed: model("gpt2", "f16").hash,

@@ -494,7 +494,7 @@ function addRelayCommand(program: Command) {
 type DevnetFlags = {
   providers: number;
   port?: number;
-  model?: string;
+  model?: string[];
   stallTimeout?: number;
   rpcPort: number;
 };
@@ -510,7 +510,10 @@ function addDevnetCommand(program: Command) {
     )
     .option("--providers <n>", "providers to start", integer("--providers", 1, 32), 3)
     .option("--port <n>", "gateway API port (default 8080; 0 picks a free one)", integer("--port", 0, 65535))
-    .option("--model <model>", "model every provider serves (default: the tiny test model, made if needed)")
+    .option(
+      "--model <model...>",
+      "model every provider serves, by name, hash or path in the store (repeat for several; default: the tiny test model, made if needed)",
+    )
     .option(
       "--rpc-port <n>",
       "port of the local chain (anvil) on 127.0.0.1 (default 8545; 0 picks a free one)",
@@ -533,7 +536,7 @@ function addDevnetCommand(program: Command) {
       const devnet = node.startDevnet({
         config,
         providers: flags.providers,
-        model: flags.model,
+        models: flags.model,
         stallMs: flags.stallTimeout,
         rpcPort: flags.rpcPort,
         logger,

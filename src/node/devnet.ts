@@ -36,8 +36,8 @@ export type StartDevnetParameters = {
   config: MycelConfig;
   /** Provider processes to start. */
   providers: number;
-  /** The model every provider serves (default: the tiny test model, made if needed). */
-  model?: string;
+  /** The models every provider serves, by name or hash in the store (default: the tiny test model, made if needed). */
+  models?: readonly string[];
   stallMs?: number;
   /** The chain's port on 127.0.0.1 (0 picks a free one). */
   rpcPort: number;
@@ -53,7 +53,10 @@ export type StartDevnetParameters = {
 /** A running devnet. */
 export type Devnet = {
   url: string;
+  /** The first model the providers serve (the banner's example). */
   model: ModelRecord;
+  /** Every model the providers serve. */
+  models: ModelRecord[];
   providers: RoleReady[];
   validator: RoleReady;
   chain: DevnetChain;
@@ -65,10 +68,17 @@ export type Devnet = {
   stop(): Promise<void>;
 };
 
-/** The model the providers serve, and its quantizations to register as children. */
-async function devnetModels(config: MycelConfig, query: string | undefined) {
+/** The models the providers serve, and the first one's quantizations to register as its children. */
+async function devnetModels(config: MycelConfig, queries: readonly string[] | undefined) {
   const store = openModelStore({ home: config.home });
-  if (query) return { model: await store.resolve(query), derived: [] as ModelRecord[] };
+  if (queries && queries.length > 0) {
+    const models: ModelRecord[] = [];
+    for (const query of queries) {
+      const model = await store.resolve(query);
+      if (!models.some((known) => known.hash === model.hash)) models.push(model);
+    }
+    return { models, derived: [] as ModelRecord[] };
+  }
   const make = async (quant: "f32" | "f16" | "q8_0") => {
     const made = generateTestModel({ size: "tiny", seed: 1, quant });
     return (
@@ -80,7 +90,7 @@ async function devnetModels(config: MycelConfig, query: string | undefined) {
     ).model;
   };
   // The same seeded weights at lower precision: true quantizations of the served model.
-  return { model: await make("f32"), derived: [await make("f16"), await make("q8_0")] };
+  return { models: [await make("f32")], derived: [await make("f16"), await make("q8_0")] };
 }
 
 /** What has been started so far, and how to stop it. */
@@ -122,7 +132,8 @@ function createParts(logger: Logger) {
 /** Starts a devnet; on failure stops what it started and throws. */
 export async function startDevnet(parameters: StartDevnetParameters): Promise<Devnet> {
   const { config, logger } = parameters;
-  const { model, derived } = await devnetModels(config, parameters.model);
+  const { models, derived } = await devnetModels(config, parameters.models);
+  const model = models[0] as ModelRecord;
   const parts = createParts(logger);
   const { signal } = parameters;
   signal?.addEventListener("abort", () => void parts.stop(), { once: true });
@@ -132,7 +143,10 @@ export async function startDevnet(parameters: StartDevnetParameters): Promise<De
   };
   try {
     const started = performance.now();
-    logger.info("starting", { providers: parameters.providers, model: model.name });
+    logger.info("starting", {
+      providers: parameters.providers,
+      models: models.map((entry) => entry.name).join(","),
+    });
     const providerKeys: Hex[] = [];
     for (let index = 1; index <= parameters.providers; index++)
       providerKeys.push(await ensureDevKey(config.home, `devnet-provider-${index}`));
@@ -145,7 +159,7 @@ export async function startDevnet(parameters: StartDevnetParameters): Promise<De
       await setUpDevnetChain({
         rpcUrl: anvil.rpcUrl,
         home: config.home,
-        model,
+        models,
         derived,
         providerKeys,
         gatewayKey,
@@ -159,8 +173,7 @@ export async function startDevnet(parameters: StartDevnetParameters): Promise<De
     const common = { home: config.home, write: parameters.write };
     const providerArgs = (index: number, bootstrap: string[]) => [
       "provider",
-      "--model",
-      model.hash,
+      ...models.flatMap((entry) => ["--model", entry.hash]),
       "--price",
       String(roleDefaults.pricePerMillion * BigInt(index)),
       ...chainArgs,
@@ -236,12 +249,13 @@ export async function startDevnet(parameters: StartDevnetParameters): Promise<De
     });
     parts.setGateway(gatewayNode.close);
     step(undefined);
-    await gatewayNode.gateway.waitForProviders({
-      count: parameters.providers,
-      modelHash: model.hash,
-      timeoutMs: 60_000,
-      signal,
-    });
+    for (const entry of models)
+      await gatewayNode.gateway.waitForProviders({
+        count: parameters.providers,
+        modelHash: entry.hash,
+        timeoutMs: 60_000,
+        signal,
+      });
     logger.info("ready", { seconds: ((performance.now() - started) / 1000).toFixed(1) });
     const ended = Promise.race([
       ...parts.roles.map((role) => role.exited.then((how) => `${role.name} exited (${how})`)),
@@ -250,6 +264,7 @@ export async function startDevnet(parameters: StartDevnetParameters): Promise<De
     return {
       url: gatewayNode.url,
       model,
+      models,
       providers,
       validator,
       chain,

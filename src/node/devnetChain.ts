@@ -31,12 +31,13 @@ export type DevnetChain = {
   connection: ChainConnection;
 };
 
-/** Deploys to the devnet's anvil, funds the dev keys, registers the model and its children, stakes every provider. */
+/** Deploys to the devnet's anvil, funds the dev keys, registers the models (and the first one's children), stakes every provider. */
 export async function setUpDevnetChain(parameters: {
   rpcUrl: string;
   home: string;
-  model: ModelRecord;
-  /** Models derived from the served one, registered as its quantizations. */
+  /** The models every provider serves (each registered, each in every provider's offers). */
+  models: readonly ModelRecord[];
+  /** Models derived from the first served one, registered as its quantizations. */
   derived: ModelRecord[];
   providerKeys: Hex[];
   gatewayKey: Hex;
@@ -59,14 +60,16 @@ export async function setUpDevnetChain(parameters: {
   ].map((key) => privateKeyToAccount(key).address);
   await fundDevAccounts(deployer, { deployments, accounts: [deployer.account?.address as Hex, ...accounts] });
   await fundRewards(deployer, { deployments, amount: parseEther("100000") });
-  const modelHash = modelHashToBytes32(parameters.model.hash);
-  await registerModel(deployer, {
-    deployments,
-    modelHash,
-    name: parameters.model.name,
-    license: parameters.model.license ?? "NOASSERTION",
-    metadataUri: "mycel:test-model",
-  });
+  const modelHashes = parameters.models.map((model) => modelHashToBytes32(model.hash));
+  for (const model of parameters.models)
+    await registerModel(deployer, {
+      deployments,
+      modelHash: modelHashToBytes32(model.hash),
+      name: model.name,
+      license: model.license ?? "NOASSERTION",
+      metadataUri: "mycel:test-model",
+    });
+  const modelHash = modelHashes[0] as Hex;
   for (const child of parameters.derived)
     await registerModel(deployer, {
       deployments,
@@ -83,7 +86,11 @@ export async function setUpDevnetChain(parameters: {
       await registerProvider(withSigner(deployer, privateKey), {
         deployments,
         peerId: peerIdOfSecp256k1Key(privateKey),
-        offers: [{ modelHash, inputPricePerMillion: price, outputPricePerMillion: price }],
+        offers: modelHashes.map((hash) => ({
+          modelHash: hash,
+          inputPricePerMillion: price,
+          outputPricePerMillion: price,
+        })),
         stake,
       });
     }),

@@ -1,8 +1,9 @@
 /**
  * The real-tokenizer test models (GPT-2's BPE: the `gpt2` and `llama3` families, q8_0) end to end: the official
- * openai client through a real `mycel serve` process and through a real gateway with a provider process over
- * libp2p; usage and evidence carry the whole-prompt tokenization; the answer's evidence passes `mycel audit`, and
- * a q8_0 answer claimed as f16 fails it.
+ * openai client through a real `mycel serve` process and through a real `mycel devnet` (a chain, a staked provider
+ * process serving both families over libp2p, a validator, a gateway that pays per token); usage and evidence carry
+ * the whole-prompt tokenization; the answer's evidence passes `mycel audit`, and a q8_0 answer claimed as f16 fails
+ * it.
  *
  * The answers here are sampled with a fixed seed, which is as deterministic as greedy (docs/MODELS.md says how
  * greedy and sampled answers of these families end).
@@ -12,25 +13,14 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
+import { privateKeyToAccount } from "viem/accounts";
 import { createEngine, type Engine } from "../../src/engine/index.ts";
-import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
+import { devPrivateKey } from "../../src/identity/index.ts";
 import { generateTestModel, openModelStore, type TestModelTokenizer } from "../../src/model/index.ts";
 import { type Evidence, hashTokenIds, type SignedReceipt } from "../../src/protocol/index.ts";
 import type { AuditVerdict } from "../../src/verify/index.ts";
 import { cheatingAnswer, fixtureRequest } from "../fixtures/cheats.ts";
-import {
-  mycelBin,
-  type RoleProcess,
-  runMycel,
-  type ServeProcess,
-  startMycelServer,
-  startRole,
-  temporaryHome,
-  waitFor,
-} from "../helpers.ts";
-
-const password = "real-tokenizers-test";
-const env = { MYCEL_PASSWORD: password };
+import { runMycel, type ServeProcess, startMycelServer, temporaryHome, waitFor } from "../helpers.ts";
 
 /** A chat answer with `mycel.include_evidence`, from `mycel serve` or a gateway. */
 type Answer = OpenAI.ChatCompletion & {
@@ -48,14 +38,14 @@ const messages: OpenAI.ChatCompletionMessageParam[] = [
 ];
 const plainMessages = messages.map((message) => ({ role: message.role, content: String(message.content) }));
 
-describe("real-tokenizer models end to end (mycel serve, a gateway and a provider, the openai client, mycel audit)", () => {
+describe("real-tokenizer models end to end (mycel serve, mycel devnet, the openai client, mycel audit)", () => {
   let directory: { home: string; remove: () => Promise<void> };
   let inputs: string;
   let engine: Engine;
   const models = new Map<string, { hash: string; name: string }>();
   let server: ServeProcess;
-  let provider: RoleProcess;
-  let gateway: RoleProcess;
+  /** `mycel devnet --providers 1 --model <gpt2> --model <llama3>`: its gateway is `network`. */
+  let devnet: ServeProcess;
   let served: OpenAI;
   let network: OpenAI;
 
@@ -144,53 +134,18 @@ describe("real-tokenizer models end to end (mycel serve, a gateway and a provide
       await engine.loadModel({ hash: added.hash, path: store.pathOf(added.hash), name: added.name });
     }
     await mkdir(inputs);
-    for (const name of ["provider", "gateway"])
-      await createKeystore({
-        home: directory.home,
-        name,
-        password,
-        privateKey: devPrivateKey(`real-tokenizers-${name}`),
-      });
     const servedModels = [model("gpt2").hash, model("llama3").hash];
-    [server, provider] = await Promise.all([
-      startMycelServer(
-        ["serve", ...servedModels.flatMap((hash) => ["--model", hash]), "--port", "0", "--threads", "1"],
-        { home: directory.home },
-      ),
-      startRole(
-        [
-          mycelBin,
-          "--home",
-          directory.home,
-          "provider",
-          ...servedModels.flatMap((hash) => ["--model", hash]),
-          "--key",
-          "provider",
-          "--price",
-          "0",
-          "--threads",
-          "1",
-        ],
-        { env },
-      ),
+    const modelFlags = servedModels.flatMap((hash) => ["--model", hash]);
+    // A devnet (chain, a staked provider serving both models, a validator, a paying gateway) beside `mycel serve`.
+    [server, devnet] = await Promise.all([
+      startMycelServer(["serve", ...modelFlags, "--port", "0", "--threads", "1"], { home: directory.home }),
+      startMycelServer(["devnet", "--providers", "1", ...modelFlags, "--port", "0", "--rpc-port", "0"], {
+        home: directory.home,
+        timeoutMs: 120_000,
+      }),
     ]);
-    gateway = await startRole(
-      [
-        mycelBin,
-        "--home",
-        directory.home,
-        "gateway",
-        "--key",
-        "gateway",
-        "--port",
-        "0",
-        "--bootstrap",
-        provider.ready.multiaddrs?.[0] ?? "",
-      ],
-      { env },
-    );
     served = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
-    network = new OpenAI({ baseURL: `${gateway.ready.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    network = new OpenAI({ baseURL: `${devnet.url}/v1`, apiKey: "unused", maxRetries: 0 });
     await waitFor("the gateway to see the provider's two models", async () => {
       const listed = await network.models.list();
       return listed.data.length === 2 ? true : undefined;
@@ -199,10 +154,11 @@ describe("real-tokenizer models end to end (mycel serve, a gateway and a provide
 
   after(async () => {
     const code = await server?.stop();
-    await Promise.all([provider, gateway].filter(Boolean).map((role) => role.stop()));
+    const devnetCode = await devnet?.stop();
     await engine?.close();
     await directory?.remove();
     assert.equal(code, 0, "mycel serve exits cleanly on SIGTERM");
+    assert.equal(devnetCode, 0, "the devnet exits cleanly on SIGTERM");
   });
 
   for (const tokenizer of ["gpt2", "llama3"] as const) {
@@ -240,7 +196,7 @@ describe("real-tokenizer models end to end (mycel serve, a gateway and a provide
     assert.equal(engine.detokenize({ modelHash: model("gpt2").hash, tokens: userTurn }), userText);
   });
 
-  it("a gateway and a provider, gpt2: chat and stream agree, receipts sign the whole prompt, mycel audit passes", async () => {
+  it("the devnet's gateway, gpt2: chat and stream agree, receipts sign the whole prompt, mycel audit passes", async () => {
     const { plain, streamed } = await askTwice(network, "gpt2", 12);
     checkAnswer("gpt2", plain);
     assert.equal(streamed.text, plain.choices[0]?.message.content, "the streamed text equals the answer");
@@ -249,7 +205,8 @@ describe("real-tokenizer models end to end (mycel serve, a gateway and a provide
     for (const receipts of [plain.mycel.receipts, streamed.mycel?.receipts]) {
       assert.equal(receipts?.length, 1, "one receipt");
       const receipt = receipts?.[0] as SignedReceipt;
-      assert.equal(receipt.message.provider, provider.ready.address);
+      assert.equal(receipt.message.provider, privateKeyToAccount(devPrivateKey("devnet-provider-1")).address);
+      assert.ok(BigInt(receipt.message.price) > 0n, "the devnet's provider is paid for it");
       assert.equal(
         Number(receipt.message.promptTokens),
         prompt.length,
@@ -263,7 +220,7 @@ describe("real-tokenizer models end to end (mycel serve, a gateway and a provide
     assert.equal(run.verdict?.metrics.promptTokens, prompt.length);
   });
 
-  it("a gateway and a provider, llama3: the streamed answer's last event audits as it is", async () => {
+  it("the devnet's gateway, llama3: the streamed answer's last event audits as it is", async () => {
     const { plain, streamed } = await askTwice(network, "llama3", 13);
     checkAnswer("llama3", plain);
     assert.equal(streamed.text, plain.choices[0]?.message.content, "the streamed text equals the answer");
@@ -272,7 +229,7 @@ describe("real-tokenizer models end to end (mycel serve, a gateway and a provide
     assert.equal(run.verdict?.verdict, "pass", run.stdout);
   });
 
-  it("a gateway and a provider, llama3: a text completion is tokenized as llama.cpp's server does it, and audits", async () => {
+  it("the devnet's gateway, llama3: a text completion is tokenized as llama.cpp's server does it, and audits", async () => {
     const prompt = "<|start_header_id|>user<|end_header_id|>\n\nName a fungus.<|eot_id|>";
     const answer = (await network.completions.create({
       model: model("llama3").name,

@@ -60,5 +60,7 @@ export {
   joinsFromBehindNat,
   judgeReachability,
   type Reachability,
+  type ReachabilityComponents,
   type ReachabilityStatus,
+  reachabilityService,
 } from "./reachability.ts";

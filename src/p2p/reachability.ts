@@ -3,6 +3,8 @@
  * relay slots for a node that cannot, a log line when a relayed connection is upgraded to a direct one, and the
  * rules a relay applies to strangers (who may reserve, how many circuits it carries).
  */
+
+import { RELAY_V2_HOP_CODEC } from "@libp2p/circuit-relay-v2";
 import type { Connection, Libp2pEvents, PeerId, TypedEventTarget } from "@libp2p/interface";
 import { isPrivate } from "@libp2p/utils";
 import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
@@ -184,16 +186,37 @@ function createReachability(components: ReachabilityComponents, init: Reachabili
       .getAddressesWithMetadata()
       .filter((address) => address.type === "transport" && !isRelayedAddress(address.multiaddr));
 
+  // Relays this node has identified (peers serving the hop protocol). A `/p2p-circuit` listener without a reservation
+  // makes libp2p's relay transport walk the DHT for relays without pause; so no more slots are asked for than relays
+  // are known (one at first, to find the first), and one more as each new relay shows up.
+  const relaysKnown = new Set<string>();
+  let slotsAsked = 0;
   const reserveRelaySlots = () => {
-    if (reserving) return;
-    const listening = transportAddresses();
-    if (listening.length > 0 && listening.every((address) => isLoopback(address.multiaddr))) return;
-    reserving = true;
-    const wanted = init.relayReservations ?? RELAY_RESERVATIONS_WANTED;
-    logger.info("not publicly reachable: reserving relay slots", { relays: wanted });
+    if (!reserving) {
+      const listening = transportAddresses();
+      if (listening.length > 0 && listening.every((address) => isLoopback(address.multiaddr))) return;
+      reserving = true;
+    }
+    const wanted = Math.min(
+      init.relayReservations ?? RELAY_RESERVATIONS_WANTED,
+      Math.max(1, relaysKnown.size),
+    );
+    const more = wanted - slotsAsked;
+    if (more <= 0) return;
+    slotsAsked = wanted;
+    logger.info("not publicly reachable: reserving relay slots", {
+      relays: wanted,
+      relaysKnown: relaysKnown.size,
+    });
     components.transportManager
-      .listen(Array.from({ length: wanted }, () => multiaddr(`/${CIRCUIT_COMPONENT_NAME}`)))
+      .listen(Array.from({ length: more }, () => multiaddr(`/${CIRCUIT_COMPONENT_NAME}`)))
       .catch((error) => logger.warn("could not reserve relay slots", { error: describeError(error) }));
+  };
+  const onPeerIdentify = (event: CustomEvent<{ peerId: PeerId; protocols: string[] }>) => {
+    if (!event.detail.protocols.includes(RELAY_V2_HOP_CODEC)) return;
+    const before = relaysKnown.size;
+    relaysKnown.add(event.detail.peerId.toString());
+    if (relaysKnown.size > before && reserving) reserveRelaySlots();
   };
 
   const check = () => {
@@ -237,6 +260,7 @@ function createReachability(components: ReachabilityComponents, init: Reachabili
       components.events.addEventListener("self:peer:update", onPeerUpdate);
       components.events.addEventListener("connection:open", onConnectionOpen);
       components.events.addEventListener("transport:listening", onPeerUpdate);
+      components.events.addEventListener("peer:identify", onPeerIdentify);
       timer = setInterval(check, init.checkIntervalMs ?? REACHABILITY_CHECK_INTERVAL_MS);
       timer.unref();
       check();
@@ -246,6 +270,7 @@ function createReachability(components: ReachabilityComponents, init: Reachabili
       components.events.removeEventListener("self:peer:update", onPeerUpdate);
       components.events.removeEventListener("connection:open", onConnectionOpen);
       components.events.removeEventListener("transport:listening", onPeerUpdate);
+      components.events.removeEventListener("peer:identify", onPeerIdentify);
       listeners.clear();
     },
     current: () => current,

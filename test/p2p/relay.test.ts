@@ -5,6 +5,7 @@ import { peerIdFromPrivateKey, peerIdFromString } from "@libp2p/peer-id";
 import { multiaddr } from "@multiformats/multiaddr";
 import { roleDefaults } from "../../src/config/index.ts";
 import { InvalidInputError } from "../../src/errors/index.ts";
+import { silentLogger } from "../../src/log/index.ts";
 import {
   createFrameChannel,
   createMycelNode,
@@ -13,6 +14,8 @@ import {
   libp2pKeyFromSecp256k1,
   type MycelNode,
   RELAY_MAX_RESERVATIONS_PER_HOST,
+  type ReachabilityComponents,
+  reachabilityService,
 } from "../../src/p2p/index.ts";
 import { waitFor, withDeadline } from "../helpers.ts";
 
@@ -102,6 +105,56 @@ describe("reachability, relays and hole punching (in process, loopback)", () => 
       behind(["/ip4/192.168.1.2/tcp/4001"], publicPeer, { announce: ["/ip4/81.2.69.143/tcp/4001"] }),
       false,
     );
+  });
+
+  it("behind a NAT, asks for no more relay slots than relays it knows: one at first, one more with a second relay", () => {
+    // A `/p2p-circuit` listener without a reservation makes libp2p's relay transport walk the DHT without pause.
+    const listened: string[][] = [];
+    const events = new EventTarget();
+    const components = {
+      addressManager: {
+        getAddressesWithMetadata: () => [
+          { multiaddr: multiaddr("/ip4/192.168.1.2/tcp/4001"), verified: false, type: "transport" },
+        ],
+      },
+      transportManager: {
+        listen: async (addresses: { toString(): string }[]) => {
+          listened.push(addresses.map(String));
+        },
+      },
+      connectionManager: { getConnections: () => [] },
+      events,
+    } as unknown as ReachabilityComponents;
+    const service = reachabilityService({ logger: silentLogger, listens: true, checkIntervalMs: 60_000 })(
+      components,
+    );
+    service.start();
+    service.afterStart();
+    try {
+      assert.equal(service.current().status, "private");
+      assert.deepEqual(listened, [["/p2p-circuit"]], "one slot while no relay is known");
+      const identify = (peerId: string, protocols: string[]) =>
+        events.dispatchEvent(
+          new CustomEvent("peer:identify", { detail: { peerId: peerIdFromString(peerId), protocols } }),
+        );
+      const [relayA, relayB, relayC, plain] = Array.from({ length: 4 }, () =>
+        peerIdFromPrivateKey(randomKey()).toString(),
+      ) as [string, string, string, string];
+      identify(relayA, ["/libp2p/circuit/relay/0.2.0/hop"]);
+      identify(plain, ["/ipfs/id/1.0.0"]);
+      identify(relayA, ["/libp2p/circuit/relay/0.2.0/hop"]);
+      assert.equal(
+        listened.length,
+        1,
+        "the first relay fills the first slot; a plain peer counts for nothing",
+      );
+      identify(relayB, ["/libp2p/circuit/relay/0.2.0/hop"]);
+      assert.deepEqual(listened, [["/p2p-circuit"], ["/p2p-circuit"]], "a second relay: a second slot");
+      identify(relayC, ["/libp2p/circuit/relay/0.2.0/hop"]);
+      assert.equal(listened.length, 2, `never more than ${2} slots`);
+    } finally {
+      service.stop();
+    }
   });
 
   it("judges reachability from the address manager's view", () => {

@@ -418,19 +418,20 @@ async function attemptWith(input: {
         timeouts: context.timeouts,
         signal: parameters.signal,
         onTokens: (tokens, piece) => {
-          // Once this segment streams, the provider it would fail over to gets ready (off its first token's path).
-          if (!standbyAsked) {
-            standbyAsked = true;
-            prepareStandby({ parameters, context, state });
-          }
           if (!state.started) {
             state.started = true;
             parameters.onStart?.();
           }
           state.outputTokens.push(...tokens);
           state.text += piece;
-          context.activity.emit({ type: "tokens", provider: provider.address, count: tokens.length });
+          // The client first; the explorer's feed and the standby after.
           if (piece) parameters.onText?.(piece);
+          context.activity.emit({ type: "tokens", provider: provider.address, count: tokens.length });
+          // Once this segment streams, the provider it would fail over to gets ready, off the first token's path.
+          if (!standbyAsked) {
+            standbyAsked = true;
+            setImmediate(() => prepareStandby({ parameters, context, state }));
+          }
         },
       }),
   });

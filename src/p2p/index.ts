@@ -55,6 +55,7 @@ export {
 } from "./node.ts";
 export {
   type ConnectionKind,
+  isLoopbackAddress,
   isPrivateAddress,
   isRelayedAddress,
   joinsFromBehindNat,

@@ -136,7 +136,8 @@ export type ReachabilityService = {
   onChange(listener: (reachability: Reachability) => void): () => void;
 };
 
-function isLoopback(address: Multiaddr): boolean {
+/** Whether a multiaddr is on this machine's loopback interface (`/ip4/127.x.x.x/...` or `/ip6/::1/...`). */
+export function isLoopbackAddress(address: string | Multiaddr): boolean {
   return /^\/ip4\/127\.|^\/ip6\/::1\//.test(address.toString());
 }
 
@@ -194,7 +195,7 @@ function createReachability(components: ReachabilityComponents, init: Reachabili
   const reserveRelaySlots = () => {
     if (!reserving) {
       const listening = transportAddresses();
-      if (listening.length > 0 && listening.every((address) => isLoopback(address.multiaddr))) return;
+      if (listening.length > 0 && listening.every((address) => isLoopbackAddress(address.multiaddr))) return;
       reserving = true;
     }
     const wanted = Math.min(

@@ -7,7 +7,7 @@ import type { Hex } from "viem";
 import type { Engine, LoadedModelInfo } from "../engine/index.ts";
 import { describeError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
-import { isPrivateAddress, type MycelNode } from "../p2p/index.ts";
+import { isLoopbackAddress, isPrivateAddress, type MycelNode } from "../p2p/index.ts";
 import type { ProviderPayments } from "../payments/index.ts";
 import {
   type Announcement,
@@ -57,8 +57,7 @@ const joinAnnouncementSpacingMs = 1_000;
  * vain (a dropped connection attempt costs them the dial timeout before they try the relay).
  */
 export function reachableAddresses(addresses: string[]): string[] {
-  const isLoopback = (address: string) => /^\/ip4\/127\.|^\/ip6\/::1\//.test(address);
-  const others = addresses.filter((address) => !isLoopback(address));
+  const others = addresses.filter((address) => !isLoopbackAddress(address));
   const candidates = others.length > 0 ? others : addresses;
   if (!candidates.some((address) => address.includes("/p2p-circuit"))) return candidates;
   return candidates.filter((address) => address.includes("/p2p-circuit") || !isPrivateAddress(address));

@@ -43,7 +43,17 @@ const samplingFields = {
     .optional(),
   presence_penalty: zeroOnly("presence_penalty"),
   frequency_penalty: zeroOnly("frequency_penalty"),
+  logit_bias: z
+    .record(z.string(), z.number())
+    .refine((bias) => Object.keys(bias).length === 0, {
+      message: "logit_bias is not supported yet; leave it out or empty",
+    })
+    .nullable()
+    .optional(),
+  // Safe to ignore: they change nothing in the answer (docs/API.md "Request fields").
   user: z.string().optional(),
+  store: z.boolean().nullable().optional(),
+  metadata: z.record(z.string(), z.string()).nullable().optional(),
   /** Mycel's own request options. */
   mycel: z
     .object({
@@ -68,8 +78,11 @@ const samplingFields = {
     .optional(),
 };
 
-/** POST /v1/chat/completions body. Unknown fields are ignored, as most OpenAI-compatible servers do. */
-export const chatCompletionRequestSchema = z.object({
+/**
+ * POST /v1/chat/completions body. A field it does not know is refused (400 naming it), never silently ignored:
+ * a client that asks for something Mycel does not do learns so.
+ */
+export const chatCompletionRequestSchema = z.strictObject({
   ...samplingFields,
   messages: z.array(messageSchema).min(1),
   max_completion_tokens: z.number().int().min(1).nullable().optional(),
@@ -83,15 +96,46 @@ export const chatCompletionRequestSchema = z.object({
     .nullable()
     .optional(),
   tools: z.array(z.unknown()).max(0, { message: "tools are not supported yet" }).nullable().optional(),
+  top_logprobs: z
+    .number()
+    .int()
+    .refine((value) => value === 0, { message: "top_logprobs is not supported yet; leave it out or 0" })
+    .nullable()
+    .optional(),
+  // Without tools (refused above) these ask for nothing: "none" and "auto" mean the same as no tools.
+  tool_choice: z
+    .enum(["none", "auto"], {
+      message: 'tools are not supported yet; tool_choice may only be "none" or "auto"',
+    })
+    .nullable()
+    .optional(),
+  parallel_tool_calls: z.boolean().nullable().optional(),
 });
 
-/** POST /v1/completions body. */
-export const completionRequestSchema = z.object({
+/** POST /v1/completions body (a field it does not know is refused, as for chat). */
+export const completionRequestSchema = z.strictObject({
   ...samplingFields,
   prompt: z.union([z.string(), z.array(z.string()).length(1), z.array(z.number().int().min(0)).min(1)]),
   echo: z
     .boolean()
     .refine((value) => value === false, { message: "echo is not supported yet" })
+    .nullable()
+    .optional(),
+  logprobs: z
+    .number()
+    .int()
+    .refine((value) => value === 0, { message: "logprobs is not supported yet; leave it out or 0" })
+    .nullable()
+    .optional(),
+  best_of: z
+    .number()
+    .int()
+    .refine((value) => value === 1, { message: "only best_of=1 is supported" })
+    .nullable()
+    .optional(),
+  suffix: z
+    .string()
+    .refine((value) => value === "", { message: "suffix is not supported yet; leave it out" })
     .nullable()
     .optional(),
 });
@@ -112,6 +156,17 @@ function describeIssue(
   issue: z.core.$ZodIssue,
   body: unknown,
 ): { message: string; param: string | null; code: string } {
+  if (issue.code === "unrecognized_keys") {
+    const key = issue.keys[0] ?? "";
+    const param = [...issue.path.map(String), key].join(".");
+    return {
+      message:
+        `unsupported parameter '${param}': Mycel does not implement it, so it is refused rather than ignored; ` +
+        "remove it (docs/API.md lists the supported fields)",
+      param,
+      code: "unsupported_parameter",
+    };
+  }
   const param = issue.path.length > 0 ? issue.path.map(String).join(".") : null;
   const where = param ? `'${param}'` : "the request body";
   if (issue.code === "invalid_type") {

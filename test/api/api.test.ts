@@ -291,6 +291,56 @@ describe("OpenAI-compatible API (a real `mycel serve` process, the official open
       message: /not supported/,
     },
     {
+      name: "a field Mycel does not implement",
+      body: chat({ reasoning_effort: "high" }),
+      status: 400,
+      code: "unsupported_parameter",
+      param: "reasoning_effort",
+      message: /unsupported parameter 'reasoning_effort'.*refused rather than ignored/,
+    },
+    {
+      name: "a logit_bias",
+      body: chat({ logit_bias: { "65": 5 } }),
+      status: 400,
+      code: "invalid_value",
+      param: "logit_bias",
+      message: /logit_bias is not supported yet/,
+    },
+    {
+      name: "top_logprobs",
+      body: chat({ top_logprobs: 3 }),
+      status: 400,
+      code: "invalid_value",
+      param: "top_logprobs",
+      message: /top_logprobs/,
+    },
+    {
+      name: "a required tool choice",
+      body: chat({ tool_choice: "required" }),
+      status: 400,
+      code: "invalid_value",
+      param: "tool_choice",
+      message: /tool_choice/,
+    },
+    {
+      name: "completions with a suffix",
+      path: "/v1/completions",
+      body: JSON.stringify({ model: modelName, prompt: "Hi", suffix: "end" }),
+      status: 400,
+      code: "invalid_value",
+      param: "suffix",
+      message: /suffix/,
+    },
+    {
+      name: "completions with min_p",
+      path: "/v1/completions",
+      body: JSON.stringify({ model: modelName, prompt: "Hi", min_p: 0.1 }),
+      status: 400,
+      code: "unsupported_parameter",
+      param: "min_p",
+      message: /min_p/,
+    },
+    {
       name: "unknown model",
       body: JSON.stringify({ model: "no-such-model", messages }),
       status: 404,
@@ -345,6 +395,49 @@ describe("OpenAI-compatible API (a real `mycel serve` process, the official open
       message: /no route/,
     },
   ];
+
+  it("accepts the fields that are safe to ignore, and neutral values of the ones it does not implement", async () => {
+    for (const [path, body] of [
+      [
+        "/v1/chat/completions",
+        chat({
+          max_tokens: 2,
+          user: "someone",
+          store: false,
+          metadata: { app: "test" },
+          n: 1,
+          presence_penalty: 0,
+          frequency_penalty: 0,
+          logit_bias: {},
+          logprobs: false,
+          top_logprobs: 0,
+          tool_choice: "none",
+          parallel_tool_calls: true,
+          tools: [],
+        }),
+      ],
+      [
+        "/v1/completions",
+        JSON.stringify({
+          model: modelName,
+          prompt: "Hi",
+          max_tokens: 2,
+          best_of: 1,
+          logprobs: 0,
+          suffix: "",
+        }),
+      ],
+    ] as const) {
+      const response = await fetch(`${server.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      assert.equal(response.status, 200, `${path}: ${await response.clone().text()}`);
+      const answer = (await response.json()) as { usage: { completion_tokens: number } };
+      assert.equal(answer.usage.completion_tokens, 2);
+    }
+  });
 
   for (const badCase of badCases) {
     it(`refuses ${badCase.name} with ${badCase.status}, and the next request succeeds`, async () => {

@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import type { AuditVerdict } from "../src/verify/index.ts";
 
 export const repositoryRoot = resolve(import.meta.dirname, "..");
 export const mycelBin = join(repositoryRoot, "bin", "mycel.js");
@@ -31,6 +32,18 @@ export function runMycel(args: string[], options: { home: string; env?: Record<s
     child.on("error", reject);
     child.on("close", (code) => resolvePromise({ code, stdout, stderr }));
   });
+}
+
+/** Runs `mycel audit --input <path> --threads 1` and parses the verdict it prints (undefined when it printed none). */
+export async function runMycelAudit(path: string, options: { home: string }) {
+  const run = await runMycel(["audit", "--input", path, "--threads", "1"], options);
+  let verdict: AuditVerdict | undefined;
+  try {
+    verdict = JSON.parse(run.stdout) as AuditVerdict;
+  } catch {
+    verdict = undefined;
+  }
+  return { ...run, verdict };
 }
 
 /** A process started by {@link startUntilReady}, with the line that said it was ready. */

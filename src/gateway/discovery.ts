@@ -160,7 +160,6 @@ export function startDiscovery(parameters: StartDiscoveryParameters): Discovery 
     const value = await fetchAnnouncement({ node, logger }, { peerId, signal });
     // The chain was read for it moments ago: routable now, with no registration read of its own.
     await table.verifyAndAccept(value, peerId, listedRegistrationOf(value, sweptRegistrations));
-    fillRegistrations(table, sweptRegistrations);
   };
 
   const drain = () => {

@@ -48,7 +48,7 @@ export type ProviderTable = {
   serving(modelHash: string, now?: number): KnownProvider[];
   /**
    * Learns from a verified announcement (also used for providers found another way). `registration`, when the chain
-   * was read for the provider moments ago, is its registration from the start (no read of its own is then needed).
+   * was read for the provider moments ago, is its registration if it has none yet (no read of its own is then needed).
    */
   accept(announcement: Announcement, registration?: ProviderRegistration): KnownProvider;
   /**
@@ -81,6 +81,8 @@ export function createProviderTable(parameters: {
   function accept(announcement: Announcement, registration?: ProviderRegistration): KnownProvider {
     const existing = providers.get(announcement.peer_id);
     if (existing) {
+      // A registration read moments ago serves one not read yet, whatever the announcement's age.
+      if (existing.registration === undefined && registration) existing.registration = registration;
       if (announcement.issued_at < existing.announcement.issued_at) return existing;
       const moved = announcement.multiaddrs.join(" ") !== existing.announcement.multiaddrs.join(" ");
       existing.announcement = announcement;

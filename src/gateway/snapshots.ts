@@ -91,8 +91,7 @@ export function startSnapshots(parameters: StartSnapshotsParameters): Snapshots 
       }
       try {
         // The chain was read for it moments ago: routable now, with no registration read of its own.
-        const entry = await table.verifyAndAccept(value, undefined, registration || undefined);
-        if (entry.registration === undefined && registration) entry.registration = registration;
+        await table.verifyAndAccept(value, undefined, registration || undefined);
         outcome.accepted++;
       } catch (error) {
         if (error instanceof MycelError && forgedCodes.has(error.code)) outcome.forged++;

@@ -60,25 +60,19 @@ export async function setUpDevnetChain(parameters: {
   ].map((key) => privateKeyToAccount(key).address);
   await fundDevAccounts(deployer, { deployments, accounts: [deployer.account?.address as Hex, ...accounts] });
   await fundRewards(deployer, { deployments, amount: parseEther("100000") });
-  const modelHashes = parameters.models.map((model) => modelHashToBytes32(model.hash));
-  for (const model of parameters.models)
-    await registerModel(deployer, {
+  const register = (model: ModelRecord, parents?: { modelHash: Hex; relation: "quantize" }[]) =>
+    registerModel(deployer, {
       deployments,
       modelHash: modelHashToBytes32(model.hash),
       name: model.name,
       license: model.license ?? "NOASSERTION",
       metadataUri: "mycel:test-model",
+      ...(parents ? { parents } : {}),
     });
+  const modelHashes = parameters.models.map((model) => modelHashToBytes32(model.hash));
+  for (const model of parameters.models) await register(model);
   const modelHash = modelHashes[0] as Hex;
-  for (const child of parameters.derived)
-    await registerModel(deployer, {
-      deployments,
-      modelHash: modelHashToBytes32(child.hash),
-      name: child.name,
-      license: child.license ?? "NOASSERTION",
-      metadataUri: "mycel:test-model",
-      parents: [{ modelHash, relation: "quantize" }],
-    });
+  for (const child of parameters.derived) await register(child, [{ modelHash, relation: "quantize" }]);
   const stake = BigInt(deployments.parameters.minimumProviderStake);
   await Promise.all(
     parameters.providerKeys.map(async (privateKey, index) => {

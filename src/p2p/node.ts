@@ -777,10 +777,13 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
     libp2p.addEventListener("peer:identify", onIdentify);
     let unsubscribed = false;
     // The peers identified before the listener came (the bootstrap peers, dialled as the node started) count too.
-    const connected = new Set(libp2p.getConnections().map((connection) => connection.remotePeer.toString()));
-    for (const peerIdText of connected)
+    // The connections' own peer ids: parsing them again from text would decompress each key once more.
+    const connected = new Map(
+      libp2p.getConnections().map((connection) => [connection.remotePeer.toString(), connection.remotePeer]),
+    );
+    for (const [peerIdText, peerId] of connected)
       libp2p.peerStore
-        .get(parsePeerId(peerIdText))
+        .get(peerId)
         .then((peer) => {
           if (unsubscribed || peer.protocols.length === 0) return;
           listener({ peerId: peerIdText, protocols: peer.protocols });

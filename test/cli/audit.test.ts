@@ -3,7 +3,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type AuditInput, type Evidence, modelHashToBytes32 } from "../../src/protocol/index.ts";
-import type { AnswerAuditVerdict, AuditVerdict } from "../../src/verify/index.ts";
+import type { AnswerAuditVerdict } from "../../src/verify/index.ts";
 import {
   addCheatModels,
   type CheatModels,
@@ -12,7 +12,7 @@ import {
   fixtureRequest,
   honestAnswer,
 } from "../fixtures/cheats.ts";
-import { runMycel, type ServeProcess, startMycelServer, temporaryHome } from "../helpers.ts";
+import { runMycelAudit, type ServeProcess, startMycelServer, temporaryHome } from "../helpers.ts";
 
 /** What `mycel serve` returns for a chat completion asked with `mycel.include_evidence`. */
 type ChatWithEvidence = {
@@ -26,23 +26,13 @@ describe("mycel audit (real processes)", () => {
   let inputs: string;
   let models: CheatModels;
 
-  const mycel = (args: string[]) => runMycel(args, { home: directory.home });
   const writeInput = async (name: string, value: unknown) => {
     const path = join(inputs, name);
     await writeFile(path, typeof value === "string" ? value : JSON.stringify(value));
     return path;
   };
   /** Runs `mycel audit --input <path>` and parses the verdict it prints. */
-  const audit = async (path: string) => {
-    const run = await mycel(["audit", "--input", path, "--threads", "1"]);
-    let verdict: AuditVerdict | undefined;
-    try {
-      verdict = JSON.parse(run.stdout) as AuditVerdict;
-    } catch {
-      verdict = undefined;
-    }
-    return { ...run, verdict };
-  };
+  const audit = (path: string) => runMycelAudit(path, { home: directory.home });
   /** Runs `mycel audit` on an answer of several segments and parses the combined verdict it prints. */
   const auditSegments = async (path: string) => {
     const run = await audit(path);

@@ -18,9 +18,8 @@ import { createEngine, type Engine } from "../../src/engine/index.ts";
 import { devPrivateKey } from "../../src/identity/index.ts";
 import { generateTestModel, openModelStore, type TestModelTokenizer } from "../../src/model/index.ts";
 import { type Evidence, hashTokenIds, type SignedReceipt } from "../../src/protocol/index.ts";
-import type { AuditVerdict } from "../../src/verify/index.ts";
 import { cheatingAnswer, fixtureRequest } from "../fixtures/cheats.ts";
-import { runMycel, type ServeProcess, startMycelServer, temporaryHome, waitFor } from "../helpers.ts";
+import { runMycelAudit, type ServeProcess, startMycelServer, temporaryHome, waitFor } from "../helpers.ts";
 
 /** A chat answer with `mycel.include_evidence`, from `mycel serve` or a gateway. */
 type Answer = OpenAI.ChatCompletion & {
@@ -61,14 +60,7 @@ describe("real-tokenizer models end to end (mycel serve, mycel devnet, the opena
   const audit = async (name: string, value: unknown) => {
     const path = join(inputs, `${name}.json`);
     await writeFile(path, JSON.stringify(value));
-    const run = await runMycel(["audit", "--input", path, "--threads", "1"], { home: directory.home });
-    let verdict: AuditVerdict | undefined;
-    try {
-      verdict = JSON.parse(run.stdout) as AuditVerdict;
-    } catch {
-      verdict = undefined;
-    }
-    return { ...run, verdict };
+    return runMycelAudit(path, { home: directory.home });
   };
   /** A non-streamed and a streamed answer to the same seeded request, with evidence. */
   const askTwice = async (client: OpenAI, tokenizer: TestModelTokenizer, seed: number) => {

@@ -12,6 +12,7 @@ export {
   type SpecialToken,
   splitAtSpecialTokens,
 } from "./chatPrompt.ts";
+export { type OutputConstraint, type OutputFormat, outputConstraintOf } from "./constraints.ts";
 export {
   createEngine,
   type Engine,
@@ -25,11 +26,15 @@ export {
   getSharedLlama,
   type LoadedModelInfo,
   type PositionLogprobs,
+  penaltiesApply,
+  penaltyWindow,
+  type RepetitionPenalties,
   type SamplingParameters,
   type TokenLogprob,
   type TopLogits,
   topLogitsCount,
 } from "./engine.ts";
+export { lowestLogprob, type OutputLogprob, outputLogprobsOf, type TokenLogprobEntry } from "./logprobs.ts";
 export {
   createPieceTable,
   decodeByteLevelText,
@@ -37,6 +42,7 @@ export {
   type PieceTokenAttributes,
   type PieceVocabularyType,
 } from "./pieces.ts";
+export type { GrammarWalker, SamplerExtras } from "./samplerHook.ts";
 export { createSlotPool, type SlotLease, type SlotPool } from "./slots.ts";
 export {
   createDeltaBatcher,

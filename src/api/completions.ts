@@ -6,8 +6,8 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createDeltaBatcher, type OutputLogprob, streamBatchIntervalMs } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
-import type { RequestConstraints } from "../protocol/index.ts";
 import type { Logger } from "../log/index.ts";
+import type { RequestConstraints } from "../protocol/index.ts";
 import type {
   ApiAccess,
   ApiCaller,

@@ -8,7 +8,6 @@ import {
   responseFormatSchema,
 } from "../protocol/index.ts";
 
-
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
 
 const messageSchema = z.object({
@@ -47,7 +46,10 @@ const samplingFields = {
   min_p: z.number().min(0).max(1).nullable().optional(),
   repeat_penalty: z.number().gt(0).max(10).nullable().optional(),
   logit_bias: z
-    .record(z.string().regex(/^(0|[1-9][0-9]{0,9})$/, "keys must be token ids"), z.number().min(-100).max(100))
+    .record(
+      z.string().regex(/^(0|[1-9][0-9]{0,9})$/, "keys must be token ids"),
+      z.number().min(-100).max(100),
+    )
     .refine((bias) => Object.keys(bias).length <= maxLogitBiasEntries, {
       message: `at most ${maxLogitBiasEntries} entries`,
     })
@@ -92,7 +94,8 @@ export const chatCompletionRequestSchema = z.strictObject({
   logprobs: z.boolean().nullable().optional(),
   response_format: z
     .union([z.object({ type: z.literal("text") }).strict(), responseFormatSchema], {
-      message: 'response_format is {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}',
+      message:
+        'response_format is {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}',
     })
     .nullable()
     .optional(),
@@ -200,7 +203,9 @@ export function constraintsOf(
     ...(body.min_p ? { minP: body.min_p } : {}),
     ...(body.presence_penalty ? { presencePenalty: body.presence_penalty } : {}),
     ...(body.frequency_penalty ? { frequencyPenalty: body.frequency_penalty } : {}),
-    ...(body.repeat_penalty != null && body.repeat_penalty !== 1 ? { repeatPenalty: body.repeat_penalty } : {}),
+    ...(body.repeat_penalty != null && body.repeat_penalty !== 1
+      ? { repeatPenalty: body.repeat_penalty }
+      : {}),
     ...(body.logit_bias && Object.keys(body.logit_bias).length > 0 ? { logitBias: body.logit_bias } : {}),
   };
 }

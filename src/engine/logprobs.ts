@@ -45,6 +45,8 @@ export async function outputLogprobsOf(parameters: {
   });
   return evaluation.positions.map((position) => ({
     ...entry(position.token, position.logprob),
-    top: position.top.slice(0, parameters.top).map((alternative) => entry(alternative.token, alternative.logprob)),
+    top: position.top
+      .slice(0, parameters.top)
+      .map((alternative) => entry(alternative.token, alternative.logprob)),
   }));
 }

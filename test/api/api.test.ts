@@ -333,7 +333,10 @@ describe("OpenAI-compatible API (a real `mycel serve` process, the official open
     {
       name: "a JSON schema that cannot be enforced",
       body: chat({
-        response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "no-such-type" } } },
+        response_format: {
+          type: "json_schema",
+          json_schema: { name: "x", schema: { type: "no-such-type" } },
+        },
       }),
       status: 400,
       code: "invalid_value",

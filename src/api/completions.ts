@@ -4,7 +4,12 @@
  */
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createDeltaBatcher, type OutputLogprob, streamBatchIntervalMs } from "../engine/index.ts";
+import {
+  createDeltaBatcher,
+  enforceableJsonSchema,
+  type OutputLogprob,
+  streamBatchIntervalMs,
+} from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { RequestConstraints } from "../protocol/index.ts";
@@ -310,6 +315,9 @@ export async function handleChatCompletion(
       param: "top_logprobs",
       code: "invalid_value",
     });
+  // A schema no grammar can enforce is refused here, before any provider is asked.
+  if (body.response_format?.type === "json_schema")
+    enforceableJsonSchema(body.response_format.json_schema.schema);
   const model = await context.backend.findModel(body.model);
   const messages = body.messages.map((message) => ({
     role: message.role === "developer" ? "system" : message.role,

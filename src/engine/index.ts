@@ -12,7 +12,12 @@ export {
   type SpecialToken,
   splitAtSpecialTokens,
 } from "./chatPrompt.ts";
-export { type OutputConstraint, type OutputFormat, outputConstraintOf } from "./constraints.ts";
+export {
+  enforceableJsonSchema,
+  type OutputConstraint,
+  type OutputFormat,
+  outputConstraintOf,
+} from "./constraints.ts";
 export {
   createEngine,
   type Engine,

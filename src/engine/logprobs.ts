@@ -17,7 +17,7 @@ export type OutputLogprob = TokenLogprobEntry & { top: TokenLogprobEntry[] };
  * wrote no text).
  */
 export async function outputLogprobsOf(parameters: {
-  engine: Engine;
+  engine: Pick<Engine, "evaluate" | "isEndOfGeneration" | "tokenBytes">;
   modelHash: string;
   promptTokens: readonly number[];
   outputTokens: readonly number[];

@@ -232,6 +232,36 @@ export const chunkFrameSchema = z
   .object({ v: version, type: z.literal("chunk"), tokens: z.array(tokenId).max(64), text: z.string() })
   .strict();
 
+/** The most log-probability entries in one `logprobs` frame. */
+export const maxLogprobsPerFrame = 64;
+
+const logprobEntrySchema = z
+  .object({
+    token: tokenId,
+    /** The token's own bytes (a piece of a character, for some tokens). */
+    bytes: z.array(z.number().int().min(0).max(255)).max(256),
+    logprob: z.number().min(-9999).max(0),
+  })
+  .strict();
+
+/** One output token's log-probability and the most likely alternatives at its position. */
+export const outputLogprobSchema = logprobEntrySchema
+  .extend({ top: z.array(logprobEntrySchema).max(maxTopLogprobs) })
+  .strict();
+
+/**
+ * Provider -> gateway, after the last chunk and before the end frame of a request that asked for `logprobs`: the
+ * log-probabilities of the output tokens in order, continuation prefix first (so that the last segment's cover the
+ * whole answer), a final end-of-generation token left out.
+ */
+export const logprobsFrameSchema = z
+  .object({
+    v: version,
+    type: z.literal("logprobs"),
+    entries: z.array(outputLogprobSchema).min(1).max(maxLogprobsPerFrame),
+  })
+  .strict();
+
 /** Provider -> gateway: the last frame of a successful answer, with its signed receipt. */
 export const endFrameSchema = z
   .object({
@@ -263,6 +293,7 @@ export const providerFrameSchema = z.discriminatedUnion("type", [
   endFrameSchema,
   errorFrameSchema,
   paidFrameSchema,
+  logprobsFrameSchema,
 ]);
 /** Any frame a gateway sends. */
 export const gatewayFrameSchema = z.discriminatedUnion("type", [
@@ -278,6 +309,8 @@ export type EndFrame = z.infer<typeof endFrameSchema>;
 export type ErrorFrame = z.infer<typeof errorFrameSchema>;
 export type VoucherFrame = z.infer<typeof voucherFrameSchema>;
 export type PaidFrame = z.infer<typeof paidFrameSchema>;
+export type LogprobsFrame = z.infer<typeof logprobsFrameSchema>;
+export type OutputLogprobEntry = z.infer<typeof outputLogprobSchema>;
 export type ProviderFrame = z.infer<typeof providerFrameSchema>;
 export type GatewayFrame = z.infer<typeof gatewayFrameSchema>;
 

@@ -175,7 +175,7 @@ type OllamaGeneration = {
   kind: "chat" | "generate";
   request: IncomingMessage;
   response: ServerResponse;
-  body: Pick<OllamaChatRequest & OllamaGenerateRequest, "stream" | "options" | "mycel">;
+  body: OllamaChatRequest | OllamaGenerateRequest;
   model: ApiModelInfo;
   prompt: ApiPrompt;
   /** performance.now() when the request came in: total_duration counts from it. */
@@ -274,7 +274,7 @@ async function runOllamaGeneration(context: CompletionContext, generation: Ollam
     result = await context.backend.generate({
       model,
       prompt: generation.prompt,
-      sampling: samplingOfOllama(body.options),
+      sampling: samplingOfOllama(body),
       includeEvidence: body.mycel?.include_evidence === true,
       requestAudit: body.mycel?.audit === true,
       ...(body.mycel?.max_price == null ? {} : { maxPricePerMillion: BigInt(body.mycel.max_price) }),

@@ -14,7 +14,13 @@ import { chatCompletionRequestSchema } from "./schemas.ts";
  */
 export type OllamaFieldRule =
   | { status: "mapped"; openAi: string; convert?: (value: unknown) => unknown }
-  | { status: "not_yet"; openAi: string; neutral: (value: unknown) => boolean }
+  | {
+      status: "not_yet";
+      openAi: string;
+      neutral: (value: unknown) => boolean;
+      /** Ollama's value in the OpenAI side's shape, ready for when the row becomes `mapped`. */
+      convert?: (value: unknown) => unknown;
+    }
   | { status: "refused"; why: string; neutral?: (value: unknown) => boolean }
   | { status: "ignored"; why: string };
 
@@ -25,7 +31,7 @@ const runner = "where and how fast the model runs is the server's choice, not th
 
 /**
  * Every field of `options`, by Ollama's name. The `openAi` names are the fields of /v1/chat/completions: switching a
- * `not_yet` row to `mapped` (and passing the field on in {@link samplingOfOllama}) is all the Ollama side needs.
+ * `not_yet` row to `mapped` puts it into {@link openAiFieldsOfOllama} (sampling options then go on in {@link samplingOfOllama}).
  */
 export const ollamaOptionRules: Record<string, OllamaFieldRule> = {
   temperature: { status: "mapped", openAi: "temperature" },
@@ -73,7 +79,15 @@ export const ollamaBodyRules: Record<string, OllamaFieldRule> = {
     why: "models stay loaded while the server runs; how long is not the request's choice",
   },
   // Ollama's "json" or a JSON schema: OpenAI's response_format json_object / json_schema.
-  format: { status: "not_yet", openAi: "response_format", neutral: emptyOrAbsent },
+  format: {
+    status: "not_yet",
+    openAi: "response_format",
+    neutral: emptyOrAbsent,
+    convert: (value) =>
+      value === "json"
+        ? { type: "json_object" }
+        : { type: "json_schema", json_schema: { name: "ollama_format", schema: value, strict: true } },
+  },
   tools: { status: "not_yet", openAi: "tools", neutral: emptyOrAbsent },
   logprobs: { status: "not_yet", openAi: "logprobs", neutral: emptyOrAbsent },
   top_logprobs: { status: "not_yet", openAi: "top_logprobs", neutral: equals(0) },
@@ -235,14 +249,25 @@ export function checkOllamaFields(body: OllamaChatRequest | OllamaGenerateReques
  */
 export const ollamaSamplingDefaults = { temperature: 0.8, top_p: 0.9, top_k: 40 } as const;
 
-/** The sampling settings of an Ollama request: its `mapped` options under their OpenAI names, Ollama's defaults. */
-export function samplingOfOllama(options: OllamaChatRequest["options"]): ApiSampling {
+/** The `mapped` fields and options of an Ollama request, under their /v1/chat/completions names and shapes. */
+export function openAiFieldsOfOllama(
+  body: Pick<OllamaChatRequest, "options"> & Record<string, unknown>,
+): Record<string, unknown> {
   const openAi: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(options ?? {})) {
-    const rule = ollamaOptionRules[name];
-    if (rule?.status !== "mapped" || value === null || value === undefined) continue;
+  const take = (rule: OllamaFieldRule | undefined, value: unknown) => {
+    if (rule?.status !== "mapped" || value === null || value === undefined) return;
     openAi[rule.openAi] = rule.convert ? rule.convert(value) : value;
-  }
+  };
+  for (const [name, rule] of Object.entries(ollamaBodyRules)) take(rule, body[name]);
+  for (const [name, value] of Object.entries(body.options ?? {})) take(ollamaOptionRules[name], value);
+  return openAi;
+}
+
+/** The sampling settings of an Ollama request: its `mapped` options under their OpenAI names, Ollama's defaults. */
+export function samplingOfOllama(
+  body: Pick<OllamaChatRequest, "options"> & Record<string, unknown>,
+): ApiSampling {
+  const openAi = openAiFieldsOfOllama(body);
   return {
     maxTokens: openAi.max_tokens as number | undefined,
     temperature: (openAi.temperature as number | undefined) ?? ollamaSamplingDefaults.temperature,

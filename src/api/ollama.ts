@@ -4,7 +4,7 @@
  * same backend (so through a gateway too). What each field does is in ollamaFields.ts and docs/API.md.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createDeltaBatcher, streamBatchIntervalMs } from "../engine/index.ts";
+import { createDeltaBatcher, type OutputLogprob, streamBatchIntervalMs } from "../engine/index.ts";
 import { InvalidInputError, ModelNotFoundError } from "../errors/index.ts";
 import type { ApiModelInfo, ApiPrompt, BackendGenerateResult } from "./backend.ts";
 import type { CompletionContext } from "./completions.ts";
@@ -258,6 +258,21 @@ function statisticsOf(result: BackendGenerateResult, moments: Moments) {
   };
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: false });
+
+/**
+ * Ollama's `logprobs`: per output token its text, log-probability, bytes and the `top_logprobs` most likely tokens
+ * at its position (Ollama's shape; the values are those of `/v1/`'s logprobs).
+ */
+function ollamaLogprobsOf(logprobs: readonly OutputLogprob[]) {
+  const entry = (item: { bytes: number[]; logprob: number }) => ({
+    token: utf8.decode(Uint8Array.from(item.bytes)),
+    logprob: item.logprob,
+    bytes: item.bytes,
+  });
+  return logprobs.map((item) => ({ ...entry(item), top_logprobs: item.top.map(entry) }));
+}
+
 /** Runs one generation, as one JSON object or as NDJSON, and stops it if the client goes away. */
 async function runOllamaGeneration(context: CompletionContext, generation: OllamaGeneration) {
   const { response, body, model, kind } = generation;
@@ -320,6 +335,8 @@ async function runOllamaGeneration(context: CompletionContext, generation: Ollam
     done: true,
     done_reason: result.finishReason,
     ...statisticsOf(result, { ...moments, endedAt: performance.now() }),
+    // Streamed too, all of them come in the final object: the engine computes them once the answer is complete.
+    ...(result.logprobs ? { logprobs: ollamaLogprobsOf(result.logprobs) } : {}),
     mycel: result.mycel,
   };
   if (stream) {

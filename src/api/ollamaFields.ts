@@ -3,9 +3,11 @@
  * every field and option Ollama defines, whether Mycel implements it, ignores it by design, or refuses it.
  */
 import { z } from "zod";
+import { enforceableJsonSchema } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
+import { maxJsonSchemaBytes, maxTopLogprobs, penaltyWindowTokens } from "../protocol/index.ts";
 import type { ApiSampling } from "./backend.ts";
-import { chatCompletionRequestSchema } from "./schemas.ts";
+import { chatCompletionRequestSchema, constraintsOf } from "./schemas.ts";
 
 /**
  * What Mycel does with one Ollama field: `mapped` passes it on under its OpenAI-side name; `not_yet` is refused
@@ -25,6 +27,16 @@ export type OllamaFieldRule =
   | { status: "ignored"; why: string };
 
 const equals = (neutral: unknown) => (value: unknown) => value === neutral;
+
+/** The name Ollama's JSON schemas get as OpenAI's `response_format.json_schema.name` (Ollama's have none). */
+export const ollamaSchemaName = "ollama_format";
+
+/** Ollama's `format` as OpenAI's `response_format`: "json" is json_object, a schema json_schema (strict); "" none. */
+function responseFormatOfOllama(value: unknown) {
+  if (value === "") return undefined;
+  if (value === "json") return { type: "json_object" };
+  return { type: "json_schema", json_schema: { name: ollamaSchemaName, schema: value, strict: true } };
+}
 const emptyOrAbsent = (value: unknown) =>
   value === "" || value === false || (Array.isArray(value) && value.length === 0);
 const runner = "where and how fast the model runs is the server's choice, not the request's";
@@ -46,17 +58,26 @@ export const ollamaOptionRules: Record<string, OllamaFieldRule> = {
     convert: (value) => (value === -1 || value === -2 ? undefined : value),
   },
   stop: { status: "mapped", openAi: "stop" },
-  min_p: { status: "not_yet", openAi: "min_p", neutral: equals(0) },
-  repeat_penalty: { status: "not_yet", openAi: "repeat_penalty", neutral: equals(1) },
-  presence_penalty: { status: "not_yet", openAi: "presence_penalty", neutral: equals(0) },
-  frequency_penalty: { status: "not_yet", openAi: "frequency_penalty", neutral: equals(0) },
-  repeat_last_n: { status: "not_yet", openAi: "repeat_last_n", neutral: equals(0) },
+  min_p: { status: "mapped", openAi: "min_p" },
+  repeat_penalty: { status: "mapped", openAi: "repeat_penalty" },
+  presence_penalty: { status: "mapped", openAi: "presence_penalty" },
+  frequency_penalty: { status: "mapped", openAi: "frequency_penalty" },
+  // Ollama's default 64 is Mycel's fixed window; 0 turns the penalties off (samplingOfOllama), as Ollama's 0 does.
+  repeat_last_n: {
+    status: "refused",
+    why: `the penalties look back over a fixed window of the last ${penaltyWindowTokens} output tokens; send ${penaltyWindowTokens} (Ollama's default), 0 (no penalties) or leave it out`,
+    neutral: (value) => value === penaltyWindowTokens || value === 0,
+  },
   typical_p: { status: "refused", why: "typical sampling is not implemented", neutral: equals(1) },
   tfs_z: { status: "refused", why: "tail-free sampling is not implemented", neutral: equals(1) },
   mirostat: { status: "refused", why: "mirostat sampling is not implemented", neutral: equals(0) },
   mirostat_tau: { status: "refused", why: "mirostat sampling is not implemented" },
   mirostat_eta: { status: "refused", why: "mirostat sampling is not implemented" },
-  penalize_newline: { status: "refused", why: "repetition penalties are not implemented" },
+  penalize_newline: {
+    status: "refused",
+    why: "the repeat penalty applies to every token alike, newlines included (Ollama's current default)",
+    neutral: equals(true),
+  },
   num_ctx: {
     status: "ignored",
     why: "the context window is the server's, fixed when the model is loaded (GET /api/show says it); a prompt that does not fit is refused, never truncated",
@@ -78,19 +99,11 @@ export const ollamaBodyRules: Record<string, OllamaFieldRule> = {
     status: "ignored",
     why: "models stay loaded while the server runs; how long is not the request's choice",
   },
-  // Ollama's "json" or a JSON schema: OpenAI's response_format json_object / json_schema.
-  format: {
-    status: "not_yet",
-    openAi: "response_format",
-    neutral: emptyOrAbsent,
-    convert: (value) =>
-      value === "json"
-        ? { type: "json_object" }
-        : { type: "json_schema", json_schema: { name: "ollama_format", schema: value, strict: true } },
-  },
+  // Ollama's "json" or a JSON schema: OpenAI's response_format json_object / json_schema (strict), grammar-enforced.
+  format: { status: "mapped", openAi: "response_format", convert: responseFormatOfOllama },
   tools: { status: "not_yet", openAi: "tools", neutral: emptyOrAbsent },
-  logprobs: { status: "not_yet", openAi: "logprobs", neutral: emptyOrAbsent },
-  top_logprobs: { status: "not_yet", openAi: "top_logprobs", neutral: equals(0) },
+  logprobs: { status: "mapped", openAi: "logprobs" },
+  top_logprobs: { status: "mapped", openAi: "top_logprobs" },
   think: {
     status: "refused",
     why: "the models served here do not think apart from their answer",
@@ -125,6 +138,8 @@ export const ollamaMessageRules: Record<string, OllamaFieldRule> = {
 /** Options Mycel does not map are checked by their rule (its neutral value), whatever their type. */
 const ruledOption = z.unknown().optional();
 
+const penalty = z.number().min(-2).max(2).nullable().optional();
+
 const optionsSchema = z.strictObject({
   temperature: z.number().min(0).max(2).nullable().optional(),
   top_p: z.number().gt(0).max(1).nullable().optional(),
@@ -139,6 +154,11 @@ const optionsSchema = z.strictObject({
     .nullable()
     .optional(),
   stop: z.array(z.string().min(1)).max(4).nullable().optional(),
+  min_p: z.number().min(0).max(1).nullable().optional(),
+  repeat_penalty: z.number().gt(0).max(10).nullable().optional(),
+  presence_penalty: penalty,
+  frequency_penalty: penalty,
+  repeat_last_n: ruledOption,
   ...Object.fromEntries(
     Object.entries(ollamaOptionRules)
       .filter(([, rule]) => rule.status !== "mapped")
@@ -152,12 +172,22 @@ const mycelOptions = chatCompletionRequestSchema.shape.mycel;
 const ruledFields = {
   keep_alive: z.union([z.string(), z.number()]).nullable().optional(),
   format: z
-    .union([z.string(), z.record(z.string(), z.unknown())])
+    .union(
+      [
+        z.enum(["json", ""]),
+        z
+          .record(z.string(), z.unknown())
+          .refine((schema) => JSON.stringify(schema).length <= maxJsonSchemaBytes, {
+            message: `the schema is larger than ${maxJsonSchemaBytes} bytes of JSON`,
+          }),
+      ],
+      { message: 'format is "json" or a JSON schema (an object)' },
+    )
     .nullable()
     .optional(),
   tools: z.array(z.unknown()).nullable().optional(),
   logprobs: z.boolean().nullable().optional(),
-  top_logprobs: z.number().int().min(0).nullable().optional(),
+  top_logprobs: z.number().int().min(0).max(maxTopLogprobs).nullable().optional(),
   think: z
     .union([z.boolean(), z.enum(["high", "medium", "low"])])
     .nullable()
@@ -229,7 +259,10 @@ function applyRule(rule: OllamaFieldRule | undefined, where: string, value: unkn
   );
 }
 
-/** Refuses (400) every field and option of a parsed request that Mycel does not implement at the value given. */
+/**
+ * Refuses (400) every field and option of a parsed request that Mycel does not implement at the value given, and
+ * the combinations that ask for two things at once; a `format` schema no grammar can enforce is refused here too.
+ */
 export function checkOllamaFields(body: OllamaChatRequest | OllamaGenerateRequest) {
   const fields = body as Record<string, unknown>;
   for (const [name, rule] of Object.entries(ollamaBodyRules)) applyRule(rule, name, fields[name]);
@@ -240,14 +273,54 @@ export function checkOllamaFields(body: OllamaChatRequest | OllamaGenerateReques
     for (const [name, rule] of Object.entries(ollamaMessageRules))
       applyRule(rule, `messages.${index}.${name}`, (message as Record<string, unknown>)[name]);
   });
+  if (body.top_logprobs && body.logprobs !== true)
+    throw new InvalidInputError("top_logprobs needs logprobs: true", {
+      param: "top_logprobs",
+      code: "invalid_value",
+    });
+  const options = body.options ?? {};
+  if (options.repeat_last_n === 0) {
+    const asked = penaltyOptions.find((name) => {
+      const value = options[name];
+      return value != null && value !== neutralPenalties[name];
+    });
+    if (asked)
+      throw new InvalidInputError(
+        `options.repeat_last_n 0 turns the penalties off, and options.${asked} asks for one; leave one of them out`,
+        { param: "options.repeat_last_n", code: "invalid_value" },
+      );
+  }
+  if (body.format && typeof body.format === "object") checkFormatSchema(body.format);
+}
+
+const neutralPenalties = { repeat_penalty: 1, presence_penalty: 0, frequency_penalty: 0 } as const;
+const penaltyOptions = Object.keys(neutralPenalties) as (keyof typeof neutralPenalties)[];
+
+/** A `format` schema no grammar can enforce is a 400 naming `format`, before any provider is asked. */
+function checkFormatSchema(schema: Record<string, unknown>) {
+  try {
+    enforceableJsonSchema(schema);
+  } catch (error) {
+    if (!(error instanceof InvalidInputError)) throw error;
+    throw new InvalidInputError(error.shortMessage.replace("response_format.json_schema.schema", "format"), {
+      param: "format",
+      code: error.code,
+      hint: error.hint,
+    });
+  }
 }
 
 /**
  * Ollama's defaults where a request leaves a sampling option out (its Modelfile defaults): temperature 0.8, top_p
- * 0.9, top_k 40, until the context window is full. (Ollama's repeat_penalty default of 1.1 is not applied: Mycel
- * has no repetition penalty yet.)
+ * 0.9, top_k 40, repeat_penalty 1.1 over the last 64 tokens (`repeat_last_n` 0 turns it off), until the context
+ * window is full; min_p, presence and frequency penalties 0 (off).
  */
-export const ollamaSamplingDefaults = { temperature: 0.8, top_p: 0.9, top_k: 40 } as const;
+export const ollamaSamplingDefaults = {
+  temperature: 0.8,
+  top_p: 0.9,
+  top_k: 40,
+  repeat_penalty: 1.1,
+} as const;
 
 /** The `mapped` fields and options of an Ollama request, under their /v1/chat/completions names and shapes. */
 export function openAiFieldsOfOllama(
@@ -256,7 +329,8 @@ export function openAiFieldsOfOllama(
   const openAi: Record<string, unknown> = {};
   const take = (rule: OllamaFieldRule | undefined, value: unknown) => {
     if (rule?.status !== "mapped" || value === null || value === undefined) return;
-    openAi[rule.openAi] = rule.convert ? rule.convert(value) : value;
+    const converted = rule.convert ? rule.convert(value) : value;
+    if (converted !== undefined) openAi[rule.openAi] = converted;
   };
   for (const [name, rule] of Object.entries(ollamaBodyRules)) take(rule, body[name]);
   for (const [name, value] of Object.entries(body.options ?? {})) take(ollamaOptionRules[name], value);
@@ -267,13 +341,40 @@ export function openAiFieldsOfOllama(
 export function samplingOfOllama(
   body: Pick<OllamaChatRequest, "options"> & Record<string, unknown>,
 ): ApiSampling {
-  const openAi = openAiFieldsOfOllama(body);
+  const openAi = openAiFieldsOfOllama(body) as OpenAiSampling;
+  const penaltiesOff = body.options?.repeat_last_n === 0;
   return {
-    maxTokens: openAi.max_tokens as number | undefined,
-    temperature: (openAi.temperature as number | undefined) ?? ollamaSamplingDefaults.temperature,
-    topP: (openAi.top_p as number | undefined) ?? ollamaSamplingDefaults.top_p,
-    topK: (openAi.top_k as number | undefined) ?? ollamaSamplingDefaults.top_k,
-    seed: openAi.seed as number | undefined,
-    stop: (openAi.stop as string[] | undefined) ?? [],
+    maxTokens: openAi.max_tokens,
+    temperature: openAi.temperature ?? ollamaSamplingDefaults.temperature,
+    topP: openAi.top_p ?? ollamaSamplingDefaults.top_p,
+    topK: openAi.top_k ?? ollamaSamplingDefaults.top_k,
+    seed: openAi.seed,
+    stop: openAi.stop ?? [],
+    ...constraintsOf({
+      min_p: openAi.min_p,
+      presence_penalty: openAi.presence_penalty,
+      frequency_penalty: openAi.frequency_penalty,
+      repeat_penalty:
+        openAi.repeat_penalty ?? (penaltiesOff ? undefined : ollamaSamplingDefaults.repeat_penalty),
+    }),
+    ...(openAi.logprobs === true ? { logprobs: openAi.top_logprobs ?? 0 } : {}),
+    ...(openAi.response_format ? { responseFormat: openAi.response_format } : {}),
   };
 }
+
+/** What {@link openAiFieldsOfOllama} gives for the sampling fields, typed (the request's schema checked them). */
+type OpenAiSampling = {
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  seed?: number;
+  stop?: string[];
+  min_p?: number;
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  repeat_penalty?: number;
+  logprobs?: boolean;
+  top_logprobs?: number;
+  response_format?: ApiSampling["responseFormat"];
+};

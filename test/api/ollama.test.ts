@@ -1,7 +1,8 @@
 /**
  * Ollama's API of `mycel serve`, end to end: a real `mycel serve` process with a tiny test model, driven by Ollama's
  * own npm client (and raw fetch for the NDJSON bytes): list, show, ps, version, chat and generate (streamed and
- * not, raw and templated, equal to the OpenAI side's answers), refused fields, unknown models, client aborts.
+ * not, raw and templated, equal to the OpenAI side's answers), structured output (`format`), penalties and min_p,
+ * logprobs, refused fields, unknown models, client aborts.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -10,6 +11,35 @@ import { runMycel, type ServeProcess, startMycelServer, temporaryHome } from "..
 
 const modelName = "mycel-test-tiny-s1-f32";
 const messages = [{ role: "user", content: "Say something about fungi." }];
+
+/** The wire request an answer's evidence carries (`mycel.include_evidence`): what was generated, as hashed. */
+type EvidenceRequest = Record<string, unknown>;
+const evidenceRequestOf = (answer: unknown): EvidenceRequest =>
+  (answer as { mycel: { evidence: { request: EvidenceRequest } } }).mycel.evidence.request;
+/** A request for Ollama's client with Mycel's `include_evidence` option, which the client sends as it is. */
+const withEvidence = <T extends object>(request: T): T => ({ ...request, mycel: { include_evidence: true } });
+
+/** A schema a random-weight model cannot fill forever: an enum and a boolean, nothing free. */
+const mushroomSchema = {
+  type: "object",
+  properties: {
+    kind: { type: "string", enum: ["cap", "shelf", "puffball"] },
+    edible: { type: "boolean" },
+  },
+  required: ["kind", "edible"],
+  additionalProperties: false,
+};
+
+/** Whether a value follows {@link mushroomSchema}. */
+function isMushroom(value: unknown): boolean {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
+  const record = value as Record<string, unknown>;
+  return (
+    Object.keys(record).sort().join(",") === "edible,kind" &&
+    ["cap", "shelf", "puffball"].includes(String(record.kind)) &&
+    typeof record.edible === "boolean"
+  );
+}
 
 type StatusError = Error & { status_code?: number; error?: string };
 
@@ -51,14 +81,17 @@ describe("Ollama's API (a real `mycel serve` process, Ollama's own npm client)",
     const response = await fetch(`${server.url}${path}`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: modelName, temperature: 0, ...body }),
+      // Ollama's default repeat_penalty, which the Ollama requests below get by leaving it out.
+      body: JSON.stringify({ model: modelName, temperature: 0, repeat_penalty: 1.1, ...body }),
     });
     assert.equal(response.status, 200);
     const answer = (await response.json()) as {
-      choices: { message?: { content: string }; text?: string }[];
+      choices: { message?: { content: string }; text?: string; logprobs?: unknown }[];
     };
+    lastOpenAiLogprobs = answer.choices[0]?.logprobs;
     return answer.choices[0]?.message?.content ?? answer.choices[0]?.text ?? "";
   };
+  let lastOpenAiLogprobs: unknown;
 
   it("lists the model (tags, ps), shows it and says its version", async () => {
     const { models } = await ollama.list();
@@ -165,7 +198,12 @@ describe("Ollama's API (a real `mycel serve` process, Ollama's own npm client)",
   it("streams NDJSON by default: one object per line, done:false then a final done:true", async () => {
     const response = await fetch(`${server.url}/api/chat`, {
       method: "POST",
-      body: JSON.stringify({ model: modelName, messages, options: { num_predict: 8, seed: 7 } }),
+      body: JSON.stringify({
+        model: modelName,
+        messages,
+        options: { num_predict: 8, seed: 7 },
+        mycel: { include_evidence: true },
+      }),
     });
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("content-type"), "application/x-ndjson");
@@ -186,15 +224,30 @@ describe("Ollama's API (a real `mycel serve` process, Ollama's own npm client)",
     for (const field of ["total_duration", "load_duration", "prompt_eval_duration", "eval_duration"])
       assert.equal(typeof final[field], "number", field);
     assert.equal(final.mycel.seed, 7);
+    // Ollama's defaults, on the request as generated and hashed into the receipt.
+    const request = evidenceRequestOf(final);
+    assert.deepEqual(
+      [request.temperature, request.top_p, request.top_k, request.repeat_penalty],
+      [0.8, 0.9, 40, 1.1],
+    );
+    assert.equal("logprobs" in final, false, "no logprobs unless asked");
   });
 
   it("refuses what it does not implement with a 400 naming it, and accepts the fields safe to ignore", async () => {
     const refusals: [Record<string, unknown>, RegExp][] = [
-      [{ options: { min_p: 0.1 } }, /'options\.min_p' is not supported yet/],
-      [{ options: { repeat_penalty: 1.3 } }, /'options\.repeat_penalty' is not supported yet/],
+      [{ options: { min_p: 1.5 } }, /invalid value for 'options\.min_p'/],
+      [{ options: { repeat_penalty: 0 } }, /invalid value for 'options\.repeat_penalty'/],
+      [{ options: { presence_penalty: 2.5 } }, /invalid value for 'options\.presence_penalty'/],
+      [{ options: { frequency_penalty: -3 } }, /invalid value for 'options\.frequency_penalty'/],
+      [
+        { options: { repeat_last_n: 128 } },
+        /'options\.repeat_last_n'.*fixed window of the last 64 output tokens/,
+      ],
       [{ options: { mirostat: 2 } }, /'options\.mirostat' is not supported: mirostat/],
       [{ options: { flash: true } }, /unsupported parameter 'options\.flash'/],
-      [{ format: "json" }, /'format' is not supported yet/],
+      [{ format: "yaml" }, /'format'.*"json" or a JSON schema/],
+      [{ format: { type: "string", pattern: "^a+$" } }, /format cannot be enforced: the keyword "pattern"/],
+      [{ top_logprobs: 3 }, /top_logprobs needs logprobs: true/],
       [{ think: true }, /'think' is not supported/],
       [{ messages: [{ role: "user", content: "hi", images: ["aGk="] }] }, /'messages\.0\.images'/],
       [{ options: { temperature: 3 } }, /'options\.temperature'/],
@@ -216,9 +269,147 @@ describe("Ollama's API (a real `mycel serve` process, Ollama's own npm client)",
       messages,
       keep_alive: "5m",
       format: "",
-      options: { num_predict: 2, num_ctx: 8192, num_thread: 4, min_p: 0, repeat_penalty: 1 },
+      logprobs: false,
+      options: { num_predict: 2, num_ctx: 8192, num_thread: 4, repeat_last_n: 64, penalize_newline: true },
     });
     assert.equal(accepted.eval_count, 2);
+  });
+
+  it("takes min_p and the penalties as /v1/ does, and puts them on the request it generates", async () => {
+    const options = {
+      temperature: 0,
+      num_predict: 24,
+      min_p: 0.05,
+      repeat_penalty: 1.5,
+      presence_penalty: 0.5,
+    };
+    const answer = await ollama.chat(withEvidence({ model: modelName, messages, options }));
+    assert.equal(answer.eval_count, 24);
+    const request = evidenceRequestOf(answer);
+    assert.deepEqual(
+      [request.min_p, request.repeat_penalty, request.presence_penalty, request.frequency_penalty],
+      [0.05, 1.5, 0.5, undefined],
+    );
+    assert.equal(
+      answer.message.content,
+      await openAi("/v1/chat/completions", {
+        messages,
+        max_tokens: 24,
+        min_p: 0.05,
+        repeat_penalty: 1.5,
+        presence_penalty: 0.5,
+      }),
+    );
+    // repeat_last_n 0: no penalty at all (not even Ollama's default 1.1).
+    const unpenalized = await ollama.generate(
+      withEvidence({
+        model: modelName,
+        prompt: "Hi",
+        options: { num_predict: 4, repeat_last_n: 0, frequency_penalty: 0 },
+      }),
+    );
+    const plain = evidenceRequestOf(unpenalized);
+    assert.equal("repeat_penalty" in plain || "frequency_penalty" in plain, false, JSON.stringify(plain));
+  });
+
+  it("answers a JSON schema `format` with JSON that parses and follows it, streamed and not", async () => {
+    const request = {
+      model: modelName,
+      messages: [{ role: "user", content: "Describe a mushroom as JSON." }],
+      format: mushroomSchema,
+      options: { temperature: 0, num_predict: 64 },
+    };
+    const answer = await ollama.chat(withEvidence(request));
+    // The grammar (node-llama-cpp's) ends the object with newlines a random-weight model may pad up to the
+    // limit: the object is complete well before 64 tokens, and JSON.parse takes the trailing whitespace.
+    const parsed: unknown = JSON.parse(answer.message.content);
+    assert.ok(isMushroom(parsed), answer.message.content);
+    assert.deepEqual(evidenceRequestOf(answer).response_format, {
+      type: "json_schema",
+      json_schema: { name: "ollama_format", schema: mushroomSchema, strict: true },
+    });
+    let streamed = "";
+    for await (const chunk of await ollama.chat({ ...request, stream: true }))
+      streamed += chunk.message.content;
+    assert.equal(streamed, answer.message.content);
+    // Sampled (several seeds): every answer follows the schema.
+    for (const seed of [1, 2, 3]) {
+      const sampled = await ollama.generate({
+        model: modelName,
+        prompt: "A mushroom, as JSON:",
+        format: mushroomSchema,
+        options: { temperature: 1, seed, num_predict: 64 },
+      });
+      const text = sampled.response ?? "";
+      assert.ok(isMushroom(JSON.parse(text)), text);
+    }
+  });
+
+  it('answers format "json" with a JSON object', async () => {
+    const answer = await ollama.generate(
+      withEvidence({
+        model: modelName,
+        prompt: "Some JSON please.",
+        format: "json",
+        options: { temperature: 0, num_predict: 12 },
+      }),
+    );
+    assert.deepEqual(evidenceRequestOf(answer).response_format, { type: "json_object" });
+    const text = answer.response ?? "";
+    assert.match(text, /^\s*\{/, "an object, from its first character");
+    // Free strings let a random-weight model go on: only a finished answer must parse whole.
+    if (answer.done_reason === "stop") {
+      const parsed: unknown = JSON.parse(text);
+      assert.ok(parsed !== null && typeof parsed === "object" && !Array.isArray(parsed), text);
+    } else assert.equal(answer.eval_count, 12);
+  });
+
+  it("returns logprobs in Ollama's shape, the same as /v1/'s, streamed in the final object", async () => {
+    // No penalty (Ollama's default 1.1 is one): at temperature 0 each token is then the model's most likely.
+    const options = { temperature: 0, num_predict: 6, repeat_penalty: 1 };
+    const answer = await ollama.chat({
+      model: modelName,
+      messages,
+      options,
+      logprobs: true,
+      top_logprobs: 2,
+    });
+    const logprobs = answer.logprobs ?? [];
+    assert.equal(logprobs.length, 6);
+    const bytes: number[] = [];
+    for (const entry of logprobs as ((typeof logprobs)[number] & { bytes: number[] })[]) {
+      assert.ok(entry.logprob <= 0, JSON.stringify(entry));
+      assert.equal(entry.top_logprobs?.length, 2);
+      assert.equal(entry.top_logprobs?.[0]?.token, entry.token, "at temperature 0: the most likely");
+      bytes.push(...entry.bytes);
+    }
+    assert.equal(Buffer.from(bytes).toString("utf8"), answer.message.content);
+    await openAi("/v1/chat/completions", {
+      messages,
+      max_tokens: 6,
+      repeat_penalty: 1,
+      logprobs: true,
+      top_logprobs: 2,
+    });
+    const openAiLogprobs = (lastOpenAiLogprobs as { content: { logprob: number }[] }).content;
+    assert.deepEqual(
+      logprobs.map((entry) => entry.logprob),
+      openAiLogprobs.map((entry) => entry.logprob),
+    );
+    const chunks = [];
+    for await (const chunk of await ollama.chat({
+      model: modelName,
+      messages,
+      options,
+      logprobs: true,
+      stream: true,
+    }))
+      chunks.push(chunk);
+    assert.deepEqual(
+      chunks.at(-1)?.logprobs?.map((entry) => entry.logprob),
+      logprobs.map((entry) => entry.logprob),
+    );
+    assert.deepEqual(chunks.at(-1)?.logprobs?.[0]?.top_logprobs, [], "top_logprobs 0: none");
   });
 
   it("answers an unknown model with Ollama's 404, and malformed JSON with a 400", async () => {

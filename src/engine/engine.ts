@@ -23,6 +23,14 @@ import {
   renderLegacyChatPrompt,
   type SpecialToken,
 } from "./chatPrompt.ts";
+import {
+  canEmbed,
+  createEmbedder,
+  type EmbedReturnType,
+  type Embedder,
+  type ModelCapability,
+  modelCapabilities,
+} from "./embeddings.ts";
 import { createPieceTable, type PieceTable, type PieceVocabularyType } from "./pieces.ts";
 import { createSlotPool, type SlotPool } from "./slots.ts";
 import { createIncrementalDecoder, createStopMatcher, decodeTokens } from "./textStream.ts";
@@ -38,6 +46,8 @@ export type LoadedModelInfo = {
   vocabularySize: number;
   /** The weights' type from GGUF `general.file_type`: "f32", "f16", "q8_0", or "quantized" for any other. */
   weightType: string;
+  /** What the model can do (see modelCapabilities in embeddings.ts). */
+  capabilities: ModelCapability[];
 };
 
 /** GGUF `general.file_type` values Mycel tells apart (llama.cpp's LLAMA_FTYPE). */
@@ -163,6 +173,14 @@ export type Engine = {
   /** One teacher-forced batched pass over prompt + output, returning per-position top-k log-probabilities. */
   evaluate(parameters: EvaluateParameters): Promise<EvaluateReturnType>;
   stats(modelHash: string): { total: number; busy: number; waiting: number; maxWaiting: number };
+  /** An embeddings input's tokens as they are embedded (see embeddings.ts); throws when the model cannot embed. */
+  embeddingTokens(parameters: { modelHash: string; input: string | readonly number[] }): number[];
+  /** Embeds each input (token ids from embeddingTokens) into a unit-length vector (see embeddings.ts). */
+  embed(parameters: {
+    modelHash: string;
+    inputs: readonly (readonly number[])[];
+    signal?: AbortSignal;
+  }): Promise<EmbedReturnType>;
   close(): Promise<void>;
 };
 
@@ -182,6 +200,8 @@ type LoadedModel = {
   contexts: LlamaContext[];
   pool: SlotPool<LlamaContextSequence>;
   vocabulary: ModelVocabulary;
+  /** Undefined when llama.cpp cannot embed with the model. */
+  embedder: Embedder | undefined;
 };
 
 /** What prompts and output text need of a model's vocabulary. */
@@ -305,6 +325,17 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     return entry;
   }
 
+  function embedderOf(modelHash: string): Embedder {
+    const { embedder, info } = get(modelHash);
+    if (!embedder)
+      throw new InvalidInputError(`model "${info.name}" cannot make embeddings`, {
+        param: "model",
+        code: "model_not_supported",
+        hint: "use a model whose capabilities (GET /v1/models, mycel.capabilities) include embeddings",
+      });
+    return embedder;
+  }
+
   function findModel(nameOrHash: string): LoadedModelInfo {
     const query = nameOrHash.replace(/^sha256:/i, "");
     for (const entry of loaded.values())
@@ -367,13 +398,17 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       chatTemplate: metadata.tokenizer?.chat_template,
       vocabularySize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
       weightType: weightTypes[metadata.general?.file_type ?? -1] ?? "quantized",
+      capabilities: modelCapabilities({ chatTemplate: metadata.tokenizer?.chat_template, embeddings: canEmbed(model) }),
     };
     const pool = createSlotPool({
       slots: contexts.map((context) => context.getSequence()),
       maxWaiting: options.maxQueue,
       retryAfterSeconds: 1,
     });
-    loaded.set(input.hash, { info, model, contexts, pool, vocabulary: vocabularyOf(model) });
+    const embedder = canEmbed(model)
+      ? createEmbedder({ model, contextSize: info.contextSize, threads: 1, maxQueue: options.maxQueue })
+      : undefined;
+    loaded.set(input.hash, { info, model, contexts, pool, vocabulary: vocabularyOf(model), embedder });
     logger.info("model loaded", {
       model: info.name,
       hash: info.hash,
@@ -641,6 +676,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
 
   async function close() {
     for (const entry of loaded.values()) {
+      await entry.embedder?.close();
       for (const context of entry.contexts) await context.dispose();
       await entry.model.dispose();
     }
@@ -661,6 +697,8 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     generate,
     evaluate,
     stats: (modelHash) => get(modelHash).pool.stats(),
+    embeddingTokens: (input) => embedderOf(input.modelHash).prepare(input.input),
+    embed: (input) => embedderOf(input.modelHash).embed(input),
     close,
   };
 }

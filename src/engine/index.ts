@@ -13,6 +13,17 @@ export {
   splitAtSpecialTokens,
 } from "./chatPrompt.ts";
 export {
+  canEmbed,
+  createEmbedder,
+  type EmbedParameters,
+  type EmbedReturnType,
+  type Embedder,
+  embeddingLimits,
+  type ModelCapability,
+  modelCapabilities,
+  normalizeVector,
+} from "./embeddings.ts";
+export {
   createEngine,
   type Engine,
   type EvaluateParameters,

@@ -5,6 +5,8 @@ export {
   type ApiModelInfo,
   type ApiPrompt,
   type ApiSampling,
+  type BackendEmbedParameters,
+  type BackendEmbedResult,
   type BackendGenerateParameters,
   type BackendGenerateResult,
   createEngineBackend,
@@ -12,6 +14,13 @@ export {
   type RouteParameters,
 } from "./backend.ts";
 export { type CompletionContext, handleChatCompletion, handleCompletion } from "./completions.ts";
+export {
+  type EmbeddingRequest,
+  embeddingInputsOf,
+  embeddingRequestSchema,
+  encodeVectorBase64,
+  handleEmbeddings,
+} from "./embeddings.ts";
 export {
   guardRequest,
   isLoopbackHost,

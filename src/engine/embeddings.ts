@@ -21,6 +21,11 @@ export const embeddingLimits = {
 export type EmbedParameters = {
   /** The inputs, each as token ids as they are embedded (see {@link Embedder.prepare}). */
   inputs: readonly (readonly number[])[];
+  /**
+   * The vector length the caller wants: only the model's own is served (a shorter one would need a model trained
+   * to be cut, which GGUF does not tell), else InvalidInputError naming `dimensions`.
+   */
+  dimensions?: number;
   signal?: AbortSignal;
 };
 
@@ -126,13 +131,25 @@ export function createEmbedder(parameters: CreateEmbedderParameters): Embedder {
           `input ${index} has ${tokens.length} tokens; this model embeds at most ${maxTokens} per input`,
           { param: `input[${index}]`, code: "context_length_exceeded", hint: "shorten or split the input" },
         );
-      const outside = tokens.find((token) => !Number.isInteger(token) || token < 0 || token >= vocabularySize);
+      const outside = tokens.find(
+        (token) => !Number.isInteger(token) || token < 0 || token >= vocabularySize,
+      );
       if (outside !== undefined)
         throw new InvalidInputError(`input ${index}: token ${outside} is outside the vocabulary`, {
           param: `input[${index}]`,
           code: "invalid_value",
         });
     });
+    const native = model.embeddingVectorSize;
+    if (input.dimensions !== undefined && input.dimensions !== native)
+      throw new InvalidInputError(
+        `dimensions ${input.dimensions} is not served: this model's embeddings have ${native} dimensions`,
+        {
+          param: "dimensions",
+          code: "invalid_value",
+          hint: `leave dimensions out, or give ${native} (vectors are not cut: GGUF does not tell whether a model was trained for it)`,
+        },
+      );
     const started = performance.now();
     const { pool: slots } = await contextPool();
     const lease = await slots.acquire({ signal: input.signal });

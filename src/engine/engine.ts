@@ -26,8 +26,8 @@ import {
 import {
   canEmbed,
   createEmbedder,
-  type EmbedReturnType,
   type Embedder,
+  type EmbedReturnType,
   type ModelCapability,
   modelCapabilities,
 } from "./embeddings.ts";
@@ -179,6 +179,7 @@ export type Engine = {
   embed(parameters: {
     modelHash: string;
     inputs: readonly (readonly number[])[];
+    dimensions?: number;
     signal?: AbortSignal;
   }): Promise<EmbedReturnType>;
   close(): Promise<void>;
@@ -398,7 +399,10 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       chatTemplate: metadata.tokenizer?.chat_template,
       vocabularySize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
       weightType: weightTypes[metadata.general?.file_type ?? -1] ?? "quantized",
-      capabilities: modelCapabilities({ chatTemplate: metadata.tokenizer?.chat_template, embeddings: canEmbed(model) }),
+      capabilities: modelCapabilities({
+        chatTemplate: metadata.tokenizer?.chat_template,
+        embeddings: canEmbed(model),
+      }),
     };
     const pool = createSlotPool({
       slots: contexts.map((context) => context.getSequence()),

@@ -15,9 +15,9 @@ export {
 export {
   canEmbed,
   createEmbedder,
+  type Embedder,
   type EmbedParameters,
   type EmbedReturnType,
-  type Embedder,
   embeddingLimits,
   type ModelCapability,
   modelCapabilities,

@@ -30,7 +30,12 @@ describe("engine embeddings (real llama.cpp on the tiny test model)", () => {
   });
 
   it("announces embeddings among the model's capabilities", () => {
-    assert.deepEqual(engine.findModel(modelHash).capabilities, ["chat", "completion", "embeddings", "grammar"]);
+    assert.deepEqual(engine.findModel(modelHash).capabilities, [
+      "chat",
+      "completion",
+      "embeddings",
+      "grammar",
+    ]);
     assert.deepEqual(modelCapabilities({ chatTemplate: "{% if tools %}x{% endif %}", embeddings: false }), [
       "chat",
       "completion",

@@ -7,6 +7,7 @@ import {
   buildInferenceRequest,
   type Evidence,
   type InferenceRequest,
+  type ModelCapability,
   modelHashToBytes32,
 } from "../protocol/index.ts";
 
@@ -48,6 +49,8 @@ export type BackendGenerateParameters = {
   maxPricePerMillion?: bigint;
   /** Gateways: route only to this provider (a peer id); validators' challenges use it. */
   onlyProvider?: string;
+  /** Gateways: route only to providers whose model entry announces these (e.g. tools, grammar). */
+  requiredCapabilities?: readonly ModelCapability[];
   signal: AbortSignal;
   /** Called once generation is about to start (after any queueing), so headers can go out. */
   onStart?: () => void;

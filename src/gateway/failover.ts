@@ -287,6 +287,7 @@ function pickProvider(input: {
       modelHash: state.modelHash,
       policy,
       maxPricePerMillion: parameters.maxPricePerMillion,
+      requiredCapabilities: parameters.requiredCapabilities,
     });
   if (input.attempt === 0)
     refuseAboveCeiling({

@@ -2,6 +2,9 @@
 export {
   type Announcement,
   announcementSchema,
+  capabilitiesOf,
+  type ModelCapability,
+  modelCapabilitySchema,
   peerBindingMessage,
   signAnnouncement,
   type UnsignedAnnouncement,
@@ -56,14 +59,18 @@ export {
   type PositionTopLogits,
 } from "./evidence.ts";
 export {
+  buildEmbedRequest,
   buildErrorFrame,
   buildInferenceRequest,
   type CancelFrame,
   type ChunkFrame,
   cancelFrameSchema,
   chunkFrameSchema,
+  type EmbeddingFrame,
   type EndFrame,
   type ErrorFrame,
+  embeddingFrameSchema,
+  embedLimits,
   endFrameSchema,
   errorFrameSchema,
   type GatewayFrame,
@@ -81,7 +88,15 @@ export {
   type VoucherFrame,
   voucherFrameSchema,
 } from "./frames.ts";
-export { encodeTokenIds, hashRequest, hashTokenIds, modelHashToBytes32 } from "./hashing.ts";
+export {
+  decodeVector,
+  encodeTokenIds,
+  encodeVectors,
+  hashRequest,
+  hashTokenIds,
+  hashVectors,
+  modelHashToBytes32,
+} from "./hashing.ts";
 export {
   defaultReceiptChain,
   priceOfTokens,

@@ -37,6 +37,7 @@ import {
   maxTokensPerChunk,
 } from "../protocols/index.ts";
 import type { EvidenceStore } from "../store/index.ts";
+import { embedAndSign } from "./embed.ts";
 import { describeAnswer } from "./receipt.ts";
 
 /** Parts a provider is built from that a test may replace (e.g. a receipt signer that cheats). */
@@ -54,7 +55,7 @@ export type ProviderComponents = {
 export type AnswerContext = {
   /** Served models by 0x bytes32 hash. */
   models: ReadonlyMap<string, LoadedModelInfo>;
-  engine: Pick<Engine, "tokenizeChat" | "tokenizeCompletion">;
+  engine: Pick<Engine, "tokenizeChat" | "tokenizeCompletion" | "embeddingTokens" | "embed">;
   components: ProviderComponents;
   privateKey: Hex;
   address: Address;
@@ -149,6 +150,8 @@ export async function answerRequest(exchange: InferenceExchange, context: Answer
     peerId: exchange.peerId,
   });
   try {
+    if (frame.request.kind === "embed")
+      return await embedAndSign({ exchange, context, model, session, cancel: generation });
     const prompt = promptOf(context, model, frame.request);
     await generateAndSign({ exchange, context, model, ...prompt, session, generation });
   } finally {

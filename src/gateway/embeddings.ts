@@ -7,7 +7,12 @@
 import { randomBytes } from "node:crypto";
 import { type Hex, toHex } from "viem";
 import type { BackendEmbedParameters } from "../api/index.ts";
-import { describeError, InvalidInputError, ServiceUnavailableError } from "../errors/index.ts";
+import {
+  describeError,
+  InvalidInputError,
+  PaymentRequiredError,
+  ServiceUnavailableError,
+} from "../errors/index.ts";
 import { openPayerSession, type PayerSession, type PayingChannel } from "../payments/index.ts";
 import {
   buildEmbedRequest,
@@ -133,9 +138,10 @@ export async function answerEmbeddings(
           .filter((entry) => isRoutable(entry, routable))
           .filter(
             (entry) =>
+              // As for completions: a provider that announces no payment serves unpaid.
               isFree(entry) ||
-              (entry.announcement.payment !== undefined &&
-                context.payments?.canPay(entry.announcement.payment)),
+              entry.announcement.payment === undefined ||
+              context.payments?.canPay(entry.announcement.payment) === true,
           );
         let ranked = rankProviders({
           candidates,
@@ -257,10 +263,18 @@ async function channelFor(
 ): Promise<PayingChannel | undefined> {
   const payment = provider.announcement.payment;
   if (!payment || !context.payments || isFree(provider)) return undefined;
-  return context.payments.channelFor({
-    provider: provider.address as Hex,
-    creditWindow: BigInt(payment.credit_window),
-  });
+  try {
+    return await context.payments.channelFor({
+      provider: provider.address as Hex,
+      creditWindow: BigInt(payment.credit_window),
+    });
+  } catch (error) {
+    if (error instanceof PaymentRequiredError) throw error;
+    throw new SegmentFailedError(`cannot fund a payment channel to provider ${provider.address}`, {
+      cause: error,
+      details: describeError(error),
+    });
+  }
 }
 
 /** One attempt: the vectors and the verified receipt, paid for; throws what the failure means (see failures.ts). */

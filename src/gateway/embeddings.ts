@@ -324,7 +324,10 @@ async function embedWith(input: {
         if (cause instanceof WireError) {
           const failure = failureOf(cause, provider);
           if (failure instanceof InvalidInputError)
-            throw new InvalidInputError(failure.message, { code: failure.code, param: "input" });
+            throw new InvalidInputError(failure.message, {
+              code: failure.code,
+              param: /\bdimensions\b/.test(failure.message) ? "dimensions" : "input",
+            });
           throw failure;
         }
         if (cause instanceof ProtocolError) throw cause;

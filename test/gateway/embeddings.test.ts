@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import type { BackendEmbedParameters } from "../../src/api/index.ts";
+import { embeddingLimits } from "../../src/engine/index.ts";
 import { InvalidInputError } from "../../src/errors/index.ts";
 import {
   answerEmbeddings,
@@ -26,6 +27,7 @@ import {
   type Announcement,
   announcementSchema,
   buildEmbedRequest,
+  embedLimits,
   hashVectors,
   inferenceRequestSchema,
   type ModelCapability,
@@ -195,6 +197,9 @@ describe("embeddings through a gateway (in process, scripted providers)", () => 
       "inputs only on embed requests",
     );
     assert.throws(() => embedRequestOf(request({ inputs: Array(257).fill("x") })), InvalidInputError);
+    // The API's limits (engine) and the wire's (protocol) are the same numbers: what one accepts the other carries.
+    assert.equal(embedLimits.maxInputs, embeddingLimits.maxInputs);
+    assert.equal(embedLimits.maxTokensPerInput, embeddingLimits.maxTokensPerInput);
     const model = { hash: scriptedModel.hash, name: "m", context_size: 8 };
     const entry = (extra: object) =>
       announcementSchema.shape.models.safeParse([{ ...model, ...extra }]).success;

@@ -390,15 +390,17 @@ describe("pay per token (real provider and gateway processes, real anvil)", () =
       paid += BigInt(receipt?.message.price ?? "0");
     }
     await setup.waitPaid(url, paid);
-    // A request only the chat-only provider's capabilities would have to serve does not exist here; one for a
-    // dimension the model does not have is the client's error, refused by the provider and not blamed on it.
+    // A dimension the model does not have is the client's error: the provider refuses it, the gateway answers 400
+    // naming the field and blames nobody.
     const refused = await fetch(`${url}/v1/embeddings`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: modelName, input: "x", dimensions: 8 }),
     });
     assert.equal(refused.status, 400);
-    assert.match(((await refused.json()) as { error: { message: string } }).error.message, /64 dimensions/);
+    const error = ((await refused.json()) as { error: { message: string; param: string } }).error;
+    assert.match(error.message, /64 dimensions/);
+    assert.equal(error.param, "dimensions");
   });
 
   it("survives kill -9: a restarted provider settles exactly what it earned", async () => {

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
+import type { ApiAccess } from "../../src/api/index.ts";
+import { startApiServer } from "../../src/api/index.ts";
+import { createEngine } from "../../src/engine/index.ts";
+import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import { runMycel, type ServeProcess, startMycelServer, temporaryHome } from "../helpers.ts";
 
 const modelName = "mycel-test-tiny-s1-f32";
@@ -114,5 +118,52 @@ describe("/v1/embeddings (a real `mycel serve` process, the official openai clie
     // `user` is ignored by design, and the model's own dimensions are accepted.
     const ok = await post({ model: modelName, input: "x", user: "someone", dimensions: 64 });
     assert.equal(ok.status, 200);
+  });
+});
+
+describe("/v1/embeddings and API keys (in process)", () => {
+  it("is a spending path, and each answer is counted against its key", async () => {
+    const directory = await temporaryHome("mycel-api-embeddings-keys-");
+    const engine = createEngine({ options: { parallelism: 1, threadsPerSequence: 1, maxQueue: 1 } });
+    const admitted: boolean[] = [];
+    const counted: { promptTokens: number; completionTokens: number }[] = [];
+    const access: ApiAccess = {
+      admit: ({ spends }) => {
+        admitted.push(spends);
+        return { keyId: "key-1", name: "test" };
+      },
+      recordAnswer: ({ result }) => {
+        counted.push(result.usage);
+      },
+    };
+    try {
+      const store = openModelStore({ home: directory.home });
+      const made = generateTestModel({ size: "tiny", seed: 1 });
+      const { model } = await store.addBytes({ bytes: made.bytes, name: made.name, source: "test" });
+      await engine.loadModel({ hash: model.hash, path: store.pathOf(model.hash), name: model.name });
+      const server = await startApiServer({ engine, access });
+      try {
+        const response = await fetch(`${server.url}/v1/embeddings`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: made.name, input: ["one", "two"] }),
+        });
+        const body = (await response.json()) as { usage: { prompt_tokens: number } };
+        assert.equal(response.status, 200);
+        assert.deepEqual(admitted, [true], "admitted as a request that spends (rate limit and budget apply)");
+        assert.deepEqual(counted, [
+          {
+            promptTokens: body.usage.prompt_tokens,
+            completionTokens: 0,
+            totalTokens: body.usage.prompt_tokens,
+          },
+        ]);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await engine.close();
+      await directory.remove();
+    }
   });
 });

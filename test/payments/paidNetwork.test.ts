@@ -390,6 +390,14 @@ describe("pay per token (real provider and gateway processes, real anvil)", () =
       paid += BigInt(receipt?.message.price ?? "0");
     }
     await setup.waitPaid(url, paid);
+    const models = (await (await fetch(`${url}/v1/models`)).json()) as {
+      data: { mycel: { capabilities: string[] } }[];
+    };
+    assert.deepEqual(
+      [...(models.data[0]?.mycel.capabilities ?? [])].sort(),
+      ["chat", "completion", "embeddings", "grammar"],
+      "what some provider of the model can do",
+    );
     // A dimension the model does not have is the client's error: the provider refuses it, the gateway answers 400
     // naming the field and blames nobody.
     const refused = await fetch(`${url}/v1/embeddings`, {

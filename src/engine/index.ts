@@ -19,6 +19,17 @@ export {
   outputConstraintOf,
 } from "./constraints.ts";
 export {
+  canEmbed,
+  createEmbedder,
+  type Embedder,
+  type EmbedParameters,
+  type EmbedReturnType,
+  embeddingLimits,
+  type ModelCapability,
+  modelCapabilities,
+  normalizeVector,
+} from "./embeddings.ts";
+export {
   createEngine,
   type Engine,
   type EvaluateParameters,

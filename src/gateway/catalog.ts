@@ -1,6 +1,7 @@
 /** The models the network serves now, as the gateway's provider table knows them: listed, and found by name or hash. */
 import type { ApiModelInfo } from "../api/index.ts";
 import { describeAvailable, ModelNotFoundError } from "../errors/index.ts";
+import { capabilitiesOf, type ModelCapability } from "../protocol/index.ts";
 import { defaultRoutingPolicy, type RoutingPolicy, unroutableReason } from "./eligibility.ts";
 import type { KnownProvider, ProviderTable } from "./providerTable.ts";
 
@@ -26,7 +27,10 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
   /** The models of providers routable now (and, with `pending`, of those whose registration is still being read). */
   function collect(pending: boolean): ApiModelInfo[] {
     const now = Date.now();
-    const byHash = new Map<string, { name: string; contextSize: number; providers: KnownProvider[] }>();
+    const byHash = new Map<
+      string,
+      { name: string; contextSize: number; providers: KnownProvider[]; capabilities: Set<ModelCapability> }
+    >();
     for (const provider of table.all()) {
       for (const model of provider.announcement.models) {
         const reason = unroutableReason(provider, { modelHash: model.hash, policy, now });
@@ -35,8 +39,10 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
           name: model.name,
           contextSize: model.context_size,
           providers: [],
+          capabilities: new Set<ModelCapability>(),
         };
         entry.providers.push(provider);
+        for (const capability of capabilitiesOf(model)) entry.capabilities.add(capability);
         byHash.set(model.hash, entry);
       }
     }
@@ -49,6 +55,8 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
         contextLength: entry.contextSize,
         extra: {
           providers: entry.providers.length,
+          /** What some provider of the model can do with it. */
+          capabilities: [...entry.capabilities],
           lowest_price_per_million: {
             input: lowest("input").toString(),
             output: lowest("output").toString(),

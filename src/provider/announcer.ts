@@ -98,6 +98,7 @@ export async function startAnnouncer(parameters: StartAnnouncerParameters): Prom
           hash: modelHashToBytes32(model.hash),
           name: model.name,
           context_size: model.contextSize,
+          capabilities: model.capabilities,
         })),
         price: { input: parameters.price.input.toString(), output: parameters.price.output.toString() },
         capacity: {

@@ -258,6 +258,8 @@ async function runGeneration(context: CompletionContext, generation: Generation)
       model,
       prompt: generation.prompt,
       sampling: samplingOf(generation),
+      // Gateways route a grammar-constrained request only to providers that announce grammars.
+      ...(generation.constraints.responseFormat ? { requiredCapabilities: ["grammar"] as const } : {}),
       includeEvidence: body.mycel?.include_evidence === true,
       requestAudit: body.mycel?.audit === true,
       ...(body.mycel?.max_price == null ? {} : { maxPricePerMillion: BigInt(body.mycel.max_price) }),

@@ -50,7 +50,14 @@ const responseFormat: OutputFormat = {
 };
 
 /** One timed generation: completion tokens, time to the first one, and total time. */
-type Sample = { tokens: number; firstTokenMs: number; totalMs: number; text: string; resampled?: number };
+type Sample = {
+  tokens: number;
+  firstTokenMs: number;
+  totalMs: number;
+  text: string;
+  /** A lazy grammar's positions: kept unconstrained, sampled again masked, masked at once. */
+  outcomes?: { kept: number; resampled: number; masked: number };
+};
 
 /** Tokens per second after the first token (the prefill), so that answers of different lengths compare. */
 function decodeRate(sample: Sample) {
@@ -87,7 +94,7 @@ function engineVariant(parameters: {
         firstTokenMs: result.timings.firstTokenMs ?? result.timings.totalMs,
         totalMs: result.timings.totalMs,
         text: result.text,
-        resampled: result.grammarSampling && result.grammarSampling.masked + result.grammarSampling.grammar,
+        outcomes: result.grammarSampling,
       };
     },
   };
@@ -193,9 +200,12 @@ async function measure(parameters: { home: string; size: TestModelSize; gbnf: st
       const list = samples.get(variant) ?? [];
       const base = baseline(variant);
       const valid = list.filter((sample) => constraint?.violation(sample.text) === undefined).length;
-      const resampled = list.flatMap((sample) =>
-        sample.resampled === undefined ? [] : [sample.resampled / sample.tokens],
-      );
+      const share = (key: "kept" | "resampled" | "masked") => {
+        const shares = list.flatMap((sample) =>
+          sample.outcomes ? [sample.outcomes[key] / sample.tokens] : [],
+        );
+        return shares.length > 0 ? `${Math.round(median(shares) * 100)}%` : "-";
+      };
       return [
         variant.label,
         String(median(list.map((sample) => sample.tokens))),
@@ -203,7 +213,9 @@ async function measure(parameters: { home: string; size: TestModelSize; gbnf: st
         rate(variant).toFixed(1),
         base && base !== variant ? roundDown(rate(variant) / rate(base), 2).toFixed(2) : "-",
         variant.constrained ? `${valid}/${list.length}` : "-",
-        resampled.length > 0 ? `${Math.round(median(resampled) * 100)}%` : "-",
+        variant.label.includes("lazy")
+          ? `${share("kept")} / ${share("resampled")} / ${share("masked")}`
+          : "-",
         String(texts.get(variant)?.size ?? 0),
       ];
     });
@@ -221,7 +233,7 @@ async function measure(parameters: { home: string; size: TestModelSize; gbnf: st
           "tokens/s",
           "vs unconstrained",
           "schema-valid",
-          "resampled",
+          "kept / resampled / masked",
           "texts",
         ],
         rows,
@@ -254,8 +266,8 @@ async function main() {
     }
     console.log(
       `\ntokens/s: completion tokens after the first / time after the first (prefill left out, answers differ in length);` +
-        ` vs unconstrained: the same path and temperature without the schema; resampled: share of positions sampled again` +
-        ` under the grammar; texts: distinct answers over the rounds (1: deterministic)`,
+        ` vs unconstrained: the same path and temperature without the schema; kept / resampled / masked: a lazy grammar's positions kept` +
+        ` unconstrained, sampled again masked after a rejection, and sampled masked at once after rejections; texts: distinct answers over the rounds (1: deterministic)`,
     );
     console.log(
       `other processes used ${(otherCpu() * 100).toFixed(0)}% of the machine's CPU during the run\n`,

@@ -74,9 +74,9 @@ export type SamplingParameters = {
   /** A grammar (GBNF, root rule `root`) every output token must keep to. */
   grammar?: string;
   /**
-   * How the grammar is applied: `lazy` (default) samples each position without it and again, masked, only when
-   * it forbids the token drawn (samplerHook.ts LazyGrammar); `eager` has llama.cpp apply it to the whole
-   * vocabulary at every position. Both draw from the same masked distribution (for tests and benchmarks).
+   * How the grammar is applied: `lazy` (default) samples a position without it and again, masked, only when it
+   * forbids the token drawn (samplerHook.ts LazyGrammar); `eager` has llama.cpp apply it to the whole vocabulary
+   * at every position. Both draw from the same masked distribution; greedy, they give the same answer.
    */
   grammarSampling?: "lazy" | "eager";
 };
@@ -136,8 +136,11 @@ export type GenerateReturnType = {
   usage: { promptTokens: number; completionTokens: number; totalTokens: number };
   seed: number;
   timings: { queuedMs: number; firstTokenMs: number | undefined; totalMs: number };
-  /** With a lazy grammar: how many positions kept their unconstrained token, and how many were sampled again. */
-  grammarSampling?: Record<LazySampleOutcome, number>;
+  /**
+   * With a lazy grammar: how many positions kept their unconstrained token, were sampled again masked, or were
+   * sampled masked at once; `walked`: how many masks a walk of the vocabulary made (the others, the grammar).
+   */
+  grammarSampling?: Record<LazySampleOutcome | "walked", number>;
 };
 
 /** Parameters of {@link Engine.evaluate}. */
@@ -551,7 +554,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     walker: GrammarWalker | undefined;
     lazy: boolean;
     bias: Pick<SamplerExtras, "biasTokens" | "biasValues"> | undefined;
-    grammarSampling: Record<LazySampleOutcome, number>;
+    grammarSampling: Record<LazySampleOutcome | "walked", number>;
   }): SamplerExtras | undefined {
     const { walker, bias, grammarSampling } = parameters;
     if (!walker) return bias;
@@ -559,8 +562,9 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     const lazyGrammar = {
       walker,
       buckets: tokenBucketsOf(parameters.entry),
-      onSample: (outcome: LazySampleOutcome) => {
+      onSample: (outcome: LazySampleOutcome, walked: boolean) => {
         grammarSampling[outcome]++;
+        if (walked) grammarSampling.walked++;
       },
     };
     return { lazyGrammar, ...bias };
@@ -602,7 +606,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     const sequence = lease.slot;
     const setExtras = entry.samplerExtras.get(sequence);
     const lazy = walker !== undefined && input.grammarSampling !== "eager";
-    const grammarSampling: Record<LazySampleOutcome, number> = { kept: 0, masked: 0, grammar: 0 };
+    const grammarSampling = { kept: 0, resampled: 0, masked: 0, walked: 0 };
     setExtras?.(samplerExtrasOf({ entry, walker, lazy, bias, grammarSampling }));
     const tokens: number[] = [];
     const topLogits: TopLogits[] = [];

@@ -21,23 +21,30 @@ export type SamplerExtras = {
 };
 
 /**
- * A grammar applied as llama.cpp's server does: each position is sampled without it; a token the grammar allows
- * is kept (the walker takes it), and only a token it forbids makes the position be sampled again from the same
- * logits with every forbidden token at -Infinity. Overall the token is drawn exactly from the grammar-masked
- * distribution. The second draw masks with -Infinity logit biases on the tokens the walker forbids (found by
- * walking the vocabulary's prefix tree, see {@link allowedTokens}), or, when that walk takes longer than
- * {@link lazyGrammarWalkBudgetMs}, with the grammar itself (llama.cpp over the whole vocabulary). Both draws
- * start from the same logits, seed and mask, so they give the same token: which one ran never changes an answer.
+ * A grammar applied as llama.cpp's server does, so that it costs little where the model keeps to it anyway:
+ * a position is sampled without it, and a token the grammar allows is kept (the walker takes it). A token it
+ * forbids makes the position be sampled again from the same logits, every forbidden token at -Infinity, with a
+ * seed of its own: overall the token is drawn exactly from the grammar-masked distribution. After a rejection
+ * the next positions (1, then 2, 4 ... up to {@link maxMaskedRun} while rejections follow each other) are
+ * sampled masked at once with the step's own seed, as an eager grammar would, so that a model that keeps
+ * breaking the grammar does not pay two draws a position. The mask is -Infinity logit biases on the tokens a
+ * walk of the vocabulary's prefix tree finds forbidden ({@link allowedTokens}), or, when that walk takes longer
+ * than {@link lazyGrammarWalkBudgetMs}, the grammar itself (llama.cpp over the whole vocabulary): the same
+ * logits, seed and mask, so the same token either way; which one ran never changes an answer, and which
+ * positions are kept or masked depends only on the tokens drawn, so a seed always gives the same answer.
  */
 export type LazyGrammar = {
   walker: GrammarWalker;
   buckets: TokenBuckets;
-  /** Told how each position's token was chosen: kept unconstrained, or sampled again under a mask or the grammar. */
-  onSample?: (outcome: LazySampleOutcome) => void;
+  /** Told how each position's token was chosen, and whether its mask came from the walk (else the grammar). */
+  onSample?: (outcome: LazySampleOutcome, walked: boolean) => void;
 };
 
-/** How a lazily constrained position got its token (see {@link LazyGrammar}). */
-export type LazySampleOutcome = "kept" | "masked" | "grammar";
+/** How a lazily constrained position got its token: kept unconstrained, sampled again masked, or masked at once. */
+export type LazySampleOutcome = "kept" | "resampled" | "masked";
+
+/** Longest run of positions sampled masked at once after rejections (then one is tried unconstrained again). */
+export const maxMaskedRun = 16;
 
 /** Longest a lazy grammar walks the vocabulary before it masks with the grammar itself instead (bench/grammar). */
 export const lazyGrammarWalkBudgetMs = 3;
@@ -70,46 +77,62 @@ export function installSamplerHook(
   };
   const native = nativeOf(sequence);
   const sampleToken = native.context.sampleToken.bind(native.context);
+  /** Positions left that a lazy grammar samples masked at once, and how many it will after the next rejection. */
+  let schedule = { maskedLeft: 0, backoff: 0 };
   const lazySampleToken: NativeSampleToken = async (batchLogitIndex, sampler, ...rest) => {
     const lazy = extras?.lazyGrammar;
+    if (!lazy) return sampleToken(batchLogitIndex, sampler, ...rest);
+    /** One draw from the same logits under the grammar's mask, with a fresh sampler (no history, its own seed). */
+    const drawMasked = async (seed: number) => {
+      const allowed = allowedTokens({
+        walker: lazy.walker,
+        buckets: lazy.buckets,
+        budgetMs: lazyGrammarWalkBudgetMs,
+      });
+      const walked = allowed !== undefined && allowed.length > 0;
+      const resampler = new native.AddonSampler(native.model);
+      try {
+        resampler.applyConfig({
+          ...lastConfig,
+          seed,
+          ...(walked
+            ? maskedBiases({ allowed, buckets: lazy.buckets, config: lastConfig })
+            : { grammarEvaluationState: (lazy.walker.state as { _state: unknown })._state }),
+        });
+        const result = await sampleToken(batchLogitIndex, resampler, ...rest);
+        // llama.cpp's sampler has taken the token into the grammar's state when it applied the grammar.
+        if (walked && typeof result[0] === "number" && result[0] >= 0) lazy.walker.accept(result[0]);
+        return { result, walked };
+      } finally {
+        resampler.dispose();
+      }
+    };
+    const stepSeed = Number(lastConfig.seed ?? 0);
+    if (schedule.maskedLeft > 0) {
+      schedule.maskedLeft--;
+      const { result, walked } = await drawMasked(stepSeed);
+      lazy.onSample?.("masked", walked);
+      return result;
+    }
     const first = await sampleToken(batchLogitIndex, sampler, ...rest);
-    if (!lazy) return first;
     const token = first[0];
     if (typeof token !== "number" || token < 0 || lazy.walker.allows(token)) {
       if (typeof token === "number" && token >= 0) lazy.walker.accept(token);
-      lazy.onSample?.("kept");
+      schedule.backoff = 0;
+      lazy.onSample?.("kept", false);
       return first;
     }
-    // The same logits again (the context decodes nothing before this returns), with a fresh sampler so that
-    // the first draw's penalty history and random state stay out of it, and its own seed.
-    const allowed = allowedTokens({
-      walker: lazy.walker,
-      buckets: lazy.buckets,
-      budgetMs: lazyGrammarWalkBudgetMs,
-    });
-    const masked = allowed !== undefined && allowed.length > 0;
-    const resampler = new native.AddonSampler(native.model);
-    try {
-      resampler.applyConfig({
-        ...lastConfig,
-        seed: resampleSeed(Number(lastConfig.seed ?? 0)),
-        ...(masked
-          ? maskedBiases({ allowed, buckets: lazy.buckets, config: lastConfig })
-          : { grammarEvaluationState: (lazy.walker.state as { _state: unknown })._state }),
-      });
-      const second = await sampleToken(batchLogitIndex, resampler, ...rest);
-      // llama.cpp's sampler has taken the token into the grammar's state when it applied the grammar.
-      if (masked && typeof second[0] === "number" && second[0] >= 0) lazy.walker.accept(second[0]);
-      lazy.onSample?.(masked ? "masked" : "grammar");
-      return second;
-    } finally {
-      resampler.dispose();
-    }
+    schedule.backoff = Math.min(maxMaskedRun, Math.max(1, schedule.backoff * 2));
+    schedule.maskedLeft = schedule.backoff;
+    const { result, walked } = await drawMasked(resampleSeed(stepSeed));
+    lazy.onSample?.("resampled", walked);
+    return result;
   };
   // The native method is read-only on its prototype; an own property of the context object shadows it.
   Object.defineProperty(native.context, "sampleToken", { value: lazySampleToken, configurable: true });
   return (next) => {
     extras = next;
+    schedule = { maskedLeft: 0, backoff: 0 };
   };
 }
 

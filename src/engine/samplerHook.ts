@@ -78,17 +78,23 @@ export function installSamplerHook(
   const native = nativeOf(sequence);
   const sampleToken = native.context.sampleToken.bind(native.context);
   /** Positions left that a lazy grammar samples masked at once, and how many it will after the next rejection. */
-  let schedule = { maskedLeft: 0, backoff: 0 };
+  let schedule = { maskedLeft: 0, backoff: 0, walkSkips: 0, walkBackoff: 0 };
   const lazySampleToken: NativeSampleToken = async (batchLogitIndex, sampler, ...rest) => {
     const lazy = extras?.lazyGrammar;
     if (!lazy) return sampleToken(batchLogitIndex, sampler, ...rest);
     /** One draw from the same logits under the grammar's mask, with a fresh sampler (no history, its own seed). */
     const drawMasked = async (seed: number) => {
-      const allowed = allowedTokens({
-        walker: lazy.walker,
-        buckets: lazy.buckets,
-        budgetMs: lazyGrammarWalkBudgetMs,
-      });
+      // A walk that ran out of time is not tried again for the next 2, 4 ... 8 masks while that repeats (in a
+      // long string every token is allowed): the grammar's mask is the same, so only speed depends on it.
+      const skip = schedule.walkSkips > 0;
+      if (skip) schedule.walkSkips--;
+      const allowed = skip
+        ? undefined
+        : allowedTokens({ walker: lazy.walker, buckets: lazy.buckets, budgetMs: lazyGrammarWalkBudgetMs });
+      if (!skip) {
+        schedule.walkBackoff = allowed === undefined ? Math.min(8, Math.max(2, schedule.walkBackoff * 2)) : 0;
+        schedule.walkSkips = schedule.walkBackoff;
+      }
       const walked = allowed !== undefined && allowed.length > 0;
       const resampler = new native.AddonSampler(native.model);
       try {
@@ -132,7 +138,7 @@ export function installSamplerHook(
   Object.defineProperty(native.context, "sampleToken", { value: lazySampleToken, configurable: true });
   return (next) => {
     extras = next;
-    schedule = { maskedLeft: 0, backoff: 0 };
+    schedule = { maskedLeft: 0, backoff: 0, walkSkips: 0, walkBackoff: 0 };
   };
 }
 

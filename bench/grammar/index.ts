@@ -55,6 +55,8 @@ type Sample = {
   firstTokenMs: number;
   totalMs: number;
   text: string;
+  /** CPU time this process (llama.cpp's threads included) spent on the whole call. */
+  cpuMs?: number;
   /** A lazy grammar's positions: kept unconstrained, sampled again masked, masked at once. */
   outcomes?: { kept: number; resampled: number; masked: number };
 };
@@ -182,12 +184,20 @@ async function measure(parameters: { home: string; size: TestModelSize; gbnf: st
     for (const variant of variants) await variant.run();
     for (let round = 0; round < rounds; round++) {
       for (const variant of round % 2 === 0 ? variants : [...variants].reverse()) {
+        const cpuBefore = process.cpuUsage();
         const sample = await variant.run();
+        const cpu = process.cpuUsage(cpuBefore);
+        sample.cpuMs = (cpu.user + cpu.system) / 1000;
         samples.get(variant)?.push(sample);
         texts.get(variant)?.add(sample.text);
       }
     }
     const rate = (variant: Variant) => median((samples.get(variant) ?? []).map(decodeRate));
+    /** Tokens per CPU second of the whole call (prefill included): steadier than wall time on a busy machine. */
+    const cpuRate = (variant: Variant) =>
+      median(
+        (samples.get(variant) ?? []).map((sample) => sample.tokens / ((sample.cpuMs ?? Number.NaN) / 1000)),
+      );
     const baseline = (variant: Variant) =>
       variants.find(
         (other) =>
@@ -212,6 +222,8 @@ async function measure(parameters: { home: string; size: TestModelSize; gbnf: st
         median(list.map((sample) => sample.firstTokenMs)).toFixed(1),
         rate(variant).toFixed(1),
         base && base !== variant ? roundDown(rate(variant) / rate(base), 2).toFixed(2) : "-",
+        cpuRate(variant).toFixed(1),
+        base && base !== variant ? roundDown(cpuRate(variant) / cpuRate(base), 2).toFixed(2) : "-",
         variant.constrained ? `${valid}/${list.length}` : "-",
         variant.label.includes("lazy")
           ? `${share("kept")} / ${share("resampled")} / ${share("masked")}`
@@ -232,6 +244,8 @@ async function measure(parameters: { home: string; size: TestModelSize; gbnf: st
           "first token (ms)",
           "tokens/s",
           "vs unconstrained",
+          "tokens/CPU-s",
+          "vs unconstrained (CPU)",
           "schema-valid",
           "kept / resampled / masked",
           "texts",
@@ -239,13 +253,25 @@ async function measure(parameters: { home: string; size: TestModelSize; gbnf: st
         rows,
       ),
     );
+    for (const variant of variants.filter((each) => each.constrained)) {
+      const text = [...(texts.get(variant) ?? [])][0] ?? "";
+      const violation = constraint?.violation(text);
+      console.log(`  ${variant.label}: ${JSON.stringify(text)}${violation ? ` (${violation})` : ""}`);
+    }
     const lazyGreedy = variants.find((variant) => variant.label === "engine, T=0, json_schema (lazy)");
     const lazySampled = variants.find((variant) => variant.label === "engine, T=1, json_schema (lazy)");
     const ratioOf = (variant: Variant | undefined) => {
       const base = variant && baseline(variant);
       return variant && base ? rate(variant) / rate(base) : Number.NaN;
     };
-    return { ratio: Math.min(ratioOf(lazyGreedy), ratioOf(lazySampled)) };
+    const cpuRatioOf = (variant: Variant | undefined) => {
+      const base = variant && baseline(variant);
+      return variant && base ? cpuRate(variant) / cpuRate(base) : Number.NaN;
+    };
+    return {
+      ratio: Math.min(ratioOf(lazyGreedy), ratioOf(lazySampled)),
+      cpuRatio: Math.min(cpuRatioOf(lazyGreedy), cpuRatioOf(lazySampled)),
+    };
   } finally {
     await server.close();
     await engine.close();
@@ -260,17 +286,24 @@ async function main() {
     if (!constraint) throw new Error("no constraint");
     const otherCpu = watchOtherProcessesCpu();
     let targetRatio = Number.NaN;
+    let targetCpuRatio = Number.NaN;
     for (const size of sizes) {
-      const { ratio } = await measure({ home, size, gbnf: constraint.gbnf });
-      if (size === targetSize) targetRatio = ratio;
+      const { ratio, cpuRatio } = await measure({ home, size, gbnf: constraint.gbnf });
+      if (size === targetSize) {
+        targetRatio = ratio;
+        targetCpuRatio = cpuRatio;
+      }
     }
     console.log(
       `\ntokens/s: completion tokens after the first / time after the first (prefill left out, answers differ in length);` +
-        ` vs unconstrained: the same path and temperature without the schema; kept / resampled / masked: a lazy grammar's positions kept` +
+        ` vs unconstrained: the same path and temperature without the schema; tokens/CPU-s: completion tokens per second of this process's CPU time over the whole call (prefill included; steadier on a busy machine); kept / resampled / masked: a lazy grammar's positions kept` +
         ` unconstrained, sampled again masked after a rejection, and sampled masked at once after rejections; texts: distinct answers over the rounds (1: deterministic)`,
     );
     console.log(
       `other processes used ${(otherCpu() * 100).toFixed(0)}% of the machine's CPU during the run\n`,
+    );
+    console.log(
+      `(for comparison, per CPU second: ${roundDown(targetCpuRatio, 2).toFixed(2)}; not the target, which is tokens/s)`,
     );
     const shown = roundDown(targetRatio, 2);
     console.log(

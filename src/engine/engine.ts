@@ -475,7 +475,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
   }
 
   const grammars = new Map<string, LlamaGrammar>();
-  /** Per model, its tokens by first byte (lazy grammars' masks), made on first use. */
+  /** Per model, the prefix tree of its tokens (lazy grammars' masks), made on first use. */
   const tokenBuckets = new WeakMap<LoadedModel, TokenBuckets>();
 
   function tokenBucketsOf(entry: LoadedModel): TokenBuckets {

@@ -34,10 +34,13 @@ import {
 } from "./embeddings.ts";
 import { createPieceTable, type PieceTable, type PieceVocabularyType } from "./pieces.ts";
 import {
+  createTokenBuckets,
   type GrammarWalker,
   installSamplerHook,
+  type LazySampleOutcome,
   type SamplerExtras,
   startGrammarWalk,
+  type TokenBuckets,
 } from "./samplerHook.ts";
 import { createSlotPool, type SlotPool } from "./slots.ts";
 import { createIncrementalDecoder, createStopMatcher, decodeTokens } from "./textStream.ts";
@@ -80,6 +83,12 @@ export type SamplingParameters = {
   logitBias?: Readonly<Record<string, number>>;
   /** A grammar (GBNF, root rule `root`) every output token must keep to. */
   grammar?: string;
+  /**
+   * How the grammar is applied: `lazy` (default) samples a position without it and again, masked, only when it
+   * forbids the token drawn (samplerHook.ts LazyGrammar); `eager` has llama.cpp apply it to the whole vocabulary
+   * at every position. Both draw from the same masked distribution; greedy, they give the same answer.
+   */
+  grammarSampling?: "lazy" | "eager";
 };
 
 /** llama.cpp's repetition penalties: `repeat` divides (multiplies, for a negative logit) the logit of a token seen, then `frequency` x its count and `presence` are subtracted. */
@@ -137,6 +146,11 @@ export type GenerateReturnType = {
   usage: { promptTokens: number; completionTokens: number; totalTokens: number };
   seed: number;
   timings: { queuedMs: number; firstTokenMs: number | undefined; totalMs: number };
+  /**
+   * With a lazy grammar: how many positions kept their unconstrained token, were sampled again masked, or were
+   * sampled masked at once; `walked`: how many masks a walk of the vocabulary made (the others, the grammar).
+   */
+  grammarSampling?: Record<LazySampleOutcome | "walked", number>;
 };
 
 /** Parameters of {@link Engine.evaluate}. */
@@ -508,6 +522,27 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
   }
 
   const grammars = new Map<string, LlamaGrammar>();
+  /** Per model, the prefix tree of its tokens (lazy grammars' masks), made on first use. */
+  const tokenBuckets = new WeakMap<LoadedModel, TokenBuckets>();
+
+  function tokenBucketsOf(entry: LoadedModel): TokenBuckets {
+    let buckets = tokenBuckets.get(entry);
+    if (!buckets) {
+      const { model } = entry;
+      buckets = createTokenBuckets({
+        vocabularySize: entry.info.vocabularySize,
+        bytesOf: entry.vocabulary.pieces.bytesOf,
+        // Pieces of normal and byte tokens are their bytes to the grammar too; others are always asked about.
+        ordinary: (token) => {
+          if (model.isEogToken(token as Token)) return false;
+          const attributes = model.getTokenAttributes(token as Token);
+          return attributes.normal || attributes.byte;
+        },
+      });
+      tokenBuckets.set(entry, buckets);
+    }
+    return buckets;
+  }
 
   /** The compiled grammar of a GBNF text (the last 64 are kept). */
   async function grammarOf(gbnf: string): Promise<LlamaGrammar> {
@@ -560,6 +595,28 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     return { biasTokens: tokens, biasValues: values };
   }
 
+  /** What a generation adds to its sequence's samplings: the grammar (lazy or eager) and the biases. */
+  function samplerExtrasOf(parameters: {
+    entry: LoadedModel;
+    walker: GrammarWalker | undefined;
+    lazy: boolean;
+    bias: Pick<SamplerExtras, "biasTokens" | "biasValues"> | undefined;
+    grammarSampling: Record<LazySampleOutcome | "walked", number>;
+  }): SamplerExtras | undefined {
+    const { walker, bias, grammarSampling } = parameters;
+    if (!walker) return bias;
+    if (!parameters.lazy) return { grammarState: walker.state, ...bias };
+    const lazyGrammar = {
+      walker,
+      buckets: tokenBucketsOf(parameters.entry),
+      onSample: (outcome: LazySampleOutcome, walked: boolean) => {
+        grammarSampling[outcome]++;
+        if (walked) grammarSampling.walked++;
+      },
+    };
+    return { lazyGrammar, ...bias };
+  }
+
   function checkFits(info: LoadedModelInfo, promptTokens: number, maxTokens: number) {
     if (promptTokens + maxTokens > info.contextSize) {
       throw new ContextLengthExceededError({ promptTokens, maxTokens, contextSize: info.contextSize });
@@ -595,7 +652,9 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     const queuedMs = performance.now() - started;
     const sequence = lease.slot;
     const setExtras = entry.samplerExtras.get(sequence);
-    setExtras?.(walker || bias ? { grammarState: walker?.state, ...bias } : undefined);
+    const lazy = walker !== undefined && input.grammarSampling !== "eager";
+    const grammarSampling = { kept: 0, resampled: 0, masked: 0, walked: 0 };
+    setExtras?.(samplerExtrasOf({ entry, walker, lazy, bias, grammarSampling }));
     const tokens: number[] = [];
     const topLogits: TopLogits[] = [];
     let text = "";
@@ -736,6 +795,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       },
       seed,
       timings: { queuedMs, firstTokenMs, totalMs: performance.now() - started },
+      ...(lazy ? { grammarSampling } : {}),
     };
   }
 

@@ -58,7 +58,14 @@ export {
   type PieceTokenAttributes,
   type PieceVocabularyType,
 } from "./pieces.ts";
-export type { GrammarWalker, SamplerExtras } from "./samplerHook.ts";
+export {
+  allowedTokens,
+  createTokenBuckets,
+  type GrammarWalker,
+  type LazySampleOutcome,
+  type SamplerExtras,
+  type TokenBuckets,
+} from "./samplerHook.ts";
 export { createSlotPool, type SlotLease, type SlotPool } from "./slots.ts";
 export {
   createDeltaBatcher,

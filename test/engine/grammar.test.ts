@@ -121,7 +121,7 @@ describe("grammar-constrained generation (real llama.cpp, gpt2-family tiny model
       '{"mood": "cu',
       '{"mood": "calm", "ok": t',
       '{"mood":"calm","ok":true,"note":"a',
-      '{"mood":"calm","ok":true,"note":""}\n',
+      '{"mood":"calm","ok":true,"note":""}',
     ]) {
       const walker = await engine.walkGrammar({ modelHash, grammar: constraint.gbnf });
       for (const token of engine.tokenizeText({ modelHash, text })) {

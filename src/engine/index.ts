@@ -48,3 +48,18 @@ export {
   type StopMatcher,
   streamBatchIntervalMs,
 } from "./textStream.ts";
+export {
+  type CreateToolCallParserParameters,
+  collectToolCallEvents,
+  createToolCallParser,
+  hermesToolCallTags,
+  newToolCallId,
+  type ParseToolCallsReturnType,
+  parseToolCalls,
+  type ToolCall,
+  type ToolCallEvent,
+  type ToolCallFormat,
+  type ToolCallParser,
+  type ToolDefinition,
+  toolCallFormatOf,
+} from "./toolCalls.ts";

@@ -75,7 +75,7 @@ describe("tool-call format of a chat template", () => {
   });
   it("finds Llama 3.1's JSON format by the words its template asks with", () => {
     const template =
-      "{{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}.' }}";
+      '{{- \'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.\' }}';
     assert.equal(toolCallFormatOf(template), "llama3-json");
   });
 });

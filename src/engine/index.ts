@@ -63,3 +63,14 @@ export {
   type ToolDefinition,
   toolCallFormatOf,
 } from "./toolCalls.ts";
+export {
+  argumentsSchemaOf,
+  type BuildToolGrammarParameters,
+  boundJsonNumbers,
+  buildToolGrammar,
+  type CheckToolArgumentsReturnType,
+  checkToolArguments,
+  prefixGrammarRules,
+  type ToolChoice,
+  toolsOfChoice,
+} from "./toolGrammar.ts";

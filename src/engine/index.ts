@@ -2,6 +2,7 @@
 export { defaultEngineOptions, type EngineOptions } from "../config/index.ts";
 export {
   type ChatMessage,
+  type ChatToolCall,
   createSentinels,
   fallbackChatTemplate,
   type PromptSegment,
@@ -72,5 +73,7 @@ export {
   checkToolArguments,
   prefixGrammarRules,
   type ToolChoice,
+  type ToolConstraint,
+  toolConstraintOf,
   toolsOfChoice,
 } from "./toolGrammar.ts";

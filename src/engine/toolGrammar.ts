@@ -6,7 +6,7 @@
 import type { Llama } from "node-llama-cpp";
 import { z } from "zod";
 import { InvalidInputError } from "../errors/index.ts";
-import { hermesToolCallTags, type ToolCallFormat, type ToolDefinition } from "./toolCalls.ts";
+import { hermesToolCallTags, parseToolCalls, type ToolCallFormat, type ToolDefinition } from "./toolCalls.ts";
 
 /** OpenAI's `tool_choice`. */
 export type ToolChoice = "none" | "auto" | "required" | { type: "function"; function: { name: string } };
@@ -206,4 +206,44 @@ export function checkToolArguments(parameters: {
     return { valid: false, reason: `${where}: ${issue?.message ?? "do not fit the tool's schema"}` };
   }
   return { valid: true, value };
+}
+
+/** A compiled tool-call constraint: the grammar llama.cpp enforces, and the check of a finished answer's text. */
+export type ToolConstraint = {
+  /** GBNF, root rule `root`. */
+  gbnf: string;
+  /** Why a finished (not cut) answer's text breaks the constraint, or undefined when it keeps it. */
+  violation(text: string): string | undefined;
+};
+
+/**
+ * The constraint of a request's tools (undefined for "auto", "none" or no tools): its grammar, and the check that
+ * the answer is only calls (at least one; exactly one for a named function or `parallel_tool_calls: false`), each
+ * of a tool the choice allows, with arguments that validate against that tool's schema.
+ */
+export async function toolConstraintOf(
+  parameters: BuildToolGrammarParameters,
+): Promise<ToolConstraint | undefined> {
+  const gbnf = await buildToolGrammar(parameters);
+  if (gbnf === undefined) return undefined;
+  const allowed = toolsOfChoice(parameters.tools, parameters.toolChoice);
+  const one = typeof parameters.toolChoice === "object" || parameters.parallelToolCalls === false;
+  return {
+    gbnf,
+    violation(text) {
+      const parsed = parseToolCalls({ format: parameters.format, text, newId: () => "" });
+      if (parsed.content !== null)
+        return `the answer has text outside tool calls: ${parsed.content.slice(0, 80)}`;
+      if (parsed.toolCalls.length === 0) return "the answer calls no tool";
+      if (one && parsed.toolCalls.length > 1)
+        return `the answer makes ${parsed.toolCalls.length} calls, not one`;
+      for (const [index, call] of parsed.toolCalls.entries()) {
+        const tool = allowed.find((candidate) => candidate.function.name === call.function.name);
+        if (!tool) return `tool call ${index} names '${call.function.name}', which the request did not allow`;
+        const checked = checkToolArguments({ tool, arguments: call.function.arguments });
+        if (!checked.valid) return `tool call ${index} (${call.function.name}): ${checked.reason}`;
+      }
+      return undefined;
+    },
+  };
 }

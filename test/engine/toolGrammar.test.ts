@@ -12,6 +12,7 @@ import {
   parseToolCalls,
   prefixGrammarRules,
   type ToolDefinition,
+  toolConstraintOf,
 } from "../../src/engine/index.ts";
 import { InvalidInputError } from "../../src/errors/index.ts";
 import { generateTestModel } from "../../src/model/index.ts";
@@ -141,6 +142,8 @@ describe("tool grammars", () => {
   it("makes the random-weight gpt2 model call tools: parseable calls whose arguments fit the schemas", async () => {
     const grammar = await buildToolGrammar({ llama, format: "hermes", tools, toolChoice: "required" });
     assert.ok(grammar);
+    const constraint = await toolConstraintOf({ llama, format: "hermes", tools, toolChoice: "required" });
+    assert.equal(constraint?.gbnf, grammar);
     const names = new Set<string>();
     for (const [seed, temperature] of [
       [1, 0],
@@ -150,6 +153,7 @@ describe("tool grammars", () => {
     ] as const) {
       const { text, stoppedByEnd } = await generateUnder(grammar, seed, temperature);
       assert.ok(stoppedByEnd, `seed ${seed}: the grammar ends the answer: ${text}`);
+      assert.equal(constraint?.violation(text), undefined, `seed ${seed}: ${text}`);
       const parsed = parseToolCalls({ format: "hermes", text });
       assert.equal(parsed.content, null, `seed ${seed}: no text outside calls: ${text}`);
       assert.ok(parsed.toolCalls.length >= 1);
@@ -196,6 +200,30 @@ describe("tool grammars", () => {
         1,
       );
     }
+  });
+
+  it("a tool constraint accepts honest calls and names what breaks it", async () => {
+    const required = await toolConstraintOf({ llama, format: "hermes", tools, toolChoice: "required" });
+    const named = await toolConstraintOf({
+      llama,
+      format: "hermes",
+      tools,
+      toolChoice: { type: "function", function: { name: "get_time" } },
+    });
+    assert.equal(await toolConstraintOf({ llama, format: "hermes", tools, toolChoice: "auto" }), undefined);
+    assert.ok(required && named);
+    const good = '<tool_call>\n{"name": "get_time", "arguments": {"zone": "UTC"}}\n</tool_call>';
+    assert.equal(required.violation(good), undefined);
+    assert.equal(required.violation(`${good}\n${good}`), undefined);
+    assert.equal(named.violation(good), undefined);
+    assert.match(named.violation(`${good}\n${good}`) ?? "", /2 calls, not one/);
+    assert.match(required.violation("Hello") ?? "", /text outside tool calls/);
+    assert.match(required.violation("") ?? "", /calls no tool/);
+    assert.match(
+      named.violation(good.replace("get_time", "ping")) ?? "",
+      /'ping', which the request did not allow/,
+    );
+    assert.match(required.violation(good.replace("UTC", "PST")) ?? "", /get_time.*zone/);
   });
 
   it("checks arguments: JSON, the schema's types and keys", async () => {

@@ -1,6 +1,12 @@
 /** What the HTTP API serves from: a local engine, or (in a gateway) the network. */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { ChatMessage, Engine } from "../engine/index.ts";
+import {
+  type ChatMessage,
+  type Engine,
+  type OutputLogprob,
+  outputConstraintOf,
+  outputLogprobsOf,
+} from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
 import {
   buildFingerprints,
@@ -8,6 +14,7 @@ import {
   type Evidence,
   type InferenceRequest,
   modelHashToBytes32,
+  type RequestConstraints,
 } from "../protocol/index.ts";
 
 /** A model as the API lists it. */
@@ -24,8 +31,8 @@ export type ApiPrompt =
   | { kind: "chat"; messages: ChatMessage[] }
   | { kind: "text"; prompt: string | number[] };
 
-/** Sampling settings as the API received them (defaults applied). */
-export type ApiSampling = {
+/** Sampling settings as the API received them (defaults applied), with the request's constraints. */
+export type ApiSampling = RequestConstraints & {
   /** Absent: until the context window is full. */
   maxTokens?: number;
   temperature: number;
@@ -62,6 +69,8 @@ export type BackendGenerateResult = {
   usage: { promptTokens: number; completionTokens: number; totalTokens: number };
   /** Extra fields returned under `mycel` (model hash, seed, receipts...). */
   mycel: Record<string, unknown>;
+  /** The output tokens' log-probabilities, when the request asked for them (`logprobs`). */
+  logprobs?: OutputLogprob[];
   timings?: { queuedMs: number; totalMs: number };
 };
 
@@ -147,10 +156,25 @@ export function createEngineBackend(engine: Engine): InferenceBackend {
         });
       }
       const onText = parameters.onText;
+      const { sampling } = parameters;
+      const constraint = await outputConstraintOf(sampling.responseFormat);
       const result = await engine.generate({
         modelHash: parameters.model.hash,
         promptTokens,
-        ...parameters.sampling,
+        maxTokens: sampling.maxTokens,
+        temperature: sampling.temperature,
+        topP: sampling.topP,
+        topK: sampling.topK,
+        seed: sampling.seed,
+        stop: sampling.stop,
+        minP: sampling.minP,
+        penalties: {
+          repeat: sampling.repeatPenalty,
+          presence: sampling.presencePenalty,
+          frequency: sampling.frequencyPenalty,
+        },
+        logitBias: sampling.logitBias,
+        grammar: constraint?.gbnf,
         signal: parameters.signal,
         onStart: parameters.onStart,
         onDelta: onText
@@ -178,14 +202,27 @@ export function createEngineBackend(engine: Engine): InferenceBackend {
                 topK: parameters.sampling.topK,
                 seed: result.seed,
                 stop: parameters.sampling.stop,
+                constraints: parameters.sampling,
               }),
             }
+          : undefined;
+      const logprobs =
+        sampling.logprobs !== undefined && result.finishReason !== "cancelled"
+          ? await outputLogprobsOf({
+              engine,
+              modelHash: parameters.model.hash,
+              promptTokens,
+              outputTokens: result.tokens,
+              top: sampling.logprobs,
+              signal: parameters.signal,
+            })
           : undefined;
       return {
         text: result.text,
         finishReason: result.finishReason,
         usage: result.usage,
         mycel: { model_hash: parameters.model.hash, seed: result.seed, ...(evidence ? { evidence } : {}) },
+        ...(logprobs ? { logprobs } : {}),
         timings: { queuedMs: result.timings.queuedMs, totalMs: result.timings.totalMs },
       };
     },

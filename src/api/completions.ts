@@ -4,8 +4,15 @@
  */
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createDeltaBatcher, streamBatchIntervalMs } from "../engine/index.ts";
+import {
+  createDeltaBatcher,
+  enforceableJsonSchema,
+  type OutputLogprob,
+  streamBatchIntervalMs,
+} from "../engine/index.ts";
+import { InvalidInputError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
+import type { RequestConstraints } from "../protocol/index.ts";
 import type {
   ApiAccess,
   ApiCaller,
@@ -21,6 +28,7 @@ import {
   type CompletionRequest,
   chatCompletionRequestSchema,
   completionRequestSchema,
+  constraintsOf,
   messageText,
   parseRequest,
   stopList,
@@ -36,6 +44,8 @@ type Generation = {
   request: IncomingMessage;
   response: ServerResponse;
   body: SamplingRequest;
+  /** Penalties, biases, output format and logprobs asked for. */
+  constraints: RequestConstraints;
   model: ApiModelInfo;
   prompt: ApiPrompt;
   maxTokensDefault: number | undefined;
@@ -70,8 +80,10 @@ function completionId(prefix: string) {
   return `${prefix}-${randomBytes(12).toString("hex")}`;
 }
 
-function samplingOf(body: SamplingRequest, maxTokensDefault: number | undefined) {
+function samplingOf(generation: Generation) {
+  const { body, maxTokensDefault } = generation;
   return {
+    ...generation.constraints,
     maxTokens: body.max_tokens ?? maxTokensDefault,
     temperature: body.temperature ?? 1,
     topP: body.top_p ?? 1,
@@ -136,6 +148,46 @@ function answerWriter(generation: Generation) {
   return { id, created, stream, includeUsage, chunkBase, writeEvent, startStream, texts };
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: false });
+
+/** OpenAI's chat `logprobs`: per token its text, bytes, log-probability and the most likely alternatives. */
+function chatLogprobs(logprobs: readonly OutputLogprob[]) {
+  const entry = (item: { bytes: number[]; logprob: number }) => ({
+    token: utf8.decode(Uint8Array.from(item.bytes)),
+    logprob: item.logprob,
+    bytes: item.bytes,
+  });
+  return {
+    content: logprobs.map((item) => ({ ...entry(item), top_logprobs: item.top.map(entry) })),
+    refusal: null,
+  };
+}
+
+/** OpenAI's legacy completions `logprobs`: parallel lists of tokens, log-probabilities, alternatives and offsets. */
+function textLogprobs(logprobs: readonly OutputLogprob[]) {
+  const texts = logprobs.map((item) => utf8.decode(Uint8Array.from(item.bytes)));
+  const offsets: number[] = [];
+  let offset = 0;
+  for (const text of texts) {
+    offsets.push(offset);
+    offset += text.length;
+  }
+  return {
+    tokens: texts,
+    token_logprobs: logprobs.map((item) => item.logprob),
+    top_logprobs: logprobs.map((item) =>
+      Object.fromEntries(item.top.map((top) => [utf8.decode(Uint8Array.from(top.bytes)), top.logprob])),
+    ),
+    text_offset: offsets,
+  };
+}
+
+/** The `logprobs` of a choice in the API's shape (null when not asked for). */
+function logprobsOf(kind: Generation["kind"], result: BackendGenerateResult) {
+  if (!result.logprobs) return null;
+  return kind === "chat" ? chatLogprobs(result.logprobs) : textLogprobs(result.logprobs);
+}
+
 /** Writes a finished answer: one JSON body, or the last events and [DONE]. */
 function writeAnswer(
   generation: Generation,
@@ -156,10 +208,10 @@ function writeAnswer(
         ? {
             index: 0,
             message: { role: "assistant", content: result.text, refusal: null },
-            logprobs: null,
+            logprobs: logprobsOf(kind, result),
             finish_reason: finishReason,
           }
-        : { index: 0, text: result.text, logprobs: null, finish_reason: finishReason };
+        : { index: 0, text: result.text, logprobs: logprobsOf(kind, result), finish_reason: finishReason };
     sendJson(response, 200, {
       id: writer.id,
       object: kind === "chat" ? "chat.completion" : "text_completion",
@@ -173,10 +225,11 @@ function writeAnswer(
     return usage;
   }
   writer.startStream();
+  // Log-probabilities come from one pass over the finished answer: a streamed answer carries them all here.
   const finalChoice =
     kind === "chat"
-      ? { index: 0, delta: {}, logprobs: null, finish_reason: finishReason }
-      : { index: 0, text: "", logprobs: null, finish_reason: finishReason };
+      ? { index: 0, delta: {}, logprobs: logprobsOf(kind, result), finish_reason: finishReason }
+      : { index: 0, text: "", logprobs: logprobsOf(kind, result), finish_reason: finishReason };
   // `mycel` (hash, seed, receipts) rides on the last event before [DONE].
   writer.writeEvent({
     ...writer.chunkBase(),
@@ -204,7 +257,7 @@ async function runGeneration(context: CompletionContext, generation: Generation)
     result = await context.backend.generate({
       model,
       prompt: generation.prompt,
-      sampling: samplingOf(body, generation.maxTokensDefault),
+      sampling: samplingOf(generation),
       includeEvidence: body.mycel?.include_evidence === true,
       requestAudit: body.mycel?.audit === true,
       ...(body.mycel?.max_price == null ? {} : { maxPricePerMillion: BigInt(body.mycel.max_price) }),
@@ -257,6 +310,14 @@ export async function handleChatCompletion(
   response: ServerResponse,
 ) {
   const body = parseRequest(chatCompletionRequestSchema, await readJsonBody(request, context.maxBodyBytes));
+  if (body.top_logprobs && body.logprobs !== true)
+    throw new InvalidInputError("top_logprobs needs logprobs: true", {
+      param: "top_logprobs",
+      code: "invalid_value",
+    });
+  // A schema no grammar can enforce is refused here, before any provider is asked.
+  if (body.response_format?.type === "json_schema")
+    enforceableJsonSchema(body.response_format.json_schema.schema);
   const model = await context.backend.findModel(body.model);
   const messages = body.messages.map((message) => ({
     role: message.role === "developer" ? "system" : message.role,
@@ -266,6 +327,13 @@ export async function handleChatCompletion(
     request,
     response,
     body: { ...body, max_tokens: body.max_completion_tokens ?? body.max_tokens ?? undefined },
+    constraints: {
+      ...constraintsOf(body),
+      ...(body.logprobs === true ? { logprobs: body.top_logprobs ?? 0 } : {}),
+      ...(body.response_format && body.response_format.type !== "text"
+        ? { responseFormat: body.response_format }
+        : {}),
+    },
     model,
     prompt: { kind: "chat", messages },
     maxTokensDefault: undefined,
@@ -295,6 +363,7 @@ export async function handleCompletion(
     request,
     response,
     body,
+    constraints: { ...constraintsOf(body), ...(body.logprobs != null ? { logprobs: body.logprobs } : {}) },
     model,
     prompt: { kind: "text", prompt },
     maxTokensDefault: 16,

@@ -1,6 +1,12 @@
 /** Request schemas of the OpenAI-compatible API (zod), and their conversion to engine parameters. */
 import { z } from "zod";
 import { InvalidInputError } from "../errors/index.ts";
+import {
+  maxLogitBiasEntries,
+  maxTopLogprobs,
+  type RequestConstraints,
+  responseFormatSchema,
+} from "../protocol/index.ts";
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
 
@@ -15,14 +21,7 @@ const stopSchema = z
   .nullable()
   .optional();
 
-const zeroOnly = (name: string) =>
-  z
-    .number()
-    .min(-2)
-    .max(2)
-    .refine((value) => value === 0, { message: `${name} is not supported yet; leave it at 0` })
-    .nullable()
-    .optional();
+const penalty = z.number().min(-2).max(2).nullable().optional();
 
 const samplingFields = {
   model: z.string().min(1),
@@ -38,15 +37,21 @@ const samplingFields = {
     .number()
     .int()
     .min(1)
-    .refine((value) => value === 1, { message: "only n=1 is supported" })
+    .refine((value) => value === 1, { message: "only n=1 is supported yet; send n requests" })
     .nullable()
     .optional(),
-  presence_penalty: zeroOnly("presence_penalty"),
-  frequency_penalty: zeroOnly("frequency_penalty"),
+  presence_penalty: penalty,
+  frequency_penalty: penalty,
+  /** llama.cpp's extensions. */
+  min_p: z.number().min(0).max(1).nullable().optional(),
+  repeat_penalty: z.number().gt(0).max(10).nullable().optional(),
   logit_bias: z
-    .record(z.string(), z.number())
-    .refine((bias) => Object.keys(bias).length === 0, {
-      message: "logit_bias is not supported yet; leave it out or empty",
+    .record(
+      z.string().regex(/^(0|[1-9][0-9]{0,9})$/, "keys must be token ids"),
+      z.number().min(-100).max(100),
+    )
+    .refine((bias) => Object.keys(bias).length <= maxLogitBiasEntries, {
+      message: `at most ${maxLogitBiasEntries} entries`,
     })
     .nullable()
     .optional(),
@@ -86,22 +91,16 @@ export const chatCompletionRequestSchema = z.strictObject({
   ...samplingFields,
   messages: z.array(messageSchema).min(1),
   max_completion_tokens: z.number().int().min(1).nullable().optional(),
-  logprobs: z
-    .boolean()
-    .refine((value) => value === false, { message: "logprobs are not supported yet" })
-    .nullable()
-    .optional(),
+  logprobs: z.boolean().nullable().optional(),
   response_format: z
-    .object({ type: z.literal("text", { message: 'only response_format {"type": "text"} is supported' }) })
+    .union([z.object({ type: z.literal("text") }).strict(), responseFormatSchema], {
+      message:
+        'response_format is {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}',
+    })
     .nullable()
     .optional(),
   tools: z.array(z.unknown()).max(0, { message: "tools are not supported yet" }).nullable().optional(),
-  top_logprobs: z
-    .number()
-    .int()
-    .refine((value) => value === 0, { message: "top_logprobs is not supported yet; leave it out or 0" })
-    .nullable()
-    .optional(),
+  top_logprobs: z.number().int().min(0).max(maxTopLogprobs).nullable().optional(),
   // Without tools (refused above) these ask for nothing: "none" and "auto" mean the same as no tools.
   tool_choice: z
     .enum(["none", "auto"], {
@@ -121,12 +120,7 @@ export const completionRequestSchema = z.strictObject({
     .refine((value) => value === false, { message: "echo is not supported yet" })
     .nullable()
     .optional(),
-  logprobs: z
-    .number()
-    .int()
-    .refine((value) => value === 0, { message: "logprobs is not supported yet; leave it out or 0" })
-    .nullable()
-    .optional(),
+  logprobs: z.number().int().min(0).max(maxTopLogprobs).nullable().optional(),
   best_of: z
     .number()
     .int()
@@ -196,6 +190,24 @@ export function messageText(content: ChatCompletionRequest["messages"][number]["
   if (content === null || content === undefined) return "";
   if (typeof content === "string") return content;
   return content.map((part) => part.text).join("");
+}
+
+/** The sampling constraints of a chat or completion request (neutral values left out). */
+export function constraintsOf(
+  body: Pick<
+    ChatCompletionRequest,
+    "min_p" | "presence_penalty" | "frequency_penalty" | "repeat_penalty" | "logit_bias"
+  >,
+): RequestConstraints {
+  return {
+    ...(body.min_p ? { minP: body.min_p } : {}),
+    ...(body.presence_penalty ? { presencePenalty: body.presence_penalty } : {}),
+    ...(body.frequency_penalty ? { frequencyPenalty: body.frequency_penalty } : {}),
+    ...(body.repeat_penalty != null && body.repeat_penalty !== 1
+      ? { repeatPenalty: body.repeat_penalty }
+      : {}),
+    ...(body.logit_bias && Object.keys(body.logit_bias).length > 0 ? { logitBias: body.logit_bias } : {}),
+  };
 }
 
 /** The stop sequences of a request as a list. */

@@ -4,6 +4,7 @@ import type {
   Llama,
   LlamaContext,
   LlamaContextSequence,
+  LlamaGrammar,
   LlamaModel,
   Token,
 } from "node-llama-cpp";
@@ -24,6 +25,12 @@ import {
   type SpecialToken,
 } from "./chatPrompt.ts";
 import { createPieceTable, type PieceTable, type PieceVocabularyType } from "./pieces.ts";
+import {
+  type GrammarWalker,
+  installSamplerHook,
+  type SamplerExtras,
+  startGrammarWalk,
+} from "./samplerHook.ts";
 import { createSlotPool, type SlotPool } from "./slots.ts";
 import { createIncrementalDecoder, createStopMatcher, decodeTokens } from "./textStream.ts";
 
@@ -55,7 +62,29 @@ export type SamplingParameters = {
   /** Seed for sampling; a random one is chosen (and returned) when absent. */
   seed?: number;
   stop?: readonly string[];
+  /** Tokens below this fraction of the most likely one's probability are left out (0 or absent: off; not at temperature 0). */
+  minP?: number;
+  /** Penalties on tokens among the last {@link penaltyWindow} output tokens (llama.cpp's; absent: none). */
+  penalties?: RepetitionPenalties;
+  /** Token id (decimal) -> a number added to its logit before sampling. */
+  logitBias?: Readonly<Record<string, number>>;
+  /** A grammar (GBNF, root rule `root`) every output token must keep to. */
+  grammar?: string;
 };
+
+/** llama.cpp's repetition penalties: `repeat` divides (multiplies, for a negative logit) the logit of a token seen, then `frequency` x its count and `presence` are subtracted. */
+export type RepetitionPenalties = { repeat?: number; presence?: number; frequency?: number };
+
+/** Output tokens (continuation prefix included) the penalties look back over. */
+export const penaltyWindow = 64;
+
+/** Whether penalties change anything. */
+export function penaltiesApply(penalties: RepetitionPenalties | undefined): penalties is RepetitionPenalties {
+  return (
+    penalties !== undefined &&
+    ((penalties.repeat ?? 1) !== 1 || (penalties.presence ?? 0) !== 0 || (penalties.frequency ?? 0) !== 0)
+  );
+}
 
 /** One step of a streamed generation: the token(s) produced and the text that became safe to show. */
 export type GenerationDelta = { tokens: number[]; text: string };
@@ -124,6 +153,8 @@ export type PositionLogprobs = {
   top: TokenLogprob[];
   /** Log-probabilities of the tokens asked for in `includeTokens` at this position. */
   included: TokenLogprob[];
+  /** log of the sum of exp(logit) over the vocabulary: a token's raw logit is its logprob + this. */
+  logNormalizer: number;
 };
 
 /** Return type of {@link Engine.evaluate}: one entry per output token, plus the distribution after the last one. */
@@ -159,6 +190,10 @@ export type Engine = {
   detokenize(parameters: { modelHash: string; tokens: readonly number[] }): string;
   /** Whether `token` ends generation (an end-of-generation token of the model). */
   isEndOfGeneration(parameters: { modelHash: string; token: number }): boolean;
+  /** A token's own bytes (its piece; several tokens may make up one character). */
+  tokenBytes(parameters: { modelHash: string; token: number }): Uint8Array;
+  /** Starts a walk of a grammar (GBNF) over output tokens: which may come next (audits re-apply grammars with it). */
+  walkGrammar(parameters: { modelHash: string; grammar: string }): Promise<GrammarWalker>;
   generate(parameters: GenerateParameters): Promise<GenerateReturnType>;
   /** One teacher-forced batched pass over prompt + output, returning per-position top-k log-probabilities. */
   evaluate(parameters: EvaluateParameters): Promise<EvaluateReturnType>;
@@ -182,6 +217,8 @@ type LoadedModel = {
   contexts: LlamaContext[];
   pool: SlotPool<LlamaContextSequence>;
   vocabulary: ModelVocabulary;
+  /** Per sequence: sets the grammar and biases its next samplings use (see samplerHook.ts). */
+  samplerExtras: Map<LlamaContextSequence, (extras: SamplerExtras | undefined) => void>;
 };
 
 /** What prompts and output text need of a model's vocabulary. */
@@ -274,7 +311,10 @@ function stepSeed(seed: number, index: number): number {
  * the sampler has divided the logits by it; multiplying back gives raw gaps, the same at any temperature.
  */
 function topLogitsOf(logits: ReadonlyMap<Token, number> | undefined, temperature: number): TopLogits {
-  const entries = [...(logits?.entries() ?? [])].slice(0, topLogitsCount);
+  // A grammar leaves the tokens it forbids at -Infinity: they were never candidates.
+  const entries = [...(logits?.entries() ?? [])]
+    .filter(([, logit]) => Number.isFinite(logit))
+    .slice(0, topLogitsCount);
   const top = entries[0]?.[1] ?? 0;
   const scale = temperature > 0 ? temperature : 1;
   return {
@@ -368,12 +408,16 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       vocabularySize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
       weightType: weightTypes[metadata.general?.file_type ?? -1] ?? "quantized",
     };
+    const sequences = contexts.map((context) => context.getSequence());
+    const samplerExtras = new Map(
+      sequences.map((sequence) => [sequence, installSamplerHook(sequence)] as const),
+    );
     const pool = createSlotPool({
-      slots: contexts.map((context) => context.getSequence()),
+      slots: sequences,
       maxWaiting: options.maxQueue,
       retryAfterSeconds: 1,
     });
-    loaded.set(input.hash, { info, model, contexts, pool, vocabulary: vocabularyOf(model) });
+    loaded.set(input.hash, { info, model, contexts, pool, vocabulary: vocabularyOf(model), samplerExtras });
     logger.info("model loaded", {
       model: info.name,
       hash: info.hash,
@@ -416,6 +460,59 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     }).flatMap((segment) => model.tokenize(segment.text, segment.special));
   }
 
+  const grammars = new Map<string, LlamaGrammar>();
+
+  /** The compiled grammar of a GBNF text (the last 64 are kept). */
+  async function grammarOf(gbnf: string): Promise<LlamaGrammar> {
+    const known = grammars.get(gbnf);
+    if (known) return known;
+    const llama = await getSharedLlama(logger);
+    const { LlamaGrammar } = await import("node-llama-cpp");
+    let grammar: LlamaGrammar;
+    try {
+      grammar = new LlamaGrammar(llama, { grammar: gbnf });
+    } catch (cause) {
+      throw new InvalidInputError("the grammar cannot be parsed", {
+        param: "grammar",
+        details: cause instanceof Error ? cause.message : String(cause),
+        cause,
+      });
+    }
+    grammars.set(gbnf, grammar);
+    for (const oldest of grammars.keys()) {
+      if (grammars.size <= 64) break;
+      grammars.delete(oldest);
+    }
+    return grammar;
+  }
+
+  async function walkGrammar(entry: LoadedModel, gbnf: string): Promise<GrammarWalker> {
+    return startGrammarWalk({
+      llama: await getSharedLlama(logger),
+      model: entry.model,
+      grammar: await grammarOf(gbnf),
+    });
+  }
+
+  /** A request's logit biases as llama.cpp takes them; token ids outside the vocabulary are the caller's error. */
+  function biasArraysOf(entry: LoadedModel, logitBias: Readonly<Record<string, number>> | undefined) {
+    const pairs = Object.entries(logitBias ?? {}).filter(([, value]) => value !== 0);
+    if (pairs.length === 0) return undefined;
+    const tokens = new Uint32Array(pairs.length);
+    const values = new Float32Array(pairs.length);
+    for (const [index, [token, value]] of pairs.entries()) {
+      const id = Number(token);
+      if (!Number.isInteger(id) || id < 0 || id >= entry.info.vocabularySize)
+        throw new InvalidInputError(
+          `logit_bias names token ${token}, outside the vocabulary (size ${entry.info.vocabularySize})`,
+          { param: "logit_bias", code: "invalid_value" },
+        );
+      tokens[index] = id;
+      values[index] = value;
+    }
+    return { biasTokens: tokens, biasValues: values };
+  }
+
   function checkFits(info: LoadedModelInfo, promptTokens: number, maxTokens: number) {
     if (promptTokens + maxTokens > info.contextSize) {
       throw new ContextLengthExceededError({ promptTokens, maxTokens, contextSize: info.contextSize });
@@ -436,10 +533,22 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     const maxTokens = input.maxTokens ?? info.contextSize - evaluatedTokens.length;
     checkFits(info, evaluatedTokens.length, Math.max(1, maxTokens));
     const seed = input.seed ?? randomSeed();
+    const bias = biasArraysOf(entry, input.logitBias);
+    const walker = input.grammar ? await walkGrammar(entry, input.grammar) : undefined;
+    for (const [index, token] of prefixTokens.entries()) {
+      if (!walker) break;
+      if (!walker.allows(token))
+        throw new InvalidInputError(`continuation token ${index} breaks the request's grammar`, {
+          param: "prefix_tokens",
+        });
+      walker.accept(token);
+    }
     const started = performance.now();
     const lease = await entry.pool.acquire({ signal: input.signal });
     const queuedMs = performance.now() - started;
     const sequence = lease.slot;
+    const setExtras = entry.samplerExtras.get(sequence);
+    setExtras?.(walker || bias ? { grammarState: walker?.state, ...bias } : undefined);
     const tokens: number[] = [];
     const topLogits: TopLogits[] = [];
     let text = "";
@@ -477,8 +586,18 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
           temperature: input.temperature ?? 1,
           topK: input.topK ?? 0,
           topP: input.topP ?? 1,
-          minP: 0,
+          minP: input.minP ?? 0,
         };
+        const penalties = penaltiesApply(input.penalties) ? input.penalties : undefined;
+        // Penalties look back over the output so far, continuation prefix included.
+        const repeatPenaltyAt = (index: number) =>
+          penalties && {
+            punishTokens: asTokens([...prefixTokens, ...tokens.slice(0, index)].slice(-penaltyWindow)),
+            maxPunishTokens: penaltyWindow,
+            penalty: penalties.repeat ?? 1,
+            presencePenalty: penalties.presence ?? 0,
+            frequencyPenalty: penalties.frequency ?? 0,
+          };
         // Each step decodes one batch and samples the next token with the top `topLogitsCount` logits of the
         // distribution it was sampled from (the evidence validators check). Every step has its own sampler,
         // seeded from the request's seed and the step's index, so a seed always gives the same answer.
@@ -493,7 +612,11 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
                       generateNext: {
                         token: true,
                         logits: { filter: { tokens: [], includeTop: topLogitsCount } },
-                        options: { ...sampling, seed: stepSeed(seed, index) },
+                        options: {
+                          ...sampling,
+                          seed: stepSeed(seed, index),
+                          ...(penalties ? { repeatPenalty: repeatPenaltyAt(index) } : {}),
+                        },
                       },
                     },
                   ],
@@ -551,6 +674,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
         }
       }
     } finally {
+      setExtras?.(undefined);
       lease.release();
     }
     return {
@@ -624,6 +748,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
           return value === undefined ? Number.NEGATIVE_INFINITY : value - normalizer;
         };
         positions.push({
+          logNormalizer: normalizer,
           token: outputToken,
           logprob: logprobOf(outputToken),
           top,
@@ -658,6 +783,8 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     tokenizeCompletion: (input) => completionTokens(get(input.modelHash).model, input.text),
     detokenize: (input) => decodeTokens(input.tokens, get(input.modelHash).vocabulary.pieces.bytesOf),
     isEndOfGeneration: (input) => get(input.modelHash).model.isEogToken(input.token as Token),
+    tokenBytes: (input) => get(input.modelHash).vocabulary.pieces.bytesOf(input.token),
+    walkGrammar: (input) => walkGrammar(get(input.modelHash), input.grammar),
     generate,
     evaluate,
     stats: (modelHash) => get(modelHash).pool.stats(),

@@ -14,6 +14,12 @@ export {
   splitAtSpecialTokens,
 } from "./chatPrompt.ts";
 export {
+  enforceableJsonSchema,
+  type OutputConstraint,
+  type OutputFormat,
+  outputConstraintOf,
+} from "./constraints.ts";
+export {
   createEngine,
   type Engine,
   type EvaluateParameters,
@@ -26,11 +32,15 @@ export {
   getSharedLlama,
   type LoadedModelInfo,
   type PositionLogprobs,
+  penaltiesApply,
+  penaltyWindow,
+  type RepetitionPenalties,
   type SamplingParameters,
   type TokenLogprob,
   type TopLogits,
   topLogitsCount,
 } from "./engine.ts";
+export { lowestLogprob, type OutputLogprob, outputLogprobsOf, type TokenLogprobEntry } from "./logprobs.ts";
 export {
   createPieceTable,
   decodeByteLevelText,
@@ -38,6 +48,7 @@ export {
   type PieceTokenAttributes,
   type PieceVocabularyType,
 } from "./pieces.ts";
+export type { GrammarWalker, SamplerExtras } from "./samplerHook.ts";
 export { createSlotPool, type SlotLease, type SlotPool } from "./slots.ts";
 export {
   createDeltaBatcher,

@@ -50,6 +50,7 @@ export function createGatewayBackend(parameters: CreateGatewayBackendParameters)
         finishReason: answer.finishReason,
         usage: answer.usage,
         mycel: mycelFieldsOf(answer),
+        ...(answer.logprobs === undefined ? {} : { logprobs: answer.logprobs }),
         timings: { queuedMs: 0, totalMs: answer.totalMs },
       };
     },

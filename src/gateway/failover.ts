@@ -23,6 +23,7 @@ import {
   type InferenceRequest,
   inferenceRequestSchema,
   modelHashToBytes32,
+  type OutputLogprobEntry,
   type ReceiptDomain,
   type SignedReceipt,
   streamLimits,
@@ -75,6 +76,8 @@ export type GatewayAnswer = {
   unreceiptedProviders?: string[];
   /** What went wrong on this gateway's side without spoiling the answer (a receipt it could not store). */
   warnings?: string[];
+  /** The output tokens' log-probabilities, from the last segment's provider (it covers the whole answer). */
+  logprobs?: OutputLogprobEntry[];
   totalMs: number;
 };
 
@@ -159,6 +162,7 @@ export function wireRequestOf(parameters: BackendGenerateParameters, seed: numbe
     topK: sampling.topK,
     seed,
     stop: sampling.stop,
+    constraints: sampling,
   });
   const checked = inferenceRequestSchema.safeParse(request);
   if (!checked.success) {
@@ -498,6 +502,7 @@ async function attemptWith(input: {
     }),
     ...(evidence === undefined ? {} : { evidence }),
     ...(auditedBy.length > 0 ? { audit: { validators: [...new Set(auditedBy)] } } : {}),
+    ...(segment.logprobs === undefined ? {} : { logprobs: segment.logprobs }),
   };
 }
 

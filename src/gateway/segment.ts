@@ -10,6 +10,9 @@ import {
   type ChunkFrame,
   type EndFrame,
   type InferenceRequest,
+  type LogprobsFrame,
+  maxLogprobsPerFrame,
+  type OutputLogprobEntry,
   ProtocolError,
   segmentLimits,
   streamLimits,
@@ -60,6 +63,8 @@ export type RunSegmentParameters = {
 export type SegmentResult = {
   end: EndFrame;
   tokens: number[];
+  /** The log-probabilities the provider sent (continuation prefix first), when the request asked for them. */
+  logprobs?: OutputLogprobEntry[];
   settle: (price: bigint | undefined) => Promise<void>;
 };
 
@@ -71,6 +76,8 @@ export type SegmentCaps = {
   maxFrames: number;
   /** UTF-8 bytes of chunk text for a number of output tokens so far. */
   maxTextBytes: (tokens: number) => number;
+  /** Log-probability entries (continuation prefix and output): 0 when the request asked for none. */
+  maxLogprobs: number;
 };
 
 /** The caps of a segment of `request` served by `provider`. */
@@ -83,9 +90,11 @@ export function segmentCapsOf(parameters: {
   const prefix = request.prefix_tokens?.length ?? 0;
   const contextLeft = Math.max(1, (model?.context_size ?? streamLimits.maxPromptTokens) - prefix);
   const maxTokens = request.max_tokens ?? contextLeft;
+  const maxLogprobs = request.logprobs === undefined ? 0 : prefix + maxTokens;
   return {
     maxTokens,
-    maxFrames: 2 * maxTokens + segmentLimits.framesSlack,
+    maxLogprobs,
+    maxFrames: 2 * maxTokens + Math.ceil(maxLogprobs / maxLogprobsPerFrame) + segmentLimits.framesSlack,
     maxTextBytes: (tokens) =>
       Math.min(
         segmentLimits.maxSegmentTextBytes,
@@ -99,6 +108,7 @@ function guardSegment(caps: SegmentCaps, provider: KnownProvider) {
   let frames = 0;
   let tokens = 0;
   let textBytes = 0;
+  let logprobs = 0;
   const exceeded = (what: string) =>
     new ProtocolError(`provider ${provider.peerId} sent more than a segment may bring: ${what}`, {
       code: "segment_cap_exceeded",
@@ -116,6 +126,11 @@ function guardSegment(caps: SegmentCaps, provider: KnownProvider) {
       const allowed = caps.maxTextBytes(tokens);
       if (textBytes > allowed)
         throw exceeded(`${textBytes} bytes of text for ${tokens} tokens (at most ${allowed})`);
+    },
+    logprobs(frame: LogprobsFrame) {
+      logprobs += frame.entries.length;
+      if (logprobs > caps.maxLogprobs)
+        throw exceeded(`${logprobs} log-probabilities for at most ${caps.maxLogprobs}`);
     },
   };
 }
@@ -183,6 +198,7 @@ export async function runSegment(
     });
   payer?.begin();
   const tokens: number[] = [];
+  const logprobs: OutputLogprobEntry[] = [];
   let firstChunk: { at: number; tokens: number } | undefined;
   let ended = false;
   try {
@@ -205,6 +221,7 @@ export async function runSegment(
       try {
         guard.frame();
         if (frame.type === "chunk") guard.chunk(frame);
+        if (frame.type === "logprobs") guard.logprobs(frame);
       } catch (error) {
         // Cut at once: the stream is reset, nothing more is read or buffered, and the excess is neither shown nor paid.
         call.abort(error as Error);
@@ -224,6 +241,10 @@ export async function runSegment(
         payer?.acknowledged(frame);
         continue;
       }
+      if (frame.type === "logprobs") {
+        logprobs.push(...frame.entries);
+        continue;
+      }
       ended = true;
       recordThroughput(provider, {
         startedAt,
@@ -235,6 +256,7 @@ export async function runSegment(
       return {
         end: frame,
         tokens,
+        ...(parameters.request.logprobs === undefined ? {} : { logprobs }),
         settle: async (price) => {
           signal.removeEventListener("abort", call.cancel);
           if (!payer || price === undefined) {

@@ -21,6 +21,67 @@ const version = z.literal(wireVersion, { message: `only protocol version ${wireV
 /** Field schemas every frame family shares (inference, evidence, audit samples). */
 export const wireFieldSchemas = { bytes32, address, tokenId, amount, signature, version } as const;
 
+/** The most `logit_bias` entries a request may carry (OpenAI's limit). */
+export const maxLogitBiasEntries = 300;
+/** The largest JSON schema (`response_format.json_schema.schema`) a request may carry, in bytes of JSON. */
+export const maxJsonSchemaBytes = 64 * 1024;
+/** The most alternatives a request may ask `logprobs` for, per position (OpenAI's limit). */
+export const maxTopLogprobs = 20;
+
+/** A JSON object (a schema), bounded in size. */
+const jsonSchemaObject = z
+  .record(z.string(), z.unknown())
+  .refine((schema) => JSON.stringify(schema).length <= maxJsonSchemaBytes, {
+    message: `the schema is larger than ${maxJsonSchemaBytes} bytes of JSON`,
+  });
+
+/** `response_format` as OpenAI defines it, but "text" (the default) is written as no field at all. */
+export const responseFormatSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("json_object") }).strict(),
+  z
+    .object({
+      type: z.literal("json_schema"),
+      json_schema: z
+        .object({
+          name: z.string().min(1).max(64),
+          description: z.string().max(4096).optional(),
+          schema: jsonSchemaObject,
+          strict: z.boolean().optional(),
+        })
+        .strict(),
+    })
+    .strict(),
+]);
+
+/** An output format a request asks for (see {@link responseFormatSchema}). */
+export type ResponseFormat = z.infer<typeof responseFormatSchema>;
+
+/**
+ * Sampling and output constraints beyond temperature, top_p and top_k. Every one is optional and absent when
+ * neutral, so that a request without them hashes as before. Penalties count the last {@link penaltyWindowTokens}
+ * output tokens (continuation prefix included).
+ */
+export const constraintFieldSchemas = {
+  min_p: z.number().gt(0).max(1).optional(),
+  presence_penalty: z.number().min(-2).max(2).optional(),
+  frequency_penalty: z.number().min(-2).max(2).optional(),
+  /** llama.cpp's multiplicative repeat penalty (1 is off). */
+  repeat_penalty: z.number().gt(0).max(10).optional(),
+  /** Token id (decimal string) -> a number added to its logit before sampling. */
+  logit_bias: z
+    .record(z.string().regex(/^(0|[1-9][0-9]{0,9})$/, "must be a token id"), z.number().min(-100).max(100))
+    .refine((bias) => Object.keys(bias).length <= maxLogitBiasEntries, {
+      message: `at most ${maxLogitBiasEntries} entries`,
+    })
+    .optional(),
+  /** Return log-probabilities of the output tokens, with this many alternatives per position. */
+  logprobs: z.number().int().min(0).max(maxTopLogprobs).optional(),
+  response_format: responseFormatSchema.optional(),
+} as const;
+
+/** Output tokens the presence, frequency and repeat penalties look back over. */
+export const penaltyWindowTokens = 64;
+
 /** What a gateway asks a provider to generate; its canonical JSON hash is the receipt's requestHash. */
 export const inferenceRequestSchema = z
   .object({
@@ -41,6 +102,7 @@ export const inferenceRequestSchema = z
     stop: z.array(z.string().min(1)).max(4),
     /** Continuation after failover: output tokens another provider already produced for this request. */
     prefix_tokens: z.array(tokenId).max(streamLimits.maxPromptTokens).optional(),
+    ...constraintFieldSchemas,
   })
   .strict()
   .refine((request) => (request.kind === "chat") === (request.messages !== undefined), {
@@ -72,6 +134,7 @@ export function buildInferenceRequest(parameters: {
   topK: number;
   seed: number;
   stop: readonly string[];
+  constraints?: RequestConstraints;
 }): InferenceRequest {
   const { prompt } = parameters;
   return {
@@ -86,6 +149,49 @@ export function buildInferenceRequest(parameters: {
     top_k: parameters.topK,
     seed: parameters.seed,
     stop: [...parameters.stop],
+    ...wireConstraintsOf(parameters.constraints ?? {}),
+  };
+}
+
+/** The constraints of a request as the API and the engine name them (absent or neutral: off). */
+export type RequestConstraints = {
+  minP?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  repeatPenalty?: number;
+  /** Token id -> bias added to its logit. */
+  logitBias?: Readonly<Record<string, number>>;
+  /** Log-probabilities with this many alternatives per position (absent: none). */
+  logprobs?: number;
+  responseFormat?: ResponseFormat;
+};
+
+/** The wire fields of constraints: neutral values are left out, so that they hash like no constraint. */
+export function wireConstraintsOf(constraints: RequestConstraints): Partial<InferenceRequest> {
+  const bias = Object.entries(constraints.logitBias ?? {}).filter(([, value]) => value !== 0);
+  return {
+    ...(constraints.minP ? { min_p: constraints.minP } : {}),
+    ...(constraints.presencePenalty ? { presence_penalty: constraints.presencePenalty } : {}),
+    ...(constraints.frequencyPenalty ? { frequency_penalty: constraints.frequencyPenalty } : {}),
+    ...(constraints.repeatPenalty !== undefined && constraints.repeatPenalty !== 1
+      ? { repeat_penalty: constraints.repeatPenalty }
+      : {}),
+    ...(bias.length > 0 ? { logit_bias: Object.fromEntries(bias) } : {}),
+    ...(constraints.logprobs === undefined ? {} : { logprobs: constraints.logprobs }),
+    ...(constraints.responseFormat ? { response_format: constraints.responseFormat } : {}),
+  };
+}
+
+/** The constraints a wire request carries (the inverse of {@link wireConstraintsOf}). */
+export function constraintsOfRequest(request: InferenceRequest): RequestConstraints {
+  return {
+    minP: request.min_p,
+    presencePenalty: request.presence_penalty,
+    frequencyPenalty: request.frequency_penalty,
+    repeatPenalty: request.repeat_penalty,
+    logitBias: request.logit_bias,
+    logprobs: request.logprobs,
+    responseFormat: request.response_format,
   };
 }
 
@@ -126,6 +232,36 @@ export const chunkFrameSchema = z
   .object({ v: version, type: z.literal("chunk"), tokens: z.array(tokenId).max(64), text: z.string() })
   .strict();
 
+/** The most log-probability entries in one `logprobs` frame. */
+export const maxLogprobsPerFrame = 64;
+
+const logprobEntrySchema = z
+  .object({
+    token: tokenId,
+    /** The token's own bytes (a piece of a character, for some tokens). */
+    bytes: z.array(z.number().int().min(0).max(255)).max(256),
+    logprob: z.number().min(-9999).max(0),
+  })
+  .strict();
+
+/** One output token's log-probability and the most likely alternatives at its position. */
+export const outputLogprobSchema = logprobEntrySchema
+  .extend({ top: z.array(logprobEntrySchema).max(maxTopLogprobs) })
+  .strict();
+
+/**
+ * Provider -> gateway, after the last chunk and before the end frame of a request that asked for `logprobs`: the
+ * log-probabilities of the output tokens in order, continuation prefix first (so that the last segment's cover the
+ * whole answer), a final end-of-generation token left out.
+ */
+export const logprobsFrameSchema = z
+  .object({
+    v: version,
+    type: z.literal("logprobs"),
+    entries: z.array(outputLogprobSchema).min(1).max(maxLogprobsPerFrame),
+  })
+  .strict();
+
 /** Provider -> gateway: the last frame of a successful answer, with its signed receipt. */
 export const endFrameSchema = z
   .object({
@@ -157,6 +293,7 @@ export const providerFrameSchema = z.discriminatedUnion("type", [
   endFrameSchema,
   errorFrameSchema,
   paidFrameSchema,
+  logprobsFrameSchema,
 ]);
 /** Any frame a gateway sends. */
 export const gatewayFrameSchema = z.discriminatedUnion("type", [
@@ -172,6 +309,8 @@ export type EndFrame = z.infer<typeof endFrameSchema>;
 export type ErrorFrame = z.infer<typeof errorFrameSchema>;
 export type VoucherFrame = z.infer<typeof voucherFrameSchema>;
 export type PaidFrame = z.infer<typeof paidFrameSchema>;
+export type LogprobsFrame = z.infer<typeof logprobsFrameSchema>;
+export type OutputLogprobEntry = z.infer<typeof outputLogprobSchema>;
 export type ProviderFrame = z.infer<typeof providerFrameSchema>;
 export type GatewayFrame = z.infer<typeof gatewayFrameSchema>;
 

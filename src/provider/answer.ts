@@ -11,6 +11,8 @@ import {
   type GenerateReturnType,
   type GenerationDelta,
   type LoadedModelInfo,
+  outputConstraintOf,
+  outputLogprobsOf,
   streamBatchIntervalMs,
 } from "../engine/index.ts";
 import { describeError, InvalidInputError, MycelError } from "../errors/index.ts";
@@ -25,6 +27,7 @@ import {
 import {
   buildErrorFrame,
   type InferenceRequest,
+  maxLogprobsPerFrame,
   type ReceiptDomain,
   type ReceiptMessage,
   type SignedReceipt,
@@ -54,7 +57,10 @@ export type ProviderComponents = {
 export type AnswerContext = {
   /** Served models by 0x bytes32 hash. */
   models: ReadonlyMap<string, LoadedModelInfo>;
-  engine: Pick<Engine, "tokenizeChat" | "tokenizeCompletion">;
+  engine: Pick<
+    Engine,
+    "tokenizeChat" | "tokenizeCompletion" | "evaluate" | "tokenBytes" | "isEndOfGeneration"
+  >;
   components: ProviderComponents;
   privateKey: Hex;
   address: Address;
@@ -156,6 +162,32 @@ export async function answerRequest(exchange: InferenceExchange, context: Answer
   }
 }
 
+/**
+ * Sends the log-probabilities of the whole answer (continuation prefix and this provider's output) in frames of
+ * {@link maxLogprobsPerFrame}, before the end frame.
+ */
+async function sendLogprobs(parameters: {
+  exchange: InferenceExchange;
+  context: AnswerContext;
+  input: { model: LoadedModelInfo; promptTokens: number[]; prefixTokens: number[] };
+  outputTokens: number[];
+}) {
+  const { exchange, context, input } = parameters;
+  const entries = await outputLogprobsOf({
+    engine: context.engine,
+    modelHash: input.model.hash,
+    promptTokens: input.promptTokens,
+    outputTokens: [...input.prefixTokens, ...parameters.outputTokens],
+    top: exchange.request.request.logprobs ?? 0,
+  });
+  for (let start = 0; start < entries.length; start += maxLogprobsPerFrame)
+    exchange.send({
+      v: wireVersion,
+      type: "logprobs",
+      entries: entries.slice(start, start + maxLogprobsPerFrame),
+    });
+}
+
 /** Generates with the output metered by the session, then signs the receipt and keeps the evidence. */
 async function generateAndSign(input: {
   exchange: InferenceExchange;
@@ -205,6 +237,9 @@ async function generateAndSign(input: {
     onBatch: (deltas) => session.offer(deltas),
   });
   try {
+    const { request } = frame;
+    // Compiled before any work: a schema no grammar enforces is the client's error.
+    const constraint = await outputConstraintOf(request.response_format);
     const result = await context.components.generate({
       request: frame.request,
       modelHash: input.model.hash,
@@ -216,6 +251,14 @@ async function generateAndSign(input: {
       topK: frame.request.top_k,
       seed: frame.request.seed,
       stop: frame.request.stop,
+      minP: request.min_p,
+      penalties: {
+        repeat: request.repeat_penalty,
+        presence: request.presence_penalty,
+        frequency: request.frequency_penalty,
+      },
+      logitBias: request.logit_bias,
+      grammar: constraint?.gbnf,
       signal: generation.signal,
       onDelta: (delta) => chunks.push(delta),
     });
@@ -263,6 +306,8 @@ async function generateAndSign(input: {
     } catch (error) {
       logger.warn("evidence not stored", { error: describeError(error) });
     }
+    if (request.logprobs !== undefined)
+      await sendLogprobs({ exchange, context, input, outputTokens: result.tokens });
     session.complete(message.price);
     context.onServed?.(frame.client as Address);
     exchange.send({

@@ -4,6 +4,7 @@ import {
   type ChunkFrame,
   type EndFrame,
   errorFrameSchema,
+  type LogprobsFrame,
   type PaidFrame,
   parseFrame,
   providerFrameSchema,
@@ -15,7 +16,7 @@ import { type FramedComponents, openFramedChannel, WireError } from "../framed/i
 import { defaultInferenceLimits, inferenceProtocolId, inferRunsOnLimitedConnection } from "./constants.ts";
 
 /** What the provider sends on an inference stream, but errors (those throw {@link WireError}). */
-export type InferenceReply = ChunkFrame | PaidFrame | EndFrame;
+export type InferenceReply = ChunkFrame | PaidFrame | LogprobsFrame | EndFrame;
 
 /** A request open on a provider. */
 export type InferenceCall = {

@@ -5,11 +5,79 @@
  */
 import {
   createToolCallParser,
+  enforceableTools,
   parseToolCalls,
   type ToolCall,
   type ToolCallEvent,
   type ToolCallFormat,
+  toolsOfChoice,
 } from "../engine/index.ts";
+import { InvalidInputError } from "../errors/index.ts";
+import type { RequestConstraints, WireTool } from "../protocol/index.ts";
+import type { ApiModelInfo } from "./backend.ts";
+
+/** The tool fields of a chat request, as the API schema reads them. */
+export type ToolRequestFields = {
+  tools?: WireTool[] | null;
+  tool_choice?: RequestConstraints["toolChoice"] | null;
+  parallel_tool_calls?: boolean | null;
+  response_format?: { type: string } | null;
+};
+
+/**
+ * A chat request's tools checked against the model (400 naming what is wrong): the constraints to send, and the
+ * format the answer's tool calls are parsed from (undefined: no tools in play, the answer is text).
+ * With tool_choice "none" the tools are still shown to the model (as llama.cpp's server does) but nothing is
+ * parsed; "required" and a named function are enforced by a grammar.
+ */
+export function toolRequestOf(parameters: { body: ToolRequestFields; model: ApiModelInfo }): {
+  constraints: Pick<RequestConstraints, "tools" | "toolChoice" | "parallelToolCalls">;
+  format: ToolCallFormat | undefined;
+} {
+  const { body, model } = parameters;
+  const tools = body.tools ?? [];
+  const choice = body.tool_choice ?? undefined;
+  if (tools.length === 0) {
+    if (choice !== undefined && choice !== "none" && choice !== "auto")
+      throw new InvalidInputError("tool_choice asks for a tool call, but the request has no tools", {
+        param: "tool_choice",
+        code: "invalid_value",
+        hint: 'send the tools, or leave tool_choice out ("auto")',
+      });
+    return { constraints: {}, format: undefined };
+  }
+  if (choice === "none") return { constraints: { tools, toolChoice: "none" }, format: undefined };
+  const format = model.toolCallFormat;
+  if (!format)
+    throw new InvalidInputError(
+      `model '${model.name}' cannot call tools: its chat template has no known tool-call format`,
+      {
+        param: "tools",
+        code: "invalid_value",
+        hint: "use a model whose template writes <tool_call> blocks (ChatML/Hermes/Qwen) or Llama 3.1's JSON calls, or leave tools out",
+      },
+    );
+  toolsOfChoice(tools, choice);
+  if (body.response_format && body.response_format.type !== "text")
+    throw new InvalidInputError(
+      'response_format cannot be combined with tools unless tool_choice is "none"',
+      {
+        param: "response_format",
+        code: "invalid_value",
+        hint: 'drop response_format, or set tool_choice to "none"',
+      },
+    );
+  // A schema no grammar enforces is refused here, before any provider is asked.
+  if (choice !== undefined && choice !== "auto") enforceableTools(tools);
+  return {
+    constraints: {
+      tools,
+      ...(choice === undefined ? {} : { toolChoice: choice }),
+      ...(body.parallel_tool_calls === false ? { parallelToolCalls: false } : {}),
+    },
+    format,
+  };
+}
 
 /** One tool call's part of a stream delta (`choices[0].delta.tool_calls[i]`). */
 export type ToolCallDelta =

@@ -16,7 +16,7 @@ export type ChatToolCall = { id: string; type: "function"; function: { name: str
 export type ChatMessage = {
   role: string;
   content: string;
-  tool_calls?: readonly ChatToolCall[];
+  tool_calls?: ChatToolCall[];
   tool_call_id?: string;
   name?: string;
 };

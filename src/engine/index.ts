@@ -15,9 +15,13 @@ export {
 } from "./chatPrompt.ts";
 export {
   enforceableJsonSchema,
+  enforceableTools,
   type OutputConstraint,
   type OutputFormat,
   outputConstraintOf,
+  type RequestConstraintParameters,
+  requestConstraintOf,
+  toolsInPlay,
 } from "./constraints.ts";
 export {
   createEngine,

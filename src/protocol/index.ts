@@ -77,6 +77,7 @@ export {
   maxJsonSchemaBytes,
   maxLogitBiasEntries,
   maxLogprobsPerFrame,
+  maxTools,
   maxTopLogprobs,
   type OutputLogprobEntry,
   outputLogprobSchema,
@@ -89,12 +90,19 @@ export {
   providerFrameSchema,
   type RequestConstraints,
   type RequestFrame,
+  type RequestToolChoice,
   type ResponseFormat,
   requestFrameSchema,
   responseFormatSchema,
+  toolChoiceSchema,
+  toolFieldSchemas,
+  toolSchema,
   type VoucherFrame,
   voucherFrameSchema,
+  type WireMessage,
+  type WireTool,
   wireConstraintsOf,
+  wireMessageSchema,
 } from "./frames.ts";
 export { encodeTokenIds, hashRequest, hashTokenIds, modelHashToBytes32 } from "./hashing.ts";
 export {

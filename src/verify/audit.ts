@@ -86,7 +86,13 @@ function expectedPromptTokens(engine: Engine, model: LoadedModelInfo, input: Aud
   const prefix = request.prefix_tokens ?? [];
   if (request.kind === "chat") {
     const messages = request.messages ?? [];
-    const whole = engine.tokenizeChat({ modelHash: model.hash, messages });
+    const whole = engine.tokenizeChat({
+      modelHash: model.hash,
+      messages,
+      ...(request.tools ? { tools: request.tools } : {}),
+    });
+    // Requests with tools came after whole-prompt tokenization: no earlier form to accept.
+    if (request.tools) return [[...whole, ...prefix]];
     const legacy = engine.tokenizeChatLegacy({ modelHash: model.hash, messages });
     return [
       [...whole, ...prefix],

@@ -19,6 +19,12 @@ function smallest(values: readonly bigint[]): bigint {
   return result;
 }
 
+/** The tool-call format of a model when all its providers announce the same one (a model's template is in its file). */
+function toolCallFormatOf(formats: ReadonlySet<string | undefined>): Pick<ApiModelInfo, "toolCallFormat"> {
+  const [only] = formats;
+  return formats.size === 1 && (only === "hermes" || only === "llama3-json") ? { toolCallFormat: only } : {};
+}
+
 /** Lists and finds models from the provider table: only what some provider the gateway would route to serves. */
 export function createCatalog(parameters: { table: ProviderTable; policy?: RoutingPolicy }): Catalog {
   const { table } = parameters;
@@ -26,7 +32,15 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
   /** The models of providers routable now (and, with `pending`, of those whose registration is still being read). */
   function collect(pending: boolean): ApiModelInfo[] {
     const now = Date.now();
-    const byHash = new Map<string, { name: string; contextSize: number; providers: KnownProvider[] }>();
+    const byHash = new Map<
+      string,
+      {
+        name: string;
+        contextSize: number;
+        providers: KnownProvider[];
+        toolCallFormats: Set<string | undefined>;
+      }
+    >();
     for (const provider of table.all()) {
       for (const model of provider.announcement.models) {
         const reason = unroutableReason(provider, { modelHash: model.hash, policy, now });
@@ -35,8 +49,10 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
           name: model.name,
           contextSize: model.context_size,
           providers: [],
+          toolCallFormats: new Set<string | undefined>(),
         };
         entry.providers.push(provider);
+        entry.toolCallFormats.add(model.tool_call_format);
         byHash.set(model.hash, entry);
       }
     }
@@ -47,6 +63,8 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
         name: entry.name,
         hash: hash.slice(2),
         contextLength: entry.contextSize,
+        // Tool calls are parsed in the format every provider of the model announces; none (or two): no tools.
+        ...toolCallFormatOf(entry.toolCallFormats),
         extra: {
           providers: entry.providers.length,
           lowest_price_per_million: {

@@ -29,6 +29,8 @@ export const announcementSchema = z
             hash: z.string().regex(/^0x[0-9a-f]{64}$/),
             name: z.string().min(1).max(200),
             context_size: z.number().int().min(1),
+            /** How the model's chat template writes tool calls; absent: it cannot call tools. */
+            tool_call_format: z.enum(["hermes", "llama3-json"]).optional(),
           })
           .strict(),
       )

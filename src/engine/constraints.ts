@@ -6,7 +6,7 @@ import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import { InvalidInputError } from "../errors/index.ts";
 import { getSharedLlama } from "./engine.ts";
 import { type ToolDefinition, toolCallFormatOf } from "./toolCalls.ts";
-import { argumentsSchemaOf, type ToolChoice, toolConstraintOf } from "./toolGrammar.ts";
+import { argumentsSchemaOf, boundJsonNumbers, type ToolChoice, toolConstraintOf } from "./toolGrammar.ts";
 
 /** `response_format` as the API and the wire carry it ("text", the default, is no format at all). */
 export type OutputFormat =
@@ -155,7 +155,8 @@ async function compileJsonSchema(llama: Llama, schema: Record<string, unknown>):
     );
   }
   return {
-    gbnf: grammar.grammar,
+    // Numbers bounded: node-llama-cpp's rules allow 1E8036913363169407 (Infinity), which no schema check accepts.
+    gbnf: boundJsonNumbers(grammar.grammar),
     violation(text) {
       try {
         grammar.parse(text);

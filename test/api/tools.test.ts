@@ -227,6 +227,26 @@ describe("tools through mycel serve (the openai client, mycel audit)", () => {
       }),
       (error) => error instanceof OpenAI.BadRequestError && /nope/.test(error.message),
     );
+    const refused = async (body: Record<string, unknown>, param: string) =>
+      assert.rejects(
+        client.chat.completions.create({
+          model: models.gpt2.name,
+          messages: [question],
+          ...body,
+        } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming),
+        (error) => error instanceof OpenAI.BadRequestError && error.param === param,
+        JSON.stringify(body),
+      );
+    await refused({ tool_choice: "required" }, "tool_choice");
+    await refused({ tools, response_format: { type: "json_object" } }, "response_format");
+    await refused({ tools: [{ type: "custom", custom: { name: "x" } }] }, "tools.0.type");
+    await refused(
+      {
+        tools: [{ type: "function", function: { name: "f", parameters: { type: "integer", minimum: 3 } } }],
+        tool_choice: "required",
+      },
+      "tools[0].function.parameters",
+    );
   });
 
   it("an answer whose tool-call arguments were fabricated fails mycel audit", async () => {

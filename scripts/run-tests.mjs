@@ -43,6 +43,7 @@ const slowestFirst = [
   "test/cli/audit.test.ts",
   "test/verify/validatorNetwork.test.ts",
   "test/verify/audit.test.ts",
+  "test/verify/constrainedAudit.test.ts",
   "test/payments/strangers.test.ts",
   "test/network/strangerProviders.test.ts",
   "test/network/gatewayQueue.test.ts",

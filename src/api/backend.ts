@@ -31,6 +31,23 @@ export type ApiModelInfo = {
   toolCallFormat?: ToolCallFormat;
   /** Backend-specific fields, listed under `mycel` in /v1/models. */
   extra?: Record<string, unknown>;
+  /** What is known of the model file (Ollama's /api/tags and /api/show); absent fields are unknown. */
+  details?: ApiModelDetails;
+};
+
+/** What is known of a model file: a gateway knows little, `mycel serve` its store's record and the loaded GGUF. */
+export type ApiModelDetails = {
+  /** The architecture (GGUF `general.architecture`, e.g. "llama", "qwen2"). */
+  family?: string;
+  parameterCount?: number;
+  /** The weights' type, e.g. "F32", "Q4_K_M". */
+  quantization?: string;
+  sizeBytes?: number;
+  /** When the model was added to this machine's store (ISO 8601). */
+  addedAt?: string;
+  /** The GGUF's chat template (Jinja). */
+  chatTemplate?: string;
+  trainContextLength?: number;
 };
 
 /** The prompt of a request: chat messages, or text (or token ids) for /v1/completions. */
@@ -78,7 +95,8 @@ export type BackendGenerateResult = {
   mycel: Record<string, unknown>;
   /** The output tokens' log-probabilities, when the request asked for them (`logprobs`). */
   logprobs?: OutputLogprob[];
-  timings?: { queuedMs: number; totalMs: number };
+  /** Milliseconds from the call: waiting for a sequence, to the first token (when known), to the end. */
+  timings?: { queuedMs: number; totalMs: number; firstTokenMs?: number };
 };
 
 /** What an extra route gets: the request, its path (no trailing slash) and query, and the response to write. */
@@ -118,13 +136,22 @@ export type InferenceBackend = {
   route?(parameters: RouteParameters): Promise<boolean>;
 };
 
-/** The API served from this process's engine (`mycel serve`). */
-export function createEngineBackend(engine: Engine): InferenceBackend {
+/** The API served from this process's engine (`mycel serve`); `details` adds what the model store knows. */
+export function createEngineBackend(
+  engine: Engine,
+  options: { details?: (hash: string) => ApiModelDetails | undefined } = {},
+): InferenceBackend {
   const describe = (info: ReturnType<Engine["findModel"]>): ApiModelInfo => ({
     name: info.name,
     hash: info.hash,
     contextLength: info.contextSize,
     ...(toolCallFormatOf(info.chatTemplate) ? { toolCallFormat: toolCallFormatOf(info.chatTemplate) } : {}),
+    details: {
+      chatTemplate: info.chatTemplate,
+      trainContextLength: info.trainContextSize,
+      quantization: info.weightType === "quantized" ? undefined : info.weightType.toUpperCase(),
+      ...options.details?.(info.hash),
+    },
   });
 
   function tokenize(model: ApiModelInfo, prompt: ApiPrompt, sampling: ApiSampling): number[] {
@@ -241,7 +268,11 @@ export function createEngineBackend(engine: Engine): InferenceBackend {
         usage: result.usage,
         mycel: { model_hash: parameters.model.hash, seed: result.seed, ...(evidence ? { evidence } : {}) },
         ...(logprobs ? { logprobs } : {}),
-        timings: { queuedMs: result.timings.queuedMs, totalMs: result.timings.totalMs },
+        timings: {
+          queuedMs: result.timings.queuedMs,
+          totalMs: result.timings.totalMs,
+          firstTokenMs: result.timings.firstTokenMs,
+        },
       };
     },
   };

@@ -2,6 +2,7 @@
 export {
   type ApiAccess,
   type ApiCaller,
+  type ApiModelDetails,
   type ApiModelInfo,
   type ApiPrompt,
   type ApiSampling,

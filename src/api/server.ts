@@ -7,6 +7,7 @@ import { type Logger, silentLogger } from "../log/index.ts";
 import { type ApiAccess, type ApiModelInfo, createEngineBackend, type InferenceBackend } from "./backend.ts";
 import { type CompletionContext, handleChatCompletion, handleCompletion } from "./completions.ts";
 import { guardRequest, isLoopbackHost, requestPath, sendJson } from "./http.ts";
+import { handleOllamaRoute, ollamaSpendingPaths, toOllamaError } from "./ollama.ts";
 import { HttpError, toOpenAiError } from "./openaiErrors.ts";
 
 /** Parameters of {@link startApiServer}. */
@@ -22,7 +23,7 @@ export type StartApiServerParameters = {
   maxBodyBytes?: number;
   /** Timeouts and the connection cap (defaults: {@link defaultHttpLimits}). */
   limits?: Partial<HttpLimits>;
-  /** Checks API keys on /v1/ and /mycel/ (absent: every request is let in, as on loopback without keys). */
+  /** Checks API keys on /v1/, /api/ and /mycel/ (absent: every request is let in, as on loopback without keys). */
   access?: ApiAccess;
   logger?: Logger;
 };
@@ -80,10 +81,12 @@ function createRouter(context: CompletionContext & { loopbackOnly: boolean }) {
     const method = request.method ?? "GET";
     guardRequest(request, { loopbackOnly: context.loopbackOnly, method });
     const { path, query } = requestPath(request);
-    // The API and the explorer's views need a key when the server checks keys; /health and the web app's files not.
-    const spends = path === "/v1/chat/completions" || path === "/v1/completions";
+    // The API (OpenAI's and Ollama's) and the explorer's views need a key when the server checks keys; /health and
+    // the web app's files not.
+    const spends =
+      path === "/v1/chat/completions" || path === "/v1/completions" || ollamaSpendingPaths.has(path);
     const caller =
-      context.access && (path.startsWith("/v1/") || path.startsWith("/mycel/"))
+      context.access && (path.startsWith("/v1/") || path.startsWith("/api/") || path.startsWith("/mycel/"))
         ? context.access.admit({ request, spends: spends && method === "POST" })
         : undefined;
     const completion = { ...context, caller };
@@ -117,15 +120,21 @@ function createRouter(context: CompletionContext & { loopbackOnly: boolean }) {
       allow(["POST"]);
       return handleCompletion(completion, request, response);
     }
+    // Ollama's API (docs/API.md "Ollama API").
+    if (path.startsWith("/api/"))
+      return handleOllamaRoute({ context: completion, method, path, request, response });
     if (await backend.route?.({ method, path, query, request, response, caller })) return;
     throw new HttpError(404, `no route ${method} ${path}`, {
       code: "not_found",
-      hint: "the API serves /v1/models, /v1/chat/completions, /v1/completions and /health",
+      hint: "the API serves /v1/models, /v1/chat/completions, /v1/completions, Ollama's /api/ routes and /health",
     });
   };
 }
 
-/** Answers a request that failed with the OpenAI-shaped error (or ends a response already under way). */
+/**
+ * Answers a request that failed with the OpenAI-shaped error, or Ollama's `{"error": "..."}` under /api/ (or ends a
+ * response already under way).
+ */
 function answerFailure(parameters: {
   error: unknown;
   request: IncomingMessage;
@@ -134,6 +143,7 @@ function answerFailure(parameters: {
 }) {
   const { error, request, response, logger } = parameters;
   const failure = toOpenAiError(error);
+  const ollama = (request.url ?? "").startsWith("/api/");
   if (failure.status >= 500 && !(error instanceof MycelError && failure.status === 503))
     logger.error("request failed", {
       path: request.url,
@@ -153,7 +163,7 @@ function answerFailure(parameters: {
   sendJson(
     response,
     failure.status,
-    failure.body,
+    ollama ? toOllamaError(error).body : failure.body,
     closeAfter ? { ...failure.headers, connection: "close" } : failure.headers,
   );
   if (closeAfter) request.resume();

@@ -138,6 +138,15 @@ export function enforceableJsonSchema(schema: unknown, path = "$"): unknown {
   return result;
 }
 
+/**
+ * node-llama-cpp's schema grammars end the root rule with `"\n\n\n\n" [\n]*` (its chat wrappers stop on four
+ * newlines). Mycel ends an answer at the end-of-generation token instead: without the tail, the grammar allows only
+ * that token once the JSON is complete, so an answer cannot run on in newlines until max_tokens.
+ */
+function withoutTrailingNewlines(gbnf: string): string {
+  return gbnf.replace(/^(root ::= .*?) "\\n\\n\\n\\n" \[\\n\]\*$/m, "$1");
+}
+
 async function compileJsonSchema(llama: Llama, schema: Record<string, unknown>): Promise<OutputConstraint> {
   const enforceable = enforceableJsonSchema(schema);
   let grammar: Awaited<ReturnType<Llama["createGrammarForJsonSchema"]>>;
@@ -156,7 +165,7 @@ async function compileJsonSchema(llama: Llama, schema: Record<string, unknown>):
   }
   return {
     // Numbers bounded: node-llama-cpp's rules allow 1E8036913363169407 (Infinity), which no schema check accepts.
-    gbnf: boundJsonNumbers(grammar.grammar),
+    gbnf: boundJsonNumbers(withoutTrailingNewlines(grammar.grammar)),
     violation(text) {
       try {
         grammar.parse(text);

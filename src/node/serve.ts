@@ -1,5 +1,5 @@
 /** Serves models from the store on this machine alone, through the OpenAI-compatible API (`mycel serve`, `demo`). */
-import { startApiServer } from "../api/index.ts";
+import { createEngineBackend, startApiServer } from "../api/index.ts";
 import { httpLimitsOf, type MycelConfig } from "../config/index.ts";
 import { createEngine } from "../engine/index.ts";
 import type { Logger } from "../log/index.ts";
@@ -21,8 +21,24 @@ export async function startLocalServer(parameters: {
   const engine = createEngine({ options: config.engine, logger });
   for (const record of records)
     await engine.loadModel({ hash: record.hash, path: store.pathOf(record.hash), name: record.name });
+  // What the store knows of each model (family, size...) shows in Ollama's /api/tags and /api/show.
+  const byHash = new Map(records.map((record) => [record.hash, record]));
+  const backend = createEngineBackend(engine, {
+    details: (hash) => {
+      const record = byHash.get(hash);
+      return (
+        record && {
+          family: record.architecture,
+          parameterCount: record.parameterCount,
+          quantization: record.quantization,
+          sizeBytes: record.sizeBytes,
+          addedAt: record.addedAt,
+        }
+      );
+    },
+  });
   const server = await startApiServer({
-    engine,
+    backend,
     host: config.serve.host,
     port: config.serve.port,
     maxBodyBytes: config.serve.maxBodyBytes,

@@ -3,7 +3,7 @@
  * the prompt, every token, the fingerprints, the accounting and the receipt.
  */
 import { getAddress } from "viem";
-import type { Engine, LoadedModelInfo, PositionLogprobs } from "../engine/index.ts";
+import type { Engine, LoadedModelInfo } from "../engine/index.ts";
 import {
   type AuditInput,
   evidenceCommitment,
@@ -16,6 +16,13 @@ import {
   recoverReceiptSigner,
   type SignedReceipt,
 } from "../protocol/index.ts";
+import {
+  type AuditConstraints,
+  auditConstraintsOf,
+  type ConstrainedPosition,
+  liftedTokens,
+  walkConstrainedPositions,
+} from "./constraints.ts";
 import { type AuditTolerances, impossibleLogprob, minChunkPositions, tolerancesFor } from "./tolerances.ts";
 
 /** Why an answer failed its audit: a stable code and a sentence naming what was wrong. */
@@ -31,6 +38,8 @@ export type AuditReasonCode =
   | "finish_reason_dishonest"
   | "usage_dishonest"
   | "receipt_invalid"
+  /** An output token the request's grammar (response_format) did not allow, or a finished answer that breaks its format. */
+  | "constraint_violated"
   /** The provider did not hand over the evidence of its answer (validators record this; auditAnswer never does). */
   | "evidence_unavailable";
 
@@ -202,28 +211,57 @@ function checkFinish(engine: Engine, model: LoadedModelInfo, input: AuditInput, 
     });
 }
 
-/** Compares the provider's fingerprint gaps with the validator's at every position. */
-function compareFingerprints(input: AuditInput, positions: PositionLogprobs[]) {
+/**
+ * Compares the provider's fingerprint gaps with the validator's at every position, on logits after the request's
+ * biases and penalties (the distribution the provider sampled from).
+ */
+function compareFingerprints(input: AuditInput, positions: readonly ConstrainedPosition[]) {
   const errors: number[] = [];
   for (let index = 0; index < positions.length; index++) {
     const claimed = fingerprintAt(input.fingerprints, index);
     const measured = positions[index];
     if (!claimed || !measured) continue;
-    const logprobOf = (token: number) =>
-      measured.included.find((entry) => entry.token === token)?.logprob ?? Number.NEGATIVE_INFINITY;
-    const base = logprobOf(claimed.ids[0] as number);
+    const scoreOf = (token: number) => measured.adjusted(token) ?? Number.NEGATIVE_INFINITY;
+    const top = claimed.ids[0] as number;
+    const base = scoreOf(top);
     let worst = 0;
     claimed.gaps.forEach((gap, slot) => {
-      const other = logprobOf(claimed.ids[slot + 1] as number);
+      const other = scoreOf(claimed.ids[slot + 1] as number);
       const error = Math.abs(base - other - gap / fingerprintGapScale);
       worst = Math.max(worst, Number.isFinite(error) ? error : 1e9);
     });
-    // The provider's most likely token must be (nearly) the validator's most likely one.
-    const topGap = (measured.top[0]?.logprob ?? base) - base;
+    // The provider's most likely token must be (nearly) the validator's most likely one: among the tokens the
+    // grammar allows when it is one of them (a grammar-masked distribution), else among all.
+    const reference = measured.allows(top) ? measured.bestAllowed : measured.bestOverall;
+    const topGap = reference - base;
     worst = Math.max(worst, Number.isFinite(topGap) ? topGap : 1e9);
     errors.push(worst);
   }
   return errors;
+}
+
+/** A finished answer (ended by an end-of-generation token) must keep to its output format as a whole. */
+function checkOutputFormat(
+  engine: Engine,
+  model: LoadedModelInfo,
+  input: AuditInput,
+  constraints: AuditConstraints,
+  reasons: AuditReason[],
+) {
+  const last = input.outputTokens[input.outputTokens.length - 1];
+  if (
+    !constraints.output ||
+    last === undefined ||
+    !engine.isEndOfGeneration({ modelHash: model.hash, token: last })
+  )
+    return;
+  const prefix = input.request.prefix_tokens ?? [];
+  const text = engine.detokenize({
+    modelHash: model.hash,
+    tokens: [...prefix, ...input.outputTokens.slice(0, -1)],
+  });
+  const violation = constraints.output.violation(text);
+  if (violation) reasons.push({ code: "constraint_violated", message: violation });
 }
 
 /**
@@ -257,9 +295,23 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
     });
   if (input.receipt) await checkReceipt(input, input.receipt as SignedReceipt, reasons);
   checkFinish(engine, model, input, reasons);
+  let constraints: AuditConstraints;
+  try {
+    constraints = await auditConstraintsOf(request, model.chatTemplate);
+  } catch (error) {
+    // A provider must refuse a format no grammar enforces; answering it broke the request.
+    reasons.push({
+      code: "constraint_violated",
+      message: `the request's constraints cannot be enforced: ${error instanceof Error ? error.message : String(error)}`,
+    });
+    constraints = { bias: new Map(), penalties: undefined, output: undefined, any: true };
+  }
+  checkOutputFormat(engine, model, input, constraints, reasons);
+  const lifted = liftedTokens(constraints);
 
   const started = performance.now();
-  const topK = Math.max(8, Math.min(64, request.top_k));
+  // Under constraints the best allowed token may rank lower in the model's own distribution: look further.
+  const topK = constraints.any ? 64 : Math.max(8, Math.min(64, request.top_k));
   const evaluation =
     input.outputTokens.length === 0
       ? { positions: [] }
@@ -268,36 +320,56 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
           promptTokens: input.promptTokens,
           outputTokens: input.outputTokens,
           topK,
-          includeTokens: input.outputTokens.map(
-            (_, index) => fingerprintAt(input.fingerprints, index)?.ids ?? [],
-          ),
+          includeTokens: input.outputTokens.map((_, index) => [
+            ...(fingerprintAt(input.fingerprints, index)?.ids ?? []),
+            ...lifted,
+          ]),
           signal: parameters.signal,
         });
   const evaluateMs = performance.now() - started;
   const positions = evaluation.positions;
+  const walk = await walkConstrainedPositions({
+    engine,
+    modelHash: model.hash,
+    constraints,
+    request,
+    outputTokens: input.outputTokens,
+  });
+  const constrained = positions.map((position, index) => walk.at(index, position));
 
-  // Every output token must be one the claimed model could have produced with the request's sampling.
+  // Every output token must be one the claimed model could have produced with the request's sampling, biases,
+  // penalties and grammar: allowed by the grammar, and at temperature 0 the best allowed token after biases and
+  // penalties.
   let notArgmax = 0;
   let nearTies = 0;
   let firstNotArgmax = -1;
   let firstImpossible = -1;
   let firstOutsideTopK = -1;
+  let firstDisallowed = -1;
   for (const [index, position] of positions.entries()) {
-    const best = position.top[0];
-    if (position.logprob < impossibleLogprob && firstImpossible < 0) firstImpossible = index;
-    if (request.temperature === 0 && best && best.token !== position.token) {
-      if (best.logprob - position.logprob <= tolerances.nearTie) nearTies++;
+    const view = constrained[index] as ConstrainedPosition;
+    const score = view.adjusted(position.token) ?? Number.NEGATIVE_INFINITY;
+    const below = view.bestAllowed - score;
+    if (!view.allows(position.token) && firstDisallowed < 0) firstDisallowed = index;
+    const impossible = constraints.any ? below > -impossibleLogprob : position.logprob < impossibleLogprob;
+    if (impossible && firstImpossible < 0) firstImpossible = index;
+    if (request.temperature === 0 && below > 0) {
+      if (below <= tolerances.nearTie) nearTies++;
       else {
         notArgmax++;
         if (firstNotArgmax < 0) firstNotArgmax = index;
       }
     }
     if (request.temperature > 0 && request.top_k > 0 && request.top_k <= topK) {
-      const kth = position.top[request.top_k - 1];
-      if (kth && position.logprob < kth.logprob - tolerances.nearTie && firstOutsideTopK < 0)
-        firstOutsideTopK = index;
+      const outside = view.allowedAbove(score + tolerances.nearTie) >= request.top_k;
+      if (outside && firstOutsideTopK < 0) firstOutsideTopK = index;
     }
   }
+  if (firstDisallowed >= 0)
+    reasons.push({
+      code: "constraint_violated",
+      message: `output token ${firstDisallowed} is not allowed by the request's grammar (response_format) at its position`,
+    });
   if (firstImpossible >= 0)
     reasons.push({
       code: "implausible_token",
@@ -314,7 +386,7 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
       message: `output token ${firstOutsideTopK} is outside the top ${request.top_k} tokens the request allowed`,
     });
 
-  const errors = compareFingerprints(input, positions);
+  const errors = compareFingerprints(input, constrained);
   const meanGapError = errors.length > 0 ? errors.reduce((sum, value) => sum + value, 0) / errors.length : 0;
   const maxGapError = errors.reduce((max, value) => Math.max(max, value), 0);
   let worstChunkGapError = 0;

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Ollama } from "ollama";
 import { parseEther } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { fundDevAccounts, writeDeployments } from "../../src/chain/index.ts";
@@ -101,6 +102,7 @@ describe("API keys of a gateway (real gateway, provider and anvil processes)", (
     await createKey("bob", ["--budget", "0.000000000000000001 MYC"]);
     await createKey("carol");
     await createKey("dave");
+    await createKey("ollie");
     const provider = await startRole(
       [
         mycelBin,
@@ -249,6 +251,38 @@ describe("API keys of a gateway (real gateway, provider and anvil processes)", (
       ["alice"],
     );
     assert.equal(usage[0]?.requests, 2);
+  });
+
+  it("serves Ollama's API through the gateway, with the key as Ollama's client sends it", async () => {
+    const refused = await fetch(`${gatewayUrl}/api/tags`);
+    assert.equal(refused.status, 401);
+    assert.match(((await refused.json()) as { error: string }).error, /needs an API key/);
+    const ollama = new Ollama({ host: gatewayUrl, headers: { Authorization: `Bearer ${keys.ollie}` } });
+    const { models } = await ollama.list();
+    assert.deepEqual(
+      models.map((model) => model.name),
+      [modelName],
+    );
+    const request = {
+      model: modelName,
+      messages: [{ role: "user", content: "hi" }],
+      options: { num_predict: 4 },
+    };
+    const answer = await ollama.chat(request);
+    assert.equal(answer.done_reason, "length");
+    assert.equal(answer.eval_count, 4);
+    let streamed = "";
+    let final: (typeof answer & { mycel?: { receipts?: unknown[] } }) | undefined;
+    for await (const chunk of await ollama.chat({ ...request, stream: true })) {
+      streamed += chunk.message.content;
+      final = chunk;
+    }
+    assert.ok(streamed.length > 0);
+    assert.equal(final?.done, true);
+    assert.equal(final?.mycel?.receipts?.length, 1, "the provider's receipt rides on the final object");
+    const [usage] = await usageOf(keys.ollie as string);
+    assert.equal(usage?.requests, 2, "both answers count against the key");
+    assert.ok(BigInt(usage?.spent ?? "0") > 0n);
   });
 
   it("the explorer asks for the key, keeps it for the tab and loads with it", async (t) => {

@@ -1,0 +1,203 @@
+/** The table of Ollama's fields: every row refuses, accepts or maps what it says (unit test, no server). */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  checkOllamaFields,
+  ollamaBodyRules,
+  ollamaChatRequestSchema,
+  ollamaOptionRules,
+  ollamaSchemaName,
+  openAiFieldsOfOllama,
+  samplingOfOllama,
+} from "../../src/api/ollamaFields.ts";
+import { parseRequest } from "../../src/api/schemas.ts";
+import { InvalidInputError } from "../../src/errors/index.ts";
+
+const base = { model: "m", messages: [{ role: "user", content: "hi" }] };
+const check = (body: Record<string, unknown>) =>
+  checkOllamaFields(parseRequest(ollamaChatRequestSchema, { ...base, ...body }));
+
+/** A value no rule takes as neutral. */
+const odd = 0.37;
+
+describe("Ollama's field table", () => {
+  it("refuses every not-yet and refused option naming it, and accepts its neutral value", () => {
+    const neutral: Record<string, unknown> = {
+      repeat_last_n: 64,
+      typical_p: 1,
+      tfs_z: 1,
+      mirostat: 0,
+      penalize_newline: true,
+    };
+    for (const [name, rule] of Object.entries(ollamaOptionRules)) {
+      if (rule.status === "mapped") continue;
+      if (rule.status === "ignored") {
+        assert.doesNotThrow(() => check({ options: { [name]: odd } }), name);
+        continue;
+      }
+      assert.throws(
+        () => check({ options: { [name]: odd } }),
+        (error: unknown) =>
+          error instanceof InvalidInputError &&
+          error.param === `options.${name}` &&
+          error.code === "unsupported_parameter" &&
+          error.shortMessage.includes(rule.status === "not_yet" ? "not supported yet" : rule.why),
+        name,
+      );
+      if (name in neutral) assert.doesNotThrow(() => check({ options: { [name]: neutral[name] } }), name);
+    }
+    assert.match(
+      String(ollamaOptionRules.repeat_last_n?.status === "refused" && ollamaOptionRules.repeat_last_n.why),
+      /fixed window of the last 64 output tokens/,
+    );
+    assert.doesNotThrow(() => check({ options: { repeat_last_n: 0 } }), "0: no penalties");
+    assert.throws(
+      () => check({ options: { flash_attention: true } }),
+      /unsupported parameter 'options\.flash_attention'/,
+    );
+  });
+
+  it("refuses the body fields it does not implement unless empty, and ignores keep_alive", () => {
+    for (const [fields, param] of [
+      [{ tools: [{ type: "function", function: { name: "f" } }] }, "tools"],
+      [{ think: "high" }, "think"],
+      [{ messages: [{ role: "assistant", content: "", tool_calls: [{}] }] }, "messages.0.tool_calls"],
+      [{ messages: [{ role: "tool", content: "1", tool_name: "f" }] }, "messages.0.tool_name"],
+    ] as const)
+      assert.throws(
+        () => check(fields),
+        (error: unknown) => error instanceof InvalidInputError && error.param === param,
+        param,
+      );
+    assert.doesNotThrow(() =>
+      check({ format: "", tools: [], logprobs: false, top_logprobs: 0, think: false }),
+    );
+    assert.equal(ollamaBodyRules.format?.status, "mapped");
+    assert.doesNotThrow(() => check({ keep_alive: -1 }));
+    assert.equal(ollamaBodyRules.keep_alive?.status, "ignored");
+  });
+
+  it("maps Ollama's options onto the OpenAI side's names, with Ollama's defaults", () => {
+    const options = { temperature: 0.2, top_p: 0.5, top_k: 7, seed: 3, num_predict: 12, stop: ["\n"] };
+    assert.deepEqual(openAiFieldsOfOllama({ options, keep_alive: "5m", num_ctx: 1 }), {
+      temperature: 0.2,
+      top_p: 0.5,
+      top_k: 7,
+      seed: 3,
+      max_tokens: 12,
+      stop: ["\n"],
+    });
+    assert.deepEqual(samplingOfOllama({ options }), {
+      temperature: 0.2,
+      topP: 0.5,
+      topK: 7,
+      seed: 3,
+      maxTokens: 12,
+      stop: ["\n"],
+      repeatPenalty: 1.1,
+    });
+    assert.deepEqual(samplingOfOllama({ options: { seed: -1, num_predict: -1 } }), {
+      temperature: 0.8,
+      topP: 0.9,
+      topK: 40,
+      seed: undefined,
+      maxTokens: undefined,
+      stop: [],
+      repeatPenalty: 1.1,
+    });
+    assert.throws(() => check({ options: { num_predict: 0 } }), /num_predict must be at least 1/);
+  });
+
+  it("maps the penalties, min_p, format and logprobs onto the constraints, with Ollama's repeat_penalty 1.1", () => {
+    const options = { min_p: 0.05, repeat_penalty: 1.3, presence_penalty: 0.5, frequency_penalty: -0.25 };
+    const schema = { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] };
+    assert.deepEqual(
+      openAiFieldsOfOllama({ options, format: schema, logprobs: true, top_logprobs: 3, keep_alive: 0 }),
+      {
+        min_p: 0.05,
+        repeat_penalty: 1.3,
+        presence_penalty: 0.5,
+        frequency_penalty: -0.25,
+        response_format: {
+          type: "json_schema",
+          json_schema: { name: ollamaSchemaName, schema, strict: true },
+        },
+        logprobs: true,
+        top_logprobs: 3,
+      },
+    );
+    const sampling = samplingOfOllama({
+      options: { ...options, repeat_last_n: 64 },
+      format: "json",
+      logprobs: true,
+    });
+    assert.deepEqual(
+      {
+        minP: sampling.minP,
+        repeatPenalty: sampling.repeatPenalty,
+        presencePenalty: sampling.presencePenalty,
+        frequencyPenalty: sampling.frequencyPenalty,
+        logprobs: sampling.logprobs,
+        responseFormat: sampling.responseFormat,
+      },
+      {
+        minP: 0.05,
+        repeatPenalty: 1.3,
+        presencePenalty: 0.5,
+        frequencyPenalty: -0.25,
+        logprobs: 0,
+        responseFormat: { type: "json_object" },
+      },
+    );
+    // Left out: Ollama's repeat_penalty 1.1; repeat_last_n 0 or repeat_penalty 1: none; neutral values leave no field.
+    assert.equal(samplingOfOllama({}).repeatPenalty, 1.1);
+    assert.equal(samplingOfOllama({ options: { repeat_last_n: 0 } }).repeatPenalty, undefined);
+    const neutral = samplingOfOllama({
+      options: { repeat_penalty: 1, min_p: 0, presence_penalty: 0, frequency_penalty: 0 },
+      format: "",
+      logprobs: false,
+      top_logprobs: 0,
+    });
+    for (const key of [
+      "repeatPenalty",
+      "minP",
+      "presencePenalty",
+      "frequencyPenalty",
+      "logprobs",
+      "responseFormat",
+    ])
+      assert.equal(key in neutral, false, key);
+  });
+
+  it("refuses out-of-range options, contradictions and schemas no grammar enforces, naming the field", () => {
+    for (const [fields, param, message] of [
+      [{ options: { min_p: 1.5 } }, "options.min_p", /invalid value for 'options\.min_p'/],
+      [{ options: { repeat_penalty: 0 } }, "options.repeat_penalty", /'options\.repeat_penalty'/],
+      [{ options: { presence_penalty: 3 } }, "options.presence_penalty", /'options\.presence_penalty'/],
+      [{ options: { frequency_penalty: -2.5 } }, "options.frequency_penalty", /'options\.frequency_penalty'/],
+      [{ options: { repeat_last_n: -1 } }, "options.repeat_last_n", /fixed window of the last 64/],
+      [{ options: { repeat_last_n: 128 } }, "options.repeat_last_n", /send 64/],
+      [
+        { options: { repeat_last_n: 0, repeat_penalty: 1.2 } },
+        "options.repeat_last_n",
+        /turns the penalties off, and options\.repeat_penalty asks for one/,
+      ],
+      [{ options: { penalize_newline: false } }, "options.penalize_newline", /newlines included/],
+      [{ format: "xml" }, "format", /format is "json" or a JSON schema/],
+      [{ format: { type: "no-such-type" } }, "format", /'?format'? cannot be enforced/],
+      [
+        { format: { type: "string", pattern: "a+" } },
+        "format",
+        /format cannot be enforced: the keyword "pattern"/,
+      ],
+      [{ top_logprobs: 2 }, "top_logprobs", /top_logprobs needs logprobs: true/],
+      [{ logprobs: true, top_logprobs: 21 }, "top_logprobs", /'top_logprobs'/],
+    ] as const)
+      assert.throws(
+        () => check(fields),
+        (error: unknown) =>
+          error instanceof InvalidInputError && error.param === param && message.test(error.shortMessage),
+        `${JSON.stringify(fields)}`,
+      );
+  });
+});

@@ -346,11 +346,20 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
   let firstImpossible = -1;
   let firstOutsideTopK = -1;
   let firstDisallowed = -1;
+  let firstForeignFingerprint = -1;
   for (const [index, position] of positions.entries()) {
     const view = constrained[index] as ConstrainedPosition;
     const score = view.adjusted(position.token) ?? Number.NEGATIVE_INFINITY;
     const below = view.bestAllowed - score;
     if (!view.allows(position.token) && firstDisallowed < 0) firstDisallowed = index;
+    // Generation records the distribution after the grammar, so every token a fingerprint names is one the grammar
+    // allows there; fingerprints of forbidden tokens hide the allowed tokens the model preferred.
+    if (
+      constraints.output &&
+      firstForeignFingerprint < 0 &&
+      fingerprintAt(input.fingerprints, index)?.ids.some((id) => !view.allows(id))
+    )
+      firstForeignFingerprint = index;
     const impossible = constraints.any ? below > -impossibleLogprob : position.logprob < impossibleLogprob;
     if (impossible && firstImpossible < 0) firstImpossible = index;
     if (request.temperature === 0 && below > 0) {
@@ -369,6 +378,11 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
     reasons.push({
       code: "constraint_violated",
       message: `output token ${firstDisallowed} is not allowed by the request's grammar (response_format) at its position`,
+    });
+  if (firstForeignFingerprint >= 0)
+    reasons.push({
+      code: "fingerprint_mismatch",
+      message: `the fingerprint of output position ${firstForeignFingerprint} names tokens the request's grammar forbids there: it was not sampled under the grammar`,
     });
   if (firstImpossible >= 0)
     reasons.push({

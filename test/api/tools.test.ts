@@ -249,15 +249,14 @@ describe("tools through mycel serve (the openai client, mycel audit)", () => {
     );
   });
 
-  it("an answer whose tool-call arguments were fabricated fails mycel audit", async () => {
+  it("an answer whose tool-call arguments were fabricated fails mycel audit (temperature 0)", async () => {
     const honest = (await client.chat.completions.create({
       model: models.gpt2.name,
-      messages: [question],
+      messages: [{ role: "user", content: "And in Lyon, for the week?" }],
       tools,
-      tool_choice: "required",
+      tool_choice: { type: "function", function: { name: "get_weather" } },
       max_tokens: 200,
-      temperature: 1,
-      seed: 3,
+      temperature: 0,
       mycel: { include_evidence: true },
     } as OpenAI.ChatCompletionCreateParamsNonStreaming)) as Answer;
     const evidence = honest.mycel.evidence;
@@ -268,7 +267,16 @@ describe("tools through mycel serve (the openai client, mycel audit)", () => {
       evidence,
     });
     assert.notDeepEqual(cheat.outputTokens, evidence.outputTokens);
+    const honestRun = await audit("honest-arguments", honest);
+    assert.equal(honestRun.verdict?.verdict, "pass", honestRun.stdout);
     const run = await audit("fabricated-arguments", cheat);
-    assert.equal(run.verdict?.verdict, "fail", run.stdout);
+    const texts = [evidence.outputTokens, cheat.outputTokens].map((tokens) =>
+      engine.detokenize({ modelHash: models.gpt2.hash, tokens }),
+    );
+    assert.equal(run.verdict?.verdict, "fail", `${JSON.stringify(texts)}\n${run.stdout}`);
+    assert.ok(
+      run.verdict?.reasons.some((reason) => reason.code === "fingerprint_mismatch"),
+      `the cheat's fingerprints (the model's own, without the grammar) name tokens the grammar forbids: ${run.stdout}`,
+    );
   });
 });

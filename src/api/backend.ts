@@ -15,6 +15,7 @@ import {
   buildInferenceRequest,
   type Evidence,
   type InferenceRequest,
+  type ModelCapability,
   modelHashToBytes32,
   type RequestConstraints,
 } from "../protocol/index.ts";
@@ -79,6 +80,8 @@ export type BackendGenerateParameters = {
   maxPricePerMillion?: bigint;
   /** Gateways: route only to this provider (a peer id); validators' challenges use it. */
   onlyProvider?: string;
+  /** Gateways: route only to providers whose model entry announces these (e.g. tools, grammar). */
+  requiredCapabilities?: readonly ModelCapability[];
   signal: AbortSignal;
   /** Called once generation is about to start (after any queueing), so headers can go out. */
   onStart?: () => void;
@@ -121,7 +124,33 @@ export type ApiAccess = {
    */
   admit(parameters: { request: IncomingMessage; spends: boolean }): ApiCaller | undefined;
   /** Counts a finished completion against its caller: tokens, and what the answer cost (its `mycel` fields). */
-  recordAnswer(parameters: { caller: ApiCaller; result: BackendGenerateResult }): void;
+  recordAnswer(parameters: {
+    caller: ApiCaller;
+    result: Pick<BackendGenerateResult, "usage" | "mycel">;
+  }): void;
+};
+
+/** Parameters of {@link InferenceBackend.embed}. */
+export type BackendEmbedParameters = {
+  model: ApiModelInfo;
+  /** Each input as text or token ids. */
+  inputs: (string | number[])[];
+  /** The vector length asked for (`dimensions`); only the model's own is served. */
+  dimensions?: number;
+  /** Gateways: pay at most this per 1M input tokens (request option `mycel.max_price`). */
+  maxPricePerMillion?: bigint;
+  /** Gateways: route only to this provider (a peer id). */
+  onlyProvider?: string;
+  signal: AbortSignal;
+};
+
+/** Return type of {@link InferenceBackend.embed}: one unit-length vector per input, in order. */
+export type BackendEmbedResult = {
+  vectors: number[][];
+  usage: { promptTokens: number; completionTokens: 0; totalTokens: number };
+  /** Extra fields returned under `mycel` (model hash, receipts...). */
+  mycel: Record<string, unknown>;
+  timings?: { queuedMs: number; totalMs: number };
 };
 
 /** Where the OpenAI-compatible API gets its models and answers. */
@@ -130,6 +159,8 @@ export type InferenceBackend = {
   /** Finds a model by name or hash (a backend may search before it answers); throws ModelNotFoundError naming the fix. */
   findModel(nameOrHash: string): ApiModelInfo | Promise<ApiModelInfo>;
   generate(parameters: BackendGenerateParameters): Promise<BackendGenerateResult>;
+  /** Embeddings (`/v1/embeddings`); absent: this backend serves none. */
+  embed?(parameters: BackendEmbedParameters): Promise<BackendEmbedResult>;
   /** The body of GET /health. */
   health(): Record<string, unknown>;
   /** Extra routes (e.g. /mycel/v1/...); returns false when it does not serve the path. */
@@ -152,6 +183,7 @@ export function createEngineBackend(
       quantization: info.weightType === "quantized" ? undefined : info.weightType.toUpperCase(),
       ...options.details?.(info.hash),
     },
+    extra: { capabilities: info.capabilities },
   });
 
   function tokenize(model: ApiModelInfo, prompt: ApiPrompt, sampling: ApiSampling): number[] {
@@ -186,6 +218,26 @@ export function createEngineBackend(
         .models()
         .map((info) => ({ name: info.name, hash: info.hash, slots: engine.stats(info.hash) })),
     }),
+    async embed(parameters) {
+      const modelHash = parameters.model.hash;
+      const inputs = parameters.inputs.map((input) => engine.embeddingTokens({ modelHash, input }));
+      const result = await engine.embed({
+        modelHash,
+        inputs,
+        dimensions: parameters.dimensions,
+        signal: parameters.signal,
+      });
+      return {
+        vectors: result.vectors,
+        usage: {
+          promptTokens: result.usage.promptTokens,
+          completionTokens: 0,
+          totalTokens: result.usage.totalTokens,
+        },
+        mycel: { model_hash: modelHash },
+        timings: result.timings,
+      };
+    },
     async generate(parameters) {
       const promptTokens = tokenize(parameters.model, parameters.prompt, parameters.sampling);
       if (promptTokens.length === 0) {

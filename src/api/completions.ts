@@ -13,7 +13,7 @@ import {
 } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { RequestConstraints } from "../protocol/index.ts";
+import type { ModelCapability, RequestConstraints } from "../protocol/index.ts";
 import type {
   ApiAccess,
   ApiCaller,
@@ -273,6 +273,16 @@ function writeAnswer(
   return usage;
 }
 
+/** The capabilities a provider must announce for the model to serve this generation (none: no field). */
+function requiredCapabilitiesOf(generation: Generation): { requiredCapabilities?: ModelCapability[] } {
+  const { constraints } = generation;
+  const required: ModelCapability[] = [];
+  if (generation.toolFormat) required.push("tools");
+  const forced = constraints.toolChoice !== undefined && constraints.toolChoice !== "auto";
+  if (constraints.responseFormat || (generation.toolFormat && forced)) required.push("grammar");
+  return required.length > 0 ? { requiredCapabilities: required } : {};
+}
+
 /** Runs one generation, as JSON or as SSE, and stops it if the client goes away. */
 async function runGeneration(context: CompletionContext, generation: Generation) {
   const { response, body, model } = generation;
@@ -301,6 +311,9 @@ async function runGeneration(context: CompletionContext, generation: Generation)
       model,
       prompt: generation.prompt,
       sampling: samplingOf(generation),
+      // Gateways route a grammar-constrained request only to providers that announce grammars, and one whose
+      // tools are in play only to providers that announce tools.
+      ...requiredCapabilitiesOf(generation),
       includeEvidence: body.mycel?.include_evidence === true,
       requestAudit: body.mycel?.audit === true,
       ...(body.mycel?.max_price == null ? {} : { maxPricePerMillion: BigInt(body.mycel.max_price) }),

@@ -6,6 +6,8 @@ export {
   type ApiModelInfo,
   type ApiPrompt,
   type ApiSampling,
+  type BackendEmbedParameters,
+  type BackendEmbedResult,
   type BackendGenerateParameters,
   type BackendGenerateResult,
   createEngineBackend,
@@ -13,6 +15,13 @@ export {
   type RouteParameters,
 } from "./backend.ts";
 export { type CompletionContext, handleChatCompletion, handleCompletion } from "./completions.ts";
+export {
+  type EmbeddingRequest,
+  embeddingInputsOf,
+  embeddingRequestSchema,
+  encodeVectorBase64,
+  handleEmbeddings,
+} from "./embeddings.ts";
 export {
   guardRequest,
   isLoopbackHost,

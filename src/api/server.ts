@@ -6,6 +6,7 @@ import { MycelError } from "../errors/index.ts";
 import { type Logger, silentLogger } from "../log/index.ts";
 import { type ApiAccess, type ApiModelInfo, createEngineBackend, type InferenceBackend } from "./backend.ts";
 import { type CompletionContext, handleChatCompletion, handleCompletion } from "./completions.ts";
+import { handleEmbeddings } from "./embeddings.ts";
 import { guardRequest, isLoopbackHost, requestPath, sendJson } from "./http.ts";
 import { handleOllamaRoute, ollamaSpendingPaths, toOllamaError } from "./ollama.ts";
 import { HttpError, toOpenAiError } from "./openaiErrors.ts";
@@ -84,7 +85,10 @@ function createRouter(context: CompletionContext & { loopbackOnly: boolean }) {
     // The API (OpenAI's and Ollama's) and the explorer's views need a key when the server checks keys; /health and
     // the web app's files not.
     const spends =
-      path === "/v1/chat/completions" || path === "/v1/completions" || ollamaSpendingPaths.has(path);
+      path === "/v1/chat/completions" ||
+      path === "/v1/completions" ||
+      path === "/v1/embeddings" ||
+      ollamaSpendingPaths.has(path);
     const caller =
       context.access && (path.startsWith("/v1/") || path.startsWith("/api/") || path.startsWith("/mycel/"))
         ? context.access.admit({ request, spends: spends && method === "POST" })
@@ -120,13 +124,17 @@ function createRouter(context: CompletionContext & { loopbackOnly: boolean }) {
       allow(["POST"]);
       return handleCompletion(completion, request, response);
     }
+    if (path === "/v1/embeddings") {
+      allow(["POST"]);
+      return handleEmbeddings(completion, request, response);
+    }
     // Ollama's API (docs/API.md "Ollama API").
     if (path.startsWith("/api/"))
       return handleOllamaRoute({ context: completion, method, path, request, response });
     if (await backend.route?.({ method, path, query, request, response, caller })) return;
     throw new HttpError(404, `no route ${method} ${path}`, {
       code: "not_found",
-      hint: "the API serves /v1/models, /v1/chat/completions, /v1/completions, Ollama's /api/ routes and /health",
+      hint: "the API serves /v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings, Ollama's /api/ routes and /health",
     });
   };
 }

@@ -24,6 +24,14 @@ import {
   renderLegacyChatPrompt,
   type SpecialToken,
 } from "./chatPrompt.ts";
+import {
+  canEmbed,
+  createEmbedder,
+  type Embedder,
+  type EmbedReturnType,
+  type ModelCapability,
+  modelCapabilities,
+} from "./embeddings.ts";
 import { createPieceTable, type PieceTable, type PieceVocabularyType } from "./pieces.ts";
 import {
   type GrammarWalker,
@@ -45,6 +53,8 @@ export type LoadedModelInfo = {
   vocabularySize: number;
   /** The weights' type from GGUF `general.file_type`: "f32", "f16", "q8_0", or "quantized" for any other. */
   weightType: string;
+  /** What the model can do (see modelCapabilities in embeddings.ts). */
+  capabilities: ModelCapability[];
 };
 
 /** GGUF `general.file_type` values Mycel tells apart (llama.cpp's LLAMA_FTYPE). */
@@ -198,6 +208,15 @@ export type Engine = {
   /** One teacher-forced batched pass over prompt + output, returning per-position top-k log-probabilities. */
   evaluate(parameters: EvaluateParameters): Promise<EvaluateReturnType>;
   stats(modelHash: string): { total: number; busy: number; waiting: number; maxWaiting: number };
+  /** An embeddings input's tokens as they are embedded (see embeddings.ts); throws when the model cannot embed. */
+  embeddingTokens(parameters: { modelHash: string; input: string | readonly number[] }): number[];
+  /** Embeds each input (token ids from embeddingTokens) into a unit-length vector (see embeddings.ts). */
+  embed(parameters: {
+    modelHash: string;
+    inputs: readonly (readonly number[])[];
+    dimensions?: number;
+    signal?: AbortSignal;
+  }): Promise<EmbedReturnType>;
   close(): Promise<void>;
 };
 
@@ -219,6 +238,8 @@ type LoadedModel = {
   vocabulary: ModelVocabulary;
   /** Per sequence: sets the grammar and biases its next samplings use (see samplerHook.ts). */
   samplerExtras: Map<LlamaContextSequence, (extras: SamplerExtras | undefined) => void>;
+  /** Undefined when llama.cpp cannot embed with the model. */
+  embedder: Embedder | undefined;
 };
 
 /** What prompts and output text need of a model's vocabulary. */
@@ -345,6 +366,17 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     return entry;
   }
 
+  function embedderOf(modelHash: string): Embedder {
+    const { embedder, info } = get(modelHash);
+    if (!embedder)
+      throw new InvalidInputError(`model "${info.name}" cannot make embeddings`, {
+        param: "model",
+        code: "model_not_supported",
+        hint: "use a model whose capabilities (GET /v1/models, mycel.capabilities) include embeddings",
+      });
+    return embedder;
+  }
+
   function findModel(nameOrHash: string): LoadedModelInfo {
     const query = nameOrHash.replace(/^sha256:/i, "");
     for (const entry of loaded.values())
@@ -407,6 +439,10 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       chatTemplate: metadata.tokenizer?.chat_template,
       vocabularySize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
       weightType: weightTypes[metadata.general?.file_type ?? -1] ?? "quantized",
+      capabilities: modelCapabilities({
+        chatTemplate: metadata.tokenizer?.chat_template,
+        embeddings: canEmbed(model),
+      }),
     };
     const sequences = contexts.map((context) => context.getSequence());
     const samplerExtras = new Map(
@@ -417,7 +453,18 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       maxWaiting: options.maxQueue,
       retryAfterSeconds: 1,
     });
-    loaded.set(input.hash, { info, model, contexts, pool, vocabulary: vocabularyOf(model), samplerExtras });
+    const embedder = canEmbed(model)
+      ? createEmbedder({ model, contextSize: info.contextSize, threads: 1, maxQueue: options.maxQueue })
+      : undefined;
+    loaded.set(input.hash, {
+      info,
+      model,
+      contexts,
+      pool,
+      vocabulary: vocabularyOf(model),
+      samplerExtras,
+      embedder,
+    });
     logger.info("model loaded", {
       model: info.name,
       hash: info.hash,
@@ -766,6 +813,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
 
   async function close() {
     for (const entry of loaded.values()) {
+      await entry.embedder?.close();
       for (const context of entry.contexts) await context.dispose();
       await entry.model.dispose();
     }
@@ -788,6 +836,8 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     generate,
     evaluate,
     stats: (modelHash) => get(modelHash).pool.stats(),
+    embeddingTokens: (input) => embedderOf(input.modelHash).prepare(input.input),
+    embed: (input) => embedderOf(input.modelHash).embed(input),
     close,
   };
 }

@@ -24,6 +24,17 @@ export {
   toolsInPlay,
 } from "./constraints.ts";
 export {
+  canEmbed,
+  createEmbedder,
+  type Embedder,
+  type EmbedParameters,
+  type EmbedReturnType,
+  embeddingLimits,
+  type ModelCapability,
+  modelCapabilities,
+  normalizeVector,
+} from "./embeddings.ts";
+export {
   createEngine,
   type Engine,
   type EvaluateParameters,

@@ -1,6 +1,7 @@
 /** The gateway as the API's backend: /v1/models from the catalog, completions answered over the network. */
-import type { BackendGenerateResult, InferenceBackend } from "../api/index.ts";
+import type { BackendEmbedResult, BackendGenerateResult, InferenceBackend } from "../api/index.ts";
 import type { Catalog } from "./catalog.ts";
+import type { GatewayEmbedAnswer } from "./embeddings.ts";
 import type { GatewayAnswer } from "./failover.ts";
 
 /** The `mycel` object of an API response: the answer's request id, seed, providers and receipts. */
@@ -34,6 +35,8 @@ export type CreateGatewayBackendParameters = {
   /** Finds a model (default: the catalog's find); may search the network before it gives up. */
   findModel?: InferenceBackend["findModel"];
   answer: (parameters: Parameters<InferenceBackend["generate"]>[0]) => Promise<GatewayAnswer>;
+  /** Embeddings over the network (absent: the gateway serves none). */
+  embed?: (parameters: Parameters<NonNullable<InferenceBackend["embed"]>>[0]) => Promise<GatewayEmbedAnswer>;
   health: () => Record<string, unknown>;
 };
 
@@ -54,5 +57,27 @@ export function createGatewayBackend(parameters: CreateGatewayBackendParameters)
         timings: { queuedMs: 0, totalMs: answer.totalMs },
       };
     },
+    ...(parameters.embed ? { embed: embedWith(parameters.embed) } : {}),
+  };
+}
+
+/** The backend's embed over the gateway's: the `mycel` object names the request, provider and its receipt. */
+function embedWith(
+  embed: NonNullable<CreateGatewayBackendParameters["embed"]>,
+): NonNullable<InferenceBackend["embed"]> {
+  return async (request): Promise<BackendEmbedResult> => {
+    const answer = await embed(request);
+    return {
+      vectors: answer.vectors,
+      usage: answer.usage,
+      mycel: {
+        request_id: answer.requestId,
+        model_hash: answer.modelHash,
+        providers: [answer.provider],
+        failovers: answer.failovers,
+        receipts: [answer.receipt],
+      },
+      timings: { queuedMs: 0, totalMs: answer.totalMs },
+    };
   };
 }

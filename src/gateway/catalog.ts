@@ -1,6 +1,7 @@
 /** The models the network serves now, as the gateway's provider table knows them: listed, and found by name or hash. */
 import type { ApiModelInfo } from "../api/index.ts";
 import { describeAvailable, ModelNotFoundError } from "../errors/index.ts";
+import { capabilitiesOf, type ModelCapability } from "../protocol/index.ts";
 import { defaultRoutingPolicy, type RoutingPolicy, unroutableReason } from "./eligibility.ts";
 import type { KnownProvider, ProviderTable } from "./providerTable.ts";
 
@@ -19,7 +20,7 @@ function smallest(values: readonly bigint[]): bigint {
   return result;
 }
 
-/** The tool-call format of a model when all its providers announce the same one (a model's template is in its file). */
+/** The tool-call format of a model when its providers that announce one agree (a model's template is in its file). */
 function toolCallFormatOf(formats: ReadonlySet<string | undefined>): Pick<ApiModelInfo, "toolCallFormat"> {
   const [only] = formats;
   return formats.size === 1 && (only === "hermes" || only === "llama3-json") ? { toolCallFormat: only } : {};
@@ -38,6 +39,7 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
         name: string;
         contextSize: number;
         providers: KnownProvider[];
+        capabilities: Set<ModelCapability>;
         toolCallFormats: Set<string | undefined>;
       }
     >();
@@ -49,10 +51,12 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
           name: model.name,
           contextSize: model.context_size,
           providers: [],
+          capabilities: new Set<ModelCapability>(),
           toolCallFormats: new Set<string | undefined>(),
         };
         entry.providers.push(provider);
-        entry.toolCallFormats.add(model.tool_call_format);
+        for (const capability of capabilitiesOf(model)) entry.capabilities.add(capability);
+        if (model.tool_call_format) entry.toolCallFormats.add(model.tool_call_format);
         byHash.set(model.hash, entry);
       }
     }
@@ -63,10 +67,13 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
         name: entry.name,
         hash: hash.slice(2),
         contextLength: entry.contextSize,
-        // Tool calls are parsed in the format every provider of the model announces; none (or two): no tools.
+        // Tool calls are parsed in the format the model's providers announce (requests with tools go only to
+        // providers that announce tools); none, or two that disagree: no tools.
         ...toolCallFormatOf(entry.toolCallFormats),
         extra: {
           providers: entry.providers.length,
+          /** What some provider of the model can do with it. */
+          capabilities: [...entry.capabilities],
           lowest_price_per_million: {
             input: lowest("input").toString(),
             output: lowest("output").toString(),

@@ -6,6 +6,7 @@
  */
 import { roleDefaults } from "../config/index.ts";
 import { PaymentRequiredError } from "../errors/index.ts";
+import { capabilitiesOf, type ModelCapability } from "../protocol/index.ts";
 import type { KnownProvider } from "./providerTable.ts";
 
 /** What a gateway requires of a provider before it routes to it. */
@@ -30,6 +31,7 @@ export type UnroutableReason =
   | "untrusted"
   | "expired"
   | "not_serving"
+  | "lacks_capability"
   | "not_checked"
   | "not_registered"
   | "not_active"
@@ -45,6 +47,8 @@ export type RoutableParameters = {
   policy: RoutingPolicy;
   /** The request's own ceiling, if lower than the policy's (`mycel.max_price`). */
   maxPricePerMillion?: bigint;
+  /** What the request needs the model to do there (embeddings, tools, grammar); none: any provider of it. */
+  requiredCapabilities?: readonly ModelCapability[];
   now?: number;
 };
 
@@ -81,13 +85,23 @@ export function unroutableReason(
   const modelHash = parameters.modelHash.toLowerCase();
   if (provider.untrusted) return "untrusted";
   if (provider.announcement.expires_at <= (parameters.now ?? Date.now())) return "expired";
-  if (!provider.announcement.models.some((model) => model.hash.toLowerCase() === modelHash))
-    return "not_serving";
+  const model = provider.announcement.models.find((entry) => entry.hash.toLowerCase() === modelHash);
+  if (!model) return "not_serving";
+  if (!hasCapabilities(model, parameters.requiredCapabilities)) return "lacks_capability";
   const ceiling = effectiveCeiling(parameters.policy, parameters.maxPricePerMillion);
   const price = provider.announcement.price;
   if (BigInt(price.input) > ceiling || BigInt(price.output) > ceiling) return "above_ceiling";
   if (parameters.policy.requireStake) return registrationReason(provider, modelHash);
   return undefined;
+}
+
+/** Whether an announced model entry can do everything `required` names (an entry without the field: chat, completion). */
+export function hasCapabilities(
+  model: { capabilities?: readonly ModelCapability[] },
+  required: readonly ModelCapability[] | undefined,
+): boolean {
+  const announced = capabilitiesOf(model);
+  return (required ?? []).every((capability) => announced.includes(capability));
 }
 
 /** Whether `provider` may serve `modelHash` under the policy. */
@@ -101,6 +115,7 @@ export function describeUnroutable(reason: UnroutableReason): string {
     untrusted: "caught cheating or breaking the protocol",
     expired: "its announcement expired",
     not_serving: "it does not announce the model",
+    lacks_capability: "it does not announce the capabilities the request needs for the model",
     not_checked: "its on-chain registration has not been read yet",
     not_registered: "not registered on chain (no stake)",
     not_active: "its on-chain stake is below the minimum",

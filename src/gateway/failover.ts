@@ -291,6 +291,7 @@ function pickProvider(input: {
       modelHash: state.modelHash,
       policy,
       maxPricePerMillion: parameters.maxPricePerMillion,
+      requiredCapabilities: parameters.requiredCapabilities,
     });
   if (input.attempt === 0)
     refuseAboveCeiling({

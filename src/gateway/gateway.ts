@@ -19,6 +19,7 @@ import { createCapacityQueue } from "./capacity.ts";
 import { type Catalog, createCatalog } from "./catalog.ts";
 import { type StakedProviderSource, startDiscovery } from "./discovery.ts";
 import { defaultRoutingPolicy, isRoutable, type RoutingPolicy } from "./eligibility.ts";
+import { answerEmbeddings } from "./embeddings.ts";
 import { answerWithFailover, type GatewayAnswer } from "./failover.ts";
 import { createProviderTable, type ProviderTable } from "./providerTable.ts";
 import { type RegistrationSource, watchRegistrations } from "./registrations.ts";
@@ -205,6 +206,11 @@ export function startGateway(parameters: StartGatewayParameters): Gateway {
       }
     },
     answer,
+    embed: async (request) => {
+      if (registrations && routableProviders(modelHashToBytes32(request.model.hash)).length === 0)
+        await registrations.firstReads(firstRegistrationReadWaitMs);
+      return answerEmbeddings(request, context);
+    },
     health: () => ({
       status: "ok",
       role: "gateway",

@@ -25,6 +25,7 @@ export {
   defaultRoutingPolicy,
   describeUnroutable,
   effectiveCeiling,
+  hasCapabilities,
   isRoutable,
   type RoutableParameters,
   type RoutingPolicy,
@@ -33,6 +34,7 @@ export {
   unroutableReason,
   whyNoneRoutable,
 } from "./eligibility.ts";
+export { answerEmbeddings, embedRequestOf, type GatewayEmbedAnswer } from "./embeddings.ts";
 export {
   type AnsweredEvidence,
   answerWithFailover,

@@ -136,7 +136,7 @@ function guardSegment(caps: SegmentCaps, provider: KnownProvider) {
 }
 
 /** What a provider's error frame means for the request. */
-function failureOf(error: WireError, provider: KnownProvider): Error {
+export function failureOf(error: WireError, provider: KnownProvider): Error {
   if (error.kind === "client_input")
     return new InvalidInputError(error.peerMessage, { code: error.code, param: "messages" });
   if (error.kind === "payment")
@@ -154,7 +154,14 @@ function failureOf(error: WireError, provider: KnownProvider): Error {
   });
 }
 
-async function open(components: FramedComponents, parameters: RunSegmentParameters): Promise<InferenceCall> {
+/** Opens the inference stream of a segment; throws what the provider's refusal means (see failureOf). */
+export async function openSegmentCall(
+  components: FramedComponents,
+  parameters: Pick<
+    RunSegmentParameters,
+    "provider" | "paying" | "requestId" | "client" | "request" | "timeouts" | "signal"
+  >,
+): Promise<InferenceCall> {
   const { provider, paying } = parameters;
   try {
     return await callInference(components, {
@@ -186,7 +193,7 @@ export async function runSegment(
   const startedAt = performance.now();
   const caps = segmentCapsOf({ request: parameters.request, provider });
   const guard = guardSegment(caps, provider);
-  const call = await open(components, parameters);
+  const call = await openSegmentCall(components, parameters);
   signal.addEventListener("abort", call.cancel, { once: true });
   const payer: PayerSession | undefined =
     parameters.paying &&
@@ -244,6 +251,16 @@ export async function runSegment(
       if (frame.type === "logprobs") {
         logprobs.push(...frame.entries);
         continue;
+      }
+      if (frame.type === "embedding") {
+        const error = new ProtocolError(
+          `provider ${provider.peerId} sent an embedding for a generation request`,
+          {
+            code: "malformed_frame",
+          },
+        );
+        call.abort(error);
+        throw error;
       }
       ended = true;
       recordThroughput(provider, {

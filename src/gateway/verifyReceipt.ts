@@ -35,6 +35,8 @@ export type VerifyReceiptParameters = {
   request: InferenceRequest;
   /** Output tokens this provider streamed in this segment. */
   outputTokens: readonly number[];
+  /** Embeddings: the hash of the vectors received (hashVectors), checked instead of the output tokens' hash. */
+  outputHash?: string;
   /** The provider's prices per 1M tokens when it was picked: the receipt must charge exactly these. */
   pricePerMillion: { input: bigint; output: bigint };
   /** The request's price ceiling per 1M tokens: a receipt that charges more than it allows is never paid. */
@@ -80,8 +82,12 @@ export async function verifyReceipt(parameters: VerifyReceiptParameters): Promis
   if (message.promptHash !== hashTokenIds(promptIds))
     reject("prompt hash does not match the prompt token ids");
   if (message.promptTokens !== promptIds.length) reject("prompt token count does not match");
-  if (message.outputHash !== hashTokenIds(parameters.outputTokens))
-    reject("output hash does not match the tokens streamed");
+  if (message.outputHash !== (parameters.outputHash ?? hashTokenIds(parameters.outputTokens)))
+    reject(
+      parameters.outputHash === undefined
+        ? "output hash does not match the tokens streamed"
+        : "output hash does not match the vectors received",
+    );
   if (message.completionTokens !== parameters.outputTokens.length)
     reject("completion token count does not match");
   const expectedPrice = priceOfTokens({

@@ -14,6 +14,18 @@ export function peerBindingMessage(peerId: string): string {
 const uintString = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, "must be a decimal integer string");
 const signature = z.string().regex(/^0x[0-9a-fA-F]{130}$/, "must be a 65-byte signature");
 
+/** What a model can do on a provider: `grammar` constrained output, `tools` a chat template that renders tools. */
+export const modelCapabilitySchema = z.enum(["chat", "completion", "embeddings", "tools", "grammar"]);
+/** One of {@link modelCapabilitySchema}'s values. */
+export type ModelCapability = z.infer<typeof modelCapabilitySchema>;
+
+/** What an announced model can do: its `capabilities`, or chat and completion for an announcement without them. */
+export function capabilitiesOf(model: {
+  capabilities?: readonly ModelCapability[];
+}): readonly ModelCapability[] {
+  return model.capabilities ?? ["chat", "completion"];
+}
+
 /** A provider announcement as it travels (JSON). */
 export const announcementSchema = z
   .object({
@@ -29,6 +41,8 @@ export const announcementSchema = z
             hash: z.string().regex(/^0x[0-9a-f]{64}$/),
             name: z.string().min(1).max(200),
             context_size: z.number().int().min(1),
+            /** What the model can do here; absent (providers before issue 18): ["chat", "completion"]. */
+            capabilities: z.array(modelCapabilitySchema).max(16).optional(),
             /** How the model's chat template writes tool calls; absent: it cannot call tools. */
             tool_call_format: z.enum(["hermes", "llama3-json"]).optional(),
           })

@@ -155,11 +155,24 @@ function promptCharacters(request: {
 /** Output tokens the presence, frequency and repeat penalties look back over. */
 export const penaltyWindowTokens = 64;
 
+/** What one embeddings request may carry on the wire (docs/PROTOCOL.md "Embeddings"). */
+export const embedLimits = {
+  /** Most inputs in one request. */
+  maxInputs: 256,
+  /** Most tokens of one token-id input. */
+  maxTokensPerInput: 8192,
+  /** Longest vector a provider may send (float32 values). */
+  maxDimensions: 65_536,
+} as const;
+
+/** One embeddings input on the wire: text, or token ids. */
+const embedInput = z.union([z.string().min(1), z.array(tokenId).min(1).max(embedLimits.maxTokensPerInput)]);
+
 /** What a gateway asks a provider to generate; its canonical JSON hash is the receipt's requestHash. */
 export const inferenceRequestSchema = z
   .object({
     model_hash: bytes32,
-    kind: z.enum(["chat", "text"]),
+    kind: z.enum(["chat", "text", "embed"]),
     messages: z.array(wireMessageSchema).min(1).max(streamLimits.maxMessages).optional(),
     prompt: z.union([z.string().min(1), z.array(tokenId).min(1)]).optional(),
     /** Absent: until the context window is full (as OpenAI does). */
@@ -173,6 +186,10 @@ export const inferenceRequestSchema = z
     prefix_tokens: z.array(tokenId).max(streamLimits.maxPromptTokens).optional(),
     ...constraintFieldSchemas,
     ...toolFieldSchemas,
+    /** Embed requests: the inputs, one vector each, in order (the sampling fields are then fixed, see below). */
+    inputs: z.array(embedInput).min(1).max(embedLimits.maxInputs).optional(),
+    /** Embed requests: the vector length asked for (only the model's own is served). */
+    dimensions: z.number().int().min(1).max(embedLimits.maxDimensions).optional(),
   })
   .strict()
   .refine((request) => (request.kind === "chat") === (request.messages !== undefined), {
@@ -184,6 +201,33 @@ export const inferenceRequestSchema = z
   .refine((request) => request.tools === undefined || request.kind === "chat", {
     message: "only chat requests carry tools",
   })
+  .refine((request) => (request.kind === "embed") === (request.inputs !== undefined), {
+    message: "embed requests carry inputs, other requests do not",
+  })
+  .refine((request) => request.kind === "embed" || request.dimensions === undefined, {
+    message: "only embed requests carry dimensions",
+  })
+  .refine(
+    (request) =>
+      request.kind !== "embed" ||
+      (request.temperature === 0 &&
+        request.top_p === 1 &&
+        request.top_k === 0 &&
+        request.seed === 0 &&
+        request.stop.length === 0 &&
+        request.max_tokens === undefined &&
+        request.prefix_tokens === undefined),
+    {
+      message:
+        "embed requests carry temperature 0, top_p 1, top_k 0, seed 0, no stop, no max_tokens or prefix",
+    },
+  )
+  .refine(
+    (request) =>
+      (request.inputs?.reduce((total, input) => total + (typeof input === "string" ? input.length : 0), 0) ??
+        0) <= streamLimits.maxPromptCharacters,
+    { message: `the inputs are longer than ${streamLimits.maxPromptCharacters} characters` },
+  )
   .refine(
     (request) =>
       request.tools !== undefined ||
@@ -345,6 +389,25 @@ export function constraintsOfRequest(request: InferenceRequest): RequestConstrai
   };
 }
 
+/** Builds the wire request of an embeddings request (sampling fields at their fixed values). */
+export function buildEmbedRequest(parameters: {
+  modelHash: string;
+  inputs: readonly (string | readonly number[])[];
+  dimensions?: number;
+}): InferenceRequest {
+  return {
+    model_hash: parameters.modelHash,
+    kind: "embed",
+    inputs: parameters.inputs.map((input) => (typeof input === "string" ? input : [...input])),
+    ...(parameters.dimensions === undefined ? {} : { dimensions: parameters.dimensions }),
+    temperature: 0,
+    top_p: 1,
+    top_k: 0,
+    seed: 0,
+    stop: [],
+  };
+}
+
 /** Gateway -> provider: the first frame of a stream. */
 export const requestFrameSchema = z
   .object({
@@ -412,6 +475,26 @@ export const logprobsFrameSchema = z
   })
   .strict();
 
+/**
+ * Provider -> gateway (embed requests): the vector of input `index`, as base64 of its float32 values little-endian
+ * (OpenAI's base64 encoding). One frame per input, in order, before the end frame.
+ */
+export const embeddingFrameSchema = z
+  .object({
+    v: version,
+    type: z.literal("embedding"),
+    index: z
+      .number()
+      .int()
+      .min(0)
+      .max(embedLimits.maxInputs - 1),
+    data: z
+      .string()
+      .max(Math.ceil((embedLimits.maxDimensions * 4) / 3) * 4)
+      .regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64"),
+  })
+  .strict();
+
 /** Provider -> gateway: the last frame of a successful answer, with its signed receipt. */
 export const endFrameSchema = z
   .object({
@@ -440,6 +523,7 @@ export const errorFrameSchema = z
 /** Any frame a provider sends. */
 export const providerFrameSchema = z.discriminatedUnion("type", [
   chunkFrameSchema,
+  embeddingFrameSchema,
   endFrameSchema,
   errorFrameSchema,
   paidFrameSchema,
@@ -456,6 +540,7 @@ export type RequestFrame = z.infer<typeof requestFrameSchema>;
 export type CancelFrame = z.infer<typeof cancelFrameSchema>;
 export type ChunkFrame = z.infer<typeof chunkFrameSchema>;
 export type EndFrame = z.infer<typeof endFrameSchema>;
+export type EmbeddingFrame = z.infer<typeof embeddingFrameSchema>;
 export type ErrorFrame = z.infer<typeof errorFrameSchema>;
 export type VoucherFrame = z.infer<typeof voucherFrameSchema>;
 export type PaidFrame = z.infer<typeof paidFrameSchema>;

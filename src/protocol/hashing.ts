@@ -32,3 +32,31 @@ export function modelHashToBytes32(hash: string): Hex {
     throw new InvalidInputError(`"${hash}" is not a sha256 model hash`, { code: "invalid_value" });
   return `0x${digits}`;
 }
+
+/** Vectors as float32 little-endian values, one after another in input order (an embeddings answer's exact bytes). */
+export function encodeVectors(vectors: readonly (readonly number[])[]): Uint8Array {
+  const bytes = new Uint8Array(vectors.reduce((total, vector) => total + vector.length * 4, 0));
+  const view = new DataView(bytes.buffer);
+  let offset = 0;
+  for (const vector of vectors)
+    for (const value of vector) {
+      view.setFloat32(offset, value, true);
+      offset += 4;
+    }
+  return bytes;
+}
+
+/** Float32 little-endian bytes back to numbers. */
+export function decodeVector(bytes: Uint8Array): number[] {
+  if (bytes.length % 4 !== 0)
+    throw new InvalidInputError(`a vector of ${bytes.length} bytes is not float32 values`, {
+      code: "invalid_value",
+    });
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Array.from({ length: bytes.length / 4 }, (_, index) => view.getFloat32(index * 4, true));
+}
+
+/** keccak256 of the vectors' float32 little-endian bytes in input order: an embeddings receipt's outputHash. */
+export function hashVectors(vectors: readonly (readonly number[])[]): Hex {
+  return keccak256(encodeVectors(vectors));
+}

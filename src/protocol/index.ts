@@ -2,6 +2,9 @@
 export {
   type Announcement,
   announcementSchema,
+  capabilitiesOf,
+  type ModelCapability,
+  modelCapabilitySchema,
   peerBindingMessage,
   signAnnouncement,
   type UnsignedAnnouncement,
@@ -56,6 +59,7 @@ export {
   type PositionTopLogits,
 } from "./evidence.ts";
 export {
+  buildEmbedRequest,
   buildErrorFrame,
   buildInferenceRequest,
   type CancelFrame,
@@ -64,8 +68,11 @@ export {
   chunkFrameSchema,
   constraintFieldSchemas,
   constraintsOfRequest,
+  type EmbeddingFrame,
   type EndFrame,
   type ErrorFrame,
+  embeddingFrameSchema,
+  embedLimits,
   endFrameSchema,
   errorFrameSchema,
   type GatewayFrame,
@@ -104,7 +111,15 @@ export {
   wireConstraintsOf,
   wireMessageSchema,
 } from "./frames.ts";
-export { encodeTokenIds, hashRequest, hashTokenIds, modelHashToBytes32 } from "./hashing.ts";
+export {
+  decodeVector,
+  encodeTokenIds,
+  encodeVectors,
+  hashRequest,
+  hashTokenIds,
+  hashVectors,
+  modelHashToBytes32,
+} from "./hashing.ts";
 export {
   defaultReceiptChain,
   priceOfTokens,

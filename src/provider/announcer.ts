@@ -98,6 +98,7 @@ export async function startAnnouncer(parameters: StartAnnouncerParameters): Prom
           hash: modelHashToBytes32(model.hash),
           name: model.name,
           context_size: model.contextSize,
+          capabilities: model.capabilities,
           ...(toolCallFormatOf(model.chatTemplate)
             ? { tool_call_format: toolCallFormatOf(model.chatTemplate) }
             : {}),

@@ -40,6 +40,7 @@ import {
   maxTokensPerChunk,
 } from "../protocols/index.ts";
 import type { EvidenceStore } from "../store/index.ts";
+import { embedAndSign } from "./embed.ts";
 import { describeAnswer } from "./receipt.ts";
 
 /** Parts a provider is built from that a test may replace (e.g. a receipt signer that cheats). */
@@ -59,7 +60,13 @@ export type AnswerContext = {
   models: ReadonlyMap<string, LoadedModelInfo>;
   engine: Pick<
     Engine,
-    "tokenizeChat" | "tokenizeCompletion" | "evaluate" | "tokenBytes" | "isEndOfGeneration"
+    | "tokenizeChat"
+    | "tokenizeCompletion"
+    | "evaluate"
+    | "tokenBytes"
+    | "isEndOfGeneration"
+    | "embeddingTokens"
+    | "embed"
   >;
   components: ProviderComponents;
   privateKey: Hex;
@@ -159,6 +166,8 @@ export async function answerRequest(exchange: InferenceExchange, context: Answer
     peerId: exchange.peerId,
   });
   try {
+    if (frame.request.kind === "embed")
+      return await embedAndSign({ exchange, context, model, session, cancel: generation });
     const prompt = promptOf(context, model, frame.request);
     await generateAndSign({ exchange, context, model, ...prompt, session, generation });
   } finally {

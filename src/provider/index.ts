@@ -7,6 +7,7 @@ export {
   startAnnouncer,
 } from "./announcer.ts";
 export { type AnswerContext, answerRequest, type ProviderComponents } from "./answer.ts";
+export { describeEmbeddings, type EmbedContext, embedAndSign, embeddingCommitment } from "./embed.ts";
 export {
   defaultEvidenceRetentionMs,
   type Provider,

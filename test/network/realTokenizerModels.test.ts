@@ -13,7 +13,9 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
+import { zodResponseFormat } from "openai/helpers/zod";
 import { privateKeyToAccount } from "viem/accounts";
+import { z } from "zod";
 import { createEngine, type Engine } from "../../src/engine/index.ts";
 import { devPrivateKey } from "../../src/identity/index.ts";
 import { generateTestModel, openModelStore, type TestModelTokenizer } from "../../src/model/index.ts";
@@ -248,6 +250,70 @@ describe("real-tokenizer models end to end (mycel serve, mycel devnet, the opena
     const run = await audit("gateway-llama3-completion", answer);
     assert.equal(run.code, 0, `exit 0: ${run.stdout}${run.stderr}`);
     assert.equal(run.verdict?.verdict, "pass", run.stdout);
+  });
+
+  it("structured output, logprobs, penalties and biases: mycel serve and the gateway agree, the SDK parses, mycel audit passes", async () => {
+    // Closed choices: random-weight models would fill a free string forever.
+    const Verdict = z.object({ verdict: z.enum(["yes", "no", "maybe"]), sure: z.boolean() });
+    const texts: string[] = [];
+    for (const [name, client] of [
+      ["serve", served],
+      ["gateway", network],
+    ] as const) {
+      const parsed = await client.chat.completions.parse({
+        model: model("gpt2").name,
+        messages,
+        temperature: 0,
+        max_tokens: 48,
+        response_format: zodResponseFormat(Verdict, "verdict"),
+        mycel: { include_evidence: true },
+      } as OpenAI.ChatCompletionCreateParamsNonStreaming & {
+        response_format: ReturnType<typeof zodResponseFormat>;
+      });
+      const message = parsed.choices[0]?.message;
+      assert.equal(parsed.choices[0]?.finish_reason, "stop", `${name}: the JSON ended: ${message?.content}`);
+      assert.ok(message?.parsed, `${name}: the SDK parsed the answer`);
+      assert.deepEqual(Verdict.parse(message.parsed), message.parsed);
+      texts.push(message.content ?? "");
+      const run = await audit(`structured-${name}`, parsed);
+      assert.equal(run.verdict?.verdict, "pass", `${name}: ${run.stdout}${run.stderr}`);
+
+      const biased = (await client.chat.completions.create({
+        model: model("gpt2").name,
+        messages,
+        temperature: 0,
+        max_tokens: 16,
+        logprobs: true,
+        top_logprobs: 3,
+        presence_penalty: 1.5,
+        frequency_penalty: 0.5,
+        logit_bias: { "13": 4, "11": -100 },
+        mycel: { include_evidence: true },
+      } as OpenAI.ChatCompletionCreateParamsNonStreaming)) as Answer;
+      const evidence = biased.mycel.evidence as Evidence;
+      const content = biased.choices[0]?.logprobs?.content ?? [];
+      const output =
+        evidence.finishReason === "stop" ? evidence.outputTokens.slice(0, -1) : evidence.outputTokens;
+      assert.equal(content.length, output.length, `${name}: one logprob per output token of the evidence`);
+      assert.ok(!evidence.outputTokens.includes(11), `${name}: a token biased by -100 never comes`);
+      assert.deepEqual(
+        Buffer.from(content.flatMap((entry) => entry.bytes ?? [])),
+        Buffer.from(biased.choices[0]?.message.content ?? ""),
+        `${name}: the tokens' bytes make up the text`,
+      );
+      content.forEach((entry, index) => {
+        assert.equal(entry.top_logprobs.length, 3, `${name}: three alternatives at ${index}`);
+        assert.ok(entry.logprob <= 0 && (entry.top_logprobs[0]?.logprob ?? 0) >= entry.logprob - 1e-9);
+        assert.deepEqual(
+          entry.bytes,
+          [...engine.tokenBytes({ modelHash: model("gpt2").hash, token: output[index] as number })],
+          `${name}: entry ${index} is the evidence's token`,
+        );
+      });
+      const biasedRun = await audit(`biased-${name}`, biased);
+      assert.equal(biasedRun.verdict?.verdict, "pass", `${name}: ${biasedRun.stdout}${biasedRun.stderr}`);
+    }
+    assert.equal(texts[0], texts[1], "the provider applied the same grammar as mycel serve");
   });
 
   it("a gpt2 answer made by the q8_0 weights and claimed as f16 fails mycel audit", async () => {

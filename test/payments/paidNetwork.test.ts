@@ -21,6 +21,7 @@ import {
   withSigner,
   writeDeployments,
 } from "../../src/chain/index.ts";
+import { createEngine } from "../../src/engine/index.ts";
 import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import {
@@ -30,6 +31,7 @@ import {
   type MycelNode,
 } from "../../src/p2p/index.ts";
 import {
+  hashVectors,
   inferenceProtocolId,
   modelHashToBytes32,
   signVoucher,
@@ -41,6 +43,7 @@ import {
   mycelBin,
   paidGatewayArgs,
   type RoleProcess,
+  repositoryRoot,
   startRole,
   temporaryHome,
   waitFor,
@@ -299,6 +302,113 @@ describe("pay per token (real provider and gateway processes, real anvil)", () =
     } finally {
       store.close();
     }
+  });
+
+  it("embeddings through the gateway: the provider's vectors, a receipt over them, paid per input token; a provider without embeddings is never chosen", async () => {
+    const setup = await scenario("embed");
+    const provider = await setup.startProvider();
+    const chatOnly = await startRole(
+      [
+        "--import",
+        "tsx",
+        join(repositoryRoot, "test", "fixtures", "chatOnlyProvider.ts"),
+        setup.home,
+        modelHash,
+        devPrivateKey("paid-embed-chat-only"),
+        provider.ready.multiaddrs?.[0] ?? "",
+        join(setup.home, "deployments.json"),
+      ],
+      { env },
+    );
+    roles.push(chatOnly);
+    const gateway = await setup.startGateway({ provider });
+    const url = gateway.url;
+    await waitFor("the gateway to see both providers", async () => {
+      const body = (await (await fetch(`${url}/mycel/v1/providers`)).json()) as { data: unknown[] };
+      return body.data.length === 2 ? true : undefined;
+    });
+    // The chat-only provider is free, so it is the gateway's pick for chat...
+    const chat = (await gateway.client.chat.completions.create({
+      model: modelName,
+      messages: [{ role: "user", content: "hello" }],
+      max_tokens: 4,
+    })) as unknown as { mycel: { providers: string[] } };
+    const chatOnlyAddress = privateKeyToAccount(devPrivateKey("paid-embed-chat-only")).address;
+    assert.deepEqual(chat.mycel.providers, [chatOnlyAddress], "chat goes to the free provider");
+    // ...and never for embeddings: only the provider that announces them is.
+    const inputs = ["Mycelium connects trees.", "Spores travel far."];
+    const engine = createEngine({ options: { parallelism: 1, threadsPerSequence: 1, maxQueue: 1 } });
+    let local: number[][];
+    try {
+      await engine.loadModel({
+        hash: modelHash,
+        path: openModelStore({ home: setup.home }).pathOf(modelHash),
+      });
+      local = (
+        await engine.embed({
+          modelHash,
+          inputs: inputs.map((input) => engine.embeddingTokens({ modelHash, input })),
+        })
+      ).vectors;
+    } finally {
+      await engine.close();
+    }
+    let paid = 0n;
+    for (let round = 0; round < 3; round++) {
+      const answer = (await gateway.client.embeddings.create({
+        model: modelName,
+        input: inputs,
+      })) as unknown as OpenAI.CreateEmbeddingResponse & {
+        mycel: { providers: string[]; receipts: ReceiptJson[] };
+      };
+      assert.deepEqual(answer.mycel.providers, [setup.addresses.provider], "only the provider that embeds");
+      const vectors = answer.data.map((entry) => entry.embedding);
+      assert.equal(vectors.length, 2);
+      for (const [index, vector] of vectors.entries()) {
+        const expected = local[index] ?? [];
+        assert.equal(vector.length, expected.length);
+        assert.ok(
+          vector.every((value, position) => Math.abs(value - (expected[position] ?? Number.NaN)) < 1e-6),
+          `input ${index}: the gateway's vector equals the engine's`,
+        );
+      }
+      const [receipt] = answer.mycel.receipts as unknown as {
+        message: { outputHash: string; promptTokens: number; completionTokens: number; price: string };
+      }[];
+      assert.equal(
+        receipt?.message.outputHash,
+        hashVectors(vectors),
+        "the receipt binds exactly these vectors",
+      );
+      assert.equal(receipt?.message.completionTokens, 0);
+      assert.equal(receipt?.message.promptTokens, answer.usage.prompt_tokens);
+      assert.equal(
+        BigInt(receipt?.message.price ?? "0"),
+        (BigInt(answer.usage.prompt_tokens) * price) / 1_000_000n,
+        "paid per input token at the input price",
+      );
+      paid += BigInt(receipt?.message.price ?? "0");
+    }
+    await setup.waitPaid(url, paid);
+    const models = (await (await fetch(`${url}/v1/models`)).json()) as {
+      data: { mycel: { capabilities: string[] } }[];
+    };
+    assert.deepEqual(
+      [...(models.data[0]?.mycel.capabilities ?? [])].sort(),
+      ["chat", "completion", "embeddings", "grammar"],
+      "what some provider of the model can do",
+    );
+    // A dimension the model does not have is the client's error: the provider refuses it, the gateway answers 400
+    // naming the field and blames nobody.
+    const refused = await fetch(`${url}/v1/embeddings`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: modelName, input: "x", dimensions: 8 }),
+    });
+    assert.equal(refused.status, 400);
+    const error = ((await refused.json()) as { error: { message: string; param: string } }).error;
+    assert.match(error.message, /64 dimensions/);
+    assert.equal(error.param, "dimensions");
   });
 
   it("survives kill -9: a restarted provider settles exactly what it earned", async () => {

@@ -2,6 +2,7 @@
 import type { FrameChannel } from "../../p2p/index.ts";
 import {
   type ChunkFrame,
+  type EmbeddingFrame,
   type EndFrame,
   errorFrameSchema,
   type LogprobsFrame,
@@ -16,7 +17,7 @@ import { type FramedComponents, openFramedChannel, WireError } from "../framed/i
 import { defaultInferenceLimits, inferenceProtocolId, inferRunsOnLimitedConnection } from "./constants.ts";
 
 /** What the provider sends on an inference stream, but errors (those throw {@link WireError}). */
-export type InferenceReply = ChunkFrame | PaidFrame | LogprobsFrame | EndFrame;
+export type InferenceReply = ChunkFrame | EmbeddingFrame | PaidFrame | LogprobsFrame | EndFrame;
 
 /** A request open on a provider. */
 export type InferenceCall = {

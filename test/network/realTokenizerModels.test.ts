@@ -355,7 +355,7 @@ describe("real-tokenizer models end to end (mycel serve, mycel devnet, the opena
       "the gateway parses the provider's calls as mycel serve does",
     );
     const streamed = await network.chat.completions
-      .stream(request as OpenAI.ChatCompletionStreamParams)
+      .stream(request as unknown as OpenAI.ChatCompletionCreateParamsStreaming)
       .finalChatCompletion();
     assert.deepEqual(callsOf(streamed), callsOf(remote));
     const run = await audit("gateway-tools", remote);

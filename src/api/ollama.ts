@@ -1,6 +1,6 @@
 /**
- * Ollama's API on the same port as the OpenAI one: /api/version, /api/tags, /api/ps, /api/show, /api/chat and
- * /api/generate, with Ollama's field names, its NDJSON streaming and its error shape `{"error": "..."}`, over the
+ * Ollama's API on the same port as the OpenAI one: /api/version, /api/tags, /api/ps, /api/show, /api/chat,
+ * /api/generate, /api/embed and /api/embeddings (ollamaEmbed.ts), with Ollama's field names, its NDJSON streaming and its error shape `{"error": "..."}`, over the
  * same backend (so through a gateway too). What each field does is in ollamaFields.ts and docs/API.md.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -9,6 +9,7 @@ import { InvalidInputError, ModelNotFoundError } from "../errors/index.ts";
 import type { ApiModelInfo, ApiPrompt, BackendGenerateResult } from "./backend.ts";
 import type { CompletionContext } from "./completions.ts";
 import { readJsonBody, sendJson } from "./http.ts";
+import { handleOllamaEmbed, handleOllamaEmbeddings } from "./ollamaEmbed.ts";
 import {
   checkOllamaFields,
   type OllamaChatRequest,
@@ -65,11 +66,23 @@ const ollamaRoutes: Record<string, OllamaRoute> = {
   },
   "/api/chat": { methods: ["POST"], handle: handleOllamaChat },
   "/api/generate": { methods: ["POST"], handle: handleOllamaGenerate },
-  // "/api/embed" comes here with embeddings (issue 18): POST {model, input, truncate, dimensions, options, keep_alive}.
+  "/api/embed": {
+    methods: ["POST"],
+    handle: ({ context, request, response }) => handleOllamaEmbed(context, request, response),
+  },
+  "/api/embeddings": {
+    methods: ["POST"],
+    handle: ({ context, request, response }) => handleOllamaEmbeddings(context, request, response),
+  },
 };
 
-/** The Ollama paths that spend (generate text): an API key's rate and budget apply to them. */
-export const ollamaSpendingPaths: ReadonlySet<string> = new Set(["/api/chat", "/api/generate"]);
+/** The Ollama paths that spend (generate text or embeddings): an API key's rate and budget apply to them. */
+export const ollamaSpendingPaths: ReadonlySet<string> = new Set([
+  "/api/chat",
+  "/api/generate",
+  "/api/embed",
+  "/api/embeddings",
+]);
 
 /** Serves a path under /api/ (404 in Ollama's shape for one it does not know). */
 export async function handleOllamaRoute(parameters: OllamaRouteParameters): Promise<void> {

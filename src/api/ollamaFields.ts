@@ -1,12 +1,14 @@
 /**
- * Ollama's request fields (/api/chat, /api/generate, /api/show): their schemas, and the one table that says, for
- * every field and option Ollama defines, whether Mycel implements it, ignores it by design, or refuses it.
+ * Ollama's request fields (/api/chat, /api/generate, /api/show, /api/embed, /api/embeddings): their schemas, and the
+ * one table that says, for every field and option Ollama defines, whether Mycel implements it, ignores it by design,
+ * or refuses it.
  */
 import { z } from "zod";
-import { enforceableJsonSchema } from "../engine/index.ts";
+import { embeddingLimits, enforceableJsonSchema } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
 import { maxJsonSchemaBytes, maxTopLogprobs, penaltyWindowTokens } from "../protocol/index.ts";
 import type { ApiSampling } from "./backend.ts";
+import { embeddingRequestSchema } from "./embeddings.ts";
 import { chatCompletionRequestSchema, constraintsOf } from "./schemas.ts";
 
 /**
@@ -241,8 +243,60 @@ export const ollamaShowRequestSchema = z
     path: ["model"],
   });
 
+/** Why a sampling option is refused on the embeddings routes. */
+const notSampled = "an embedding is not sampled, so it would change nothing; remove it";
+
+/**
+ * Every field of `options` on /api/embed and /api/embeddings, by Ollama's name: what says where or how the model
+ * runs is ignored by design as on /api/chat; every sampling option is refused (an embedding is not sampled).
+ */
+export const ollamaEmbedOptionRules: Record<string, OllamaFieldRule> = Object.fromEntries(
+  Object.entries(ollamaOptionRules).map(([name, rule]) => [
+    name,
+    rule.status === "ignored" ? rule : { status: "refused", why: notSampled },
+  ]),
+);
+
+/** The options of the embeddings routes: Ollama's names only (another is a 400 naming it), checked by their rule. */
+const embedOptionsSchema = z.strictObject(
+  Object.fromEntries(Object.keys(ollamaEmbedOptionRules).map((name) => [name, ruledOption])),
+);
+
+/** Mycel's own options on the embeddings routes, as on /v1/embeddings (`max_price`). */
+const mycelEmbedOptions = embeddingRequestSchema.shape.mycel;
+
+/**
+ * POST /api/embed body; a field it does not know is refused (400 naming it). No input (absent, `""` or `[]`) is
+ * Ollama's "load the model" request. `truncate` is accepted either way: Mycel never truncates (docs/API.md).
+ */
+export const ollamaEmbedRequestSchema = z.strictObject({
+  model: z.string().min(1),
+  input: z
+    .union([z.string(), z.array(z.string().min(1)).max(embeddingLimits.maxInputs)], {
+      message: `input must be a string or an array of at most ${embeddingLimits.maxInputs} non-empty strings`,
+    })
+    .nullable()
+    .optional(),
+  truncate: z.boolean().nullable().optional(),
+  dimensions: z.number().int().min(1).nullable().optional(),
+  options: embedOptionsSchema.nullable().optional(),
+  keep_alive: ruledFields.keep_alive,
+  mycel: mycelEmbedOptions,
+});
+
+/** POST /api/embeddings body (Ollama's older route, one `prompt`); a field it does not know is refused. */
+export const ollamaEmbeddingsRequestSchema = z.strictObject({
+  model: z.string().min(1),
+  prompt: z.string().nullable().optional(),
+  options: embedOptionsSchema.nullable().optional(),
+  keep_alive: ruledFields.keep_alive,
+  mycel: mycelEmbedOptions,
+});
+
 export type OllamaChatRequest = z.infer<typeof ollamaChatRequestSchema>;
 export type OllamaGenerateRequest = z.infer<typeof ollamaGenerateRequestSchema>;
+export type OllamaEmbedRequest = z.infer<typeof ollamaEmbedRequestSchema>;
+export type OllamaEmbeddingsRequest = z.infer<typeof ollamaEmbeddingsRequestSchema>;
 
 /** Throws the 400 a field gets when its rule refuses the value it holds (`where` names it, e.g. `options.min_p`). */
 function applyRule(rule: OllamaFieldRule | undefined, where: string, value: unknown) {
@@ -291,6 +345,13 @@ export function checkOllamaFields(body: OllamaChatRequest | OllamaGenerateReques
       );
   }
   if (body.format && typeof body.format === "object") checkFormatSchema(body.format);
+}
+
+/** Refuses (400) every option of an embeddings request that its rule refuses (all sampling options), naming it. */
+export function checkOllamaEmbedFields(body: OllamaEmbedRequest | OllamaEmbeddingsRequest) {
+  applyRule(ollamaBodyRules.keep_alive, "keep_alive", body.keep_alive);
+  for (const [name, value] of Object.entries(body.options ?? {}))
+    applyRule(ollamaEmbedOptionRules[name], `options.${name}`, value);
 }
 
 const neutralPenalties = { repeat_penalty: 1, presence_penalty: 0, frequency_penalty: 0 } as const;

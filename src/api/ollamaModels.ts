@@ -1,6 +1,8 @@
 /** Ollama's views of the served models: /api/tags, /api/ps, /api/show, /api/version, and model lookup by name. */
 import { ModelNotFoundError } from "../errors/index.ts";
+import { capabilitiesOf as announcedCapabilitiesOf, type ModelCapability } from "../protocol/index.ts";
 import type { ApiModelInfo, InferenceBackend } from "./backend.ts";
+import { ollamaBodyRules } from "./ollamaFields.ts";
 
 /**
  * The Ollama release whose API the /api/ routes follow, as far as they implement it (docs/API.md "Ollama API"):
@@ -33,9 +35,22 @@ function detailsOf(model: ApiModelInfo) {
   };
 }
 
-/** What Mycel lists as the model's capabilities: "completion" (chat and generate); tools come with issue 18. */
-export function capabilitiesOf(_model: ApiModelInfo): string[] {
-  return ["completion"];
+/**
+ * The model's capabilities under Ollama's names, from what it can do here (`extra.capabilities`, Mycel's names,
+ * also under `mycel.capabilities`): "completion" (chat and generate), "tools" once /api/chat takes tools (its row
+ * in ollamaFields.ts is `mapped`), "embedding" (/api/embed). Mycel's "grammar" has no Ollama name: `format` works
+ * on every model.
+ */
+export function capabilitiesOf(model: ApiModelInfo): string[] {
+  const listed = model.extra?.capabilities;
+  const served = announcedCapabilitiesOf({
+    capabilities: Array.isArray(listed) ? (listed as ModelCapability[]) : undefined,
+  });
+  const capabilities: string[] = [];
+  if (served.includes("chat") || served.includes("completion")) capabilities.push("completion");
+  if (served.includes("tools") && ollamaBodyRules.tools?.status === "mapped") capabilities.push("tools");
+  if (served.includes("embeddings")) capabilities.push("embedding");
+  return capabilities;
 }
 
 /** One entry of GET /api/tags. */

@@ -283,6 +283,15 @@ describe("API keys of a gateway (real gateway, provider and anvil processes)", (
     const [usage] = await usageOf(keys.ollie as string);
     assert.equal(usage?.requests, 2, "both answers count against the key");
     assert.ok(BigInt(usage?.spent ?? "0") > 0n);
+    // Ollama's embeddings spend like /v1/embeddings: the provider's receipt, counted against the key.
+    const embedded = (await ollama.embed({ model: modelName, input: ["hi", "there"] })) as Awaited<
+      ReturnType<Ollama["embed"]>
+    > & { mycel?: { receipts?: unknown[] } };
+    assert.equal(embedded.embeddings.length, 2);
+    assert.equal(embedded.mycel?.receipts?.length, 1);
+    const [afterEmbed] = await usageOf(keys.ollie as string);
+    assert.equal(afterEmbed?.requests, 3, "the embeddings count against the key");
+    assert.ok(BigInt(afterEmbed?.spent ?? "0") > BigInt(usage?.spent ?? "0"), "and their price");
   });
 
   it("the explorer asks for the key, keeps it for the tab and loads with it", async (t) => {

@@ -2,7 +2,8 @@
  * Ollama's API of `mycel serve`, end to end: a real `mycel serve` process with a tiny test model, driven by Ollama's
  * own npm client (and raw fetch for the NDJSON bytes): list, show, ps, version, chat and generate (streamed and
  * not, raw and templated, equal to the OpenAI side's answers), structured output (`format`), penalties and min_p,
- * logprobs, refused fields, unknown models, client aborts.
+ * logprobs, embeddings (/api/embed and /api/embeddings, equal to /v1/embeddings'), refused fields, unknown models,
+ * client aborts.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -115,7 +116,13 @@ describe("Ollama's API (a real `mycel serve` process, Ollama's own npm client)",
     assert.ok(new Date(running.models[0]?.expires_at ?? 0).getTime() > Date.now());
 
     const shown = await ollama.show({ model: modelName });
-    assert.deepEqual(shown.capabilities, ["completion"]);
+    // Ollama's names for what the model does here: chat and generate, and embeddings (Mycel's under mycel).
+    assert.deepEqual(shown.capabilities, ["completion", "embedding"]);
+    assert.ok(
+      ((shown as unknown as { mycel: { capabilities: string[] } }).mycel.capabilities ?? []).includes(
+        "embeddings",
+      ),
+    );
     assert.equal(shown.details.family, "llama");
     const info = shown.model_info as unknown as Record<string, unknown>;
     assert.equal(info["general.architecture"], "llama");
@@ -410,6 +417,105 @@ describe("Ollama's API (a real `mycel serve` process, Ollama's own npm client)",
       logprobs.map((entry) => entry.logprob),
     );
     assert.deepEqual(chunks.at(-1)?.logprobs?.[0]?.top_logprobs, [], "top_logprobs 0: none");
+  });
+
+  it("embeds as /v1/embeddings does, on /api/embed and the older /api/embeddings", async () => {
+    const inputs = ["Mycelium connects trees.", "Spores travel far."];
+    const response = await fetch(`${server.url}/v1/embeddings`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: modelName, input: inputs }),
+    });
+    assert.equal(response.status, 200);
+    const reference = (await response.json()) as {
+      data: { embedding: number[] }[];
+      usage: { prompt_tokens: number };
+      mycel: { model_hash: string };
+    };
+    const expected = reference.data.map((entry) => entry.embedding);
+    const assertClose = (actual: number[] | undefined, wanted: number[] | undefined, what: string) => {
+      assert.equal(actual?.length, 64, what);
+      assert.equal(actual?.length, wanted?.length, what);
+      for (const [index, value] of (actual ?? []).entries())
+        assert.ok(Math.abs(value - (wanted?.[index] ?? Number.NaN)) <= 1e-6, `${what}: value ${index}`);
+    };
+
+    const answer = await ollama.embed({ model: modelName, input: inputs });
+    assert.equal(answer.model, modelName);
+    assert.equal(answer.embeddings.length, 2);
+    for (const [index, vector] of answer.embeddings.entries())
+      assertClose(vector, expected[index], `input ${index}`);
+    assert.notDeepEqual(answer.embeddings[0], answer.embeddings[1], "two inputs, two vectors");
+    assert.equal(answer.prompt_eval_count, reference.usage.prompt_tokens);
+    assert.ok(answer.total_duration > 0);
+    assert.equal(answer.load_duration, 0);
+    const mycel = (answer as typeof answer & { mycel: { model_hash: string } }).mycel;
+    assert.equal(mycel.model_hash, reference.mycel.model_hash);
+
+    // One string, with the fields that change nothing here: truncate false (Mycel never truncates), the model's
+    // own dimensions, keep_alive, and options that say where the model runs.
+    const one = await ollama.embed({
+      model: modelName,
+      input: inputs[1] as string,
+      truncate: false,
+      dimensions: 64,
+      keep_alive: "5m",
+      options: { num_ctx: 4096, num_thread: 2 },
+    });
+    assertClose(one.embeddings[0], expected[1], "a string input");
+    const legacy = await ollama.embeddings({ model: `${modelName}:latest`, prompt: inputs[0] as string });
+    assertClose(legacy.embedding, expected[0], "/api/embeddings");
+    // No input is Ollama's "load the model" request, answered at once.
+    assert.deepEqual((await ollama.embed({ model: modelName, input: [] })).embeddings, []);
+    assert.deepEqual((await ollama.embeddings({ model: modelName, prompt: "" })).embedding, []);
+  });
+
+  it("refuses on the embeddings routes what they do not implement, and an input too long, with a 400", async () => {
+    const long = "word ".repeat(5000);
+    const refusals: [Record<string, unknown>, RegExp][] = [
+      [
+        { options: { temperature: 0.5 } },
+        /'options\.temperature' is not supported: an embedding is not sampled/,
+      ],
+      [{ options: { seed: 1 } }, /'options\.seed'/],
+      [{ options: { flash: true } }, /unsupported parameter 'options\.flash'/],
+      [{ format: "json" }, /'format'/],
+      [{ input: ["a", ""] }, /invalid value for 'input\.1'/],
+      [
+        { input: Array(257).fill("a") },
+        /input must be a string or an array of at most 256 non-empty strings/,
+      ],
+      [{ dimensions: 32 }, /dimensions 32 is not served: this model's embeddings have 64 dimensions/],
+      [{ input: long }, /input 0 has \d+ tokens.*Mycel never truncates/],
+      [{ input: ["short", long], truncate: false }, /input 1 has \d+ tokens/],
+    ];
+    for (const [fields, message] of refusals) {
+      const error = await responseError(() =>
+        ollama.embed({ model: modelName, input: "hi", ...fields } as Parameters<Ollama["embed"]>[0]),
+      );
+      assert.equal(error.status_code, 400, JSON.stringify(fields).slice(0, 80));
+      assert.match(error.message, message);
+    }
+    const untruncated = await responseError(() =>
+      ollama.embed({ model: modelName, input: ["short", long], truncate: false }),
+    );
+    assert.doesNotMatch(untruncated.message, /truncate/, "truncate: false asked for the refusal");
+    for (const [fields, message] of [
+      [{ options: { top_k: 3 } }, /'options\.top_k'/],
+      [{ input: "hi" }, /unsupported parameter 'input'/],
+      [{ prompt: long }, /the prompt has \d+ tokens/],
+    ] as const) {
+      const error = await responseError(() =>
+        ollama.embeddings({ model: modelName, prompt: "hi", ...fields } as Parameters<
+          Ollama["embeddings"]
+        >[0]),
+      );
+      assert.equal(error.status_code, 400, JSON.stringify(fields).slice(0, 80));
+      assert.match(error.message, message);
+    }
+    const unknown = await responseError(() => ollama.embed({ model: "nope", input: "hi" }));
+    assert.equal(unknown.status_code, 404);
+    assert.match(unknown.message, /^model 'nope' not found/);
   });
 
   it("answers an unknown model with Ollama's 404, and malformed JSON with a 400", async () => {

@@ -2,14 +2,19 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
+  checkOllamaEmbedFields,
   checkOllamaFields,
   ollamaBodyRules,
   ollamaChatRequestSchema,
+  ollamaEmbeddingsRequestSchema,
+  ollamaEmbedOptionRules,
+  ollamaEmbedRequestSchema,
   ollamaOptionRules,
   ollamaSchemaName,
   openAiFieldsOfOllama,
   samplingOfOllama,
 } from "../../src/api/ollamaFields.ts";
+import { capabilitiesOf } from "../../src/api/ollamaModels.ts";
 import { parseRequest } from "../../src/api/schemas.ts";
 import { InvalidInputError } from "../../src/errors/index.ts";
 
@@ -199,5 +204,61 @@ describe("Ollama's field table", () => {
           error instanceof InvalidInputError && error.param === param && message.test(error.shortMessage),
         `${JSON.stringify(fields)}`,
       );
+  });
+
+  it("on the embeddings routes, ignores what /api/chat ignores and refuses every sampling option, naming it", () => {
+    const checkEmbed = (body: Record<string, unknown>) =>
+      checkOllamaEmbedFields(parseRequest(ollamaEmbedRequestSchema, { model: "m", input: "hi", ...body }));
+    const checkLegacy = (body: Record<string, unknown>) =>
+      checkOllamaEmbedFields(
+        parseRequest(ollamaEmbeddingsRequestSchema, { model: "m", prompt: "hi", ...body }),
+      );
+    assert.deepEqual(Object.keys(ollamaEmbedOptionRules).sort(), Object.keys(ollamaOptionRules).sort());
+    for (const [name, rule] of Object.entries(ollamaEmbedOptionRules)) {
+      if (ollamaOptionRules[name]?.status === "ignored") {
+        assert.equal(rule.status, "ignored", name);
+        assert.doesNotThrow(() => checkEmbed({ options: { [name]: odd } }), name);
+        continue;
+      }
+      for (const run of [checkEmbed, checkLegacy])
+        assert.throws(
+          () => run({ options: { [name]: odd } }),
+          (error: unknown) =>
+            error instanceof InvalidInputError &&
+            error.param === `options.${name}` &&
+            error.code === "unsupported_parameter" &&
+            /an embedding is not sampled/.test(error.shortMessage),
+          name,
+        );
+    }
+    // null is "not given", as on the other routes (Python clients send their unset options so).
+    assert.doesNotThrow(() => checkEmbed({ options: { temperature: null }, keep_alive: -1, truncate: true }));
+    for (const [body, message] of [
+      [{ options: { flash_attention: true } }, /unsupported parameter 'options\.flash_attention'/],
+      [{ format: "json" }, /'format'/],
+      [{ prompt: "hi" }, /'prompt'/],
+      [{ input: [1, 2] }, /input must be a string or an array/],
+      [{ truncate: "yes" }, /'truncate'/],
+      [{ dimensions: 0 }, /'dimensions'/],
+    ] as const)
+      assert.throws(() => checkEmbed(body), message, JSON.stringify(body));
+    assert.throws(() => checkLegacy({ input: "hi" }), /'input'/);
+  });
+
+  it("names the model's capabilities as Ollama does: completion, embedding, and tools once /api/chat takes them", () => {
+    const model = (capabilities?: string[]) => ({ name: "m", hash: "0".repeat(64), extra: { capabilities } });
+    assert.deepEqual(capabilitiesOf(model(["chat", "completion", "embeddings", "grammar"])), [
+      "completion",
+      "embedding",
+    ]);
+    assert.deepEqual(capabilitiesOf(model(["chat", "completion", "grammar"])), ["completion"]);
+    assert.deepEqual(capabilitiesOf(model(["embeddings"])), ["embedding"]);
+    // Without a list (an announcement that has none): chat and completion.
+    assert.deepEqual(capabilitiesOf(model(undefined)), ["completion"]);
+    const tools = capabilitiesOf(model(["chat", "completion", "tools"]));
+    assert.deepEqual(
+      tools,
+      ollamaBodyRules.tools?.status === "mapped" ? ["completion", "tools"] : ["completion"],
+    );
   });
 });

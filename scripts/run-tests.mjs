@@ -50,6 +50,7 @@ const slowestFirst = [
   "test/network/realTokenizerModels.test.ts",
   "test/network/devnet.test.ts",
   "test/api/apiKeys.test.ts",
+  "test/api/tools.test.ts",
   "test/model/bpeTestModels.test.ts",
   "test/network/relay.test.ts",
   "test/security/httpEdges.test.ts",

@@ -4,8 +4,10 @@ import {
   type ChatMessage,
   type Engine,
   type OutputLogprob,
-  outputConstraintOf,
   outputLogprobsOf,
+  requestConstraintOf,
+  type ToolCallFormat,
+  toolCallFormatOf,
 } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
 import {
@@ -23,6 +25,11 @@ export type ApiModelInfo = {
   name: string;
   hash: string;
   contextLength?: number;
+  /**
+   * The tool-call format of the model's chat template, which answers' tool calls are parsed from; absent: the
+   * model cannot call tools (requests with tools are refused).
+   */
+  toolCallFormat?: ToolCallFormat;
   /** Backend-specific fields, listed under `mycel` in /v1/models. */
   extra?: Record<string, unknown>;
   /** What is known of the model file (Ollama's /api/tags and /api/show); absent fields are unknown. */
@@ -169,6 +176,7 @@ export function createEngineBackend(
     name: info.name,
     hash: info.hash,
     contextLength: info.contextSize,
+    ...(toolCallFormatOf(info.chatTemplate) ? { toolCallFormat: toolCallFormatOf(info.chatTemplate) } : {}),
     details: {
       chatTemplate: info.chatTemplate,
       trainContextLength: info.trainContextSize,
@@ -178,9 +186,13 @@ export function createEngineBackend(
     extra: { capabilities: info.capabilities },
   });
 
-  function tokenize(model: ApiModelInfo, prompt: ApiPrompt): number[] {
+  function tokenize(model: ApiModelInfo, prompt: ApiPrompt, sampling: ApiSampling): number[] {
     if (prompt.kind === "chat")
-      return engine.tokenizeChat({ modelHash: model.hash, messages: prompt.messages });
+      return engine.tokenizeChat({
+        modelHash: model.hash,
+        messages: prompt.messages,
+        ...(sampling.tools && sampling.tools.length > 0 ? { tools: sampling.tools } : {}),
+      });
     if (typeof prompt.prompt === "string")
       return engine.tokenizeCompletion({ modelHash: model.hash, text: prompt.prompt });
     const vocabularySize = engine.findModel(model.hash).vocabularySize;
@@ -227,7 +239,7 @@ export function createEngineBackend(
       };
     },
     async generate(parameters) {
-      const promptTokens = tokenize(parameters.model, parameters.prompt);
+      const promptTokens = tokenize(parameters.model, parameters.prompt, parameters.sampling);
       if (promptTokens.length === 0) {
         throw new InvalidInputError("the prompt is empty", {
           param: parameters.prompt.kind === "chat" ? "messages" : "prompt",
@@ -236,7 +248,13 @@ export function createEngineBackend(
       }
       const onText = parameters.onText;
       const { sampling } = parameters;
-      const constraint = await outputConstraintOf(sampling.responseFormat);
+      const constraint = await requestConstraintOf({
+        responseFormat: sampling.responseFormat,
+        tools: sampling.tools,
+        toolChoice: sampling.toolChoice,
+        parallelToolCalls: sampling.parallelToolCalls,
+        chatTemplate: engine.findModel(parameters.model.hash).chatTemplate,
+      });
       const result = await engine.generate({
         modelHash: parameters.model.hash,
         promptTokens,

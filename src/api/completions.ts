@@ -9,10 +9,11 @@ import {
   enforceableJsonSchema,
   type OutputLogprob,
   streamBatchIntervalMs,
+  type ToolCallFormat,
 } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { RequestConstraints } from "../protocol/index.ts";
+import type { ModelCapability, RequestConstraints } from "../protocol/index.ts";
 import type {
   ApiAccess,
   ApiCaller,
@@ -33,6 +34,13 @@ import {
   parseRequest,
   stopList,
 } from "./schemas.ts";
+import {
+  createToolAnswerStream,
+  finishReasonWithTools,
+  type ToolCallDelta,
+  toolAnswerMessage,
+  toolRequestOf,
+} from "./toolAnswer.ts";
 
 type SamplingRequest = Pick<
   ChatCompletionRequest,
@@ -50,6 +58,8 @@ type Generation = {
   prompt: ApiPrompt;
   maxTokensDefault: number | undefined;
   kind: "chat" | "text";
+  /** Tools in play: the answer's tool calls are parsed from this format (absent: the answer is text). */
+  toolFormat?: ToolCallFormat;
 };
 
 /** What the completion handlers need. */
@@ -145,7 +155,15 @@ function answerWriter(generation: Generation) {
       response.write(`data: ${deltaPrefix}${JSON.stringify(pieces.join(""))}${deltaSuffix}\n\n`);
     },
   });
-  return { id, created, stream, includeUsage, chunkBase, writeEvent, startStream, texts };
+  /** A tool call's delta goes out in its own event, after the text before it. */
+  const writeToolCall = (delta: ToolCallDelta) => {
+    texts.flush();
+    writeEvent({
+      ...chunkBase(),
+      choices: [{ index: 0, delta: { tool_calls: [delta] }, logprobs: null, finish_reason: null }],
+    });
+  };
+  return { id, created, stream, includeUsage, chunkBase, writeEvent, startStream, texts, writeToolCall };
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
@@ -193,6 +211,7 @@ function writeAnswer(
   generation: Generation,
   writer: ReturnType<typeof answerWriter>,
   result: BackendGenerateResult,
+  streamedToolCalls: number,
 ) {
   const { response, model, kind } = generation;
   const { mycel } = result;
@@ -201,13 +220,25 @@ function writeAnswer(
     completion_tokens: result.usage.completionTokens,
     total_tokens: result.usage.totalTokens,
   };
-  const finishReason = result.finishReason;
+  const calls =
+    generation.toolFormat && !writer.stream
+      ? toolAnswerMessage({ format: generation.toolFormat, text: result.text })
+      : undefined;
+  const finishReason = finishReasonWithTools(
+    result.finishReason,
+    calls ? calls.toolCalls.length : streamedToolCalls,
+  );
   if (!writer.stream) {
     const choice =
       kind === "chat"
         ? {
             index: 0,
-            message: { role: "assistant", content: result.text, refusal: null },
+            message: {
+              role: "assistant",
+              content: calls ? calls.content : result.text,
+              refusal: null,
+              ...(calls && calls.toolCalls.length > 0 ? { tool_calls: calls.toolCalls } : {}),
+            },
             logprobs: logprobsOf(kind, result),
             finish_reason: finishReason,
           }
@@ -242,6 +273,16 @@ function writeAnswer(
   return usage;
 }
 
+/** The capabilities a provider must announce for the model to serve this generation (none: no field). */
+function requiredCapabilitiesOf(generation: Generation): { requiredCapabilities?: ModelCapability[] } {
+  const { constraints } = generation;
+  const required: ModelCapability[] = [];
+  if (generation.toolFormat) required.push("tools");
+  const forced = constraints.toolChoice !== undefined && constraints.toolChoice !== "auto";
+  if (constraints.responseFormat || (generation.toolFormat && forced)) required.push("grammar");
+  return required.length > 0 ? { requiredCapabilities: required } : {};
+}
+
 /** Runs one generation, as JSON or as SSE, and stops it if the client goes away. */
 async function runGeneration(context: CompletionContext, generation: Generation) {
   const { response, body, model } = generation;
@@ -252,21 +293,34 @@ async function runGeneration(context: CompletionContext, generation: Generation)
   };
   response.on("close", onClose);
   const writer = answerWriter(generation);
+  // With tools in play, streamed text goes through the tool-call parser: content, then calls as deltas.
+  const toolStream =
+    writer.stream && generation.toolFormat
+      ? createToolAnswerStream({
+          format: generation.toolFormat,
+          onContent: (text) => writer.texts.push(text),
+          onToolCall: writer.writeToolCall,
+        })
+      : undefined;
+  const onText = toolStream
+    ? (text: string) => text && toolStream.push(text)
+    : (text: string) => text && writer.texts.push(text);
   let result: BackendGenerateResult;
   try {
     result = await context.backend.generate({
       model,
       prompt: generation.prompt,
       sampling: samplingOf(generation),
-      // Gateways route a grammar-constrained request only to providers that announce grammars.
-      ...(generation.constraints.responseFormat ? { requiredCapabilities: ["grammar"] as const } : {}),
+      // Gateways route a grammar-constrained request only to providers that announce grammars, and one whose
+      // tools are in play only to providers that announce tools.
+      ...requiredCapabilitiesOf(generation),
       includeEvidence: body.mycel?.include_evidence === true,
       requestAudit: body.mycel?.audit === true,
       ...(body.mycel?.max_price == null ? {} : { maxPricePerMillion: BigInt(body.mycel.max_price) }),
       signal: controller.signal,
       // Headers and the role chunk go out as soon as a sequence is free, before the prompt is evaluated.
       onStart: writer.stream ? writer.startStream : undefined,
-      onText: writer.stream ? (text) => text && writer.texts.push(text) : undefined,
+      onText: writer.stream ? onText : undefined,
     });
   } catch (error) {
     response.off("close", onClose);
@@ -292,7 +346,9 @@ async function runGeneration(context: CompletionContext, generation: Generation)
     if (!response.writableEnded) response.end();
     return;
   }
-  const usage = writeAnswer(generation, writer, result);
+  const streamedToolCalls = toolStream?.finish().toolCalls ?? 0;
+  writer.texts.flush();
+  const usage = writeAnswer(generation, writer, result, streamedToolCalls);
   logger.info("completion", {
     id: writer.id,
     model: model.name,
@@ -321,9 +377,21 @@ export async function handleChatCompletion(
   if (body.response_format?.type === "json_schema")
     enforceableJsonSchema(body.response_format.json_schema.schema);
   const model = await context.backend.findModel(body.model);
+  const tools = toolRequestOf({ body, model });
   const messages = body.messages.map((message) => ({
     role: message.role === "developer" ? "system" : message.role,
     content: messageText(message.content),
+    ...(message.tool_calls && message.tool_calls.length > 0
+      ? {
+          tool_calls: message.tool_calls.map((call) => ({
+            id: call.id,
+            type: call.type,
+            function: { name: call.function.name, arguments: call.function.arguments },
+          })),
+        }
+      : {}),
+    ...(message.tool_call_id === undefined ? {} : { tool_call_id: message.tool_call_id }),
+    ...(message.role === "tool" && message.name !== undefined ? { name: message.name } : {}),
   }));
   await runGeneration(context, {
     request,
@@ -335,11 +403,13 @@ export async function handleChatCompletion(
       ...(body.response_format && body.response_format.type !== "text"
         ? { responseFormat: body.response_format }
         : {}),
+      ...tools.constraints,
     },
     model,
     prompt: { kind: "chat", messages },
     maxTokensDefault: undefined,
     kind: "chat",
+    ...(tools.format ? { toolFormat: tools.format } : {}),
   });
 }
 

@@ -3,17 +3,32 @@ import { z } from "zod";
 import { InvalidInputError } from "../errors/index.ts";
 import {
   maxLogitBiasEntries,
+  maxTools,
   maxTopLogprobs,
   type RequestConstraints,
   responseFormatSchema,
+  toolChoiceSchema,
+  toolSchema,
 } from "../protocol/index.ts";
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
+
+const toolCallSchema = z.object({
+  id: z.string().min(1).max(128),
+  type: z.literal("function"),
+  function: z.object({ name: z.string().min(1).max(64), arguments: z.string() }),
+});
 
 const messageSchema = z.object({
   role: z.enum(["system", "developer", "user", "assistant", "tool"]),
   content: z.union([z.string(), z.array(textPart), z.null()]).optional(),
   name: z.string().optional(),
+  /** An assistant turn's tool calls (its content may then be null). */
+  tool_calls: z.array(toolCallSchema).max(maxTools).nullable().optional(),
+  /** A tool turn: the id of the call it answers. */
+  tool_call_id: z.string().min(1).max(128).optional(),
+  // An assistant turn's refusal (the SDK echoes answers back whole): nothing to show the model.
+  refusal: z.string().nullable().optional(),
 });
 
 const stopSchema = z
@@ -99,12 +114,11 @@ export const chatCompletionRequestSchema = z.strictObject({
     })
     .nullable()
     .optional(),
-  tools: z.array(z.unknown()).max(0, { message: "tools are not supported yet" }).nullable().optional(),
+  tools: z.array(toolSchema).max(maxTools).nullable().optional(),
   top_logprobs: z.number().int().min(0).max(maxTopLogprobs).nullable().optional(),
-  // Without tools (refused above) these ask for nothing: "none" and "auto" mean the same as no tools.
   tool_choice: z
-    .enum(["none", "auto"], {
-      message: 'tools are not supported yet; tool_choice may only be "none" or "auto"',
+    .union([z.literal("auto"), toolChoiceSchema], {
+      message: 'tool_choice is "none", "auto", "required" or {"type": "function", "function": {"name": ...}}',
     })
     .nullable()
     .optional(),

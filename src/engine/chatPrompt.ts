@@ -6,8 +6,49 @@
 import { Template } from "@huggingface/jinja";
 import { InvalidInputError } from "../errors/index.ts";
 
-/** One chat message as the engine takes it (content already flattened to text). */
-export type ChatMessage = { role: string; content: string };
+/** A tool call of an earlier assistant turn, as OpenAI writes it (`arguments`: the JSON text the model wrote). */
+export type ChatToolCall = { id: string; type: "function"; function: { name: string; arguments: string } };
+
+/**
+ * One chat message as the engine takes it (content already flattened to text): an assistant turn may carry the
+ * tool calls it made, a `tool` turn the id of the call it answers (`tool_call_id`) and the function's `name`.
+ */
+export type ChatMessage = {
+  role: string;
+  content: string;
+  tool_calls?: ChatToolCall[];
+  tool_call_id?: string;
+  name?: string;
+};
+
+/**
+ * A message as templates see it: tool calls' arguments as the object they encode when they are JSON (as
+ * Hugging Face and llama.cpp hand them to templates, which write them with `tojson`), else as the text.
+ */
+function templateMessageOf(message: ChatMessage): Record<string, unknown> {
+  const argumentsOf = (text: string): unknown => {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  };
+  return {
+    role: message.role,
+    content: message.content,
+    ...(message.tool_calls === undefined
+      ? {}
+      : {
+          tool_calls: message.tool_calls.map((call) => ({
+            id: call.id,
+            type: call.type,
+            function: { name: call.function.name, arguments: argumentsOf(call.function.arguments) },
+          })),
+        }),
+    ...(message.tool_call_id === undefined ? {} : { tool_call_id: message.tool_call_id }),
+    ...(message.name === undefined ? {} : { name: message.name }),
+  };
+}
 
 /**
  * A token whose text llama.cpp recognises in a prompt only when special tokens are parsed (a control or unknown
@@ -170,10 +211,7 @@ export function renderChatPrompt(parameters: RenderChatPromptParameters): Render
     return text;
   });
   const sentinels = createSentinels({ specials, inputs: [...userStrings, source] });
-  const messages = mapStrings(
-    parameters.messages.map((message) => ({ role: message.role, content: message.content })),
-    sentinels.protect,
-  );
+  const messages = mapStrings(parameters.messages.map(templateMessageOf), sentinels.protect);
   const tools =
     parameters.tools && parameters.tools.length > 0
       ? mapStrings(parameters.tools, sentinels.protect)

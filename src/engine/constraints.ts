@@ -5,6 +5,8 @@
 import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import { InvalidInputError } from "../errors/index.ts";
 import { getSharedLlama } from "./engine.ts";
+import { type ToolDefinition, toolCallFormatOf } from "./toolCalls.ts";
+import { argumentsSchemaOf, boundJsonNumbers, type ToolChoice, toolConstraintOf } from "./toolGrammar.ts";
 
 /** `response_format` as the API and the wire carry it ("text", the default, is no format at all). */
 export type OutputFormat =
@@ -162,7 +164,8 @@ async function compileJsonSchema(llama: Llama, schema: Record<string, unknown>):
     );
   }
   return {
-    gbnf: withoutTrailingNewlines(grammar.grammar),
+    // Numbers bounded: node-llama-cpp's rules allow 1E8036913363169407 (Infinity), which no schema check accepts.
+    gbnf: boundJsonNumbers(withoutTrailingNewlines(grammar.grammar)),
     violation(text) {
       try {
         grammar.parse(text);
@@ -193,4 +196,85 @@ export async function outputConstraintOf(
   return remember(`json_schema:${JSON.stringify(format.json_schema.schema)}`, () =>
     compileJsonSchema(llama, format.json_schema.schema),
   );
+}
+
+/** Parameters of {@link requestConstraintOf}: a request's output format and tools, and the model's chat template. */
+export type RequestConstraintParameters = {
+  responseFormat?: OutputFormat;
+  tools?: readonly ToolDefinition[];
+  toolChoice?: ToolChoice;
+  parallelToolCalls?: boolean;
+  /** The model's chat template: its tool-call format is the one a tool grammar forces. */
+  chatTemplate: string | undefined;
+};
+
+/** Whether a request's tools are in play: tools given, and tool_choice is not "none". */
+export function toolsInPlay(parameters: Pick<RequestConstraintParameters, "tools" | "toolChoice">): boolean {
+  return (parameters.tools?.length ?? 0) > 0 && parameters.toolChoice !== "none";
+}
+
+/** The tools with their parameters schemas as grammars take them (refusing what no grammar enforces, naming the tool). */
+export function enforceableTools(tools: readonly ToolDefinition[]): ToolDefinition[] {
+  return tools.map((tool, index) => {
+    try {
+      const parameters = enforceableJsonSchema(argumentsSchemaOf(tool)) as Record<string, unknown>;
+      return { ...tool, function: { ...tool.function, parameters } };
+    } catch (cause) {
+      const param = `tools[${index}].function.parameters`;
+      throw new InvalidInputError(
+        `${param} (${tool.function.name}) cannot be enforced: ${cause instanceof Error ? cause.message.replace(/^.*cannot be enforced: /, "") : String(cause)}`,
+        {
+          param,
+          code: "invalid_value",
+          hint: "with tool_choice required or a named function, tools' parameters must be schemas a grammar enforces (docs/API.md)",
+          cause,
+        },
+      );
+    }
+  });
+}
+
+/**
+ * The output constraint of a request, the same for the provider that generates and the validator that audits: the
+ * tools' grammar when tool_choice is "required" or names a function (in the model's tool-call format), else the
+ * response format's (undefined when neither asks for one). Throws InvalidInputError when the model has no known
+ * tool-call format, or when forced tool calls and a response format are asked together.
+ */
+export async function requestConstraintOf(
+  parameters: RequestConstraintParameters,
+): Promise<OutputConstraint | undefined> {
+  const { tools, toolChoice } = parameters;
+  if (!tools || !toolsInPlay(parameters)) return outputConstraintOf(parameters.responseFormat);
+  const format = toolCallFormatOf(parameters.chatTemplate);
+  if (!format)
+    throw new InvalidInputError(
+      "this model cannot call tools: its chat template has no known tool-call format",
+      {
+        param: "tools",
+        code: "invalid_value",
+        hint: "use a model whose template writes <tool_call> blocks (ChatML/Hermes/Qwen) or Llama 3.1's JSON calls",
+      },
+    );
+  if (parameters.responseFormat)
+    throw new InvalidInputError(
+      'response_format cannot be combined with tools unless tool_choice is "none"',
+      {
+        param: "response_format",
+        code: "invalid_value",
+        hint: 'drop response_format, or set tool_choice to "none"',
+      },
+    );
+  if (toolChoice === undefined || toolChoice === "auto") return undefined;
+  const key = `tools:${format}:${JSON.stringify([tools, toolChoice, parameters.parallelToolCalls ?? true])}`;
+  return remember(key, async () => {
+    const constraint = await toolConstraintOf({
+      llama: await getSharedLlama(),
+      format,
+      tools: enforceableTools(tools),
+      toolChoice,
+      parallelToolCalls: parameters.parallelToolCalls,
+    });
+    if (!constraint) throw new Error("a forced tool choice has a grammar");
+    return constraint;
+  });
 }

@@ -8,6 +8,7 @@
 import type { LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
 import { InvalidInputError, MycelError } from "../errors/index.ts";
 import { createSlotPool, type SlotPool } from "./slots.ts";
+import { toolCallFormatOf } from "./toolCalls.ts";
 
 /** What the API and the network allow per embeddings request. */
 export const embeddingLimits = {
@@ -194,7 +195,7 @@ export type ModelCapability = "chat" | "completion" | "embeddings" | "tools" | "
 /**
  * The capabilities of a loaded model: chat and completion always (a model without a chat template gets ChatML);
  * grammar always (llama.cpp's grammar sampler serves every model of this version); embeddings where llama.cpp can
- * embed with it; tools where its chat template mentions tools (it renders a tool list).
+ * embed with it; tools where its chat template has a tool-call format Mycel parses (toolCalls.ts).
  */
 export function modelCapabilities(parameters: {
   chatTemplate: string | undefined;
@@ -202,8 +203,7 @@ export function modelCapabilities(parameters: {
 }): ModelCapability[] {
   const capabilities: ModelCapability[] = ["chat", "completion"];
   if (parameters.embeddings) capabilities.push("embeddings");
-  if (parameters.chatTemplate !== undefined && /\btools\b/.test(parameters.chatTemplate))
-    capabilities.push("tools");
+  if (toolCallFormatOf(parameters.chatTemplate) !== undefined) capabilities.push("tools");
   capabilities.push("grammar");
   return capabilities;
 }

@@ -2,6 +2,7 @@
 export { defaultEngineOptions, type EngineOptions } from "../config/index.ts";
 export {
   type ChatMessage,
+  type ChatToolCall,
   createSentinels,
   fallbackChatTemplate,
   type PromptSegment,
@@ -14,9 +15,13 @@ export {
 } from "./chatPrompt.ts";
 export {
   enforceableJsonSchema,
+  enforceableTools,
   type OutputConstraint,
   type OutputFormat,
   outputConstraintOf,
+  type RequestConstraintParameters,
+  requestConstraintOf,
+  toolsInPlay,
 } from "./constraints.ts";
 export {
   canEmbed,
@@ -77,3 +82,31 @@ export {
   type StopMatcher,
   streamBatchIntervalMs,
 } from "./textStream.ts";
+export {
+  type CreateToolCallParserParameters,
+  collectToolCallEvents,
+  createToolCallParser,
+  hermesToolCallTags,
+  newToolCallId,
+  type ParseToolCallsReturnType,
+  parseToolCalls,
+  type ToolCall,
+  type ToolCallEvent,
+  type ToolCallFormat,
+  type ToolCallParser,
+  type ToolDefinition,
+  toolCallFormatOf,
+} from "./toolCalls.ts";
+export {
+  argumentsSchemaOf,
+  type BuildToolGrammarParameters,
+  boundJsonNumbers,
+  buildToolGrammar,
+  type CheckToolArgumentsReturnType,
+  checkToolArguments,
+  prefixGrammarRules,
+  type ToolChoice,
+  type ToolConstraint,
+  toolConstraintOf,
+  toolsOfChoice,
+} from "./toolGrammar.ts";

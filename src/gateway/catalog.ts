@@ -20,6 +20,12 @@ function smallest(values: readonly bigint[]): bigint {
   return result;
 }
 
+/** The tool-call format of a model when its providers that announce one agree (a model's template is in its file). */
+function toolCallFormatOf(formats: ReadonlySet<string | undefined>): Pick<ApiModelInfo, "toolCallFormat"> {
+  const [only] = formats;
+  return formats.size === 1 && (only === "hermes" || only === "llama3-json") ? { toolCallFormat: only } : {};
+}
+
 /** Lists and finds models from the provider table: only what some provider the gateway would route to serves. */
 export function createCatalog(parameters: { table: ProviderTable; policy?: RoutingPolicy }): Catalog {
   const { table } = parameters;
@@ -29,7 +35,13 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
     const now = Date.now();
     const byHash = new Map<
       string,
-      { name: string; contextSize: number; providers: KnownProvider[]; capabilities: Set<ModelCapability> }
+      {
+        name: string;
+        contextSize: number;
+        providers: KnownProvider[];
+        capabilities: Set<ModelCapability>;
+        toolCallFormats: Set<string | undefined>;
+      }
     >();
     for (const provider of table.all()) {
       for (const model of provider.announcement.models) {
@@ -40,9 +52,11 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
           contextSize: model.context_size,
           providers: [],
           capabilities: new Set<ModelCapability>(),
+          toolCallFormats: new Set<string | undefined>(),
         };
         entry.providers.push(provider);
         for (const capability of capabilitiesOf(model)) entry.capabilities.add(capability);
+        if (model.tool_call_format) entry.toolCallFormats.add(model.tool_call_format);
         byHash.set(model.hash, entry);
       }
     }
@@ -53,6 +67,9 @@ export function createCatalog(parameters: { table: ProviderTable; policy?: Routi
         name: entry.name,
         hash: hash.slice(2),
         contextLength: entry.contextSize,
+        // Tool calls are parsed in the format the model's providers announce (requests with tools go only to
+        // providers that announce tools); none, or two that disagree: no tools.
+        ...toolCallFormatOf(entry.toolCallFormats),
         extra: {
           providers: entry.providers.length,
           /** What some provider of the model can do with it. */

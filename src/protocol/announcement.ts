@@ -43,6 +43,8 @@ export const announcementSchema = z
             context_size: z.number().int().min(1),
             /** What the model can do here; absent (providers before issue 18): ["chat", "completion"]. */
             capabilities: z.array(modelCapabilitySchema).max(16).optional(),
+            /** How the model's chat template writes tool calls; absent: it cannot call tools. */
+            tool_call_format: z.enum(["hermes", "llama3-json"]).optional(),
           })
           .strict(),
       )

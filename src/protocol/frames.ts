@@ -79,6 +79,79 @@ export const constraintFieldSchemas = {
   response_format: responseFormatSchema.optional(),
 } as const;
 
+/** The most tools a request may carry (OpenAI's limit). */
+export const maxTools = 128;
+
+/** A function's name, as OpenAI allows them. */
+const functionName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1 to 64 letters, digits, _ or -");
+
+/** A tool as OpenAI defines it (only functions). */
+export const toolSchema = z
+  .object({
+    type: z.literal("function"),
+    function: z
+      .object({
+        name: functionName,
+        description: z.string().max(4096).optional(),
+        /** The JSON schema of its arguments; absent: none. */
+        parameters: jsonSchemaObject.optional(),
+        strict: z.boolean().optional(),
+      })
+      .strict(),
+  })
+  .strict();
+
+/** OpenAI's `tool_choice`: "auto" (the default with tools) is written as no field at all. */
+export const toolChoiceSchema = z.union([
+  z.enum(["none", "required"]),
+  z.object({ type: z.literal("function"), function: z.object({ name: functionName }).strict() }).strict(),
+]);
+
+/** A tool call of an earlier assistant turn (its arguments: the JSON text the model wrote). */
+const toolCallSchema = z
+  .object({
+    id: z.string().min(1).max(128),
+    type: z.literal("function"),
+    function: z.object({ name: z.string().min(1).max(64), arguments: z.string() }).strict(),
+  })
+  .strict();
+
+/** One chat message: an assistant turn may carry its tool calls, a tool turn the call it answers and its name. */
+export const wireMessageSchema = z
+  .object({
+    role: z.string().min(1).max(64),
+    content: z.string(),
+    tool_calls: z.array(toolCallSchema).min(1).max(maxTools).optional(),
+    tool_call_id: z.string().min(1).max(128).optional(),
+    name: z.string().min(1).max(64).optional(),
+  })
+  .strict();
+
+/**
+ * Tools (chat only): shown to the model through its chat template; `tool_choice` "required" or a named function
+ * is enforced by a grammar of the model's tool-call format. Absent when neutral: no tools, "auto", parallel calls.
+ */
+export const toolFieldSchemas = {
+  tools: z.array(toolSchema).min(1).max(maxTools).optional(),
+  tool_choice: toolChoiceSchema.optional(),
+  /** Only `false` (one call at most) is written; absent: any number of calls. */
+  parallel_tool_calls: z.literal(false).optional(),
+} as const;
+
+/** Characters of a chat request's prompt: contents, earlier calls' arguments, and the tools' JSON. */
+function promptCharacters(request: {
+  messages?: readonly z.infer<typeof wireMessageSchema>[];
+  prompt?: string | readonly number[];
+  tools?: readonly unknown[];
+}): number {
+  let total = typeof request.prompt === "string" ? request.prompt.length : 0;
+  for (const message of request.messages ?? []) {
+    total += message.content.length;
+    for (const call of message.tool_calls ?? []) total += call.function.arguments.length;
+  }
+  return total + (request.tools ? JSON.stringify(request.tools).length : 0);
+}
+
 /** Output tokens the presence, frequency and repeat penalties look back over. */
 export const penaltyWindowTokens = 64;
 
@@ -100,11 +173,7 @@ export const inferenceRequestSchema = z
   .object({
     model_hash: bytes32,
     kind: z.enum(["chat", "text", "embed"]),
-    messages: z
-      .array(z.object({ role: z.string().min(1).max(64), content: z.string() }).strict())
-      .min(1)
-      .max(streamLimits.maxMessages)
-      .optional(),
+    messages: z.array(wireMessageSchema).min(1).max(streamLimits.maxMessages).optional(),
     prompt: z.union([z.string().min(1), z.array(tokenId).min(1)]).optional(),
     /** Absent: until the context window is full (as OpenAI does). */
     max_tokens: z.number().int().min(1).max(1_000_000).optional(),
@@ -116,6 +185,7 @@ export const inferenceRequestSchema = z
     /** Continuation after failover: output tokens another provider already produced for this request. */
     prefix_tokens: z.array(tokenId).max(streamLimits.maxPromptTokens).optional(),
     ...constraintFieldSchemas,
+    ...toolFieldSchemas,
     /** Embed requests: the inputs, one vector each, in order (the sampling fields are then fixed, see below). */
     inputs: z.array(embedInput).min(1).max(embedLimits.maxInputs).optional(),
     /** Embed requests: the vector length asked for (only the model's own is served). */
@@ -127,6 +197,9 @@ export const inferenceRequestSchema = z
   })
   .refine((request) => (request.kind === "text") === (request.prompt !== undefined), {
     message: "text requests carry a prompt, chat requests do not",
+  })
+  .refine((request) => request.tools === undefined || request.kind === "chat", {
+    message: "only chat requests carry tools",
   })
   .refine((request) => (request.kind === "embed") === (request.inputs !== undefined), {
     message: "embed requests carry inputs, other requests do not",
@@ -157,11 +230,27 @@ export const inferenceRequestSchema = z
   )
   .refine(
     (request) =>
-      (request.messages?.reduce((total, message) => total + message.content.length, 0) ?? 0) +
-        (typeof request.prompt === "string" ? request.prompt.length : 0) <=
-      streamLimits.maxPromptCharacters,
-    { message: `the prompt is longer than ${streamLimits.maxPromptCharacters} characters` },
-  );
+      request.tools !== undefined ||
+      (request.tool_choice === undefined && request.parallel_tool_calls === undefined),
+    { message: "tool_choice and parallel_tool_calls need tools" },
+  )
+  .refine(
+    (request) =>
+      typeof request.tool_choice !== "object" ||
+      (request.tools ?? []).some(
+        (tool) =>
+          tool.function.name === (request.tool_choice as { function: { name: string } }).function.name,
+      ),
+    { message: "tool_choice names a function that is not among the tools" },
+  )
+  .refine(
+    (request) =>
+      new Set(request.tools?.map((tool) => tool.function.name)).size === (request.tools?.length ?? 0),
+    { message: "two tools have the same name" },
+  )
+  .refine((request) => promptCharacters(request) <= streamLimits.maxPromptCharacters, {
+    message: `the prompt is longer than ${streamLimits.maxPromptCharacters} characters`,
+  });
 
 /** The request a provider generates for (see {@link inferenceRequestSchema}). */
 export type InferenceRequest = z.infer<typeof inferenceRequestSchema>;
@@ -170,7 +259,7 @@ export type InferenceRequest = z.infer<typeof inferenceRequestSchema>;
 export function buildInferenceRequest(parameters: {
   modelHash: string;
   prompt:
-    | { kind: "chat"; messages: readonly { role: string; content: string }[] }
+    | { kind: "chat"; messages: readonly WireMessage[] }
     | { kind: "text"; prompt: string | readonly number[] };
   maxTokens?: number;
   temperature: number;
@@ -185,7 +274,7 @@ export function buildInferenceRequest(parameters: {
     model_hash: parameters.modelHash,
     kind: prompt.kind,
     ...(prompt.kind === "chat"
-      ? { messages: prompt.messages.map((message) => ({ role: message.role, content: message.content })) }
+      ? { messages: prompt.messages.map(wireMessageOf) }
       : { prompt: typeof prompt.prompt === "string" ? prompt.prompt : [...prompt.prompt] }),
     ...(parameters.maxTokens === undefined ? {} : { max_tokens: parameters.maxTokens }),
     temperature: parameters.temperature,
@@ -196,6 +285,33 @@ export function buildInferenceRequest(parameters: {
     ...wireConstraintsOf(parameters.constraints ?? {}),
   };
 }
+
+/** A chat message on the wire (see {@link wireMessageSchema}). */
+export type WireMessage = z.infer<typeof wireMessageSchema>;
+
+/** A message with only the fields the wire carries (tool fields only when present). */
+function wireMessageOf(message: WireMessage): WireMessage {
+  return {
+    role: message.role,
+    content: message.content,
+    ...(message.tool_calls && message.tool_calls.length > 0
+      ? {
+          tool_calls: message.tool_calls.map((call) => ({
+            id: call.id,
+            type: call.type,
+            function: { name: call.function.name, arguments: call.function.arguments },
+          })),
+        }
+      : {}),
+    ...(message.tool_call_id === undefined ? {} : { tool_call_id: message.tool_call_id }),
+    ...(message.name === undefined ? {} : { name: message.name }),
+  };
+}
+
+/** A tool of a request (see {@link toolSchema}). */
+export type WireTool = z.infer<typeof toolSchema>;
+/** `tool_choice` as the API takes it ("auto" included). */
+export type RequestToolChoice = z.infer<typeof toolChoiceSchema> | "auto";
 
 /** The constraints of a request as the API and the engine name them (absent or neutral: off). */
 export type RequestConstraints = {
@@ -208,6 +324,10 @@ export type RequestConstraints = {
   /** Log-probabilities with this many alternatives per position (absent: none). */
   logprobs?: number;
   responseFormat?: ResponseFormat;
+  /** Tools shown to the model (chat), and how it must use them. */
+  tools?: readonly WireTool[];
+  toolChoice?: RequestToolChoice;
+  parallelToolCalls?: boolean;
 };
 
 /** The wire fields of constraints: neutral values are left out, so that they hash like no constraint. */
@@ -223,6 +343,33 @@ export function wireConstraintsOf(constraints: RequestConstraints): Partial<Infe
     ...(bias.length > 0 ? { logit_bias: Object.fromEntries(bias) } : {}),
     ...(constraints.logprobs === undefined ? {} : { logprobs: constraints.logprobs }),
     ...(constraints.responseFormat ? { response_format: constraints.responseFormat } : {}),
+    ...wireToolFieldsOf(constraints),
+  };
+}
+
+/** The wire fields of tools: none without tools; "auto" and parallel calls (the defaults) left out. */
+function wireToolFieldsOf(constraints: RequestConstraints): Partial<InferenceRequest> {
+  if (!constraints.tools || constraints.tools.length === 0) return {};
+  const choice = constraints.toolChoice;
+  return {
+    tools: constraints.tools.map((tool) => ({
+      type: tool.type,
+      function: {
+        name: tool.function.name,
+        ...(tool.function.description === undefined ? {} : { description: tool.function.description }),
+        ...(tool.function.parameters === undefined ? {} : { parameters: tool.function.parameters }),
+        ...(tool.function.strict === undefined ? {} : { strict: tool.function.strict }),
+      },
+    })),
+    ...(choice === undefined || choice === "auto"
+      ? {}
+      : {
+          tool_choice:
+            typeof choice === "string"
+              ? choice
+              : { type: "function", function: { name: choice.function.name } },
+        }),
+    ...(constraints.parallelToolCalls === false ? { parallel_tool_calls: false } : {}),
   };
 }
 
@@ -236,6 +383,9 @@ export function constraintsOfRequest(request: InferenceRequest): RequestConstrai
     logitBias: request.logit_bias,
     logprobs: request.logprobs,
     responseFormat: request.response_format,
+    tools: request.tools,
+    toolChoice: request.tool_choice,
+    parallelToolCalls: request.parallel_tool_calls,
   };
 }
 

@@ -4,7 +4,7 @@
  * `/mycel/announcement/1.0.0` (a gateway that just connected), and each model provided on the DHT.
  */
 import type { Hex } from "viem";
-import type { Engine, LoadedModelInfo } from "../engine/index.ts";
+import { type Engine, type LoadedModelInfo, toolCallFormatOf } from "../engine/index.ts";
 import { describeError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
 import { isLoopbackAddress, isPrivateAddress, type MycelNode } from "../p2p/index.ts";
@@ -99,6 +99,9 @@ export async function startAnnouncer(parameters: StartAnnouncerParameters): Prom
           name: model.name,
           context_size: model.contextSize,
           capabilities: model.capabilities,
+          ...(toolCallFormatOf(model.chatTemplate)
+            ? { tool_call_format: toolCallFormatOf(model.chatTemplate) }
+            : {}),
         })),
         price: { input: parameters.price.input.toString(), output: parameters.price.output.toString() },
         capacity: {

@@ -11,8 +11,8 @@ import {
   type GenerateReturnType,
   type GenerationDelta,
   type LoadedModelInfo,
-  outputConstraintOf,
   outputLogprobsOf,
+  requestConstraintOf,
   streamBatchIntervalMs,
 } from "../engine/index.ts";
 import { describeError, InvalidInputError, MycelError } from "../errors/index.ts";
@@ -108,7 +108,11 @@ function checkClientIsPeer(exchange: InferenceExchange): Address {
 
 function tokenize(context: AnswerContext, model: LoadedModelInfo, request: InferenceRequest): number[] {
   if (request.kind === "chat")
-    return context.engine.tokenizeChat({ modelHash: model.hash, messages: request.messages ?? [] });
+    return context.engine.tokenizeChat({
+      modelHash: model.hash,
+      messages: request.messages ?? [],
+      ...(request.tools ? { tools: request.tools } : {}),
+    });
   const prompt = request.prompt ?? "";
   if (typeof prompt === "string")
     return context.engine.tokenizeCompletion({ modelHash: model.hash, text: prompt });
@@ -248,7 +252,13 @@ async function generateAndSign(input: {
   try {
     const { request } = frame;
     // Compiled before any work: a schema no grammar enforces is the client's error.
-    const constraint = await outputConstraintOf(request.response_format);
+    const constraint = await requestConstraintOf({
+      responseFormat: request.response_format,
+      tools: request.tools,
+      toolChoice: request.tool_choice,
+      parallelToolCalls: request.parallel_tool_calls,
+      chatTemplate: input.model.chatTemplate,
+    });
     const result = await context.components.generate({
       request: frame.request,
       modelHash: input.model.hash,

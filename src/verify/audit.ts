@@ -95,7 +95,13 @@ function expectedPromptTokens(engine: Engine, model: LoadedModelInfo, input: Aud
   const prefix = request.prefix_tokens ?? [];
   if (request.kind === "chat") {
     const messages = request.messages ?? [];
-    const whole = engine.tokenizeChat({ modelHash: model.hash, messages });
+    const whole = engine.tokenizeChat({
+      modelHash: model.hash,
+      messages,
+      ...(request.tools ? { tools: request.tools } : {}),
+    });
+    // Requests with tools came after whole-prompt tokenization: no earlier form to accept.
+    if (request.tools) return [[...whole, ...prefix]];
     const legacy = engine.tokenizeChatLegacy({ modelHash: model.hash, messages });
     return [
       [...whole, ...prefix],
@@ -291,12 +297,12 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
   checkFinish(engine, model, input, reasons);
   let constraints: AuditConstraints;
   try {
-    constraints = await auditConstraintsOf(request);
+    constraints = await auditConstraintsOf(request, model.chatTemplate);
   } catch (error) {
     // A provider must refuse a format no grammar enforces; answering it broke the request.
     reasons.push({
       code: "constraint_violated",
-      message: `the request's response_format cannot be enforced: ${error instanceof Error ? error.message : String(error)}`,
+      message: `the request's constraints cannot be enforced: ${error instanceof Error ? error.message : String(error)}`,
     });
     constraints = { bias: new Map(), penalties: undefined, output: undefined, any: true };
   }
@@ -340,11 +346,20 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
   let firstImpossible = -1;
   let firstOutsideTopK = -1;
   let firstDisallowed = -1;
+  let firstForeignFingerprint = -1;
   for (const [index, position] of positions.entries()) {
     const view = constrained[index] as ConstrainedPosition;
     const score = view.adjusted(position.token) ?? Number.NEGATIVE_INFINITY;
     const below = view.bestAllowed - score;
     if (!view.allows(position.token) && firstDisallowed < 0) firstDisallowed = index;
+    // Generation records the distribution after the grammar, so every token a fingerprint names is one the grammar
+    // allows there; fingerprints of forbidden tokens hide the allowed tokens the model preferred.
+    if (
+      constraints.output &&
+      firstForeignFingerprint < 0 &&
+      fingerprintAt(input.fingerprints, index)?.ids.some((id) => !view.allows(id))
+    )
+      firstForeignFingerprint = index;
     const impossible = constraints.any ? below > -impossibleLogprob : position.logprob < impossibleLogprob;
     if (impossible && firstImpossible < 0) firstImpossible = index;
     if (request.temperature === 0 && below > 0) {
@@ -363,6 +378,11 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
     reasons.push({
       code: "constraint_violated",
       message: `output token ${firstDisallowed} is not allowed by the request's grammar (response_format) at its position`,
+    });
+  if (firstForeignFingerprint >= 0)
+    reasons.push({
+      code: "fingerprint_mismatch",
+      message: `the fingerprint of output position ${firstForeignFingerprint} names tokens the request's grammar forbids there: it was not sampled under the grammar`,
     });
   if (firstImpossible >= 0)
     reasons.push({

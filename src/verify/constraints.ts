@@ -6,11 +6,11 @@ import {
   type Engine,
   type GrammarWalker,
   type OutputConstraint,
-  outputConstraintOf,
   type PositionLogprobs,
   penaltiesApply,
   penaltyWindow,
   type RepetitionPenalties,
+  requestConstraintOf,
 } from "../engine/index.ts";
 import type { InferenceRequest } from "../protocol/index.ts";
 
@@ -25,8 +25,14 @@ export type AuditConstraints = {
   any: boolean;
 };
 
-/** The constraints of a request (compiles its grammar, as the provider did). */
-export async function auditConstraintsOf(request: InferenceRequest): Promise<AuditConstraints> {
+/**
+ * The constraints of a request (compiles its grammar, as the provider did: the tools' grammar for tool_choice
+ * "required" or a named function, in the format of the model's chat template, else the response format's).
+ */
+export async function auditConstraintsOf(
+  request: InferenceRequest,
+  chatTemplate: string | undefined,
+): Promise<AuditConstraints> {
   const bias = new Map(
     Object.entries(request.logit_bias ?? {})
       .map(([token, value]) => [Number(token), value] as const)
@@ -37,7 +43,13 @@ export async function auditConstraintsOf(request: InferenceRequest): Promise<Aud
     presence: request.presence_penalty,
     frequency: request.frequency_penalty,
   };
-  const output = await outputConstraintOf(request.response_format);
+  const output = await requestConstraintOf({
+    responseFormat: request.response_format,
+    tools: request.tools,
+    toolChoice: request.tool_choice,
+    parallelToolCalls: request.parallel_tool_calls,
+    chatTemplate,
+  });
   const applied = penaltiesApply(penalties) ? penalties : undefined;
   return {
     bias,

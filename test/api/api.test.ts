@@ -283,12 +283,12 @@ describe("OpenAI-compatible API (a real `mycel serve` process, the official open
       message: /stop/,
     },
     {
-      name: "tools",
-      body: chat({ tools: [{ type: "function" }] }),
+      name: "tools for a model without a tool-call format",
+      body: chat({ tools: [{ type: "function", function: { name: "f" } }] }),
       status: 400,
       code: "invalid_value",
       param: "tools",
-      message: /not supported/,
+      message: /cannot call tools: its chat template has no known tool-call format/,
     },
     {
       name: "a field Mycel does not implement",

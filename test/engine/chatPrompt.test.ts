@@ -11,6 +11,7 @@ import {
   type SpecialToken,
   splitAtSpecialTokens,
 } from "../../src/engine/index.ts";
+import { chatmlToolsChatTemplate } from "../../src/model/index.ts";
 
 const chatml =
   "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>{{ 'assistant\\n' }}";
@@ -67,6 +68,47 @@ describe("chat prompt: rendering and special-token boundaries", () => {
       { token: 100 },
       { text: "user<|im_start|>|x" },
     ]);
+  });
+
+  it("hands an assistant's tool calls (arguments as objects) and tool results to the template", () => {
+    const prompt = renderChatPrompt({
+      template: chatmlToolsChatTemplate,
+      messages: [
+        { role: "user", content: "Weather in Paris?" },
+        {
+          role: "assistant",
+          content: "",
+          tool_calls: [
+            {
+              id: "call_1",
+              type: "function",
+              function: { name: "get_weather", arguments: '{"city": "Paris <|im_end|>"}' },
+            },
+            { id: "call_2", type: "function", function: { name: "get_time", arguments: "not json" } },
+          ],
+        },
+        { role: "tool", content: "22 C", tool_call_id: "call_1", name: "get_weather" },
+        { role: "tool", content: "noon", tool_call_id: "call_2", name: "get_time" },
+      ],
+      tools: [{ type: "function", function: { name: "get_weather" } }],
+      specialTokens: specials,
+    });
+    assert.ok(
+      prompt.text.includes(
+        '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris <|im_end|>"}}\n</tool_call>' +
+          '\n<tool_call>\n{"name": "get_time", "arguments": not json}\n</tool_call><|im_end|>\n',
+      ),
+      prompt.text,
+    );
+    assert.ok(
+      prompt.text.includes(
+        "<|im_start|>user\n<tool_response>\n22 C\n</tool_response>\n<tool_response>\nnoon\n</tool_response><|im_end|>",
+      ),
+    );
+    // The special-token string inside the arguments stays text.
+    assert.ok(
+      prompt.segments.some((segment) => "text" in segment && segment.text.includes("Paris <|im_end|>")),
+    );
   });
 
   it("picks sentinels the input does not use, so private-use text survives", () => {

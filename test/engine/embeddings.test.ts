@@ -36,10 +36,14 @@ describe("engine embeddings (real llama.cpp on the tiny test model)", () => {
       "embeddings",
       "grammar",
     ]);
+    // tools: a template whose tool-call format Mycel parses, not any template that mentions tools.
+    assert.deepEqual(
+      modelCapabilities({ chatTemplate: "{% if tools %}<tool_call>{% endif %}", embeddings: false }),
+      ["chat", "completion", "tools", "grammar"],
+    );
     assert.deepEqual(modelCapabilities({ chatTemplate: "{% if tools %}x{% endif %}", embeddings: false }), [
       "chat",
       "completion",
-      "tools",
       "grammar",
     ]);
   });

@@ -316,6 +316,52 @@ describe("real-tokenizer models end to end (mycel serve, mycel devnet, the opena
     assert.equal(texts[0], texts[1], "the provider applied the same grammar as mycel serve");
   });
 
+  it("tools through the devnet's gateway, gpt2: a required call as mycel serve makes it, streamed and not, audited", async () => {
+    const tools: OpenAI.ChatCompletionTool[] = [
+      {
+        type: "function",
+        function: {
+          name: "get_time",
+          parameters: { type: "object", properties: { zone: { enum: ["UTC", "CET"] } }, required: ["zone"] },
+        },
+      },
+    ];
+    const request = {
+      model: model("gpt2").name,
+      messages: [{ role: "user" as const, content: "What time is it?" }],
+      tools,
+      tool_choice: "required" as const,
+      max_tokens: 60,
+      temperature: 0,
+      mycel: { include_evidence: true },
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming;
+    const listed = (await network.models.list()).data.find(
+      (entry) => entry.id === model("gpt2").name,
+    ) as unknown as {
+      mycel: { capabilities: string[] };
+    };
+    assert.ok(listed.mycel.capabilities.includes("tools"), "the provider announces tools for gpt2");
+    const [local, remote] = await Promise.all([
+      served.chat.completions.create(request),
+      network.chat.completions.create(request),
+    ]);
+    const callsOf = (answer: OpenAI.ChatCompletion) =>
+      answer.choices[0]?.message.tool_calls?.map((call) => call.type === "function" && call.function);
+    assert.equal(remote.choices[0]?.finish_reason, "tool_calls");
+    assert.ok((callsOf(remote)?.length ?? 0) > 0, JSON.stringify(remote.choices[0]));
+    assert.deepEqual(
+      callsOf(remote),
+      callsOf(local),
+      "the gateway parses the provider's calls as mycel serve does",
+    );
+    const streamed = await network.chat.completions
+      .stream(request as unknown as OpenAI.ChatCompletionCreateParamsStreaming)
+      .finalChatCompletion();
+    assert.deepEqual(callsOf(streamed), callsOf(remote));
+    const run = await audit("gateway-tools", remote);
+    assert.equal(run.verdict?.verdict, "pass", `${run.stdout}${run.stderr}`);
+  });
+
   it("a gpt2 answer made by the q8_0 weights and claimed as f16 fails mycel audit", async () => {
     const cheatModels = {
       claimed: model("gpt2", "f16").hash,

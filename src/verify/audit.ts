@@ -352,12 +352,16 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
     const score = view.adjusted(position.token) ?? Number.NEGATIVE_INFINITY;
     const below = view.bestAllowed - score;
     if (!view.allows(position.token) && firstDisallowed < 0) firstDisallowed = index;
-    // Generation records the distribution after the grammar, so every token a fingerprint names is one the grammar
-    // allows there; fingerprints of forbidden tokens hide the allowed tokens the model preferred.
+    // A lazy grammar records the model's own distribution where its token was allowed and the masked one where it
+    // was not; greedy, the top token of either is the token chosen, so one the grammar allows. A fingerprint whose
+    // top token the grammar forbids was not sampled under the grammar (it hides the allowed tokens preferred).
+    const claimedTop = fingerprintAt(input.fingerprints, index)?.ids[0];
     if (
       constraints.output &&
+      request.temperature === 0 &&
       firstForeignFingerprint < 0 &&
-      fingerprintAt(input.fingerprints, index)?.ids.some((id) => !view.allows(id))
+      claimedTop !== undefined &&
+      !view.allows(claimedTop)
     )
       firstForeignFingerprint = index;
     const impossible = constraints.any ? below > -impossibleLogprob : position.logprob < impossibleLogprob;
@@ -382,7 +386,7 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
   if (firstForeignFingerprint >= 0)
     reasons.push({
       code: "fingerprint_mismatch",
-      message: `the fingerprint of output position ${firstForeignFingerprint} names tokens the request's grammar forbids there: it was not sampled under the grammar`,
+      message: `the fingerprint of output position ${firstForeignFingerprint} has a top token the request's grammar forbids there: it was not sampled under the grammar`,
     });
   if (firstImpossible >= 0)
     reasons.push({

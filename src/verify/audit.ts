@@ -264,6 +264,38 @@ function checkOutputFormat(
   if (violation) reasons.push({ code: "constraint_violated", message: violation });
 }
 
+/** The prompt tokens must be the request's, as the model's template and tokenizer make them. */
+function checkPrompt(engine: Engine, model: LoadedModelInfo, input: AuditInput, reasons: AuditReason[]) {
+  const candidates = expectedPromptTokens(engine, model, input);
+  const matches = (tokens: number[]) =>
+    tokens.length === input.promptTokens.length &&
+    tokens.every((token, index) => input.promptTokens[index] === token);
+  const expected = candidates[0] ?? [];
+  if (candidates.some(matches)) return;
+  const firstDifference = expected.findIndex((token, index) => input.promptTokens[index] !== token);
+  reasons.push({
+    code: "prompt_mismatch",
+    message: `the prompt tokens are not the chat template and tokenization of the request (${input.promptTokens.length} tokens given, ${expected.length} expected, first difference at ${firstDifference >= 0 ? firstDifference : Math.min(expected.length, input.promptTokens.length)})`,
+  });
+}
+
+/** The request's constraints; a request whose constraints no grammar enforces should have been refused. */
+async function constraintsOrViolation(
+  input: AuditInput,
+  model: LoadedModelInfo,
+  reasons: AuditReason[],
+): Promise<AuditConstraints> {
+  try {
+    return await auditConstraintsOf(input.request, model.chatTemplate);
+  } catch (error) {
+    reasons.push({
+      code: "constraint_violated",
+      message: `the request's constraints cannot be enforced: ${error instanceof Error ? error.message : String(error)}`,
+    });
+    return { bias: new Map(), penalties: undefined, output: undefined, any: true };
+  }
+}
+
 /**
  * Audits one answer. The claimed model must be loaded in the engine (by the hash in `input.modelHash`); the
  * input must already be valid against `auditInputSchema`. Never throws for a dishonest answer: it fails.
@@ -275,18 +307,7 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
   const reasons: AuditReason[] = [];
   const { request } = input;
 
-  const candidates = expectedPromptTokens(engine, model, input);
-  const matches = (tokens: number[]) =>
-    tokens.length === input.promptTokens.length &&
-    tokens.every((token, index) => input.promptTokens[index] === token);
-  const expected = candidates[0] ?? [];
-  if (!candidates.some(matches)) {
-    const firstDifference = expected.findIndex((token, index) => input.promptTokens[index] !== token);
-    reasons.push({
-      code: "prompt_mismatch",
-      message: `the prompt tokens are not the chat template and tokenization of the request (${input.promptTokens.length} tokens given, ${expected.length} expected, first difference at ${firstDifference >= 0 ? firstDifference : Math.min(expected.length, input.promptTokens.length)})`,
-    });
-  }
+  checkPrompt(engine, model, input, reasons);
   const covered = fingerprintPositions(input.fingerprints);
   if (covered !== input.outputTokens.length)
     reasons.push({
@@ -295,17 +316,7 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
     });
   if (input.receipt) await checkReceipt(input, input.receipt as SignedReceipt, reasons);
   checkFinish(engine, model, input, reasons);
-  let constraints: AuditConstraints;
-  try {
-    constraints = await auditConstraintsOf(request, model.chatTemplate);
-  } catch (error) {
-    // A provider must refuse a format no grammar enforces; answering it broke the request.
-    reasons.push({
-      code: "constraint_violated",
-      message: `the request's constraints cannot be enforced: ${error instanceof Error ? error.message : String(error)}`,
-    });
-    constraints = { bias: new Map(), penalties: undefined, output: undefined, any: true };
-  }
+  const constraints = await constraintsOrViolation(input, model, reasons);
   checkOutputFormat(engine, model, input, constraints, reasons);
   const lifted = liftedTokens(constraints);
 

@@ -44,7 +44,16 @@ import {
 
 type SamplingRequest = Pick<
   ChatCompletionRequest,
-  "max_tokens" | "temperature" | "top_p" | "top_k" | "seed" | "stop" | "stream" | "stream_options" | "mycel"
+  | "max_tokens"
+  | "temperature"
+  | "top_p"
+  | "top_k"
+  | "seed"
+  | "stop"
+  | "stream"
+  | "stream_options"
+  | "mycel"
+  | "n"
 >;
 
 /** One generation to run and write. */
@@ -121,15 +130,6 @@ function answerWriter(generation: Generation) {
   const writeEvent = (payload: unknown) => {
     if (!response.writableEnded) response.write(`data: ${JSON.stringify(payload)}\n\n`);
   };
-  // Token chunks differ only in their text: serialize the rest once (this is the hot path of streaming).
-  const [deltaPrefix, deltaSuffix] = JSON.stringify({
-    ...chunkBase(),
-    choices: [
-      kind === "chat"
-        ? { index: 0, delta: { content: "\u0000" }, logprobs: null, finish_reason: null }
-        : { index: 0, text: "\u0000", logprobs: null, finish_reason: null },
-    ],
-  }).split('"\\u0000"');
   const startStream = () => {
     if (response.headersSent) return;
     response.writeHead(200, {
@@ -138,33 +138,55 @@ function answerWriter(generation: Generation) {
       connection: "keep-alive",
       "x-accel-buffering": "no",
     });
-    if (kind === "chat")
+  };
+  /** The events of choice `index`: its role chunk, text deltas and tool-call deltas. */
+  const choice = (index: number) => {
+    // Token chunks differ only in their text: serialize the rest once (this is the hot path of streaming).
+    const [deltaPrefix, deltaSuffix] = JSON.stringify({
+      ...chunkBase(),
+      choices: [
+        kind === "chat"
+          ? { index, delta: { content: "\u0000" }, logprobs: null, finish_reason: null }
+          : { index, text: "\u0000", logprobs: null, finish_reason: null },
+      ],
+    }).split('"\\u0000"');
+    let started = false;
+    const start = () => {
+      startStream();
+      if (started) return;
+      started = true;
+      if (kind === "chat")
+        writeEvent({
+          ...chunkBase(),
+          choices: [
+            { index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null },
+          ],
+        });
+    };
+    // One event per token while tokens come slower than streamBatchIntervalMs; faster ones share an event.
+    const texts = createDeltaBatcher<string>({
+      intervalMs: streamBatchIntervalMs,
+      maxItems: 64,
+      onBatch: (pieces) => {
+        if (response.writableEnded) return;
+        response.write(`data: ${deltaPrefix}${JSON.stringify(pieces.join(""))}${deltaSuffix}\n\n`);
+      },
+    });
+    /** A tool call's delta goes out in its own event, after the text before it. */
+    const writeToolCall = (delta: ToolCallDelta) => {
+      texts.flush();
       writeEvent({
         ...chunkBase(),
-        choices: [
-          { index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null },
-        ],
+        choices: [{ index, delta: { tool_calls: [delta] }, logprobs: null, finish_reason: null }],
       });
+    };
+    return { index, start, texts, writeToolCall };
   };
-  // One event per token while tokens come slower than streamBatchIntervalMs; faster ones share an event.
-  const texts = createDeltaBatcher<string>({
-    intervalMs: streamBatchIntervalMs,
-    maxItems: 64,
-    onBatch: (pieces) => {
-      if (response.writableEnded) return;
-      response.write(`data: ${deltaPrefix}${JSON.stringify(pieces.join(""))}${deltaSuffix}\n\n`);
-    },
-  });
-  /** A tool call's delta goes out in its own event, after the text before it. */
-  const writeToolCall = (delta: ToolCallDelta) => {
-    texts.flush();
-    writeEvent({
-      ...chunkBase(),
-      choices: [{ index: 0, delta: { tool_calls: [delta] }, logprobs: null, finish_reason: null }],
-    });
-  };
-  return { id, created, stream, includeUsage, chunkBase, writeEvent, startStream, texts, writeToolCall };
+  return { id, created, stream, includeUsage, chunkBase, writeEvent, startStream, choice };
 }
+
+type AnswerWriter = ReturnType<typeof answerWriter>;
+type ChoiceWriter = ReturnType<AnswerWriter["choice"]>;
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 
@@ -206,67 +228,99 @@ function logprobsOf(kind: Generation["kind"], result: BackendGenerateResult) {
   return kind === "chat" ? chatLogprobs(result.logprobs) : textLogprobs(result.logprobs);
 }
 
-/** Writes a finished answer: one JSON body, or the last events and [DONE]. */
-function writeAnswer(
-  generation: Generation,
-  writer: ReturnType<typeof answerWriter>,
-  result: BackendGenerateResult,
-  streamedToolCalls: number,
-) {
-  const { response, model, kind } = generation;
-  const { mycel } = result;
-  const usage = {
-    prompt_tokens: result.usage.promptTokens,
-    completion_tokens: result.usage.completionTokens,
-    total_tokens: result.usage.totalTokens,
-  };
+/** A finished choice: what the backend answered, and how many tool calls its stream already sent. */
+type FinishedChoice = { result: BackendGenerateResult; streamedToolCalls: number };
+
+/** The choice's finish reason and, unstreamed, its message or text. */
+function choiceOf(generation: Generation, writer: AnswerWriter, index: number, finished: FinishedChoice) {
+  const { kind } = generation;
+  const { result } = finished;
   const calls =
     generation.toolFormat && !writer.stream
       ? toolAnswerMessage({ format: generation.toolFormat, text: result.text })
       : undefined;
   const finishReason = finishReasonWithTools(
     result.finishReason,
-    calls ? calls.toolCalls.length : streamedToolCalls,
+    calls ? calls.toolCalls.length : finished.streamedToolCalls,
   );
+  const logprobs = logprobsOf(kind, result);
+  if (writer.stream)
+    // Log-probabilities come from one pass over the finished answer: a streamed choice carries them all here.
+    return kind === "chat"
+      ? { index, delta: {}, logprobs, finish_reason: finishReason }
+      : { index, text: "", logprobs, finish_reason: finishReason };
+  return kind === "chat"
+    ? {
+        index,
+        message: {
+          role: "assistant",
+          content: calls ? calls.content : result.text,
+          refusal: null,
+          ...(calls && calls.toolCalls.length > 0 ? { tool_calls: calls.toolCalls } : {}),
+        },
+        logprobs,
+        finish_reason: finishReason,
+      }
+    : { index, text: result.text, logprobs, finish_reason: finishReason };
+}
+
+/**
+ * The `mycel` object of an answer: its choice's fields (hash, seed, receipts...); with several choices the first
+ * one's, and every choice's under `choices` (in order).
+ */
+function mycelOf(finished: readonly FinishedChoice[]) {
+  const first = finished[0]?.result.mycel ?? {};
+  return finished.length === 1 ? first : { ...first, choices: finished.map((entry) => entry.result.mycel) };
+}
+
+/** Writes a streamed choice's last event (its finish reason and log-probabilities). */
+function writeChoiceEnd(
+  generation: Generation,
+  writer: AnswerWriter,
+  index: number,
+  finished: FinishedChoice,
+) {
+  writer.writeEvent({ ...writer.chunkBase(), choices: [choiceOf(generation, writer, index, finished)] });
+}
+
+/**
+ * Writes a finished answer: one JSON body, or the last events and [DONE]. Each choice is a generation of its own
+ * (its prompt evaluated and paid for again), so usage counts every choice's prompt and output.
+ */
+function writeAnswer(generation: Generation, writer: AnswerWriter, finished: readonly FinishedChoice[]) {
+  const { response, model, kind } = generation;
+  const promptTokens = finished.reduce((sum, entry) => sum + entry.result.usage.promptTokens, 0);
+  const completionTokens = finished.reduce((sum, entry) => sum + entry.result.usage.completionTokens, 0);
+  const usage = {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  };
+  const mycel = mycelOf(finished);
   if (!writer.stream) {
-    const choice =
-      kind === "chat"
-        ? {
-            index: 0,
-            message: {
-              role: "assistant",
-              content: calls ? calls.content : result.text,
-              refusal: null,
-              ...(calls && calls.toolCalls.length > 0 ? { tool_calls: calls.toolCalls } : {}),
-            },
-            logprobs: logprobsOf(kind, result),
-            finish_reason: finishReason,
-          }
-        : { index: 0, text: result.text, logprobs: logprobsOf(kind, result), finish_reason: finishReason };
     sendJson(response, 200, {
       id: writer.id,
       object: kind === "chat" ? "chat.completion" : "text_completion",
       created: writer.created,
       model: model.name,
       system_fingerprint: `mycel-${model.hash.slice(0, 12)}`,
-      choices: [choice],
+      choices: finished.map((entry, index) => choiceOf(generation, writer, index, entry)),
       usage,
       mycel,
     });
     return usage;
   }
   writer.startStream();
-  // Log-probabilities come from one pass over the finished answer: a streamed answer carries them all here.
-  const finalChoice =
-    kind === "chat"
-      ? { index: 0, delta: {}, logprobs: logprobsOf(kind, result), finish_reason: finishReason }
-      : { index: 0, text: "", logprobs: logprobsOf(kind, result), finish_reason: finishReason };
-  // `mycel` (hash, seed, receipts) rides on the last event before [DONE].
-  writer.writeEvent({
-    ...writer.chunkBase(),
-    choices: [finalChoice],
-    ...(writer.includeUsage ? {} : { mycel }),
-  });
+  // Earlier choices' last events went out as they finished; the last choice's goes out here. `mycel` (hash, seed,
+  // receipts) rides on the last event before [DONE]: this one, or the usage event after it.
+  const lastIndex = finished.length - 1;
+  const last = finished[lastIndex];
+  if (last)
+    writer.writeEvent({
+      ...writer.chunkBase(),
+      choices: [choiceOf(generation, writer, lastIndex, last)],
+      ...(writer.includeUsage ? {} : { mycel }),
+    });
   if (writer.includeUsage) writer.writeEvent({ ...writer.chunkBase(), choices: [], usage, mycel });
   response.write("data: [DONE]\n\n");
   response.end();
@@ -283,34 +337,42 @@ function requiredCapabilitiesOf(generation: Generation): { requiredCapabilities?
   return required.length > 0 ? { requiredCapabilities: required } : {};
 }
 
-/** Runs one generation, as JSON or as SSE, and stops it if the client goes away. */
-async function runGeneration(context: CompletionContext, generation: Generation) {
+/** The seed of choice `index`: the request's plus the index (each choice its own draw), or random when none was given. */
+function choiceSeed(seed: number | null | undefined, index: number): number | undefined {
+  return seed == null ? undefined : (seed + index) % 0x1_0000_0000;
+}
+
+/** Generates choice `index`; undefined when the client went away (or the stream failed, which is then written). */
+async function runChoice(
+  context: CompletionContext,
+  generation: Generation,
+  writer: AnswerWriter,
+  choice: ChoiceWriter,
+): Promise<FinishedChoice | undefined> {
   const { response, body, model } = generation;
-  const { logger } = context;
   const controller = new AbortController();
   const onClose = () => {
     if (!response.writableFinished) controller.abort(new Error("client disconnected"));
   };
   response.on("close", onClose);
-  const writer = answerWriter(generation);
   // With tools in play, streamed text goes through the tool-call parser: content, then calls as deltas.
   const toolStream =
     writer.stream && generation.toolFormat
       ? createToolAnswerStream({
           format: generation.toolFormat,
-          onContent: (text) => writer.texts.push(text),
-          onToolCall: writer.writeToolCall,
+          onContent: (text) => choice.texts.push(text),
+          onToolCall: choice.writeToolCall,
         })
       : undefined;
   const onText = toolStream
     ? (text: string) => text && toolStream.push(text)
-    : (text: string) => text && writer.texts.push(text);
+    : (text: string) => text && choice.texts.push(text);
   let result: BackendGenerateResult;
   try {
     result = await context.backend.generate({
       model,
       prompt: generation.prompt,
-      sampling: samplingOf(generation),
+      sampling: { ...samplingOf(generation), seed: choiceSeed(body.seed, choice.index) },
       // Gateways route a grammar-constrained request only to providers that announce grammars, and one whose
       // tools are in play only to providers that announce tools.
       ...requiredCapabilitiesOf(generation),
@@ -319,45 +381,67 @@ async function runGeneration(context: CompletionContext, generation: Generation)
       ...(body.mycel?.max_price == null ? {} : { maxPricePerMillion: BigInt(body.mycel.max_price) }),
       signal: controller.signal,
       // Headers and the role chunk go out as soon as a sequence is free, before the prompt is evaluated.
-      onStart: writer.stream ? writer.startStream : undefined,
+      onStart: writer.stream ? choice.start : undefined,
       onText: writer.stream ? onText : undefined,
     });
   } catch (error) {
     response.off("close", onClose);
-    if (controller.signal.aborted) return writer.texts.cancel();
+    if (controller.signal.aborted) {
+      choice.texts.cancel();
+      return undefined;
+    }
     if (!response.headersSent) throw error;
-    writer.texts.flush();
+    choice.texts.flush();
     writer.writeEvent(toOpenAiError(error).body);
     response.end();
-    logger.error("generation failed mid-stream", {
+    context.logger.error("generation failed mid-stream", {
       id: writer.id,
       error: error instanceof Error ? error.message : String(error),
     });
-    return;
+    return undefined;
+  } finally {
+    response.off("close", onClose);
   }
-  response.off("close", onClose);
   recordAnswerOf(context, result);
-  writer.texts.flush();
+  choice.texts.flush();
   if (result.finishReason === "cancelled") {
-    logger.info("generation cancelled: client disconnected", {
+    context.logger.info("generation cancelled: client disconnected", {
       id: writer.id,
       completionTokens: result.usage.completionTokens,
     });
     if (!response.writableEnded) response.end();
-    return;
+    return undefined;
   }
   const streamedToolCalls = toolStream?.finish().toolCalls ?? 0;
-  writer.texts.flush();
-  const usage = writeAnswer(generation, writer, result, streamedToolCalls);
-  logger.info("completion", {
+  choice.texts.flush();
+  return { result, streamedToolCalls };
+}
+
+/** Runs the request's choices one after the other, as JSON or as SSE, and stops if the client goes away. */
+async function runGeneration(context: CompletionContext, generation: Generation) {
+  const { model } = generation;
+  const writer = answerWriter(generation);
+  const choices = generation.body.n ?? 1;
+  const finished: FinishedChoice[] = [];
+  for (let index = 0; index < choices; index++) {
+    const choice = writer.choice(index);
+    const done = await runChoice(context, generation, writer, choice);
+    if (!done) return;
+    if (writer.stream && index < choices - 1) writeChoiceEnd(generation, writer, index, done);
+    finished.push(done);
+  }
+  const usage = writeAnswer(generation, writer, finished);
+  const last = finished[finished.length - 1]?.result;
+  context.logger.info("completion", {
     id: writer.id,
     model: model.name,
     stream: writer.stream,
+    choices,
     promptTokens: usage.prompt_tokens,
     completionTokens: usage.completion_tokens,
-    finishReason: result.finishReason,
-    queuedMs: result.timings && Math.round(result.timings.queuedMs),
-    ms: result.timings && Math.round(result.timings.totalMs),
+    finishReason: last?.finishReason,
+    queuedMs: last?.timings && Math.round(last.timings.queuedMs),
+    ms: last?.timings && Math.round(last.timings.totalMs),
   });
 }
 

@@ -11,6 +11,9 @@ import {
   toolSchema,
 } from "../protocol/index.ts";
 
+/** The most choices (`n`) one request may ask for. */
+export const maxChoices = 4;
+
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
 
 const toolCallSchema = z.object({
@@ -48,13 +51,8 @@ const samplingFields = {
   top_k: z.number().int().min(0).nullable().optional(),
   seed: z.number().int().min(0).max(0xffffffff).nullable().optional(),
   stop: stopSchema,
-  n: z
-    .number()
-    .int()
-    .min(1)
-    .refine((value) => value === 1, { message: "only n=1 is supported yet; send n requests" })
-    .nullable()
-    .optional(),
+  /** Choices, each a generation of its own (one after the other), at most {@link maxChoices}. */
+  n: z.number().int().min(1).max(maxChoices).nullable().optional(),
   presence_penalty: penalty,
   frequency_penalty: penalty,
   /** llama.cpp's extensions. */

@@ -137,6 +137,57 @@ describe("OpenAI-compatible API (a real `mycel serve` process, the official open
     );
   });
 
+  it("answers n choices, each its own generation with seed + index, streamed and not", async () => {
+    const request = {
+      model: modelName,
+      messages: [{ role: "user" as const, content: "Tell me about mycelium." }],
+      max_tokens: 12,
+      temperature: 1,
+      seed: 40,
+    };
+    const both = await client.chat.completions.create({ ...request, n: 2 });
+    assert.deepEqual(
+      both.choices.map((choice) => choice.index),
+      [0, 1],
+    );
+    for (const [index, choice] of both.choices.entries()) {
+      const alone = await client.chat.completions.create({ ...request, seed: 40 + index });
+      assert.equal(
+        choice.message.content,
+        alone.choices[0]?.message.content,
+        `choice ${index} is seed ${40 + index}`,
+      );
+    }
+    assert.notEqual(both.choices[0]?.message.content, both.choices[1]?.message.content, "two draws");
+    const completionTokens = both.choices.length * 12;
+    assert.ok(
+      (both.usage?.completion_tokens ?? 0) <= completionTokens && (both.usage?.completion_tokens ?? 0) > 12,
+    );
+    const mycel = (both as unknown as { mycel: { choices: { seed: number }[] } }).mycel;
+    assert.deepEqual(
+      mycel.choices.map((choice) => choice.seed),
+      [40, 41],
+      "every choice's mycel fields",
+    );
+    const stream = await client.chat.completions.create({ ...request, n: 2, stream: true });
+    const texts = ["", ""];
+    const finishes: (string | null)[] = [null, null];
+    for await (const chunk of stream)
+      for (const choice of chunk.choices) {
+        texts[choice.index] += choice.delta.content ?? "";
+        finishes[choice.index] = choice.finish_reason ?? finishes[choice.index] ?? null;
+      }
+    assert.deepEqual(
+      texts,
+      both.choices.map((choice) => choice.message.content),
+      "streamed choices equal the non-streamed ones",
+    );
+    assert.deepEqual(
+      finishes,
+      both.choices.map((choice) => choice.finish_reason),
+    );
+  });
+
   it("serves /v1/completions, streamed and not", async () => {
     const plain = await client.completions.create({
       model: modelName,
@@ -273,7 +324,7 @@ describe("OpenAI-compatible API (a real `mycel serve` process, the official open
       param: "max_tokens",
       message: /max_tokens/,
     },
-    { name: "n of 2", body: chat({ n: 2 }), status: 400, code: "invalid_value", param: "n", message: /n=1/ },
+    { name: "n of 5", body: chat({ n: 5 }), status: 400, code: "invalid_value", param: "n", message: /n/ },
     {
       name: "five stop sequences",
       body: chat({ stop: ["a", "b", "c", "d", "e"] }),

@@ -196,7 +196,7 @@ describe("Ollama's API (a real `mycel serve` process, Ollama's own npm client)",
       },
     };
     const shown = await ollama.show({ model: toolModelName });
-    assert.deepEqual(shown.capabilities, ["completion", "embedding", "tools"]);
+    assert.deepEqual(shown.capabilities, ["completion", "tools", "embedding"]);
     const options = { temperature: 0, num_predict: 6, seed: 5 };
     // Ollama has no tool_choice: the tools go to the model, which decides ("auto", no grammar).
     const first = await ollama.chat(

@@ -4,9 +4,15 @@
  * same backend (so through a gateway too). What each field does is in ollamaFields.ts and docs/API.md.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createDeltaBatcher, type OutputLogprob, streamBatchIntervalMs } from "../engine/index.ts";
+import {
+  createDeltaBatcher,
+  type OutputLogprob,
+  streamBatchIntervalMs,
+  type ToolCallFormat,
+} from "../engine/index.ts";
 import { InvalidInputError, ModelNotFoundError } from "../errors/index.ts";
-import type { ApiModelInfo, ApiPrompt, BackendGenerateResult } from "./backend.ts";
+import type { ModelCapability } from "../protocol/index.ts";
+import type { ApiModelInfo, ApiPrompt, ApiSampling, BackendGenerateResult } from "./backend.ts";
 import type { CompletionContext } from "./completions.ts";
 import { readJsonBody, sendJson } from "./http.ts";
 import { handleOllamaEmbed, handleOllamaEmbeddings } from "./ollamaEmbed.ts";
@@ -26,8 +32,15 @@ import {
   ollamaShowOf,
   ollamaTagOf,
 } from "./ollamaModels.ts";
+import {
+  chatMessagesOfOllama,
+  createOllamaToolStream,
+  type OllamaToolCall,
+  ollamaToolAnswerOf,
+} from "./ollamaTools.ts";
 import { HttpError, type OpenAiErrorResponse, toOpenAiError } from "./openaiErrors.ts";
 import { parseRequest } from "./schemas.ts";
+import { toolRequestOf } from "./toolAnswer.ts";
 
 /** What an Ollama route gets. */
 export type OllamaRouteParameters = {
@@ -123,10 +136,12 @@ async function handleOllamaChat({ context, request, response }: OllamaRouteParam
   const body = parseRequest(ollamaChatRequestSchema, await readJsonBody(request, context.maxBodyBytes));
   checkOllamaFields(body);
   const model = await findOllamaModel(context.backend, body.model);
-  const messages = (body.messages ?? []).map((message) => ({ role: message.role, content: message.content }));
+  const messages = chatMessagesOfOllama(body.messages ?? []);
   // No messages: Ollama loads the model and says so; here every served model is loaded already.
   if (messages.length === 0)
     return sendLoaded(response, model, { message: { role: "assistant", content: "" } });
+  // Tools are always "auto" (Ollama has no tool_choice); a model without a tool-call format is a 400.
+  const tools = toolRequestOf({ body: { tools: body.tools }, model });
   await runOllamaGeneration(context, {
     kind: "chat",
     request,
@@ -135,6 +150,8 @@ async function handleOllamaChat({ context, request, response }: OllamaRouteParam
     model,
     prompt: { kind: "chat", messages },
     receivedAt,
+    constraints: tools.constraints,
+    ...(tools.format ? { toolFormat: tools.format } : {}),
   });
 }
 
@@ -193,11 +210,33 @@ type OllamaGeneration = {
   prompt: ApiPrompt;
   /** performance.now() when the request came in: total_duration counts from it. */
   receivedAt: number;
+  /** The tools shown to the model (chat). */
+  constraints?: Pick<ApiSampling, "tools" | "toolChoice" | "parallelToolCalls">;
+  /** Tools in play: the answer's tool calls are parsed from this format (absent: the answer is text). */
+  toolFormat?: ToolCallFormat;
 };
 
-/** The content fields of one object: `message` for chat, `response` for generate. */
-function contentOf(kind: OllamaGeneration["kind"], text: string) {
-  return kind === "chat" ? { message: { role: "assistant", content: text } } : { response: text };
+/** The content fields of one object: `message` for chat (with its tool calls, if any), `response` for generate. */
+function contentOf(kind: OllamaGeneration["kind"], text: string, toolCalls?: readonly OllamaToolCall[]) {
+  if (kind !== "chat") return { response: text };
+  return {
+    message: {
+      role: "assistant",
+      content: text,
+      ...(toolCalls && toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+    },
+  };
+}
+
+/** The capabilities a provider must announce to serve this generation: grammars for `format`, tools for tools. */
+function requiredCapabilitiesOf(
+  generation: OllamaGeneration,
+  sampling: ApiSampling,
+): { requiredCapabilities?: ModelCapability[] } {
+  const required: ModelCapability[] = [];
+  if (generation.toolFormat) required.push("tools");
+  if (sampling.responseFormat) required.push("grammar");
+  return required.length > 0 ? { requiredCapabilities: required } : {};
 }
 
 /** Writes NDJSON lines: `done: false` objects with the text as it comes, batched as the OpenAI side does. */
@@ -214,18 +253,19 @@ function ndjsonWriter(generation: OllamaGeneration) {
       "x-accel-buffering": "no",
     });
   };
+  const writeObject = (content: ReturnType<typeof contentOf>) =>
+    writeLine({ model: model.name, created_at: new Date().toISOString(), ...content, done: false });
   const texts = createDeltaBatcher<string>({
     intervalMs: streamBatchIntervalMs,
     maxItems: 64,
-    onBatch: (pieces) =>
-      writeLine({
-        model: model.name,
-        created_at: new Date().toISOString(),
-        ...contentOf(kind, pieces.join("")),
-        done: false,
-      }),
+    onBatch: (pieces) => writeObject(contentOf(kind, pieces.join(""))),
   });
-  return { start, texts, writeLine };
+  /** A tool call goes out whole in an object of its own (empty content), after the text before it. */
+  const writeToolCall = (call: OllamaToolCall) => {
+    texts.flush();
+    writeObject(contentOf(kind, "", [call]));
+  };
+  return { start, texts, writeLine, writeToolCall };
 }
 
 /** Counts an answer against the request's API key; a failure to count is logged, the answer still goes out. */
@@ -297,12 +337,24 @@ async function runOllamaGeneration(context: CompletionContext, generation: Ollam
   response.on("close", onClose);
   const writer = ndjsonWriter(generation);
   const moments: Omit<Moments, "endedAt"> = { receivedAt: generation.receivedAt };
+  const sampling: ApiSampling = { ...samplingOfOllama(body), ...generation.constraints };
+  // With tools in play, streamed text goes through the tool-call parser: content, then each call whole.
+  const toolStream =
+    stream && generation.toolFormat
+      ? createOllamaToolStream({
+          format: generation.toolFormat,
+          onContent: (text) => writer.texts.push(text),
+          onToolCall: writer.writeToolCall,
+        })
+      : undefined;
   let result: BackendGenerateResult;
   try {
     result = await context.backend.generate({
       model,
       prompt: generation.prompt,
-      sampling: samplingOfOllama(body),
+      sampling,
+      // Gateways route only to providers that announce what the request needs (tools, grammars).
+      ...requiredCapabilitiesOf(generation, sampling),
       includeEvidence: body.mycel?.include_evidence === true,
       requestAudit: body.mycel?.audit === true,
       ...(body.mycel?.max_price == null ? {} : { maxPricePerMillion: BigInt(body.mycel.max_price) }),
@@ -315,7 +367,8 @@ async function runOllamaGeneration(context: CompletionContext, generation: Ollam
         ? (text) => {
             if (!text) return;
             moments.firstTextAt ??= performance.now();
-            writer.texts.push(text);
+            if (toolStream) toolStream.push(text);
+            else writer.texts.push(text);
           }
         : undefined,
     });
@@ -341,10 +394,16 @@ async function runOllamaGeneration(context: CompletionContext, generation: Ollam
     if (!response.writableEnded) response.end();
     return;
   }
+  toolStream?.finish();
+  writer.texts.flush();
+  const answer =
+    !stream && generation.toolFormat
+      ? ollamaToolAnswerOf({ format: generation.toolFormat, text: result.text })
+      : { content: stream ? "" : result.text, toolCalls: [] };
   const final = {
     model: model.name,
     created_at: new Date().toISOString(),
-    ...contentOf(kind, stream ? "" : result.text),
+    ...contentOf(kind, answer.content, answer.toolCalls),
     done: true,
     done_reason: result.finishReason,
     ...statisticsOf(result, { ...moments, endedAt: performance.now() }),

@@ -6,7 +6,13 @@
 import { z } from "zod";
 import { embeddingLimits, enforceableJsonSchema } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
-import { maxJsonSchemaBytes, maxTopLogprobs, penaltyWindowTokens } from "../protocol/index.ts";
+import {
+  maxJsonSchemaBytes,
+  maxTools,
+  maxTopLogprobs,
+  penaltyWindowTokens,
+  toolSchema,
+} from "../protocol/index.ts";
 import type { ApiSampling } from "./backend.ts";
 import { embeddingRequestSchema } from "./embeddings.ts";
 import { chatCompletionRequestSchema, constraintsOf } from "./schemas.ts";
@@ -103,7 +109,8 @@ export const ollamaBodyRules: Record<string, OllamaFieldRule> = {
   },
   // Ollama's "json" or a JSON schema: OpenAI's response_format json_object / json_schema (strict), grammar-enforced.
   format: { status: "mapped", openAi: "response_format", convert: responseFormatOfOllama },
-  tools: { status: "not_yet", openAi: "tools", neutral: emptyOrAbsent },
+  // The same tools as /v1/'s, always "auto" (Ollama has no tool_choice): the model decides whether to call.
+  tools: { status: "mapped", openAi: "tools" },
   logprobs: { status: "mapped", openAi: "logprobs" },
   top_logprobs: { status: "mapped", openAi: "top_logprobs" },
   think: {
@@ -128,8 +135,9 @@ export const ollamaBodyRules: Record<string, OllamaFieldRule> = {
 /** Fields of a chat message besides role and content. */
 export const ollamaMessageRules: Record<string, OllamaFieldRule> = {
   images: { status: "refused", why: "the models served here read text only", neutral: emptyOrAbsent },
-  tool_calls: { status: "not_yet", openAi: "tool_calls", neutral: emptyOrAbsent },
-  tool_name: { status: "not_yet", openAi: "name", neutral: emptyOrAbsent },
+  // Arguments as objects become /v1/'s JSON text, with ids Ollama does not have (ollamaTools.ts).
+  tool_calls: { status: "mapped", openAi: "tool_calls" },
+  tool_name: { status: "mapped", openAi: "name" },
   thinking: {
     status: "refused",
     why: "the models served here do not think apart from their answer",
@@ -187,7 +195,6 @@ const ruledFields = {
     )
     .nullable()
     .optional(),
-  tools: z.array(z.unknown()).nullable().optional(),
   logprobs: z.boolean().nullable().optional(),
   top_logprobs: z.number().int().min(0).max(maxTopLogprobs).nullable().optional(),
   think: z
@@ -196,12 +203,24 @@ const ruledFields = {
     .optional(),
 };
 
+/**
+ * A tool call of an earlier assistant turn, as Ollama writes it: no id, `arguments` an object (absent: none).
+ * `index` (which call of the answer it was) is accepted as Ollama's answers carry it, and not used.
+ */
+const ollamaToolCallSchema = z.strictObject({
+  function: z.strictObject({
+    index: z.number().int().min(0).optional(),
+    name: z.string().min(1).max(64),
+    arguments: z.record(z.string(), z.unknown()).nullable().optional(),
+  }),
+});
+
 const messageSchema = z.strictObject({
   role: z.enum(["system", "user", "assistant", "tool"]),
   content: z.string().default(""),
   images: z.array(z.string()).nullable().optional(),
-  tool_calls: z.array(z.unknown()).nullable().optional(),
-  tool_name: z.string().nullable().optional(),
+  tool_calls: z.array(ollamaToolCallSchema).max(maxTools).nullable().optional(),
+  tool_name: z.string().max(64).nullable().optional(),
   thinking: z.string().nullable().optional(),
 });
 
@@ -212,6 +231,8 @@ export const ollamaChatRequestSchema = z.strictObject({
   stream: z.boolean().nullable().optional(),
   options: optionsSchema.nullable().optional(),
   mycel: mycelOptions,
+  /** Tools as /v1/'s (`{type: "function", function: {name, description, parameters}}`); chat only, as Ollama. */
+  tools: z.array(toolSchema).max(maxTools).nullable().optional(),
   ...ruledFields,
 });
 
@@ -294,6 +315,8 @@ export const ollamaEmbeddingsRequestSchema = z.strictObject({
 });
 
 export type OllamaChatRequest = z.infer<typeof ollamaChatRequestSchema>;
+/** One message of an /api/chat request, as parsed. */
+export type OllamaChatMessage = z.infer<typeof messageSchema>;
 export type OllamaGenerateRequest = z.infer<typeof ollamaGenerateRequestSchema>;
 export type OllamaEmbedRequest = z.infer<typeof ollamaEmbedRequestSchema>;
 export type OllamaEmbeddingsRequest = z.infer<typeof ollamaEmbeddingsRequestSchema>;
@@ -326,7 +349,13 @@ export function checkOllamaFields(body: OllamaChatRequest | OllamaGenerateReques
   messages.forEach((message, index) => {
     for (const [name, rule] of Object.entries(ollamaMessageRules))
       applyRule(rule, `messages.${index}.${name}`, (message as Record<string, unknown>)[name]);
+    checkToolFieldsOfMessage(message, index);
   });
+  if ("tools" in body && body.tools && body.tools.length > 0 && body.format)
+    throw new InvalidInputError(
+      "format cannot be combined with tools: Ollama has no tool_choice, so a grammar cannot both force the format and leave the model free to call a tool",
+      { param: "format", code: "invalid_value", hint: "send format or tools, not both" },
+    );
   if (body.top_logprobs && body.logprobs !== true)
     throw new InvalidInputError("top_logprobs needs logprobs: true", {
       param: "top_logprobs",
@@ -352,6 +381,26 @@ export function checkOllamaEmbedFields(body: OllamaEmbedRequest | OllamaEmbeddin
   applyRule(ollamaBodyRules.keep_alive, "keep_alive", body.keep_alive);
   for (const [name, value] of Object.entries(body.options ?? {}))
     applyRule(ollamaEmbedOptionRules[name], `options.${name}`, value);
+}
+
+/** Tool calls belong to assistant turns and a tool name to tool turns: elsewhere no template shows them. */
+function checkToolFieldsOfMessage(message: OllamaChatMessage, index: number) {
+  if (message.tool_calls && message.tool_calls.length > 0 && message.role !== "assistant")
+    throw new InvalidInputError(
+      `messages.${index}.tool_calls belong to an assistant message, not a ${message.role} one`,
+      {
+        param: `messages.${index}.tool_calls`,
+        code: "invalid_value",
+      },
+    );
+  if (message.tool_name && message.role !== "tool")
+    throw new InvalidInputError(
+      `messages.${index}.tool_name belongs to a tool message, not a ${message.role} one`,
+      {
+        param: `messages.${index}.tool_name`,
+        code: "invalid_value",
+      },
+    );
 }
 
 const neutralPenalties = { repeat_penalty: 1, presence_penalty: 0, frequency_penalty: 0 } as const;

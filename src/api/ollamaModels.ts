@@ -37,8 +37,8 @@ function detailsOf(model: ApiModelInfo) {
 
 /**
  * The model's capabilities under Ollama's names, from what it can do here (`extra.capabilities`, Mycel's names,
- * also under `mycel.capabilities`): "completion" (chat and generate), "tools" once /api/chat takes tools (its row
- * in ollamaFields.ts is `mapped`), "embedding" (/api/embed). Mycel's "grammar" has no Ollama name: `format` works
+ * also under `mycel.capabilities`): "completion" (chat and generate), "tools" (its chat template has a tool-call
+ * format Mycel parses: /api/chat takes tools, its row in ollamaFields.ts being `mapped`), "embedding" (/api/embed). Mycel's "grammar" has no Ollama name: `format` works
  * on every model.
  */
 export function capabilitiesOf(model: ApiModelInfo): string[] {

@@ -11,6 +11,8 @@ import { Ollama } from "ollama";
 import { runMycel, type ServeProcess, startMycelServer, temporaryHome } from "../helpers.ts";
 
 const modelName = "mycel-test-tiny-s1-f32";
+/** The gpt2-tokenizer test model: its chat template shows tools and takes `<tool_call>` blocks. */
+const toolModelName = "mycel-test-tiny-gpt2-s1-f32";
 const messages = [{ role: "user", content: "Say something about fungi." }];
 
 /** The wire request an answer's evidence carries (`mycel.include_evidence`): what was generated, as hashed. */
@@ -66,8 +68,25 @@ describe("Ollama's API (a real `mycel serve` process, Ollama's own npm client)",
       home: directory.home,
     });
     assert.equal(made.code, 0, made.stderr);
+    const toolModel = await runMycel(
+      ["model", "make-test", "--size", "tiny", "--seed", "1", "--tokenizer", "gpt2"],
+      { home: directory.home },
+    );
+    assert.equal(toolModel.code, 0, toolModel.stderr);
     server = await startMycelServer(
-      ["serve", "--model", modelName, "--port", "0", "--parallelism", "1", "--max-queue", "4"],
+      [
+        "serve",
+        "--model",
+        modelName,
+        "--model",
+        toolModelName,
+        "--port",
+        "0",
+        "--parallelism",
+        "1",
+        "--max-queue",
+        "4",
+      ],
       { home: directory.home },
     );
     ollama = new Ollama({ host: server.url });
@@ -96,8 +115,8 @@ describe("Ollama's API (a real `mycel serve` process, Ollama's own npm client)",
 
   it("lists the model (tags, ps), shows it and says its version", async () => {
     const { models } = await ollama.list();
-    assert.equal(models.length, 1);
-    const [tag] = models;
+    assert.deepEqual(models.map((model) => model.name).sort(), [modelName, toolModelName].sort());
+    const tag = models.find((model) => model.name === modelName);
     assert.equal(tag?.name, modelName);
     assert.equal(tag?.model, modelName);
     assert.match(tag?.digest ?? "", /^[0-9a-f]{64}$/);
@@ -110,8 +129,8 @@ describe("Ollama's API (a real `mycel serve` process, Ollama's own npm client)",
 
     const running = await ollama.ps();
     assert.deepEqual(
-      running.models.map((model) => model.digest),
-      [tag?.digest],
+      running.models.map((model) => model.digest).sort(),
+      models.map((model) => model.digest).sort(),
     );
     assert.ok(new Date(running.models[0]?.expires_at ?? 0).getTime() > Date.now());
 
@@ -165,6 +184,116 @@ describe("Ollama's API (a real `mycel serve` process, Ollama's own npm client)",
     assert.equal(last?.message.content, "", "the final object carries the statistics, no text");
     assert.equal(last?.eval_count, 24);
     assert.ok((last?.prompt_eval_duration ?? 0) > 0);
+  });
+
+  it("takes tools and a tool round trip as /v1/ does: the same request and prompt; tools listed by /api/show", async () => {
+    const weather = {
+      type: "function",
+      function: {
+        name: "get_weather",
+        description: "The weather in a city",
+        parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+      },
+    };
+    const shown = await ollama.show({ model: toolModelName });
+    assert.deepEqual(shown.capabilities, ["completion", "tools", "embedding"]);
+    const options = { temperature: 0, num_predict: 6, seed: 5 };
+    // Ollama has no tool_choice: the tools go to the model, which decides ("auto", no grammar).
+    const first = await ollama.chat(
+      withEvidence({ model: toolModelName, messages, tools: [weather], options, stream: false }),
+    );
+    const firstRequest = evidenceRequestOf(first);
+    assert.deepEqual(firstRequest.tools, [weather], "the request the receipt hashes carries the tools");
+    assert.equal(firstRequest.tool_choice, undefined);
+    assert.equal(first.message.role, "assistant");
+
+    // A round trip: the assistant's call (arguments an object, no id) and the tool's answer (tool_name).
+    const conversation = [
+      ...messages,
+      {
+        role: "assistant",
+        content: "",
+        tool_calls: [{ function: { name: "get_weather", arguments: { city: "Paris" } } }],
+      },
+      { role: "tool", content: "22 C, light wind", tool_name: "get_weather" },
+    ];
+    const answer = await ollama.chat(
+      withEvidence({
+        model: toolModelName,
+        messages: conversation,
+        tools: [weather],
+        options,
+        stream: false,
+      }),
+    );
+    const request = evidenceRequestOf(answer);
+    assert.deepEqual(request.messages, [
+      ...messages,
+      {
+        role: "assistant",
+        content: "",
+        tool_calls: [
+          {
+            id: "call_1_0",
+            type: "function",
+            function: { name: "get_weather", arguments: '{"city":"Paris"}' },
+          },
+        ],
+      },
+      { role: "tool", content: "22 C, light wind", tool_call_id: "call_1_0", name: "get_weather" },
+    ]);
+    // /v1/ with the same conversation (Ollama's defaults spelled out) generates the very same request and prompt.
+    const response = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: toolModelName,
+        messages: request.messages,
+        tools: [weather],
+        temperature: 0,
+        top_p: 0.9,
+        top_k: 40,
+        repeat_penalty: 1.1,
+        seed: 5,
+        max_tokens: 6,
+        mycel: { include_evidence: true },
+      }),
+    });
+    assert.equal(response.status, 200);
+    const openAiAnswer = (await response.json()) as {
+      choices: { message: { content: string | null; tool_calls?: unknown[] } }[];
+      mycel: { evidence: { request: EvidenceRequest; promptTokens: number[] } };
+    };
+    assert.deepEqual(request, openAiAnswer.mycel.evidence.request);
+    const ollamaEvidence = (answer as unknown as { mycel: { evidence: { promptTokens: number[] } } }).mycel
+      .evidence;
+    assert.deepEqual(ollamaEvidence.promptTokens, openAiAnswer.mycel.evidence.promptTokens);
+    assert.ok(ollamaEvidence.promptTokens.length > (first as unknown as typeof answer).prompt_eval_count);
+    const openAiMessage = openAiAnswer.choices[0]?.message;
+    assert.equal(answer.message.content, openAiMessage?.content ?? "");
+    assert.equal(answer.message.tool_calls?.length ?? 0, openAiMessage?.tool_calls?.length ?? 0);
+
+    // Streamed: the same answer, in NDJSON objects.
+    const stream = await ollama.chat({
+      model: toolModelName,
+      messages: conversation,
+      tools: [weather],
+      options,
+      stream: true,
+    });
+    let streamed = "";
+    for await (const chunk of stream) streamed += chunk.message.content;
+    assert.equal(streamed, answer.message.content);
+
+    // A model whose template has no tool-call format, and tools with `format`, are 400s.
+    const noFormat = await responseError(() => ollama.chat({ model: modelName, messages, tools: [weather] }));
+    assert.equal(noFormat.status_code, 400);
+    assert.match(noFormat.message, /cannot call tools/);
+    const withFormat = await responseError(() =>
+      ollama.chat({ model: toolModelName, messages, tools: [weather], format: "json" }),
+    );
+    assert.equal(withFormat.status_code, 400);
+    assert.match(withFormat.message, /format cannot be combined with tools/);
   });
 
   it("generates: templated as one user turn (with system), raw as a text completion", async () => {

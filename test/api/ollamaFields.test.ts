@@ -9,6 +9,7 @@ import {
   ollamaEmbeddingsRequestSchema,
   ollamaEmbedOptionRules,
   ollamaEmbedRequestSchema,
+  ollamaGenerateRequestSchema,
   ollamaOptionRules,
   ollamaSchemaName,
   openAiFieldsOfOllama,
@@ -64,10 +65,8 @@ describe("Ollama's field table", () => {
 
   it("refuses the body fields it does not implement unless empty, and ignores keep_alive", () => {
     for (const [fields, param] of [
-      [{ tools: [{ type: "function", function: { name: "f" } }] }, "tools"],
       [{ think: "high" }, "think"],
-      [{ messages: [{ role: "assistant", content: "", tool_calls: [{}] }] }, "messages.0.tool_calls"],
-      [{ messages: [{ role: "tool", content: "1", tool_name: "f" }] }, "messages.0.tool_name"],
+      [{ messages: [{ role: "user", content: "hi", thinking: "hm" }] }, "messages.0.thinking"],
     ] as const)
       assert.throws(
         () => check(fields),
@@ -78,6 +77,7 @@ describe("Ollama's field table", () => {
       check({ format: "", tools: [], logprobs: false, top_logprobs: 0, think: false }),
     );
     assert.equal(ollamaBodyRules.format?.status, "mapped");
+    assert.equal(ollamaBodyRules.tools?.status, "mapped");
     assert.doesNotThrow(() => check({ keep_alive: -1 }));
     assert.equal(ollamaBodyRules.keep_alive?.status, "ignored");
   });
@@ -245,6 +245,72 @@ describe("Ollama's field table", () => {
     assert.throws(() => checkLegacy({ input: "hi" }), /'input'/);
   });
 
+  it("takes tools, assistant tool calls and tool messages in Ollama's shapes, and refuses them misplaced", () => {
+    const weather = {
+      type: "function",
+      function: { name: "get_weather", description: "d", parameters: { type: "object", properties: {} } },
+    };
+    const conversation = [
+      { role: "user", content: "weather?" },
+      {
+        role: "assistant",
+        content: "",
+        tool_calls: [{ function: { index: 0, name: "get_weather", arguments: { city: "Paris" } } }],
+      },
+      { role: "tool", content: "22 C", tool_name: "get_weather" },
+    ];
+    assert.doesNotThrow(() => check({ tools: [weather], messages: conversation }));
+    const refusals: [Record<string, unknown>, string, RegExp][] = [
+      [{ tools: [weather], format: "json" }, "format", /format cannot be combined with tools/],
+      [{ tools: [{ type: "function", function: { name: "a b" } }] }, "tools.0.function.name", /letters/],
+      [
+        { tools: [{ type: "function", function: { name: "f", strange: 1 } }] },
+        "tools.0.function.strange",
+        /unsupported/,
+      ],
+      [
+        {
+          messages: [{ role: "user", content: "", tool_calls: [{ function: { name: "f", arguments: {} } }] }],
+        },
+        "messages.0.tool_calls",
+        /belong to an assistant message, not a user one/,
+      ],
+      [
+        { messages: [{ role: "user", content: "x", tool_name: "f" }] },
+        "messages.0.tool_name",
+        /belongs to a tool message/,
+      ],
+      [
+        {
+          messages: [
+            { role: "assistant", content: "", tool_calls: [{ function: { name: "f", arguments: "{}" } }] },
+          ],
+        },
+        "messages.0.tool_calls.0.function.arguments",
+        /./,
+      ],
+      [
+        {
+          messages: [{ role: "assistant", content: "", tool_calls: [{ id: "c", function: { name: "f" } }] }],
+        },
+        "messages.0.tool_calls.0.id",
+        /unsupported/,
+      ],
+    ];
+    for (const [fields, param, message] of refusals)
+      assert.throws(
+        () => check(fields),
+        (error: unknown) =>
+          error instanceof InvalidInputError && error.param === param && message.test(error.shortMessage),
+        JSON.stringify(fields),
+      );
+    // /api/generate has no tools, as Ollama's: a 400 naming the field.
+    assert.throws(
+      () => parseRequest(ollamaGenerateRequestSchema, { model: "m", prompt: "p", tools: [weather] }),
+      (error: unknown) => error instanceof InvalidInputError && /tools/.test(error.shortMessage),
+    );
+  });
+
   it("names the model's capabilities as Ollama does: completion, embedding, and tools once /api/chat takes them", () => {
     const model = (capabilities?: string[]) => ({ name: "m", hash: "0".repeat(64), extra: { capabilities } });
     assert.deepEqual(capabilitiesOf(model(["chat", "completion", "embeddings", "grammar"])), [
@@ -255,10 +321,6 @@ describe("Ollama's field table", () => {
     assert.deepEqual(capabilitiesOf(model(["embeddings"])), ["embedding"]);
     // Without a list (an announcement that has none): chat and completion.
     assert.deepEqual(capabilitiesOf(model(undefined)), ["completion"]);
-    const tools = capabilitiesOf(model(["chat", "completion", "tools"]));
-    assert.deepEqual(
-      tools,
-      ollamaBodyRules.tools?.status === "mapped" ? ["completion", "tools"] : ["completion"],
-    );
+    assert.deepEqual(capabilitiesOf(model(["chat", "completion", "tools"])), ["completion", "tools"]);
   });
 });

@@ -63,29 +63,42 @@ const answersPerCheat = scaled(100);
 const firstCheatIndex = 1000;
 const cheatMaxTokens = [32, 48, 64];
 /**
- * Section 3: honest answers per provider setting (500 in all); every `longPromptEvery`-th request has a long
- * prompt (cycling through `longPromptBytes`, up to the test model's whole 2048-token window).
+ * Section 3: honest answers per provider setting: plain ones (500 in all; every `longPromptEvery`-th request has a
+ * long prompt, cycling through `longPromptBytes`, up to the test model's whole 2048-token window) and constrained
+ * ones (150 in all; each with the next constraint set of `honestConstraintSets`, cycled, while the request index
+ * cycles temperatures 0, 0.7 and 1).
  */
-const honestPlan: { label: string; options: Partial<EngineOptions>; answers: number }[] = [
-  {
-    label: "1 thread, batch 512 (default)",
-    options: { threadsPerSequence: 1, batchSize: 512 },
-    answers: 250,
-  },
-  { label: "1 thread, batch 64", options: { threadsPerSequence: 1, batchSize: 64 }, answers: 100 },
-  { label: "1 thread, batch 16", options: { threadsPerSequence: 1, batchSize: 16 }, answers: 100 },
-  { label: "2 threads, batch 512", options: { threadsPerSequence: 2, batchSize: 512 }, answers: 50 },
-].map((setting) => ({ ...setting, answers: scaled(setting.answers) }));
-/**
- * Section 3: honest constrained answers per provider setting (150 in all), each with the next constraint set of
- * `honestConstraintSets` (cycled; the request index cycles temperatures 0, 0.7 and 1 independently).
- */
-const constrainedPerSetting: Record<string, number> = {
-  "1 thread, batch 512 (default)": scaled(60),
-  "1 thread, batch 64": scaled(30),
-  "1 thread, batch 16": scaled(30),
-  "2 threads, batch 512": scaled(30),
-};
+const honestPlan: { label: string; options: Partial<EngineOptions>; answers: number; constrained: number }[] =
+  [
+    {
+      label: "1 thread, batch 512 (default)",
+      options: { threadsPerSequence: 1, batchSize: 512 },
+      answers: 250,
+      constrained: 60,
+    },
+    {
+      label: "1 thread, batch 64",
+      options: { threadsPerSequence: 1, batchSize: 64 },
+      answers: 100,
+      constrained: 30,
+    },
+    {
+      label: "1 thread, batch 16",
+      options: { threadsPerSequence: 1, batchSize: 16 },
+      answers: 100,
+      constrained: 30,
+    },
+    {
+      label: "2 threads, batch 512",
+      options: { threadsPerSequence: 2, batchSize: 512 },
+      answers: 50,
+      constrained: 30,
+    },
+  ].map((setting) => ({
+    ...setting,
+    answers: scaled(setting.answers),
+    constrained: scaled(setting.constrained),
+  }));
 const firstConstrainedIndex = 3000;
 type Constraint = Parameters<typeof constrainedFixtureRequest>[0]["constraint"];
 const honestConstraintSets: readonly (readonly Constraint[])[] = [
@@ -384,7 +397,7 @@ function honestRequests(parameters: {
       : fixtureRequest({ models, index, maxTokens });
     requests.push({ request, long, constraints: "" });
   }
-  for (let count = 0; count < (constrainedPerSetting[setting.label] ?? 0); count++, next.constrained++) {
+  for (let count = 0; count < setting.constrained; count++, next.constrained++) {
     const index = next.constrained;
     const set = honestConstraintSets[
       (index - firstConstrainedIndex) % honestConstraintSets.length

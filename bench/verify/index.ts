@@ -1,9 +1,10 @@
 /**
  * Verification benchmark: what auditing an answer costs next to generating it, and how well audits tell honest
  * answers from cheating ones, on the small test model. (1) audit time / generation time for outputs of 64, 256
- * and 1,024 tokens; (2) detection rate per cheat of test/fixtures/cheats.ts over 100 audited answers each;
- * (3) false positives over 500 honest audited answers, across temperatures, prompt lengths and provider
- * settings. Run with `npm run bench:verify`; see bench/verify/README.md.
+ * and 1,024 tokens; (2) detection rate per cheat of test/fixtures/cheats.ts (the constrained ones included) over
+ * 100 audited answers each; (3) false positives over 650 honest audited answers (150 of them constrained), across
+ * temperatures, prompt lengths, constraints and provider settings. Run with `npm run bench:verify`; see
+ * bench/verify/README.md (it also describes MYCEL_BENCH_VERIFY_SECTIONS and MYCEL_BENCH_VERIFY_SCALE, for quick runs).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
@@ -20,10 +21,14 @@ import {
 import {
   addCheatModels,
   type CheatModels,
-  type CheatName,
+  type ConstraintCheatName,
   cheatEngine,
   cheatingAnswer,
   cheatNames,
+  constrainedFixtureRequest,
+  constraintCheatingAnswer,
+  constraintCheatNames,
+  constraintOfCheat,
   fixtureRequest,
   honestAnswer,
 } from "../../test/fixtures/cheats.ts";
@@ -31,27 +36,79 @@ import { watchOtherProcessesCpu } from "../network/processes.ts";
 import { formatTable, median, roundDown, roundUp, verdict } from "../shared/report.ts";
 import { claimingQ8, longPromptRequest } from "./requests.ts";
 
+/**
+ * Which sections run (MYCEL_BENCH_VERIFY_SECTIONS, e.g. "2,3"; default all), and the share of the answers of
+ * sections 2 and 3 they audit (MYCEL_BENCH_VERIFY_SCALE, e.g. 0.2 for a quick check; default 1).
+ */
+const sections = new Set(
+  (process.env.MYCEL_BENCH_VERIFY_SECTIONS ?? "1,2,3").split(",").map((s) => s.trim()),
+);
+const scale = Number(process.env.MYCEL_BENCH_VERIFY_SCALE ?? 1);
+if (!(scale > 0 && scale <= 1)) throw new Error("MYCEL_BENCH_VERIFY_SCALE must be a number in (0, 1]");
+for (const section of sections)
+  if (!["1", "2", "3"].includes(section))
+    throw new Error(
+      `MYCEL_BENCH_VERIFY_SECTIONS: no section "${section}" (sections are 1, 2 and 3, e.g. "2,3")`,
+    );
+/** A count of answers, scaled (at least 1). */
+const scaled = (answers: number) => Math.max(1, Math.ceil(answers * scale));
+
 /** Section 1: output lengths and timed rounds per length (medians). */
 const outputLengths = [64, 256, 1024] as const;
 const rounds = 5;
 /** The output length the ratio target is about. */
 const targetLength = 256;
-/** Section 2: audited answers per cheat, and their max_tokens (cycled). */
-const answersPerCheat = 100;
+/** Section 2: audited answers per cheat, the index of the first one's request, and their max_tokens (cycled). */
+const answersPerCheat = scaled(100);
+const firstCheatIndex = 1000;
 const cheatMaxTokens = [32, 48, 64];
 /**
- * Section 3: honest answers per provider setting (500 in all); every `longPromptEvery`-th request has a long
- * prompt (cycling through `longPromptBytes`, up to the test model's whole 2048-token window).
+ * Section 3: honest answers per provider setting: plain ones (500 in all; every `longPromptEvery`-th request has a
+ * long prompt, cycling through `longPromptBytes`, up to the test model's whole 2048-token window) and constrained
+ * ones (150 in all; each with the next constraint set of `honestConstraintSets`, cycled, while the request index
+ * cycles temperatures 0, 0.7 and 1).
  */
-const honestPlan: { label: string; options: Partial<EngineOptions>; answers: number }[] = [
-  {
-    label: "1 thread, batch 512 (default)",
-    options: { threadsPerSequence: 1, batchSize: 512 },
-    answers: 250,
-  },
-  { label: "1 thread, batch 64", options: { threadsPerSequence: 1, batchSize: 64 }, answers: 100 },
-  { label: "1 thread, batch 16", options: { threadsPerSequence: 1, batchSize: 16 }, answers: 100 },
-  { label: "2 threads, batch 512", options: { threadsPerSequence: 2, batchSize: 512 }, answers: 50 },
+const honestPlan: { label: string; options: Partial<EngineOptions>; answers: number; constrained: number }[] =
+  [
+    {
+      label: "1 thread, batch 512 (default)",
+      options: { threadsPerSequence: 1, batchSize: 512 },
+      answers: 250,
+      constrained: 60,
+    },
+    {
+      label: "1 thread, batch 64",
+      options: { threadsPerSequence: 1, batchSize: 64 },
+      answers: 100,
+      constrained: 30,
+    },
+    {
+      label: "1 thread, batch 16",
+      options: { threadsPerSequence: 1, batchSize: 16 },
+      answers: 100,
+      constrained: 30,
+    },
+    {
+      label: "2 threads, batch 512",
+      options: { threadsPerSequence: 2, batchSize: 512 },
+      answers: 50,
+      constrained: 30,
+    },
+  ].map((setting) => ({
+    ...setting,
+    answers: scaled(setting.answers),
+    constrained: scaled(setting.constrained),
+  }));
+const firstConstrainedIndex = 3000;
+type Constraint = Parameters<typeof constrainedFixtureRequest>[0]["constraint"];
+const honestConstraintSets: readonly (readonly Constraint[])[] = [
+  ["json_schema"],
+  ["logit_bias"],
+  ["penalties"],
+  ["json_schema", "logit_bias"],
+  ["json_schema", "penalties"],
+  ["logit_bias", "penalties"],
+  ["json_schema", "logit_bias", "penalties"],
 ];
 const honestMaxTokens = [32, 48, 64];
 const longPromptEvery = 10;
@@ -190,22 +247,60 @@ async function measureRatio(parameters: {
 
 type Outcome = { input: AuditInput; result: AuditVerdict };
 
+type RequestBuilder = (parameters: { models: CheatModels; index: number }) => InferenceRequest;
+
+/** One cheat of section 2: the request of each of its answers (by index) and how the cheat answers it. */
+type DetectionCase = {
+  cheat: string;
+  request: RequestBuilder;
+  answer: (parameters: {
+    engine: Engine;
+    models: CheatModels;
+    request: InferenceRequest;
+  }) => Promise<AuditInput>;
+};
+
+/**
+ * Constrained cheats whose requests need their own builder; the others get {@link constrainedFixtureRequest} with
+ * the constraint they drop (its max_tokens 64; temperatures 0, 0.7 and 1 by index).
+ */
+const constrainedRequestBuilders: Partial<Record<ConstraintCheatName, RequestBuilder>> = {};
+
+/** Section 2's cheats: the six of test/fixtures/cheats.ts on plain requests, then the constrained ones. */
+const detectionCases: readonly DetectionCase[] = [
+  ...cheatNames.map((cheat) => ({
+    cheat,
+    request: ({ models, index }: { models: CheatModels; index: number }) =>
+      fixtureRequest({
+        models,
+        index,
+        maxTokens: cheatMaxTokens[(index - firstCheatIndex) % cheatMaxTokens.length],
+      }),
+    answer: (parameters: { engine: Engine; models: CheatModels; request: InferenceRequest }) =>
+      cheatingAnswer({ ...parameters, cheat }),
+  })),
+  ...constraintCheatNames.map((cheat) => ({
+    cheat,
+    request:
+      constrainedRequestBuilders[cheat] ??
+      (({ models, index }: { models: CheatModels; index: number }) =>
+        constrainedFixtureRequest({ models, index, constraint: constraintOfCheat[cheat] })),
+    answer: (parameters: { engine: Engine; models: CheatModels; request: InferenceRequest }) =>
+      constraintCheatingAnswer({ ...parameters, cheat }),
+  })),
+];
+
 /** Section 2: every cheat on `answersPerCheat` varied requests. */
 async function measureDetection(parameters: { home: string; models: CheatModels; auditor: Auditor }) {
   const { home, models, auditor } = parameters;
   const engine = await cheatEngine({ home, models, options: { threadsPerSequence: 1 } });
-  const outcomes = new Map<CheatName, Outcome[]>();
+  const outcomes = new Map<string, Outcome[]>();
   try {
-    for (const cheat of cheatNames) {
+    for (const { cheat, request: requestOf, answer } of detectionCases) {
       progress(`section 2: ${answersPerCheat} answers of the cheat ${cheat}`);
       const list: Outcome[] = [];
-      for (let index = 0; index < answersPerCheat; index++) {
-        const request = fixtureRequest({
-          models,
-          index: 1000 + index,
-          maxTokens: cheatMaxTokens[index % cheatMaxTokens.length],
-        });
-        const input = await cheatingAnswer({ engine, models, request, cheat });
+      for (let index = firstCheatIndex; index < firstCheatIndex + answersPerCheat; index++) {
+        const input = await answer({ engine, models, request: requestOf({ models, index }) });
         list.push({ input, result: await auditor.audit(input) });
       }
       outcomes.set(cheat, list);
@@ -213,13 +308,16 @@ async function measureDetection(parameters: { home: string; models: CheatModels;
   } finally {
     await engine.close();
   }
+  const lastIndex = firstCheatIndex + answersPerCheat - 1;
   console.log(
-    `2. detection per cheat: ${answersPerCheat} answers each (fixture requests 1000-${999 + answersPerCheat}: ` +
-      `prompts of 90-335 tokens, temperatures 0, 0.7 and 1, max_tokens ${cheatMaxTokens.join("/")}), claimed ` +
-      `model small f16, provider 1 thread; validator ${validatorThreads} threads; f16 tolerances ` +
-      JSON.stringify(tolerancesFor("f16")),
+    `2. detection per cheat: ${answersPerCheat} answers each (fixture requests ${firstCheatIndex}-${lastIndex}: ` +
+      `prompts of 90-335 tokens, temperatures 0, 0.7 and 1, max_tokens ${cheatMaxTokens.join("/")}; the ` +
+      `constrained cheats (${constraintCheatNames.join(", ")}) on the same requests with max_tokens 64 and the ` +
+      "constraint each drops: a closed 3-field JSON schema; logit_bias ' ' +8, 'e' +6, 'q' -100; presence 1, " +
+      "frequency 1.5, repeat 1.3), claimed model small f16, provider 1 thread; validator " +
+      `${validatorThreads} threads; f16 tolerances ${JSON.stringify(tolerancesFor("f16"))}`,
   );
-  const rows = cheatNames.map((cheat) => {
+  const rows = detectionCases.map(({ cheat }) => {
     const list = outcomes.get(cheat) as Outcome[];
     const caught = list.filter((outcome) => outcome.result.verdict === "fail");
     const reasons: Record<string, number> = {};
@@ -245,7 +343,7 @@ async function measureDetection(parameters: { home: string; models: CheatModels;
       rows,
     ),
   );
-  for (const cheat of cheatNames)
+  for (const { cheat } of detectionCases)
     for (const outcome of (outcomes.get(cheat) as Outcome[]).filter((o) => o.result.verdict === "pass")) {
       const { metrics } = outcome.result;
       console.log(
@@ -255,73 +353,104 @@ async function measureDetection(parameters: { home: string; models: CheatModels;
     }
   console.log("");
   return new Map(
-    cheatNames.map((cheat) => {
+    detectionCases.map(({ cheat }) => {
       const list = outcomes.get(cheat) as Outcome[];
       return [cheat, list.filter((o) => o.result.verdict === "fail").length / list.length];
     }),
   );
 }
 
-/** Section 3: honest answers across provider settings, temperatures and prompt lengths. */
-async function measureFalsePositives(parameters: { home: string; models: CheatModels; auditor: Auditor }) {
-  const { home, models, auditor } = parameters;
-  const rows: string[][] = [];
-  const failures: { label: string; outcome: Outcome }[] = [];
-  let total = 0;
-  let index = 2000;
-  for (const setting of honestPlan) {
-    const engine = await cheatEngine({ home, models, options: setting.options });
-    progress(`section 3: ${setting.answers} honest answers, provider ${setting.label}`);
-    const outcomes: Outcome[] = [];
-    let longPrompts = 0;
-    try {
-      for (let count = 0; count < setting.answers; count++, index++) {
-        const maxTokens = honestMaxTokens[index % honestMaxTokens.length];
-        const long = index % longPromptEvery === 0;
-        const request = long
-          ? longPromptRequest({
-              models,
-              index,
-              maxTokens,
-              promptBytes: longPromptBytes[(index / longPromptEvery) % longPromptBytes.length] as number,
-            })
-          : fixtureRequest({ models, index, maxTokens });
-        if (long) longPrompts++;
-        const input = await honestAnswer({ engine, models, request });
-        const outcome = { input, result: await auditor.audit(input) };
-        outcomes.push(outcome);
-        if (outcome.result.verdict === "fail") failures.push({ label: setting.label, outcome });
-      }
-    } finally {
-      await engine.close();
-    }
-    total += outcomes.length;
-    const byTemperature = (temperature: number) =>
-      String(outcomes.filter((o) => o.input.request.temperature === temperature).length);
-    const prompts = outcomes.map((o) => o.input.promptTokens.length);
-    rows.push([
-      setting.label,
-      String(outcomes.length),
-      byTemperature(0),
-      byTemperature(0.7),
-      byTemperature(1),
-      `${Math.min(...prompts)}-${Math.max(...prompts)}`,
-      String(longPrompts),
-      Math.max(...outcomes.map((o) => o.result.metrics.worstChunkGapError)).toFixed(4),
-      Math.max(...outcomes.map((o) => o.result.metrics.maxGapError)).toFixed(4),
-      String(outcomes.filter((o) => o.result.verdict === "fail").length),
-    ]);
+/** An honest request with every constraint of `set`: one fixture request, each constraint's fields merged in. */
+function constrainedRequest(parameters: {
+  models: CheatModels;
+  index: number;
+  set: readonly Constraint[];
+}): InferenceRequest {
+  const { models, index, set } = parameters;
+  return Object.assign(
+    {},
+    ...set.map((constraint) => constrainedFixtureRequest({ models, index, constraint })),
+  ) as InferenceRequest;
+}
+
+type HonestOutcome = Outcome & { provider: string; long: boolean; constraints: string };
+
+/** The requests one provider setting of section 3 answers: plain ones (every 10th long), then constrained ones. */
+function honestRequests(parameters: {
+  models: CheatModels;
+  setting: (typeof honestPlan)[number];
+  next: { plain: number; constrained: number };
+}) {
+  const { models, setting, next } = parameters;
+  const requests: { request: InferenceRequest; long: boolean; constraints: string }[] = [];
+  for (let count = 0; count < setting.answers; count++, next.plain++) {
+    const index = next.plain;
+    const maxTokens = honestMaxTokens[index % honestMaxTokens.length];
+    const long = index % longPromptEvery === 0;
+    const request = long
+      ? longPromptRequest({
+          models,
+          index,
+          maxTokens,
+          promptBytes: longPromptBytes[(index / longPromptEvery) % longPromptBytes.length] as number,
+        })
+      : fixtureRequest({ models, index, maxTokens });
+    requests.push({ request, long, constraints: "" });
   }
+  for (let count = 0; count < setting.constrained; count++, next.constrained++) {
+    const index = next.constrained;
+    const set = honestConstraintSets[
+      (index - firstConstrainedIndex) % honestConstraintSets.length
+    ] as readonly Constraint[];
+    requests.push({
+      request: constrainedRequest({ models, index, set }),
+      long: false,
+      constraints: set.join("+"),
+    });
+  }
+  return requests;
+}
+
+/** Section 3's tables: per provider setting, and per constraint set for the constrained answers. */
+function printFalsePositives(outcomes: readonly HonestOutcome[]) {
+  const plain = outcomes.filter((o) => o.constraints === "").length;
+  const constrained = outcomes.length - plain;
+  const byTemperature = (list: readonly HonestOutcome[], temperature: number) =>
+    String(list.filter((o) => o.input.request.temperature === temperature).length);
+  const maxError = (list: readonly HonestOutcome[], pick: (metrics: AuditVerdict["metrics"]) => number) =>
+    Math.max(...list.map((o) => pick(o.result.metrics))).toFixed(4);
+  const failed = (list: readonly HonestOutcome[]) =>
+    String(list.filter((o) => o.result.verdict === "fail").length);
   console.log(
-    `3. false positives: ${total} honest answers (fixture requests 2000-${1999 + total}, max_tokens ` +
+    `3. false positives: ${outcomes.length} honest answers, claimed model small f16; validator ` +
+      `${validatorThreads} threads. ${plain} plain ones (fixture requests 2000-${1999 + plain}, max_tokens ` +
       `${honestMaxTokens.join("/")}; every ${longPromptEvery}th with a prompt of ${longPromptBytes.join("/")} ` +
-      `tokens), claimed model small f16; validator ${validatorThreads} threads`,
+      `tokens) and ${constrained} constrained ones (fixture requests ${firstConstrainedIndex}-` +
+      `${firstConstrainedIndex + constrained - 1}, max_tokens 64, the constraints of section 2 alone and combined)`,
   );
+  const providerRows = honestPlan.map(({ label }) => {
+    const list = outcomes.filter((o) => o.provider === label);
+    const prompts = list.map((o) => o.input.promptTokens.length);
+    return [
+      label,
+      String(list.length),
+      String(list.filter((o) => o.constraints !== "").length),
+      byTemperature(list, 0),
+      byTemperature(list, 0.7),
+      byTemperature(list, 1),
+      `${Math.min(...prompts)}-${Math.max(...prompts)}`,
+      String(list.filter((o) => o.long).length),
+      maxError(list, (metrics) => metrics.worstChunkGapError),
+      maxError(list, (metrics) => metrics.maxGapError),
+      failed(list),
+    ];
+  });
   console.log(
     formatTable(
       [
         "provider",
         "answers",
+        "constrained",
         "T=0",
         "T=0.7",
         "T=1",
@@ -331,18 +460,87 @@ async function measureFalsePositives(parameters: { home: string; models: CheatMo
         "max position err",
         "failed",
       ],
-      rows,
+      providerRows,
     ),
   );
-  for (const { label, outcome } of failures) {
+  const constraintRows = ["", ...honestConstraintSets.map((set) => set.join("+"))].flatMap((constraints) => {
+    const list = outcomes.filter((o) => o.constraints === constraints);
+    if (list.length === 0) return [];
+    return [
+      [
+        constraints || "none",
+        String(list.length),
+        byTemperature(list, 0),
+        byTemperature(list, 0.7),
+        byTemperature(list, 1),
+        String(list.filter((o) => o.input.finishReason === "stop").length),
+        maxError(list, (metrics) => metrics.worstChunkGapError),
+        maxError(list, (metrics) => metrics.maxGapError),
+        failed(list),
+      ],
+    ];
+  });
+  console.log("");
+  console.log(
+    formatTable(
+      [
+        "constraints",
+        "answers",
+        "T=0",
+        "T=0.7",
+        "T=1",
+        "ended (stop)",
+        "max worst chunk err",
+        "max position err",
+        "failed",
+      ],
+      constraintRows,
+    ),
+  );
+  for (const outcome of outcomes.filter((o) => o.result.verdict === "fail")) {
     const { metrics } = outcome.result;
     console.log(
-      `   failed: provider ${label}, prompt ${metrics.promptTokens} tokens, output ${metrics.outputTokens}, ` +
-        `T=${metrics.temperature}: ${outcome.result.reasons.map((reason) => reason.message).join("; ")}`,
+      `   failed: provider ${outcome.provider}, constraints ${outcome.constraints || "none"}, prompt ` +
+        `${metrics.promptTokens} tokens, output ${metrics.outputTokens}, T=${metrics.temperature}: ` +
+        outcome.result.reasons.map((reason) => reason.message).join("; "),
     );
   }
   console.log("");
-  return { total, failed: failures.length };
+}
+
+/** Section 3: honest answers across provider settings, temperatures, prompt lengths and constraints. */
+async function measureFalsePositives(parameters: { home: string; models: CheatModels; auditor: Auditor }) {
+  const { home, models, auditor } = parameters;
+  const outcomes: HonestOutcome[] = [];
+  const next = { plain: 2000, constrained: firstConstrainedIndex };
+  for (const setting of honestPlan) {
+    const requests = honestRequests({ models, setting, next });
+    const constrained = requests.filter((r) => r.constraints !== "").length;
+    const engine = await cheatEngine({ home, models, options: setting.options });
+    progress(
+      `section 3: ${requests.length} honest answers (${constrained} constrained), provider ${setting.label}`,
+    );
+    try {
+      for (const { request, long, constraints } of requests) {
+        const input = await honestAnswer({ engine, models, request });
+        outcomes.push({
+          input,
+          result: await auditor.audit(input),
+          provider: setting.label,
+          long,
+          constraints,
+        });
+      }
+    } finally {
+      await engine.close();
+    }
+  }
+  printFalsePositives(outcomes);
+  return {
+    total: outcomes.length,
+    constrained: outcomes.filter((o) => o.constraints !== "").length,
+    failed: outcomes.filter((o) => o.result.verdict === "fail").length,
+  };
 }
 
 async function main() {
@@ -356,31 +554,38 @@ async function main() {
     const oneThreadAuditor = createAuditor({ home, engineOptions: { threadsPerSequence: 1 } });
     auditors.push(auditor, oneThreadAuditor);
     const cpuWatch = watchOtherProcessesCpu();
-    const ratio = await measureRatio({ home, models, auditor, oneThreadAuditor });
-    const detection = await measureDetection({ home, models, auditor });
-    const honest = await measureFalsePositives({ home, models, auditor });
+    const ratio = sections.has("1")
+      ? await measureRatio({ home, models, auditor, oneThreadAuditor })
+      : undefined;
+    const detection = sections.has("2") ? await measureDetection({ home, models, auditor }) : undefined;
+    const honest = sections.has("3") ? await measureFalsePositives({ home, models, auditor }) : undefined;
     const otherCpu = cpuWatch.stop();
     if (otherCpu !== undefined)
       console.log(
         `other processes used ${(otherCpu * 100).toFixed(1)}% of the machine's CPU during the run ` +
           "(above a few percent the timings of section 1 are noisy: rerun on an idle machine)\n",
       );
+    if (sections.size < 3 || scale < 1)
+      console.log(
+        `a reduced run: sections ${[...sections].sort().join(", ")} (MYCEL_BENCH_VERIFY_SECTIONS), ` +
+          `answers scaled by ${scale} (MYCEL_BENCH_VERIFY_SCALE)\n`,
+      );
 
-    console.log(
-      `audit/generation at ${targetLength} tokens: ${roundUp(ratio, 2).toFixed(2)} ` +
-        `(target <= ${targets.ratio}) ${verdict(ratio <= targets.ratio)}`,
-    );
-    for (const cheat of cheatNames) {
-      const rate = detection.get(cheat) as number;
+    if (ratio !== undefined)
+      console.log(
+        `audit/generation at ${targetLength} tokens: ${roundUp(ratio, 2).toFixed(2)} ` +
+          `(target <= ${targets.ratio}) ${verdict(ratio <= targets.ratio)}`,
+      );
+    for (const [cheat, rate] of detection ?? [])
       console.log(
         `detection rate, ${cheat}: ${roundDown(rate * 100, 1).toFixed(1)}% ` +
           `(target >= ${targets.detection * 100}%) ${verdict(rate >= targets.detection)}`,
       );
-    }
-    console.log(
-      `false positives over ${honest.total} honest answers: ${honest.failed} ` +
-        `(target ${targets.falsePositives}) ${verdict(honest.failed <= targets.falsePositives)}`,
-    );
+    if (honest)
+      console.log(
+        `false positives over ${honest.total} honest answers (${honest.constrained} constrained): ` +
+          `${honest.failed} (target ${targets.falsePositives}) ${verdict(honest.failed <= targets.falsePositives)}`,
+      );
   } finally {
     for (const auditor of auditors) await auditor.close();
     await rm(root, { recursive: true, force: true });

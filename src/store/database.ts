@@ -202,11 +202,13 @@ export function openDatabase(path: string): Database.Database {
     });
   }
   try {
+    // First: every statement after it, the switch to WAL included, waits for a process that holds the file (two
+    // roles of one home opening it at once) instead of failing with "database is locked".
+    db.pragma("busy_timeout = 5000");
     db.pragma("journal_mode = WAL");
     // FULL: a committed receipt survives a power loss, not only a process crash.
     db.pragma("synchronous = FULL");
     db.pragma("foreign_keys = ON");
-    db.pragma("busy_timeout = 5000");
     migrate(db, path);
   } catch (error) {
     db.close();

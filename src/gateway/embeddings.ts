@@ -7,13 +7,8 @@
 import { randomBytes } from "node:crypto";
 import { type Hex, toHex } from "viem";
 import type { BackendEmbedParameters } from "../api/index.ts";
-import {
-  describeError,
-  InvalidInputError,
-  PaymentRequiredError,
-  ServiceUnavailableError,
-} from "../errors/index.ts";
-import { openPayerSession, type PayerSession, type PayingChannel } from "../payments/index.ts";
+import { describeError, InvalidInputError, ServiceUnavailableError } from "../errors/index.ts";
+import { openPayerSession, type PayerSession } from "../payments/index.ts";
 import {
   buildEmbedRequest,
   decodeVector,
@@ -37,7 +32,7 @@ import {
   isRoutable,
   whyNoneRoutable,
 } from "./eligibility.ts";
-import type { FailoverContext } from "./failover.ts";
+import { channelFor, type FailoverContext, isFree } from "./failover.ts";
 import { classifyFailure, SegmentFailedError } from "./failures.ts";
 import { recordLatency } from "./measurements.ts";
 import type { KnownProvider } from "./providerTable.ts";
@@ -249,32 +244,6 @@ export async function answerEmbeddings(
       retryAfterSeconds: 2,
     },
   );
-}
-
-/** A provider that charges nothing is never paid (it asks for no channel). */
-function isFree(provider: KnownProvider): boolean {
-  return provider.announcement.price.input === "0" && provider.announcement.price.output === "0";
-}
-
-/** The channel that pays `provider` (opened or topped up if needed); undefined for a free provider. */
-async function channelFor(
-  context: FailoverContext,
-  provider: KnownProvider,
-): Promise<PayingChannel | undefined> {
-  const payment = provider.announcement.payment;
-  if (!payment || !context.payments || isFree(provider)) return undefined;
-  try {
-    return await context.payments.channelFor({
-      provider: provider.address as Hex,
-      creditWindow: BigInt(payment.credit_window),
-    });
-  } catch (error) {
-    if (error instanceof PaymentRequiredError) throw error;
-    throw new SegmentFailedError(`cannot fund a payment channel to provider ${provider.address}`, {
-      cause: error,
-      details: describeError(error),
-    });
-  }
 }
 
 /** One attempt: the vectors and the verified receipt, paid for; throws what the failure means (see failures.ts). */

@@ -146,7 +146,7 @@ type RequestState = {
 };
 
 /** A provider that charges nothing is never paid (it asks for no channel). */
-function isFree(provider: KnownProvider): boolean {
+export function isFree(provider: KnownProvider): boolean {
   return provider.announcement.price.input === "0" && provider.announcement.price.output === "0";
 }
 
@@ -372,7 +372,7 @@ function prepareStandby(input: {
 }
 
 /** The channel that pays `provider`, opened or topped up if needed; undefined for a provider that serves unpaid. */
-async function channelFor(
+export async function channelFor(
   context: FailoverContext,
   provider: KnownProvider,
 ): Promise<PayingChannel | undefined> {

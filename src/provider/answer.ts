@@ -18,12 +18,7 @@ import {
 import { describeError, InvalidInputError, MycelError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
 import { ethereumAddressOfPeerId } from "../p2p/index.ts";
-import {
-  finalVoucherWaitMs,
-  openPayeeSession,
-  type PayeeSession,
-  type ProviderPayments,
-} from "../payments/index.ts";
+import { openPayeeSession, type PayeeSession, type ProviderPayments } from "../payments/index.ts";
 import {
   buildErrorFrame,
   type InferenceRequest,
@@ -41,6 +36,7 @@ import {
 } from "../protocols/index.ts";
 import type { EvidenceStore } from "../store/index.ts";
 import { embedAndSign } from "./embed.ts";
+import { watchGatewayControl } from "./gatewayControl.ts";
 import { describeAnswer } from "./receipt.ts";
 
 /** Parts a provider is built from that a test may replace (e.g. a receipt signer that cheats). */
@@ -222,25 +218,13 @@ async function generateAndSign(input: {
   }, context.limits.totalTimeoutMs);
   const onBroken = () => generation.abort(new Error("stream broken"));
   exchange.broken.addEventListener("abort", onBroken, { once: true });
-  /** Set once the end frame is out: a voucher refused later is told at once. */
-  let answered = false;
   // The gateway may cancel at any time, or go away: either stops generation and frees the sequence. It also pays
   // with vouchers, during the answer and right after it.
-  const reading = new AbortController();
-  const watch = (async () => {
-    try {
-      for (;;) {
-        const next = await exchange.nextGatewayFrame(reading.signal);
-        if (next === undefined || next.type === "cancel") break;
-        if (await session.handleVoucher(next)) continue;
-        if (answered) exchange.send(errorFrameOf(session.stopReason()));
-        break;
-      }
-    } catch {
-      // A malformed control frame or a broken stream ends the request like a cancel.
-    }
-    generation.abort(new Error("cancelled by the gateway"));
-  })();
+  const control = watchGatewayControl({
+    exchange,
+    session,
+    stopWork: () => generation.abort(new Error("cancelled by the gateway")),
+  });
   // Tokens go out at once when they come slower than streamBatchIntervalMs; faster ones are gathered into one
   // chunk per interval. Every frame costs encryption, syscalls and a window update on the main thread, which also
   // drives llama.cpp's token loop: per-token frames made the network path 15% slower.
@@ -337,7 +321,7 @@ async function generateAndSign(input: {
       receipt,
     });
     await exchange.flushed();
-    answered = true;
+    control.markAnswered();
     logger.info("request served", {
       peer: peerId,
       model: input.model.name,
@@ -346,18 +330,12 @@ async function generateAndSign(input: {
       continuation: input.prefixTokens.length > 0,
     });
     // The voucher for the receipt comes next; the gateway closes its side once it is acknowledged.
-    if (session.metered) {
-      let wait: NodeJS.Timeout | undefined;
-      await Promise.race([watch, new Promise((resolve) => (wait = setTimeout(resolve, finalVoucherWaitMs)))]);
-      clearTimeout(wait);
-      await exchange.flushed();
-    }
+    if (session.metered) await control.awaitFinalVoucher();
   } finally {
     chunks.cancel();
     clearTimeout(total);
     exchange.broken.removeEventListener("abort", onBroken);
     generation.abort(new Error("request finished"));
-    reading.abort(new Error("request finished"));
-    await watch;
+    await control.stop();
   }
 }

@@ -7,7 +7,7 @@ import type { Address, Hex } from "viem";
 import type { Engine, LoadedModelInfo } from "../engine/index.ts";
 import { MycelError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
-import { finalVoucherWaitMs, type PayeeSession } from "../payments/index.ts";
+import type { PayeeSession } from "../payments/index.ts";
 import {
   buildErrorFrame,
   encodeVectors,
@@ -21,7 +21,8 @@ import {
   type SignedReceipt,
   wireVersion,
 } from "../protocol/index.ts";
-import { errorFrameOf, type InferenceExchange, type InferenceLimits } from "../protocols/index.ts";
+import type { InferenceExchange, InferenceLimits } from "../protocols/index.ts";
+import { watchGatewayControl } from "./gatewayControl.ts";
 
 /** What an embeddings answer needs of the provider (a part of answer.ts's AnswerContext). */
 export type EmbedContext = {
@@ -108,23 +109,12 @@ export async function embedAndSign(input: {
   }, context.limits.totalTimeoutMs);
   const onBroken = () => cancel.abort(new Error("stream broken"));
   exchange.broken.addEventListener("abort", onBroken, { once: true });
-  let answered = false;
-  const reading = new AbortController();
   // The gateway may cancel, and pays with a voucher once it has the receipt.
-  const watch = (async () => {
-    try {
-      for (;;) {
-        const next = await exchange.nextGatewayFrame(reading.signal);
-        if (next === undefined || next.type === "cancel") break;
-        if (await session.handleVoucher(next)) continue;
-        if (answered) exchange.send(errorFrameOf(session.stopReason()));
-        break;
-      }
-    } catch {
-      // A malformed control frame or a broken stream ends the request like a cancel.
-    }
-    cancel.abort(new Error("cancelled by the gateway"));
-  })();
+  const control = watchGatewayControl({
+    exchange,
+    session,
+    stopWork: () => cancel.abort(new Error("cancelled by the gateway")),
+  });
   try {
     let result: Awaited<ReturnType<Engine["embed"]>>;
     try {
@@ -175,24 +165,18 @@ export async function embedAndSign(input: {
       receipt,
     });
     await exchange.flushed();
-    answered = true;
+    control.markAnswered();
     context.logger.info("embeddings served", {
       peer: peerId,
       model: model.name,
       inputs: inputTokens.length,
       promptTokens: total,
     });
-    if (session.metered) {
-      let wait: NodeJS.Timeout | undefined;
-      await Promise.race([watch, new Promise((resolve) => (wait = setTimeout(resolve, finalVoucherWaitMs)))]);
-      clearTimeout(wait);
-      await exchange.flushed();
-    }
+    if (session.metered) await control.awaitFinalVoucher();
   } finally {
     clearTimeout(timer);
     exchange.broken.removeEventListener("abort", onBroken);
     cancel.abort(new Error("request finished"));
-    reading.abort(new Error("request finished"));
-    await watch;
+    await control.stop();
   }
 }

@@ -34,6 +34,7 @@ import {
 } from "./embeddings.ts";
 import { createPieceTable, type PieceTable, type PieceVocabularyType } from "./pieces.ts";
 import {
+  type ConstrainedDrawWay,
   createTokenBuckets,
   type GrammarWalker,
   installSamplerHook,
@@ -147,10 +148,11 @@ export type GenerateReturnType = {
   seed: number;
   timings: { queuedMs: number; firstTokenMs: number | undefined; totalMs: number };
   /**
-   * With a lazy grammar: how many positions kept their unconstrained token, were sampled again masked, or were
-   * sampled masked at once; `walked`: how many masks a walk of the vocabulary made (the others, the grammar).
+   * With a lazy grammar: how many positions kept their unconstrained token, were drawn again under the grammar, or
+   * were drawn under it at once; of the draws under the grammar, how many found their token by exclusion
+   * (`excluded`) and how many by a walk's mask (`walked`; the others, by the grammar's own mask).
    */
-  grammarSampling?: Record<LazySampleOutcome | "walked", number>;
+  grammarSampling?: Record<LazySampleOutcome | "walked" | "excluded", number>;
 };
 
 /** Parameters of {@link Engine.evaluate}. */
@@ -601,7 +603,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     walker: GrammarWalker | undefined;
     lazy: boolean;
     bias: Pick<SamplerExtras, "biasTokens" | "biasValues"> | undefined;
-    grammarSampling: Record<LazySampleOutcome | "walked", number>;
+    grammarSampling: Record<LazySampleOutcome | "walked" | "excluded", number>;
   }): SamplerExtras | undefined {
     const { walker, bias, grammarSampling } = parameters;
     if (!walker) return bias;
@@ -609,9 +611,10 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     const lazyGrammar = {
       walker,
       buckets: tokenBucketsOf(parameters.entry),
-      onSample: (outcome: LazySampleOutcome, walked: boolean) => {
+      onSample: (outcome: LazySampleOutcome, way: ConstrainedDrawWay | undefined) => {
         grammarSampling[outcome]++;
-        if (walked) grammarSampling.walked++;
+        if (way === "walk") grammarSampling.walked++;
+        if (way === "exclusion") grammarSampling.excluded++;
       },
     };
     return { lazyGrammar, ...bias };
@@ -653,7 +656,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     const sequence = lease.slot;
     const setExtras = entry.samplerExtras.get(sequence);
     const lazy = walker !== undefined && input.grammarSampling !== "eager";
-    const grammarSampling = { kept: 0, resampled: 0, masked: 0, walked: 0 };
+    const grammarSampling = { kept: 0, resampled: 0, masked: 0, walked: 0, excluded: 0 };
     setExtras?.(samplerExtrasOf({ entry, walker, lazy, bias, grammarSampling }));
     const tokens: number[] = [];
     const topLogits: TopLogits[] = [];

@@ -65,6 +65,8 @@ export {
 } from "./pieces.ts";
 export {
   allowedTokens,
+  allowsMostTokens,
+  type ConstrainedDrawWay,
   createTokenBuckets,
   type GrammarWalker,
   type LazySampleOutcome,

@@ -23,22 +23,31 @@ export type SamplerExtras = {
 /**
  * A grammar applied as llama.cpp's server does, so that it costs little where the model keeps to it anyway:
  * a position is sampled without it, and a token the grammar allows is kept (the walker takes it). A token it
- * forbids makes the position be sampled again from the same logits, every forbidden token at -Infinity, with a
- * seed of its own: overall the token is drawn exactly from the grammar-masked distribution. After a rejection
- * the next positions (1, then 2, 4 ... up to {@link maxMaskedRun} while rejections follow each other) are
- * sampled masked at once with the step's own seed, as an eager grammar would, so that a model that keeps
- * breaking the grammar does not pay two draws a position. The mask is -Infinity logit biases on the tokens a
- * walk of the vocabulary's prefix tree finds forbidden ({@link allowedTokens}), or, when that walk takes longer
- * than {@link lazyGrammarWalkBudgetMs}, the grammar itself (llama.cpp over the whole vocabulary): the same
- * logits, seed and mask, so the same token either way; which one ran never changes an answer, and which
- * positions are kept or masked depends only on the tokens drawn, so a seed always gives the same answer.
+ * forbids makes the position be drawn again from the same logits under the grammar, with a seed of its own. After
+ * a rejection the next positions (1, then 2, 4 ... up to {@link maxMaskedRun} while rejections follow each other)
+ * are drawn under the grammar at once with the step's own seed, as an eager grammar would, so that a model that
+ * keeps breaking the grammar does not pay two draws a position.
+ *
+ * A draw under the grammar takes one of two ways, chosen from the grammar's state alone (so a seed always gives
+ * the same answer). Where the grammar allows most tokens (inside a string: {@link allowsMostTokens} over a fixed
+ * probe of the vocabulary), by exclusion: draws from the same logits with every token found forbidden so far at
+ * -Infinity, until one is allowed (at most {@link maxExclusionDraws}, each costing one plain draw). Elsewhere, and
+ * when exclusion runs out, by a mask: -Infinity biases on every token a walk of the vocabulary's prefix tree finds
+ * forbidden ({@link allowedTokens}), or, when that walk takes longer than {@link lazyGrammarWalkBudgetMs}, the
+ * grammar itself (llama.cpp over the whole vocabulary); walk and grammar give the same token. Without top-k, top-p
+ * or min-p truncation (the API's defaults) every way draws exactly from the grammar-masked distribution
+ * (excluding forbidden tokens one by one keeps the allowed ones' odds); greedy, every way gives the best allowed
+ * token. With truncation, exclusion is not used, and a kept first draw is what llama.cpp's server keeps too.
  */
 export type LazyGrammar = {
   walker: GrammarWalker;
   buckets: TokenBuckets;
-  /** Told how each position's token was chosen, and whether its mask came from the walk (else the grammar). */
-  onSample?: (outcome: LazySampleOutcome, walked: boolean) => void;
+  /** Told how each position's token was chosen, and how a draw under the grammar ran (undefined when kept). */
+  onSample?: (outcome: LazySampleOutcome, way: ConstrainedDrawWay | undefined) => void;
 };
+
+/** How a draw under the grammar found its token: by exclusion, by a walk's mask, or by the grammar's own mask. */
+export type ConstrainedDrawWay = "exclusion" | "walk" | "grammar";
 
 /** How a lazily constrained position got its token: kept unconstrained, sampled again masked, or masked at once. */
 export type LazySampleOutcome = "kept" | "resampled" | "masked";
@@ -47,7 +56,13 @@ export type LazySampleOutcome = "kept" | "resampled" | "masked";
 export const maxMaskedRun = 16;
 
 /** Longest a lazy grammar walks the vocabulary before it masks with the grammar itself instead (bench/grammar). */
-export const lazyGrammarWalkBudgetMs = 3;
+export const lazyGrammarWalkBudgetMs = 16;
+
+/** Most questions a lazy grammar's walk may need before it masks with the grammar itself instead (bench/grammar). */
+export const lazyGrammarWalkMaxChecks = 4096;
+
+/** Most draws by exclusion at one position before it is masked instead. */
+export const maxExclusionDraws = 3;
 
 type ResolveSamplerConfig = (options: Record<string, unknown>) => Record<string, unknown>;
 
@@ -78,46 +93,109 @@ export function installSamplerHook(
   const native = nativeOf(sequence);
   const sampleToken = native.context.sampleToken.bind(native.context);
   /** Positions left that a lazy grammar samples masked at once, and how many it will after the next rejection. */
-  let schedule = { maskedLeft: 0, backoff: 0, walkSkips: 0, walkBackoff: 0 };
+  let schedule = { maskedLeft: 0, backoff: 0 };
+  /** One draw from the same logits with a fresh sampler (no history, its own seed) and some sampler settings changed. */
+  const drawWith = async (parameters: {
+    batchLogitIndex: number;
+    config: Record<string, unknown>;
+    rest: unknown[];
+  }) => {
+    const resampler = new native.AddonSampler(native.model);
+    try {
+      resampler.applyConfig({ ...lastConfig, ...parameters.config });
+      return await sampleToken(parameters.batchLogitIndex, resampler, ...parameters.rest);
+    } finally {
+      resampler.dispose();
+    }
+  };
+  /**
+   * One draw under the grammar's mask: a walk's biases, or the grammar itself where the grammar allows most tokens
+   * (a walk would ask about all of them) or when the walk runs out of time. Both give the same token.
+   */
+  const drawMasked = async (parameters: {
+    lazy: LazyGrammar;
+    seed: number;
+    batchLogitIndex: number;
+    rest: unknown[];
+    wide: boolean;
+  }) => {
+    const { lazy } = parameters;
+    const allowed = parameters.wide
+      ? undefined
+      : allowedTokens({
+          walker: lazy.walker,
+          buckets: lazy.buckets,
+          budgetMs: lazyGrammarWalkBudgetMs,
+          maxChecks: lazyGrammarWalkMaxChecks,
+        });
+    const walked = allowed !== undefined && allowed.length > 0;
+    const result = await drawWith({
+      batchLogitIndex: parameters.batchLogitIndex,
+      rest: parameters.rest,
+      config: {
+        seed: parameters.seed,
+        ...(walked
+          ? maskedBiases({ allowed, buckets: lazy.buckets, config: lastConfig })
+          : { grammarEvaluationState: (lazy.walker.state as { _state: unknown })._state }),
+      },
+    });
+    // llama.cpp's sampler has taken the token into the grammar's state when it applied the grammar.
+    if (walked && typeof result[0] === "number" && result[0] >= 0) lazy.walker.accept(result[0]);
+    return { result, way: (walked ? "walk" : "grammar") as ConstrainedDrawWay };
+  };
+  /**
+   * One position drawn under the grammar (after `rejected` tokens, which it forbids, were drawn): by exclusion where
+   * the grammar allows most tokens and the sampler does not truncate, else (and when exclusion runs out) masked.
+   * `earlier` is the position's first draw, whose logits a draw that does not ask for them again reuses.
+   */
+  const drawConstrained = async (parameters: {
+    lazy: LazyGrammar;
+    seed: number;
+    batchLogitIndex: number;
+    rest: unknown[];
+    rejected: number[];
+    earlier?: unknown[];
+  }) => {
+    const { lazy, batchLogitIndex, rest } = parameters;
+    const wide = allowsMostTokens(lazy);
+    if (wide && exclusionIsExact(lastConfig)) {
+      const excluded = [...parameters.rejected];
+      // The evidence: sampled, the position's own logits (a draw with nothing excluded, as where a token is kept),
+      // so later draws need only their token; greedy, the logits of the draw whose token is kept (its top token,
+      // the best allowed one, as under a mask).
+      const tokenOnly = rest[0] === false && rest[1] === false && Number(lastConfig.temperature ?? 0) > 0;
+      let evidence = parameters.earlier;
+      for (let draw = 0; draw < maxExclusionDraws; draw++) {
+        const result = await drawWith({
+          batchLogitIndex,
+          rest: evidence && tokenOnly ? [false, false, false, false] : rest,
+          config: { seed: exclusionSeed(parameters.seed, draw), ...excludedBiases(excluded, lastConfig) },
+        });
+        evidence ??= result;
+        const token = result[0];
+        if (typeof token !== "number" || token < 0 || lazy.walker.allows(token)) {
+          if (typeof token === "number" && token >= 0) lazy.walker.accept(token);
+          return { result: tokenOnly ? [token, ...evidence.slice(1)] : result, way: "exclusion" as const };
+        }
+        excluded.push(token);
+      }
+    }
+    return drawMasked({ lazy, seed: parameters.seed, batchLogitIndex, rest, wide });
+  };
   const lazySampleToken: NativeSampleToken = async (batchLogitIndex, sampler, ...rest) => {
     const lazy = extras?.lazyGrammar;
     if (!lazy) return sampleToken(batchLogitIndex, sampler, ...rest);
-    /** One draw from the same logits under the grammar's mask, with a fresh sampler (no history, its own seed). */
-    const drawMasked = async (seed: number) => {
-      // A walk that ran out of time is not tried again for the next 2, 4 ... 8 masks while that repeats (in a
-      // long string every token is allowed): the grammar's mask is the same, so only speed depends on it.
-      const skip = schedule.walkSkips > 0;
-      if (skip) schedule.walkSkips--;
-      const allowed = skip
-        ? undefined
-        : allowedTokens({ walker: lazy.walker, buckets: lazy.buckets, budgetMs: lazyGrammarWalkBudgetMs });
-      if (!skip) {
-        schedule.walkBackoff = allowed === undefined ? Math.min(8, Math.max(2, schedule.walkBackoff * 2)) : 0;
-        schedule.walkSkips = schedule.walkBackoff;
-      }
-      const walked = allowed !== undefined && allowed.length > 0;
-      const resampler = new native.AddonSampler(native.model);
-      try {
-        resampler.applyConfig({
-          ...lastConfig,
-          seed,
-          ...(walked
-            ? maskedBiases({ allowed, buckets: lazy.buckets, config: lastConfig })
-            : { grammarEvaluationState: (lazy.walker.state as { _state: unknown })._state }),
-        });
-        const result = await sampleToken(batchLogitIndex, resampler, ...rest);
-        // llama.cpp's sampler has taken the token into the grammar's state when it applied the grammar.
-        if (walked && typeof result[0] === "number" && result[0] >= 0) lazy.walker.accept(result[0]);
-        return { result, walked };
-      } finally {
-        resampler.dispose();
-      }
-    };
     const stepSeed = Number(lastConfig.seed ?? 0);
     if (schedule.maskedLeft > 0) {
       schedule.maskedLeft--;
-      const { result, walked } = await drawMasked(stepSeed);
-      lazy.onSample?.("masked", walked);
+      const { result, way } = await drawConstrained({
+        lazy,
+        seed: stepSeed,
+        batchLogitIndex,
+        rest,
+        rejected: [],
+      });
+      lazy.onSample?.("masked", way);
       return result;
     }
     const first = await sampleToken(batchLogitIndex, sampler, ...rest);
@@ -125,20 +203,27 @@ export function installSamplerHook(
     if (typeof token !== "number" || token < 0 || lazy.walker.allows(token)) {
       if (typeof token === "number" && token >= 0) lazy.walker.accept(token);
       schedule.backoff = 0;
-      lazy.onSample?.("kept", false);
+      lazy.onSample?.("kept", undefined);
       return first;
     }
     schedule.backoff = Math.min(maxMaskedRun, Math.max(1, schedule.backoff * 2));
     schedule.maskedLeft = schedule.backoff;
-    const { result, walked } = await drawMasked(resampleSeed(stepSeed));
-    lazy.onSample?.("resampled", walked);
+    const { result, way } = await drawConstrained({
+      lazy,
+      seed: resampleSeed(stepSeed),
+      batchLogitIndex,
+      rest,
+      rejected: [token],
+      earlier: first,
+    });
+    lazy.onSample?.("resampled", way);
     return result;
   };
   // The native method is read-only on its prototype; an own property of the context object shadows it.
   Object.defineProperty(native.context, "sampleToken", { value: lazySampleToken, configurable: true });
   return (next) => {
     extras = next;
-    schedule = { maskedLeft: 0, backoff: 0, walkSkips: 0, walkBackoff: 0 };
+    schedule = { maskedLeft: 0, backoff: 0 };
   };
 }
 
@@ -168,6 +253,50 @@ function nativeOf(sequence: LlamaContextSequence) {
 /** The seed of a position's second draw: its own stream, so that it does not reuse the rejected draw's randomness. */
 function resampleSeed(seed: number): number {
   return (Math.imul(seed ^ 0x2c1b3c6d, 0x297a2d39) + 0x7feb352d) >>> 1;
+}
+
+/** The seed of a position's `draw`-th draw by exclusion (the first is the position's own under the grammar). */
+function exclusionSeed(seed: number, draw: number): number {
+  return draw === 0 ? seed : resampleSeed((seed + Math.imul(draw, 0x9e3779b1)) >>> 0);
+}
+
+/**
+ * Whether drawing with forbidden tokens excluded one by one gives exactly the grammar-masked distribution: greedy
+ * always (the best allowed token), sampled only without truncation (top-k, top-p, min-p and XTC would cut a
+ * distribution that still holds forbidden tokens).
+ */
+function exclusionIsExact(config: Record<string, unknown>): boolean {
+  if (Number(config.temperature ?? 0) <= 0) return true;
+  const topK = Number(config.topK ?? 0);
+  return (
+    topK <= 0 &&
+    Number(config.topP ?? 1) >= 1 &&
+    Number(config.minP ?? 0) <= 0 &&
+    config.xtcProbability === undefined
+  );
+}
+
+/** Whether the grammar allows at least half the tokens of the vocabulary's probe (inside a string it does). */
+export function allowsMostTokens(lazy: Pick<LazyGrammar, "walker" | "buckets">): boolean {
+  const { probe } = lazy.buckets;
+  let allowed = 0;
+  for (const token of probe) if (lazy.walker.allows(token)) allowed++;
+  return probe.length > 0 && allowed * 2 >= probe.length;
+}
+
+/** The request's logit biases plus -Infinity on `excluded`. */
+function excludedBiases(excluded: readonly number[], config: Record<string, unknown>) {
+  const keys = Array.from((config.tokenBiasKeys as Uint32Array | undefined) ?? []);
+  const values = Array.from((config.tokenBiasValues as Float32Array | undefined) ?? []);
+  for (const token of excluded) {
+    const index = keys.indexOf(token);
+    if (index >= 0) values[index] = Number.NEGATIVE_INFINITY;
+    else {
+      keys.push(token);
+      values.push(Number.NEGATIVE_INFINITY);
+    }
+  }
+  return { tokenBiasKeys: Uint32Array.from(keys), tokenBiasValues: Float32Array.from(values) };
 }
 
 /** The request's logit biases plus -Infinity on every token outside `allowed`, over the whole vocabulary. */
@@ -201,7 +330,12 @@ export type TokenBuckets = {
   children: (Uint32Array | undefined)[];
   /** Tokens the grammar is always asked about: special, end-of-generation, or without bytes. */
   always: Uint32Array;
+  /** Up to {@link probeSize} ordinary tokens of two bytes or more, evenly spread: see {@link allowsMostTokens}. */
+  probe: Uint32Array;
 };
+
+/** How many tokens {@link allowsMostTokens} asks the grammar about. */
+export const probeSize = 32;
 
 /**
  * Makes the prefix tree of a vocabulary for {@link allowedTokens}. `ordinary` tokens are those whose piece
@@ -243,8 +377,14 @@ export function createTokenBuckets(parameters: {
       children[parent] = siblings;
     }
   }
+  const long = keys.flatMap((key, token) => (key !== undefined && key.length >= 2 ? [token] : []));
+  const step = Math.max(1, long.length / probeSize);
+  const probe = Array.from({ length: Math.min(probeSize, long.length) }, (_, index) =>
+    Number(long[Math.floor(index * step)]),
+  );
   return {
     vocabularySize,
+    probe: Uint32Array.from(probe),
     allTokens: Uint32Array.from({ length: vocabularySize }, (_, token) => token),
     top: Uint32Array.from(top),
     children: Array.from(children, (list) => (list ? Uint32Array.from(list) : undefined)),
@@ -262,12 +402,16 @@ export function allowedTokens(parameters: {
   walker: GrammarWalker;
   buckets: TokenBuckets;
   budgetMs: number;
+  /** Most questions the walk may need: it gives up as soon as the tokens it has still to ask about exceed them. */
+  maxChecks?: number;
 }): number[] | undefined {
   const { walker, buckets } = parameters;
+  const maxChecks = parameters.maxChecks ?? Number.POSITIVE_INFINITY;
   const deadline = performance.now() + parameters.budgetMs;
   const allowed: number[] = [];
   for (const token of buckets.always) if (walker.allows(token)) allowed.push(token);
   const pending: Uint32Array[] = [buckets.top];
+  let planned = buckets.always.length + buckets.top.length;
   let checks = 0;
   for (let list = pending.pop(); list !== undefined; list = pending.pop()) {
     for (const token of list) {
@@ -276,7 +420,10 @@ export function allowedTokens(parameters: {
       if (!walker.allows(token)) continue;
       allowed.push(token);
       const below = buckets.children[token];
-      if (below) pending.push(below);
+      if (!below) continue;
+      planned += below.length;
+      if (planned > maxChecks) return undefined;
+      pending.push(below);
     }
   }
   return allowed;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import {
   allowedTokens,
+  allowsMostTokens,
   createEngine,
   createTokenBuckets,
   type Engine,
@@ -80,10 +81,25 @@ describe("grammar-constrained generation (real llama.cpp, gpt2-family tiny model
     assert.equal(counts.kept + counts.resampled + counts.masked, lazy.tokens.length);
     assert.ok(counts.resampled > 0 && counts.masked > 0 && counts.walked > 0, JSON.stringify(counts));
     assert.equal(eager.grammarSampling, undefined);
-    // Random weights never write this grammar's next token here, so every lazy position was drawn under a mask
-    // (a walk's -Infinity biases, or the grammar): the very distribution an eager grammar records.
+    // Random weights never write this grammar's next token here, so every lazy position was drawn under the grammar:
+    // under a mask (a walk's -Infinity biases, or the grammar), the very distribution an eager grammar records, or
+    // by exclusion inside the string (forbidden tokens drawn first set to -Infinity one by one), whose fingerprint
+    // may also list forbidden tokens the draw never reached. Either way the same top token, and the same gaps
+    // between the tokens both list.
     assert.equal(counts.kept, 0);
-    assert.deepEqual(lazy.topLogits, eager.topLogits);
+    assert.ok(counts.excluded > 0 && counts.excluded < lazy.tokens.length, JSON.stringify(counts));
+    for (const [index, fingerprint] of lazy.topLogits.entries()) {
+      const masked = eager.topLogits[index];
+      assert.ok(masked);
+      assert.equal(fingerprint.ids[0], masked.ids[0], `position ${index}`);
+      const gapOf = (logits: { ids: number[]; gaps: number[] }, token: number) =>
+        logits.gaps[logits.ids.indexOf(token) - 1];
+      for (const token of fingerprint.ids.slice(1).filter((id) => masked.ids.includes(id)))
+        assert.ok(
+          Math.abs((gapOf(fingerprint, token) ?? 0) - (gapOf(masked, token) ?? 0)) < 1e-4,
+          `position ${index}`,
+        );
+    }
     // Greedy: the token is the most likely of the distribution it was drawn from (unconstrained when kept,
     // masked when sampled again), and every recorded token of an eager (masked) fingerprint is allowed.
     for (const [index, token] of lazy.tokens.entries()) assert.equal(lazy.topLogits[index]?.ids[0], token);
@@ -101,6 +117,8 @@ describe("grammar-constrained generation (real llama.cpp, gpt2-family tiny model
     assert.deepEqual(second.topLogits, first.topLogits);
     assert.equal(first.finishReason, "stop");
     assert.equal(constraint.violation(first.text), undefined, first.text);
+    // Sampled inside the string by exclusion (the grammar allows most tokens there): still one answer per seed.
+    assert.ok((first.grammarSampling?.excluded ?? 0) > 0, JSON.stringify(first.grammarSampling));
     const other = await generate({ temperature: 1, seed: 12 });
     assert.equal(constraint.violation(other.text), undefined, other.text);
     assert.notDeepEqual(other.tokens, first.tokens, "another seed, another answer");
@@ -138,6 +156,18 @@ describe("grammar-constrained generation (real llama.cpp, gpt2-family tiny model
       );
       // Out of time, the walk gives up (it reads the clock every 64 questions; the top level alone has 256).
       assert.equal(allowedTokens({ walker, buckets, budgetMs: -1 }), undefined);
+      // With too many questions ahead it gives up too: inside the string almost every token is allowed, and
+      // that is where drawing by exclusion takes over (the probe finds most tokens allowed).
+      const inString = text.endsWith('"a');
+      assert.equal(allowsMostTokens({ walker, buckets }), inString, text);
+      const bounded = allowedTokens({ walker, buckets, budgetMs: Number.POSITIVE_INFINITY, maxChecks: 4096 });
+      assert.equal(bounded === undefined, inString, text);
+      if (bounded)
+        assert.deepEqual(
+          bounded.sort((a, b) => a - b),
+          everyAllowed,
+          text,
+        );
     }
   });
 });

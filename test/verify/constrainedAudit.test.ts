@@ -1,10 +1,13 @@
 /**
  * Audits of constrained answers: a JSON schema (grammar), logit biases and repetition penalties are re-applied by
- * the validator. Honest answers pass at temperature 0 and 1; a provider that drops one constraint is caught.
+ * the validator. Honest answers pass at temperature 0 and 1 (on gpt2's vocabulary too, where the lazy grammar draws
+ * by exclusion inside strings); a provider that drops one constraint is caught.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { Engine } from "../../src/engine/index.ts";
+import { createEngine, type Engine, outputConstraintOf } from "../../src/engine/index.ts";
+import { generateTestModel, openModelStore } from "../../src/model/index.ts";
+import { buildFingerprints, type InferenceRequest, modelHashToBytes32 } from "../../src/protocol/index.ts";
 import { type AuditReasonCode, type AuditVerdict, auditAnswer } from "../../src/verify/index.ts";
 import {
   addCheatModels,
@@ -107,4 +110,82 @@ describe("audits of constrained answers (grammar, logit_bias, penalties re-appli
       describeVerdict(verdict),
     );
   });
+});
+
+describe("audits of json_schema answers on a real-size vocabulary (lazy grammar: masks and exclusion)", () => {
+  let directory: { home: string; remove: () => Promise<void> };
+  let engine: Engine;
+  let modelHash: string;
+
+  before(async () => {
+    directory = await temporaryHome("mycel-constrained-audit-gpt2-");
+    const store = openModelStore({ home: directory.home });
+    const made = generateTestModel({ size: "tiny", tokenizer: "gpt2", seed: 1 });
+    const { model } = await store.addBytes({ bytes: made.bytes, name: made.name, source: "test" });
+    modelHash = model.hash;
+    engine = createEngine({ options: { parallelism: 1, threadsPerSequence: 1, maxQueue: 4 } });
+    await engine.loadModel({ hash: model.hash, path: store.pathOf(model.hash), name: model.name });
+  });
+  after(async () => {
+    await engine.close();
+    await directory.remove();
+  });
+
+  // Inside the schema's string the provider draws by exclusion (the fingerprint: the model's own distribution when
+  // sampled, the kept draw's when greedy), elsewhere under a mask: the audit accepts every position of both. With a
+  // newline (forbidden inside a JSON string) made the greedy favourite, exclusion must pass over it at every string
+  // position: a fingerprint naming it on top there would be one the grammar forbids.
+  for (const { temperature, favourNewline } of [
+    { temperature: 0, favourNewline: false },
+    { temperature: 1, favourNewline: false },
+    { temperature: 0, favourNewline: true },
+  ])
+    it(`passes honest answers drawn partly by exclusion at temperature ${temperature}${favourNewline ? ", a newline favoured" : ""}`, async () => {
+      const [newline] = engine.tokenizeText({ modelHash, text: "\n" });
+      assert.ok(newline !== undefined);
+      for (const seed of [3, 4]) {
+        const request: InferenceRequest = {
+          model_hash: modelHashToBytes32(modelHash),
+          kind: "chat",
+          messages: [{ role: "user", content: `Give your verdict as JSON (${seed}).` }],
+          max_tokens: 64,
+          temperature,
+          top_p: 1,
+          top_k: 0,
+          seed,
+          stop: [],
+          response_format: {
+            type: "json_schema",
+            json_schema: { name: "verdict", schema: fixtureSchema, strict: true },
+          },
+          ...(favourNewline ? { logit_bias: { [String(newline)]: 100 } } : {}),
+        };
+        const constraint = await outputConstraintOf(request.response_format);
+        const promptTokens = engine.tokenizeChat({ modelHash, messages: request.messages ?? [] });
+        const result = await engine.generate({
+          modelHash,
+          promptTokens,
+          maxTokens: request.max_tokens,
+          temperature,
+          topP: 1,
+          topK: 0,
+          seed,
+          grammar: constraint?.gbnf,
+          logitBias: request.logit_bias,
+        });
+        assert.ok((result.grammarSampling?.excluded ?? 0) > 0, JSON.stringify(result.grammarSampling));
+        const verdict = await auditAnswer({
+          engine,
+          input: {
+            modelHash: request.model_hash,
+            request,
+            promptTokens,
+            outputTokens: result.tokens,
+            fingerprints: buildFingerprints(result.topLogits),
+            finishReason: result.finishReason === "stop" ? "stop" : "length",
+          },
+        });
+        assert.equal(verdict.verdict, "pass", `seed ${seed}: ${describeVerdict(verdict)}`);
+      }
+    });
 });

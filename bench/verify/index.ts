@@ -1,15 +1,17 @@
 /**
  * Verification benchmark: what auditing an answer costs next to generating it, and how well audits tell honest
  * answers from cheating ones, on the small test model. (1) audit time / generation time for outputs of 64, 256
- * and 1,024 tokens; (2) detection rate per cheat of test/fixtures/cheats.ts (the constrained ones included) over
- * 100 audited answers each; (3) false positives over 650 honest audited answers (150 of them constrained), across
- * temperatures, prompt lengths, constraints and provider settings. Run with `npm run bench:verify`; see
+ * and 1,024 tokens; (2) detection rate per cheat of test/fixtures/cheats.ts (the constrained ones included) and of
+ * test/fixtures/toolCheats.ts over 100 audited answers each; (3) false positives over 690 honest audited answers
+ * (150 of them constrained, 40 forced tool calls), across temperatures, prompt lengths, constraints and provider
+ * settings. Run with `npm run bench:verify`; see
  * bench/verify/README.md (it also describes MYCEL_BENCH_VERIFY_SECTIONS and MYCEL_BENCH_VERIFY_SCALE, for quick runs).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Engine, EngineOptions } from "../../src/engine/index.ts";
+import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import type { AuditInput, InferenceRequest } from "../../src/protocol/index.ts";
 import {
   type Auditor,
@@ -32,6 +34,11 @@ import {
   fixtureRequest,
   honestAnswer,
 } from "../../test/fixtures/cheats.ts";
+import {
+  fabricatedToolArguments,
+  honestToolAnswer,
+  toolFixtureRequest,
+} from "../../test/fixtures/toolCheats.ts";
 import { watchOtherProcessesCpu } from "../network/processes.ts";
 import { formatTable, median, roundDown, roundUp, verdict } from "../shared/report.ts";
 import { claimingQ8, longPromptRequest } from "./requests.ts";
@@ -53,6 +60,27 @@ for (const section of sections)
 /** A count of answers, scaled (at least 1). */
 const scaled = (answers: number) => Math.max(1, Math.ceil(answers * scale));
 
+/** The cheat fixtures' models, and a tool-capable one (gpt2 tiny: its template takes `<tool_call>` blocks). */
+type BenchModels = CheatModels & { tools: string };
+
+/** Adds the tool-capable model to the store of `home`; returns its hash. */
+async function addToolModel(home: string): Promise<string> {
+  const made = generateTestModel({ size: "tiny", tokenizer: "gpt2", seed: 1 });
+  const { model } = await openModelStore({ home }).addBytes({
+    bytes: made.bytes,
+    name: made.name,
+    source: "bench/verify",
+  });
+  return model.hash;
+}
+
+/** Loads the tool-capable model into `engine` too (the cheat fixtures' engines hold the three small models). */
+async function withToolModel(engine: Engine, home: string, models: BenchModels): Promise<Engine> {
+  const path = openModelStore({ home }).pathOf(models.tools);
+  await engine.loadModel({ hash: models.tools, path, name: "tools" });
+  return engine;
+}
+
 /** Section 1: output lengths and timed rounds per length (medians). */
 const outputLengths = [64, 256, 1024] as const;
 const rounds = 5;
@@ -66,39 +94,52 @@ const cheatMaxTokens = [32, 48, 64];
  * Section 3: honest answers per provider setting: plain ones (500 in all; every `longPromptEvery`-th request has a
  * long prompt, cycling through `longPromptBytes`, up to the test model's whole 2048-token window) and constrained
  * ones (150 in all; each with the next constraint set of `honestConstraintSets`, cycled, while the request index
- * cycles temperatures 0, 0.7 and 1).
+ * cycles temperatures 0, 0.7 and 1) and forced tool calls on the tool-capable model (40 in all, temperatures 0, 0.7
+ * and 1 by index).
  */
-const honestPlan: { label: string; options: Partial<EngineOptions>; answers: number; constrained: number }[] =
-  [
-    {
-      label: "1 thread, batch 512 (default)",
-      options: { threadsPerSequence: 1, batchSize: 512 },
-      answers: 250,
-      constrained: 60,
-    },
-    {
-      label: "1 thread, batch 64",
-      options: { threadsPerSequence: 1, batchSize: 64 },
-      answers: 100,
-      constrained: 30,
-    },
-    {
-      label: "1 thread, batch 16",
-      options: { threadsPerSequence: 1, batchSize: 16 },
-      answers: 100,
-      constrained: 30,
-    },
-    {
-      label: "2 threads, batch 512",
-      options: { threadsPerSequence: 2, batchSize: 512 },
-      answers: 50,
-      constrained: 30,
-    },
-  ].map((setting) => ({
-    ...setting,
-    answers: scaled(setting.answers),
-    constrained: scaled(setting.constrained),
-  }));
+const honestPlan: {
+  label: string;
+  options: Partial<EngineOptions>;
+  answers: number;
+  constrained: number;
+  tools: number;
+}[] = [
+  {
+    label: "1 thread, batch 512 (default)",
+    options: { threadsPerSequence: 1, batchSize: 512 },
+    answers: 250,
+    constrained: 60,
+    tools: 16,
+  },
+  {
+    label: "1 thread, batch 64",
+    options: { threadsPerSequence: 1, batchSize: 64 },
+    answers: 100,
+    constrained: 30,
+    tools: 8,
+  },
+  {
+    label: "1 thread, batch 16",
+    options: { threadsPerSequence: 1, batchSize: 16 },
+    answers: 100,
+    constrained: 30,
+    tools: 8,
+  },
+  {
+    label: "2 threads, batch 512",
+    options: { threadsPerSequence: 2, batchSize: 512 },
+    answers: 50,
+    constrained: 30,
+    tools: 8,
+  },
+].map((setting) => ({
+  ...setting,
+  answers: scaled(setting.answers),
+  constrained: scaled(setting.constrained),
+  tools: scaled(setting.tools),
+}));
+/** Section 3's honest tool answers: the index of the first one's request (temperatures 0, 0.7 and 1 by index). */
+const firstToolIndex = 4000;
 const firstConstrainedIndex = 3000;
 type Constraint = Parameters<typeof constrainedFixtureRequest>[0]["constraint"];
 const honestConstraintSets: readonly (readonly Constraint[])[] = [
@@ -247,7 +288,7 @@ async function measureRatio(parameters: {
 
 type Outcome = { input: AuditInput; result: AuditVerdict };
 
-type RequestBuilder = (parameters: { models: CheatModels; index: number }) => InferenceRequest;
+type RequestBuilder = (parameters: { models: BenchModels; index: number }) => InferenceRequest;
 
 /** One cheat of section 2: the request of each of its answers (by index) and how the cheat answers it. */
 type DetectionCase = {
@@ -255,7 +296,7 @@ type DetectionCase = {
   request: RequestBuilder;
   answer: (parameters: {
     engine: Engine;
-    models: CheatModels;
+    models: BenchModels;
     request: InferenceRequest;
   }) => Promise<AuditInput>;
 };
@@ -266,34 +307,52 @@ type DetectionCase = {
  */
 const constrainedRequestBuilders: Partial<Record<ConstraintCheatName, RequestBuilder>> = {};
 
-/** Section 2's cheats: the six of test/fixtures/cheats.ts on plain requests, then the constrained ones. */
+/**
+ * Section 2's cheats: the six of test/fixtures/cheats.ts on plain requests, then the constrained ones, then a
+ * provider that fabricates a forced tool call's arguments (test/fixtures/toolCheats.ts) at temperature 0: above
+ * it a fabricated but plausible argument is only caught statistically (docs/VERIFICATION.md, known gaps).
+ */
 const detectionCases: readonly DetectionCase[] = [
   ...cheatNames.map((cheat) => ({
     cheat,
-    request: ({ models, index }: { models: CheatModels; index: number }) =>
+    request: ({ models, index }: { models: BenchModels; index: number }) =>
       fixtureRequest({
         models,
         index,
         maxTokens: cheatMaxTokens[(index - firstCheatIndex) % cheatMaxTokens.length],
       }),
-    answer: (parameters: { engine: Engine; models: CheatModels; request: InferenceRequest }) =>
+    answer: (parameters: { engine: Engine; models: BenchModels; request: InferenceRequest }) =>
       cheatingAnswer({ ...parameters, cheat }),
   })),
   ...constraintCheatNames.map((cheat) => ({
     cheat,
     request:
       constrainedRequestBuilders[cheat] ??
-      (({ models, index }: { models: CheatModels; index: number }) =>
+      (({ models, index }: { models: BenchModels; index: number }) =>
         constrainedFixtureRequest({ models, index, constraint: constraintOfCheat[cheat] })),
-    answer: (parameters: { engine: Engine; models: CheatModels; request: InferenceRequest }) =>
+    answer: (parameters: { engine: Engine; models: BenchModels; request: InferenceRequest }) =>
       constraintCheatingAnswer({ ...parameters, cheat }),
   })),
+  {
+    cheat: "fabricated_tool_arguments",
+    request: ({ models, index }) => toolFixtureRequest({ modelHash: models.tools, index, temperature: 0 }),
+    answer: async ({ engine, models, request }) =>
+      fabricatedToolArguments({
+        engine,
+        modelHash: models.tools,
+        evidence: await honestToolAnswer({ engine, modelHash: models.tools, request }),
+      }),
+  },
 ];
 
 /** Section 2: every cheat on `answersPerCheat` varied requests. */
-async function measureDetection(parameters: { home: string; models: CheatModels; auditor: Auditor }) {
+async function measureDetection(parameters: { home: string; models: BenchModels; auditor: Auditor }) {
   const { home, models, auditor } = parameters;
-  const engine = await cheatEngine({ home, models, options: { threadsPerSequence: 1 } });
+  const engine = await withToolModel(
+    await cheatEngine({ home, models, options: { threadsPerSequence: 1 } }),
+    home,
+    models,
+  );
   const outcomes = new Map<string, Outcome[]>();
   try {
     for (const { cheat, request: requestOf, answer } of detectionCases) {
@@ -314,7 +373,8 @@ async function measureDetection(parameters: { home: string; models: CheatModels;
       `prompts of 90-335 tokens, temperatures 0, 0.7 and 1, max_tokens ${cheatMaxTokens.join("/")}; the ` +
       `constrained cheats (${constraintCheatNames.join(", ")}) on the same requests with max_tokens 64 and the ` +
       "constraint each drops: a closed 3-field JSON schema; logit_bias ' ' +8, 'e' +6, 'q' -100; presence 1, " +
-      "frequency 1.5, repeat 1.3), claimed model small f16, provider 1 thread; validator " +
+      "frequency 1.5, repeat 1.3), claimed model small f16; fabricated_tool_arguments on forced calls of two tools " +
+      "(requests 1000-..., max_tokens 200, temperature 0) to the gpt2 tiny model; provider 1 thread; validator " +
       `${validatorThreads} threads; f16 tolerances ${JSON.stringify(tolerancesFor("f16"))}`,
   );
   const rows = detectionCases.map(({ cheat }) => {
@@ -375,11 +435,14 @@ function constrainedRequest(parameters: {
 
 type HonestOutcome = Outcome & { provider: string; long: boolean; constraints: string };
 
+/** The label of section 3's honest tool answers in its tables. */
+const toolsLabel = "tools (forced call)";
+
 /** The requests one provider setting of section 3 answers: plain ones (every 10th long), then constrained ones. */
 function honestRequests(parameters: {
-  models: CheatModels;
+  models: BenchModels;
   setting: (typeof honestPlan)[number];
-  next: { plain: number; constrained: number };
+  next: { plain: number; constrained: number; tools: number };
 }) {
   const { models, setting, next } = parameters;
   const requests: { request: InferenceRequest; long: boolean; constraints: string }[] = [];
@@ -408,6 +471,15 @@ function honestRequests(parameters: {
       constraints: set.join("+"),
     });
   }
+  for (let count = 0; count < setting.tools; count++, next.tools++) {
+    const index = next.tools;
+    const temperature = [0, 0.7, 1][index % 3] as number;
+    requests.push({
+      request: toolFixtureRequest({ modelHash: models.tools, index, temperature }),
+      long: false,
+      constraints: toolsLabel,
+    });
+  }
   return requests;
 }
 
@@ -426,7 +498,8 @@ function printFalsePositives(outcomes: readonly HonestOutcome[]) {
       `${validatorThreads} threads. ${plain} plain ones (fixture requests 2000-${1999 + plain}, max_tokens ` +
       `${honestMaxTokens.join("/")}; every ${longPromptEvery}th with a prompt of ${longPromptBytes.join("/")} ` +
       `tokens) and ${constrained} constrained ones (fixture requests ${firstConstrainedIndex}-` +
-      `${firstConstrainedIndex + constrained - 1}, max_tokens 64, the constraints of section 2 alone and combined)`,
+      `${firstConstrainedIndex + constrained - 1}, max_tokens 64, the constraints of section 2 alone and combined; ` +
+      `"${toolsLabel}": requests from ${firstToolIndex} to the gpt2 tiny model, max_tokens 200)`,
   );
   const providerRows = honestPlan.map(({ label }) => {
     const list = outcomes.filter((o) => o.provider === label);
@@ -463,23 +536,25 @@ function printFalsePositives(outcomes: readonly HonestOutcome[]) {
       providerRows,
     ),
   );
-  const constraintRows = ["", ...honestConstraintSets.map((set) => set.join("+"))].flatMap((constraints) => {
-    const list = outcomes.filter((o) => o.constraints === constraints);
-    if (list.length === 0) return [];
-    return [
-      [
-        constraints || "none",
-        String(list.length),
-        byTemperature(list, 0),
-        byTemperature(list, 0.7),
-        byTemperature(list, 1),
-        String(list.filter((o) => o.input.finishReason === "stop").length),
-        maxError(list, (metrics) => metrics.worstChunkGapError),
-        maxError(list, (metrics) => metrics.maxGapError),
-        failed(list),
-      ],
-    ];
-  });
+  const constraintRows = ["", ...honestConstraintSets.map((set) => set.join("+")), toolsLabel].flatMap(
+    (constraints) => {
+      const list = outcomes.filter((o) => o.constraints === constraints);
+      if (list.length === 0) return [];
+      return [
+        [
+          constraints || "none",
+          String(list.length),
+          byTemperature(list, 0),
+          byTemperature(list, 0.7),
+          byTemperature(list, 1),
+          String(list.filter((o) => o.input.finishReason === "stop").length),
+          maxError(list, (metrics) => metrics.worstChunkGapError),
+          maxError(list, (metrics) => metrics.maxGapError),
+          failed(list),
+        ],
+      ];
+    },
+  );
   console.log("");
   console.log(
     formatTable(
@@ -509,20 +584,27 @@ function printFalsePositives(outcomes: readonly HonestOutcome[]) {
 }
 
 /** Section 3: honest answers across provider settings, temperatures, prompt lengths and constraints. */
-async function measureFalsePositives(parameters: { home: string; models: CheatModels; auditor: Auditor }) {
+async function measureFalsePositives(parameters: { home: string; models: BenchModels; auditor: Auditor }) {
   const { home, models, auditor } = parameters;
   const outcomes: HonestOutcome[] = [];
-  const next = { plain: 2000, constrained: firstConstrainedIndex };
+  const next = { plain: 2000, constrained: firstConstrainedIndex, tools: firstToolIndex };
   for (const setting of honestPlan) {
     const requests = honestRequests({ models, setting, next });
     const constrained = requests.filter((r) => r.constraints !== "").length;
-    const engine = await cheatEngine({ home, models, options: setting.options });
+    const engine = await withToolModel(
+      await cheatEngine({ home, models, options: setting.options }),
+      home,
+      models,
+    );
     progress(
       `section 3: ${requests.length} honest answers (${constrained} constrained), provider ${setting.label}`,
     );
     try {
       for (const { request, long, constraints } of requests) {
-        const input = await honestAnswer({ engine, models, request });
+        const input =
+          constraints === toolsLabel
+            ? await honestToolAnswer({ engine, modelHash: models.tools, request })
+            : await honestAnswer({ engine, models, request });
         outcomes.push({
           input,
           result: await auditor.audit(input),
@@ -549,7 +631,7 @@ async function main() {
   const auditors: Auditor[] = [];
   try {
     progress("adding the test models (small: seed 1 f16 claimed, seed 2 f16, seed 1 q8_0)");
-    const models = await addCheatModels(home);
+    const models: BenchModels = { ...(await addCheatModels(home)), tools: await addToolModel(home) };
     const auditor = createAuditor({ home, engineOptions: { threadsPerSequence: validatorThreads } });
     const oneThreadAuditor = createAuditor({ home, engineOptions: { threadsPerSequence: 1 } });
     auditors.push(auditor, oneThreadAuditor);

@@ -46,6 +46,7 @@ const slowestFirst = [
   "test/verify/constrainedAudit.test.ts",
   "test/payments/strangers.test.ts",
   "test/network/strangerProviders.test.ts",
+  "test/network/malformedAnswers.test.ts",
   "test/network/gatewayQueue.test.ts",
   "test/network/realTokenizerModels.test.ts",
   "test/network/devnet.test.ts",

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
 import { embeddingLimits } from "../engine/index.ts";
 import { InvalidInputError } from "../errors/index.ts";
-import type { BackendEmbedResult } from "./backend.ts";
+import type { ApiModelInfo, BackendEmbedResult } from "./backend.ts";
 import type { CompletionContext } from "./completions.ts";
 import { readJsonBody, sendJson } from "./http.ts";
 import { parseRequest } from "./schemas.ts";
@@ -70,20 +70,34 @@ export function encodeVectorBase64(vector: readonly number[]): string {
   return bytes.toString("base64");
 }
 
-/** POST /v1/embeddings. */
-export async function handleEmbeddings(
-  context: CompletionContext,
-  request: IncomingMessage,
-  response: ServerResponse,
-) {
-  const body = parseRequest(embeddingRequestSchema, await readJsonBody(request, context.maxBodyBytes));
+/** One embeddings request of an API route: the inputs, the model, and what the request said. */
+export type RunEmbeddingsParameters = {
+  context: CompletionContext;
+  response: ServerResponse;
+  model: ApiModelInfo;
+  inputs: (string | number[])[];
+  dimensions?: number;
+  maxPricePerMillion?: bigint;
+  /** Which API asked (logs), and its route (the hint when the server serves no embeddings). */
+  api: "openai" | "ollama";
+  route: string;
+};
+
+/**
+ * Embeds the inputs through the backend (this engine, or the network), counts the answer against the request's API
+ * key, logs it, and returns it (undefined when the client went away meanwhile). Shared by /v1/embeddings and
+ * Ollama's routes, so that they give the same vectors, limits, prices and accounting.
+ */
+export async function runEmbeddings(
+  parameters: RunEmbeddingsParameters,
+): Promise<BackendEmbedResult | undefined> {
+  const { context, response, model } = parameters;
   const embed = context.backend.embed;
   if (!embed)
     throw new InvalidInputError("this server does not serve embeddings", {
       code: "unsupported_endpoint",
-      hint: "ask `mycel serve` or a gateway for /v1/embeddings",
+      hint: `ask \`mycel serve\` or a gateway for ${parameters.route}`,
     });
-  const model = await context.backend.findModel(body.model);
   const controller = new AbortController();
   const onClose = () => {
     if (!response.writableFinished) controller.abort(new Error("client disconnected"));
@@ -93,9 +107,11 @@ export async function handleEmbeddings(
   try {
     result = await embed.call(context.backend, {
       model,
-      inputs: embeddingInputsOf(body.input),
-      ...(body.dimensions === undefined ? {} : { dimensions: body.dimensions }),
-      ...(body.mycel?.max_price == null ? {} : { maxPricePerMillion: BigInt(body.mycel.max_price) }),
+      inputs: parameters.inputs,
+      ...(parameters.dimensions === undefined ? {} : { dimensions: parameters.dimensions }),
+      ...(parameters.maxPricePerMillion === undefined
+        ? {}
+        : { maxPricePerMillion: parameters.maxPricePerMillion }),
       signal: controller.signal,
     });
   } finally {
@@ -105,13 +121,48 @@ export async function handleEmbeddings(
     try {
       context.access.recordAnswer({ caller: context.caller, result });
     } catch (error) {
+      // A failure to count is logged; the answer still goes out.
       context.logger.error("embeddings could not be counted against their API key", {
         key: context.caller.keyId,
         error: error instanceof Error ? error.message : String(error),
       });
     }
   }
-  if (controller.signal.aborted) return;
+  context.logger.info("embeddings", {
+    api: parameters.api,
+    model: model.name,
+    inputs: result.vectors.length,
+    promptTokens: result.usage.promptTokens,
+    queuedMs: result.timings && Math.round(result.timings.queuedMs),
+    ms: result.timings && Math.round(result.timings.totalMs),
+  });
+  return controller.signal.aborted ? undefined : result;
+}
+
+/** POST /v1/embeddings. */
+export async function handleEmbeddings(
+  context: CompletionContext,
+  request: IncomingMessage,
+  response: ServerResponse,
+) {
+  const body = parseRequest(embeddingRequestSchema, await readJsonBody(request, context.maxBodyBytes));
+  if (!context.backend.embed)
+    throw new InvalidInputError("this server does not serve embeddings", {
+      code: "unsupported_endpoint",
+      hint: "ask `mycel serve` or a gateway for /v1/embeddings",
+    });
+  const model = await context.backend.findModel(body.model);
+  const result = await runEmbeddings({
+    context,
+    response,
+    model,
+    inputs: embeddingInputsOf(body.input),
+    dimensions: body.dimensions,
+    maxPricePerMillion: body.mycel?.max_price == null ? undefined : BigInt(body.mycel.max_price),
+    api: "openai",
+    route: "/v1/embeddings",
+  });
+  if (!result) return;
   const base64 = body.encoding_format === "base64";
   sendJson(response, 200, {
     object: "list",
@@ -123,12 +174,5 @@ export async function handleEmbeddings(
     model: model.name,
     usage: { prompt_tokens: result.usage.promptTokens, total_tokens: result.usage.totalTokens },
     mycel: result.mycel,
-  });
-  context.logger.info("embeddings", {
-    model: model.name,
-    inputs: result.vectors.length,
-    promptTokens: result.usage.promptTokens,
-    queuedMs: result.timings && Math.round(result.timings.queuedMs),
-    ms: result.timings && Math.round(result.timings.totalMs),
   });
 }

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { InvalidInputError } from "../errors/index.ts";
 import type { ApiModelInfo, BackendEmbedResult } from "./backend.ts";
 import type { CompletionContext } from "./completions.ts";
+import { runEmbeddings } from "./embeddings.ts";
 import { readJsonBody, sendJson } from "./http.ts";
 import {
   checkOllamaEmbedFields,
@@ -90,46 +91,24 @@ type OllamaEmbedding = {
 };
 
 /**
- * Embeds the inputs, counts the answer against the request's API key, and returns it (undefined when the client
- * went away). An input that does not fit is a 400 naming it: Mycel never truncates.
+ * Embeds the inputs as /v1/embeddings does ({@link runEmbeddings}); undefined when the client went away. An input
+ * that does not fit is a 400 naming it: Mycel never truncates.
  */
 async function embedForOllama(embedding: OllamaEmbedding): Promise<BackendEmbedResult | undefined> {
-  const { context, response, model } = embedding;
-  const embed = context.backend.embed;
-  if (!embed)
-    throw new InvalidInputError("this server does not serve embeddings", {
-      code: "unsupported_endpoint",
-      hint: "ask `mycel serve` or a gateway for /api/embed",
-    });
-  const controller = new AbortController();
-  const onClose = () => {
-    if (!response.writableFinished) controller.abort(new Error("client disconnected"));
-  };
-  response.on("close", onClose);
-  let result: BackendEmbedResult;
   try {
-    result = await embed.call(context.backend, {
-      model,
+    return await runEmbeddings({
+      context: embedding.context,
+      response: embedding.response,
+      model: embedding.model,
       inputs: embedding.inputs,
-      ...(embedding.dimensions === undefined ? {} : { dimensions: embedding.dimensions }),
-      ...(embedding.maxPrice === undefined ? {} : { maxPricePerMillion: BigInt(embedding.maxPrice) }),
-      signal: controller.signal,
+      dimensions: embedding.dimensions,
+      maxPricePerMillion: embedding.maxPrice === undefined ? undefined : BigInt(embedding.maxPrice),
+      api: "ollama",
+      route: "/api/embed",
     });
   } catch (error) {
     throw refusalWithoutTruncation(error, embedding);
-  } finally {
-    response.off("close", onClose);
   }
-  recordEmbeddings(context, result);
-  context.logger.info("embeddings", {
-    api: "ollama",
-    model: model.name,
-    inputs: result.vectors.length,
-    promptTokens: result.usage.promptTokens,
-    queuedMs: result.timings && Math.round(result.timings.queuedMs),
-    ms: result.timings && Math.round(result.timings.totalMs),
-  });
-  return controller.signal.aborted ? undefined : result;
 }
 
 /**
@@ -151,17 +130,4 @@ function refusalWithoutTruncation(error: unknown, embedding: Pick<OllamaEmbeddin
       cause: error,
     },
   );
-}
-
-/** Counts embeddings against the request's API key; a failure to count is logged, the answer still goes out. */
-function recordEmbeddings(context: CompletionContext, result: BackendEmbedResult) {
-  if (!context.access || !context.caller) return;
-  try {
-    context.access.recordAnswer({ caller: context.caller, result });
-  } catch (error) {
-    context.logger.error("embeddings could not be counted against their API key", {
-      key: context.caller.keyId,
-      error: error instanceof Error ? error.message : String(error),
-    });
-  }
 }

@@ -163,7 +163,8 @@ export function installSamplerHook(
       // The evidence: sampled, the position's own logits (a draw with nothing excluded, as where a token is kept),
       // so later draws need only their token; greedy, the logits of the draw whose token is kept (its top token,
       // the best allowed one, as under a mask).
-      const tokenOnly = rest[0] === false && rest[1] === false && Number(lastConfig.temperature ?? 0) > 0;
+      const sampled = Number(lastConfig.temperature ?? 0) > 0;
+      const tokenOnly = sampled && rest[0] === false && rest[1] === false;
       let evidence = parameters.earlier;
       for (let draw = 0; draw < maxExclusionDraws; draw++) {
         const result = await drawWith({
@@ -175,7 +176,7 @@ export function installSamplerHook(
         const token = result[0];
         if (typeof token !== "number" || token < 0 || lazy.walker.allows(token)) {
           if (typeof token === "number" && token >= 0) lazy.walker.accept(token);
-          return { result: tokenOnly ? [token, ...evidence.slice(1)] : result, way: "exclusion" as const };
+          return { result: sampled ? [token, ...evidence.slice(1)] : result, way: "exclusion" as const };
         }
         excluded.push(token);
       }

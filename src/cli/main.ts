@@ -184,40 +184,51 @@ function addModelCommands(program: Command): Command {
       "write a deterministic test model (random weights, a test tokenizer, chat template) and add it",
     )
     .addOption(
-      new Option("--size <size>", "tiny (~115K params) or small (~27.5M params)")
-        .choices(["tiny", "small"])
+      new Option(
+        "--size <size>",
+        "tiny (~115K params), small (~27.5M params) or medium (~0.5B params, gpt2's vocabulary by default; ~1 GB in f16)",
+      )
+        .choices(["tiny", "small", "medium"])
         .default("tiny"),
     )
     .option("--seed <n>", "seed of the random weights", integer("--seed", 0, 0xffffffff), 1)
     .addOption(
-      new Option("--quant <quant>", "weight encoding (default: f32 for tiny, q8_0 for small)").choices([
-        "f32",
-        "f16",
-        "q8_0",
-      ]),
+      new Option(
+        "--quant <quant>",
+        "weight encoding (default: f32 for tiny, q8_0 for small and medium)",
+      ).choices(["f32", "f16", "q8_0"]),
     )
     .addOption(
       new Option(
         "--tokenizer <family>",
-        "bytes (byte-level, ChatML), gpt2 (GPT-2 BPE, ChatML with tools) or llama3 (GPT-2 BPE, Llama 3 template)",
-      )
-        .choices(["bytes", "gpt2", "llama3"])
-        .default("bytes"),
+        "bytes (byte-level, ChatML), gpt2 (GPT-2 BPE, ChatML with tools) or llama3 (GPT-2 BPE, Llama 3 template); default: bytes for tiny and small, gpt2 for medium",
+      ).choices(["bytes", "gpt2", "llama3"]),
     )
     .action(
       async (
-        flags: { size: TestModelSize; seed: number; quant?: TestModelQuant; tokenizer: TestModelTokenizer },
+        flags: { size: TestModelSize; seed: number; quant?: TestModelQuant; tokenizer?: TestModelTokenizer },
         command: Command,
       ) => {
         const { defaultTestModelQuant, generateTestModel, openModelStore } = await import(
           "../model/index.ts"
         );
         const store = openModelStore({ home: configFrom(command).home });
+        // A medium model takes a minute or so: say how far it is, a line per tenth, on stderr.
+        let shownTenths = 0;
         const made = generateTestModel({
           size: flags.size,
           seed: flags.seed,
           quant: flags.quant ?? defaultTestModelQuant[flags.size],
           tokenizer: flags.tokenizer,
+          onProgress: ({ done, total }) => {
+            if (total < 100_000_000) return;
+            const tenths = Math.floor((done / total) * 10);
+            if (tenths <= shownTenths) return;
+            shownTenths = tenths;
+            process.stderr.write(
+              `making the weights: ${tenths * 10}% (${(done / 1e6).toFixed(0)}M of ${(total / 1e6).toFixed(0)}M parameters)\n`,
+            );
+          },
         });
         const family = made.tokenizer === "bytes" ? "" : ` --tokenizer ${made.tokenizer}`;
         const { model: added, alreadyPresent } = await store.addBytes({

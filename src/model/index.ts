@@ -24,12 +24,14 @@ export {
 } from "./store.ts";
 export {
   defaultTestModelQuant,
+  defaultTestModelTokenizer,
   type GenerateTestModelParameters,
   type GenerateTestModelReturnType,
   generateTestModel,
   type TestModelQuant,
   type TestModelSize,
   testModelName,
+  testModelParameterCount,
 } from "./testModel.ts";
 export {
   chatmlToolsChatTemplate,

@@ -8,8 +8,11 @@ import {
 } from "./gguf.ts";
 import { type TestModelTokenizer, testTokenizerSpec } from "./testTokenizers.ts";
 
-/** The sizes of test model: `tiny` (~115k params) for tests, `small` (~27.5M params) for benchmarks. */
-export type TestModelSize = "tiny" | "small";
+/**
+ * The sizes of test model: `tiny` (~115k params) for tests, `small` (~27.5M params) for benchmarks, `medium`
+ * (~0.5B params with gpt2's vocabulary) for benchmarks of real model sizes.
+ */
+export type TestModelSize = "tiny" | "small" | "medium";
 /** Weight encodings a test model can use. */
 export type TestModelQuant = GgmlTensorTypeName;
 
@@ -25,10 +28,36 @@ type Shape = {
 const shapes: Record<TestModelSize, Shape> = {
   tiny: { embedding: 64, layers: 2, heads: 4, kvHeads: 4, feedForward: 128, contextLength: 2048 },
   small: { embedding: 512, layers: 8, heads: 8, kvHeads: 8, feedForward: 1536, contextLength: 2048 },
+  medium: { embedding: 1024, layers: 24, heads: 16, kvHeads: 16, feedForward: 4096, contextLength: 4096 },
 };
 
 /** The quantization each size uses when none is given. */
-export const defaultTestModelQuant: Record<TestModelSize, TestModelQuant> = { tiny: "f32", small: "q8_0" };
+export const defaultTestModelQuant: Record<TestModelSize, TestModelQuant> = {
+  tiny: "f32",
+  small: "q8_0",
+  medium: "q8_0",
+};
+
+/** The tokenizer each size uses when none is given: `medium` has a real-size vocabulary, as real models do. */
+export const defaultTestModelTokenizer: Record<TestModelSize, TestModelTokenizer> = {
+  tiny: "bytes",
+  small: "bytes",
+  medium: "gpt2",
+};
+
+/** How many parameters (weights) the test model of this size and tokenizer has, without making it. */
+export function testModelParameterCount(parameters: { size: TestModelSize; tokenizer?: TestModelTokenizer }) {
+  const shape = shapes[parameters.size];
+  const vocabularySize = testTokenizerSpec(parameters.tokenizer ?? defaultTestModelTokenizer[parameters.size])
+    .tokens.length;
+  const kvDimension = (shape.embedding / shape.heads) * shape.kvHeads;
+  const perLayer =
+    2 * shape.embedding + // the two norms
+    2 * shape.embedding * shape.embedding + // attn_q, attn_output
+    2 * shape.embedding * kvDimension + // attn_k, attn_v
+    3 * shape.embedding * shape.feedForward; // ffn_gate, ffn_up, ffn_down
+  return 2 * vocabularySize * shape.embedding + shape.layers * perLayer + shape.embedding;
+}
 
 /**
  * How the output layer shapes a test model's noise. Dimension 0 of the residual stream is a constant "bias
@@ -131,8 +160,13 @@ export type GenerateTestModelParameters = {
   size?: TestModelSize;
   seed?: number;
   quant?: TestModelQuant;
-  /** The tokenizer and chat template family (default `bytes`: the original test models, names and bytes unchanged). */
+  /**
+   * The tokenizer and chat template family (default: `bytes` for tiny and small, the original test models, names
+   * and bytes unchanged; `gpt2` for medium).
+   */
   tokenizer?: TestModelTokenizer;
+  /** Told after each tensor how many parameters are made, of how many (a medium model takes a minute or so). */
+  onProgress?: (progress: { done: number; total: number }) => void;
 };
 
 /** Return type of {@link generateTestModel}. */
@@ -170,7 +204,7 @@ export function generateTunedTestModel(
   const size = parameters.size ?? "tiny";
   const seed = parameters.seed ?? 1;
   const quant = parameters.quant ?? defaultTestModelQuant[size];
-  const tokenizer = parameters.tokenizer ?? "bytes";
+  const tokenizer = parameters.tokenizer ?? defaultTestModelTokenizer[size];
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
     throw new RangeError("seed must be an integer in [0, 2^32)");
   const shape = shapes[size];
@@ -183,6 +217,8 @@ export function generateTunedTestModel(
 
   const tensors: GgufTensor[] = [];
   let parameterCount = 0;
+  const total = testModelParameterCount({ size, tokenizer });
+  const progressed = () => parameters.onProgress?.({ done: parameterCount, total });
   // Row r, column c of a [columns, rows] tensor lives at r * columns + c; column = input dimension.
   const addMatrix = (
     tensorName: string,
@@ -200,6 +236,7 @@ export function generateTunedTestModel(
       data: encodeTensorData(values, quant),
     });
     parameterCount += values.length;
+    progressed();
   };
   const addNorm = (tensorName: string, adjust: (values: Float32Array) => void = () => {}) => {
     const values = uniformValues({

@@ -1,7 +1,7 @@
 /**
  * Providers that answer badly, as processes of their own (test/fixtures/attackers/malformedAnswers.ts), against a
- * real gateway process over libp2p: vectors holding NaN, a flood of embedding frames (~1.3 GB meant), a flood of
- * logprobs frames (~8 GB meant). Each attacker announces a model of its own (so the request goes to it), beside an
+ * real gateway process over libp2p: vectors holding NaN, a flood of embedding frames (~220 MB meant), a flood of
+ * logprobs frames (~150 MB meant). Each attacker announces a model of its own (so the request goes to it), beside an
  * honest `mycel provider` of the tiny test model. The gateway answers each request with an error instead of the
  * attacker's data, cuts the flood at the first frame too many (a reset stream: what the attacker threw costs the
  * gateway well under a second of CPU and a few MB), stops routing to it, and still answers through the honest
@@ -155,11 +155,11 @@ describe("providers that answer with malformed frames (attackers as real process
     assert.equal(await untrusted(attacker.address), true);
   });
 
-  // What the floods would cost a gateway that read them: ~1.7 and ~1.2 GB decrypted and parsed, tens of seconds of
-  // CPU and as much memory; cut at the first frame too many, they cost it well under a second and a few MB.
+  // What the floods would cost a gateway that read them: ~220 and ~150 MB decrypted, parsed and validated (seconds
+  // of CPU, the logprobs' 40 million numbers most); cut at the first frame too many, well under a second.
   const checkCut = (cost: { cpuMs: number; grownBytes: number }, sent: { bytesWanted: number }) => {
-    assert.ok(sent.bytesWanted > 1e9, JSON.stringify(sent));
-    assert.ok(cost.cpuMs < 3_000, `the gateway spent ${cost.cpuMs} ms of CPU on the flood`);
+    assert.ok(sent.bytesWanted > 1e8, JSON.stringify(sent));
+    assert.ok(cost.cpuMs < 2_000, `the gateway spent ${cost.cpuMs} ms of CPU on the flood`);
     assert.ok(cost.grownBytes < 200 * 1024 * 1024, `the gateway grew by ${cost.grownBytes} bytes`);
   };
 

@@ -374,7 +374,7 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
       `constrained cheats (${constraintCheatNames.join(", ")}) on the same requests with max_tokens 64 and the ` +
       "constraint each drops: a closed 3-field JSON schema; logit_bias ' ' +8, 'e' +6, 'q' -100; presence 1, " +
       "frequency 1.5, repeat 1.3), claimed model small f16; fabricated_tool_arguments on forced calls of two tools " +
-      "(requests 1000-..., max_tokens 200, temperature 0) to the gpt2 tiny model; provider 1 thread; validator " +
+      `(requests ${firstCheatIndex}-${lastIndex}, max_tokens 200, temperature 0) to the gpt2 tiny model; provider 1 thread; validator ` +
       `${validatorThreads} threads; f16 tolerances ${JSON.stringify(tolerancesFor("f16"))}`,
   );
   const rows = detectionCases.map(({ cheat }) => {

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { createEngine, type Engine, outputConstraintOf } from "../../src/engine/index.ts";
+import { createEngine, type Engine } from "../../src/engine/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import { buildFingerprints, type InferenceRequest, modelHashToBytes32 } from "../../src/protocol/index.ts";
 import { type AuditReasonCode, type AuditVerdict, auditAnswer } from "../../src/verify/index.ts";
@@ -19,6 +19,7 @@ import {
   constraintCheatNames,
   constraintOfCheat,
   fixtureSchema,
+  generateWith,
   honestAnswer,
 } from "../fixtures/cheats.ts";
 import { temporaryHome } from "../helpers.ts";
@@ -160,19 +161,8 @@ describe("audits of json_schema answers on a real-size vocabulary (lazy grammar:
           },
           ...(favourNewline ? { logit_bias: { [String(newline)]: 100 } } : {}),
         };
-        const constraint = await outputConstraintOf(request.response_format);
         const promptTokens = engine.tokenizeChat({ modelHash, messages: request.messages ?? [] });
-        const result = await engine.generate({
-          modelHash,
-          promptTokens,
-          maxTokens: request.max_tokens,
-          temperature,
-          topP: 1,
-          topK: 0,
-          seed,
-          grammar: constraint?.gbnf,
-          logitBias: request.logit_bias,
-        });
+        const result = await generateWith({ engine, modelHash, request, promptTokens });
         assert.ok((result.grammarSampling?.excluded ?? 0) > 0, JSON.stringify(result.grammarSampling));
         const verdict = await auditAnswer({
           engine,

@@ -10,7 +10,12 @@ import { Worker } from "node:worker_threads";
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { startApiServer } from "../../src/api/index.ts";
 import { createEngine, type Engine, getSharedLlama } from "../../src/engine/index.ts";
-import { generateTestModel, openModelStore } from "../../src/model/index.ts";
+import {
+  generateTestModel,
+  openModelStore,
+  type TestModelTokenizer,
+  testModelTokenizers,
+} from "../../src/model/index.ts";
 import {
   formatTable,
   machineBusyMs,
@@ -38,6 +43,14 @@ const messages: { role: "user"; content: string }[] = [
   },
 ];
 const targets = { throughputRatio: 0.95, firstTokenOverheadMs: 5 };
+
+/** The test model's vocabulary: bytes by default, or a real one (MYCEL_BENCH_ENGINE_TOKENIZER=gpt2|llama3). */
+function benchTokenizer(): TestModelTokenizer {
+  const chosen = process.env.MYCEL_BENCH_ENGINE_TOKENIZER ?? "bytes";
+  if (!testModelTokenizers.includes(chosen as TestModelTokenizer))
+    throw new Error(`MYCEL_BENCH_ENGINE_TOKENIZER must be one of ${testModelTokenizers.join(", ")}`);
+  return chosen as TestModelTokenizer;
+}
 
 /** Runs the HTTP clients in a worker thread (see client.ts) and returns their samples. */
 function startClientWorker() {
@@ -196,7 +209,7 @@ async function main() {
   process.env.MYCEL_HOME = home;
   const cleanups: (() => Promise<void>)[] = [];
   try {
-    const generated = generateTestModel({ size: "small" });
+    const generated = generateTestModel({ size: "small", tokenizer: benchTokenizer() });
     const store = openModelStore({ home });
     const { model: record } = await store.addBytes({
       bytes: generated.bytes,

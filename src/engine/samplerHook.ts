@@ -3,8 +3,10 @@
  * tokens (its TokenBias skips them). Mycel adds both to the sampler config each sequence resolves, through the
  * sequence's internal `_resolveSamplerConfig`, and walks grammars for audits through the sampler's bindings.
  * Lazy grammars (see {@link LazyGrammar}) also wrap the native `sampleToken` of the sequence's context (one
- * sequence per context), to sample a position again from the same logits. The engine tests of grammars and
- * biases fail if an update of node-llama-cpp breaks this.
+ * sequence per context), to sample a position again from the same logits. The same wrapper finds top logits (the
+ * evidence of generation, the scores of an audit) with a second, top-k sampler instead of node-llama-cpp's sort of
+ * the whole vocabulary ({@link cheapTopSplitOf}). The engine tests of grammars, biases and evidence
+ * (test/engine/evidenceTop.test.ts) fail if an update of node-llama-cpp breaks this.
  */
 import type { Llama, LlamaContextSequence, LlamaGrammar, LlamaModel } from "node-llama-cpp";
 import { MycelError } from "../errors/index.ts";
@@ -81,7 +83,10 @@ export function installSamplerHook(
   /** The config of the latest sampling: a lazy grammar's second draw starts from it. */
   let lastConfig: Record<string, unknown> = {};
   target._resolveSamplerConfig = function (this: unknown, options) {
-    if (!extras) return original.call(this, options);
+    if (!extras) {
+      lastConfig = original.call(this, options);
+      return lastConfig;
+    }
     const config = original.call(this, { ...options, grammarEvaluationState: extras.grammarState });
     if (extras.biasTokens && extras.biasValues && extras.biasTokens.length > 0) {
       config.tokenBiasKeys = extras.biasTokens;
@@ -107,6 +112,28 @@ export function installSamplerHook(
     } finally {
       resampler.dispose();
     }
+  };
+  /** The sampler that finds top logits (kept: it holds no state between positions). */
+  let topSampler: NativeSampler | undefined;
+  /**
+   * A sampling that also asks for the top logits, without node-llama-cpp's sort of the whole vocabulary: the token
+   * (and any other figures asked for) from the sampler as asked, the top logits from a second sampler over the
+   * same logits that keeps only the top ones (llama.cpp's top-k: a partial sort). Same token, same top logits.
+   */
+  const sampleWithCheapTop: NativeSampleToken = async (batchLogitIndex, sampler, ...rest) => {
+    const split = cheapTopSplitOf(rest, lastConfig);
+    if (!split) return sampleToken(batchLogitIndex, sampler, ...rest);
+    const main = await sampleToken(batchLogitIndex, sampler, ...split.mainRest);
+    const topRest = [false, false, [[], false, false, false, split.topCount], false];
+    // A repeat penalty keeps the tokens a sampler took: such a config gets a fresh sampler, as the sampling had.
+    if (lastConfig.repeatPenaltyTokens !== undefined)
+      return withMergedLogits(
+        main,
+        (await drawWith({ batchLogitIndex, config: split.topConfig, rest: topRest }))[3],
+      );
+    topSampler ??= new native.AddonSampler(native.model);
+    topSampler.applyConfig({ ...lastConfig, ...split.topConfig });
+    return withMergedLogits(main, (await sampleToken(batchLogitIndex, topSampler, ...topRest))[3]);
   };
   /**
    * One draw under the grammar's mask: a walk's biases, or the grammar itself where the grammar allows most tokens
@@ -185,7 +212,7 @@ export function installSamplerHook(
   };
   const lazySampleToken: NativeSampleToken = async (batchLogitIndex, sampler, ...rest) => {
     const lazy = extras?.lazyGrammar;
-    if (!lazy) return sampleToken(batchLogitIndex, sampler, ...rest);
+    if (!lazy) return sampleWithCheapTop(batchLogitIndex, sampler, ...rest);
     const stepSeed = Number(lastConfig.seed ?? 0);
     if (schedule.maskedLeft > 0) {
       schedule.maskedLeft--;
@@ -199,7 +226,7 @@ export function installSamplerHook(
       lazy.onSample?.("masked", way);
       return result;
     }
-    const first = await sampleToken(batchLogitIndex, sampler, ...rest);
+    const first = await sampleWithCheapTop(batchLogitIndex, sampler, ...rest);
     const token = first[0];
     if (typeof token !== "number" || token < 0 || lazy.walker.allows(token)) {
       if (typeof token === "number" && token >= 0) lazy.walker.accept(token);
@@ -249,6 +276,53 @@ function nativeOf(sequence: LlamaContextSequence) {
       hint: "install the node-llama-cpp version package.json pins (npm install)",
     });
   return { context: context as { sampleToken: NativeSampleToken }, model: model._model, AddonSampler };
+}
+
+/**
+ * How a sampling that asks for its top logits splits in two (undefined: it does not): the arguments of the sampling
+ * itself (the same, less the top logits) and the config of the sampler that finds the top logits. Only where the
+ * top of the distribution sampled from is the top of a top-k cut of the same chain: no grammar applied by llama.cpp
+ * (it would take the second sampler's token), and, sampled, no truncation that depends on the whole distribution
+ * (top-p, min-p, XTC, DRY).
+ */
+export function cheapTopSplitOf(
+  rest: readonly unknown[],
+  config: Record<string, unknown>,
+): { mainRest: unknown[]; topConfig: Record<string, unknown>; topCount: number } | undefined {
+  const [probabilities, confidence, logits, totalLogitWeight] = rest;
+  if (probabilities || confidence || !Array.isArray(logits)) return undefined;
+  const [tokens, includeMax, includeMin, includeSelected, includeTop] = logits as [
+    unknown[],
+    boolean,
+    boolean,
+    boolean,
+    number,
+  ];
+  if (!(Number(includeTop) > 0) || includeMin) return undefined;
+  if (config.grammarEvaluationState !== undefined || config.dryRepeatPenaltyStrength !== undefined)
+    return undefined;
+  const temperature = Number(config.temperature ?? 0);
+  if (temperature > 0 && !exclusionIsExact({ ...config, topK: 0 })) return undefined;
+  const userTopK = temperature > 0 ? Number(config.topK ?? 0) : 0;
+  const topCount = userTopK > 0 ? Math.min(userTopK, includeTop) : includeTop;
+  const filtered = tokens.length > 0 || includeMax || includeSelected;
+  return {
+    mainRest: [false, false, filtered ? [tokens, false, false, includeSelected, 0] : false, totalLogitWeight],
+    topConfig: { temperature: temperature > 0 ? temperature : 1, topK: topCount, topP: 1, minP: 0 },
+    topCount,
+  };
+}
+
+/** A sampling's result with the top logits of another (both flat [token, value, ...]) merged in, best first. */
+function withMergedLogits(main: unknown[], top: unknown): unknown[] {
+  const values = new Map<number, number>();
+  for (const list of [top, main[3]]) {
+    if (!Array.isArray(list)) continue;
+    for (let index = 0; index + 1 < list.length; index += 2)
+      if (!values.has(list[index])) values.set(list[index], list[index + 1]);
+  }
+  const merged = [...values.entries()].sort((a, b) => b[1] - a[1]).flat();
+  return [main[0], main[1], main[2], merged, main[4]];
 }
 
 /** The seed of a position's second draw: its own stream, so that it does not reuse the rejected draw's randomness. */

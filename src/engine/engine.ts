@@ -164,6 +164,13 @@ export type EvaluateParameters = {
   topK?: number;
   /** More tokens whose log-probabilities to return, per output position (index i: the position of output token i). */
   includeTokens?: readonly (readonly number[])[];
+  /**
+   * The batches of a provider's prefill, to evaluate its prompt as it did: the first `tokens` prompt tokens in
+   * batches of `batchSize` (at most the engine's batch size). Default: none (every token in batches of `batchSize`).
+   */
+  prefill?: { tokens: number; batchSize: number };
+  /** Most tokens per batch after the prefill (default and at most: the engine's batch size). */
+  batchSize?: number;
   signal?: AbortSignal;
 };
 
@@ -358,6 +365,29 @@ function topLogitsOf(logits: ReadonlyMap<Token, number> | undefined, temperature
     ids: entries.map(([token]) => token),
     gaps: entries.slice(1).map(([, logit]) => (top - logit) * scale),
   };
+}
+
+/**
+ * The batches an evaluation decodes, as [start, end) ranges of its tokens: the prefill's tokens in batches of its
+ * size, then the rest in batches of `input.batchSize`, each at most the engine's (one llama.cpp batch per range).
+ */
+export function evaluationBatches(parameters: {
+  input: Pick<EvaluateParameters, "prefill" | "batchSize">;
+  total: number;
+  engineBatchSize: number;
+}): { start: number; end: number }[] {
+  const { input, total, engineBatchSize } = parameters;
+  const size = (value: number | undefined) =>
+    Math.max(1, Math.min(engineBatchSize, value ?? engineBatchSize));
+  const prefilled = Math.min(total, Math.max(0, input.prefill?.tokens ?? 0));
+  const batches: { start: number; end: number }[] = [];
+  const split = (from: number, to: number, batchSize: number) => {
+    for (let start = from; start < to; start += batchSize)
+      batches.push({ start, end: Math.min(to, start + batchSize) });
+  };
+  split(0, prefilled, size(input.prefill?.batchSize));
+  split(prefilled, total, size(input.batchSize));
+  return batches;
 }
 
 function randomSeed() {
@@ -834,7 +864,14 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
           },
         ];
       });
-      const results = await sequence.controlledEvaluate(items);
+      const results: Awaited<ReturnType<typeof sequence.controlledEvaluate>> = [];
+      const engineBatchSize = sequence.context.batchSize;
+      for (const batch of evaluationBatches({ input, total: items.length, engineBatchSize })) {
+        input.signal?.throwIfAborted();
+        const part = await sequence.controlledEvaluate(items.slice(batch.start, batch.end));
+        for (let offset = 0; offset < batch.end - batch.start; offset++)
+          results[batch.start + offset] = part[offset];
+      }
       const positions: PositionLogprobs[] = [];
       let afterLast: TokenLogprob[] = [];
       for (let index = firstScored; index < all.length; index++) {

@@ -174,11 +174,18 @@ function checkFinish(engine: Engine, model: LoadedModelInfo, input: AuditInput, 
   const endsWithEog = last !== undefined && isEnd(last);
   const text = (tokens: readonly number[]) => engine.detokenize({ modelHash: model.hash, tokens });
   const stops = request.stop ?? [];
-  const contains = (value: string) => stops.some((stop) => value.includes(stop));
+  // A continuation's text goes on from its prefix: a stop sequence begun in the prefix may complete in the output
+  // (one completed inside the prefix does not count: generation went on past it).
+  const prefix = request.prefix_tokens ?? [];
+  const prefixLength = prefix.length > 0 ? text(prefix).length : 0;
+  const completesStop = (tokens: readonly number[]) => {
+    const value = text([...prefix, ...tokens]);
+    return stops.some((stop) => value.indexOf(stop, Math.max(0, prefixLength - stop.length + 1)) !== -1);
+  };
   // Generation ends at the token that completes a stop sequence: one completed earlier means tokens were
   // generated (and billed) past the end.
-  const stopInFull = stops.length > 0 && contains(text(outputTokens));
-  const stopBeforeLast = stops.length > 0 && contains(text(outputTokens.slice(0, -1)));
+  const stopInFull = stops.length > 0 && completesStop(outputTokens);
+  const stopBeforeLast = stops.length > 0 && completesStop(outputTokens.slice(0, -1));
   if (stopBeforeLast)
     reasons.push({
       code: "finish_reason_dishonest",

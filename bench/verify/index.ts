@@ -1,7 +1,7 @@
 /**
  * Verification benchmark: what auditing an answer costs next to generating it, and how well audits tell honest
  * answers from cheating ones, on the small test model. (1) audit time / generation time for outputs of 64, 256
- * and 1,024 tokens; (2) detection rate per cheat of test/fixtures/cheats.ts (the constrained ones included) and of
+ * and 1,024 tokens; (2) detection rate per cheat of test/fixtures/cheats.ts (the constrained ones and alters_text included) and of
  * test/fixtures/toolCheats.ts over 100 audited answers each; (3) false positives over 690 honest audited answers
  * (150 of them constrained, 40 forced tool calls), across temperatures, prompt lengths, constraints and provider
  * settings. Run with `npm run bench:verify`; see
@@ -33,6 +33,7 @@ import {
   constraintOfCheat,
   fixtureRequest,
   honestAnswer,
+  textAlteringAnswer,
 } from "../../test/fixtures/cheats.ts";
 import {
   fabricatedToolArguments,
@@ -309,7 +310,8 @@ const constrainedRequestBuilders: Partial<Record<ConstraintCheatName, RequestBui
 
 /**
  * Section 2's cheats: the six of test/fixtures/cheats.ts on plain requests, then the constrained ones, then a
- * provider that fabricates a forced tool call's arguments (test/fixtures/toolCheats.ts) at temperature 0: above
+ * provider that streams altered text (alters_text, on the plain requests), then a provider that fabricates a forced
+ * tool call's arguments (test/fixtures/toolCheats.ts) at temperature 0: above
  * it a fabricated but plausible argument is only caught statistically (docs/VERIFICATION.md, known gaps).
  */
 const detectionCases: readonly DetectionCase[] = [
@@ -333,6 +335,18 @@ const detectionCases: readonly DetectionCase[] = [
     answer: (parameters: { engine: Engine; models: BenchModels; request: InferenceRequest }) =>
       constraintCheatingAnswer({ ...parameters, cheat }),
   })),
+  {
+    // Honest tokens and fingerprints, an ad in the text streamed and committed to: caught deterministically
+    // (text_mismatch); its fingerprint errors are an honest answer's.
+    cheat: "alters_text",
+    request: ({ models, index }) =>
+      fixtureRequest({
+        models,
+        index,
+        maxTokens: cheatMaxTokens[(index - firstCheatIndex) % cheatMaxTokens.length],
+      }),
+    answer: (parameters) => textAlteringAnswer(parameters),
+  },
   {
     cheat: "fabricated_tool_arguments",
     request: ({ models, index }) => toolFixtureRequest({ modelHash: models.tools, index, temperature: 0 }),

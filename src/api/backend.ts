@@ -14,6 +14,7 @@ import {
   buildFingerprints,
   buildInferenceRequest,
   type Evidence,
+  hashStreamedText,
   type InferenceRequest,
   type ModelCapability,
   modelHashToBytes32,
@@ -289,6 +290,7 @@ export function createEngineBackend(
               outputTokens: result.tokens,
               fingerprints: buildFingerprints(result.topLogits),
               finishReason: result.finishReason,
+              textHash: hashStreamedText(result.text),
               // The request in wire form (as a gateway would send it), so that evidence + receipt audit as is.
               request: buildInferenceRequest({
                 modelHash,

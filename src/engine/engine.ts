@@ -44,7 +44,13 @@ import {
   type TokenBuckets,
 } from "./samplerHook.ts";
 import { createSlotPool, type SlotPool } from "./slots.ts";
-import { createIncrementalDecoder, createStopMatcher, decodeTokens } from "./textStream.ts";
+import {
+  createIncrementalDecoder,
+  createStopMatcher,
+  decodeTokens,
+  finishText,
+  streamedTextOf,
+} from "./textStream.ts";
 
 /** How the engine uses the machine. */
 /** What the engine reports about a loaded model. */
@@ -221,6 +227,16 @@ export type Engine = {
   tokenizeCompletion(parameters: { modelHash: string; text: string }): number[];
   /** The text of tokens: each token's piece as it is, UTF-8 assembled across tokens (invalid bytes as U+FFFD). */
   detokenize(parameters: { modelHash: string; tokens: readonly number[] }): string;
+  /**
+   * The text `generate` streams for these output tokens (after a continuation's `prefixTokens`, with the request's
+   * stop sequences): the text a receipt's commitment binds, recomputed by audits (see textStream.ts streamedTextOf).
+   */
+  streamedText(parameters: {
+    modelHash: string;
+    prefixTokens?: readonly number[];
+    outputTokens: readonly number[];
+    stop?: readonly string[];
+  }): string;
   /** Whether `token` ends generation (an end-of-generation token of the model). */
   isEndOfGeneration(parameters: { modelHash: string; token: number }): boolean;
   /** A token's own bytes (its piece; several tokens may make up one character). */
@@ -783,7 +799,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
             tokens.push(token);
             topLogits.push(topLogitsOf(sampled?.logits, sampling.temperature));
             if (model.isEogToken(token)) {
-              emit({ tokens: [token], text: decoder.flush() + stopMatcher.flush() });
+              emit({ tokens: [token], text: finishText(decoder, stopMatcher).text });
               finishReason = "stop";
               break;
             }
@@ -806,10 +822,9 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
         }
         if (finishReason === "length" && input.signal?.aborted) finishReason = "cancelled";
         if (finishReason === "length") {
-          const rest = stopMatcher.push(decoder.flush());
-          const tail = rest.emit + (rest.stopped ? "" : stopMatcher.flush());
-          if (rest.stopped) finishReason = "stop";
-          if (tail) emit({ tokens: [], text: tail });
+          const tail = finishText(decoder, stopMatcher);
+          if (tail.stopped) finishReason = "stop";
+          if (tail.text) emit({ tokens: [], text: tail.text });
         }
       }
     } finally {
@@ -930,6 +945,16 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
     tokenizeText: (input) => get(input.modelHash).model.tokenize(input.text, false),
     tokenizeCompletion: (input) => completionTokens(get(input.modelHash).model, input.text),
     detokenize: (input) => decodeTokens(input.tokens, get(input.modelHash).vocabulary.pieces.bytesOf),
+    streamedText: (input) => {
+      const entry = get(input.modelHash);
+      return streamedTextOf({
+        bytesOf: entry.vocabulary.pieces.bytesOf,
+        isEndOfGeneration: (token) => entry.model.isEogToken(token as Token),
+        prefixTokens: input.prefixTokens ?? [],
+        outputTokens: input.outputTokens,
+        stops: input.stop ?? [],
+      });
+    },
     isEndOfGeneration: (input) => get(input.modelHash).model.isEogToken(input.token as Token),
     tokenBytes: (input) => get(input.modelHash).vocabulary.pieces.bytesOf(input.token),
     walkGrammar: (input) => walkGrammar(get(input.modelHash), input.grammar),

@@ -80,9 +80,11 @@ export {
   createStopMatcher,
   type DeltaBatcher,
   decodeTokens,
+  finishText,
   type IncrementalDecoder,
   type StopMatcher,
   streamBatchIntervalMs,
+  streamedTextOf,
 } from "./textStream.ts";
 export {
   type CreateToolCallParserParameters,

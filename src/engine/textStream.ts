@@ -84,6 +84,47 @@ export function createStopMatcher(stops: readonly string[]): StopMatcher {
   };
 }
 
+/**
+ * The end of a generation's text (an end-of-generation token, or the last token allowed): the decoder's held bytes
+ * (an incomplete character, as U+FFFD) go through the stop matcher after the text it held, which is then released
+ * unless they completed a stop sequence.
+ */
+export function finishText(
+  decoder: IncrementalDecoder,
+  stopMatcher: StopMatcher,
+): { text: string; stopped: boolean } {
+  const rest = stopMatcher.push(decoder.flush());
+  return { text: rest.emit + (rest.stopped ? "" : stopMatcher.flush()), stopped: rest.stopped };
+}
+
+/**
+ * The text a generation of `outputTokens` streams, exactly as Engine.generate streams it: a continuation's prefix
+ * tokens go through the decoder and the stop matcher first (their text was streamed before; what they held carries
+ * over); each token's bytes are decoded and stop-matched; a completed stop sequence ends the text before it (later
+ * tokens add nothing); an end-of-generation token, or the end of the tokens, finishes it ({@link finishText}).
+ * Receipts commit to the hash of this text, so it is part of the protocol: changing it changes what audits expect.
+ */
+export function streamedTextOf(parameters: {
+  bytesOf: (token: number) => Uint8Array;
+  isEndOfGeneration: (token: number) => boolean;
+  prefixTokens: readonly number[];
+  outputTokens: readonly number[];
+  stops: readonly string[];
+}): string {
+  if (parameters.outputTokens.length === 0) return "";
+  const decoder = createIncrementalDecoder(parameters.bytesOf);
+  const stopMatcher = createStopMatcher(parameters.stops);
+  for (const token of parameters.prefixTokens) stopMatcher.push(decoder.push(token));
+  let text = "";
+  for (const token of parameters.outputTokens) {
+    if (parameters.isEndOfGeneration(token)) return text + finishText(decoder, stopMatcher).text;
+    const matched = stopMatcher.push(decoder.push(token));
+    text += matched.emit;
+    if (matched.stopped) return text;
+  }
+  return text + finishText(decoder, stopMatcher).text;
+}
+
 /** How often a stream (SSE events, network chunks) sends when tokens come faster: ~60 updates a second. */
 export const streamBatchIntervalMs = 16;
 

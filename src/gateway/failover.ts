@@ -449,6 +449,7 @@ async function attemptWith(input: {
       provider: provider.address,
       request,
       outputTokens: segment.tokens,
+      streamedText: segment.text,
       pricePerMillion,
       maxPricePerMillion: effectiveCeiling(
         context.policy ?? defaultRoutingPolicy,

@@ -63,6 +63,8 @@ export type RunSegmentParameters = {
 export type SegmentResult = {
   end: EndFrame;
   tokens: number[];
+  /** The text streamed (every chunk's `text`, joined): the receipt's commitment must bind it. */
+  text: string;
   /** The log-probabilities the provider sent (continuation prefix first), when the request asked for them. */
   logprobs?: OutputLogprobEntry[];
   settle: (price: bigint | undefined) => Promise<void>;
@@ -205,6 +207,7 @@ export async function runSegment(
     });
   payer?.begin();
   const tokens: number[] = [];
+  let text = "";
   const logprobs: OutputLogprobEntry[] = [];
   let firstChunk: { at: number; tokens: number } | undefined;
   let ended = false;
@@ -240,6 +243,7 @@ export async function runSegment(
           recordLatency(provider, firstChunk.at - startedAt);
         }
         tokens.push(...frame.tokens);
+        text += frame.text;
         parameters.onTokens(frame.tokens, frame.text);
         payer?.outputReceived(frame.tokens.length);
         continue;
@@ -273,6 +277,7 @@ export async function runSegment(
       return {
         end: frame,
         tokens,
+        text,
         ...(parameters.request.logprobs === undefined ? {} : { logprobs }),
         settle: async (price) => {
           signal.removeEventListener("abort", call.cancel);

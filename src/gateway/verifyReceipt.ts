@@ -5,6 +5,7 @@ import {
   announcementTiming,
   type EndFrame,
   hashRequest,
+  hashStreamedText,
   hashTokenIds,
   type InferenceRequest,
   priceOfTokens,
@@ -12,6 +13,7 @@ import {
   receiptTypes,
   recoverReceiptSigner,
   type SignedReceipt,
+  textBoundCommitment,
 } from "../protocol/index.ts";
 
 /** A receipt that does not prove what the provider claims: the provider is penalized. */
@@ -35,6 +37,11 @@ export type VerifyReceiptParameters = {
   request: InferenceRequest;
   /** Output tokens this provider streamed in this segment. */
   outputTokens: readonly number[];
+  /**
+   * Generation: the text streamed in this segment (its chunks' `text` joined). The receipt's commitment must bind
+   * it, with the end frame's finish reason and `fingerprints_hash` (textBoundCommitment). Embeddings leave it out.
+   */
+  streamedText?: string;
   /** Embeddings: the hash of the vectors received (hashVectors), checked instead of the output tokens' hash. */
   outputHash?: string;
   /** The provider's prices per 1M tokens when it was picked: the receipt must charge exactly these. */
@@ -90,6 +97,7 @@ export async function verifyReceipt(parameters: VerifyReceiptParameters): Promis
     );
   if (message.completionTokens !== parameters.outputTokens.length)
     reject("completion token count does not match");
+  if (parameters.streamedText !== undefined) checkTextBound(parameters.end, parameters.streamedText, reject);
   const expectedPrice = priceOfTokens({
     promptTokens: promptIds.length,
     completionTokens: parameters.outputTokens.length,
@@ -115,4 +123,25 @@ export async function verifyReceipt(parameters: VerifyReceiptParameters): Promis
     reject("timestamp is off by more than the tolerated clock skew");
   // Clients get the receipt with Mycel's own types, whatever the provider sent alongside its signature.
   return { ...receipt, types: receiptTypes, primaryType: "Receipt" };
+}
+
+/**
+ * The commitment must bind the text this gateway relayed and the finish reason it was told: with the end frame's
+ * `fingerprints_hash` they must hash to it. A provider that streams other text than it committed to (or leaves the
+ * hash out) is rejected like any other bad receipt; one that commits to other text than its tokens' is caught by
+ * audits (`text_mismatch`).
+ */
+function checkTextBound(end: EndFrame, text: string, reject: (reason: string) => void) {
+  const fingerprintsHash = end.fingerprints_hash;
+  if (fingerprintsHash === undefined)
+    return reject(
+      "the end frame has no fingerprints_hash, so the commitment cannot be checked against the text",
+    );
+  const expected = textBoundCommitment({
+    finishReason: end.finish_reason,
+    fingerprintsHash: fingerprintsHash as `0x${string}`,
+    textHash: hashStreamedText(text),
+  });
+  if (end.receipt.message.commitment !== expected)
+    reject("commitment does not bind the text streamed (or the finish reason sent)");
 }

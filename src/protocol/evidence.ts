@@ -1,6 +1,7 @@
 /**
- * Evidence of an answer: the tokens a provider read and wrote and a fingerprint of the distributions it sampled
- * from, committed to in the receipt. Pure: schemas, fingerprints and the commitment hash.
+ * Evidence of an answer: the tokens a provider read and wrote, a fingerprint of the distributions it sampled
+ * from and the hash of the text it streamed, committed to in the receipt. Pure: schemas, fingerprints, hashes and
+ * the commitment.
  */
 import { type Hex, keccak256, stringToBytes } from "viem";
 import { z } from "zod";
@@ -54,6 +55,12 @@ export const fingerprintsSchema = z
 /** Why generation ended, as the evidence (and the commitment) states it. */
 export const evidenceFinishReasonSchema = z.enum(["stop", "length"]);
 
+/**
+ * keccak256 of the text a segment streamed ({@link hashStreamedText}). Absent only from evidence made before
+ * receipts bound the text (their commitment is the legacy one, see {@link evidenceCommitment}).
+ */
+const textHashField = bytes32.optional();
+
 /** Evidence of one answer (one provider segment), as `mycel.evidence` and the evidence protocol carry it. */
 export const evidenceSchema = z
   .object({
@@ -62,6 +69,7 @@ export const evidenceSchema = z
     outputTokens: z.array(tokenId).max(streamLimits.maxPromptTokens),
     fingerprints: fingerprintsSchema,
     finishReason: evidenceFinishReasonSchema,
+    textHash: textHashField,
   })
   .strict();
 
@@ -78,6 +86,8 @@ export const auditInputSchema = z
     fingerprints: fingerprintsSchema,
     /** The finish reason the provider claimed (required by the commitment; "stop" or "length"). */
     finishReason: evidenceFinishReasonSchema,
+    /** The hash of the text the provider streamed (required by a text-bound commitment). */
+    textHash: textHashField,
     receipt: signedReceiptSchema.optional(),
   })
   .strict();
@@ -120,13 +130,55 @@ export function fingerprintPositions(fingerprints: readonly FingerprintChunk[]):
 }
 
 /**
- * A receipt's `commitment`: keccak256 of the canonical JSON `{finishReason, fingerprints}`. It binds the
- * fingerprints and the finish reason, so neither can change after the receipt is signed.
+ * The hash of the text a segment streamed: keccak256 of the UTF-8 of its chunks' `text` joined (chunk boundaries
+ * do not matter). The text is what the engine streams for the output tokens (Engine.streamedText), so an audit can
+ * recompute it from the tokens.
+ */
+export function hashStreamedText(text: string): Hex {
+  return keccak256(stringToBytes(text));
+}
+
+/** keccak256 of the canonical JSON of an answer's fingerprints (what the `end` frame's `fingerprints_hash` holds). */
+export function hashFingerprints(fingerprints: readonly FingerprintChunk[]): Hex {
+  return keccak256(stringToBytes(canonicalJson(fingerprints)));
+}
+
+/**
+ * A receipt's `commitment`: keccak256 of the canonical JSON `{finishReason, fingerprintsHash, textHash}`. It binds
+ * the fingerprints, the finish reason and the streamed text, so none can change after the receipt is signed; a
+ * gateway checks it against the text it relayed with only the `fingerprints_hash` of the `end` frame.
+ */
+export function textBoundCommitment(parameters: {
+  finishReason: "stop" | "length";
+  fingerprintsHash: Hex;
+  textHash: Hex;
+}): Hex {
+  return keccak256(
+    stringToBytes(
+      canonicalJson({
+        finishReason: parameters.finishReason,
+        fingerprintsHash: parameters.fingerprintsHash,
+        textHash: parameters.textHash,
+      }),
+    ),
+  );
+}
+
+/**
+ * The commitment of evidence: {@link textBoundCommitment} when it has a `textHash`; without one (evidence made before
+ * receipts bound the text) the legacy commitment, keccak256 of the canonical JSON `{finishReason, fingerprints}`.
  */
 export function evidenceCommitment(parameters: {
   fingerprints: readonly FingerprintChunk[];
   finishReason: "stop" | "length";
+  textHash?: string | undefined;
 }): Hex {
+  if (parameters.textHash !== undefined)
+    return textBoundCommitment({
+      finishReason: parameters.finishReason,
+      fingerprintsHash: hashFingerprints(parameters.fingerprints),
+      textHash: parameters.textHash as Hex,
+    });
   return keccak256(
     stringToBytes(
       canonicalJson({ finishReason: parameters.finishReason, fingerprints: parameters.fingerprints }),

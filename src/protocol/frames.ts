@@ -442,7 +442,13 @@ export const paidFrameSchema = z
 
 /** Provider -> gateway: tokens and the text they completed. */
 export const chunkFrameSchema = z
-  .object({ v: version, type: z.literal("chunk"), tokens: z.array(tokenId).max(64), text: z.string() })
+  .object({
+    v: version,
+    type: z.literal("chunk"),
+    tokens: z.array(tokenId).max(64),
+    // Engines stream decoded UTF-8, never a lone surrogate; one would hash like U+FFFD (hashStreamedText).
+    text: z.string().refine((text) => !/\p{Cs}/u.test(text), { message: "must be well-formed Unicode" }),
+  })
   .strict();
 
 /** The most log-probability entries in one `logprobs` frame. */
@@ -502,6 +508,11 @@ export const endFrameSchema = z
     type: z.literal("end"),
     finish_reason: z.enum(["stop", "length"]),
     prompt_token_ids: z.array(tokenId).max(streamLimits.maxPromptTokens),
+    /**
+     * Generation: keccak256 of the canonical JSON of the answer's fingerprints, so that the gateway can check that the
+     * receipt's commitment binds the text it relayed (textBoundCommitment). Embeddings leave it out.
+     */
+    fingerprints_hash: bytes32.optional(),
     receipt: signedReceiptSchema,
   })
   .strict();

@@ -56,7 +56,10 @@ export {
   fingerprintPositions,
   fingerprintsSchema,
   fingerprintTopTokens,
+  hashFingerprints,
+  hashStreamedText,
   type PositionTopLogits,
+  textBoundCommitment,
 } from "./evidence.ts";
 export {
   buildEmbedRequest,

@@ -283,13 +283,14 @@ async function generateAndSign(input: {
       await exchange.flushed();
       return;
     }
-    const { message, evidence } = describeAnswer({
+    const { message, evidence, fingerprintsHash } = describeAnswer({
       frame,
       provider: context.address,
       evaluated: input.evaluated,
       outputTokens: result.tokens,
       topLogits: result.topLogits,
       finishReason: result.finishReason,
+      text: result.text,
       pricePerMillion: context.price,
     });
     const receipt = await context.components.signReceipt({
@@ -318,6 +319,7 @@ async function generateAndSign(input: {
       type: "end",
       finish_reason: result.finishReason,
       prompt_token_ids: input.evaluated,
+      fingerprints_hash: fingerprintsHash,
       receipt,
     });
     await exchange.flushed();

@@ -1,15 +1,17 @@
-/** What a provider signs for an answer: the receipt message, bound to the request, the tokens and the evidence. */
+/** What a provider signs for an answer: the receipt message, bound to the request, the tokens, the text and the evidence. */
 import type { Hex } from "viem";
 import {
   buildFingerprints,
   type Evidence,
-  evidenceCommitment,
+  hashFingerprints,
   hashRequest,
+  hashStreamedText,
   hashTokenIds,
   type PositionTopLogits,
   priceOfTokens,
   type ReceiptMessage,
   type RequestFrame,
+  textBoundCommitment,
 } from "../protocol/index.ts";
 
 /** Parameters of {@link describeAnswer}. */
@@ -21,20 +23,26 @@ export type DescribeAnswerParameters = {
   outputTokens: number[];
   topLogits: readonly PositionTopLogits[];
   finishReason: Evidence["finishReason"];
+  /** The text streamed for `outputTokens` (the chunks' `text` joined): the commitment binds it. */
+  text: string;
   pricePerMillion: { input: bigint; output: bigint };
   now?: number;
 };
 
 /**
  * The receipt message of an answer and the evidence behind it: a fingerprint of the distributions each output
- * token was sampled from, bound with the finish reason into the receipt's commitment.
+ * token was sampled from, bound with the finish reason and the hash of the streamed text into the receipt's
+ * commitment; and the fingerprints' hash, which the `end` frame carries so that the gateway can check the text.
  */
 export function describeAnswer(parameters: DescribeAnswerParameters): {
   message: ReceiptMessage;
   evidence: Evidence;
+  fingerprintsHash: Hex;
 } {
   const { frame, evaluated, outputTokens, finishReason } = parameters;
   const fingerprints = buildFingerprints(parameters.topLogits);
+  const fingerprintsHash = hashFingerprints(fingerprints);
+  const textHash = hashStreamedText(parameters.text);
   const message: ReceiptMessage = {
     requestId: frame.id as Hex,
     client: frame.client as Hex,
@@ -43,7 +51,7 @@ export function describeAnswer(parameters: DescribeAnswerParameters): {
     requestHash: hashRequest(frame.request),
     promptHash: hashTokenIds(evaluated),
     outputHash: hashTokenIds(outputTokens),
-    commitment: evidenceCommitment({ fingerprints, finishReason }),
+    commitment: textBoundCommitment({ finishReason, fingerprintsHash, textHash }),
     promptTokens: evaluated.length,
     completionTokens: outputTokens.length,
     price: priceOfTokens({
@@ -59,6 +67,7 @@ export function describeAnswer(parameters: DescribeAnswerParameters): {
     outputTokens,
     fingerprints,
     finishReason,
+    textHash,
   };
-  return { message, evidence };
+  return { message, evidence, fingerprintsHash };
 }

@@ -100,6 +100,7 @@ export function createSampleAuditor(parameters: CreateSampleAuditorParameters): 
       outputTokens: fetched.evidence.outputTokens,
       fingerprints: fetched.evidence.fingerprints,
       finishReason: fetched.evidence.finishReason,
+      ...(fetched.evidence.textHash === undefined ? {} : { textHash: fetched.evidence.textHash }),
       receipt: sample.receipt,
     };
     let verdict: AuditVerdict;

@@ -6,7 +6,7 @@ export const fullScore = 10_000;
 
 /**
  * Reasons that prove cheating from what the provider signed: the receipt commits to the tokens, the request, the
- * fingerprints and the finish reason, so anyone can re-check them. A bad receipt (receipt_invalid) proves nothing
+ * fingerprints, the finish reason and the streamed text's hash, so anyone can re-check them. A bad receipt (receipt_invalid) proves nothing
  * against the provider (anyone can forge an unsigned claim), and missing evidence may be an outage.
  */
 export const slashableReasons: ReadonlySet<string> = new Set<AuditReasonCode>([
@@ -17,6 +17,7 @@ export const slashableReasons: ReadonlySet<string> = new Set<AuditReasonCode>([
   "not_argmax",
   "finish_reason_dishonest",
   "usage_dishonest",
+  "text_mismatch",
 ]);
 
 /** Whether a failed verdict is proof for a slashing proposal: some reason is slashable and the receipt is sound. */

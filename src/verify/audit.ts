@@ -1,6 +1,6 @@
 /**
  * Auditing an answer: re-evaluate prompt + output with the claimed model in one teacher-forced pass and check
- * the prompt, every token, the fingerprints, the accounting and the receipt.
+ * the prompt, every token, the fingerprints, the streamed text, the accounting and the receipt.
  */
 import { getAddress } from "viem";
 import type { Engine, LoadedModelInfo } from "../engine/index.ts";
@@ -12,6 +12,7 @@ import {
   fingerprintGapScale,
   fingerprintPositions,
   hashRequest,
+  hashStreamedText,
   hashTokenIds,
   recoverReceiptSigner,
   type SignedReceipt,
@@ -41,7 +42,9 @@ export type AuditReasonCode =
   /** An output token the request's grammar (response_format) did not allow, or a finished answer that breaks its format. */
   | "constraint_violated"
   /** The provider did not hand over the evidence of its answer (validators record this; auditAnswer never does). */
-  | "evidence_unavailable";
+  | "evidence_unavailable"
+  /** The text the provider committed to streaming (evidence `textHash`) is not the text of its output tokens. */
+  | "text_mismatch";
 
 /** Figures an audit measured. */
 export type AuditMetrics = {
@@ -138,11 +141,13 @@ async function checkReceipt(input: AuditInput, receipt: SignedReceipt, reasons: 
     bad("receipt_invalid", "the receipt's promptHash is not the hash of the prompt tokens");
   if (message.outputHash !== hashTokenIds(input.outputTokens))
     bad("receipt_invalid", "the receipt's outputHash is not the hash of the output tokens");
-  if (
-    message.commitment !==
-    evidenceCommitment({ fingerprints: input.fingerprints, finishReason: input.finishReason })
-  )
-    bad("receipt_invalid", "the receipt's commitment does not match the fingerprints and finish reason");
+  if (message.commitment !== evidenceCommitment(input))
+    bad(
+      "receipt_invalid",
+      input.textHash === undefined
+        ? "the receipt's commitment does not match the fingerprints and finish reason (and the evidence has no textHash)"
+        : "the receipt's commitment does not match the fingerprints, finish reason and textHash",
+    );
   if (message.promptTokens !== input.promptTokens.length)
     bad(
       "usage_dishonest",
@@ -169,11 +174,18 @@ function checkFinish(engine: Engine, model: LoadedModelInfo, input: AuditInput, 
   const endsWithEog = last !== undefined && isEnd(last);
   const text = (tokens: readonly number[]) => engine.detokenize({ modelHash: model.hash, tokens });
   const stops = request.stop ?? [];
-  const contains = (value: string) => stops.some((stop) => value.includes(stop));
+  // A continuation's text goes on from its prefix: a stop sequence begun in the prefix may complete in the output
+  // (one completed inside the prefix does not count: generation went on past it).
+  const prefix = request.prefix_tokens ?? [];
+  const prefixLength = prefix.length > 0 ? text(prefix).length : 0;
+  const completesStop = (tokens: readonly number[]) => {
+    const value = text([...prefix, ...tokens]);
+    return stops.some((stop) => value.indexOf(stop, Math.max(0, prefixLength - stop.length + 1)) !== -1);
+  };
   // Generation ends at the token that completes a stop sequence: one completed earlier means tokens were
   // generated (and billed) past the end.
-  const stopInFull = stops.length > 0 && contains(text(outputTokens));
-  const stopBeforeLast = stops.length > 0 && contains(text(outputTokens.slice(0, -1)));
+  const stopInFull = stops.length > 0 && completesStop(outputTokens);
+  const stopBeforeLast = stops.length > 0 && completesStop(outputTokens.slice(0, -1));
   if (stopBeforeLast)
     reasons.push({
       code: "finish_reason_dishonest",
@@ -264,6 +276,27 @@ function checkOutputFormat(
   if (violation) reasons.push({ code: "constraint_violated", message: violation });
 }
 
+/**
+ * The text the provider committed to (evidence `textHash`, bound by the receipt's commitment) must be the text the
+ * engine streams for the output tokens: decoded, stop sequences cut, after a continuation's prefix. Evidence from
+ * before receipts bound the text has no `textHash`: there is nothing to check.
+ */
+function checkText(engine: Engine, model: LoadedModelInfo, input: AuditInput, reasons: AuditReason[]) {
+  if (input.textHash === undefined) return;
+  const text = engine.streamedText({
+    modelHash: model.hash,
+    prefixTokens: input.request.prefix_tokens ?? [],
+    outputTokens: input.outputTokens,
+    stop: input.request.stop,
+  });
+  const expected = hashStreamedText(text);
+  if (expected === input.textHash) return;
+  reasons.push({
+    code: "text_mismatch",
+    message: `the text the provider committed to streaming (keccak256 ${input.textHash}) is not the text of its ${input.outputTokens.length} output tokens (${text.length} characters, keccak256 ${expected})`,
+  });
+}
+
 /** The prompt tokens must be the request's, as the model's template and tokenizer make them. */
 function checkPrompt(engine: Engine, model: LoadedModelInfo, input: AuditInput, reasons: AuditReason[]) {
   const candidates = expectedPromptTokens(engine, model, input);
@@ -316,6 +349,7 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
     });
   if (input.receipt) await checkReceipt(input, input.receipt as SignedReceipt, reasons);
   checkFinish(engine, model, input, reasons);
+  checkText(engine, model, input, reasons);
   const constraints = await constraintsOrViolation(input, model, reasons);
   checkOutputFormat(engine, model, input, constraints, reasons);
   const lifted = liftedTokens(constraints);

@@ -11,6 +11,7 @@ import {
   cheatingAnswer,
   fixtureRequest,
   honestAnswer,
+  textAlteringAnswer,
 } from "../fixtures/cheats.ts";
 import { runMycelAudit, type ServeProcess, startMycelServer, temporaryHome } from "../helpers.ts";
 
@@ -82,6 +83,7 @@ describe("mycel audit (real processes)", () => {
         "lower_quant.json",
         await cheatingAnswer({ engine, models, request, cheat: "lower_quant" }),
       );
+      await writeInput("alters_text.json", await textAlteringAnswer({ engine, models, request }));
     } finally {
       await engine.close();
     }
@@ -108,6 +110,16 @@ describe("mycel audit (real processes)", () => {
     assert.ok(
       run.verdict.reasons.every((reason) => reason.message.length > 0),
       "every reason has a message",
+    );
+  });
+
+  it("fails an answer whose committed text is not its tokens' text: exit 1, text_mismatch", async () => {
+    const run = await audit(join(inputs, "alters_text.json"));
+    assert.equal(run.code, 1, `exit 1: ${run.stdout}${run.stderr}`);
+    assert.deepEqual(
+      run.verdict?.reasons.map((reason) => reason.code),
+      ["text_mismatch"],
+      run.stdout,
     );
   });
 

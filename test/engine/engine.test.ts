@@ -128,6 +128,53 @@ describe("engine (real llama.cpp on the tiny test model)", () => {
     assert.deepEqual(stopped.tokens, greedy.tokens.slice(0, stopped.tokens.length));
   });
 
+  it("streams exactly streamedText of its tokens (what receipts commit to): stops, split characters, ends, continuations", async () => {
+    // Sampled from the random-weight byte model: stray bytes, characters split across tokens, stop sequences found
+    // at once or held back over several tokens, end-of-generation tokens.
+    const stops = [[], ["e"], ["th", "\uFFFD\uFFFD"], ["abc", "  "]];
+    let stopped = 0;
+    let replaced = 0;
+    for (let seed = 1; seed <= 12; seed++) {
+      const stop = stops[seed % stops.length] as string[];
+      const answer = await engine.generate({
+        modelHash,
+        promptTokens: prompt,
+        maxTokens: 40,
+        temperature: 1.5,
+        seed,
+        stop,
+      });
+      assert.equal(
+        answer.text,
+        engine.streamedText({ modelHash, outputTokens: answer.tokens, stop }),
+        `seed ${seed}`,
+      );
+      if (answer.finishReason === "stop") stopped++;
+      if (answer.text.includes("\uFFFD")) replaced++;
+      // A continuation of its first tokens streams the text of its own tokens after them.
+      const prefixTokens = answer.tokens.slice(0, 1 + (seed % 7));
+      if (prefixTokens.some((token) => engine.isEndOfGeneration({ modelHash, token }))) continue;
+      const rest = await engine.generate({
+        modelHash,
+        promptTokens: prompt,
+        prefixTokens,
+        maxTokens: 12,
+        temperature: 1.5,
+        seed: seed + 100,
+        stop,
+      });
+      assert.equal(
+        rest.text,
+        engine.streamedText({ modelHash, prefixTokens, outputTokens: rest.tokens, stop }),
+        `continuation of seed ${seed}`,
+      );
+    }
+    assert.ok(
+      stopped > 0 && replaced > 0,
+      `stop sequences (${stopped}) and U+FFFD (${replaced}) were exercised`,
+    );
+  });
+
   it("sampling with a seed is reproducible, and another seed differs", async () => {
     const sample = (seed: number) =>
       engine.generate({

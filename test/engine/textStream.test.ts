@@ -5,6 +5,7 @@ import {
   createIncrementalDecoder,
   createStopMatcher,
   decodeTokens,
+  streamedTextOf,
 } from "../../src/engine/index.ts";
 
 /** A byte-level vocabulary like the test models': token = byte. */
@@ -115,6 +116,62 @@ describe("stop matcher", () => {
   it("picks the earliest of several stop sequences", () => {
     const matcher = createStopMatcher(["zzz", "b"]);
     assert.deepEqual(matcher.push("abczzz"), { emit: "a", stopped: true });
+  });
+});
+
+describe("the text a generation streams (streamedTextOf: what receipts commit to)", () => {
+  /** Byte tokens, with 0xff standing for an end-of-generation token (no bytes of its own). */
+  const endToken = 0xff;
+  const textOf = (parameters: { tokens: number[]; prefix?: number[]; stops?: string[] }) =>
+    streamedTextOf({
+      bytesOf: (token) => (token === endToken ? new Uint8Array() : byteOf(token)),
+      isEndOfGeneration: (token) => token === endToken,
+      prefixTokens: parameters.prefix ?? [],
+      outputTokens: parameters.tokens,
+      stops: parameters.stops ?? [],
+    });
+  const bytes = (text: string) => [...Buffer.from(text)];
+
+  it("is the decoded text, cut before a stop sequence, with nothing of the tokens after it", () => {
+    assert.equal(textOf({ tokens: bytes("héllo 🍄") }), "héllo 🍄");
+    assert.equal(textOf({ tokens: bytes("hello END tail"), stops: ["END"] }), "hello ");
+    assert.equal(textOf({ tokens: [] }), "");
+  });
+
+  it("releases held text at the end: a stop prefix that never completed, and an incomplete character as U+FFFD", () => {
+    assert.equal(textOf({ tokens: bytes("abcEN"), stops: ["END"] }), "abcEN", "length: held text released");
+    assert.equal(textOf({ tokens: [...bytes("abcEN"), endToken], stops: ["END"] }), "abcEN", "end token");
+    // The held stop prefix comes before the incomplete character's U+FFFD, in the order the bytes came.
+    const cut = [...bytes("abE"), 0xc3];
+    assert.equal(textOf({ tokens: cut, stops: ["END"] }), "abE\uFFFD");
+    assert.equal(textOf({ tokens: [...cut, endToken], stops: ["END"] }), "abE\uFFFD");
+  });
+
+  it("goes on from a continuation's prefix: its held bytes and partial stop match carry over, its text does not", () => {
+    const whole = bytes("prefix é and more");
+    const split = whole.indexOf(0xc3) + 1;
+    // The prefix ends inside "é": the continuation's text starts with the whole character.
+    assert.equal(textOf({ prefix: whole.slice(0, split), tokens: whole.slice(split) }), "é and more");
+    // A stop sequence begun in the prefix completes in the continuation: nothing is streamed.
+    assert.equal(textOf({ prefix: bytes("say EN"), tokens: bytes("D now"), stops: ["END"] }), "");
+    // One the continuation shows was no stop sequence comes out whole.
+    assert.equal(textOf({ prefix: bytes("say EN"), tokens: bytes("X"), stops: ["END"] }), "ENX");
+  });
+
+  it("joins to the prefix's text: prefix text + continuation text = the text of all tokens, for every split", () => {
+    const tokens = bytes("Grüße 🍄 END? no, ENDE");
+    const stops = ["ENDE"];
+    const all = textOf({ tokens, stops });
+    for (let split = 1; split < tokens.length; split++) {
+      const decoder = createIncrementalDecoder(byteOf);
+      const matcher = createStopMatcher(stops);
+      let before = "";
+      for (const token of tokens.slice(0, split)) before += matcher.push(decoder.push(token)).emit;
+      assert.equal(
+        before + textOf({ prefix: tokens.slice(0, split), tokens: tokens.slice(split), stops }),
+        all,
+      );
+    }
   });
 });
 

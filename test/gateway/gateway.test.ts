@@ -12,12 +12,14 @@ import {
   type Announcement,
   type EndFrame,
   hashRequest,
+  hashStreamedText,
   hashTokenIds,
   type InferenceRequest,
   priceOfTokens,
   type ReceiptMessage,
   receiptDomain,
   signReceipt,
+  textBoundCommitment,
 } from "../../src/protocol/index.ts";
 
 const providerKey = generatePrivateKey();
@@ -39,6 +41,9 @@ const request: InferenceRequest = {
 };
 const promptIds = [1, 2, 3, 9];
 const output = [5, 6, 7];
+/** The text the provider streamed for `output`, and the hash of its fingerprints (as the end frame carries it). */
+const streamed = "five six 7é";
+const fingerprintsHash = `0x${"fe".repeat(32)}` as Hex;
 
 function honestMessage(): ReceiptMessage {
   return {
@@ -49,7 +54,11 @@ function honestMessage(): ReceiptMessage {
     requestHash: hashRequest(request),
     promptHash: hashTokenIds(promptIds),
     outputHash: hashTokenIds(output),
-    commitment: `0x${"ab".repeat(32)}`,
+    commitment: textBoundCommitment({
+      finishReason: "length",
+      fingerprintsHash,
+      textHash: hashStreamedText(streamed),
+    }),
     promptTokens: promptIds.length,
     completionTokens: output.length,
     price: priceOfTokens({
@@ -66,6 +75,8 @@ async function endFrame(parameters: {
   key?: Hex;
   ids?: number[];
   chainId?: number;
+  /** End frame fields to change (`fingerprints_hash: undefined` leaves it out). */
+  end?: Partial<EndFrame>;
 }) {
   const receipt = await signReceipt({
     privateKey: parameters.key ?? providerKey,
@@ -77,11 +88,13 @@ async function endFrame(parameters: {
     type: "end",
     finish_reason: "length",
     prompt_token_ids: parameters.ids ?? promptIds,
+    fingerprints_hash: fingerprintsHash,
     receipt,
+    ...parameters.end,
   } as EndFrame;
 }
 
-const check = (end: EndFrame, outputTokens: number[] = output) =>
+const check = (end: EndFrame, outputTokens: number[] = output, streamedText = streamed) =>
   verifyReceipt({
     end,
     requestId,
@@ -89,6 +102,7 @@ const check = (end: EndFrame, outputTokens: number[] = output) =>
     provider,
     request,
     outputTokens,
+    streamedText,
     pricePerMillion: prices,
     domain: receiptDomain(),
   });
@@ -142,6 +156,13 @@ describe("gateway: receipt verification", () => {
       ["an overcharge", endFrame({ message: { price: 10n ** 18n } }), /announced/],
       ["a stale timestamp", endFrame({ message: { timestamp: 1_000n } }), /timestamp/],
       ["another provider named", endFrame({ message: { provider: zeroAddress } }), /another provider/],
+      ["another finish reason sent", endFrame({ end: { finish_reason: "stop" } }), /bind the text/],
+      [
+        "other fingerprints named",
+        endFrame({ end: { fingerprints_hash: `0x${"ef".repeat(32)}` } }),
+        /bind the text/,
+      ],
+      ["no fingerprints_hash", endFrame({ end: { fingerprints_hash: undefined } }), /no fingerprints_hash/],
     ];
     for (const [what, frame, reason, tokens] of cases) {
       const error = await check(await frame, tokens).then(
@@ -150,6 +171,20 @@ describe("gateway: receipt verification", () => {
       );
       assert.ok(error instanceof ReceiptRejectedError, `${what}: rejected`);
       assert.match(error.message, reason, what);
+    }
+  });
+
+  it("rejects a receipt whose commitment binds other text than the text streamed, however it differs", async () => {
+    const end = await endFrame({});
+    // The same text in other chunks is the same text: only the joined text counts.
+    await check(end, output, ["five ", "six 7", "é"].join(""));
+    for (const other of ["five six 8é", "five six 7e\u0301", "five six 7é ", "", "BUY NOW five six 7é"]) {
+      const error = await check(end, output, other).then(
+        () => undefined,
+        (failure: unknown) => failure,
+      );
+      assert.ok(error instanceof ReceiptRejectedError, `${JSON.stringify(other)}: rejected`);
+      assert.match(error.message, /does not bind the text streamed/);
     }
   });
 });

@@ -246,31 +246,31 @@ describe("network (real provider and gateway processes over libp2p)", () => {
     });
   });
 
-  it("rejects forged and mismatched receipts and stops routing to their providers", async () => {
+  it("rejects forged and mismatched receipts, and text other than the receipt binds, and stops routing to their providers", async () => {
     const alive = providers.filter(
       (provider) => provider.child.exitCode === null && provider.child.signalCode === null,
     );
     const bootstrap = alive[0]?.ready.multiaddrs?.[0] ?? "";
     const fixture = `${repositoryRoot}/test/fixtures/rogueProvider.ts`;
-    for (const mode of ["forge", "mismatch"])
+    for (const mode of ["forge", "mismatch", "alter-text"])
       extras.push(await startRole(["--import", "tsx", fixture, directory.home, modelHash, mode, bootstrap]));
     const rogueIds = new Set(extras.map((rogue) => rogue.ready.peerId));
     await waitFor("the gateway to see the rogue providers", async () => {
       const seen = (await (await fetch(`${url}/mycel/v1/providers`)).json()) as {
         data: { peer_id: string }[];
       };
-      return seen.data.filter((entry) => rogueIds.has(entry.peer_id)).length === 2 ? true : undefined;
+      return seen.data.filter((entry) => rogueIds.has(entry.peer_id)).length === 3 ? true : undefined;
     });
     const storedUntrusted = () => {
       const stored = openReceiptStore({ path: join(directory.home, "gateway", "receipts.sqlite") });
       try {
-        return new Set(stored.untrustedProviders().map((entry) => entry.peerId));
+        return new Map(stored.untrustedProviders().map((entry) => [entry.peerId, entry.reason]));
       } finally {
         stored.close();
       }
     };
     // Each rogue is tried (untried providers score optimistically) and caught on its first answer. A rogue
-    // whose dial fails on a loaded machine is banned for 30 s instead, so keep asking until both are caught.
+    // whose dial fails on a loaded machine is banned for 30 s instead, so keep asking until all are caught.
     const deadline = Date.now() + 45_000;
     for (let round = 0; round < 3 || Date.now() < deadline; round++) {
       const caught = storedUntrusted();
@@ -282,6 +282,8 @@ describe("network (real provider and gateway processes over libp2p)", () => {
         temperature: 0,
       })) as unknown as { mycel: MycelFields; choices: { message: { content: string } }[] };
       assert.ok(answer.choices[0]?.message.content);
+      // alter-text's ad never reaches the client: its text is dropped with its rejected receipt.
+      assert.doesNotMatch(answer.choices[0]?.message.content ?? "", /Sponsored/);
       const receipt = answer.mycel.receipts[0] as SignedReceipt;
       assert.equal(await verifyReceiptSignature(receipt, receipt.message.provider), true);
       assert.ok(
@@ -289,18 +291,23 @@ describe("network (real provider and gateway processes over libp2p)", () => {
         "served by an honest provider",
       );
       // Paces the rounds after the first three: a banned rogue comes back only when its 30 s ban ends, which nothing
-      // announces, so the loop asks again every second until both are caught or the 45 s deadline passes.
+      // announces, so the loop asks again every second until all are caught or the 45 s deadline passes.
       if (round >= 3) await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
     const table = (await (await fetch(`${url}/mycel/v1/providers`)).json()) as {
       data: { peer_id: string; untrusted: boolean; successes: number }[];
     };
     const rogues = table.data.filter((row) => rogueIds.has(row.peer_id));
-    assert.equal(rogues.length, 2);
+    assert.equal(rogues.length, 3);
     // Remembered on disk, so a restarted gateway does not trust them again.
     const remembered = storedUntrusted();
     for (const rogue of rogueIds)
       assert.ok(remembered.has(rogue), `the cheat is stored as untrusted: ${JSON.stringify(table.data)}`);
+    assert.match(
+      remembered.get(extras[2]?.ready.peerId as string) ?? "",
+      /commitment does not bind the text streamed/,
+      "the alter-text rogue is caught by the text its receipt binds",
+    );
     for (const entry of rogues) {
       assert.equal(entry.untrusted, true);
       assert.equal(entry.successes, 0);

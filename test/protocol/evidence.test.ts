@@ -4,6 +4,7 @@ import fc from "fast-check";
 import {
   auditInputSchema,
   buildFingerprints,
+  chunkFrameSchema,
   type Evidence,
   evidenceCommitment,
   evidenceSchema,
@@ -15,8 +16,11 @@ import {
   fingerprintPositions,
   fingerprintsSchema,
   fingerprintTopTokens,
+  hashFingerprints,
+  hashStreamedText,
   type InferenceRequest,
   type PositionTopLogits,
+  textBoundCommitment,
 } from "../../src/protocol/index.ts";
 
 const modelHash = `0x${"ab".repeat(32)}`;
@@ -238,6 +242,49 @@ describe("evidence: commitment", () => {
   });
 });
 
+describe("evidence: the text-bound commitment", () => {
+  const fingerprints = buildFingerprints(positionsOf(40));
+  const textHash = hashStreamedText("Grüße 🍄");
+
+  it("is the hash of {finishReason, fingerprintsHash, textHash}: evidence with a textHash gives the same", () => {
+    const commitment = textBoundCommitment({
+      finishReason: "length",
+      fingerprintsHash: hashFingerprints(fingerprints),
+      textHash,
+    });
+    assert.equal(evidenceCommitment({ fingerprints, finishReason: "length", textHash }), commitment);
+    assert.notEqual(
+      evidenceCommitment({ fingerprints, finishReason: "length" }),
+      commitment,
+      "not the legacy one",
+    );
+    assert.equal(textHash, hashStreamedText("Grü" + "ße 🍄"), "chunk boundaries do not matter");
+  });
+
+  it("changes with the text (one character, its normal form, a space), the finish reason or the fingerprints", () => {
+    const commitment = evidenceCommitment({ fingerprints, finishReason: "length", textHash });
+    for (const text of ["Grüße 🍄 ", "Grusse 🍄", "Gru\u0308ße 🍄", "", "Grüße 🍄\u0000"])
+      assert.notEqual(
+        evidenceCommitment({ fingerprints, finishReason: "length", textHash: hashStreamedText(text) }),
+        commitment,
+        JSON.stringify(text),
+      );
+    assert.notEqual(evidenceCommitment({ fingerprints, finishReason: "stop", textHash }), commitment);
+    assert.notEqual(
+      evidenceCommitment({ fingerprints: fingerprints.slice(0, 1), finishReason: "length", textHash }),
+      commitment,
+    );
+  });
+
+  it("chunk text must be well-formed Unicode: a lone surrogate would hash like U+FFFD", () => {
+    const chunk = (text: string) => ({ v: 1, type: "chunk", tokens: [1], text });
+    assert.equal(hashStreamedText("\uD800"), hashStreamedText("\uFFFD"), "why it is refused");
+    assert.ok(chunkFrameSchema.safeParse(chunk("🍄 \uFFFD ok")).success);
+    for (const text of ["\uD800", "a\uDC00b", "\uD83C"])
+      assert.equal(chunkFrameSchema.safeParse(chunk(text)).success, false, JSON.stringify(text));
+  });
+});
+
 describe("evidence: schemas", () => {
   const chunk = (): FingerprintChunk => ({
     ids: [
@@ -256,6 +303,18 @@ describe("evidence: schemas", () => {
     );
     const input = { ...sampleEvidence(), request: sampleRequest() };
     assert.ok(auditInputSchema.safeParse(input).success, "audit input without a receipt");
+    const textHash = hashStreamedText("hi");
+    assert.ok(
+      evidenceSchema.safeParse({ ...sampleEvidence(), textHash }).success,
+      "evidence with a textHash",
+    );
+    assert.ok(auditInputSchema.safeParse({ ...input, textHash }).success, "audit input with a textHash");
+    for (const bad of ["0x12", textHash.toUpperCase().replace("0X", "0x"), 7])
+      assert.equal(
+        evidenceSchema.safeParse({ ...sampleEvidence(), textHash: bad }).success,
+        false,
+        String(bad),
+      );
   });
 
   it("refuse malformed chunks", () => {

@@ -107,7 +107,8 @@ describe("validator: epoch scores", () => {
 
 describe("validator: what is slashable", () => {
   it("treats every cheat a receipt proves as slashable", () => {
-    assert.ok(slashableReasons.size === 7, `seven slashable reasons: ${[...slashableReasons].join(",")}`);
+    assert.ok(slashableReasons.size === 8, `eight slashable reasons: ${[...slashableReasons].join(",")}`);
+    assert.ok(slashableReasons.has("text_mismatch"), "text other than the tokens', committed to");
     for (const code of slashableReasons) assert.ok(isSlashable([{ code }]), `${code} alone is slashable`);
     assert.ok(
       isSlashable([{ code: "fingerprint_mismatch" }, { code: "not_argmax" }]),
@@ -122,6 +123,10 @@ describe("validator: what is slashable", () => {
     assert.ok(
       !isSlashable([{ code: "fingerprint_mismatch" }, { code: "receipt_invalid" }]),
       "a slashable reason next to a bad receipt is not slashable",
+    );
+    assert.ok(
+      !isSlashable([{ code: "text_mismatch" }, { code: "receipt_invalid" }]),
+      "a textHash the receipt does not commit to proves nothing against the provider",
     );
     assert.ok(
       !isSlashable([{ code: "evidence_unavailable" }, { code: "not_argmax" }]),

@@ -24,6 +24,7 @@ import {
   type Evidence,
   errorFrameSchema,
   hashRequest,
+  hashStreamedText,
   hashTokenIds,
   type InferenceRequest,
   modelHashToBytes32,
@@ -75,6 +76,8 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
   let honestKey: Hex;
   let cheater: Provider;
   let model: { name: string; hash: string };
+  /** What every provider of this file is started with (engine, the claimed model, free). */
+  let providerBase: Pick<Parameters<typeof startProvider>[0], "engine" | "models" | "price" | "version">;
 
   const node = async (privateKey: Hex, bootstrap: string[] = []) => {
     const created = await createMycelNode({ privateKey: libp2pKeyFromSecp256k1(privateKey), bootstrap });
@@ -123,7 +126,7 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
     honestKey = generatePrivateKey();
     const honestNode = await node(honestKey);
     const bootstrap = [honestNode.multiaddrs()[0] as string];
-    const providerBase = { engine, models: [claimedInfo], price: { input: 0n, output: 0n }, version: "test" };
+    providerBase = { engine, models: [claimedInfo], price: { input: 0n, output: 0n }, version: "test" };
     honest = await startProvider({ ...providerBase, node: honestNode, privateKey: honestKey });
     providers.push(honest);
     const cheaterKey = generatePrivateKey();
@@ -497,7 +500,9 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
       "outputTokens",
       "promptTokens",
       "request",
+      "textHash",
     ]);
+    assert.equal(evidence.textHash, hashStreamedText(result.text), "the hash of the text the client got");
     const receipt = mycel.receipts[0] as SignedReceipt;
     assert.equal(evidence.modelHash, modelHashToBytes32(model.hash));
     assert.equal(evidence.promptTokens.length, result.usage.promptTokens);
@@ -530,5 +535,39 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
     assert.equal(verdict.metrics.outputTokens, evidence.outputTokens.length);
     // The gateway sampled this answer too: the validator reaches the same verdict.
     assert.equal((await auditOf(mycel.request_id)).verdict, "pass");
+  });
+
+  it("fails a provider that streams an ad and commits to it (the gateway relays it): text_mismatch, slashable", async () => {
+    // It samples honestly; the text it streams, and signs the hash of, has an ad put in. The receipt binds that
+    // text, so the gateway takes it; the validator decodes the tokens and finds another text.
+    const ad = "[Sponsored: buy MycelCoin] ";
+    const key = generatePrivateKey();
+    const alterer = await startProvider({
+      ...providerBase,
+      node: await node(key, [nodes[0]?.multiaddrs()[0] as string]),
+      privateKey: key,
+      components: {
+        generate: async ({ request: _request, onDelta, ...parameters }) => {
+          let first = true;
+          const result = await engine.generate({
+            ...parameters,
+            onDelta: (delta) => {
+              onDelta?.(first && delta.text ? { ...delta, text: ad + delta.text } : delta);
+              if (delta.text) first = false;
+            },
+          });
+          return { ...result, text: ad + result.text };
+        },
+      },
+    });
+    providers.push(alterer);
+    await gateway.waitForProviders({ count: 3, modelHash: model.hash, timeoutMs: 20_000 });
+    const { result, mycel } = await ask(alterer, "What is a mushroom?");
+    assert.equal(mycel.receipts[0]?.message.provider, alterer.address, "its receipt was accepted");
+    assert.ok(result.text.startsWith(ad), `the client got the ad: ${JSON.stringify(result.text)}`);
+    const audit = await auditOf(mycel.request_id);
+    assert.equal(audit.verdict, "fail");
+    assert.deepEqual(codes(audit), ["text_mismatch"], JSON.stringify(audit.reasons));
+    assert.ok(isSlashable(audit.reasons), "the signed commitment proves it");
   });
 });

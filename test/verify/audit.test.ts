@@ -6,10 +6,13 @@ import { InvalidInputError, ModelNotFoundError } from "../../src/errors/index.ts
 import { openModelStore } from "../../src/model/index.ts";
 import {
   type AuditInput,
+  buildFingerprints,
+  canonicalJson,
   evidenceCommitment,
   type FingerprintChunk,
   fingerprintChunkTokens,
   hashRequest,
+  hashStreamedText,
   hashTokenIds,
   type InferenceRequest,
   receiptMessageFromJson,
@@ -34,6 +37,8 @@ import {
   fixtureProviderKey,
   fixtureRequest,
   honestAnswer,
+  injectedText,
+  textAlteringAnswer,
 } from "../fixtures/cheats.ts";
 import { temporaryHome } from "../helpers.ts";
 
@@ -220,6 +225,10 @@ describe("audit (real llama.cpp on the small test models)", () => {
       assert.ok(input.outputTokens.length < honest.outputTokens.length, "before max_tokens");
       const verdict = await auditor.audit(input);
       assert.equal(verdict.verdict, "pass", describeVerdict(verdict));
+      // The stop sequence is cut from the text committed to: the hash of the text with it fails.
+      const withStop = provider.detokenize({ modelHash: models.claimed, tokens: input.outputTokens });
+      const claimed = await auditor.audit(await resigned({ ...input, textHash: hashStreamedText(withStop) }));
+      assert.deepEqual(codesOf(claimed), ["text_mismatch"], describeVerdict(claimed));
     });
 
     it("without a receipt, and through auditAnswer with the provider's own engine", async () => {
@@ -340,14 +349,132 @@ describe("audit (real llama.cpp on the small test models)", () => {
 
     it('"length" claimed before max_tokens, and more tokens than max_tokens', async () => {
       assert.equal(honest.finishReason, "length", "the honest answer ran to max_tokens");
+      const outputTokens = honest.outputTokens.slice(0, 20);
       const cut = await resigned({
         ...honest,
-        outputTokens: honest.outputTokens.slice(0, 20),
+        outputTokens,
         fingerprints: firstPositions(honest.fingerprints, 20),
+        textHash: hashStreamedText(provider.streamedText({ modelHash: models.claimed, outputTokens })),
       });
       await expectOnly(cut, "finish_reason_dishonest", /"length" after 20 tokens, below max_tokens 40/);
       const over = await resigned({ ...honest, request: { ...honest.request, max_tokens: 30 } });
       await expectOnly(over, "usage_dishonest", /40 output tokens exceed max_tokens 30/);
+    });
+  });
+
+  describe("the streamed text: the commitment binds its hash, the audit recomputes it from the tokens", () => {
+    /** An honest continuation (failover) of `request` after the first `cut` tokens of `whole`, without a receipt. */
+    async function continuation(request: InferenceRequest, whole: AuditInput, cut: number) {
+      const prefixTokens = whole.outputTokens.slice(0, cut);
+      const chatTokens = whole.promptTokens;
+      const continued = {
+        ...request,
+        prefix_tokens: prefixTokens,
+        max_tokens: (request.max_tokens ?? 40) - cut,
+      };
+      const result = await provider.generate({
+        modelHash: models.claimed,
+        promptTokens: chatTokens,
+        prefixTokens,
+        maxTokens: continued.max_tokens,
+        temperature: 0,
+        stop: continued.stop,
+      });
+      const input: AuditInput = {
+        modelHash: whole.modelHash,
+        request: continued,
+        promptTokens: [...chatTokens, ...prefixTokens],
+        outputTokens: result.tokens,
+        fingerprints: buildFingerprints(result.topLogits),
+        finishReason: result.finishReason === "stop" ? "stop" : "length",
+        textHash: hashStreamedText(result.text),
+      };
+      return { input, text: result.text };
+    }
+
+    it("alters_text (an ad put into honestly sampled text, committed to) fails text_mismatch and nothing else", async () => {
+      {
+        // Temperature 0.8: the audit is exact whatever the sampling (the cheats above run at 0 and 0.8).
+        const request = fixtureRequest({ models, index: 21, maxTokens: 32, temperature: 0.8 });
+        const input = await textAlteringAnswer({ engine: provider, models, request });
+        const verdict = await auditor.audit(input);
+        assert.deepEqual(codesOf(verdict), ["text_mismatch"], describeVerdict(verdict));
+        assert.match(
+          verdict.reasons[0]?.message ?? "",
+          /committed to streaming \(keccak256 0x[0-9a-f]{64}\) is not the text of its 32 output tokens/,
+        );
+        // The same answer committed to its honest text passes: only the text was wrong.
+        const text = provider.streamedText({ modelHash: models.claimed, outputTokens: input.outputTokens });
+        assert.equal(input.textHash, hashStreamedText(injectedText + text));
+        const honestText = await resigned({ ...input, textHash: hashStreamedText(text) });
+        assert.equal((await auditor.audit(honestText)).verdict, "pass");
+      }
+    });
+
+    it("honest answers carry the hash of their text, also with split characters", async () => {
+      assert.equal(
+        honest.textHash,
+        hashStreamedText(
+          provider.streamedText({ modelHash: models.claimed, outputTokens: honest.outputTokens }),
+        ),
+      );
+      // At a high temperature the byte-level model writes stray bytes and split characters (U+FFFD in its text).
+      const request = { ...fixtureRequest({ models, index: 22, maxTokens: 32 }), temperature: 2, top_k: 0 };
+      const wild = await honestAnswer({ engine: provider, models, request });
+      const text = provider.streamedText({ modelHash: models.claimed, outputTokens: wild.outputTokens });
+      assert.ok(
+        [...text].some((character) => (character.codePointAt(0) ?? 0) > 0x7f),
+        `non-ASCII text: ${JSON.stringify(text)}`,
+      );
+      assert.equal((await auditor.audit(wild)).verdict, "pass");
+      // An answer cut at a stop sequence: see "that stopped at a stop sequence" above.
+    });
+
+    it("an honest continuation passes: its text goes on from the prefix's held text, even inside a stop sequence", async () => {
+      const plain = await continuation(honest.request, honest, 15);
+      assert.equal((await auditor.audit(plain.input)).verdict, "pass", "cut mid-answer");
+      // Cut after the first character of a stop sequence: the continuation completes it and streams nothing of it.
+      const { stop, request } = stopAtMiddle();
+      const whole = provider.detokenize({ modelHash: models.claimed, tokens: honest.outputTokens });
+      const cut = [...Buffer.from(whole.slice(0, whole.indexOf(stop) + 1))].length;
+      const inside = await continuation(request, honest, cut);
+      assert.equal(inside.input.finishReason, "stop", "the continuation completes the stop sequence");
+      assert.notEqual(
+        inside.text,
+        provider.detokenize({ modelHash: models.claimed, tokens: inside.input.outputTokens }),
+        "the prefix's held text matters",
+      );
+      const verdict = await auditor.audit(inside.input);
+      assert.equal(verdict.verdict, "pass", describeVerdict(verdict));
+    });
+
+    it("a textHash changed after signing fails the commitment (nobody can claim other text in the provider's name)", async () => {
+      const textHash = hashStreamedText(`${injectedText}anything`);
+      const verdict = await auditor.audit({ ...honest, textHash });
+      assert.ok(codesOf(verdict).includes("receipt_invalid"), describeVerdict(verdict));
+      assert.match(
+        verdict.reasons.find((reason) => reason.code === "receipt_invalid")?.message ?? "",
+        /commitment does not match the fingerprints, finish reason and textHash/,
+      );
+      // Left out of a text-bound receipt's evidence, it cannot be dodged: the legacy commitment does not match.
+      const { textHash: _, ...withoutText } = honest;
+      const dodged = await auditor.audit(withoutText);
+      assert.deepEqual(codesOf(dodged), ["receipt_invalid"], describeVerdict(dodged));
+      assert.match(dodged.reasons[0]?.message ?? "", /has no textHash/);
+    });
+
+    it("evidence from before text-bound receipts (no textHash, the legacy commitment) still passes", async () => {
+      const { textHash: _, ...legacy } = honest;
+      const resignedLegacy = await resigned(legacy);
+      assert.equal(
+        (resignedLegacy.receipt as SignedReceipt).message.commitment,
+        keccak256(
+          stringToBytes(canonicalJson({ finishReason: "length", fingerprints: honest.fingerprints })),
+        ),
+        "the legacy commitment: keccak256 of the canonical JSON {finishReason, fingerprints}",
+      );
+      const verdict = await auditor.audit(resignedLegacy);
+      assert.equal(verdict.verdict, "pass", describeVerdict(verdict));
     });
   });
 

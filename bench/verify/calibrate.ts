@@ -75,28 +75,22 @@ type Setting = { label: string; options: Partial<EngineOptions> };
 const provider = {
   base: { label: "1 thread, batch 512", options: { threadsPerSequence: 1, batchSize: 512 } },
   threads2: { label: "2 threads, batch 512", options: { threadsPerSequence: 2, batchSize: 512 } },
+  threads4: { label: "4 threads, batch 512", options: { threadsPerSequence: 4, batchSize: 512 } },
   batch64: { label: "1 thread, batch 64", options: { threadsPerSequence: 1, batchSize: 64 } },
   batch16: { label: "1 thread, batch 16", options: { threadsPerSequence: 1, batchSize: 16 } },
 } satisfies Record<string, Setting>;
 /** Validator (re-evaluation) settings, given to createAuditor as engineOptions. */
 const validator = {
-  base: {
-    label: `1 thread, batch ${auditBatchSize} (default)`,
+  base: { label: "1 thread, as the provider decoded (default)", options: { threadsPerSequence: 1 } },
+  threads2: { label: "2 threads, as the provider decoded", options: { threadsPerSequence: 2 } },
+  batch32: {
+    label: `1 thread, all in batches of ${auditBatchSize} (the audit before 2026-12: information)`,
     options: { threadsPerSequence: 1, batchSize: auditBatchSize },
   },
-  threads2: {
-    label: `2 threads, batch ${auditBatchSize}`,
-    options: { threadsPerSequence: 2, batchSize: auditBatchSize },
-  },
-  batch512: {
-    label: "1 thread, batch 512 (not the audit's: information)",
-    options: { threadsPerSequence: 1, batchSize: 512 },
-  },
-  batch16: { label: "1 thread, batch 16", options: { threadsPerSequence: 1, batchSize: 16 } },
 } satisfies Record<string, Setting>;
 
-/** Audits as validators run them (batches of at most auditBatchSize); batch 512 rows are for comparison only. */
-const asAudited = (sample: { validator: string }) => !sample.validator.includes("batch 512");
+/** Audits as validators run them (the re-evaluation of reEvaluationBatchesOf); "information" rows compare. */
+const asAudited = (sample: { validator: string }) => !sample.validator.includes("information");
 type ValidatorName = keyof typeof validator;
 
 /** One audited answer. */
@@ -340,7 +334,7 @@ async function measure(root: string) {
     const baseline = await honestAnswers(engine, models, fixture(models, 0, counts.baseline));
     await record("f16 honest", "baseline", provider.base, baseline, ["base"]);
     await record("f16 honest", "validator threads", provider.base, baseline, ["threads2"]);
-    await record("f16 honest", "validator batch", provider.base, baseline, ["batch512", "batch16"]);
+    await record("f16 honest", "validator batch", provider.base, baseline, ["batch32"]);
     for (const [offset, { bytes, answers: count }] of longPromptConditions.entries()) {
       progress(`generating ${count} answers to ~${bytes}-token prompts`);
       const answers = await honestAnswers(
@@ -348,7 +342,7 @@ async function measure(root: string) {
         models,
         longPrompts(models, 100 + 10 * offset, count, bytes),
       );
-      await record("f16 honest", `prompts ~${bytes} tokens`, provider.base, answers, ["base", "batch512"]);
+      await record("f16 honest", `prompts ~${bytes} tokens`, provider.base, answers, ["base", "batch32"]);
     }
     progress(`generating ${counts.longOutputs} answers of ${longOutputTokens} tokens`);
     const longOutputs = await honestAnswers(
@@ -362,7 +356,7 @@ async function measure(root: string) {
     const q8Baseline = await honestAnswers(engine, q8, fixture(q8, 0, counts.q8Baseline));
     await record("q8_0 honest", "baseline", provider.base, q8Baseline, ["base"]);
     await record("q8_0 honest", "validator threads", provider.base, q8Baseline, ["threads2"]);
-    await record("q8_0 honest", "validator batch", provider.base, q8Baseline, ["batch512"]);
+    await record("q8_0 honest", "validator batch", provider.base, q8Baseline, ["batch32"]);
     for (const bytes of [1000, 1850]) {
       const answers = await honestAnswers(engine, q8, longPrompts(q8, 100, counts.q8Setting, bytes));
       await record("q8_0 honest", `prompts ~${bytes} tokens`, provider.base, answers, ["base"]);
@@ -374,7 +368,7 @@ async function measure(root: string) {
       await record("cheat vs f16", cheat, provider.base, answers, ["base"]);
       if (cheat !== "lower_quant") continue;
       // The cheat closest to honest: also under the other validator settings and with long prompts and outputs.
-      await record("cheat vs f16", cheat, provider.base, answers, ["threads2", "batch512"]);
+      await record("cheat vs f16", cheat, provider.base, answers, ["threads2", "batch32"]);
       const longer = await cheating(
         engine,
         models,
@@ -413,6 +407,7 @@ async function measure(root: string) {
     // Other provider settings.
     const others = [
       { setting: provider.threads2, condition: "provider threads", start: 40, count: counts.providerThreads },
+      { setting: provider.threads4, condition: "provider threads", start: 50, count: counts.providerThreads },
       { setting: provider.batch64, condition: "provider batch", start: 60, count: counts.providerBatch },
       { setting: provider.batch16, condition: "provider batch", start: 80, count: counts.providerBatch },
     ];
@@ -421,9 +416,20 @@ async function measure(root: string) {
       progress(`generating ${count} answers with provider ${setting.label}`);
       const answers = await honestAnswers(engine, models, [
         ...fixture(models, start, count - 2),
-        ...longPrompts(models, start, 2, 1400),
+        // Threads change a provider's decode with the context's length: the end of the window for them.
+        ...longPrompts(models, start, 2, setting.options.threadsPerSequence > 1 ? 1850 : 1400),
       ]);
       await record("f16 honest", condition, setting, answers, ["base"]);
+      if (setting.options.threadsPerSequence > 1) {
+        // The closest cheat, re-evaluated as a multi-thread provider's answers are (output in large batches).
+        const cheats = await cheating(
+          engine,
+          models,
+          [...fixture(models, start + 300, 2), ...longPrompts(models, start + 300, 2, 1850)],
+          "lower_quant",
+        );
+        await record("cheat vs f16", `lower_quant, provider ${setting.label}`, setting, cheats, ["base"]);
+      }
       if (setting !== provider.batch64) {
         const q8Answers = await honestAnswers(engine, q8, fixture(q8, start, counts.q8Setting));
         await record("q8_0 honest", condition, setting, q8Answers, ["base"]);

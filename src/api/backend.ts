@@ -291,6 +291,7 @@ export function createEngineBackend(
               fingerprints: buildFingerprints(result.topLogits),
               finishReason: result.finishReason,
               textHash: hashStreamedText(result.text),
+              decoding: result.decoding,
               // The request in wire form (as a gateway would send it), so that evidence + receipt audit as is.
               request: buildInferenceRequest({
                 modelHash,

@@ -159,6 +159,8 @@ export type GenerateReturnType = {
    * (`excluded`) and how many by a walk's mask (`walked`; the others, by the grammar's own mask).
    */
   grammarSampling?: Record<LazySampleOutcome | "walked" | "excluded", number>;
+  /** How the prompt was decoded: in batches of `batchSize` tokens, on `threads` threads (evidence states it). */
+  decoding: { batchSize: number; threads: number };
 };
 
 /** Parameters of {@link Engine.evaluate}. */
@@ -844,6 +846,7 @@ export function createEngine(parameters: { options?: Partial<EngineOptions>; log
       seed,
       timings: { queuedMs, firstTokenMs, totalMs: performance.now() - started },
       ...(lazy ? { grammarSampling } : {}),
+      decoding: { batchSize: sequence.context.batchSize, threads: options.threadsPerSequence },
     };
   }
 

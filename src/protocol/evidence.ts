@@ -61,6 +61,19 @@ export const evidenceFinishReasonSchema = z.enum(["stop", "length"]);
  */
 const textHashField = bytes32.optional();
 
+/**
+ * How a provider's engine decoded an answer: llama.cpp's batch size (its prompt went in batches of that many tokens)
+ * and its threads per sequence. A validator re-evaluates the prompt in the same batches, where llama.cpp's
+ * arithmetic is the provider's (docs/VERIFICATION.md "Re-evaluation"). Not committed: a provider that misstates it
+ * only makes its own audit drift more.
+ */
+export const decodingSettingsSchema = z
+  .object({ batchSize: z.number().int().min(1).max(65_536), threads: z.number().int().min(1).max(1024) })
+  .strict();
+
+/** How a provider decoded an answer (see {@link decodingSettingsSchema}). */
+export type DecodingSettings = z.infer<typeof decodingSettingsSchema>;
+
 /** Evidence of one answer (one provider segment), as `mycel.evidence` and the evidence protocol carry it. */
 export const evidenceSchema = z
   .object({
@@ -70,6 +83,8 @@ export const evidenceSchema = z
     fingerprints: fingerprintsSchema,
     finishReason: evidenceFinishReasonSchema,
     textHash: textHashField,
+    /** Absent from evidence made before providers stated it (the audit then assumes batch 512, 1 thread). */
+    decoding: decodingSettingsSchema.optional(),
   })
   .strict();
 
@@ -88,6 +103,8 @@ export const auditInputSchema = z
     finishReason: evidenceFinishReasonSchema,
     /** The hash of the text the provider streamed (required by a text-bound commitment). */
     textHash: textHashField,
+    /** How the provider decoded (its batch size and threads), for re-evaluating its prompt the same way. */
+    decoding: decodingSettingsSchema.optional(),
     receipt: signedReceiptSchema.optional(),
   })
   .strict();

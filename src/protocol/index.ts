@@ -40,6 +40,8 @@ export {
   type AuditInput,
   auditInputSchema,
   buildFingerprints,
+  type DecodingSettings,
+  decodingSettingsSchema,
   type Evidence,
   type EvidenceFrame,
   type EvidenceRequestFrame,

@@ -291,6 +291,7 @@ async function generateAndSign(input: {
       topLogits: result.topLogits,
       finishReason: result.finishReason,
       text: result.text,
+      decoding: result.decoding,
       pricePerMillion: context.price,
     });
     const receipt = await context.components.signReceipt({

@@ -2,6 +2,7 @@
 import type { Hex } from "viem";
 import {
   buildFingerprints,
+  type DecodingSettings,
   type Evidence,
   hashFingerprints,
   hashRequest,
@@ -25,6 +26,8 @@ export type DescribeAnswerParameters = {
   finishReason: Evidence["finishReason"];
   /** The text streamed for `outputTokens` (the chunks' `text` joined): the commitment binds it. */
   text: string;
+  /** How the engine decoded (the generation's `decoding`): the evidence states it for validators. */
+  decoding?: DecodingSettings;
   pricePerMillion: { input: bigint; output: bigint };
   now?: number;
 };
@@ -68,6 +71,7 @@ export function describeAnswer(parameters: DescribeAnswerParameters): {
     fingerprints,
     finishReason,
     textHash,
+    ...(parameters.decoding ? { decoding: parameters.decoding } : {}),
   };
   return { message, evidence, fingerprintsHash };
 }

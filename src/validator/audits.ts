@@ -101,6 +101,7 @@ export function createSampleAuditor(parameters: CreateSampleAuditorParameters): 
       fingerprints: fetched.evidence.fingerprints,
       finishReason: fetched.evidence.finishReason,
       ...(fetched.evidence.textHash === undefined ? {} : { textHash: fetched.evidence.textHash }),
+      ...(fetched.evidence.decoding === undefined ? {} : { decoding: fetched.evidence.decoding }),
       receipt: sample.receipt,
     };
     let verdict: AuditVerdict;

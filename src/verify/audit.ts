@@ -24,6 +24,7 @@ import {
   liftedTokens,
   walkConstrainedPositions,
 } from "./constraints.ts";
+import { reEvaluationBatchesOf } from "./reEvaluation.ts";
 import { type AuditTolerances, impossibleLogprob, minChunkPositions, tolerancesFor } from "./tolerances.ts";
 
 /** Why an answer failed its audit: a stable code and a sentence naming what was wrong. */
@@ -365,6 +366,7 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
           promptTokens: input.promptTokens,
           outputTokens: input.outputTokens,
           topK,
+          ...reEvaluationBatchesOf(input),
           includeTokens: input.outputTokens.map((_, index) => [
             ...(fingerprintAt(input.fingerprints, index)?.ids ?? []),
             ...lifted,

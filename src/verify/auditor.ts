@@ -5,13 +5,13 @@ import { type Logger, silentLogger } from "../log/index.ts";
 import { openModelStore } from "../model/index.ts";
 import { type AuditInput, auditInputSchema } from "../protocol/index.ts";
 import { type AuditVerdict, auditAnswer } from "./audit.ts";
-import { type AuditTolerances, auditBatchSize } from "./tolerances.ts";
+import { type AuditTolerances, auditPrefillMaxBatchSize } from "./tolerances.ts";
 
 /** Parameters of {@link createAuditor}. */
 export type CreateAuditorParameters = {
   /** MYCEL_HOME, whose model store holds the models audits claim. */
   home: string;
-  /** Engine settings for re-evaluation (default: one sequence, batches of {@link auditBatchSize}). */
+  /** Engine settings for re-evaluation (default: one sequence, batches of up to {@link auditPrefillMaxBatchSize}). */
   engineOptions?: Partial<EngineOptions>;
   tolerances?: AuditTolerances;
   logger?: Logger;
@@ -45,7 +45,12 @@ export function createAuditor(parameters: CreateAuditorParameters): Auditor {
   const logger = parameters.logger ?? silentLogger;
   const store = openModelStore({ home: parameters.home });
   const engine = createEngine({
-    options: { parallelism: 1, maxQueue: 16, batchSize: auditBatchSize, ...parameters.engineOptions },
+    options: {
+      parallelism: 1,
+      maxQueue: 16,
+      batchSize: auditPrefillMaxBatchSize,
+      ...parameters.engineOptions,
+    },
     logger,
   });
   const loading = new Map<string, Promise<unknown>>();

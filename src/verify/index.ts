@@ -17,9 +17,12 @@ export {
   combineSegmentVerdicts,
   type SegmentAuditVerdict,
 } from "./combineSegmentVerdicts.ts";
+export { type ReEvaluationBatches, reEvaluationBatchesOf } from "./reEvaluation.ts";
 export {
   type AuditTolerances,
+  assumedDecoding,
   auditBatchSize,
+  auditPrefillMaxBatchSize,
   auditTolerances,
   impossibleLogprob,
   minChunkPositions,

@@ -17,12 +17,24 @@ export type AuditTolerances = {
 export const minChunkPositions = 8;
 
 /**
- * Tokens per llama.cpp batch in an audit's re-evaluation (prompt and output). With batches of at most 32, honest
- * drift at the end of a long context is a third of what batches of 512 give (`npm run calibrate`); it costs
- * about 2.5x the audit time of batches of 512 (`npm run bench:verify`). Evaluating only the output positions in
- * small batches does not help: the drift follows how the prompt was batched.
+ * Tokens per llama.cpp batch in an audit's re-evaluation of the output of a provider that decodes on one thread.
+ * A provider decodes its output one token at a time; on one thread, llama.cpp's kernels for batches of at most 32
+ * tokens compute each position as that single-token decode does, to ~0.005 nats, while batches of 512 drift to
+ * 0.06 at the end of a 2048-token window (`npm run calibrate`, docs/VERIFICATION.md "Re-evaluation").
  */
 export const auditBatchSize = 32;
+
+/**
+ * The largest batch of a provider's prefill an audit re-evaluates as the provider did (an auditor's engine batch
+ * size); a larger one is re-evaluated in batches of this size.
+ */
+export const auditPrefillMaxBatchSize = 512;
+
+/** The smallest batch an audit re-evaluates a prompt in, whatever the provider states (a bound on the audit's cost). */
+export const auditPrefillMinBatchSize = 16;
+
+/** What an audit assumes of evidence that does not state how it was decoded: the provider defaults of 2-core machines. */
+export const assumedDecoding = { batchSize: 512, threads: 1 } as const;
 
 /** A token whose log-probability under the claimed model is below this could not have been sampled. */
 export const impossibleLogprob = -20;

@@ -494,6 +494,7 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
     const evidence = mycel.evidence as Evidence;
     assert.ok(evidence && !("error" in evidence), `evidence came back: ${JSON.stringify(mycel.evidence)}`);
     assert.deepEqual(Object.keys(evidence).sort(), [
+      "decoding",
       "fingerprints",
       "finishReason",
       "modelHash",
@@ -503,6 +504,11 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
       "textHash",
     ]);
     assert.equal(evidence.textHash, hashStreamedText(result.text), "the hash of the text the client got");
+    assert.deepEqual(
+      evidence.decoding,
+      { batchSize: engine.options.batchSize, threads: 1 },
+      "how it decoded",
+    );
     const receipt = mycel.receipts[0] as SignedReceipt;
     assert.equal(evidence.modelHash, modelHashToBytes32(model.hash));
     assert.equal(evidence.promptTokens.length, result.usage.promptTokens);

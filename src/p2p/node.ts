@@ -48,6 +48,8 @@ import {
   MAX_INBOUND_CONNECTIONS_PER_HOST,
   MAX_INCOMING_PENDING_CONNECTIONS,
   MYCEL_DHT_PROTOCOL,
+  PEER_DISCOVERY_MAX_GAP_MS,
+  PEER_DISCOVERY_MIN_GAP_MS,
   PEER_DISCOVERY_WALK_TIMEOUT_MS,
   PROVIDE_TIMEOUT_MS,
   RELAY_FIRST_ADDRESS_WAIT_MS,
@@ -585,15 +587,22 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
       }),
     );
   };
-  // Discovery: while this node has few peers, walk the DHT towards a random key and dial the peers it meets.
+  // Discovery: while this node has few peers, walk the DHT towards a random key and dial the peers it meets. A walk
+  // that finds nobody new doubles the wait before the next (up to PEER_DISCOVERY_MAX_GAP_MS), so that a small network
+  // where every node knows every other does not walk every few seconds forever; losing a peer ends the wait.
   let walking = false;
+  let walkGapMs = 0;
+  let nextWalkAt = 0;
+  let peersAfterLastWalk = 0;
   // Counted from connections: libp2p.getPeers() re-parses every peer id, which costs an EC point decompression each.
   const connectedPeerCount = () =>
     new Set(libp2p.getConnections().map((connection) => connection.remotePeer.toString())).size;
   const discoverPeers = async () => {
     const connected = connectedPeerCount();
     if (walking || stopController.signal.aborted || connected === 0 || connected >= TARGET_PEER_COUNT) return;
+    if (Date.now() < nextWalkAt && connected >= peersAfterLastWalk) return;
     walking = true;
+    let dialled = 0;
     try {
       const signal = anySignal([stopController.signal, AbortSignal.timeout(PEER_DISCOVERY_WALK_TIMEOUT_MS)]);
       const candidates: PeerId[] = [];
@@ -626,15 +635,19 @@ export async function createMycelNode(parameters: CreateMycelNodeParameters): Pr
         .slice(0, Math.max(0, TARGET_PEER_COUNT - connectedPeerCount()))
         .map((peerId) => libp2p.dial(peerId, { signal: dialSignal }));
       const results = await Promise.allSettled(dials);
-      logger.debug("peer discovery walk done", {
-        dialled: results.filter((result) => result.status === "fulfilled").length,
-        peers: connectedPeerCount(),
-      });
+      dialled = results.filter((result) => result.status === "fulfilled").length;
+      logger.debug("peer discovery walk done", { dialled, peers: connectedPeerCount() });
     } catch (error) {
       if (!stopController.signal.aborted)
         logger.debug("peer discovery walk failed", { error: describeError(error) });
     } finally {
       walking = false;
+      walkGapMs =
+        dialled > 0
+          ? 0
+          : Math.min(PEER_DISCOVERY_MAX_GAP_MS, Math.max(2 * walkGapMs, PEER_DISCOVERY_MIN_GAP_MS));
+      nextWalkAt = Date.now() + walkGapMs;
+      peersAfterLastWalk = connectedPeerCount();
     }
   };
 

@@ -346,6 +346,28 @@ describe("bootstrap redial", () => {
     await withDeadline("the redial of the bootstrap peer", redialed, 5_000);
     assert.ok(connected(), "connected again");
   });
+
+  it("walks the DHT for more peers, then waits longer while walks find nobody new", async () => {
+    const bootstrapNode = await createMycelNode({ privateKey: libp2pKeyFromSecp256k1(randomEthereumKey()) });
+    nodes.push(bootstrapNode);
+    const node = await createMycelNode({
+      privateKey: libp2pKeyFromSecp256k1(randomEthereumKey()),
+      bootstrap: bootstrapNode.multiaddrs(),
+      bootstrapRedialIntervalMs: 100,
+    });
+    nodes.push(node);
+    const dht = node.libp2p.services.dht;
+    const walk = dht.getClosestPeers.bind(dht);
+    let walks = 0;
+    dht.getClosestPeers = ((...args: Parameters<typeof walk>) => {
+      walks++;
+      return walk(...args);
+    }) as typeof dht.getClosestPeers;
+    // With one peer (fewer than it wants) a node used to walk at every maintenance tick, here every 100 ms. Its
+    // walk at start met nobody new, so the next waits 5 s: a window of 1.5 s holds no walk (one if the first ran late).
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.ok(walks <= 1, `${walks} DHT walks in 1.5 s`);
+  });
 });
 
 describe("a network of 16 nodes on one host", () => {

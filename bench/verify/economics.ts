@@ -17,7 +17,7 @@ import { type Auditor, createAuditor } from "../../src/verify/index.ts";
 import { type CheatModels, honestAnswer } from "../../test/fixtures/cheats.ts";
 import { watchOtherProcessesCpu } from "../network/processes.ts";
 import { formatTable, median, roundUp, verdict } from "../shared/report.ts";
-import { longPromptRequest } from "./requests.ts";
+import { exactLengthAnswer, paddedRequest } from "./requests.ts";
 
 /** A GGUF to measure on (MYCEL_BENCH_ECONOMICS_MODEL, e.g. one `mycel model make-test --size medium` wrote). */
 const modelPath = process.env.MYCEL_BENCH_ECONOMICS_MODEL;
@@ -58,28 +58,6 @@ function progress(message: string) {
 
 /** Whole tokens of an 18-decimal amount in the token's smallest unit, as a float (for ratios). */
 const tokensOf = (units: bigint) => Number(units) / 1e18;
-
-/** A request whose prompt has at least `tokens` tokens in this model's chat template (padded with filler). */
-function paddedRequest(engine: Engine, models: CheatModels, tokens: number, maxTokens: number) {
-  let promptBytes = tokens;
-  for (let attempt = 0; attempt < 12; attempt++) {
-    const request = longPromptRequest({ models, index: 0, promptBytes, maxTokens, temperature: 1 });
-    const count = engine.tokenizeChat({ modelHash: models.claimed, messages: request.messages ?? [] }).length;
-    if (count >= tokens) return { request, promptTokens: count };
-    promptBytes = Math.ceil(promptBytes * (tokens / count) * 1.05) + 16;
-  }
-  throw new Error(`could not pad a prompt to ${tokens} tokens`);
-}
-
-/** The first seed from 1 whose answer to `base` has exactly max_tokens tokens (random weights rarely stop early). */
-async function exactLength(engine: Engine, models: CheatModels, base: InferenceRequest) {
-  for (let seed = 1; seed <= 20; seed++) {
-    const request = { ...base, seed };
-    const answer = await honestAnswer({ engine, models, request });
-    if (answer.outputTokens.length === base.max_tokens) return { request, answer };
-  }
-  throw new Error(`no seed in 1..20 gives an answer of ${base.max_tokens} tokens`);
-}
 
 /** Times generation (the provider's whole side) and the audit of the same answer, `rounds` times each. */
 async function timeAnswer(parameters: {
@@ -173,16 +151,16 @@ async function main() {
   const home = await mkdtemp(join(tmpdir(), "mycel-bench-economics-"));
   const { label, models, engine, auditor } = await setUp(home);
   try {
-    const padded = paddedRequest(engine, models, promptTokensWanted, outputTokens);
+    const padded = paddedRequest({ engine, models, tokens: promptTokensWanted, maxTokens: outputTokens });
     progress(`finding a seed for ${outputTokens} output tokens (also the warm-up)`);
-    const { request, answer } = await exactLength(engine, models, padded.request);
+    const { request, answer } = await exactLengthAnswer({ engine, models, base: padded.request });
     await auditor.audit(answer);
     const challenge = {
       ...padded.request,
       messages: [{ role: "user", content: challengePrompts[0] as string }],
       max_tokens: challengeOutputTokens,
     };
-    const { request: challengeRequest } = await exactLength(engine, models, challenge);
+    const { request: challengeRequest } = await exactLengthAnswer({ engine, models, base: challenge });
     const challengePromptTokens = engine.tokenizeChat({
       modelHash: models.claimed,
       messages: challengeRequest.messages ?? [],

@@ -13,13 +13,7 @@ import { join } from "node:path";
 import type { Engine, EngineOptions } from "../../src/engine/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import type { AuditInput, InferenceRequest } from "../../src/protocol/index.ts";
-import {
-  type Auditor,
-  type AuditVerdict,
-  auditBatchSize,
-  createAuditor,
-  tolerancesFor,
-} from "../../src/verify/index.ts";
+import { type Auditor, type AuditVerdict, createAuditor, tolerancesFor } from "../../src/verify/index.ts";
 import {
   addCheatModels,
   type CheatModels,
@@ -41,8 +35,9 @@ import {
   toolFixtureRequest,
 } from "../../test/fixtures/toolCheats.ts";
 import { watchOtherProcessesCpu } from "../network/processes.ts";
-import { formatTable, median, roundDown, roundUp, verdict } from "../shared/report.ts";
-import { claimingQ8, longPromptRequest } from "./requests.ts";
+import { formatTable, roundDown, roundUp, verdict } from "../shared/report.ts";
+import { measureAuditCost } from "./auditCost.ts";
+import { longPromptRequest } from "./requests.ts";
 
 /**
  * Which sections run (MYCEL_BENCH_VERIFY_SECTIONS, e.g. "2,3"; default all), and the share of the answers of
@@ -82,11 +77,6 @@ async function withToolModel(engine: Engine, home: string, models: BenchModels):
   return engine;
 }
 
-/** Section 1: output lengths and timed rounds per length (medians). */
-const outputLengths = [64, 256, 1024] as const;
-const rounds = 5;
-/** The output length the ratio target is about. */
-const targetLength = 256;
 /** Section 2: audited answers per cheat, the index of the first one's request, and their max_tokens (cycled). */
 const answersPerCheat = scaled(100);
 const firstCheatIndex = 1000;
@@ -155,7 +145,13 @@ const honestConstraintSets: readonly (readonly Constraint[])[] = [
 const honestMaxTokens = [32, 48, 64];
 const longPromptEvery = 10;
 const longPromptBytes = [600, 1000, 1400, 1850];
-const targets = { ratio: 0.1, detection: 0.99, falsePositives: 0 };
+const targets = {
+  auditPerForward: 1.3,
+  toLimit: 1.3,
+  extractionShare: 0.3,
+  detection: 0.99,
+  falsePositives: 0,
+};
 
 const runStarted = performance.now();
 function progress(message: string) {
@@ -164,128 +160,6 @@ function progress(message: string) {
 
 /** The validator's default settings (`mycel validator` and `mycel audit`): every core, batches of auditBatchSize. */
 const validatorThreads = availableParallelism();
-
-/**
- * An honest answer of exactly `tokens` tokens: temperature 1, max_tokens `tokens`, and the first seed from 1
- * whose answer does not end early (the test model rarely emits end-of-generation).
- */
-async function exactRequest(engine: Engine, claim: CheatModels, tokens: number): Promise<InferenceRequest> {
-  const base = fixtureRequest({ models: claim, index: 0, maxTokens: tokens, temperature: 1 });
-  for (let seed = 1; seed <= 20; seed++) {
-    const request = { ...base, seed };
-    const answer = await honestAnswer({ engine, models: claim, request });
-    if (answer.outputTokens.length === tokens && answer.finishReason === "length") return request;
-  }
-  throw new Error(`no seed in 1..20 gives an answer of ${tokens} tokens`);
-}
-
-type Timing = { generationMs: number[]; auditMs: number[]; auditOneThreadMs: number[]; evaluateMs: number[] };
-
-/** Section 1: generation and audit side by side, per model and output length. */
-async function measureRatio(parameters: {
-  home: string;
-  models: CheatModels;
-  auditor: Auditor;
-  oneThreadAuditor: Auditor;
-}) {
-  const { home, models, auditor, oneThreadAuditor } = parameters;
-  const claims = [
-    { label: "small q8_0", claim: claimingQ8(models) },
-    { label: "small f16", claim: models },
-  ];
-  const engine = await cheatEngine({ home, models, options: { threadsPerSequence: 1 } });
-  const timings = new Map<string, Timing>();
-  const requests = new Map<string, InferenceRequest>();
-  let promptTokens = 0;
-  try {
-    for (const { label, claim } of claims)
-      for (const tokens of outputLengths) {
-        progress(`section 1: finding a seed for ${tokens} tokens of ${label} (also the warm-up)`);
-        const request = await exactRequest(engine, claim, tokens);
-        requests.set(`${label}/${tokens}`, request);
-        timings.set(`${label}/${tokens}`, {
-          generationMs: [],
-          auditMs: [],
-          auditOneThreadMs: [],
-          evaluateMs: [],
-        });
-        const input = await honestAnswer({ engine, models: claim, request });
-        promptTokens = input.promptTokens.length;
-        await auditor.audit(input);
-        await oneThreadAuditor.audit(input);
-      }
-    for (let round = 0; round < rounds; round++) {
-      progress(`section 1: round ${round + 1} of ${rounds}`);
-      for (const { label, claim } of claims)
-        for (const tokens of outputLengths) {
-          const key = `${label}/${tokens}`;
-          const timing = timings.get(key) as Timing;
-          let started = performance.now();
-          const input = await honestAnswer({
-            engine,
-            models: claim,
-            request: requests.get(key) as InferenceRequest,
-          });
-          timing.generationMs.push(performance.now() - started);
-          if (input.outputTokens.length !== tokens)
-            throw new Error(`a ${key} answer has ${input.outputTokens.length} tokens, not ${tokens}`);
-          started = performance.now();
-          const result = await auditor.audit(input);
-          timing.auditMs.push(performance.now() - started);
-          timing.evaluateMs.push(result.metrics.evaluateMs);
-          if (result.verdict !== "pass") throw new Error(`an honest ${key} answer failed its audit`);
-          started = performance.now();
-          await oneThreadAuditor.audit(input);
-          timing.auditOneThreadMs.push(performance.now() - started);
-        }
-    }
-  } finally {
-    await engine.close();
-  }
-  console.log(
-    `1. audit time / generation time: prompt of ${promptTokens} tokens, temperature 1, a fixed seed per length; ` +
-      "generation: honest answer (engine.generate, 1 llama.cpp thread: the provider's setting, plus evidence " +
-      `and receipt); audit: auditor.audit with the validator's default settings (${validatorThreads} threads = ` +
-      `every core, batch ${auditBatchSize}) and, for comparison, 1 thread; medians of ${rounds} rounds`,
-  );
-  const rows: string[][] = [];
-  const ratios = new Map<string, number>();
-  for (const { label } of claims)
-    for (const tokens of outputLengths) {
-      const timing = timings.get(`${label}/${tokens}`) as Timing;
-      const generation = median(timing.generationMs);
-      const audit = median(timing.auditMs);
-      const oneThread = median(timing.auditOneThreadMs);
-      ratios.set(`${label}/${tokens}`, audit / generation);
-      rows.push([
-        label,
-        String(tokens),
-        generation.toFixed(0),
-        audit.toFixed(0),
-        median(timing.evaluateMs).toFixed(0),
-        roundUp(audit / generation, 3).toFixed(3),
-        oneThread.toFixed(0),
-        roundUp(oneThread / generation, 3).toFixed(3),
-      ]);
-    }
-  console.log(
-    formatTable(
-      [
-        "model",
-        "output tokens",
-        "generation ms",
-        `audit ms (${validatorThreads} thr)`,
-        "of which evaluate",
-        "audit/generation",
-        "audit ms (1 thr)",
-        "audit/generation",
-      ],
-      rows,
-    ),
-  );
-  console.log("");
-  return ratios.get(`small q8_0/${targetLength}`) as number;
-}
 
 type Outcome = { input: AuditInput; result: AuditVerdict };
 
@@ -647,11 +521,10 @@ async function main() {
     progress("adding the test models (small: seed 1 f16 claimed, seed 2 f16, seed 1 q8_0)");
     const models: BenchModels = { ...(await addCheatModels(home)), tools: await addToolModel(home) };
     const auditor = createAuditor({ home, engineOptions: { threadsPerSequence: validatorThreads } });
-    const oneThreadAuditor = createAuditor({ home, engineOptions: { threadsPerSequence: 1 } });
-    auditors.push(auditor, oneThreadAuditor);
+    auditors.push(auditor);
     const cpuWatch = watchOtherProcessesCpu();
     const ratio = sections.has("1")
-      ? await measureRatio({ home, models, auditor, oneThreadAuditor })
+      ? await measureAuditCost({ home: join(root, "cost"), progress })
       : undefined;
     const detection = sections.has("2") ? await measureDetection({ home, models, auditor }) : undefined;
     const honest = sections.has("3") ? await measureFalsePositives({ home, models, auditor }) : undefined;
@@ -667,11 +540,24 @@ async function main() {
           `answers scaled by ${scale} (MYCEL_BENCH_VERIFY_SCALE)\n`,
       );
 
-    if (ratio !== undefined)
+    if (ratio !== undefined) {
       console.log(
-        `audit/generation at ${targetLength} tokens: ${roundUp(ratio, 2).toFixed(2)} ` +
-          `(target <= ${targets.ratio}) ${verdict(ratio <= targets.ratio)}`,
+        `audit / one plain forward pass (worst of small and medium q8_0, prompts of ~300 and ~1,200 tokens): ` +
+          `${roundUp(ratio.auditPerForward, 2).toFixed(2)} (target <= ${targets.auditPerForward}) ` +
+          verdict(ratio.auditPerForward <= targets.auditPerForward),
       );
+      if (ratio.mediumToLimit !== undefined)
+        console.log(
+          `audit / generation beside its limit (forward pass / generation), medium q8_0, worst prompt: ` +
+            `${roundUp(ratio.mediumToLimit, 2).toFixed(2)}x the limit (target <= ${targets.toLimit}x) ` +
+            verdict(ratio.mediumToLimit <= targets.toLimit),
+        );
+      console.log(
+        `audit beyond the forward pass, share of the audit (worst of 259-, 50,259- and 151,936-token vocabularies): ` +
+          `${roundUp(ratio.extractionShare * 100, 1).toFixed(1)}% (target <= ${targets.extractionShare * 100}%) ` +
+          verdict(ratio.extractionShare <= targets.extractionShare),
+      );
+    }
     for (const [cheat, rate] of detection ?? [])
       console.log(
         `detection rate, ${cheat}: ${roundDown(rate * 100, 1).toFixed(1)}% ` +

@@ -1,6 +1,7 @@
 /** Requests and model views the verification benches (`npm run calibrate`, `npm run bench:verify`) share. */
+import type { Engine } from "../../src/engine/index.ts";
 import type { InferenceRequest } from "../../src/protocol/index.ts";
-import { type CheatModels, fixtureRequest, seededRandom } from "../../test/fixtures/cheats.ts";
+import { type CheatModels, fixtureRequest, honestAnswer, seededRandom } from "../../test/fixtures/cheats.ts";
 
 const fillerSentences = [
   "Start from the basics and explain each term before you use it.",
@@ -46,4 +47,44 @@ export function longPromptRequest(parameters: {
  */
 export function claimingQ8(models: CheatModels): CheatModels {
   return { claimed: models.lowerQuant, other: models.other, lowerQuant: models.claimed };
+}
+
+/** A request (temperature 1) whose prompt has at least `tokens` tokens in this model's chat template (filler-padded). */
+export function paddedRequest(parameters: {
+  engine: Engine;
+  models: CheatModels;
+  tokens: number;
+  maxTokens: number;
+  index?: number;
+}) {
+  const { engine, models, tokens, maxTokens } = parameters;
+  let promptBytes = tokens;
+  for (let attempt = 0; attempt < 12; attempt++) {
+    const request = longPromptRequest({
+      models,
+      index: parameters.index ?? 0,
+      promptBytes,
+      maxTokens,
+      temperature: 1,
+    });
+    const count = engine.tokenizeChat({ modelHash: models.claimed, messages: request.messages ?? [] }).length;
+    if (count >= tokens) return { request, promptTokens: count };
+    promptBytes = Math.ceil(promptBytes * (tokens / count) * 1.05) + 16;
+  }
+  throw new Error(`could not pad a prompt to ${tokens} tokens`);
+}
+
+/** The first seed from 1 whose answer to `base` has exactly max_tokens tokens (random weights rarely stop early). */
+export async function exactLengthAnswer(parameters: {
+  engine: Engine;
+  models: CheatModels;
+  base: InferenceRequest;
+}) {
+  const { engine, models, base } = parameters;
+  for (let seed = 1; seed <= 20; seed++) {
+    const request = { ...base, seed };
+    const answer = await honestAnswer({ engine, models, request });
+    if (answer.outputTokens.length === base.max_tokens) return { request, answer };
+  }
+  throw new Error(`no seed in 1..20 gives an answer of ${base.max_tokens} tokens`);
 }

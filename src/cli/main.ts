@@ -201,8 +201,8 @@ function addModelCommands(program: Command): Command {
     .addOption(
       new Option(
         "--tokenizer <family>",
-        "bytes (byte-level, ChatML), gpt2 (GPT-2 BPE, ChatML with tools) or llama3 (GPT-2 BPE, Llama 3 template); default: bytes for tiny and small, gpt2 for medium",
-      ).choices(["bytes", "gpt2", "llama3"]),
+        "bytes (byte-level, ChatML), gpt2 (GPT-2 BPE, ChatML with tools), llama3 (GPT-2 BPE, Llama 3 template) or wide (gpt2 padded to 151,936 tokens: a large vocabulary's cost); default: bytes for tiny and small, gpt2 for medium",
+      ).choices(["bytes", "gpt2", "llama3", "wide"]),
     )
     .action(
       async (

@@ -123,17 +123,19 @@ export function installSamplerHook(
   const sampleWithCheapTop: NativeSampleToken = async (batchLogitIndex, sampler, ...rest) => {
     const split = cheapTopSplitOf(rest, lastConfig);
     if (!split) return sampleToken(batchLogitIndex, sampler, ...rest);
-    const main = await sampleToken(batchLogitIndex, sampler, ...split.mainRest);
     const topRest = [false, false, [[], false, false, false, split.topCount], false];
+    let top: unknown[];
     // A repeat penalty keeps the tokens a sampler took: such a config gets a fresh sampler, as the sampling had.
     if (lastConfig.repeatPenaltyTokens !== undefined)
-      return withMergedLogits(
-        main,
-        (await drawWith({ batchLogitIndex, config: split.topConfig, rest: topRest }))[3],
-      );
-    topSampler ??= new native.AddonSampler(native.model);
-    topSampler.applyConfig({ ...lastConfig, ...split.topConfig });
-    return withMergedLogits(main, (await sampleToken(batchLogitIndex, topSampler, ...topRest))[3]);
+      top = await drawWith({ batchLogitIndex, config: split.topConfig, rest: topRest });
+    else {
+      topSampler ??= new native.AddonSampler(native.model);
+      topSampler.applyConfig({ ...lastConfig, ...split.topConfig });
+      top = await sampleToken(batchLogitIndex, topSampler, ...topRest);
+    }
+    // The sampling itself reads only the asked-for tokens the top does not hold (a pass over the vocabulary each).
+    const main = await sampleToken(batchLogitIndex, sampler, ...withoutTokensIn(split.mainRest, top[3]));
+    return withMergedLogits(main, top[3]);
   };
   /**
    * One draw under the grammar's mask: a walk's biases, or the grammar itself where the grammar allows most tokens
@@ -311,6 +313,18 @@ export function cheapTopSplitOf(
     topConfig: { temperature: temperature > 0 ? temperature : 1, topK: topCount, topP: 1, minP: 0 },
     topCount,
   };
+}
+
+/** The sampling's arguments without the filtered tokens a top list (flat [token, value, ...]) already holds. */
+function withoutTokensIn(rest: unknown[], top: unknown): unknown[] {
+  const logits = rest[2];
+  if (!Array.isArray(logits) || !Array.isArray(top)) return rest;
+  const [tokens, , , includeSelected] = logits as [number[], boolean, boolean, boolean, number];
+  const held = new Set<unknown>();
+  for (let index = 0; index < top.length; index += 2) held.add(top[index]);
+  const missing = tokens.filter((token) => !held.has(token));
+  const filtered = missing.length > 0 || includeSelected;
+  return [rest[0], rest[1], filtered ? [missing, false, false, includeSelected, 0] : false, rest[3]];
 }
 
 /** A sampling's result with the top logits of another (both flat [token, value, ...]) merged in, best first. */

@@ -3,10 +3,13 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 
 /** The tokenizer (and chat template) family of a test model. */
-export type TestModelTokenizer = "bytes" | "gpt2" | "llama3";
+export type TestModelTokenizer = "bytes" | "gpt2" | "llama3" | "wide";
 
 /** All test model tokenizer families, the default first. */
-export const testModelTokenizers: readonly TestModelTokenizer[] = ["bytes", "gpt2", "llama3"];
+export const testModelTokenizers: readonly TestModelTokenizer[] = ["bytes", "gpt2", "llama3", "wide"];
+
+/** Tokens of the `wide` test tokenizer: Qwen2's vocabulary size (what a 150k-token vocabulary costs). */
+export const wideVocabularySize = 151_936;
 
 /** GGUF `tokenizer.ggml.token_type` values (llama.cpp's LLAMA_TOKEN_TYPE). */
 const tokenType = { normal: 1, control: 3 } as const;
@@ -208,9 +211,28 @@ function llama3Spec(): TestTokenizerSpec {
   };
 }
 
+/**
+ * `gpt2` padded to {@link wideVocabularySize} tokens with ordinary tokens no merge makes (so no text tokenizes to
+ * them): the same text as `gpt2`, the cost of a real large vocabulary (an output layer and logits over 151,936
+ * tokens). Ordinary, not control: real large vocabularies have a few hundred special tokens, not 100,000.
+ */
+function wideSpec(): TestTokenizerSpec {
+  const base = gpt2Spec();
+  const padding = Array.from(
+    { length: wideVocabularySize - base.tokens.length },
+    (_, index) => `mycelpad${index}`,
+  );
+  return {
+    ...base,
+    tokens: [...base.tokens, ...padding],
+    tokenTypes: [...base.tokenTypes, ...padding.map(() => tokenType.normal)],
+  };
+}
+
 /** The tokenizer of a test model family. GPT-2's files are read once per process. */
 export function testTokenizerSpec(family: TestModelTokenizer): TestTokenizerSpec {
   if (family === "gpt2") return gpt2Spec();
+  if (family === "wide") return wideSpec();
   if (family === "llama3") return llama3Spec();
   return bytesSpec();
 }

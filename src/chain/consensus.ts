@@ -268,6 +268,61 @@ export async function readEpochClock(connection: ChainConnection, parameters: { 
   return { now: block.timestamp, epoch, endsAt: BigInt(endsAt), revealPeriod: BigInt(revealPeriod) };
 }
 
+/** A reader of the chain's clock that reads what EpochConsensus fixes at deployment (reveal period, epoch ends) once. */
+export type EpochClockReader = {
+  /** As {@link readEpochClock}, in two reads (block and current epoch) once the epoch's end is known. */
+  read(): Promise<{ now: bigint; epoch: bigint; endsAt: bigint; revealPeriod: bigint }>;
+  /** When `epoch` ends (chain seconds): read once per epoch. */
+  endOf(epoch: bigint): Promise<bigint>;
+};
+
+/** Epoch ends remembered at most by an {@link EpochClockReader} (the current and previous epochs are what a loop asks). */
+const rememberedEpochEnds = 8;
+
+/**
+ * Creates an {@link EpochClockReader}: `revealPeriod`, `epochLength` and `genesis` are immutable in EpochConsensus, so
+ * the reveal period and each epoch's end never change once read; only the block's time and the current epoch are
+ * read on every call.
+ */
+export function createEpochClockReader(
+  connection: ChainConnection,
+  parameters: { deployments: Deployments },
+): EpochClockReader {
+  const address = parameters.deployments.contracts.epochConsensus;
+  const read = connection.publicClient;
+  let revealPeriod: Promise<bigint> | undefined;
+  const ends = new Map<bigint, Promise<bigint>>();
+  const endOf = (epoch: bigint) => {
+    let end = ends.get(epoch);
+    if (!end) {
+      end = read
+        .readContract({ address, abi: epochConsensusAbi, functionName: "epochEnd", args: [epoch] })
+        .then(BigInt);
+      // A failed read is not remembered.
+      end.catch(() => ends.delete(epoch));
+      ends.set(epoch, end);
+      for (const [known] of ends) if (ends.size > rememberedEpochEnds) ends.delete(known);
+    }
+    return end;
+  };
+  return {
+    endOf,
+    async read() {
+      revealPeriod ??= read
+        .readContract({ address, abi: epochConsensusAbi, functionName: "revealPeriod" })
+        .then(BigInt);
+      revealPeriod.catch(() => {
+        revealPeriod = undefined;
+      });
+      const [block, epoch] = await Promise.all([
+        read.getBlock({ blockTag: "latest" }),
+        read.readContract({ address, abi: epochConsensusAbi, functionName: "currentEpoch" }),
+      ]);
+      return { now: block.timestamp, epoch, endsAt: await endOf(epoch), revealPeriod: await revealPeriod };
+    },
+  };
+}
+
 /** The providers with stake now, in ProviderRegistry's order (the order a new epoch takes). */
 export async function readActiveProviders(
   connection: ChainConnection,

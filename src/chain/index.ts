@@ -30,6 +30,8 @@ export {
 export {
   commitScores,
   computeConsensus,
+  createEpochClockReader,
+  type EpochClockReader,
   epochConsensusInput,
   finalizeEpoch,
   fundRewards,

@@ -3,7 +3,42 @@
 import { describeError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { MycelNode } from "../p2p/index.ts";
-import { type Announcement, announcementTopic, verifyAnnouncement } from "../protocol/index.ts";
+import {
+  type Announcement,
+  announcementTopic,
+  canonicalJson,
+  verifyAnnouncement,
+} from "../protocol/index.ts";
+
+/** A repeat of a held announcement is not checked while the held one has more validity left than this. */
+const repeatCheckedWithinMs = 10_000;
+
+/** An announcement's content without its validity window and signature (what a provider's repeats share), as text. */
+function contentOf(value: unknown): string | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { issued_at, expires_at, signature, address, ...content } = value as Record<string, unknown>;
+  try {
+    return canonicalJson({
+      ...content,
+      address: typeof address === "string" ? address.toLowerCase() : address,
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether `value` says nothing the held announcement does not (a provider repeats its announcement every few seconds
+ * with new times), while that one is still fresh: then it is not checked (one signature recovery saved per repeat;
+ * `value` is not taken either, so a forged one changes nothing). A changed one (capacity, addresses) is checked at once.
+ */
+function repeatsHeld(held: Announcement | undefined, value: unknown, now: number): boolean {
+  return (
+    held !== undefined &&
+    held.expires_at - now > repeatCheckedWithinMs &&
+    contentOf(held) === contentOf(value)
+  );
+}
 
 /** A provider's record in ProviderRegistry, as routing checks it. */
 export type ProviderRegistration = {
@@ -142,6 +177,9 @@ export function createProviderTable(parameters: {
       logger.debug("announcement is not JSON", { relayedBy: message.relayedBy });
       return;
     }
+    const claimed = (value as { peer_id?: unknown } | null)?.peer_id;
+    if (typeof claimed === "string" && repeatsHeld(providers.get(claimed)?.announcement, value, Date.now()))
+      return;
     // Gossip names no author (unsigned by libp2p): the announcement's own signatures bind it to its peer id.
     verifyAndAccept(value, undefined).catch((error) =>
       logger.debug("announcement refused", { relayedBy: message.relayedBy, error: describeError(error) }),

@@ -1,18 +1,20 @@
 /**
  * The epoch loop: every few seconds a staked validator commits its scores for the current epoch (again when they
  * change), reveals the last epoch's once it ended, finalizes it after the reveal period, and judges slashing
- * proposals.
+ * proposals. At rest a pass reads the chain about six times whatever the number of providers: what cannot change is
+ * read once (the reveal period, each epoch's end, a commitment seen on chain, an epoch settled), and providers'
+ * standings once per epoch and again once the previous epoch is finalized (the only times they change).
  */
 import { randomBytes } from "node:crypto";
-import { type Address, toHex } from "viem";
+import { type Address, type Hex, toHex } from "viem";
 import {
   commitScores,
+  createEpochClockReader,
   finalizeEpoch,
   getEpochState,
   getProviderStanding,
   getScoreCommitment,
   readActiveProviders,
-  readEpochClock,
   readValidatorStake,
   revealScores,
   scoreCommitment,
@@ -55,6 +57,29 @@ export function createEpochLoop(parameters: CreateEpochLoopParameters): EpochLoo
   const epochStarts = new Map<bigint, number>();
   let unstakedWarned = false;
   let ticking: Promise<void> | undefined;
+  const clock = createEpochClockReader(connection, { deployments });
+  /** Ended epochs with nothing left to do here (finalized, or nothing to finalize): not read again. */
+  const settledEpochs = new Set<bigint>();
+  /** Commitments (epoch: hash) seen on chain or sent by this loop: not read again while the stored one is unchanged. */
+  const postedCommitments = new Map<bigint, Hex>();
+  /** Providers' standings as read for one epoch and state of its predecessor (`key`); refreshed when either changes. */
+  let standings: { key: string; reputations: Map<string, number | undefined> } = {
+    key: "",
+    reputations: new Map(),
+  };
+
+  /** Reputations of `providers`: read once per epoch, and again once the previous epoch is settled (finalized). */
+  async function reputationsOf(epoch: bigint, providers: readonly Address[]) {
+    const key = `${epoch}|${settledEpochs.has(epoch - 1n)}`;
+    if (standings.key !== key) standings = { key, reputations: new Map() };
+    const { reputations } = standings;
+    for (const provider of providers) {
+      if (reputations.has(provider.toLowerCase())) continue;
+      const standing = await getProviderStanding(connection, { deployments, provider });
+      reputations.set(provider.toLowerCase(), standing.scored ? standing.reputation : undefined);
+    }
+    return reputations;
+  }
 
   async function commitIfChanged(epoch: bigint, epochStartedAt: number) {
     const state = await getEpochState(connection, { deployments, epoch });
@@ -62,11 +87,7 @@ export function createEpochLoop(parameters: CreateEpochLoopParameters): EpochLoo
       ? [...state.providers]
       : await readActiveProviders(connection, { deployments });
     if (providers.length === 0) return;
-    const reputations = new Map<string, number | undefined>();
-    for (const provider of providers) {
-      const standing = await getProviderStanding(connection, { deployments, provider });
-      reputations.set(provider.toLowerCase(), standing.scored ? standing.reputation : undefined);
-    }
+    const reputations = await reputationsOf(epoch, providers);
     const scores = epochScores({
       providers,
       audits: store.auditsBetween(epochStartedAt, Date.now() + 1),
@@ -79,19 +100,24 @@ export function createEpochLoop(parameters: CreateEpochLoopParameters): EpochLoo
       sameAddresses(stored.providers, providers)
     ) {
       // Stored before it was sent: a send that failed (or a stop in between) leaves the chain without it. Send it again.
-      const posted = await getScoreCommitment(connection, {
-        deployments,
-        epoch,
-        validator: parameters.address,
-      });
       const expected = scoreCommitment({
         epoch,
         validator: parameters.address,
         scores: stored.scores,
         salt: stored.salt,
       });
-      if (posted.hash === expected) return;
+      if (postedCommitments.get(epoch) === expected) return;
+      const posted = await getScoreCommitment(connection, {
+        deployments,
+        epoch,
+        validator: parameters.address,
+      });
+      if (posted.hash === expected) {
+        rememberPosted(epoch, expected);
+        return;
+      }
       await commitScores(connection, { deployments, epoch, scores: stored.scores, salt: stored.salt });
+      rememberPosted(epoch, expected);
       logger.info("scores committed again (the last send did not reach the chain)", {
         epoch: epoch.toString(),
       });
@@ -101,19 +127,28 @@ export function createEpochLoop(parameters: CreateEpochLoopParameters): EpochLoo
     // Written before it is sent: a validator that restarts can still reveal what it committed.
     store.saveCommitment({ epoch, providers, scores, salt });
     await commitScores(connection, { deployments, epoch, scores, salt });
+    rememberPosted(epoch, scoreCommitment({ epoch, validator: parameters.address, scores, salt }));
     logger.info("scores committed", {
       epoch: epoch.toString(),
       scores: providers.map((provider, index) => `${provider.slice(0, 10)}=${scores[index]}`).join(","),
     });
   }
 
+  function rememberPosted(epoch: bigint, hash: Hex) {
+    postedCommitments.set(epoch, hash);
+    for (const [known] of postedCommitments) if (known < epoch - 1n) postedCommitments.delete(known);
+  }
+
   async function revealAndFinalize(epoch: bigint, now: bigint, revealPeriod: bigint) {
-    if (epoch < 0n) return;
+    if (epoch < 0n || settledEpochs.has(epoch)) return;
+    const ended = await clock.endOf(epoch);
+    const stored = store.commitmentOf(epoch);
+    const toReveal = stored !== undefined && stored.revealedAt === undefined && now >= ended;
+    // Before the reveal period is over there is nothing to read unless there is something to reveal.
+    if (!toReveal && now < ended + revealPeriod) return;
     // One read serves both phases: they never overlap (reveal until end + revealPeriod, finalize from then).
     const state = await getEpochState(connection, { deployments, epoch });
-    const ended = BigInt(state.endsAt.getTime() / 1000);
-    const stored = store.commitmentOf(epoch);
-    if (stored && stored.revealedAt === undefined && now >= ended && now < ended + revealPeriod) {
+    if (stored && toReveal && now < ended + revealPeriod) {
       if (!sameAddresses(state.providers, stored.providers)) {
         logger.warn("cannot reveal: the epoch's provider list differs from the committed one", {
           epoch: epoch.toString(),
@@ -125,12 +160,24 @@ export function createEpochLoop(parameters: CreateEpochLoopParameters): EpochLoo
         logger.info("scores revealed", { epoch: epoch.toString() });
       }
     }
-    if (now >= ended + revealPeriod && state.opened && !state.finalized && state.revealed > 0) {
-      await finalizeEpoch(connection, { deployments, epoch }).then(
-        () => logger.info("epoch finalized", { epoch: epoch.toString() }),
-        (error) => logger.debug("finalize skipped", { epoch: epoch.toString(), error: describeError(error) }),
-      );
+    if (now < ended + revealPeriod) return;
+    // Past the reveal period nothing of the epoch changes but its finalization.
+    if (!state.opened || state.finalized || state.revealed === 0) {
+      settle(epoch);
+      return;
     }
+    await finalizeEpoch(connection, { deployments, epoch }).then(
+      () => {
+        logger.info("epoch finalized", { epoch: epoch.toString() });
+        settle(epoch);
+      },
+      (error) => logger.debug("finalize skipped", { epoch: epoch.toString(), error: describeError(error) }),
+    );
+  }
+
+  function settle(epoch: bigint) {
+    settledEpochs.add(epoch);
+    for (const known of settledEpochs) if (known < epoch - 4n) settledEpochs.delete(known);
   }
 
   async function tickOnce() {
@@ -145,12 +192,11 @@ export function createEpochLoop(parameters: CreateEpochLoopParameters): EpochLoo
       return;
     }
     unstakedWarned = false;
-    const clock = await readEpochClock(connection, { deployments });
-    if (!epochStarts.has(clock.epoch))
-      epochStarts.set(clock.epoch, store.commitmentOf(clock.epoch - 1n)?.committedAt ?? 0);
-    await revealAndFinalize(clock.epoch - 1n, clock.now, clock.revealPeriod);
-    await commitIfChanged(clock.epoch, epochStarts.get(clock.epoch) ?? 0);
-    await parameters.slasher.judge();
+    const { epoch, now, revealPeriod } = await clock.read();
+    if (!epochStarts.has(epoch)) epochStarts.set(epoch, store.commitmentOf(epoch - 1n)?.committedAt ?? 0);
+    await revealAndFinalize(epoch - 1n, now, revealPeriod);
+    await commitIfChanged(epoch, epochStarts.get(epoch) ?? 0);
+    await parameters.slasher.judge(now);
   }
 
   return {

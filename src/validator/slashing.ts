@@ -42,8 +42,11 @@ export type CreateSlasherParameters = {
 export type Slasher = {
   /** Proposes to slash a provider for a provable cheat (once per provider, only with stake on both sides). */
   propose(parameters: { provider: Address; input: AuditInput }): Promise<void>;
-  /** Audits the evidence of open proposals this validator has not judged, and votes for those it proves. */
-  judge(): Promise<void>;
+  /**
+   * Audits the evidence of open proposals this validator has not judged, and votes for those it proves. `now`: the
+   * chain's time when the caller has just read it (else it is read).
+   */
+  judge(now?: bigint): Promise<void>;
 };
 
 /** Creates the slasher. */
@@ -97,9 +100,9 @@ export function createSlasher(parameters: CreateSlasherParameters): Slasher {
     });
   }
 
-  async function judge() {
+  async function judge(clockNow?: bigint) {
     const proposals = await readSlashProposals(connection, { deployments, fromId: nextProposalId });
-    const { now } = await readEpochClock(connection, { deployments });
+    const now = clockNow ?? (await readEpochClock(connection, { deployments })).now;
     for (const proposal of proposals) {
       const id = proposal.proposalId.toString();
       const over = proposal.executed || proposal.deadline <= now;

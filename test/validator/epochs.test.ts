@@ -1,6 +1,7 @@
 /**
  * On a real anvil: one account's transactions sent at once all go through (they leave in turn, never on the same
- * nonce), and a validator whose commitment was stored but never reached the chain sends it again.
+ * nonce), a validator whose commitment was stored but never reached the chain sends it again, and a validator at
+ * rest reads the chain only for what can change.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -115,5 +116,66 @@ describe("chain sends and the validator's commitments (real anvil)", () => {
     const block = await validator.connection.publicClient.getBlockNumber();
     await loop.tick();
     assert.equal(await validator.connection.publicClient.getBlockNumber(), block, "not sent a second time");
+  });
+
+  it("reads at rest only what can change: standings once per epoch, a commitment seen on chain not again", async () => {
+    const { deployments } = chain;
+    const validator = await chain.account("validator");
+    // The chain reads the loop makes, by the contract function (or `getBlock`) each asks for.
+    const reads: string[] = [];
+    const publicClient = new Proxy(validator.connection.publicClient, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (property === "readContract")
+          return (request: { functionName: string }) => {
+            reads.push(request.functionName);
+            return value.call(target, request);
+          };
+        if (property === "getBlock")
+          return (request: unknown) => {
+            reads.push("getBlock");
+            return value.call(target, request);
+          };
+        return value;
+      },
+    });
+    const counted = { connection: { ...validator.connection, publicClient }, deployments };
+    const auditor = { audit: async () => assert.fail("no audit runs here") };
+    const loop = createEpochLoop({
+      chain: counted,
+      address: validator.address,
+      store,
+      slasher: createSlasher({
+        chain: counted,
+        address: validator.address,
+        slashBps: 1_000,
+        auditor,
+        queue: createAuditQueue({ maxQueue: 4 }),
+        logger: silentLogger,
+      }),
+      logger: silentLogger,
+    });
+    const block = await validator.connection.publicClient.getBlockNumber();
+    await loop.tick();
+    assert.ok(reads.includes("standingOf"), `the first pass reads standings: ${reads.join(",")}`);
+    assert.ok(reads.includes("getCommitment"), "and checks the stored commitment reached the chain");
+    reads.length = 0;
+    await loop.tick();
+    assert.equal(await validator.connection.publicClient.getBlockNumber(), block, "nothing sent at rest");
+    for (const constant of ["standingOf", "getCommitment", "revealPeriod"])
+      assert.ok(
+        !reads.includes(constant),
+        `${constant} not read again in the same epoch: ${reads.join(",")}`,
+      );
+    assert.ok(
+      reads.length <= 7,
+      `a pass at rest reads the chain at most 7 times, read ${reads.length}: ${reads.join(",")}`,
+    );
+    // A new epoch: standings are read again (the last one may have been finalized meanwhile).
+    const { endsAt, now } = await readEpochClock(validator.connection, { deployments });
+    await chain.increaseTime(Number(endsAt - now) + 1);
+    reads.length = 0;
+    await loop.tick();
+    assert.ok(reads.includes("standingOf"), `a new epoch's first pass reads standings: ${reads.join(",")}`);
   });
 });

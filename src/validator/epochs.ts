@@ -3,7 +3,8 @@
  * change), reveals the last epoch's once it ended, finalizes it after the reveal period, and judges slashing
  * proposals. At rest a pass reads the chain about six times whatever the number of providers: what cannot change is
  * read once (the reveal period, each epoch's end, a commitment seen on chain, an epoch settled), and providers'
- * standings once per epoch and again once the previous epoch is finalized (the only times they change).
+ * standings once per epoch, again once the previous epoch is finalized and after each executed slash (the only
+ * times they change).
  */
 import { randomBytes } from "node:crypto";
 import { type Address, type Hex, toHex } from "viem";
@@ -70,7 +71,8 @@ export function createEpochLoop(parameters: CreateEpochLoopParameters): EpochLoo
 
   /** Reputations of `providers`: read once per epoch, and again once the previous epoch is settled (finalized). */
   async function reputationsOf(epoch: bigint, providers: readonly Address[]) {
-    const key = `${epoch}|${settledEpochs.has(epoch - 1n)}`;
+    // A slash executed mid-epoch zeroes the provider's reputation: read them again after one.
+    const key = `${epoch}|${settledEpochs.has(epoch - 1n)}|${parameters.slasher.executedSlashes?.() ?? 0}`;
     if (standings.key !== key) standings = { key, reputations: new Map() };
     const { reputations } = standings;
     for (const provider of providers) {

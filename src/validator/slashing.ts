@@ -47,6 +47,8 @@ export type Slasher = {
    * chain's time when the caller has just read it (else it is read).
    */
   judge(now?: bigint): Promise<void>;
+  /** How many executed slashing proposals `judge` has seen (each zeroes a provider's reputation on chain). */
+  executedSlashes?(): number;
 };
 
 /** Creates the slasher. */
@@ -55,6 +57,7 @@ export function createSlasher(parameters: CreateSlasherParameters): Slasher {
   const { connection, deployments } = chain;
   const proposedAgainst = new Set<string>();
   const judgedProposals = new Set<string>();
+  const executedProposals = new Set<string>();
   let nextProposalId = 0n;
 
   async function propose(input: { provider: Address; input: AuditInput }) {
@@ -105,6 +108,7 @@ export function createSlasher(parameters: CreateSlasherParameters): Slasher {
     const now = clockNow ?? (await readEpochClock(connection, { deployments })).now;
     for (const proposal of proposals) {
       const id = proposal.proposalId.toString();
+      if (proposal.executed) executedProposals.add(id);
       const over = proposal.executed || proposal.deadline <= now;
       if (over || judgedProposals.has(id)) {
         if (proposal.proposalId >= nextProposalId && over) nextProposalId = proposal.proposalId + 1n;
@@ -150,5 +154,5 @@ export function createSlasher(parameters: CreateSlasherParameters): Slasher {
     }
   }
 
-  return { propose, judge };
+  return { propose, judge, executedSlashes: () => executedProposals.size };
 }

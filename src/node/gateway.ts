@@ -59,6 +59,8 @@ export type StartGatewayNodeParameters = {
   queue?: { maxWaiting?: number; timeoutMs?: number };
   /** The chain to pay on, with the deposit per provider and the budget in whole tokens. */
   chain?: { connection: ChainConnection; deployments: Deployments; deposit: string; budget: string };
+  /** Pay providers on `chain` (default true; a validator's view of the providers, which sends nothing, does not). */
+  pay?: boolean;
   audit?: { rate: number; validators: string[] };
   /** Routing leaves out providers whose on-chain reputation is below this (with a chain). */
   minReputation: number;
@@ -213,7 +215,7 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
     }));
   const storeDirectory = parameters.storeDirectory ?? join(config.home, "gateway");
   const receipts = openReceiptStore({ path: join(storeDirectory, "receipts.sqlite") });
-  const paying = chain ? await paymentsOn(parameters, chain) : undefined;
+  const paying = chain && parameters.pay !== false ? await paymentsOn(parameters, chain) : undefined;
   const gateway = startGateway({
     node,
     privateKey: parameters.privateKey,
@@ -224,7 +226,11 @@ export async function startGatewayNode(parameters: StartGatewayNodeParameters): 
     timeouts: parameters.stallMs ? { stallMs: parameters.stallMs } : undefined,
     queue: parameters.queue,
     audit: parameters.audit,
-    reputation: chain ? reputationOn(chain, parameters.minReputation) : undefined,
+    // Read only where something uses it: routing with a minimum, or the API and explorer that show it.
+    reputation:
+      chain && (parameters.minReputation > 0 || parameters.serveApi !== false)
+        ? reputationOn(chain, parameters.minReputation)
+        : undefined,
     registrations: chain ? registrationsOn(chain) : undefined,
     staked: chain ? stakedProvidersOn(chain) : undefined,
     allowUnstaked: parameters.allowUnstaked,

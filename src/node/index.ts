@@ -27,6 +27,7 @@ import type { StartValidatorNodeParameters, ValidatorNode } from "./validator.ts
 import type { ChannelRow, Wallet } from "./wallet.ts";
 
 export type { ChainLocation, OpenedChain } from "./chain.ts";
+export { type ChallengeNetwork, challengeNetworkOf } from "./challengeNetwork.ts";
 export {
   chainRequested,
   devnetGatewayKeyName,

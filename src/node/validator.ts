@@ -18,10 +18,16 @@ import {
 import type { MycelConfig } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { openModelStore } from "../model/index.ts";
-import { createMycelNode, libp2pKeyFromSecp256k1, type RelayServiceParameters } from "../p2p/index.ts";
+import {
+  createMycelNode,
+  libp2pKeyFromSecp256k1,
+  type MycelNode,
+  type RelayServiceParameters,
+} from "../p2p/index.ts";
 import { openAuditStore, validatorStorePath } from "../store/index.ts";
 import { startValidator, type ValidatorOptions } from "../validator/index.ts";
 import { createAuditor } from "../verify/index.ts";
+import { challengeNetworkOf } from "./challengeNetwork.ts";
 import { startGatewayNode } from "./gateway.ts";
 import { validatorNetworkOf } from "./validatorNetwork.ts";
 
@@ -106,34 +112,56 @@ export async function startValidatorNode(parameters: StartValidatorNodeParameter
     logger: logger.child({ part: "p2p" }),
   });
   // Challenges go out from a node of the challenge key (providers serve only a request whose client is its sender),
-  // so that with a key of their own providers cannot tell them from user traffic. With the validator's own key they
-  // go out from the validator's node: two nodes of one peer id would make audit samples miss.
+  // so that with a key of their own providers cannot tell them from user traffic. That node, with its channels and
+  // receipts, runs only while a challenge does: between challenges the providers are known from a view on the
+  // validator's own node (its provider table, paying nobody). With the validator's own key challenges go out from
+  // the validator's node: two nodes of one peer id would make audit samples miss.
   const ownChallengeKey = challengeKey.toLowerCase() !== privateKey.toLowerCase();
-  const challenger = await startGatewayNode({
-    config,
-    privateKey: challengeKey,
-    logger: logger.child({ part: "challenges" }),
-    bootstrap: parameters.bootstrap,
-    chain: chain
-      ? {
-          connection: withSigner(chain.connection, challengeKey),
-          deployments: chain.deployments,
-          deposit: parameters.challengeDeposit,
-          budget: parameters.challengeBudget,
-        }
-      : undefined,
-    minReputation: 0,
-    storeDirectory: join(config.home, "validator", address.toLowerCase(), "challenges"),
-    serveApi: false,
-    node: ownChallengeKey ? undefined : node,
-  });
+  const challengeStore = join(config.home, "validator", address.toLowerCase(), "challenges");
+  const challengeGateway = (on: MycelNode | undefined) =>
+    startGatewayNode({
+      config,
+      privateKey: challengeKey,
+      logger: logger.child({ part: "challenges" }),
+      bootstrap: parameters.bootstrap,
+      chain: chain && {
+        connection: withSigner(chain.connection, challengeKey),
+        deployments: chain.deployments,
+        deposit: parameters.challengeDeposit,
+        budget: parameters.challengeBudget,
+      },
+      minReputation: 0,
+      storeDirectory: challengeStore,
+      serveApi: false,
+      node: on,
+    });
+  const network = ownChallengeKey
+    ? challengeNetworkOf({
+        view: await startGatewayNode({
+          config,
+          privateKey,
+          logger: logger.child({ part: "providers" }),
+          chain: chain && { ...chain, deposit: "0", budget: "0" },
+          pay: false,
+          minReputation: 0,
+          storeDirectory: join(config.home, "validator", address.toLowerCase(), "providers"),
+          serveApi: false,
+          node,
+        }),
+        startChallengeGateway: () => challengeGateway(undefined),
+        logger: logger.child({ part: "challenges" }),
+      })
+    : await challengeGateway(node).then((challenger) => ({
+        ...validatorNetworkOf(challenger.gateway),
+        close: challenger.close,
+      }));
   const models = await openModelStore({ home: config.home }).list();
   const validator = await startValidator({
     node,
     auditor,
     store,
     privateKey,
-    network: validatorNetworkOf(challenger.gateway),
+    network,
     challengeKey,
     challengeModels: () => models.map((model) => ({ name: model.name, hash: model.hash })),
     chain,
@@ -146,7 +174,7 @@ export async function startValidatorNode(parameters: StartValidatorNodeParameter
     multiaddrs: node.multiaddrs(),
     async close() {
       await validator.stop();
-      await challenger.close();
+      await network.close();
       await node.stop();
       store.close();
       await auditor.close();

@@ -1,7 +1,8 @@
 /**
  * The validator in one process, without a chain: real llama.cpp engines and libp2p nodes on loopback. An honest
- * provider, a cheating one (announces the tiny seed-1 model, answers with seed 2), a validator with its own
- * challenge gateway, and a gateway that samples every answer to the validator.
+ * provider, a cheating one (announces the tiny seed-1 model, answers with seed 2), a validator that knows providers
+ * from its own node and starts a challenge gateway (a node of its own key) only while a challenge runs, and a gateway
+ * that samples every answer to the validator.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -11,13 +12,15 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import type { BackendGenerateResult } from "../../src/api/index.ts";
 import { createEngine, type Engine } from "../../src/engine/index.ts";
 import { type Gateway, startGateway } from "../../src/gateway/index.ts";
+import { silentLogger } from "../../src/log/index.ts";
 import { generateTestModel, openModelStore } from "../../src/model/index.ts";
-import { validatorNetworkOf } from "../../src/node/index.ts";
+import { type ChallengeNetwork, challengeNetworkOf } from "../../src/node/index.ts";
 import {
   createFrameChannel,
   createMycelNode,
   libp2pKeyFromSecp256k1,
   type MycelNode,
+  peerIdOfSecp256k1Key,
 } from "../../src/p2p/index.ts";
 import {
   auditProtocolId,
@@ -67,6 +70,10 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
   let validator: Validator;
   let validatorNode: MycelNode;
   let validatorAddress: Hex;
+  let challengeNetwork: ChallengeNetwork;
+  let challengerKey: Hex;
+  /** The challenge gateways started (one per challenge), and whether each was closed. */
+  const challengeGateways: { peerId: string; closed: boolean }[] = [];
   /** The sampling gateway's receipts store, where the verdicts handed back are kept. */
   let gatewayReceipts: ReceiptStore;
   let gatewayNode: MycelNode;
@@ -146,20 +153,48 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
     store = openAuditStore({
       path: validatorStorePath(directory.home, privateKeyToAccount(validatorKey).address),
     });
-    const challengerKey = generatePrivateKey();
-    const challenger = gatewayOn({
-      node: await node(challengerKey, bootstrap),
-      privateKey: challengerKey,
-      name: "challenges",
-    });
+    challengerKey = generatePrivateKey();
     validatorNode = await node(validatorKey, bootstrap);
     validatorAddress = privateKeyToAccount(validatorKey).address;
+    const view = gatewayOn({ node: validatorNode, privateKey: validatorKey, name: "providers" });
+    challengeNetwork = challengeNetworkOf({
+      view: {
+        url: "",
+        peerId: validatorNode.peerId,
+        gateway: view,
+        node: validatorNode,
+        close: async () => {},
+      },
+      startChallengeGateway: async () => {
+        const challengeNode = await createMycelNode({
+          privateKey: libp2pKeyFromSecp256k1(challengerKey),
+          bootstrap,
+        });
+        const receipts = openReceiptStore({ path: join(directory.home, "challenges", "receipts.sqlite") });
+        const challenger = startGateway({ node: challengeNode, privateKey: challengerKey, receipts });
+        const started = { peerId: challengeNode.peerId, closed: false };
+        challengeGateways.push(started);
+        return {
+          url: "",
+          peerId: challengeNode.peerId,
+          gateway: challenger,
+          node: challengeNode,
+          async close() {
+            await challenger.stop();
+            await challengeNode.stop();
+            receipts.close();
+            started.closed = true;
+          },
+        };
+      },
+      logger: silentLogger,
+    });
     validator = await startValidator({
       node: validatorNode,
       auditor,
       store,
       privateKey: validatorKey,
-      network: validatorNetworkOf(challenger),
+      network: challengeNetwork,
       challengeKey: challengerKey,
       challengeModels: () => [model],
       options: { challengeIntervalMs: 0, epochCheckMs: 3_600_000 },
@@ -175,7 +210,7 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
     });
     gatewayReceipts = receiptStores.at(-1) as ReceiptStore;
     await Promise.all(
-      [gateway, challenger].map((entry) =>
+      [gateway, view].map((entry) =>
         entry.waitForProviders({ count: 2, modelHash: model.hash, timeoutMs: 20_000 }),
       ),
     );
@@ -321,10 +356,29 @@ describe("validator (in process: real engines, libp2p on loopback, no chain)", (
 
   it("challenges providers itself: the honest one passes, the cheater fails, stored as challenges", async () => {
     await validator.idle();
+    // Between challenges the challenge identity has no node: no provider holds a connection from it.
+    const challengePeer = peerIdOfSecp256k1Key(challengerKey);
+    const providerNodes = nodes.slice(0, 2);
+    const connectedToChallenger = () =>
+      providerNodes.filter((entry) => entry.isConnected(challengePeer)).length;
+    assert.equal(challengeNetwork.running(), false, "no challenge gateway before the first challenge");
+    assert.equal(challengeGateways.length, 0, "no challenge gateway was started yet");
+    assert.equal(connectedToChallenger(), 0, "no provider is connected to the challenge identity");
     const seen = new Map<string, StoredAudit>();
     for (let attempt = 0; attempt < 16 && seen.size < 2; attempt++) {
       const verdict = await validator.challenge();
       assert.ok(verdict, `challenge ${attempt} returns a verdict`);
+      assert.equal(challengeGateways.length, attempt + 1, "each challenge starts a challenge gateway");
+      assert.ok(
+        challengeGateways.every((started) => started.closed && started.peerId === challengePeer),
+        "each challenge gateway is the challenge identity's, and is closed once its answer is in",
+      );
+      assert.equal(challengeNetwork.running(), false, "no challenge gateway between challenges");
+      await waitFor(
+        "the providers to drop the challenge identity's connection",
+        () => (connectedToChallenger() === 0 ? true : undefined),
+        { timeoutMs: 5_000, intervalMs: 50 },
+      );
       const [latest] = store.recentAudits(1);
       assert.ok(latest, "the challenge's audit is stored");
       assert.equal(latest.source, "challenge");

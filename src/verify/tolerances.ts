@@ -41,18 +41,18 @@ export const impossibleLogprob = -20;
 
 /**
  * Tolerances per weight type ("quantized": any type without its own row, the most lenient; not calibrated: the
- * test models come in f32, f16 and q8_0 only). Calibrated on the small test model with the audit's batches of
- * {@link auditBatchSize} (2026-11-22, `npm run calibrate`, tables in docs/VERIFICATION.md). f16 and f32: the
- * worst honest chunk mean is 0.007 for prompts up to 335 tokens and 0.047 (0.056 in `npm run bench:verify`) at
- * the end of the window with a 2-thread provider; q8_0 weights served for an f16 claim start at 0.087. 0.07 sits
- * between them (1.25x the worst honest, 1.25x below the closest cheat). Position error 0.3: 2.2x the worst honest (0.137); it does not
- * separate that cheat, the chunk mean does. q8_0: worst honest 0.114 chunk mean and 0.31 position, about 2.5x
- * those; its cheats measured start at 1.2 and 2. nearTie = positionGapError: an honest near-tie flip at
- * temperature 0 is that same per-position drift.
+ * test models come in f32, f16 and q8_0 only). Calibrated on the small test model with audits re-evaluating as the
+ * provider decoded (2026-12-07, `npm run calibrate`, tables in docs/VERIFICATION.md). f16 and f32: the worst honest
+ * chunk mean is 0.0054 for 1-thread providers at any prompt length and 0.0244 for a 2-thread provider at the end of
+ * the window; q8_0 weights served for an f16 claim start at 0.0955. 0.045 sits between them: 1.84x the worst
+ * honest, 2.12x below the closest cheat. Position error 0.3: 6.9x the worst honest (0.0437); it does not separate
+ * that cheat (0.194 up), the chunk mean does. q8_0: worst honest 0.124 chunk mean and 0.29 position (2-thread
+ * providers; 0.0004 on one thread), about 2.5x those; its cheats measured start at 1.37 and 2.36. nearTie =
+ * positionGapError: an honest near-tie flip at temperature 0 is that same per-position drift.
  */
 export const auditTolerances: Record<string, AuditTolerances> = {
-  f32: { chunkMeanGapError: 0.07, positionGapError: 0.3, nearTie: 0.3 },
-  f16: { chunkMeanGapError: 0.07, positionGapError: 0.3, nearTie: 0.3 },
+  f32: { chunkMeanGapError: 0.045, positionGapError: 0.3, nearTie: 0.3 },
+  f16: { chunkMeanGapError: 0.045, positionGapError: 0.3, nearTie: 0.3 },
   q8_0: { chunkMeanGapError: 0.3, positionGapError: 0.75, nearTie: 0.75 },
   quantized: { chunkMeanGapError: 0.5, positionGapError: 2, nearTie: 2 },
 };

@@ -24,7 +24,9 @@ export {
   type ValidatorChain,
 } from "./slashing.ts";
 export {
+  challengeCpuShare,
   defaultValidatorOptions,
+  nextChallengeDelayMs,
   type StartValidatorParameters,
   startValidator,
   type Validator,

@@ -81,6 +81,14 @@ export type Validator = {
   stop(): Promise<void>;
 };
 
+/** The share of one core a validator's challenges may take at most (their audits' time over the wait between them). */
+export const challengeCpuShare = 0.01;
+
+/** The wait before the next challenge: the interval, or longer when the last challenge's audit took `auditMs`. */
+export function nextChallengeDelayMs(parameters: { intervalMs: number; auditMs: number }): number {
+  return Math.max(parameters.intervalMs, parameters.auditMs / challengeCpuShare);
+}
+
 /** Starts a validator. */
 export async function startValidator(parameters: StartValidatorParameters): Promise<Validator> {
   const { node, network, chain } = parameters;
@@ -152,16 +160,25 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
   };
   const epochTimer = setInterval(() => void tick(), options.epochCheckMs);
   epochTimer.unref();
-  const challengeTimer =
-    options.challengeIntervalMs > 0
-      ? setInterval(() => {
-          if (queue.waiting() === 0)
-            void challenge().catch((error) =>
-              logger.warn("challenge failed", { error: describeError(error) }),
-            );
-        }, options.challengeIntervalMs)
-      : undefined;
-  challengeTimer?.unref();
+  // One challenge at a time, each after the interval, and after a longer wait when its audit was long: challenges
+  // take at most challengeCpuShare of a core whatever the model's size (a 0.5B model's challenge audit takes seconds).
+  let challengeTimer: NodeJS.Timeout | undefined;
+  const scheduleChallenge = (delayMs: number) => {
+    challengeTimer = setTimeout(async () => {
+      let auditMs = 0;
+      if (queue.waiting() === 0) {
+        const verdict = await challenge().catch((error) => {
+          logger.warn("challenge failed", { error: describeError(error) });
+          return undefined;
+        });
+        auditMs = verdict?.metrics.evaluateMs ?? 0;
+      }
+      if (!stopped)
+        scheduleChallenge(nextChallengeDelayMs({ intervalMs: options.challengeIntervalMs, auditMs }));
+    }, delayMs);
+    challengeTimer.unref();
+  };
+  if (options.challengeIntervalMs > 0) scheduleChallenge(options.challengeIntervalMs);
   logger.info("validator ready", { address, peer: node.peerId, chain: chain?.deployments.chainId });
 
   return {
@@ -173,7 +190,7 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
     async stop() {
       stopped = true;
       clearInterval(epochTimer);
-      if (challengeTimer) clearInterval(challengeTimer);
+      if (challengeTimer) clearTimeout(challengeTimer);
       await epochs?.settled();
       await queue.idle();
     },

@@ -21,12 +21,14 @@ import {
   signReceipt,
 } from "../../src/protocol/index.ts";
 import {
+  challengeCpuShare,
   decodeSlashEvidence,
   encodeSlashEvidence,
   epochScores,
   fullScore,
   isSlashable,
   maxEvidenceBytes,
+  nextChallengeDelayMs,
   slashableReasons,
 } from "../../src/validator/index.ts";
 
@@ -270,5 +272,14 @@ describe("protocol: signed audit samples", () => {
     ];
     for (const [what, frame] of bad)
       assert.ok(!auditSampleFrameSchema.safeParse(frame).success, `a frame with ${what} is refused`);
+  });
+});
+
+describe("the wait between challenges (nextChallengeDelayMs)", () => {
+  it("is the interval while audits are short, and keeps challenges under challengeCpuShare of a core when long", () => {
+    assert.equal(nextChallengeDelayMs({ intervalMs: 60_000, auditMs: 80 }), 60_000);
+    const delay = nextChallengeDelayMs({ intervalMs: 60_000, auditMs: 3_800 });
+    assert.equal(delay, 380_000);
+    assert.ok(3_800 / delay <= challengeCpuShare);
   });
 });

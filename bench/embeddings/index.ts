@@ -12,7 +12,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
-import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import {
   onAbruptExit,
   spawnMycel,
@@ -21,6 +20,7 @@ import {
   whenReady,
 } from "../network/processes.ts";
 import { formatTable, median, roundDown, verdict } from "../shared/report.ts";
+import { addTestModel } from "../shared/testModels.ts";
 
 const rounds = 11;
 const target = 0.9;
@@ -106,13 +106,7 @@ async function main() {
   const home = await mkdtemp(join(tmpdir(), "mycel-bench-embeddings-"));
   onAbruptExit(() => rmSync(home, { recursive: true, force: true }));
   try {
-    const store = openModelStore({ home });
-    const made = generateTestModel({ size: "small" });
-    const { model } = await store.addBytes({
-      bytes: made.bytes,
-      name: made.name,
-      source: "bench/embeddings",
-    });
+    const { model, made } = await addTestModel({ home, size: "small", source: "bench/embeddings" });
     for (const name of ["provider", "gateway"])
       await createKeystore({ home, name, password, privateKey: devPrivateKey(`bench-embeddings:${name}`) });
     const one = ["--parallelism", "1", "--threads", "1"];

@@ -11,7 +11,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { roleDefaults } from "../../src/config/index.ts";
-import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import {
   onAbruptExit,
   processCpuMs,
@@ -22,6 +21,7 @@ import {
   withDescendants,
 } from "../network/processes.ts";
 import { formatTable, roundUp, verdict } from "../shared/report.ts";
+import { addTestModel } from "../shared/testModels.ts";
 
 /** Seconds of CPU sampling (MYCEL_BENCH_IDLE_SECONDS; default 120: two challenges and twelve epoch ticks). */
 const windowSeconds = Number(process.env.MYCEL_BENCH_IDLE_SECONDS ?? 120);
@@ -102,12 +102,7 @@ async function main() {
   const home = await mkdtemp(join(tmpdir(), "mycel-bench-idle-"));
   onAbruptExit(() => rmSync(home, { recursive: true, force: true }));
   try {
-    const made = generateTestModel({ size: "small" });
-    const { model } = await openModelStore({ home }).addBytes({
-      bytes: made.bytes,
-      name: made.name,
-      source: "bench/idle",
-    });
+    const { model, made } = await addTestModel({ home, size: "small", source: "bench/idle" });
     const devnet = spawnMycel({
       name: "devnet",
       home,

@@ -8,7 +8,6 @@ import { readFileSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import { devnetAuditRate } from "../../src/node/devnet.ts";
 import {
   type MycelProcess,
@@ -23,6 +22,7 @@ import {
 } from "../network/processes.ts";
 import { formatTable, roundDown, verdict } from "../shared/report.ts";
 import { type Sample, streamChat } from "../shared/streamChat.ts";
+import { addTestModel } from "../shared/testModels.ts";
 
 const concurrencies = [1, 4, 16, 64] as const;
 /** Requests per concurrency level on each path: enough for every client to send at least two. */
@@ -117,12 +117,7 @@ async function main() {
   const home = await mkdtemp(join(tmpdir(), "mycel-bench-load-"));
   onAbruptExit(() => rmSync(home, { recursive: true, force: true }));
   try {
-    const made = generateTestModel({ size: "small" });
-    const { model } = await openModelStore({ home }).addBytes({
-      bytes: made.bytes,
-      name: made.name,
-      source: "bench/load",
-    });
+    const { model, made } = await addTestModel({ home, size: "small", source: "bench/load" });
     const env = { MYCEL_LOG_LEVEL: "warn" };
     // One sequence per provider: the network's 3 sequences and serve's 2 (its default here) share the same cores.
     const devnet: MycelProcess = spawnMycel({

@@ -26,9 +26,9 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { createKeystore, devPrivateKey } from "../../src/identity/index.ts";
-import { generateTestModel, openModelStore } from "../../src/model/index.ts";
 import { formatTable, roundDown, summarizeSamples, verdict } from "../shared/report.ts";
 import { benchSeed, type Sample, streamChat } from "../shared/streamChat.ts";
+import { addTestModel } from "../shared/testModels.ts";
 import {
   type MycelProcess,
   onAbruptExit,
@@ -347,12 +347,7 @@ export async function measureRelay(parameters: { section?: string } = {}): Promi
   const clients: ReturnType<typeof startStreamClient>[] = [];
   const started: MycelProcess[] = [];
   try {
-    const made = generateTestModel({ size: "small" });
-    const { model } = await openModelStore({ home }).addBytes({
-      bytes: made.bytes,
-      name: made.name,
-      source: "bench/network/relay",
-    });
+    const { model, made } = await addTestModel({ home, size: "small", source: "bench/network/relay" });
     await Promise.all(
       ["relay", "provider", "gateway-direct", "gateway-relayed", "gateway-upgraded"].map((name) =>
         createKeystore({ home, name, password, privateKey: devPrivateKey(`bench-relay:${name}`) }),

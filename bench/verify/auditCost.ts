@@ -6,7 +6,6 @@
 import type { LlamaContext, LlamaModel, Token } from "node-llama-cpp";
 import { createEngine, type Engine, getSharedLlama } from "../../src/engine/index.ts";
 import {
-  generateTestModel,
   openModelStore,
   type TestModelQuant,
   type TestModelSize,
@@ -16,6 +15,7 @@ import type { AuditInput } from "../../src/protocol/index.ts";
 import { type Auditor, createAuditor } from "../../src/verify/index.ts";
 import { type CheatModels, honestAnswer } from "../../test/fixtures/cheats.ts";
 import { formatTable, median, roundUp } from "../shared/report.ts";
+import { addTestModel } from "../shared/testModels.ts";
 import { exactLengthAnswer, paddedRequest } from "./requests.ts";
 
 /** llama.cpp threads of the provider, the validator and the plain forward pass alike. */
@@ -59,10 +59,14 @@ async function setUpModel(parameters: {
   parameters.progress(
     `section 1: making the ${size} test model (${quant}, ${tokenizer ?? "default"} vocabulary)`,
   );
-  const made = generateTestModel({ size, quant, ...(tokenizer ? { tokenizer } : {}) });
-  const store = openModelStore({ home });
-  const { model } = await store.addBytes({ bytes: made.bytes, name: made.name, source: "bench/verify" });
-  const path = store.pathOf(model.hash);
+  const { model, made } = await addTestModel({
+    home,
+    size,
+    quant,
+    ...(tokenizer ? { tokenizer } : {}),
+    source: "bench/verify",
+  });
+  const path = openModelStore({ home }).pathOf(model.hash);
   const models: CheatModels = { claimed: model.hash, other: model.hash, lowerQuant: model.hash };
   const engine = createEngine({ options: { parallelism: 1, threadsPerSequence: threads, maxQueue: 16 } });
   const info = await engine.loadModel({ hash: model.hash, path, name: made.name });

@@ -10,13 +10,14 @@ import { join } from "node:path";
 import { defaultDeployParameters, devnetDeployParameters } from "../../src/chain/index.ts";
 import { roleDefaults } from "../../src/config/index.ts";
 import { createEngine, type Engine } from "../../src/engine/index.ts";
-import { generateTestModel, openModelStore, type TestModelSize } from "../../src/model/index.ts";
+import { openModelStore, type TestModelSize } from "../../src/model/index.ts";
 import type { InferenceRequest } from "../../src/protocol/index.ts";
 import { challengePrompts } from "../../src/validator/index.ts";
 import { type Auditor, createAuditor } from "../../src/verify/index.ts";
 import { type CheatModels, honestAnswer } from "../../test/fixtures/cheats.ts";
 import { watchOtherProcessesCpu } from "../network/processes.ts";
 import { formatTable, median, roundUp, verdict } from "../shared/report.ts";
+import { addTestModel } from "../shared/testModels.ts";
 import { exactLengthAnswer, paddedRequest } from "./requests.ts";
 
 /** A GGUF to measure on (MYCEL_BENCH_ECONOMICS_MODEL, e.g. one `mycel model make-test --size medium` wrote). */
@@ -94,8 +95,7 @@ async function setUp(home: string) {
     hash = model.hash;
   } else {
     progress(`making the ${modelSize} test model`);
-    const made = generateTestModel({ size: modelSize });
-    const { model } = await store.addBytes({ bytes: made.bytes, name: made.name, source: "bench/economics" });
+    const { model, made } = await addTestModel({ home, size: modelSize, source: "bench/economics" });
     label = `${made.name} (${(made.parameterCount / 1e6).toFixed(1)}M params, ${made.quant})`;
     hash = model.hash;
   }

@@ -81,12 +81,21 @@ export type Validator = {
   stop(): Promise<void>;
 };
 
-/** The share of one core a validator's challenges may take at most (their audits' time over the wait between them). */
+/** The share of one core a validator's challenges may take at most (their CPU time over the wait between them). */
 export const challengeCpuShare = 0.01;
 
-/** The wait before the next challenge: the interval, or longer when the last challenge's audit took `auditMs`. */
-export function nextChallengeDelayMs(parameters: { intervalMs: number; auditMs: number }): number {
-  return Math.max(parameters.intervalMs, parameters.auditMs / challengeCpuShare);
+/**
+ * The wait before the next challenge: the interval, or longer when the last challenge took `cpuMs` of CPU time (the
+ * validator process's, every thread: the challenge gateway's node and payments, the request, the audit).
+ */
+export function nextChallengeDelayMs(parameters: { intervalMs: number; cpuMs: number }): number {
+  return Math.max(parameters.intervalMs, parameters.cpuMs / challengeCpuShare);
+}
+
+/** CPU time (user + system, ms) this process has used since `since` (a process.cpuUsage() reading). */
+function cpuMsSince(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1000;
 }
 
 /** Starts a validator. */
@@ -160,21 +169,24 @@ export async function startValidator(parameters: StartValidatorParameters): Prom
   };
   const epochTimer = setInterval(() => void tick(), options.epochCheckMs);
   epochTimer.unref();
-  // One challenge at a time, each after the interval, and after a longer wait when its audit was long: challenges
-  // take at most challengeCpuShare of a core whatever the model's size (a 0.5B model's challenge audit takes seconds).
+  // One challenge at a time, each after the interval, and after a longer wait when it cost much CPU: challenges take
+  // at most challengeCpuShare of a core whatever the model's size (a 0.5B model's challenge audit takes seconds).
   let challengeTimer: NodeJS.Timeout | undefined;
   const scheduleChallenge = (delayMs: number) => {
     challengeTimer = setTimeout(async () => {
-      let auditMs = 0;
+      let cpuMs = 0;
       if (queue.waiting() === 0) {
+        const started = process.cpuUsage();
         const verdict = await challenge().catch((error) => {
           logger.warn("challenge failed", { error: describeError(error) });
           return undefined;
         });
-        auditMs = verdict?.metrics.evaluateMs ?? 0;
+        // The process's CPU over the challenge (anything else it did meanwhile too: the wait errs long), and at
+        // least the audit's own time.
+        cpuMs = Math.max(cpuMsSince(started), verdict?.metrics.evaluateMs ?? 0);
       }
       if (!stopped)
-        scheduleChallenge(nextChallengeDelayMs({ intervalMs: options.challengeIntervalMs, auditMs }));
+        scheduleChallenge(nextChallengeDelayMs({ intervalMs: options.challengeIntervalMs, cpuMs }));
     }, delayMs);
     challengeTimer.unref();
   };

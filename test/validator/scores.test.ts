@@ -276,9 +276,9 @@ describe("protocol: signed audit samples", () => {
 });
 
 describe("the wait between challenges (nextChallengeDelayMs)", () => {
-  it("is the interval while audits are short, and keeps challenges under challengeCpuShare of a core when long", () => {
-    assert.equal(nextChallengeDelayMs({ intervalMs: 60_000, auditMs: 80 }), 60_000);
-    const delay = nextChallengeDelayMs({ intervalMs: 60_000, auditMs: 3_800 });
+  it("is the interval while challenges are cheap, and keeps them under challengeCpuShare of a core when costly", () => {
+    assert.equal(nextChallengeDelayMs({ intervalMs: 60_000, cpuMs: 80 }), 60_000);
+    const delay = nextChallengeDelayMs({ intervalMs: 60_000, cpuMs: 3_800 });
     assert.equal(delay, 380_000);
     assert.ok(3_800 / delay <= challengeCpuShare);
   });

@@ -33,7 +33,7 @@ import {
   honestAnswer,
 } from "../../test/fixtures/cheats.ts";
 import type { HonestAnswersJob } from "./honestAnswers.ts";
-import { claimingQ8, longPromptRequest } from "./requests.ts";
+import { claimingQ8, longPromptRequest, verifyBenchModel } from "./requests.ts";
 
 const repositoryRoot = resolve(import.meta.dirname, "../..");
 const runStarted = performance.now();
@@ -287,10 +287,11 @@ const range = (start: number, count: number) => Array.from({ length: count }, (_
 /** Generates and audits everything; returns the samples. */
 async function measure(root: string) {
   const home = join(root, "home");
-  progress("adding the test models (small: seed 1 f16 claimed, seed 2 f16, seed 1 q8_0, seed 1 f32)");
-  const models = await addCheatModels(home);
+  const claimed = verifyBenchModel();
+  progress(`adding the test models (${claimed.label} claimed, its seed 2 in f16, its q8_0 and f32)`);
+  const models = await addCheatModels(home, claimed);
   const q8 = claimingQ8(models);
-  const f32Model = generateTestModel({ size: "small", seed: 1, quant: "f32" });
+  const f32Model = generateTestModel({ ...claimed, seed: 1, quant: "f32" });
   const f32Hash = (
     await openModelStore({ home }).addBytes({
       bytes: f32Model.bytes,
@@ -624,21 +625,22 @@ async function main() {
     const cheatRows = [...rowsOf("cheat vs f16"), ...rowsOf("cheat vs q8_0")];
     const marginList = [margins(samples, "f16"), margins(samples, "q8_0"), margins(samples, "f32")];
     const cpu = cpus()[0]?.model ?? "unknown CPU";
+    const claimed = verifyBenchModel();
     const output = [
-      `Calibration: small test model (~27.5M params), ${availableParallelism()} cores (${cpu}), node-llama-cpp CPU.`,
+      `Calibration: test model ${claimed.label} (MYCEL_BENCH_VERIFY_MODEL), ${availableParallelism()} cores (${cpu}), node-llama-cpp CPU.`,
       "Errors in nats. Worst chunk err: per answer, the largest mean over a 32-token chunk of the per-position " +
         "error (|provider gap - validator gap|, worst of the 3 gaps and the top-token check); max position err: " +
         "the largest per-position error. Passed/detected: with the tolerances in src/verify/tolerances.ts.",
       "",
-      "Honest answers, claimed model small f16:",
+      "Honest answers, claimed model f16:",
       "",
       honestTable(f16Rows),
       "",
-      "Honest answers, claimed model small q8_0 (the q8_0 file claimed as itself):",
+      "Honest answers, claimed model q8_0 (the q8_0 file claimed as itself):",
       "",
       honestTable(q8Rows),
       "",
-      "Honest answers, claimed model small f32 (the f32 file claimed as itself):",
+      "Honest answers, claimed model f32 (the f32 file claimed as itself):",
       "",
       honestTable(f32Rows),
       "",

@@ -1,6 +1,6 @@
 /**
  * Verification benchmark: what auditing an answer costs next to generating it, and how well audits tell honest
- * answers from cheating ones, on the small test model. (1) audit time / generation time for outputs of 64, 256
+ * answers from cheating ones, on the small test model (sections 2 and 3: another with MYCEL_BENCH_VERIFY_MODEL). (1) audit time / generation time for outputs of 64, 256
  * and 1,024 tokens; (2) detection rate per cheat of test/fixtures/cheats.ts (the constrained ones and alters_text included) and of
  * test/fixtures/toolCheats.ts over 100 audited answers each; (3) false positives over 690 honest audited answers
  * (150 of them constrained, 40 forced tool calls), across temperatures, prompt lengths, constraints and provider
@@ -25,6 +25,7 @@ import {
   constraintCheatingAnswer,
   constraintCheatNames,
   constraintOfCheat,
+  fixtureLogitBias,
   fixtureRequest,
   honestAnswer,
   textAlteringAnswer,
@@ -37,7 +38,7 @@ import {
 import { watchOtherProcessesCpu } from "../network/processes.ts";
 import { formatTable, roundDown, roundUp, verdict } from "../shared/report.ts";
 import { measureAuditCost } from "./auditCost.ts";
-import { longPromptRequest } from "./requests.ts";
+import { longPromptRequest, verifyBenchModel } from "./requests.ts";
 
 /**
  * Which sections run (MYCEL_BENCH_VERIFY_SECTIONS, e.g. "2,3"; default all), and the share of the answers of
@@ -57,7 +58,11 @@ for (const section of sections)
 const scaled = (answers: number) => Math.max(1, Math.ceil(answers * scale));
 
 /** The cheat fixtures' models, and a tool-capable one (gpt2 tiny: its template takes `<tool_call>` blocks). */
-type BenchModels = CheatModels & { tools: string };
+type BenchModels = CheatModels & {
+  tools: string;
+  /** The constrained requests' logit biases, as the claimed model tokenizes them (fixtureLogitBias). */
+  logitBias: Record<string, number>;
+};
 
 /** Adds the tool-capable model to the store of `home`; returns its hash. */
 async function addToolModel(home: string): Promise<string> {
@@ -151,6 +156,7 @@ const targets = {
   extractionShare: 0.3,
   detection: 0.99,
   falsePositives: 0,
+  closestCheatMargin: 2,
 };
 
 const runStarted = performance.now();
@@ -161,7 +167,12 @@ function progress(message: string) {
 /** The validator's default settings (`mycel validator` and `mycel audit`): every core, batches of auditBatchSize. */
 const validatorThreads = availableParallelism();
 
-type Outcome = { input: AuditInput; result: AuditVerdict };
+/**
+ * An audited answer. `changed`: whether the cheat changed anything, its tokens or fingerprints differing from the
+ * honest answer to the same request (always, but for a constrained cheat whose dropped constraint changed nothing:
+ * that answer is the honest one, and nothing can or need catch it).
+ */
+type Outcome = { input: AuditInput; result: AuditVerdict; changed?: boolean };
 
 type RequestBuilder = (parameters: { models: BenchModels; index: number }) => InferenceRequest;
 
@@ -205,7 +216,12 @@ const detectionCases: readonly DetectionCase[] = [
     request:
       constrainedRequestBuilders[cheat] ??
       (({ models, index }: { models: BenchModels; index: number }) =>
-        constrainedFixtureRequest({ models, index, constraint: constraintOfCheat[cheat] })),
+        constrainedFixtureRequest({
+          models,
+          index,
+          constraint: constraintOfCheat[cheat],
+          logitBias: models.logitBias,
+        })),
     answer: (parameters: { engine: Engine; models: BenchModels; request: InferenceRequest }) =>
       constraintCheatingAnswer({ ...parameters, cheat }),
   })),
@@ -246,9 +262,16 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
     for (const { cheat, request: requestOf, answer } of detectionCases) {
       progress(`section 2: ${answersPerCheat} answers of the cheat ${cheat}`);
       const list: Outcome[] = [];
+      const constrained = (constraintCheatNames as readonly string[]).includes(cheat);
       for (let index = firstCheatIndex; index < firstCheatIndex + answersPerCheat; index++) {
-        const input = await answer({ engine, models, request: requestOf({ models, index }) });
-        list.push({ input, result: await auditor.audit(input) });
+        const request = requestOf({ models, index });
+        const input = await answer({ engine, models, request });
+        const honest = constrained ? await honestAnswer({ engine, models, request }) : undefined;
+        const changed =
+          honest === undefined ||
+          JSON.stringify([honest.outputTokens, honest.fingerprints]) !==
+            JSON.stringify([input.outputTokens, input.fingerprints]);
+        list.push({ input, result: await auditor.audit(input), changed });
       }
       outcomes.set(cheat, list);
     }
@@ -260,14 +283,18 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
     `2. detection per cheat: ${answersPerCheat} answers each (fixture requests ${firstCheatIndex}-${lastIndex}: ` +
       `prompts of 90-335 tokens, temperatures 0, 0.7 and 1, max_tokens ${cheatMaxTokens.join("/")}; the ` +
       `constrained cheats (${constraintCheatNames.join(", ")}) on the same requests with max_tokens 64 and the ` +
-      "constraint each drops: a closed 3-field JSON schema; logit_bias ' ' +8, 'e' +6, 'q' -100; presence 1, " +
-      "frequency 1.5, repeat 1.3), claimed model small f16; fabricated_tool_arguments on forced calls of two tools " +
+      "constraint each drops: a closed 3-field JSON schema; logit_bias " +
+      `${JSON.stringify(models.logitBias)} (' ', 'e' and 'q' as the model tokenizes them); presence 1, ` +
+      `frequency 1.5, repeat 1.3), claimed model ${verifyBenchModel().label}; a constrained cheat counts ` +
+      "where it changed the answer (tokens or fingerprints differ from the honest answer to the same request); " +
+      "fabricated_tool_arguments on forced calls of two tools " +
       `(requests ${firstCheatIndex}-${lastIndex}, max_tokens 200, temperature 0) to the gpt2 tiny model; provider 1 thread; validator ` +
       `${validatorThreads} threads; f16 tolerances ${JSON.stringify(tolerancesFor("f16"))}`,
   );
   const rows = detectionCases.map(({ cheat }) => {
     const list = outcomes.get(cheat) as Outcome[];
     const caught = list.filter((outcome) => outcome.result.verdict === "fail");
+    const changed = list.filter((outcome) => outcome.changed !== false);
     const reasons: Record<string, number> = {};
     for (const outcome of caught)
       for (const code of new Set(outcome.result.reasons.map((reason) => reason.code)))
@@ -276,7 +303,8 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
     return [
       cheat,
       String(list.length),
-      String(caught.length),
+      String(changed.length),
+      String(changed.filter((outcome) => outcome.result.verdict === "fail").length),
       smallest((outcome) => outcome.result.metrics.worstChunkGapError),
       smallest((outcome) => outcome.result.metrics.maxGapError),
       Object.entries(reasons)
@@ -287,7 +315,15 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
   });
   console.log(
     formatTable(
-      ["cheat", "answers", "detected", "min worst chunk err", "min max position err", "caught by (answers)"],
+      [
+        "cheat",
+        "answers",
+        "changed by the cheat",
+        "detected (of those)",
+        "min worst chunk err",
+        "min max position err",
+        "caught by (answers)",
+      ],
       rows,
     ),
   );
@@ -300,24 +336,35 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
       );
     }
   console.log("");
-  return new Map(
+  // The cheat closest to honest (the same weights in q8_0, claimed f16): its smallest worst chunk error over the
+  // tolerance it is judged by.
+  const lowerQuant = outcomes.get("lower_quant") as Outcome[];
+  const closestCheatMargin =
+    Math.min(...lowerQuant.map((o) => o.result.metrics.worstChunkGapError)) /
+    tolerancesFor("f16").chunkMeanGapError;
+  // Over the answers the cheat changed (none changed: no detection shown, 0).
+  const rates = new Map(
     detectionCases.map(({ cheat }) => {
-      const list = outcomes.get(cheat) as Outcome[];
-      return [cheat, list.filter((o) => o.result.verdict === "fail").length / list.length];
+      const changed = (outcomes.get(cheat) as Outcome[]).filter((o) => o.changed !== false);
+      const caught = changed.filter((o) => o.result.verdict === "fail").length;
+      return [cheat, changed.length === 0 ? 0 : caught / changed.length];
     }),
   );
+  return { rates, closestCheatMargin };
 }
 
 /** An honest request with every constraint of `set`: one fixture request, each constraint's fields merged in. */
 function constrainedRequest(parameters: {
-  models: CheatModels;
+  models: BenchModels;
   index: number;
   set: readonly Constraint[];
 }): InferenceRequest {
   const { models, index, set } = parameters;
   return Object.assign(
     {},
-    ...set.map((constraint) => constrainedFixtureRequest({ models, index, constraint })),
+    ...set.map((constraint) =>
+      constrainedFixtureRequest({ models, index, constraint, logitBias: models.logitBias }),
+    ),
   ) as InferenceRequest;
 }
 
@@ -382,7 +429,7 @@ function printFalsePositives(outcomes: readonly HonestOutcome[]) {
   const failed = (list: readonly HonestOutcome[]) =>
     String(list.filter((o) => o.result.verdict === "fail").length);
   console.log(
-    `3. false positives: ${outcomes.length} honest answers, claimed model small f16; validator ` +
+    `3. false positives: ${outcomes.length} honest answers, claimed model ${verifyBenchModel().label}; validator ` +
       `${validatorThreads} threads. ${plain} plain ones (fixture requests 2000-${1999 + plain}, max_tokens ` +
       `${honestMaxTokens.join("/")}; every ${longPromptEvery}th with a prompt of ${longPromptBytes.join("/")} ` +
       `tokens) and ${constrained} constrained ones (fixture requests ${firstConstrainedIndex}-` +
@@ -518,10 +565,22 @@ async function main() {
   const home = join(root, "home");
   const auditors: Auditor[] = [];
   try {
-    progress("adding the test models (small: seed 1 f16 claimed, seed 2 f16, seed 1 q8_0)");
-    const models: BenchModels = { ...(await addCheatModels(home)), tools: await addToolModel(home) };
+    const claimed = verifyBenchModel();
+    progress(`adding the test models (${claimed.label} claimed, its seed 2 in f16, its q8_0)`);
+    const cheatModels = await addCheatModels(home, claimed);
     const auditor = createAuditor({ home, engineOptions: { threadsPerSequence: validatorThreads } });
     auditors.push(auditor);
+    await auditor.engine.loadModel({
+      hash: cheatModels.claimed,
+      path: openModelStore({ home }).pathOf(cheatModels.claimed),
+    });
+    const models: BenchModels = {
+      ...cheatModels,
+      tools: await addToolModel(home),
+      logitBias: fixtureLogitBias(auditor.engine, cheatModels.claimed),
+    };
+    if (sections.has("2") || sections.has("3"))
+      console.log(`sections 2 and 3 claim ${claimed.label} (MYCEL_BENCH_VERIFY_MODEL)\n`);
     const cpuWatch = watchOtherProcessesCpu();
     const ratio = sections.has("1")
       ? await measureAuditCost({ home: join(root, "cost"), progress })
@@ -558,10 +617,16 @@ async function main() {
           verdict(ratio.extractionShare <= targets.extractionShare),
       );
     }
-    for (const [cheat, rate] of detection ?? [])
+    for (const [cheat, rate] of detection?.rates ?? [])
       console.log(
         `detection rate, ${cheat}: ${roundDown(rate * 100, 1).toFixed(1)}% ` +
           `(target >= ${targets.detection * 100}%) ${verdict(rate >= targets.detection)}`,
+      );
+    if (detection)
+      console.log(
+        `closest cheat (lower_quant) beyond the tolerance, its smallest worst chunk error / the f16 tolerance: ` +
+          `${roundDown(detection.closestCheatMargin, 2).toFixed(2)}x (target >= ${targets.closestCheatMargin}x) ` +
+          verdict(detection.closestCheatMargin >= targets.closestCheatMargin),
       );
     if (honest)
       console.log(

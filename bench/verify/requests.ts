@@ -1,7 +1,47 @@
 /** Requests and model views the verification benches (`npm run calibrate`, `npm run bench:verify`) share. */
 import type { Engine } from "../../src/engine/index.ts";
+import {
+  defaultTestModelTokenizer,
+  type TestModelSize,
+  type TestModelTokenizer,
+  testModelName,
+  testModelTokenizers,
+} from "../../src/model/index.ts";
 import type { InferenceRequest } from "../../src/protocol/index.ts";
-import { type CheatModels, fixtureRequest, honestAnswer, seededRandom } from "../../test/fixtures/cheats.ts";
+import {
+  type CheatModelShape,
+  type CheatModels,
+  fixtureRequest,
+  honestAnswer,
+  seededRandom,
+} from "../../test/fixtures/cheats.ts";
+
+const modelSizes: readonly TestModelSize[] = ["tiny", "small", "medium"];
+
+/**
+ * The test model the verification benches' answers claim (`MYCEL_BENCH_VERIFY_MODEL`: a size, optionally with a
+ * tokenizer, e.g. "small", "small:gpt2", "medium"; default "small", byte-level), and its name for the reports.
+ */
+export function verifyBenchModel(): CheatModelShape & { label: string } {
+  const value = process.env.MYCEL_BENCH_VERIFY_MODEL ?? "small";
+  const [size, tokenizer, ...rest] = value.split(":");
+  if (
+    rest.length > 0 ||
+    !modelSizes.includes(size as TestModelSize) ||
+    (tokenizer !== undefined && !testModelTokenizers.includes(tokenizer as TestModelTokenizer))
+  )
+    throw new Error(
+      `MYCEL_BENCH_VERIFY_MODEL: expected <size>[:<tokenizer>] with a size of ${modelSizes.join(", ")} and a tokenizer of ${testModelTokenizers.join(", ")} (e.g. "small:gpt2"), got "${value}"`,
+    );
+  const shape = { size: size as TestModelSize, tokenizer: tokenizer as TestModelTokenizer | undefined };
+  const label = testModelName({
+    size: shape.size,
+    tokenizer: shape.tokenizer ?? defaultTestModelTokenizer[shape.size],
+    seed: 1,
+    quant: "f16",
+  });
+  return { ...shape, label };
+}
 
 const fillerSentences = [
   "Start from the basics and explain each term before you use it.",

@@ -366,7 +366,7 @@ export async function auditAnswer(parameters: AuditAnswerParameters): Promise<Au
           promptTokens: input.promptTokens,
           outputTokens: input.outputTokens,
           topK,
-          ...reEvaluationBatchesOf(input, model.weightType),
+          ...reEvaluationBatchesOf(input),
           includeTokens: input.outputTokens.map((_, index) => [
             ...(fingerprintAt(input.fingerprints, index)?.ids ?? []),
             ...lifted,

@@ -1,8 +1,7 @@
 /**
  * How an audit batches its re-evaluation so that llama.cpp's arithmetic is the provider's: the prompt in the
  * batches the provider prefilled it in (the same numbers, and the physical limit of its cost), then the output in
- * batches whose kernels compute as the provider's single-token decodes did where the weights' tolerance needs that
- * (f16, f32 on one thread), else in the prefill's batches. Measured in docs/VERIFICATION.md
+ * batches whose kernels compute as the provider's single-token decodes did. Measured in docs/VERIFICATION.md
  * "Re-evaluation" (`npm run calibrate`).
  */
 import { exactReplayMaxTokens } from "../engine/index.ts";
@@ -12,19 +11,14 @@ import {
   auditBatchSize,
   auditPrefillMaxBatchSize,
   auditPrefillMinBatchSize,
-  exactOutputWeightTypes,
 } from "./tolerances.ts";
 
 /** The batches of an audit's `engine.evaluate`: its `prefill` and `batchSize` parameters. */
 export type ReEvaluationBatches = { prefill: { tokens: number; batchSize: number }; batchSize: number };
 
-/**
- * The batches that re-evaluate `input`, an answer of a model of `weightType` (f16, q8_0, ...), as its provider
- * decoded it (see the module's comment).
- */
+/** The batches that re-evaluate `input` as its provider decoded it (see the module's comment). */
 export function reEvaluationBatchesOf(
   input: Pick<AuditInput, "promptTokens" | "request" | "decoding">,
-  weightType: string,
 ): ReEvaluationBatches {
   const decoding = input.decoding ?? assumedDecoding;
   const prefillBatchSize = Math.min(
@@ -39,8 +33,6 @@ export function reEvaluationBatchesOf(
     prefill: { tokens: Math.max(0, prefilled), batchSize: prefillBatchSize },
     // On one thread the small-batch kernels match a single-token decode; on more, the provider's decode is closer
     // to the large-batch kernels (drift 0.008-0.018 instead of 0.05-0.06 at ~1850 tokens, 2-4 provider threads).
-    // Weights whose tolerance allows the large batches' drift are re-evaluated in them whatever the threads.
-    batchSize:
-      decoding.threads > 1 || !exactOutputWeightTypes.has(weightType) ? prefillBatchSize : auditBatchSize,
+    batchSize: decoding.threads > 1 ? prefillBatchSize : auditBatchSize,
   };
 }

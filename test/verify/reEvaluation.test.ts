@@ -9,77 +9,45 @@ const request = { prefix_tokens: undefined } as unknown as Parameters<
 const prompt = (length: number) => Array.from({ length }, (_, index) => index);
 
 describe("an audit's re-evaluation batches (reEvaluationBatchesOf)", () => {
-  it("prefills the prompt in the provider's batches, then one thread's f16 output in small batches", () => {
-    const batches = reEvaluationBatchesOf(
-      {
-        promptTokens: prompt(700),
-        request,
-        decoding: { batchSize: 256, threads: 1 },
-      },
-      "f16",
-    );
+  it("prefills the prompt in the provider's batches, then one thread's output in small batches", () => {
+    const batches = reEvaluationBatchesOf({
+      promptTokens: prompt(700),
+      request,
+      decoding: { batchSize: 256, threads: 1 },
+    });
     assert.deepEqual(batches, { prefill: { tokens: 700, batchSize: 256 }, batchSize: auditBatchSize });
   });
-  it("re-evaluates quantized weights' output in the prefill batches, whose drift their tolerance allows", () => {
-    for (const weightType of ["q8_0", "q4_K"]) {
-      const batches = reEvaluationBatchesOf(
-        { promptTokens: prompt(700), request, decoding: { batchSize: 256, threads: 1 } },
-        weightType,
-      );
-      assert.deepEqual(batches, { prefill: { tokens: 700, batchSize: 256 }, batchSize: 256 });
-    }
-    const f32 = reEvaluationBatchesOf(
-      { promptTokens: prompt(70), request, decoding: { batchSize: 512, threads: 1 } },
-      "f32",
-    );
-    assert.equal(f32.batchSize, auditBatchSize);
-  });
   it("re-evaluates a multi-thread provider's output in its prefill batches", () => {
-    const batches = reEvaluationBatchesOf(
-      {
-        promptTokens: prompt(70),
-        request,
-        decoding: { batchSize: 512, threads: 4 },
-      },
-      "f16",
-    );
+    const batches = reEvaluationBatchesOf({
+      promptTokens: prompt(70),
+      request,
+      decoding: { batchSize: 512, threads: 4 },
+    });
     assert.deepEqual(batches, { prefill: { tokens: 70, batchSize: 512 }, batchSize: 512 });
   });
   it("assumes batch 512 on one thread for evidence that does not say, and bounds what a provider may state", () => {
-    assert.deepEqual(reEvaluationBatchesOf({ promptTokens: prompt(10), request }, "f16"), {
+    assert.deepEqual(reEvaluationBatchesOf({ promptTokens: prompt(10), request }), {
       prefill: { tokens: 10, batchSize: 512 },
       batchSize: auditBatchSize,
     });
-    const tiny = reEvaluationBatchesOf(
-      {
-        promptTokens: prompt(10),
-        request,
-        decoding: { batchSize: 1, threads: 1 },
-      },
-      "f16",
-    );
+    const tiny = reEvaluationBatchesOf({
+      promptTokens: prompt(10),
+      request,
+      decoding: { batchSize: 1, threads: 1 },
+    });
     assert.equal(tiny.prefill.batchSize, 16);
-    const huge = reEvaluationBatchesOf(
-      {
-        promptTokens: prompt(10),
-        request,
-        decoding: { batchSize: 4096, threads: 1 },
-      },
-      "f16",
-    );
+    const huge = reEvaluationBatchesOf({
+      promptTokens: prompt(10),
+      request,
+      decoding: { batchSize: 4096, threads: 1 },
+    });
     assert.equal(huge.prefill.batchSize, 512);
   });
   it("leaves a continuation's replayed prefix out of the prefill, and keeps a long one in it", () => {
     const short = { prefix_tokens: prompt(20) } as typeof request;
-    assert.equal(
-      reEvaluationBatchesOf({ promptTokens: prompt(120), request: short }, "f16").prefill.tokens,
-      100,
-    );
+    assert.equal(reEvaluationBatchesOf({ promptTokens: prompt(120), request: short }).prefill.tokens, 100);
     const long = { prefix_tokens: prompt(300) } as typeof request;
-    assert.equal(
-      reEvaluationBatchesOf({ promptTokens: prompt(400), request: long }, "f16").prefill.tokens,
-      400,
-    );
+    assert.equal(reEvaluationBatchesOf({ promptTokens: prompt(400), request: long }).prefill.tokens, 400);
   });
 });
 

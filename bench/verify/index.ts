@@ -185,7 +185,32 @@ type DetectionCase = {
     models: BenchModels;
     request: InferenceRequest;
   }) => Promise<AuditInput>;
+  /** Completes a built request with what only the provider's engine can tell (default: as built). */
+  prepare?: (parameters: {
+    engine: Engine;
+    models: BenchModels;
+    request: InferenceRequest;
+  }) => Promise<InferenceRequest>;
 };
+
+/**
+ * The logit-bias cheat's request also forbids (-100) the first token the model would answer without the biases:
+ * on a real-size vocabulary random weights give distributions so sharp that the favoured tokens rarely win (the
+ * medium model's +20 changed none of 10 answers), while a forbidden first choice always changes the answer, and a
+ * provider that ignores the biases sends it.
+ */
+async function forbiddingFirstChoice(parameters: {
+  engine: Engine;
+  models: BenchModels;
+  request: InferenceRequest;
+}): Promise<InferenceRequest> {
+  const { logit_bias, ...unbiased } = parameters.request;
+  const free = await honestAnswer({ ...parameters, request: unbiased });
+  const first = free.outputTokens[0];
+  return first === undefined
+    ? parameters.request
+    : { ...parameters.request, logit_bias: { ...logit_bias, [String(first)]: -100 } };
+}
 
 /**
  * Constrained cheats whose requests need their own builder; the others get {@link constrainedFixtureRequest} with
@@ -224,6 +249,7 @@ const detectionCases: readonly DetectionCase[] = [
         })),
     answer: (parameters: { engine: Engine; models: BenchModels; request: InferenceRequest }) =>
       constraintCheatingAnswer({ ...parameters, cheat }),
+    ...(cheat === "ignores_logit_bias" ? { prepare: forbiddingFirstChoice } : {}),
   })),
   {
     // Honest tokens and fingerprints, an ad in the text streamed and committed to: caught deterministically
@@ -259,12 +285,13 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
   );
   const outcomes = new Map<string, Outcome[]>();
   try {
-    for (const { cheat, request: requestOf, answer } of detectionCases) {
+    for (const { cheat, request: requestOf, answer, prepare } of detectionCases) {
       progress(`section 2: ${answersPerCheat} answers of the cheat ${cheat}`);
       const list: Outcome[] = [];
       const constrained = (constraintCheatNames as readonly string[]).includes(cheat);
       for (let index = firstCheatIndex; index < firstCheatIndex + answersPerCheat; index++) {
-        const request = requestOf({ models, index });
+        const built = requestOf({ models, index });
+        const request = prepare ? await prepare({ engine, models, request: built }) : built;
         const input = await answer({ engine, models, request });
         const honest = constrained ? await honestAnswer({ engine, models, request }) : undefined;
         const changed =
@@ -284,7 +311,8 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
       `prompts of 90-335 tokens, temperatures 0, 0.7 and 1, max_tokens ${cheatMaxTokens.join("/")}; the ` +
       `constrained cheats (${constraintCheatNames.join(", ")}) on the same requests with max_tokens 64 and the ` +
       "constraint each drops: a closed 3-field JSON schema; logit_bias " +
-      `${JSON.stringify(models.logitBias)} (' ', 'e' and 'q' as the model tokenizes them); presence 1, ` +
+      `${JSON.stringify(models.logitBias)} (' ', 'e' and 'q' as the model tokenizes them) and -100 on the first ` +
+      "token of the answer without them; presence 1, " +
       `frequency 1.5, repeat 1.3), claimed model ${verifyBenchModel().label}; a constrained cheat counts ` +
       "where it changed the answer (tokens or fingerprints differ from the honest answer to the same request); " +
       "fabricated_tool_arguments on forced calls of two tools " +

@@ -48,7 +48,7 @@ export const impossibleLogprob = -20;
  * honest, 2.35x below the closest cheat. Position error 0.3: 7x the worst honest (0.043); it does not separate
  * that cheat (0.21 up), the chunk mean does. q8_0: worst honest 0.11 chunk mean and 0.26 position (multi-thread
  * providers, whose output is re-evaluated in large batches; 0.0004 on one thread); its cheats measured start at
- * 1.19 and 1.97. On the medium test model a 1-thread q8_0 provider's output re-evaluated in batches of 512 drifts
+ * 1.17 and 1.97. On the medium test model a 1-thread q8_0 provider's output re-evaluated in batches of 512 drifts
  * 0.49-0.60, so q8_0's tolerance is not calibrated there for multi-thread providers (docs/VERIFICATION.md, known
  * gaps). nearTie = positionGapError: an honest near-tie flip at temperature 0 is that same per-position drift.
  */

@@ -36,6 +36,8 @@ import type { HonestAnswersJob } from "./honestAnswers.ts";
 import { claimingQ8, longPromptRequest, verifyBenchModel } from "./requests.ts";
 
 const repositoryRoot = resolve(import.meta.dirname, "../..");
+/** The test model the answers claim (MYCEL_BENCH_VERIFY_MODEL; default the small one). */
+const benchModel = verifyBenchModel();
 const runStarted = performance.now();
 function progress(message: string) {
   process.stderr.write(`[calibrate ${((performance.now() - runStarted) / 1000).toFixed(1)} s] ${message}\n`);
@@ -287,11 +289,15 @@ const range = (start: number, count: number) => Array.from({ length: count }, (_
 /** Generates and audits everything; returns the samples. */
 async function measure(root: string) {
   const home = join(root, "home");
-  const claimed = verifyBenchModel();
-  progress(`adding the test models (${claimed.label} claimed, its seed 2 in f16, its q8_0 and f32)`);
-  const models = await addCheatModels(home, claimed);
+  progress(`adding the test models (${benchModel.label} claimed, its seed 2 in f16, its q8_0 and f32)`);
+  const models = await addCheatModels(home, benchModel);
   const q8 = claimingQ8(models);
-  const f32Model = generateTestModel({ ...claimed, seed: 1, quant: "f32" });
+  const f32Model = generateTestModel({
+    size: benchModel.size,
+    tokenizer: benchModel.tokenizer,
+    seed: 1,
+    quant: "f32",
+  });
   const f32Hash = (
     await openModelStore({ home }).addBytes({
       bytes: f32Model.bytes,
@@ -625,9 +631,8 @@ async function main() {
     const cheatRows = [...rowsOf("cheat vs f16"), ...rowsOf("cheat vs q8_0")];
     const marginList = [margins(samples, "f16"), margins(samples, "q8_0"), margins(samples, "f32")];
     const cpu = cpus()[0]?.model ?? "unknown CPU";
-    const claimed = verifyBenchModel();
     const output = [
-      `Calibration: test model ${claimed.label} (MYCEL_BENCH_VERIFY_MODEL), ${availableParallelism()} cores (${cpu}), node-llama-cpp CPU.`,
+      `Calibration: test model ${benchModel.label} (MYCEL_BENCH_VERIFY_MODEL), ${availableParallelism()} cores (${cpu}), node-llama-cpp CPU.`,
       "Errors in nats. Worst chunk err: per answer, the largest mean over a 32-token chunk of the per-position " +
         "error (|provider gap - validator gap|, worst of the 3 gaps and the top-token check); max position err: " +
         "the largest per-position error. Passed/detected: with the tolerances in src/verify/tolerances.ts.",

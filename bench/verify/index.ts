@@ -54,6 +54,8 @@ for (const section of sections)
     throw new Error(
       `MYCEL_BENCH_VERIFY_SECTIONS: no section "${section}" (sections are 1, 2 and 3, e.g. "2,3")`,
     );
+/** The test model sections 2 and 3 claim (MYCEL_BENCH_VERIFY_MODEL; default the small one). */
+const benchModel = verifyBenchModel();
 /** A count of answers, scaled (at least 1). */
 const scaled = (answers: number) => Math.max(1, Math.ceil(answers * scale));
 
@@ -166,6 +168,12 @@ function progress(message: string) {
 
 /** The validator's default settings (`mycel validator` and `mycel audit`): every core, batches of auditBatchSize. */
 const validatorThreads = availableParallelism();
+
+/** The answers a cheat changed, and those of them its audit failed. */
+function changedAndCaught(list: readonly Outcome[]) {
+  const changed = list.filter((outcome) => outcome.changed !== false);
+  return { changed, caught: changed.filter((outcome) => outcome.result.verdict === "fail") };
+}
 
 /**
  * An audited answer. `changed`: whether the cheat changed anything, its tokens or fingerprints differing from the
@@ -313,7 +321,7 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
       "constraint each drops: a closed 3-field JSON schema; logit_bias " +
       `${JSON.stringify(models.logitBias)} (' ', 'e' and 'q' as the model tokenizes them) and -100 on the first ` +
       "token of the answer without them; presence 1, " +
-      `frequency 1.5, repeat 1.3), claimed model ${verifyBenchModel().label}; a constrained cheat counts ` +
+      `frequency 1.5, repeat 1.3), claimed model ${benchModel.label}; a constrained cheat counts ` +
       "where it changed the answer (tokens or fingerprints differ from the honest answer to the same request); " +
       "fabricated_tool_arguments on forced calls of two tools " +
       `(requests ${firstCheatIndex}-${lastIndex}, max_tokens 200, temperature 0) to the gpt2 tiny model; provider 1 thread; validator ` +
@@ -322,7 +330,7 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
   const rows = detectionCases.map(({ cheat }) => {
     const list = outcomes.get(cheat) as Outcome[];
     const caught = list.filter((outcome) => outcome.result.verdict === "fail");
-    const changed = list.filter((outcome) => outcome.changed !== false);
+    const detected = changedAndCaught(list);
     const reasons: Record<string, number> = {};
     for (const outcome of caught)
       for (const code of new Set(outcome.result.reasons.map((reason) => reason.code)))
@@ -331,8 +339,8 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
     return [
       cheat,
       String(list.length),
-      String(changed.length),
-      String(changed.filter((outcome) => outcome.result.verdict === "fail").length),
+      String(detected.changed.length),
+      String(detected.caught.length),
       smallest((outcome) => outcome.result.metrics.worstChunkGapError),
       smallest((outcome) => outcome.result.metrics.maxGapError),
       Object.entries(reasons)
@@ -373,9 +381,8 @@ async function measureDetection(parameters: { home: string; models: BenchModels;
   // Over the answers the cheat changed (none changed: no detection shown, 0).
   const rates = new Map(
     detectionCases.map(({ cheat }) => {
-      const changed = (outcomes.get(cheat) as Outcome[]).filter((o) => o.changed !== false);
-      const caught = changed.filter((o) => o.result.verdict === "fail").length;
-      return [cheat, changed.length === 0 ? 0 : caught / changed.length];
+      const { changed, caught } = changedAndCaught(outcomes.get(cheat) as Outcome[]);
+      return [cheat, changed.length === 0 ? 0 : caught.length / changed.length];
     }),
   );
   return { rates, closestCheatMargin };
@@ -457,7 +464,7 @@ function printFalsePositives(outcomes: readonly HonestOutcome[]) {
   const failed = (list: readonly HonestOutcome[]) =>
     String(list.filter((o) => o.result.verdict === "fail").length);
   console.log(
-    `3. false positives: ${outcomes.length} honest answers, claimed model ${verifyBenchModel().label}; validator ` +
+    `3. false positives: ${outcomes.length} honest answers, claimed model ${benchModel.label}; validator ` +
       `${validatorThreads} threads. ${plain} plain ones (fixture requests 2000-${1999 + plain}, max_tokens ` +
       `${honestMaxTokens.join("/")}; every ${longPromptEvery}th with a prompt of ${longPromptBytes.join("/")} ` +
       `tokens) and ${constrained} constrained ones (fixture requests ${firstConstrainedIndex}-` +
@@ -593,9 +600,8 @@ async function main() {
   const home = join(root, "home");
   const auditors: Auditor[] = [];
   try {
-    const claimed = verifyBenchModel();
-    progress(`adding the test models (${claimed.label} claimed, its seed 2 in f16, its q8_0)`);
-    const cheatModels = await addCheatModels(home, claimed);
+    progress(`adding the test models (${benchModel.label} claimed, its seed 2 in f16, its q8_0)`);
+    const cheatModels = await addCheatModels(home, benchModel);
     const auditor = createAuditor({ home, engineOptions: { threadsPerSequence: validatorThreads } });
     auditors.push(auditor);
     await auditor.engine.loadModel({
@@ -608,7 +614,7 @@ async function main() {
       logitBias: fixtureLogitBias(auditor.engine, cheatModels.claimed),
     };
     if (sections.has("2") || sections.has("3"))
-      console.log(`sections 2 and 3 claim ${claimed.label} (MYCEL_BENCH_VERIFY_MODEL)\n`);
+      console.log(`sections 2 and 3 claim ${benchModel.label} (MYCEL_BENCH_VERIFY_MODEL)\n`);
     const cpuWatch = watchOtherProcessesCpu();
     const ratio = sections.has("1")
       ? await measureAuditCost({ home: join(root, "cost"), progress })
